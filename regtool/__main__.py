@@ -1,0 +1,3 @@
+from regtool.cli import main
+
+main()

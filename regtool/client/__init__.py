@@ -1,0 +1,1 @@
+"""The registry client: probe, pull, push and copy over registry v1 and v2."""

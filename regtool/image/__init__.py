@@ -1,0 +1,1 @@
+"""Local image formats: content-addressed blob store, OCI image layout, docker-archive, v1 <-> OCI conversion."""

@@ -1,0 +1,29 @@
+"""The distribution spec's grammar for repository names, tags and references (spec.md, "Pulling manifests")."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAME_COMPONENT_RE",
+    "NAME_RE",
+    "TAG_RE",
+    "is_valid_name",
+    "is_valid_tag",
+]
+
+NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME_COMPONENT_RE = re.compile(rf"^{NAME_COMPONENT}$")
+NAME_RE = re.compile(rf"^{NAME_COMPONENT}(?:/{NAME_COMPONENT})*$")
+TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+# host + "/" + name must stay within 255 characters; the name alone gets the same cap on the server.
+MAX_NAME_LENGTH = 255
+
+
+def is_valid_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and NAME_RE.match(name) is not None
+
+
+def is_valid_tag(tag: str) -> bool:
+    return TAG_RE.match(tag) is not None

@@ -1,0 +1,62 @@
+"""Registry v1 routes and headers (protocols.md §1.2), shared by client and server."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+__all__ = [
+    "CHECKSUM_HEADER",
+    "CHECKSUM_PAYLOAD_HEADER",
+    "ENDPOINTS_HEADER",
+    "IMAGE_ID_RE",
+    "PAYLOAD_CHECKSUM_HEADER",
+    "REGISTRY_VERSION",
+    "SIZE_HEADER",
+    "STANDALONE_HEADER",
+    "TOKEN_HEADER",
+    "V1_TAG_RE",
+    "VERSION_HEADER",
+    "image_path",
+    "normalize_v1_repository",
+    "parse_standalone",
+    "repository_path",
+]
+
+VERSION_HEADER = "X-Docker-Registry-Version"
+STANDALONE_HEADER = "X-Docker-Registry-Standalone"
+TOKEN_HEADER = "X-Docker-Token"
+ENDPOINTS_HEADER = "X-Docker-Endpoints"
+SIZE_HEADER = "X-Docker-Size"
+CHECKSUM_HEADER = "X-Docker-Checksum"
+# docker-registry's images.py sends X-Docker-Payload-Checksum; some of its tests read X-Docker-Checksum-Payload,
+# which is also the request header of the checksum PUT. Clients accept both; regtool serve sends both.
+PAYLOAD_CHECKSUM_HEADER = "X-Docker-Payload-Checksum"
+CHECKSUM_PAYLOAD_HEADER = "X-Docker-Checksum-Payload"
+REGISTRY_VERSION = "0.9.1"
+
+# docker-registry accepts 16 or 64 hex; the engine itself only 64.
+IMAGE_ID_RE = re.compile(r"^(?:[a-f0-9]{16}|[a-f0-9]{64})$")
+V1_TAG_RE = re.compile(r"^\w[\w.-]{0,127}$", re.ASCII)
+
+
+def normalize_v1_repository(name: str) -> str:
+    """A one-component name means ``library/<name>`` (docker-registry ``toolkit.parse_repository_name``)."""
+    return name if "/" in name else f"library/{name}"
+
+
+def repository_path(name: str, suffix: str = "") -> str:
+    """``/v1/repositories/<ns>/<repo>/<suffix>``."""
+    return f"/v1/repositories/{quote(name, safe='/')}/{suffix}"
+
+
+def image_path(image_id: str, what: str) -> str:
+    """``/v1/images/<id>/<json|layer|ancestry|checksum>``."""
+    return f"/v1/images/{image_id}/{what}"
+
+
+def parse_standalone(header: str | None) -> bool:
+    """The engine's reading of X-Docker-Registry-Standalone: absent -> True; 'true' (any case) or '1' -> True."""
+    if header is None or header == "":
+        return True
+    return header.strip().lower() in {"true", "1"}

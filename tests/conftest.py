@@ -1,0 +1,37 @@
+"""Shared test configuration.
+
+Interop tests need real peers from Debian (docker-registry, skopeo). Outside CI a missing binary skips the
+test; under CI (the ``CI`` variable set) it fails, so a green CI run means the interop tests really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; skip the test when it is missing, fail instead under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install {name})"
+        if IN_CI:
+            pytest.fail(f"{message}; interop tests must run under CI")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Under CI, any skip of an interop test is a failure, whatever raised it.
+    if IN_CI and report.skipped and "interop" in report.keywords:
+        report.outcome = "failed"
+        report.longrepr = f"interop test skipped under CI: {report.longrepr}"
