@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DIGEST_RE", "Digest", "DigestVerifier", "sha256_of"]
 
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
-_ENCODED_RE = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
+DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
+_ENCODED_RE = {"sha256": re.compile(r"^[a-f0-9]{64}\Z"), "sha512": re.compile(r"^[a-f0-9]{128}\Z")}
 _HASHES = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 

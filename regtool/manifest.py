@@ -168,6 +168,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError("not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ManifestError("not a JSON object")
     return data

@@ -26,7 +26,7 @@ DEFAULT_REGISTRY = "docker.io"
 _DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 _HOST_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?\Z"
 )
 
 
@@ -34,10 +34,11 @@ def split_host_port(registry: str) -> tuple[str, int | None]:
     """``"host:5000"`` -> ``("host", 5000)``; IPv6 in brackets keeps its brackets off the host."""
     if registry.startswith("["):
         host, _, rest = registry[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") and rest[1:] else None
+        port_text = rest[1:] if rest.startswith(":") else ""
+        port = int(port_text) if port_text.isascii() and port_text.isdigit() else None
         return host, port
     host, sep, port_text = registry.rpartition(":")
-    if sep and port_text.isdigit():
+    if sep and port_text.isascii() and port_text.isdigit():
         return host, int(port_text)
     return registry, None
 

@@ -12,8 +12,11 @@ app = typer.Typer(
     name="regtool",
     help="Move container images between registries and disk, over registry v1 and v2 / OCI.",
     no_args_is_help=True,
-    add_completion=True,
+    # Completion scripts are generated into completions/ (python -m regtool.cli.completions), not installed
+    # by typer at run time.
+    add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -1,18 +1,27 @@
-"""The rich console on stderr and the one place where errors become messages and exit codes."""
+"""The consoles (results on stdout, everything else on stderr) and the one place where errors become messages
+and exit codes.
+
+Every command does its work inside :func:`run`: a :class:`regtool.errors.RegtoolError` (and the few OS errors a
+local file can raise) becomes one line ``error: <message>`` on stderr and the exit code of its class; no traceback.
+A traceback means a bug in regtool.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from regtool.errors import CancelledTransfer, RegtoolError
+from regtool.errors import RegtoolError
 
-__all__ = ["EXIT_CODES", "fail", "run", "stderr", "stdout"]
+__all__ = ["EXIT_CODES", "emit_bytes", "emit_json", "fail", "handle_errors", "run", "stderr", "stdout"]
 
 T = TypeVar("T")
 
@@ -33,22 +42,85 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-def fail(message: str, exit_code: int) -> NoReturn:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+def fail(message: str, exit_code: int, *, json_lines: bool = False) -> NoReturn:
+    """Print ``error: <message>`` (one line) on stderr and exit with ``exit_code``.
+
+    With ``json_lines`` (a command run with ``--json``) the line is a JSON event instead, so that stderr stays
+    machine-readable: ``{"event": "error", "message": ..., "exit_code": ...}``.
+    """
+    if json_lines:
+        record = {"event": "error", "message": _one_line(message), "exit_code": exit_code}
+        stderr.file.write(json.dumps(record) + "\n")
+        stderr.file.flush()
+    else:
+        stderr.print(f"[bold red]error:[/] {escape(_one_line(message))}", markup=True, highlight=False)
     raise typer.Exit(exit_code)
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run one async library call under anyio; map regtool errors to a one-line message and exit code."""
+def emit_json(value: Any) -> None:
+    """Write one JSON document (a command's result) to stdout."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit_bytes(data: bytes) -> None:
+    """Write bytes to stdout as they are (``inspect --raw``)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+@contextmanager
+def handle_errors(*, json_lines: bool = False) -> Iterator[None]:
+    """Turn regtool errors raised inside into ``error: ...`` and their exit code (see :func:`fail`)."""
+
+    def report(message: str, exit_code: int) -> NoReturn:
+        fail(message, exit_code, json_lines=json_lines)
+
     try:
-        return anyio.run(main)
-    except CancelledTransfer as exc:
-        fail(str(exc), exc.exit_code)
+        yield
     except RegtoolError as exc:
-        fail(_one_line(str(exc)), exc.exit_code)
+        report(str(exc), exc.exit_code)
+    except BaseExceptionGroup as group:
+        # anyio task groups wrap what their tasks raised; report the first regtool error, re-raise bugs.
+        matched, rest = group.split(RegtoolError)
+        first = _first_leaf(matched) if matched is not None else None
+        if first is not None and (rest is None or all(isinstance(e, KeyboardInterrupt) for e in _leaves(rest))):
+            report(str(first), first.exit_code)
+        if rest is not None and any(isinstance(e, KeyboardInterrupt) for e in _leaves(rest)):
+            report("interrupted", 130)
+        raise
     except KeyboardInterrupt:
-        stderr.print("interrupted")
-        sys.exit(130)
+        report("interrupted", 130)
+    except FileNotFoundError as exc:
+        report(f"no such file or directory: {exc.filename}", 2)
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        report(f"{exc.strerror}: {exc.filename}", 2)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        report(f"{exc.strerror or exc}{where}", 1)
+
+
+def run(main: Callable[[], Awaitable[T]], *, json_lines: bool = False) -> T:
+    """Run one async library call under anyio; map regtool errors to a one-line message and exit code."""
+    with handle_errors(json_lines=json_lines):
+        return anyio.run(main)
+    raise AssertionError("unreachable")  # handle_errors exits or re-raises
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _first_leaf(group: BaseExceptionGroup[RegtoolError]) -> RegtoolError | None:
+    for exc in _leaves(group):
+        if isinstance(exc, RegtoolError):
+            return exc
+    return None
 
 
 def _one_line(text: str) -> str:

@@ -83,7 +83,7 @@ def decode_v2_errors(body: bytes) -> list[RegistryErrorItem]:
     """Best-effort decode of a v2 error body; returns [] for anything that is not the envelope."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return []
     if not isinstance(data, dict) or not isinstance(data.get("errors"), list):
         return []
@@ -104,7 +104,7 @@ def encode_v1_error(message: str) -> bytes:
 def decode_v1_error(body: bytes) -> str | None:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return str(data["error"])

@@ -14,9 +14,9 @@ __all__ = [
 ]
 
 NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-NAME_COMPONENT_RE = re.compile(rf"^{NAME_COMPONENT}$")
-NAME_RE = re.compile(rf"^{NAME_COMPONENT}(?:/{NAME_COMPONENT})*$")
-TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+NAME_COMPONENT_RE = re.compile(rf"^{NAME_COMPONENT}\Z")
+NAME_RE = re.compile(rf"^{NAME_COMPONENT}(?:/{NAME_COMPONENT})*\Z")
+TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\Z")
 # host + "/" + name must stay within 255 characters; the name alone gets the same cap on the server.
 MAX_NAME_LENGTH = 255
 

@@ -36,8 +36,8 @@ CHECKSUM_PAYLOAD_HEADER = "X-Docker-Checksum-Payload"
 REGISTRY_VERSION = "0.9.1"
 
 # docker-registry accepts 16 or 64 hex; the engine itself only 64.
-IMAGE_ID_RE = re.compile(r"^(?:[a-f0-9]{16}|[a-f0-9]{64})$")
-V1_TAG_RE = re.compile(r"^\w[\w.-]{0,127}$", re.ASCII)
+IMAGE_ID_RE = re.compile(r"^(?:[a-f0-9]{16}|[a-f0-9]{64})\Z")
+V1_TAG_RE = re.compile(r"^\w[\w.-]{0,127}\Z", re.ASCII)
 
 
 def normalize_v1_repository(name: str) -> str:

@@ -107,7 +107,9 @@ def parse_link_next(value: str | None) -> str | None:
     if not value:
         return None
     for match in _LINK_RE.finditer(value):
-        params = match.group(2).lower().replace(" ", "")
-        if 'rel="next"' in params or "rel=next" in params:
-            return match.group(1)
+        for param in match.group(2).split(";"):
+            key, _, rel = param.partition("=")
+            # rel may hold several space-separated relation types (RFC 8288 §3.3).
+            if key.strip().lower() == "rel" and "next" in rel.strip().strip('"').lower().split():
+                return match.group(1)
     return None

@@ -1,0 +1,72 @@
+"""``regtool inspect IMAGE``: what a registry holds under a reference, without downloading the layers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from regtool.cli.app import app
+from regtool.cli.console import emit_bytes, emit_json, run, stdout
+from regtool.cli.options import (
+    CaCert,
+    Connection,
+    Insecure,
+    JsonOutput,
+    PasswordStdin,
+    PlainHttp,
+    PlatformOption,
+    Username,
+    Verbose,
+    configure_logging,
+)
+from regtool.cli.render import render_inspect
+from regtool.client.results import InspectResult
+from regtool.platform import parse_platform
+from regtool.reference import Reference
+
+__all__ = ["inspect"]
+
+
+@app.command()
+def inspect(
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="[host[:port]/]path[:tag]\\[@digest].")],
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the manifest's bytes exactly as the registry sent them.")
+    ] = False,
+    platform: PlatformOption = None,
+    json_output: JsonOutput = False,
+    verbose: Verbose = 0,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_cert: CaCert = None,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Show what the registry holds for IMAGE, without downloading layers.
+
+    The resolved digest and media type, an index's platforms, the layers with their sizes, and the config's
+    os/arch, entrypoint, cmd, env and labels. With --raw, the manifest's bytes and nothing else.
+
+    Example: regtool inspect localhost:5000/team/app:1.0 --platform linux/arm64
+    """
+    configure_logging(verbose)
+
+    async def main() -> InspectResult | bytes:
+        ref = Reference.parse(image)
+        wanted = None if platform is None else parse_platform(platform)
+        connection = Connection.from_options(
+            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+        )
+        async with connection.client() as client:
+            if raw:
+                return (await client.manifest(ref)).raw
+            return await client.inspect(ref, platform=wanted)
+
+    result = run(main, json_lines=json_output)
+    if isinstance(result, bytes):
+        emit_bytes(result)
+    elif json_output:
+        emit_json(result.to_json())
+    else:
+        render_inspect(stdout, result)

@@ -1,0 +1,259 @@
+"""Options shared by the commands, as ``Annotated`` aliases, and the values they turn into.
+
+A command lists the aliases it needs as parameters (typer reads them from the signature) and then builds a
+:class:`Connection` (how to reach registries) and an :class:`Output` (what to show) from them. Passwords are never
+option values: they come from ``--password-stdin`` or the ``REGTOOL_PASSWORD`` environment variable, so they stay
+out of shell history and ``ps``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from regtool.errors import UsageError
+from regtool.manifest import Platform
+from regtool.platform import parse_platform
+
+if TYPE_CHECKING:
+    from regtool.client import Client
+    from regtool.client.progress import Progress
+
+__all__ = [
+    "AllPlatforms",
+    "CaCert",
+    "Connection",
+    "Insecure",
+    "Jobs",
+    "JsonOutput",
+    "Output",
+    "PasswordStdin",
+    "PlainHttp",
+    "PlatformOption",
+    "ProtocolChoice",
+    "ProtocolOption",
+    "Quiet",
+    "Username",
+    "Verbose",
+    "choose_platform",
+    "configure_logging",
+]
+
+_NET = "Connection"
+_OUT = "Output"
+
+PlainHttp = Annotated[
+    bool,
+    typer.Option(
+        "--plain-http",
+        help="Use plain HTTP for a registry that is not on loopback (loopback hosts use it automatically).",
+        rich_help_panel=_NET,
+    ),
+]
+Insecure = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Skip TLS certificate verification (and allow plain HTTP).",
+        rich_help_panel=_NET,
+    ),
+]
+CaCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        metavar="FILE",
+        help="PEM file of CA certificates to trust for TLS.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        rich_help_panel=_NET,
+    ),
+]
+Username = Annotated[
+    str | None,
+    typer.Option(
+        "-u",
+        "--username",
+        metavar="USER",
+        envvar="REGTOOL_USERNAME",
+        help="Username for the registry; the password comes from --password-stdin or REGTOOL_PASSWORD.",
+        rich_help_panel=_NET,
+    ),
+]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of standard input.",
+        rich_help_panel=_NET,
+    ),
+]
+Verbose = Annotated[
+    int,
+    typer.Option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="Log what the library does on stderr (requests, retries); -vv adds HTTP internals.",
+        rich_help_panel=_OUT,
+        show_default=False,
+    ),
+]
+JsonOutput = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the result as JSON on stdout; progress becomes JSON-lines events on stderr.",
+        rich_help_panel=_OUT,
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Show no progress.", rich_help_panel=_OUT),
+]
+Jobs = Annotated[
+    int,
+    typer.Option("-j", "--jobs", min=1, max=64, metavar="N", help="Blobs transferred at once."),
+]
+
+
+class ProtocolChoice(StrEnum):
+    """``--protocol``: which registry API to speak; ``auto`` probes (v2 when present, else v1)."""
+
+    auto = "auto"
+    v1 = "v1"
+    v2 = "v2"
+
+
+ProtocolOption = Annotated[
+    ProtocolChoice,
+    typer.Option(
+        "--protocol",
+        case_sensitive=False,
+        help="Registry API to use: auto probes the registry (v2 when it has it, else v1).",
+    ),
+]
+PlatformOption = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="Manifest to pick from a multi-platform index (default: this machine's, e.g. linux/amd64).",
+    ),
+]
+AllPlatforms = Annotated[
+    bool,
+    typer.Option("--all-platforms", help="Keep every platform of a multi-platform index."),
+]
+
+
+def choose_platform(platform: str | None, all_platforms: bool) -> Platform | None:
+    """The Platform asked for with ``--platform``; UsageError when combined with ``--all-platforms``."""
+    if platform is not None and all_platforms:
+        raise UsageError("--platform and --all-platforms exclude each other")
+    return None if platform is None else parse_platform(platform)
+
+
+def _read_password_stdin() -> str:
+    if sys.stdin is None or sys.stdin.closed:
+        raise UsageError("--password-stdin given but standard input is closed")
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise UsageError("--password-stdin given but standard input held no password")
+    return password
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach registries: TLS, plain HTTP, credentials. ``repr`` never shows the password."""
+
+    plain_http: bool = False
+    insecure: bool = False
+    ca_cert: Path | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        plain_http: bool,
+        insecure: bool,
+        ca_cert: Path | None,
+        username: str | None,
+        password_stdin: bool,
+    ) -> Connection:
+        """Collect the connection options; the password from stdin or ``REGTOOL_PASSWORD``."""
+        password: str | None = None
+        if password_stdin:
+            password = _read_password_stdin()
+        elif "REGTOOL_PASSWORD" in os.environ:
+            password = os.environ["REGTOOL_PASSWORD"]
+        if password is not None and not username:
+            raise UsageError("a password was given without a username (-u/--username or REGTOOL_USERNAME)")
+        if username and password is None:
+            raise UsageError(f"no password for user {username!r}: use --password-stdin or set REGTOOL_PASSWORD")
+        return cls(plain_http, insecure, ca_cert, username or None, password)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`regtool.client.Client`."""
+        return {
+            "plain_http": self.plain_http,
+            "insecure": self.insecure,
+            "ca_cert": self.ca_cert,
+            "username": self.username,
+            "password": self.password,
+        }
+
+    def client(self, *, progress: Progress | None = None, jobs: int | None = None) -> Client:
+        """A :class:`regtool.client.Client` for these options (use it as ``async with``)."""
+        from regtool.client import Client  # imported here: ``regtool --help`` need not load httpx
+
+        kwargs = self.client_kwargs()
+        if progress is not None:
+            kwargs["progress"] = progress
+        if jobs is not None:
+            kwargs["jobs"] = jobs
+        return Client(**kwargs)
+
+    def __repr__(self) -> str:
+        password = None if self.password is None else "***"
+        return (
+            f"Connection(plain_http={self.plain_http}, insecure={self.insecure}, ca_cert={self.ca_cert}, "
+            f"username={self.username!r}, password={password!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What the user asked to see: ``json`` results (and JSON-lines progress), ``quiet``, ``verbose`` logging."""
+
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+
+
+def configure_logging(verbose: int) -> None:
+    """``-v``: regtool's loggers at DEBUG and httpx's request lines; ``-vv``: httpcore too. All on stderr."""
+    if verbose <= 0:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+    levels = {"regtool": logging.DEBUG, "httpx": logging.INFO if verbose == 1 else logging.DEBUG}
+    if verbose >= 2:
+        levels["httpcore"] = logging.DEBUG
+    for name, level in levels.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+        logger.propagate = False

@@ -1,0 +1,63 @@
+"""``regtool probe REGISTRY``: which registry APIs answer there (v2, v1, both or neither), with the evidence."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from regtool.cli.app import app
+from regtool.cli.console import emit_json, fail, run, stdout
+from regtool.cli.options import (
+    CaCert,
+    Connection,
+    Insecure,
+    JsonOutput,
+    PasswordStdin,
+    PlainHttp,
+    Username,
+    Verbose,
+    configure_logging,
+)
+from regtool.cli.render import render_probe
+from regtool.client.results import ProbeResult
+
+__all__ = ["probe"]
+
+
+@app.command()
+def probe(
+    registry: Annotated[
+        str, typer.Argument(metavar="REGISTRY", help="The registry's host[:port], e.g. localhost:5000.")
+    ],
+    json_output: JsonOutput = False,
+    verbose: Verbose = 0,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_cert: CaCert = None,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Report which registry APIs (v2, v1, both or neither) answer at REGISTRY.
+
+    Shows v2's version header and auth challenge and v1's version and standalone flag; when neither answers, what
+    each probe saw, and the exit code is 7. HTTPS first; plain HTTP only for loopback or with --plain-http.
+
+    Example: regtool probe localhost:5000
+    """
+    configure_logging(verbose)
+
+    async def main() -> ProbeResult:
+        connection = Connection.from_options(
+            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+        )
+        async with connection.client() as client:
+            return await client.probe(registry)
+
+    result = run(main, json_lines=json_output)
+    if json_output:
+        emit_json(result.to_json())
+    else:
+        render_probe(stdout, result)
+    if not result.found:
+        fail(f"no registry API (v1 or v2) answered at {registry}", 7, json_lines=json_output)

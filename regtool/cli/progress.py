@@ -1,0 +1,272 @@
+"""Progress renderers: implementations of :class:`regtool.client.progress.Progress` for the terminal.
+
+- :class:`RichProgress` (stderr is a TTY): one bar per blob plus an aggregate bar with bytes/s and ETA.
+- :class:`PlainProgress` (stderr is a file or pipe): one line per finished blob, no bars.
+- :class:`JsonLinesProgress` (``--json``): one JSON object per line on stderr: ``start``, throttled ``progress``
+  and ``done`` for each blob, other library events as they come, and a final ``summary``.
+- ``--quiet``: :class:`regtool.client.progress.NullProgress`.
+
+The library may call these from worker threads (blobs are hashed and written off the event loop), so each
+renderer guards its own state with a lock. Pick one with :func:`open_progress`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as _RichBars
+
+from regtool.client.progress import NullProgress, Progress
+
+__all__ = ["JsonLinesProgress", "PlainProgress", "RichProgress", "format_bytes", "open_progress"]
+
+# One "progress" JSON line per blob at most this often (seconds); start and done are always written.
+JSON_PROGRESS_INTERVAL = 0.5
+
+
+def format_bytes(size: int | None) -> str:
+    """``1536`` -> ``1.5 KiB``; binary units, as registries and docker count layer sizes."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _label(key: str, description: str) -> str:
+    # Digests are long: show the algorithm and 12 hex digits, as docker does.
+    text = description or key
+    algorithm, sep, encoded = text.partition(":")
+    if sep and len(encoded) > 12 and algorithm.isalnum():
+        return f"{algorithm}:{encoded[:12]}"
+    return text
+
+
+def _event_text(name: str, fields: dict[str, Any]) -> str:
+    details = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"{name}: {details}" if details else name
+
+
+@dataclass
+class _Transfer:
+    label: str
+    total: int | None
+    done: int = 0
+    task: TaskID | None = None
+
+
+class RichProgress:
+    """Bars on a terminal: one per blob while it transfers, and a ``total`` bar with speed and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._bars = _RichBars(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(bar_width=30),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=8,
+        )
+        self._lock = threading.Lock()
+        self._transfers: dict[str, _Transfer] = {}
+        self._total: TaskID | None = None
+        self._expected = 0
+
+    def __enter__(self) -> RichProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.stop()
+
+    @property
+    def aggregate(self) -> tuple[float, float | None]:
+        """Bytes transferred and bytes expected so far, over all blobs (the ``total`` bar)."""
+        with self._lock:
+            if self._total is None:
+                return 0.0, None
+            task = next(t for t in self._bars.tasks if t.id == self._total)
+            return task.completed, task.total
+
+    def _aggregate(self) -> TaskID:
+        if self._total is None:
+            self._total = self._bars.add_task("[bold]total[/]", total=0)
+        return self._total
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        with self._lock:
+            aggregate = self._aggregate()
+            transfer = _Transfer(_label(key, description), total)
+            transfer.task = self._bars.add_task(escape(transfer.label), total=total)
+            self._transfers[key] = transfer
+            self._expected += total or 0
+            self._bars.update(aggregate, total=self._expected)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        with self._lock:
+            transfer = self._transfers.get(key)
+            if transfer is None or transfer.task is None:
+                return
+            transfer.done += nbytes
+            self._bars.advance(transfer.task, nbytes)
+            if transfer.total is None:
+                self._expected += nbytes
+                self._bars.update(self._aggregate(), total=self._expected)
+            self._bars.advance(self._aggregate(), nbytes)
+
+    def finish(self, key: str, *, status: str = "done") -> None:
+        with self._lock:
+            transfer = self._transfers.pop(key, None)
+            if transfer is None or transfer.task is None:
+                return
+            # What was not transferred (skipped, mounted, resumed, failed) leaves the aggregate's total.
+            if transfer.total is not None and transfer.done < transfer.total:
+                self._expected -= transfer.total - transfer.done
+                self._bars.update(self._aggregate(), total=self._expected)
+            self._bars.remove_task(transfer.task)
+            size = format_bytes(transfer.total if transfer.total is not None else transfer.done)
+            style = {"done": "green", "failed": "red"}.get(status, "cyan")
+            self._bars.console.print(f"[{style}]{status:>7}[/] {escape(transfer.label)}  {size}")
+
+    def event(self, name: str, **fields: Any) -> None:
+        if name in ("summary", "progress"):
+            return
+        self._bars.console.print(f"[yellow]{escape(_event_text(name, fields))}[/]")
+
+
+class PlainProgress:
+    """A line per finished blob and per library event, for logs (stderr not a terminal)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._transfers: dict[str, _Transfer] = {}
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.flush()
+
+    def _write(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        with self._lock:
+            self._transfers[key] = _Transfer(_label(key, description), total)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        with self._lock:
+            transfer = self._transfers.get(key)
+            if transfer is not None:
+                transfer.done += nbytes
+
+    def finish(self, key: str, *, status: str = "done") -> None:
+        with self._lock:
+            transfer = self._transfers.pop(key, None)
+            if transfer is None:
+                return
+            size = transfer.total if transfer.total is not None else transfer.done
+            self._write(f"{status:>7} {transfer.label}  {format_bytes(size)}")
+
+    def event(self, name: str, **fields: Any) -> None:
+        if name in ("summary", "progress"):
+            return
+        with self._lock:
+            self._write(_event_text(name, fields))
+
+
+class JsonLinesProgress:
+    """JSON lines for CI: ``{"event": "start"|"progress"|"done"|<library event>|"summary", ...}``.
+
+    Every line has ``event`` and ``time`` (seconds since the epoch); blob lines have ``key`` (the digest).
+    """
+
+    def __init__(self, stream: IO[str], *, interval: float = JSON_PROGRESS_INTERVAL) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._transfers: dict[str, _Transfer] = {}
+        self._last: dict[str, float] = {}
+
+    def __enter__(self) -> JsonLinesProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.flush()
+
+    def _write(self, event: str, fields: dict[str, Any]) -> None:
+        record = {"event": event, "time": round(time.time(), 3), **fields}
+        self._stream.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+        self._stream.flush()
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        with self._lock:
+            self._transfers[key] = _Transfer(description, total)
+            self._last[key] = time.monotonic()
+            self._write("start", {"key": key, "description": description, "total": total})
+
+    def advance(self, key: str, nbytes: int) -> None:
+        with self._lock:
+            transfer = self._transfers.get(key)
+            if transfer is None:
+                return
+            transfer.done += nbytes
+            now = time.monotonic()
+            if now - self._last.get(key, 0.0) >= self._interval:
+                self._last[key] = now
+                self._write("progress", {"key": key, "bytes": transfer.done, "total": transfer.total})
+
+    def finish(self, key: str, *, status: str = "done") -> None:
+        with self._lock:
+            transfer = self._transfers.pop(key, None)
+            self._last.pop(key, None)
+            done = transfer.done if transfer is not None else 0
+            total = transfer.total if transfer is not None else None
+            self._write("done", {"key": key, "status": status, "bytes": done, "total": total})
+
+    def event(self, name: str, **fields: Any) -> None:
+        with self._lock:
+            self._write(name, fields)
+
+
+@contextmanager
+def open_progress(*, json_lines: bool, quiet: bool, console: Console) -> Iterator[Progress]:
+    """The renderer for the options given: nothing (quiet), JSON lines, bars (terminal) or plain lines.
+
+    ``console`` is the stderr console; the renderer is stopped (bars cleared of their live state) on exit.
+    """
+    if quiet:
+        yield NullProgress()
+    elif json_lines:
+        with JsonLinesProgress(console.file) as progress:
+            yield progress
+    elif console.is_terminal:
+        with RichProgress(console) as bars:
+            yield bars
+    else:
+        with PlainProgress(console.file) as plain:
+            yield plain

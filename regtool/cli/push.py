@@ -1,0 +1,120 @@
+"""``regtool push SOURCE IMAGE``: upload an OCI layout or a docker-archive to a registry."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtool.cli.app import app
+from regtool.cli.console import emit_json, run, stderr, stdout
+from regtool.cli.options import (
+    CaCert,
+    Connection,
+    Insecure,
+    Jobs,
+    JsonOutput,
+    PasswordStdin,
+    PlainHttp,
+    ProtocolChoice,
+    ProtocolOption,
+    Quiet,
+    Username,
+    Verbose,
+    configure_logging,
+)
+from regtool.cli.progress import open_progress
+from regtool.cli.render import render_push
+from regtool.client.results import PushResult
+from regtool.errors import UsageError
+from regtool.reference import Reference
+
+__all__ = ["parse_size", "push"]
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``"8MiB"``, ``"8M"``, ``"512k"``, ``"1048576"`` -> bytes (binary units); UsageError otherwise."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise UsageError(f"invalid size {text!r}: expected a number of bytes, optionally with K, M or G (MiB...)")
+    number, unit = int(match.group(1)), (match.group(2) or "").lower()
+    size = number * _UNITS[unit[:1]]
+    if size <= 0:
+        raise UsageError(f"invalid size {text!r}: must be more than 0 bytes")
+    return size
+
+
+@app.command()
+def push(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SOURCE",
+            help="An OCI layout directory (DIR or DIR:TAG for one of its tagged images) or a docker-archive .tar.",
+        ),
+    ],
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="Where to push: [host[:port]/]path[:tag].")],
+    mount_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mount-from",
+            metavar="REPOSITORY",
+            help="Another repository of the same registry to mount blobs from instead of uploading (repeatable).",
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        str | None,
+        typer.Option(
+            "--chunk-size",
+            metavar="SIZE",
+            help="Upload blobs larger than this in chunks of this size (e.g. 16MiB); smaller ones in one request.",
+            show_default=False,
+        ),
+    ] = None,
+    protocol: ProtocolOption = ProtocolChoice.auto,
+    jobs: Jobs = 8,
+    json_output: JsonOutput = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_cert: CaCert = None,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Upload an OCI layout or a docker-archive to IMAGE, keeping its digests.
+
+    Blobs the registry already has are skipped, the others go up concurrently (--jobs), manifests last. A
+    docker-archive's uncompressed layers are gzip-compressed deterministically first, and the result says so.
+
+    Example: regtool push ./app:1.0 localhost:5000/team/app:1.0
+    """
+    configure_logging(verbose)
+    with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
+
+        async def main() -> PushResult:
+            ref = Reference.parse(image)
+            chunk = None if chunk_size is None else parse_size(chunk_size)
+            connection = Connection.from_options(
+                plain_http=plain_http,
+                insecure=insecure,
+                ca_cert=ca_cert,
+                username=username,
+                password_stdin=password_stdin,
+            )
+            async with connection.client(progress=progress, jobs=jobs) as client:
+                return await client.push(
+                    str(source), ref, protocol=protocol.value, mount_from=tuple(mount_from or ()), chunk_size=chunk
+                )
+
+        # The library ends with a "summary" progress event (a JSON line under --json).
+        result = run(main, json_lines=json_output)
+    if json_output:
+        emit_json(result.to_json())
+    else:
+        render_push(stdout, result)

@@ -1,0 +1,294 @@
+"""Download one blob into a BlobStore, verified, resumable and retried.
+
+``BlobDownloader.download(url, descriptor, store)`` opens a BlobWriter (resuming a partial left by an earlier run
+with ``Range: bytes=<offset>-``; a registry that answers 200 instead of 206 makes it start over), streams the
+body into it, and commits: the blob appears in the store only when its size and digest match the descriptor.
+
+Two ways to move the bytes, same checks:
+
+- threaded (the default when the API has a ``BlobFetcher``): the body is read in a worker thread with
+  ``readinto`` on a reused 1 MiB buffer and hashed + written there (see blobfetch.py for why);
+- async: ``httpx`` streaming on the event loop, reads batched into ~1 MiB and written in a worker thread
+  (used when no fetcher is configured, e.g. in tests that mock httpx).
+
+Errors: a Content-Length other than the expected size, too many bytes, or a digest mismatch raise
+IntegrityError naming the blob and the URL (and the partial is deleted); a body cut short is retried (resuming)
+and, once the retries are spent, raises IntegrityError ("truncated"). Error statuses go through the retry policy
+and then map like every other API error (404 -> NotFoundError, 401/403 -> AuthError, ...).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from regtool.client.blobfetch import BodyBroken, FetchCancelled, HTTPStatusError, ResponseHead
+from regtool.client.progress import NullProgress, Progress
+from regtool.client.registry_api import RegistryAPI, error_for_response
+from regtool.client.tasks import first_error
+from regtool.client.transport import redact_url
+from regtool.errors import IntegrityError, ProtocolError, TransportError
+from regtool.image.blobstore import BlobStore, BlobWriter
+from regtool.manifest import Descriptor
+
+__all__ = ["BATCH_SIZE", "BlobDownloader"]
+
+BATCH_SIZE = 1 << 20
+_TICK = 0.1
+
+
+@dataclass
+class _Box:
+    """The current writer (a restart replaces it) and the running byte count, shared with the thread."""
+
+    writer: BlobWriter
+    count: int = 0
+
+
+class BlobDownloader:
+    """Downloads blobs through a RegistryAPI; ``jobs`` bounds the fetch threads."""
+
+    def __init__(self, api: RegistryAPI, *, jobs: int = 8, progress: Progress | None = None) -> None:
+        self.api = api
+        self.progress = progress or NullProgress()
+        self._threads = anyio.CapacityLimiter(max(1, jobs))
+
+    async def download(self, url: str, desc: Descriptor, store: BlobStore) -> int:
+        """Fetch ``desc`` from ``url`` into ``store``; returns the bytes transferred (0 when it was complete)."""
+        key = str(desc.digest)
+        self.progress.start(key, desc.digest.short, desc.size)
+        writer = await anyio.to_thread.run_sync(lambda: store.open_writer(desc.digest, desc.size, resume=True))
+        box = _Box(writer)
+        if writer.offset:
+            self.progress.advance(key, writer.offset)
+        transferred = 0
+        attempt = 0
+        reauthenticated = False
+        try:
+            while True:
+                try:
+                    transferred += await self._attempt(url, desc, store, box, key)
+                    break
+                except _Broken as broken:
+                    transferred += broken.received
+                    if self.api.retry.exhausted(attempt):
+                        raise IntegrityError(
+                            f"blob {desc.digest}: truncated body from {redact_url(url)} "
+                            f"({box.writer.offset} of {desc.size} bytes): {broken.reason}"
+                        ) from None
+                    await anyio.sleep(self.api.retry.backoff(attempt))
+                except HTTPStatusError as exc:
+                    status = exc.head.status
+                    if status == 401 and not reauthenticated and self.api.auth is not None:
+                        # Let the async auth flow get a token for this scope; the thread then uses the cache.
+                        await self.api.send("HEAD", url, what=f"blob {desc.digest}")
+                        reauthenticated = True
+                        continue
+                    if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
+                        raise _status_error(exc, f"blob {desc.digest}") from None
+                    await anyio.sleep(self.api.retry.delay(attempt, exc.head.headers.get("retry-after")))
+                except OSError as exc:
+                    if self.api.retry.exhausted(attempt):
+                        raise TransportError(f"GET {redact_url(url)}: {exc}") from None
+                    await anyio.sleep(self.api.retry.backoff(attempt))
+                attempt += 1
+            try:
+                await anyio.to_thread.run_sync(box.writer.commit)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{exc} (from {redact_url(url)})") from None
+        except BaseException as exc:
+            integrity = isinstance(exc, IntegrityError)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: box.writer.abort(keep_partial=not integrity))
+            self.progress.finish(key, status="failed")
+            raise
+        self.progress.finish(key, status="done")
+        return transferred
+
+    async def _attempt(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
+        if box.writer.offset == desc.size:
+            return 0
+        if self.api.fetcher is not None:
+            return await self._threaded(url, desc, store, box, key)
+        return await self._async(url, desc, store, box, key)
+
+    # -- checks shared by both ways ---------------------------------------------------------------------
+
+    def _begin(self, head: ResponseHead, desc: Descriptor, store: BlobStore, box: _Box, offset: int) -> int:
+        """Check the response head; restart the writer when a Range was ignored. Returns the new offset."""
+        if offset and head.status == 200:
+            box.writer.abort(keep_partial=False)
+            box.writer = store.open_writer(desc.digest, desc.size, resume=False)
+            box.count -= offset
+            offset = 0
+        elif head.status == 206:
+            value = head.headers.get("content-range", "")
+            start = value.removeprefix("bytes").strip().partition("-")[0]
+            if not start.isdigit() or int(start) != offset:
+                raise ProtocolError(
+                    f"blob {desc.digest}: asked for bytes from {offset}, got Content-Range {value!r} "
+                    f"from {redact_url(head.url)}"
+                )
+        elif head.status != 200:
+            raise ProtocolError(f"blob {desc.digest}: unexpected HTTP {head.status} from {redact_url(head.url)}")
+        expected = desc.size - offset
+        length = head.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) != expected):
+            raise IntegrityError(
+                f"blob {desc.digest}: Content-Length {length} but {expected} bytes expected from {redact_url(head.url)}"
+            )
+        return offset
+
+    # -- threaded ---------------------------------------------------------------------------------------
+
+    async def _threaded(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
+        fetcher = self.api.fetcher
+        assert fetcher is not None
+        offset = box.writer.offset
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        authorization = self.api.auth.header_for("GET", url) if self.api.auth is not None else None
+        if authorization:
+            headers["Authorization"] = authorization
+        cancel = threading.Event()
+        start_count = box.count
+
+        def begin(head: ResponseHead) -> _Sink:
+            self._begin(head, desc, store, box, offset)
+            return _Sink(box)
+
+        def run() -> int:
+            return fetcher.fetch(url, headers, lambda head: begin(head).write, cancel=cancel)
+
+        reported = box.count
+        received = 0
+
+        async def ticker() -> None:
+            nonlocal reported
+            try:
+                while True:
+                    await anyio.sleep(_TICK)
+                    now = box.count
+                    if now != reported:
+                        self.progress.advance(key, now - reported)
+                        reported = now
+            finally:
+                cancel.set()
+
+        async def fetch(scope: anyio.CancelScope) -> None:
+            nonlocal received
+            try:
+                received = await anyio.to_thread.run_sync(run, limiter=self._threads)
+            except BodyBroken as exc:
+                raise _Broken(box.count - start_count, exc.reason) from None
+            finally:
+                scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                tg.start_soon(fetch, tg.cancel_scope)
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if isinstance(error, FetchCancelled):
+                raise anyio.get_cancelled_exc_class()() from None
+            if isinstance(error, IntegrityError) and "(from " not in str(error):
+                raise IntegrityError(f"{error} (from {redact_url(url)})") from None
+            raise error from None
+        if box.count != reported:
+            self.progress.advance(key, box.count - reported)
+        return received
+
+    # -- async (httpx) ----------------------------------------------------------------------------------
+
+    async def _async(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
+        offset = box.writer.offset
+        headers = {"Range": f"bytes={offset}-"} if offset else None
+        what = f"blob {desc.digest}"
+        async with self.api.stream("GET", url, what=what, headers=headers, expect=(200, 206)) as response:
+            head = ResponseHead(
+                response.status_code, {k.lower(): v for k, v in response.headers.items()}, str(response.url)
+            )
+            before = box.count
+            await anyio.to_thread.run_sync(lambda: self._begin(head, desc, store, box, offset))
+            if box.count != before:
+                self.progress.advance(key, box.count - before)
+            return await self._pump(response, box, key, url)
+
+    async def _pump(self, response: httpx.Response, box: _Box, key: str, url: str) -> int:
+        """Reads gathered into ~1 MiB batches, each written in a worker thread while the next is read."""
+        received = 0
+        send, receive = anyio.create_memory_object_stream[list[bytes]](1)
+        sink = _Sink(box)
+
+        def write_all(pieces: list[bytes]) -> None:
+            for piece in pieces:
+                sink.write(memoryview(piece))
+
+        async def drain() -> None:
+            async with receive:
+                async for pieces in receive:
+                    await anyio.to_thread.run_sync(write_all, pieces)
+
+        async def read() -> None:
+            nonlocal received
+            batch: list[bytes] = []
+            batched = 0
+            async with send:
+                try:
+                    async for piece in response.aiter_raw():
+                        batch.append(piece)
+                        batched += len(piece)
+                        if batched >= BATCH_SIZE:
+                            await send.send(batch)
+                            received += batched
+                            self.progress.advance(key, batched)
+                            batch, batched = [], 0
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout) as exc:
+                    if batch:
+                        await send.send(batch)
+                    raise _Broken(received + batched, str(exc) or type(exc).__name__) from None
+                if batch:
+                    await send.send(batch)
+                    received += batched
+                    self.progress.advance(key, batched)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain)
+                tg.start_soon(read)
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if isinstance(error, IntegrityError):
+                raise IntegrityError(f"{error} (from {redact_url(url)})") from None
+            raise error from None
+        return received
+
+
+class _Sink:
+    def __init__(self, box: _Box) -> None:
+        self._box = box
+
+    def write(self, data: memoryview) -> None:
+        self._box.writer.write(data)
+        self._box.count += len(data)
+
+
+class _Broken(Exception):
+    def __init__(self, received: int, reason: str) -> None:
+        super().__init__(reason)
+        self.received = received
+        self.reason = reason
+
+
+def _status_error(exc: HTTPStatusError, what: str) -> Exception:
+    response = httpx.Response(
+        exc.head.status,
+        headers=exc.head.headers,
+        content=exc.body,
+        request=httpx.Request("GET", exc.head.url),
+    )
+    return error_for_response(response, what, exc.body)

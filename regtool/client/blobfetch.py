@@ -1,0 +1,203 @@
+"""Blob bodies fetched in worker threads: one thread per transfer reads straight into a reused 1 MiB buffer.
+
+Why not the event loop: on a 2-core machine an asyncio pull of 16 x 32 MiB spent its time in per-chunk
+overhead on one thread (h11 parsing, anyio's 64 KiB splitting, thread hand-offs), 1.9 s against 0.45 s for
+threads doing ``readinto`` + sha256 + write, which release the GIL for the heavy parts. So the API calls
+(manifests, auth, uploads) go through the async httpx client, and only blob bodies come through here.
+
+``BlobFetcher.fetch`` runs in a worker thread: GET with the caller's headers (Authorization from the auth
+flow's cache, Range for a resume), follows redirects (dropping Authorization when the origin changes, as
+blob GETs are often redirected to storage), and hands the final 2xx response to ``begin``, which checks the
+headers and returns the sink for the body. Connections are kept alive in a small pool and reused.
+
+Non-2xx answers raise ``HTTPStatusError`` carrying status, headers and a bounded body (the async side decides
+about retries and maps the error); a body cut short raises ``BodyBroken``; socket errors stay ``OSError``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from regtool.client.transport import USER_AGENT
+
+__all__ = ["BUFFER_SIZE", "BlobFetcher", "BodyBroken", "FetchCancelled", "HTTPStatusError", "ResponseHead"]
+
+BUFFER_SIZE = 1 << 20
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_ERROR_BODY = 64 << 10
+_MAX_IDLE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """The final response's status, headers (lowercased names) and URL, as ``begin`` sees them."""
+
+    status: int
+    headers: dict[str, str]
+    url: str
+
+
+class HTTPStatusError(Exception):
+    def __init__(self, head: ResponseHead, body: bytes) -> None:
+        super().__init__(f"HTTP {head.status} from {head.url}")
+        self.head = head
+        self.body = body
+
+
+class BodyBroken(Exception):
+    """The connection ended before the body did; ``received`` bytes reached the sink."""
+
+    def __init__(self, received: int, reason: str) -> None:
+        super().__init__(reason)
+        self.received = received
+        self.reason = reason
+
+
+class FetchCancelled(Exception):
+    """The caller asked the transfer to stop."""
+
+
+class _Pool:
+    def __init__(self, ssl_context: ssl.SSLContext, timeout: float) -> None:
+        self._ssl = ssl_context
+        self._timeout = timeout
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        with self._lock:
+            idle = self._idle.get((scheme, host, port))
+            if idle:
+                return idle.pop()
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._ssl)
+        return http.client.HTTPConnection(host, port, timeout=self._timeout)
+
+    def put(self, scheme: str, host: str, port: int, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault((scheme, host, port), [])
+            if not self._closed and len(idle) < _MAX_IDLE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in {"http", "https"} or not parts.hostname:
+        raise http.client.InvalidURL(f"unsupported URL {url!r}")
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, parts.hostname, port
+
+
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+class BlobFetcher:
+    """Thread-side GETs of blob bodies with kept-alive connections; one per Client, shared by its threads."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, timeout: float = 60.0) -> None:
+        self._pool = _Pool(ssl_context, timeout)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def fetch(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        begin: Callable[[ResponseHead], Callable[[memoryview], None]],
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> int:
+        """GET ``url`` and stream the body into the sink ``begin`` returns; the number of body bytes."""
+        current = url
+        sent = {"User-Agent": USER_AGENT, **headers}
+        for _ in range(_MAX_REDIRECTS + 1):
+            origin = _origin(current)
+            conn = self._pool.get(*origin)
+            reusable = False
+            try:
+                try:
+                    conn.request("GET", _target(current), headers=sent)
+                    response = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    # A kept-alive connection the server had closed: one fresh attempt.
+                    conn.close()
+                    conn = _fresh(self._pool, origin)
+                    conn.request("GET", _target(current), headers=sent)
+                    response = conn.getresponse()
+                head = ResponseHead(response.status, {k.lower(): v for k, v in response.getheaders()}, current)
+                if response.status in _REDIRECTS and "location" in head.headers:
+                    response.read(_ERROR_BODY)
+                    reusable = not response.will_close and response.isclosed()
+                    target = urljoin(current, head.headers["location"])
+                    if _origin(target) != origin:
+                        sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+                    current = target
+                    continue
+                if not 200 <= response.status < 300:
+                    body = response.read(_ERROR_BODY)
+                    raise HTTPStatusError(head, body)
+                sink = begin(head)
+                received = self._body(response, sink, on_bytes, cancel)
+                reusable = not response.will_close
+                return received
+            finally:
+                if reusable:
+                    self._pool.put(*origin, conn)
+                else:
+                    conn.close()
+        raise HTTPStatusError(ResponseHead(310, {}, current), b"too many redirects")
+
+    @staticmethod
+    def _body(
+        response: http.client.HTTPResponse,
+        sink: Callable[[memoryview], None],
+        on_bytes: Callable[[int], None] | None,
+        cancel: threading.Event | None,
+    ) -> int:
+        buffer = bytearray(BUFFER_SIZE)
+        view = memoryview(buffer)
+        received = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise FetchCancelled("cancelled")
+            try:
+                n = response.readinto(view)
+            except http.client.IncompleteRead as exc:
+                raise BodyBroken(received + len(exc.partial), "connection closed before the end of the body") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise BodyBroken(received, str(exc) or type(exc).__name__) from None
+            if not n:
+                return received
+            sink(view[:n])
+            received += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+
+def _fresh(pool: _Pool, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
+    scheme, host, port = origin
+    if scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=pool._timeout, context=pool._ssl)
+    return http.client.HTTPConnection(host, port, timeout=pool._timeout)

@@ -1,0 +1,289 @@
+"""A small registry v2 API layer over httpx, shared by pull, push and the everyday commands.
+
+It knows where a registry lives (scheme chosen once per registry by pinging ``/v2/``: https first, http only
+where allowed, never after https answered), sends requests with the retry policy, and turns error responses
+into regtool errors with the registry's error envelope decoded into the message:
+
+- 404, or the codes NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN      -> NotFoundError
+- 401 / 403                                                            -> AuthError
+- anything else unexpected                                             -> RegistryError (status, codes)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, NoReturn
+
+import anyio
+import httpx
+
+from regtool.client.auth import RegistryAuth
+from regtool.client.blobfetch import BlobFetcher
+from regtool.client.retry import RetryPolicy
+from regtool.client.transport import candidate_schemes, mapped_errors, redact_url
+from regtool.digest import Digest
+from regtool.errors import (
+    AuthError,
+    IntegrityError,
+    NotFoundError,
+    ProtocolError,
+    RegistryError,
+    RegtoolError,
+    TransportError,
+)
+from regtool.manifest import Manifest, ManifestError, parse_manifest
+from regtool.protocol import mediatypes as mt
+from regtool.protocol import v2
+from regtool.protocol.errcodes import decode_v1_error, decode_v2_errors
+from regtool.reference import Reference, registry_api_host
+
+__all__ = ["MAX_MANIFEST_BYTES", "NOT_FOUND_CODES", "RegistryAPI", "error_for_response"]
+
+NOT_FOUND_CODES = frozenset({"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
+MAX_MANIFEST_BYTES = 8 << 20
+_ERROR_BODY_LIMIT = 64 << 10
+
+
+def error_for_response(response: httpx.Response, what: str, body: bytes = b"") -> RegtoolError:
+    """The regtool error for an unexpected ``response`` to the request described by ``what``."""
+    status = response.status_code
+    items = decode_v2_errors(body) if body else []
+    codes = tuple(item.code for item in items)
+    if items:
+        detail = "; ".join(f"{i.code}: {i.message}" if i.message else i.code for i in items)
+    else:
+        detail = (decode_v1_error(body) if body else None) or f"HTTP {status} {response.reason_phrase}".strip()
+    message = f"{what}: {detail} (HTTP {status} from {redact_url(response.request.url)})"
+    if status in {401, 403} or {"UNAUTHORIZED", "DENIED"} & set(codes):
+        return AuthError(message)
+    if status == 404 or NOT_FOUND_CODES & set(codes):
+        return NotFoundError(message)
+    return RegistryError(message, status=status, codes=codes)
+
+
+class RegistryAPI:
+    """Requests to registries through one ``httpx.AsyncClient``, with retries and error mapping."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        retry: RetryPolicy | None = None,
+        plain_http: bool = False,
+        insecure: bool = False,
+        auth: RegistryAuth | None = None,
+        fetcher: BlobFetcher | None = None,
+    ) -> None:
+        self.http = http
+        self.retry = retry or RetryPolicy()
+        self.auth = auth
+        self.fetcher = fetcher
+        self.plain_http = plain_http
+        self.insecure = insecure
+        self._bases: dict[str, str] = {}
+        self._base_locks: dict[str, anyio.Lock] = {}
+
+    # -- where a registry lives ---------------------------------------------------------------------------
+
+    def schemes(self, registry: str) -> tuple[str, ...]:
+        return candidate_schemes(registry, plain_http=self.plain_http, insecure=self.insecure)
+
+    async def base_url(self, registry: str) -> str:
+        """``scheme://host`` of ``registry``'s API, found by a GET /v2/ per scheme and then remembered."""
+        known = self._bases.get(registry)
+        if known is not None:
+            return known
+        lock = self._base_locks.setdefault(registry, anyio.Lock())
+        async with lock:
+            known = self._bases.get(registry)
+            if known is not None:
+                return known
+            failures: list[str] = []
+            for scheme in self.schemes(registry):
+                base = f"{scheme}://{registry_api_host(registry)}"
+                try:
+                    response = await self.send("GET", f"{base}/v2/", what="ping", auth=False, expect=None)
+                except TransportError as exc:
+                    failures.append(str(exc))
+                    continue
+                await response.aclose()
+                self._bases[registry] = base
+                return base
+            raise TransportError(f"registry {registry} unreachable: " + "; ".join(failures))
+
+    def remember_base(self, registry: str, base: str) -> None:
+        """Record where ``registry`` lives (the probe found out already)."""
+        self._bases[registry] = base
+
+    async def url(self, registry: str, path: str) -> str:
+        return await self.base_url(registry) + path
+
+    # -- sending ----------------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        expect: Iterable[int] | None = (200,),
+        stream: bool = False,
+        auth: bool = True,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send a request, retrying per the policy; raise the mapped error unless the status is in ``expect``.
+
+        With ``stream`` the body is left unread (the caller closes the response); otherwise it is read.
+        ``expect=None`` accepts any status.
+        """
+        accepted = None if expect is None else frozenset(expect)
+        attempt = 0
+        while True:
+            request = self.http.build_request(method, url, headers=headers, content=content)
+            try:
+                with mapped_errors(method, url):
+                    if auth:
+                        response = await self.http.send(request, stream=True)
+                    else:
+                        response = await self.http.send(request, stream=True, auth=None)
+            except TransportError:
+                if not retry or not self.retry.allows_method(method) or self.retry.exhausted(attempt):
+                    raise
+                await anyio.sleep(self.retry.backoff(attempt))
+                attempt += 1
+                continue
+            status = response.status_code
+            ok = accepted is None or status in accepted
+            if not ok and retry and self.retry.allows(method, status) and not self.retry.exhausted(attempt):
+                delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
+                await response.aclose()
+                await anyio.sleep(delay)
+                attempt += 1
+                continue
+            if not ok:
+                body = await _read_limited(response, _ERROR_BODY_LIMIT)
+                raise error_for_response(response, what, body)
+            if not stream:
+                try:
+                    with mapped_errors(method, url):
+                        await response.aread()
+                finally:
+                    await response.aclose()
+            return response
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        expect: Iterable[int] = (200,),
+    ) -> AsyncIterator[httpx.Response]:
+        """Like ``send(stream=True)``, closing the response on exit."""
+        response = await self.send(method, url, what=what, headers=headers, expect=expect, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    # -- manifests --------------------------------------------------------------------------------------
+
+    async def get_manifest(self, ref: Reference, *, accept: str = mt.MANIFEST_ACCEPT) -> Manifest:
+        """GET ``ref``'s manifest (by digest when it has one, else by tag), parsed and checked.
+
+        By digest: the bytes must hash to it. Always: the body's ``mediaType`` must agree with Content-Type,
+        and a ``Docker-Content-Digest`` header must match the bytes (schema1 aside, whose header digest is of
+        the unsigned payload).
+        """
+        url = await self.url(ref.registry, v2.manifest_path(ref.repository, ref.reference))
+        what = f"manifest {ref}"
+        async with self.stream("GET", url, what=what, headers={"Accept": accept}) as response:
+            raw = await _read_limited(response, MAX_MANIFEST_BYTES + 1, method="GET")
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ProtocolError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes (from {redact_url(url)})")
+        content_type = response.headers.get("Content-Type")
+        return check_manifest(raw, content_type, ref, url, response.headers.get(v2.CONTENT_DIGEST_HEADER))
+
+    async def head_manifest(self, ref: Reference, *, accept: str = mt.MANIFEST_ACCEPT) -> httpx.Response:
+        url = await self.url(ref.registry, v2.manifest_path(ref.repository, ref.reference))
+        return await self.send("HEAD", url, what=f"manifest {ref}", headers={"Accept": accept})
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest) -> Digest:
+        """PUT ``manifest``'s exact bytes under ``ref``'s tag (or digest); returns the digest of the bytes."""
+        url = await self.url(ref.registry, v2.manifest_path(ref.repository, ref.reference))
+        response = await self.send(
+            "PUT",
+            url,
+            what=f"manifest {ref}",
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+            expect=(200, 201, 202),
+        )
+        header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
+        if header and Digest.is_valid(header) and Digest.parse(header) != manifest.digest:
+            raise IntegrityError(
+                f"manifest {ref}: registry stored it as {header}, expected {manifest.digest} (at {redact_url(url)})"
+            )
+        return manifest.digest
+
+    # -- blobs ------------------------------------------------------------------------------------------
+
+    async def blob_size(self, registry: str, repository: str, digest: Digest) -> int | None:
+        """HEAD the blob: its size when present, None when absent (404)."""
+        url = await self.url(registry, v2.blob_path(repository, str(digest)))
+        response = await self.send("HEAD", url, what=f"blob {digest}", expect=(200, 404))
+        if response.status_code == 404:
+            return None
+        length = response.headers.get("Content-Length")
+        return int(length) if length and length.isdigit() else -1
+
+
+def check_manifest(raw: bytes, content_type: str | None, ref: Reference, url: str, header: str | None) -> Manifest:
+    """Parse manifest bytes fetched from ``url`` and run the integrity checks of ``get_manifest``."""
+    where = redact_url(url)
+    if ref.digest is not None:
+        actual = Digest.of(raw, ref.digest.algorithm)
+        if actual != ref.digest:
+            raise IntegrityError(f"manifest {ref}: digest mismatch: content hashes to {actual} (from {where})")
+    try:
+        manifest = parse_manifest(raw, content_type)
+    except ManifestError as exc:
+        raise ProtocolError(f"manifest {ref}: {exc} (from {where})") from None
+    if header and manifest.kind != "schema1" and Digest.is_valid(header):
+        stated = Digest.parse(header)
+        if stated.algorithm == "sha256" and stated != manifest.digest:
+            raise IntegrityError(
+                f"manifest {ref}: Docker-Content-Digest {stated} does not match the content ({manifest.digest}) "
+                f"from {where}"
+            )
+    return manifest
+
+
+async def _read_limited(response: httpx.Response, limit: int, method: str = "GET") -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    with mapped_errors(method, response.request.url):
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            total += len(chunk)
+            if total >= limit:
+                break
+    return b"".join(chunks)[:limit]
+
+
+def raise_unexpected(response: httpx.Response, what: str) -> NoReturn:
+    raise ProtocolError(f"{what}: unexpected HTTP {response.status_code} from {redact_url(response.request.url)}")
+
+
+def json_body(response: httpx.Response, what: str) -> Any:
+    """The response's JSON body, or ProtocolError naming ``what`` and the URL."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError(f"{what}: response is not JSON (from {redact_url(response.request.url)})") from None

@@ -1,0 +1,80 @@
+"""An immutable retry policy in the shape of urllib3's ``Retry``.
+
+Only idempotent requests are retried, and only on connection errors, timeouts and the statuses that say
+"try again" (408, 429, 500, 502, 503, 504). A ``Retry-After`` header (seconds or an HTTP date) is honoured up
+to ``retry_after_max``; otherwise the delay is exponential with jitter, capped at ``backoff_max``.
+
+>>> policy = RetryPolicy(total=3)
+>>> policy.allows("GET", 503), policy.allows("POST", 503), policy.allows("GET", 404)
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+
+__all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "RetryPolicy", "parse_retry_after"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_RNG = random.Random()
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP date; None when absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry. ``total`` is the number of retries after the first attempt."""
+
+    total: int = 3
+    backoff_factor: float = 0.2
+    backoff_max: float = 10.0
+    jitter: float = 0.2
+    retry_after_max: float = 60.0
+    statuses: frozenset[int] = field(default=RETRY_STATUSES)
+    methods: frozenset[str] = field(default=IDEMPOTENT_METHODS)
+
+    def with_total(self, total: int) -> RetryPolicy:
+        return replace(self, total=total)
+
+    def allows_method(self, method: str) -> bool:
+        return method.upper() in self.methods
+
+    def allows(self, method: str, status: int) -> bool:
+        """Whether a response with ``status`` to ``method`` may be retried at all (attempts aside)."""
+        return self.allows_method(method) and status in self.statuses
+
+    def exhausted(self, attempt: int) -> bool:
+        """``attempt`` counts retries already made."""
+        return attempt >= self.total
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay before retry number ``attempt + 1``: factor * 2**attempt, capped, plus up to ``jitter`` of it."""
+        base = min(self.backoff_max, self.backoff_factor * (2.0 ** min(attempt, 30)))
+        spread = (rng or _RNG).uniform(0.0, self.jitter * base) if self.jitter else 0.0
+        return min(self.backoff_max, base + spread)
+
+    def delay(self, attempt: int, retry_after: str | None = None, *, now: float | None = None) -> float:
+        """The wait before the next attempt: ``Retry-After`` (capped) when given, else the backoff."""
+        after = parse_retry_after(retry_after, now=now)
+        if after is not None:
+            return min(after, self.retry_after_max)
+        return self.backoff(attempt)

@@ -1,0 +1,193 @@
+"""Manifest-driven concurrent pull over registry v2 into an OCI layout or a docker-archive.
+
+1. GET the manifest with the full Accept list (checked against the digest when pulling by digest).
+2. An index / manifest list: pick the platform's manifest (default: the host's), or keep every child with
+   ``all_platforms``; child manifests are fetched by digest and verified.
+3. The configs and layers of every selected image are fetched concurrently (an anyio task group bounded by a
+   CapacityLimiter of ``jobs``), each streamed into the layout's BlobStore: large reads off the connection,
+   hashing and writing in a worker thread, size and digest verified before the blob appears. Blobs the layout
+   already has are skipped; a partial left by an interrupted pull resumes with a Range request.
+4. Manifests go in last (children before their index), then index.json names the image.
+
+A docker-archive is pulled into a temporary layout next to the destination and then written by
+``write_docker_archive``. Any integrity failure raises IntegrityError naming the blob and the registry URL;
+nothing of that blob remains in the destination.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from regtool.client.blobdownload import BlobDownloader
+from regtool.client.progress import NullProgress, Progress
+from regtool.client.registry_api import RegistryAPI
+from regtool.client.results import PullResult
+from regtool.client.tasks import run_bounded
+from regtool.digest import Digest
+from regtool.errors import IntegrityError, UnsupportedProtocolError, UsageError
+from regtool.image.docker_archive import write_docker_archive
+from regtool.image.oci_layout import OciLayout
+from regtool.manifest import Descriptor, Manifest, Platform
+from regtool.platform import host_platform, select_manifest
+from regtool.protocol import v2
+from regtool.reference import Reference
+
+__all__ = ["READ_CHUNK", "V2Puller"]
+
+READ_CHUNK = 1 << 20
+
+
+@dataclass
+class _Tally:
+    downloaded: int = 0
+    skipped: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a pull stores: the manifests (children first) and the blobs they need."""
+
+    top: Manifest
+    entry: Manifest
+    manifests: tuple[Manifest, ...]
+    images: tuple[Manifest, ...]
+    platforms: tuple[str, ...]
+
+    def blobs(self) -> list[Descriptor]:
+        seen: dict[Digest, Descriptor] = {}
+        for image in self.images:
+            for desc in (image.config, *image.layers):
+                if desc is not None and not desc.urls and desc.digest not in seen:
+                    seen[desc.digest] = desc
+        return list(seen.values())
+
+
+class V2Puller:
+    """Pulls images over v2 through a RegistryAPI; one instance per Client."""
+
+    def __init__(self, api: RegistryAPI, *, jobs: int = 8, progress: Progress | None = None) -> None:
+        self.api = api
+        self.jobs = max(1, jobs)
+        self.progress = progress or NullProgress()
+        self.downloader = BlobDownloader(api, jobs=self.jobs, progress=self.progress)
+
+    async def pull(
+        self,
+        ref: Reference,
+        dest: Path,
+        *,
+        format: str = "oci",
+        platform: Platform | None = None,
+        all_platforms: bool = False,
+    ) -> PullResult:
+        started = time.monotonic()
+        if format not in {"oci", "docker-archive"}:
+            raise UsageError(f"unknown output format {format!r}: expected oci or docker-archive")
+        if format == "docker-archive" and all_platforms:
+            raise UsageError("a docker-archive holds one image: use --platform instead of --all-platforms")
+        plan = await self.plan(ref, platform=platform, all_platforms=all_platforms)
+        tally = _Tally()
+        if format == "oci":
+            layout = OciLayout.open(dest, create=True)
+            await self._fill(ref, layout, plan, tally)
+        else:
+            if plan.entry.kind != "image":
+                raise UsageError(f"{ref}: a docker-archive holds one image, got {plan.entry.kind}")
+            work = dest.parent / f".{dest.name}.regtool-pull"
+            work.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                layout = OciLayout.open(work, create=True)
+                await self._fill(ref, layout, plan, tally)
+                assert plan.entry.config is not None
+                config = layout.read_blob(plan.entry.config.digest)
+                tag = f"{ref.repository_ref}:{ref.tag}" if ref.tag else ref.repository_ref
+                await anyio.to_thread.run_sync(
+                    lambda: write_docker_archive(layout, plan.entry, config, [tag] if ref.tag else [], dest)
+                )
+            finally:
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+        return PullResult(
+            reference=str(ref),
+            digest=plan.entry.digest,
+            media_type=plan.entry.media_type,
+            dest=str(dest),
+            format=format,
+            protocol="v2",
+            platforms=plan.platforms,
+            blobs_downloaded=tally.downloaded,
+            blobs_skipped=tally.skipped,
+            bytes_downloaded=tally.bytes,
+            seconds=time.monotonic() - started,
+        )
+
+    # -- planning ---------------------------------------------------------------------------------------
+
+    async def plan(self, ref: Reference, *, platform: Platform | None, all_platforms: bool) -> _Plan:
+        top = await self.api.get_manifest(ref)
+        if top.kind == "schema1":
+            raise UnsupportedProtocolError(
+                f"{ref}: the registry serves only a schema1 manifest; regtool's v2 pull needs schema2 or OCI"
+            )
+        if top.kind == "image":
+            return _Plan(top, top, (top,), (top,), ())
+        if all_platforms:
+            children = await self._children(ref, top.manifests)
+            platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
+            images = tuple(c for c in children if c.kind == "image")
+            return _Plan(top, top, (*children, top), images, platforms)
+        wanted = platform or host_platform()
+        chosen = select_manifest(top.manifests, wanted, where=f"index {ref}")
+        (child,) = await self._children(ref, (chosen,))
+        if child.kind != "image":
+            raise UnsupportedProtocolError(f"{ref}: platform {wanted} points at a {child.kind}, not an image")
+        return _Plan(top, child, (child,), (child,), (str(chosen.platform),))
+
+    async def _children(self, ref: Reference, entries: Sequence[Descriptor]) -> list[Manifest]:
+        results: list[Manifest | None] = [None] * len(entries)
+
+        async def fetch(i: int) -> None:
+            desc = entries[i]
+            child = await self.api.get_manifest(ref.with_digest(desc.digest))
+            if child.size != desc.size:
+                raise IntegrityError(
+                    f"manifest {desc.digest}: size mismatch: index says {desc.size} bytes, got {child.size}"
+                )
+            results[i] = child
+
+        await run_bounded(range(len(entries)), fetch, self.jobs)
+        return [r for r in results if r is not None]
+
+    # -- transfer ---------------------------------------------------------------------------------------
+
+    async def _fill(self, ref: Reference, layout: OciLayout, plan: _Plan, tally: _Tally) -> None:
+        store = layout.blobs
+        base = await self.api.base_url(ref.registry)
+        missing: list[Descriptor] = []
+        for desc in plan.blobs():
+            if store.size(desc.digest) == desc.size:
+                tally.skipped += 1
+                self.progress.start(str(desc.digest), desc.digest.short, desc.size)
+                self.progress.finish(str(desc.digest), status="skipped")
+            else:
+                missing.append(desc)
+
+        async def one(desc: Descriptor) -> None:
+            url = base + v2.blob_path(ref.repository, str(desc.digest))
+            got = await self.downloader.download(url, desc, store)
+            tally.downloaded += 1
+            tally.bytes += got
+
+        # Largest first, so the long transfers start early and the tail is short.
+        await run_bounded(sorted(missing, key=lambda d: -d.size), one, self.jobs)
+        for manifest in plan.manifests:
+            await anyio.to_thread.run_sync(store.put_bytes, manifest.digest, manifest.raw)
+        image_name = str(ref.with_tag(ref.tag)) if ref.tag else str(ref)
+        layout.add_manifest(plan.entry.descriptor(), ref_name=ref.tag, image_name=image_name)

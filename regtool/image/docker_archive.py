@@ -1,0 +1,415 @@
+"""Write and read ``docker save`` tarballs (docker-archive; protocols.md §6.2).
+
+What ``write_docker_archive`` writes, in this order::
+
+    <v1id>/                  one directory per layer, root first
+    <v1id>/VERSION           "1.0"
+    <v1id>/json              the legacy v1 image JSON (id/parent chain)
+    <v1id>/layer.tar         the layer, UNCOMPRESSED; its sha256 must equal the config's diff_id
+    <confighex>.json         the image config, byte-exact
+    manifest.json            [{"Config": "<confighex>.json", "RepoTags": [...], "Layers": ["<v1id>/layer.tar", ...]}]
+    repositories             {"repo": {"tag": "<top v1id>"}} (read by pre-1.10 docker load)
+
+``docker load`` (1.10+) and ``skopeo copy docker-archive:...`` read manifest.json and check each layer's
+diff_id. Layers are decompressed on the fly (gzip, bzip2, xz, plain) into the tar, never held in memory; the
+archive is written to a temp file beside ``out_path`` and renamed, so a failure leaves nothing at ``out_path``.
+
+v1 ids: from a v2 image they are synthetic, ``sha256(parent_v1id + "\\n" + diff_id)`` (the root's parent is
+the empty string), with a minimal legacy JSON; a v1 pull passes ``v1_chain`` (``V1Image`` per layer, root
+first; ``regtool.image.convert.V1Image`` fits) to keep the real ids and JSON bytes.
+
+``read_docker_archive(path, ref)`` turns an archive into an ImageSource for push: each layer gzipped
+deterministically into a temporary BlobStore (``recompressed`` is True), a Docker schema2 manifest built over
+them, the config unchanged.
+
+Example::
+
+    write_docker_archive(layout, manifest, config_bytes, ["busybox:latest"], Path("busybox.tar"))
+    with read_docker_archive(Path("busybox.tar")) as src:
+        src.root.layers  # gzip layers, digests deterministic
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from regtool.digest import Digest, DigestVerifier
+from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
+from regtool.image.blobstore import BlobStore
+from regtool.image.compression import gzip_stream, open_decompressed
+from regtool.image.oci_layout import OciLayout
+from regtool.image.source import BlobStoreSource
+from regtool.manifest import ImageConfig, Manifest, ManifestError, parse_manifest
+from regtool.protocol import mediatypes as mt
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DockerArchiveSource",
+    "V1Image",
+    "read_docker_archive",
+    "synthetic_v1_ids",
+    "write_docker_archive",
+]
+
+_CHUNK = 1 << 20
+_BLOCK = 512
+_MAX_JSON = 16 << 20
+
+
+class V1Image(Protocol):
+    """One v1 image of a chain: its 64-hex id and its image JSON, byte-exact (``convert.V1Image`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def json(self) -> bytes: ...
+
+
+def synthetic_v1_ids(diff_ids: Sequence[str]) -> list[str]:
+    """Deterministic v1 ids for a layer chain: ``sha256(parent_id + "\\n" + diff_id)``, root first."""
+    ids: list[str] = []
+    parent = ""
+    for diff_id in diff_ids:
+        parent = hashlib.sha256(f"{parent}\n{diff_id}".encode()).hexdigest()
+        ids.append(parent)
+    return ids
+
+
+def _split_repo_tag(repo_tag: str) -> tuple[str, str]:
+    name, sep, tag = repo_tag.rpartition(":")
+    if not sep or not name or "/" in tag:
+        return repo_tag, "latest"
+    return name, tag
+
+
+def _tarinfo(name: str, size: int, *, directory: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if directory:
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    else:
+        info.mode = 0o644
+    return info
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="strict")
+
+
+class _TarOut:
+    """A minimal tar writer that can stream a member of unknown size into a seekable file."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def _pad(self, size: int) -> None:
+        if size % _BLOCK:
+            self._f.write(bytes(_BLOCK - size % _BLOCK))
+
+    def add_dir(self, name: str) -> None:
+        self._f.write(_header(_tarinfo(name.rstrip("/") + "/", 0, directory=True)))
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self._f.write(_header(_tarinfo(name, len(data))))
+        self._f.write(data)
+        self._pad(len(data))
+
+    def add_stream(self, name: str, reader: BinaryIO, verifier: DigestVerifier) -> None:
+        """Copy ``reader`` into a member named ``name``, hashing it; the header is written once the size is known."""
+        start = self._f.tell()
+        self._f.write(bytes(_BLOCK))
+        while chunk := reader.read(_CHUNK):
+            self._f.write(chunk)
+            verifier.update(chunk)
+        self._pad(verifier.size)
+        end = self._f.tell()
+        header = _header(_tarinfo(name, verifier.size))
+        if len(header) != _BLOCK:  # pragma: no cover - names here are short, GNU sizes use base-256
+            raise ImageFormatError(f"tar member {name!r} needs an extended header")
+        self._f.seek(start)
+        self._f.write(header)
+        self._f.seek(end)
+
+    def finish(self) -> None:
+        self._f.write(bytes(2 * _BLOCK))
+
+
+def _legacy_json(config: dict[str, Any], v1id: str, parent: str | None, *, top: bool) -> bytes:
+    if top:
+        data = {k: v for k, v in config.items() if k not in {"rootfs", "history"}}
+    else:
+        data = {"created": config.get("created", "1970-01-01T00:00:00Z"), "container_config": {"Cmd": None}}
+    data["id"] = v1id
+    if parent:
+        data["parent"] = parent
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_docker_archive(
+    source: OciLayout | BlobStore,
+    manifest: Manifest,
+    config_bytes: bytes,
+    repo_tags: Sequence[str],
+    out_path: Path,
+    *,
+    v1_chain: Sequence[V1Image] | None = None,
+) -> Path:
+    """Write the image ``manifest`` (its blobs in ``source``) as a docker-archive at ``out_path``.
+
+    ``repo_tags`` are ``repo:tag`` names for manifest.json and ``repositories``. ``v1_chain``, root first and one
+    per layer, keeps real v1 ids and JSON. IntegrityError when the config does not match the manifest or a layer
+    does not match its diff_id; ImageFormatError when the image cannot be expressed as a docker-archive.
+    """
+    store = source.blobs if isinstance(source, OciLayout) else source
+    out_path = Path(out_path)
+    if manifest.kind != "image" or manifest.config is None:
+        raise ImageFormatError(f"{out_path}: a docker-archive holds one image manifest, not a {manifest.kind}")
+    actual = Digest.of(config_bytes, manifest.config.digest.algorithm)
+    if actual != manifest.config.digest:
+        raise IntegrityError(f"config {manifest.config.digest}: digest mismatch: content hashes to {actual}")
+    config = _parse_config(config_bytes, f"config {manifest.config.digest}")
+    config_data: dict[str, Any] = json.loads(config_bytes)
+    if len(config.diff_ids) != len(manifest.layers):
+        raise ImageFormatError(
+            f"{out_path}: the config lists {len(config.diff_ids)} diff_ids for {len(manifest.layers)} layers"
+        )
+    if v1_chain is not None and len(v1_chain) != len(manifest.layers):
+        raise ImageFormatError(f"{out_path}: v1 chain of {len(v1_chain)} images for {len(manifest.layers)} layers")
+    expected_diff_ids: list[Digest] = []
+    for i, text in enumerate(config.diff_ids):
+        try:
+            expected_diff_ids.append(Digest.parse(text))
+        except InvalidDigest:
+            raise ImageFormatError(f"config {manifest.config.digest}: diff_ids[{i}] {text[:80]!r} is invalid") from None
+    for layer in manifest.layers:
+        if not store.has(layer.digest):
+            raise NotFoundError(f"layer {layer.digest} is not in {store.root}")
+    ids = [img.id for img in v1_chain] if v1_chain is not None else synthetic_v1_ids(config.diff_ids)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            tar = _TarOut(f)
+            for i, layer in enumerate(manifest.layers):
+                v1id = ids[i]
+                parent = ids[i - 1] if i else None
+                legacy = (
+                    v1_chain[i].json
+                    if v1_chain is not None
+                    else _legacy_json(config_data, v1id, parent, top=i == len(ids) - 1)
+                )
+                tar.add_dir(v1id)
+                tar.add_bytes(f"{v1id}/VERSION", b"1.0")
+                tar.add_bytes(f"{v1id}/json", legacy)
+                verifier = DigestVerifier(expected_diff_ids[i].algorithm)
+                with (
+                    store.open_reader(layer.digest) as blob,
+                    open_decompressed(blob, what=f"layer {layer.digest}") as r,
+                ):
+                    tar.add_stream(f"{v1id}/layer.tar", r, verifier)
+                if verifier.digest() != expected_diff_ids[i]:
+                    raise IntegrityError(
+                        f"layer {layer.digest}: uncompressed content hashes to {verifier.digest()}, "
+                        f"but the config's diff_id is {expected_diff_ids[i]}"
+                    )
+            config_name = f"{manifest.config.digest.encoded}.json"
+            tar.add_bytes(config_name, config_bytes)
+            entry = {"Config": config_name, "RepoTags": list(repo_tags), "Layers": [f"{i}/layer.tar" for i in ids]}
+            tar.add_bytes("manifest.json", json.dumps([entry], separators=(",", ":")).encode())
+            if repo_tags and ids:
+                repositories: dict[str, dict[str, str]] = {}
+                for repo_tag in repo_tags:
+                    name, tag = _split_repo_tag(repo_tag)
+                    repositories.setdefault(name, {})[tag] = ids[-1]
+                tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+            tar.finish()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+class DockerArchiveSource(BlobStoreSource):
+    """A docker-archive converted for push: gzip layers and a schema2 manifest in a temporary BlobStore."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        root: Manifest,
+        *,
+        archive_path: Path,
+        repo_tags: tuple[str, ...],
+        ref_name: str | None,
+        owned_dir: Path | None,
+    ) -> None:
+        super().__init__(
+            store,
+            root,
+            description=f"docker-archive:{archive_path}",
+            ref_name=ref_name,
+            recompressed=True,
+            owned_dir=owned_dir,
+        )
+        self.archive_path = archive_path
+        self.repo_tags = repo_tags
+
+
+def _member_map(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    members: dict[str, tarfile.TarInfo] = {}
+    for member in tar.getmembers():
+        name = member.name
+        while name.startswith("./"):
+            name = name[2:]
+        members[name] = member
+    return members
+
+
+def _read_member(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path) -> IO[bytes]:
+    member = members.get(name.removeprefix("./"))
+    if member is None:
+        raise ImageFormatError(f"docker-archive {archive}: no {name!r} in the tar")
+    f = tar.extractfile(member)
+    if f is None:
+        raise ImageFormatError(f"docker-archive {archive}: {name!r} is not a file")
+    return f
+
+
+def _read_json(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path) -> bytes:
+    with _read_member(tar, members, name, archive) as f:
+        data = f.read(_MAX_JSON + 1)
+    if len(data) > _MAX_JSON:
+        raise ImageFormatError(f"docker-archive {archive}: {name!r} is too large")
+    return data
+
+
+def _parse_config(raw: bytes, where: str) -> ImageConfig:
+    try:
+        return ImageConfig.parse(raw)
+    except ManifestError as exc:
+        raise ImageFormatError(f"{where}: image config {exc}") from None
+
+
+def _repo_tags(entry: Any) -> list[str]:
+    tags = entry.get("RepoTags") if isinstance(entry, dict) else None
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def _pick_entry(entries: list[Any], ref: str | None, archive: Path) -> dict[str, Any]:
+    if ref is None:
+        if len(entries) == 1 and isinstance(entries[0], dict):
+            return entries[0]
+        names = ", ".join(t for e in entries for t in _repo_tags(e)) or "untagged images"
+        raise ImageFormatError(f"docker-archive {archive} holds {len(entries)} images; pick one of: {names}")
+    for entry in entries:
+        for tag in _repo_tags(entry):
+            if tag in {ref, f"{ref}:latest"} or tag.endswith((f"/{ref}", f":{ref}")):
+                return dict(entry)
+    names = ", ".join(t for e in entries for t in _repo_tags(e)) or "none"
+    raise NotFoundError(f"no image {ref!r} in docker-archive {archive} (it has: {names})")
+
+
+def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | None = None) -> DockerArchiveSource:
+    """Open a docker-archive as an ImageSource for push (layers gzipped deterministically; see the module doc).
+
+    ``ref`` picks an image by RepoTag (``repo:tag``, or just the tag) when the archive holds several.
+    ImageFormatError names the archive and what is wrong; IntegrityError when a layer does not match its diff_id.
+    """
+    path = Path(path)
+    tmp_dir = Path(tempfile.mkdtemp(prefix="regtool-archive-", dir=work_dir))
+    store = BlobStore(tmp_dir)
+    try:
+        try:
+            tar = tarfile.open(path, "r:*")
+        except (tarfile.TarError, OSError) as exc:
+            raise ImageFormatError(f"docker-archive {path}: not a readable tar ({exc})") from None
+        with tar:
+            members = _member_map(tar)
+            try:
+                entries = json.loads(_read_json(tar, members, "manifest.json", path))
+            except (ValueError, UnicodeDecodeError):
+                raise ImageFormatError(f"docker-archive {path}: manifest.json is not valid JSON") from None
+            if not isinstance(entries, list) or not entries:
+                raise ImageFormatError(f"docker-archive {path}: manifest.json is not a non-empty list")
+            entry = _pick_entry(entries, ref, path)
+            config_name, layer_names = entry.get("Config"), entry.get("Layers")
+            if not isinstance(config_name, str) or not isinstance(layer_names, list):
+                raise ImageFormatError(f"docker-archive {path}: manifest.json entry lacks Config or Layers")
+            config_bytes = _read_json(tar, members, config_name, path)
+            config = _parse_config(config_bytes, f"docker-archive {path}: {config_name}")
+            if len(config.diff_ids) != len(layer_names):
+                raise ImageFormatError(
+                    f"docker-archive {path}: config has {len(config.diff_ids)} diff_ids for {len(layer_names)} layers"
+                )
+            layers: list[dict[str, Any]] = []
+            for i, name in enumerate(layer_names):
+                result = _compress_member(tar, members, str(name), path, store)
+                if str(result[1]) != config.diff_ids[i]:
+                    raise IntegrityError(
+                        f"docker-archive {path}: layer {name}: content hashes to {result[1]}, "
+                        f"but the config's diff_id is {config.diff_ids[i]}"
+                    )
+                layers.append({"mediaType": mt.DOCKER_LAYER, "size": result[2], "digest": str(result[0])})
+        config_digest = store.put_bytes(None, config_bytes)
+        manifest_doc = {
+            "schemaVersion": 2,
+            "mediaType": mt.DOCKER_MANIFEST_V2,
+            "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config_bytes), "digest": str(config_digest)},
+            "layers": layers,
+        }
+        raw = json.dumps(manifest_doc, indent=3).encode()
+        store.put_bytes(None, raw)
+        try:
+            root = parse_manifest(raw)
+        except ManifestError as exc:  # pragma: no cover - built above
+            raise ImageFormatError(f"docker-archive {path}: {exc}") from None
+        tags = tuple(_repo_tags(entry))
+        return DockerArchiveSource(
+            store,
+            root,
+            archive_path=path,
+            repo_tags=tags,
+            ref_name=ref or (tags[0] if tags else None),
+            owned_dir=tmp_dir,
+        )
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def _compress_member(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path, store: BlobStore
+) -> tuple[Digest, Digest, int]:
+    """Gzip one layer member into ``store``; returns (blob digest, diff_id, blob size)."""
+    out, tmp = store.new_temp_file()
+    try:
+        with out, _read_member(tar, members, name, archive) as member:
+            with open_decompressed(member, what=f"docker-archive {archive}: layer {name}") as plain:
+                result = gzip_stream(plain, out)
+            out.flush()
+            os.fsync(out.fileno())
+        store.adopt(tmp, result.digest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return result.digest, result.diff_id, result.size

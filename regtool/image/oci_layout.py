@@ -1,0 +1,246 @@
+"""Read and write an OCI image layout (image-spec ``image-layout.md``; protocols.md §6.1).
+
+::
+
+    <dir>/oci-layout              {"imageLayoutVersion": "1.0.0"}
+    <dir>/index.json              an OCI index; each entry a manifest (or index) descriptor, tagged by the
+                                  annotation org.opencontainers.image.ref.name
+    <dir>/blobs/<alg>/<hex>       every manifest, config and layer, byte-exact (a BlobStore on <dir>)
+    <dir>/.regtool-staging/       partial blobs of an interrupted pull (ignored by other tools)
+
+Several tags share one layout: ``add_manifest`` keeps one entry per ref name (re-tagging replaces the old entry)
+and rewrites index.json atomically under a lock. A layout that already holds some blobs is reused as is, so a
+pull into it fetches only what ``layout.blobs.has()`` says is missing.
+
+Example::
+
+    layout = OciLayout.open(Path("out"), create=True)
+    layout.blobs.put_bytes(None, manifest.raw)
+    layout.add_manifest(manifest.descriptor(), ref_name="1.0", image_name="docker.io/library/busybox:1.0")
+    layout.resolve("1.0")  # -> Descriptor
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regtool.digest import Digest
+from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
+from regtool.image.blobstore import STAGING_DIR, BlobStore
+from regtool.manifest import Descriptor, Manifest, ManifestError, parse_manifest
+from regtool.protocol import mediatypes as mt
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["IMAGE_NAME_ANNOTATION", "LAYOUT_VERSION", "REF_NAME_ANNOTATION", "OciLayout"]
+
+LAYOUT_VERSION = "1.0.0"
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
+_SMALL_BLOB = 16 << 20
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class OciLayout:
+    """An OCI image layout directory; ``blobs`` is its content-addressed store."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.blobs = BlobStore(self.path)
+        self.index_path = self.path / "index.json"
+
+    def __repr__(self) -> str:
+        return f"OciLayout({str(self.path)!r})"
+
+    @classmethod
+    def open(cls, path: Path, create: bool = False) -> OciLayout:
+        """Open the layout at ``path``; with ``create``, make it (or the empty directory) a new layout.
+
+        ImageFormatError names the path when it is not a layout (or, with ``create``, a non-empty directory
+        that is not one).
+        """
+        path = Path(path)
+        layout = cls(path)
+        marker = path / "oci-layout"
+        if create and not marker.exists():
+            if path.exists() and not path.is_dir():
+                raise ImageFormatError(f"cannot create an OCI layout at {path}: it is a file")
+            if path.is_dir():
+                extra = sorted(p.name for p in path.iterdir() if p.name not in {"blobs", STAGING_DIR})
+                if extra:
+                    raise ImageFormatError(
+                        f"cannot create an OCI layout in {path}: directory is not empty ({', '.join(extra[:5])})"
+                    )
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            if not layout.index_path.exists():
+                layout._write_index({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
+            _write_atomic(marker, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+        layout._check()
+        return layout
+
+    def _check(self) -> None:
+        if not self.path.is_dir():
+            raise ImageFormatError(f"{self.path} is not an OCI layout: no such directory")
+        marker = self.path / "oci-layout"
+        try:
+            data = json.loads(marker.read_bytes())
+        except FileNotFoundError:
+            raise ImageFormatError(f"{self.path} is not an OCI layout: no oci-layout file") from None
+        except (ValueError, UnicodeDecodeError):
+            raise ImageFormatError(f"{marker}: not valid JSON") from None
+        version = data.get("imageLayoutVersion") if isinstance(data, dict) else None
+        if not isinstance(version, str) or not version.startswith("1."):
+            raise ImageFormatError(f"{marker}: unsupported imageLayoutVersion {version!r} (expected 1.x)")
+        self._read_index()
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            raw = self.index_path.read_bytes()
+        except FileNotFoundError:
+            raise ImageFormatError(f"{self.path} is not an OCI layout: no index.json") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ImageFormatError(f"{self.index_path}: not valid JSON") from None
+        if not isinstance(data, dict) or data.get("schemaVersion") != 2:
+            raise ImageFormatError(f"{self.index_path}: not an image index (schemaVersion must be 2)")
+        entries = data.get("manifests")
+        if not isinstance(entries, list):
+            raise ImageFormatError(f"{self.index_path}: no manifests list")
+        for i, entry in enumerate(entries):
+            try:
+                Descriptor.from_json(entry, where=f"manifests[{i}]")
+            except ManifestError as exc:
+                raise ImageFormatError(f"{self.index_path}: {exc}") from None
+        return data
+
+    def _write_index(self, data: dict[str, Any]) -> None:
+        _write_atomic(self.index_path, json.dumps(data, indent=2).encode() + b"\n")
+
+    @contextlib.contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        # The oci-layout file is never replaced once written, so its inode is a stable lock target;
+        # index.json itself is renamed over on every write.
+        fd = os.open(self.path / "oci-layout", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[Descriptor]:
+        """The descriptors of index.json, in order (annotations carry the ref names)."""
+        data = self._read_index()
+        return [Descriptor.from_json(entry) for entry in data["manifests"]]
+
+    def ref_names(self) -> list[str]:
+        """The ref names (tags) of the layout's entries, in index order."""
+        return [name for d in self.entries() if (name := d.annotations.get(REF_NAME_ANNOTATION)) is not None]
+
+    def add_manifest(self, descriptor: Descriptor, ref_name: str | None = None, image_name: str | None = None) -> None:
+        """Record ``descriptor`` (a manifest or index already in ``blobs``) in index.json.
+
+        ``ref_name`` (a tag) goes into ``org.opencontainers.image.ref.name``; an entry already carrying that
+        ref name is replaced. ``image_name`` (a full reference) goes into ``io.containerd.image.name``. Without
+        a ref name, an untagged entry of the same digest is not added twice.
+        """
+        if not self.blobs.has(descriptor.digest):
+            raise ImageFormatError(f"{self.path}: manifest {descriptor.digest} is not in blobs/; store it first")
+        annotations = dict(descriptor.annotations)
+        if ref_name is not None:
+            annotations[REF_NAME_ANNOTATION] = ref_name
+        if image_name is not None:
+            annotations[IMAGE_NAME_ANNOTATION] = image_name
+        entry = Descriptor(
+            media_type=descriptor.media_type,
+            digest=descriptor.digest,
+            size=descriptor.size,
+            urls=descriptor.urls,
+            annotations=annotations,
+            platform=descriptor.platform,
+            artifact_type=descriptor.artifact_type,
+        ).to_json()
+        with self._index_lock():
+            data = self._read_index()
+            kept: list[Any] = []
+            for old in data["manifests"]:
+                old_name = (old.get("annotations") or {}).get(REF_NAME_ANNOTATION)
+                if ref_name is not None and old_name == ref_name:
+                    continue
+                if ref_name is None and old_name is None and old.get("digest") == str(descriptor.digest):
+                    continue
+                kept.append(old)
+            kept.append(entry)
+            data["manifests"] = kept
+            data.setdefault("mediaType", mt.OCI_INDEX)
+            self._write_index(data)
+
+    def resolve(self, ref_name: str | None = None) -> Descriptor:
+        """The entry tagged ``ref_name`` (or whose full image name or digest it is); with None, the only entry.
+
+        NotFoundError when nothing matches, ImageFormatError when None is ambiguous; both list the names.
+        """
+        entries = self.entries()
+        names = ", ".join(d.annotations.get(REF_NAME_ANNOTATION, str(d.digest.short)) for d in entries) or "none"
+        if ref_name is None:
+            if len(entries) == 1:
+                return entries[0]
+            if not entries:
+                raise NotFoundError(f"OCI layout {self.path} has no images")
+            raise ImageFormatError(f"OCI layout {self.path} holds {len(entries)} images; pick one of: {names}")
+        matches = [d for d in entries if d.annotations.get(REF_NAME_ANNOTATION) == ref_name]
+        if not matches:
+            matches = [d for d in entries if d.annotations.get(IMAGE_NAME_ANNOTATION) == ref_name]
+        if not matches:
+            with contextlib.suppress(InvalidDigest):
+                wanted = Digest.parse(ref_name)
+                matches = [d for d in entries if d.digest == wanted]
+        if not matches:
+            raise NotFoundError(f"no image {ref_name!r} in OCI layout {self.path} (it has: {names})")
+        return matches[-1]
+
+    def read_blob(self, digest: Digest, *, max_size: int = _SMALL_BLOB) -> bytes:
+        """A small blob's bytes (manifest, index, config); NotFoundError when absent."""
+        return self.blobs.read_bytes(digest, max_size=max_size)
+
+    def manifest(self, descriptor: Descriptor | Digest) -> Manifest:
+        """Read and parse a manifest or index stored in the layout, checking its digest.
+
+        A Descriptor's media type is used as the content type; a bare Digest relies on the body's own.
+        """
+        digest = descriptor.digest if isinstance(descriptor, Descriptor) else descriptor
+        media_type = descriptor.media_type if isinstance(descriptor, Descriptor) else None
+        raw = self.read_blob(digest)
+        try:
+            manifest = parse_manifest(raw, media_type)
+        except ManifestError as exc:
+            raise ImageFormatError(f"{self.path}: manifest {digest}: {exc}") from None
+        if Digest.of(raw, digest.algorithm) != digest:
+            raise IntegrityError(f"{self.path}: blob {digest}: digest mismatch: the stored bytes do not match")
+        return manifest

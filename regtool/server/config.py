@@ -1,0 +1,86 @@
+"""The server's configuration: one frozen value, built by the CLI (or a test) and handed to ``create_app``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from regtool.errors import UsageError
+
+__all__ = [
+    "DEFAULT_MAX_MANIFEST_BYTES",
+    "RequestEvent",
+    "RequestObserver",
+    "ServerConfig",
+    "default_root",
+]
+
+DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+StorageKind = Literal["filesystem", "inmemory"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """One finished request, as the request observer sees it.
+
+    ``start``/``end`` are ``time.monotonic()`` values taken when the request arrived and when its last body byte
+    was sent; ``sent``/``received`` count body bytes.
+    """
+
+    method: str
+    path: str
+    query: str
+    status: int
+    start: float
+    end: float
+    sent: int
+    received: int
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+RequestObserver = Callable[[RequestEvent], None]
+
+
+def default_root() -> Path:
+    """The per-user data directory for ``--root``: ``$XDG_DATA_HOME/regtool/registry`` (or ~/.local/share)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "regtool" / "registry"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``create_app`` needs.
+
+    ``storage="inmemory"`` ignores ``root``. ``latency_ms`` delays every request (to show what round trips cost);
+    ``observer`` is called once per finished request (tests use it to count requests and check overlap).
+    ``upload_purge_age`` (seconds) is for a later upload purger; None keeps abandoned uploads.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    root: Path | None = None
+    storage: StorageKind = "filesystem"
+    read_only: bool = False
+    max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+    enable_v1: bool = True
+    enable_v2: bool = True
+    latency_ms: float = 0.0
+    upload_purge_age: float | None = None
+    access_log: bool = True
+    observer: RequestObserver | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage not in ("filesystem", "inmemory"):
+            raise UsageError(f"unknown storage {self.storage!r}: expected filesystem or inmemory")
+        if self.storage == "filesystem" and self.root is None:
+            raise UsageError("filesystem storage needs a root directory")
+        if self.max_manifest_bytes <= 0:
+            raise UsageError("max_manifest_bytes must be positive")
+        if self.latency_ms < 0:
+            raise UsageError("latency_ms must not be negative")

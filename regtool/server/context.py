@@ -1,0 +1,43 @@
+"""What every handler needs, built once by ``create_app`` and kept on ``app.state.context``."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import anyio
+
+from regtool.server.auth.base import AccessController
+from regtool.server.config import ServerConfig
+from regtool.server.storage.driver import StorageDriver
+from regtool.server.storage.registry import Registry
+
+__all__ = ["ServerContext", "UploadLocks"]
+
+
+class UploadLocks:
+    """One lock per upload id, so two requests never append to the same upload at once."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+
+    def __call__(self, upload_id: str) -> anyio.Lock:
+        with self._guard:
+            return self._locks[upload_id]
+
+    def forget(self, upload_id: str) -> None:
+        with self._guard:
+            self._locks.pop(upload_id, None)
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """The configuration, the storage (driver + v2 registry), the access controller, the upload locks."""
+
+    config: ServerConfig
+    driver: StorageDriver
+    registry: Registry
+    access: AccessController
+    upload_locks: UploadLocks = field(default_factory=UploadLocks)

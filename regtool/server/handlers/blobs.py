@@ -1,0 +1,56 @@
+"""Blobs: end-2 (GET/HEAD, with Range) and end-10 (DELETE)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from regtool.protocol import v2
+from regtool.server.auth.base import Access
+from regtool.server.handlers.base import (
+    authorize,
+    context,
+    empty,
+    parse_digest,
+    repository,
+    require_writable,
+    run_sync,
+)
+from regtool.server.streaming import StreamResponse, parse_range
+
+__all__ = ["delete_blob", "get_blob"]
+
+
+async def get_blob(request: Request) -> Response:
+    """GET/HEAD ``/v2/<name>/blobs/<digest>``: 200 (or 206 for a Range), streamed in large chunks."""
+    name = repository(request)
+    digest = parse_digest(request.path_params["digest"])
+    await authorize(request, Access.pull(name))
+    registry = context(request).registry
+    size = await run_sync(registry.stat_blob, name, digest)
+    headers = {
+        "Content-Type": "application/octet-stream",
+        v2.CONTENT_DIGEST_HEADER: str(digest),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    byte_range = parse_range(request.headers.get("range"), size)
+    opener = partial(registry.open_blob, name, digest)
+    if byte_range is None:
+        return StreamResponse(opener, 0, size, headers=headers)
+    first, last = byte_range
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return StreamResponse(opener, first, last - first + 1, status_code=206, headers=headers)
+
+
+async def delete_blob(request: Request) -> Response:
+    """DELETE ``/v2/<name>/blobs/<digest>``: unlink from the repository -> 202; unknown -> 404 BLOB_UNKNOWN."""
+    name = repository(request)
+    digest = parse_digest(request.path_params["digest"])
+    require_writable(request, "delete blobs")
+    await authorize(request, Access.delete(name))
+    await run_sync(context(request).registry.unlink_blob, name, digest)
+    return empty(202, {v2.CONTENT_DIGEST_HEADER: str(digest)})

@@ -1,0 +1,38 @@
+"""``n``/``last`` paging shared by tags/list and _catalog (distribution's ``Link: <...>; rel="next"``)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from regtool.protocol.errcodes import ErrorCode
+from regtool.server.errors import ApiError
+
+__all__ = ["MAX_PAGE", "paginate"]
+
+MAX_PAGE = 10_000
+
+
+def paginate(request: Request, entries: list[str]) -> tuple[list[str], int | None, str | None]:
+    """Apply ``?n=`` and ``?last=`` to the sorted ``entries``.
+
+    Returns the page, the ``n`` asked for (None when absent), and the ``last`` value of the next page (None when
+    nothing follows). A bad ``n`` is PAGINATION_NUMBER_INVALID.
+    """
+    n_text = request.query_params.get("n")
+    last = request.query_params.get("last")
+    n: int | None = None
+    if n_text is not None:
+        if not n_text.isdigit() or int(n_text) > MAX_PAGE:
+            raise ApiError(
+                ErrorCode.PAGINATION_NUMBER_INVALID,
+                f"invalid page size n={n_text[:20]!r}: expected 0..{MAX_PAGE}",
+                detail=n_text[:20],
+            )
+        n = int(n_text)
+    if last:
+        entries = [e for e in entries if e > last]
+    if n is None:
+        return entries, None, None
+    page = entries[:n]
+    following = page[-1] if n > 0 and len(entries) > n else None
+    return page, n, following

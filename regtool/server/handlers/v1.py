@@ -1,0 +1,455 @@
+"""The registry v1 API beside v2, as docker-registry 0.9 served it (protocols.md §1.1, §1.2).
+
+``routes()`` is appended to the route table when ``ServerConfig.enable_v1`` is set; without it every ``/v1/``
+path answers 404, so a probe sees no v1. The server behaves as a standalone registry (no index, no token
+checks) that still hands out ``X-Docker-Token`` and ``X-Docker-Endpoints`` the way clients expect.
+
+Responses follow docker-registry's ``toolkit.response``: JSON with sorted keys and no-cache headers; ``true``
+when there is nothing else to say; errors as ``{"error": "<message>"}`` with docker-registry's messages.
+Image layers are streamed both ways in 1 MiB chunks and stored in the blob store v2 uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from regtool.digest import DigestVerifier
+from regtool.protocol import v1 as p1
+from regtool.server.auth.base import Access
+from regtool.server.errors import ApiError
+from regtool.server.handlers.base import authorize, context, run_sync
+from regtool.server.storage.v1images import V1Error, V1ImageStore, user_agent_metadata
+from regtool.server.streaming import StreamResponse, parse_range, receive_into
+
+__all__ = ["routes"]
+
+_MAX_JSON = 4 * 1024 * 1024
+_NO_CACHE = {"Cache-Control": "no-cache", "Pragma": "no-cache", "Expires": "-1"}
+_CACHE_FOREVER = {
+    "Cache-Control": "public, max-age=31536000",
+    "Expires": "Thu, 01 Jan 2099 00:00:00 GMT",
+    "Last-Modified": "Thu, 01 Jan 1970 00:00:00 GMT",
+}
+_STANDALONE = "true"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def v1_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A docker-registry style JSON response: sorted keys, no-cache headers."""
+    body = json.dumps(data, sort_keys=True).encode()
+    return Response(body, status_code=status, headers={**_NO_CACHE, **(headers or {})}, media_type="application/json")
+
+
+def v1_raw(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Stored JSON bytes, sent unchanged."""
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def v1_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return v1_json({"error": message}, status, headers)
+
+
+def _endpoint(handler: Handler) -> Handler:
+    """Render V1Error, and ApiError from shared helpers (auth, ranges), in the v1 envelope."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except V1Error as exc:
+            return v1_error(exc.status, exc.message, exc.headers)
+        except ApiError as exc:
+            return v1_error(exc.status, exc.message, exc.headers)
+
+    return wrapped
+
+
+def _store(request: Request) -> V1ImageStore:
+    ctx = context(request)
+    return V1ImageStore(ctx.driver, ctx.registry.blobs)
+
+
+def _writable(request: Request) -> None:
+    if context(request).config.read_only:
+        raise V1Error(405, "registry is read-only")
+
+
+def _repository(request: Request) -> str:
+    name = str(request.path_params.get("repo", ""))
+    if not name or len(name) > 255 or "\x00" in name:
+        raise V1Error(400, "Invalid repository name")
+    return p1.normalize_v1_repository(name)
+
+
+def _image_id(request: Request) -> str:
+    image_id = str(request.path_params.get("image_id", ""))
+    if not p1.IMAGE_ID_RE.match(image_id):
+        raise V1Error(404, "Invalid image ID")
+    return image_id
+
+
+def _tag(request: Request, *, missing: str = "Tag not found") -> str:
+    tag = str(request.path_params.get("tag", ""))
+    if not p1.V1_TAG_RE.match(tag):
+        raise V1Error(404, missing)
+    return tag
+
+
+async def _body(request: Request, limit: int = _MAX_JSON) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise V1Error(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _token_headers(request: Request, name: str, access: str) -> dict[str, str]:
+    # docker-registry's standalone index: a random token the client sends back (nobody checks it) and the
+    # endpoints to use, which default to the Host the client used.
+    token = f'Token signature={secrets.token_hex(16)},repository="{name}",access={access}'
+    host = request.headers.get("host") or f"{context(request).config.host}:{context(request).config.port}"
+    return {p1.TOKEN_HEADER: token, "WWW-Authenticate": token, p1.ENDPOINTS_HEADER: host}
+
+
+# -- ping, users, search ----------------------------------------------------------------------------------------
+
+
+@_endpoint
+async def ping(request: Request) -> Response:
+    """``GET /_ping`` and ``/v1/_ping``: 200 ``{}`` with the version and standalone headers."""
+    headers = {p1.VERSION_HEADER: p1.REGISTRY_VERSION, p1.STANDALONE_HEADER: _STANDALONE}
+    return v1_json({}, headers=headers)
+
+
+@_endpoint
+async def users(request: Request) -> Response:
+    """``GET /v1/users`` 200 "OK" (docker login's probe); ``POST /v1/users/`` 201 "User Created"."""
+    if request.method == "POST":
+        return v1_json("User Created", 201)
+    return v1_json("OK")
+
+
+@_endpoint
+async def update_user(request: Request) -> Response:
+    """``PUT /v1/users/<user>/`` -> 204."""
+    return Response(status_code=204, headers=_NO_CACHE)
+
+
+@_endpoint
+async def search(request: Request) -> Response:
+    """``GET /v1/search?q=``: repositories whose name contains the query."""
+    query = request.query_params.get("q", "")
+    names = await run_sync(_store(request).search, query)
+    results = [{"name": name, "description": ""} for name in names]
+    return v1_json({"query": query, "num_results": len(results), "results": results})
+
+
+# -- images -----------------------------------------------------------------------------------------------------
+
+
+@_endpoint
+async def get_image_json(request: Request) -> Response:
+    """``GET /v1/images/<id>/json``: the stored bytes, ``X-Docker-Size`` and the payload checksum."""
+    image_id = _image_id(request)
+    await authorize(request)
+    info = await run_sync(_store(request).get_json, image_id)
+    if "if-modified-since" in request.headers:
+        # docker-registry answers 304 to any If-Modified-Since: image JSON never changes once complete.
+        return Response(status_code=304, headers=_CACHE_FOREVER)
+    headers = dict(_CACHE_FOREVER)
+    if info.size is not None:
+        headers[p1.SIZE_HEADER] = str(info.size)
+    if info.checksums:
+        headers[p1.PAYLOAD_CHECKSUM_HEADER] = info.checksums[0]
+        headers[p1.CHECKSUM_PAYLOAD_HEADER] = info.checksums[0]
+    return v1_raw(info.json, headers=headers)
+
+
+@_endpoint
+async def put_image_json(request: Request) -> Response:
+    """``PUT /v1/images/<id>/json``: 200; 400 for bad JSON/id/parent; 409 when the image is complete."""
+    image_id = _image_id(request)
+    _writable(request)
+    await authorize(request)
+    raw = await _body(request)
+    await run_sync(_store(request).put_json, image_id, raw)
+    return v1_json(True)
+
+
+@_endpoint
+async def get_ancestry(request: Request) -> Response:
+    """``GET /v1/images/<id>/ancestry``: ``[id, parent, ..., root]``."""
+    image_id = _image_id(request)
+    await authorize(request)
+    raw = await run_sync(_store(request).ancestry, image_id)
+    return v1_raw(raw, headers=_CACHE_FOREVER)
+
+
+@_endpoint
+async def get_layer(request: Request) -> Response:
+    """``GET /v1/images/<id>/layer``: streamed; a Range (RFC 9110) gives 206, an unsatisfiable one 416."""
+    image_id = _image_id(request)
+    await authorize(request)
+    store = _store(request)
+    digest, size = await run_sync(store.layer, image_id)
+    headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **_CACHE_FOREVER}
+    opener = partial(store.open_layer, digest)
+    byte_range = parse_range(request.headers.get("range"), size)
+    if byte_range is None:
+        return StreamResponse(opener, 0, size, headers=headers)
+    first, last = byte_range
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return StreamResponse(opener, first, last - first + 1, status_code=206, headers=headers)
+
+
+class _PayloadVerifier(DigestVerifier):
+    """Hashes the layer (its blob digest) and, alongside, ``sha256(json + "\\n" + layer)`` (the payload)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, json_bytes: bytes) -> None:
+        super().__init__("sha256")
+        self.payload = hashlib.sha256(json_bytes + b"\n")
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        super().update(chunk)
+        self.payload.update(chunk)
+
+
+@_endpoint
+async def put_layer(request: Request) -> Response:
+    """``PUT /v1/images/<id>/layer``: stream into storage while computing the payload checksum; 200."""
+    image_id = _image_id(request)
+    _writable(request)
+    await authorize(request)
+    store = _store(request)
+    upload, writer, json_bytes = await run_sync(store.begin_layer, image_id)
+    hasher = _PayloadVerifier(json_bytes)
+    try:
+        await receive_into(request, writer, hasher)
+        payload = "sha256:" + hasher.payload.hexdigest()
+        await run_sync(store.finish_layer, image_id, upload, writer, hasher, payload)
+    except BaseException:
+        await run_sync(store.abort_layer, upload, writer)
+        raise
+    return v1_json(True)
+
+
+@_endpoint
+async def put_checksum(request: Request) -> Response:
+    """``PUT /v1/images/<id>/checksum``: verify ``X-Docker-Checksum-Payload``; the image becomes readable."""
+    image_id = _image_id(request)
+    _writable(request)
+    await authorize(request)
+    payload = request.headers.get(p1.CHECKSUM_PAYLOAD_HEADER)
+    await run_sync(_store(request).put_checksum, image_id, payload)
+    return v1_json(True)
+
+
+# -- repositories and tags ------------------------------------------------------------------------------------
+
+
+def _index_entries(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(raw) if raw.strip() else []
+    except (ValueError, UnicodeDecodeError):
+        raise V1Error(400, "Error Decoding JSON") from None
+    if not isinstance(data, list):
+        raise V1Error(400, "Invalid data")
+    return [item for item in data if isinstance(item, dict)]
+
+
+@_endpoint
+async def put_repository(request: Request) -> Response:
+    """``PUT /v1/repositories/<repo>/`` (the index of a push): 200 with token and endpoints."""
+    name = _repository(request)
+    _writable(request)
+    await authorize(request, Access.push(name))
+    entries = _index_entries(await _body(request))
+    await run_sync(_store(request).put_index, name, entries)
+    return v1_json("", headers=_token_headers(request, name, "write"))
+
+
+@_endpoint
+async def put_repository_images(request: Request) -> Response:
+    """``PUT /v1/repositories/<repo>/images`` (the end of a push): 204 with token and endpoints."""
+    name = _repository(request)
+    _writable(request)
+    await authorize(request, Access.push(name))
+    entries = _index_entries(await _body(request))
+    await run_sync(_store(request).put_index, name, entries)
+    return Response(status_code=204, headers={**_NO_CACHE, **_token_headers(request, name, "write")})
+
+
+@_endpoint
+async def get_repository_images(request: Request) -> Response:
+    """``GET /v1/repositories/<repo>/images``: the stored index list, with a read token and endpoints."""
+    name = _repository(request)
+    await authorize(request, Access.pull(name))
+    raw = await run_sync(_store(request).get_index, name)
+    return v1_raw(raw, headers={**_NO_CACHE, **_token_headers(request, name, "read")})
+
+
+@_endpoint
+async def delete_repository_images(request: Request) -> Response:
+    """``DELETE /v1/repositories/<repo>/images``: 204 (docker-registry does nothing either)."""
+    _repository(request)
+    _writable(request)
+    return Response(status_code=204, headers=_NO_CACHE)
+
+
+@_endpoint
+async def put_repository_auth(request: Request) -> Response:
+    """``PUT /v1/repositories/<repo>/auth``: 200 "OK"."""
+    _repository(request)
+    return v1_json("OK")
+
+
+@_endpoint
+async def list_tags(request: Request) -> Response:
+    """``GET /v1/repositories/<repo>/tags``: ``{tag: image id}``; 404 "Repository not found"."""
+    name = _repository(request)
+    await authorize(request, Access.pull(name))
+    return v1_json(await run_sync(_store(request).tags, name))
+
+
+@_endpoint
+async def get_tag(request: Request) -> Response:
+    """``GET /v1/repositories/<repo>/tags/<tag>``: the image id as a JSON string; 404 "Tag not found"."""
+    name = _repository(request)
+    tag = _tag(request)
+    await authorize(request, Access.pull(name))
+    return v1_json(await run_sync(_store(request).tag, name, tag))
+
+
+@_endpoint
+async def put_tag(request: Request) -> Response:
+    """``PUT /v1/repositories/<repo>/tags/<tag>`` with ``"<id>"``: 200; 400 bad tag or body; 404 no image."""
+    name = _repository(request)
+    tag = str(request.path_params.get("tag", ""))
+    if not p1.V1_TAG_RE.match(tag):
+        raise V1Error(400, "Invalid tag name (must match ^[\\w][\\w.-]{0,127}$)")
+    _writable(request)
+    await authorize(request, Access.push(name))
+    try:
+        image_id = json.loads(await _body(request))
+    except (ValueError, UnicodeDecodeError):
+        raise V1Error(400, "Invalid data") from None
+    if not isinstance(image_id, str):
+        raise V1Error(400, "Invalid data")
+    metadata = user_agent_metadata(request.headers.get("user-agent", ""))
+    await run_sync(_store(request).put_tag, name, tag, image_id, metadata)
+    return v1_json(True)
+
+
+@_endpoint
+async def delete_tag(request: Request) -> Response:
+    """``DELETE /v1/repositories/<repo>/tags/<tag>``: 200; 404 "Tag not found: <tag>"."""
+    name = _repository(request)
+    tag = str(request.path_params.get("tag", ""))
+    if not p1.V1_TAG_RE.match(tag):
+        raise V1Error(404, f"Tag not found: {tag[:128]}")
+    _writable(request)
+    await authorize(request, Access.delete(name))
+    await run_sync(_store(request).delete_tag, name, tag)
+    return v1_json(True)
+
+
+@_endpoint
+async def delete_repository(request: Request) -> Response:
+    """``DELETE /v1/repositories/<repo>/`` and ``/tags``: 200, removing every tag; 404 when unknown."""
+    name = _repository(request)
+    _writable(request)
+    await authorize(request, Access.delete(name))
+    await run_sync(_store(request).delete_repository, name)
+    return v1_json(True)
+
+
+@_endpoint
+async def repository_json(request: Request) -> Response:
+    """``GET /v1/repositories/<repo>/json``: the last tag PUT's client metadata (defaults if none)."""
+    name = _repository(request)
+    await authorize(request, Access.pull(name))
+    return v1_json(await run_sync(_store(request).metadata, name, None))
+
+
+@_endpoint
+async def tag_json(request: Request) -> Response:
+    """``GET /v1/repositories/<repo>/tags/<tag>/json``: that tag's client metadata."""
+    name = _repository(request)
+    tag = _tag(request)
+    await authorize(request, Access.pull(name))
+    return v1_json(await run_sync(_store(request).metadata, name, tag))
+
+
+_ACCESS_RE = re.compile(r"^(?:private|public)$")
+
+
+@_endpoint
+async def properties(request: Request) -> Response:
+    """``GET/PUT /v1/repositories/<repo>/properties``: ``{"access": "private"|"public"}``."""
+    name = _repository(request)
+    store = _store(request)
+    if request.method == "GET":
+        await authorize(request, Access.pull(name))
+        return v1_json(await run_sync(store.properties, name))
+    _writable(request)
+    await authorize(request, Access.push(name))
+    try:
+        data = json.loads(await _body(request))
+    except (ValueError, UnicodeDecodeError):
+        raise V1Error(400, "Error Decoding JSON") from None
+    access = data.get("access") if isinstance(data, dict) else None
+    if not isinstance(access, str) or not _ACCESS_RE.match(access):
+        raise V1Error(400, "Invalid data")
+    await run_sync(store.put_properties, name, access)
+    return v1_json(True)
+
+
+def routes() -> list[BaseRoute]:
+    """Every v1 route; the most specific repository suffixes come first (names contain ``/``)."""
+    repo = "/v1/repositories/{repo:path}"
+    image = "/v1/images/{image_id}"
+    return [
+        Route("/_ping", ping, methods=["GET"], name="v1.ping.root"),
+        Route("/v1/_ping", ping, methods=["GET"], name="v1.ping"),
+        Route("/v1/users", users, methods=["GET"], name="v1.users.noslash"),
+        Route("/v1/users/", users, methods=["GET", "POST"], name="v1.users"),
+        Route("/v1/users/{user}/", update_user, methods=["PUT"], name="v1.user"),
+        Route("/v1/search", search, methods=["GET"], name="v1.search"),
+        Route(f"{image}/json", get_image_json, methods=["GET"], name="v1.image.json.get"),
+        Route(f"{image}/json", put_image_json, methods=["PUT"], name="v1.image.json.put"),
+        Route(f"{image}/layer", get_layer, methods=["GET"], name="v1.image.layer.get"),
+        Route(f"{image}/layer", put_layer, methods=["PUT"], name="v1.image.layer.put"),
+        Route(f"{image}/checksum", put_checksum, methods=["PUT"], name="v1.image.checksum"),
+        Route(f"{image}/ancestry", get_ancestry, methods=["GET"], name="v1.image.ancestry"),
+        Route(f"{repo}/tags/{{tag}}/json", tag_json, methods=["GET"], name="v1.tag.json"),
+        Route(f"{repo}/tags/{{tag}}", get_tag, methods=["GET"], name="v1.tag.get"),
+        Route(f"{repo}/tags/{{tag}}", put_tag, methods=["PUT"], name="v1.tag.put"),
+        Route(f"{repo}/tags/{{tag}}", delete_tag, methods=["DELETE"], name="v1.tag.delete"),
+        Route(f"{repo}/tags", list_tags, methods=["GET"], name="v1.tags"),
+        Route(f"{repo}/tags", delete_repository, methods=["DELETE"], name="v1.tags.delete"),
+        Route(f"{repo}/images", get_repository_images, methods=["GET"], name="v1.images.get"),
+        Route(f"{repo}/images", put_repository_images, methods=["PUT"], name="v1.images.put"),
+        Route(f"{repo}/images", delete_repository_images, methods=["DELETE"], name="v1.images.delete"),
+        Route(f"{repo}/json", repository_json, methods=["GET"], name="v1.repository.json"),
+        Route(f"{repo}/auth", put_repository_auth, methods=["PUT"], name="v1.repository.auth"),
+        Route(f"{repo}/properties", properties, methods=["GET", "PUT"], name="v1.repository.properties"),
+        Route(f"{repo}/", put_repository, methods=["PUT"], name="v1.repository.put"),
+        Route(f"{repo}/", delete_repository, methods=["DELETE"], name="v1.repository.delete"),
+    ]

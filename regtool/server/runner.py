@@ -1,0 +1,67 @@
+"""Run the app under uvicorn in the foreground until SIGINT/SIGTERM, then shut down gracefully.
+
+uvicorn re-raises a captured signal after its shutdown, so the process would die by SIGTERM (exit -15) even
+after a clean stop; here the signals only ask the server to exit, and ``run`` returns normally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["run"]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; OSError (e.g. address in use) is raised here, not in uvicorn."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(app: ASGIApp, host: str, port: int) -> None:
+    """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
+
+    Raises OSError when the address cannot be bound.
+    """
+    sock = bind(host, port)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    try:
+        _Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

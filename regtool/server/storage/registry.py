@@ -1,0 +1,379 @@
+"""The registry's content over a storage driver: blobs, repositories, uploads, manifests, tags, referrers.
+
+Blocking code: handlers call these methods in a worker thread (one hop per operation). The layout is drawn in
+``paths``. Errors are ``ApiError`` with the distribution error code that fits (BLOB_UNKNOWN, NAME_UNKNOWN, ...).
+
+Invariants that make crashes harmless:
+
+- a blob's ``data`` appears only by an atomic rename of a fully written, fsynced, digest-verified file;
+- a repository link, tag or revision is written (atomically) only after the content it names is in place;
+- uploads live in ``uploads/<id>/`` and are never read as blobs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from regtool.digest import Digest, DigestVerifier
+from regtool.errors import InvalidDigest
+from regtool.manifest import Manifest, ManifestError, parse_manifest
+from regtool.protocol.errcodes import ErrorCode
+from regtool.server.errors import ApiError
+from regtool.server.storage import paths
+from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDriver
+
+__all__ = ["BlobStore", "Registry", "StoredManifest", "UploadHashes"]
+
+HASH_CHUNK = 1024 * 1024
+
+
+class BlobStore:
+    """Content-addressed blobs shared by every repository (and by the v1 image store)."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    def size(self, digest: Digest) -> int | None:
+        """The blob's size, or None when it is not stored."""
+        try:
+            return self.driver.stat(paths.blob_data(digest)).size
+        except PathNotFound:
+            return None
+
+    def open(self, digest: Digest, offset: int = 0) -> BinaryIO:
+        return self.driver.reader(paths.blob_data(digest), offset)
+
+    def get(self, digest: Digest) -> bytes:
+        return self.driver.get_content(paths.blob_data(digest))
+
+    def put(self, data: bytes, digest: Digest | None = None) -> Digest:
+        """Store small content (a manifest) whose digest is known or computed here."""
+        digest = digest or Digest.of(data)
+        self.driver.put_content(paths.blob_data(digest), data)
+        return digest
+
+    def ingest(self, source: str, digest: Digest) -> None:
+        """Move the verified, fsynced driver file ``source`` into place as blob ``digest`` (atomic)."""
+        self.driver.move(source, paths.blob_data(digest))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    raw: bytes
+    media_type: str
+    digest: Digest
+
+
+class UploadHashes:
+    """In-memory hash state of uploads in progress, so closing an upload does not read the blob again.
+
+    The state is valid only while its byte count equals the upload file's size; after a restart or a failed
+    chunk it is dropped, and the upload is hashed from the file when it closes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hashers: dict[str, DigestVerifier] = {}
+
+    def for_append(self, upload_id: str, size: int) -> DigestVerifier | None:
+        with self._lock:
+            hasher = self._hashers.get(upload_id)
+            if hasher is None and size == 0:
+                hasher = self._hashers[upload_id] = DigestVerifier("sha256")
+            if hasher is not None and hasher.size != size:
+                del self._hashers[upload_id]
+                return None
+            return hasher
+
+    def drop(self, upload_id: str) -> None:
+        with self._lock:
+            self._hashers.pop(upload_id, None)
+
+
+class Registry:
+    """v2 content over one driver. ``uploads`` keeps the upload hash state of this process."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+        self.blobs = BlobStore(driver)
+        self.hashes = UploadHashes()
+
+    # -- repositories and blob links ---------------------------------------------------------------------------
+
+    def repository_exists(self, name: str) -> bool:
+        try:
+            return self.driver.stat(paths.repository_dir(name)).is_dir
+        except PathNotFound:
+            return False
+
+    def blob_linked(self, name: str, digest: Digest) -> bool:
+        try:
+            self.driver.stat(paths.layer_link(name, digest))
+        except PathNotFound:
+            return False
+        return True
+
+    def stat_blob(self, name: str, digest: Digest) -> int:
+        """The size of a blob linked in ``name``; BLOB_UNKNOWN otherwise."""
+        size = self.blobs.size(digest) if self.blob_linked(name, digest) else None
+        if size is None:
+            raise ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", detail=str(digest))
+        return size
+
+    def open_blob(self, name: str, digest: Digest, offset: int = 0) -> BinaryIO:
+        self.stat_blob(name, digest)
+        try:
+            return self.blobs.open(digest, offset)
+        except PathNotFound:
+            raise ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}") from None
+
+    def link_blob(self, name: str, digest: Digest) -> None:
+        self.driver.put_content(paths.layer_link(name, digest), str(digest).encode())
+
+    def unlink_blob(self, name: str, digest: Digest) -> None:
+        try:
+            self.driver.delete(paths.layer_link(name, digest))
+        except PathNotFound:
+            raise ApiError(
+                ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", detail=str(digest)
+            ) from None
+
+    def mount_blob(self, name: str, source: str, digest: Digest) -> bool:
+        """Link a blob of repository ``source`` into ``name``; False when ``source`` does not have it."""
+        if not self.blob_linked(source, digest) or self.blobs.size(digest) is None:
+            return False
+        self.link_blob(name, digest)
+        return True
+
+    def repositories(self) -> list[str]:
+        """Every repository name, sorted."""
+        found: list[str] = []
+
+        def walk(prefix: str, components: list[str]) -> None:
+            try:
+                children = self.driver.list(prefix)
+            except PathNotFound:
+                return
+            if components and any(child.startswith("_") for child in children):
+                found.append("/".join(components))
+            for child in children:
+                if not child.startswith("_"):
+                    walk(f"{prefix}/{child}", [*components, child])
+
+        walk(paths.REPOSITORIES, [])
+        return sorted(found)
+
+    # -- uploads ----------------------------------------------------------------------------------------------
+
+    def create_upload(self, name: str) -> str:
+        upload_id = str(uuid.uuid4())
+        info = json.dumps({"name": name, "started": time.time()}).encode()
+        self.driver.put_content(paths.upload_info(upload_id), info)
+        self.driver.writer(paths.upload_data(upload_id)).close()
+        return upload_id
+
+    def upload_size(self, name: str, upload_id: str) -> int:
+        """The bytes received so far; BLOB_UPLOAD_UNKNOWN for an id that is malformed, absent or not ``name``'s."""
+        unknown = ApiError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id[:80]!r} unknown to repository {name}")
+        if not paths.UPLOAD_ID_RE.match(upload_id):
+            raise unknown
+        try:
+            info = json.loads(self.driver.get_content(paths.upload_info(upload_id)))
+            size = self.driver.stat(paths.upload_data(upload_id)).size
+        except (PathNotFound, ValueError):
+            raise unknown from None
+        if not isinstance(info, dict) or info.get("name") != name:
+            raise unknown
+        return size
+
+    def upload_writer(self, upload_id: str) -> FileWriter:
+        return self.driver.writer(paths.upload_data(upload_id), append=True)
+
+    def cancel_upload(self, upload_id: str) -> None:
+        self.hashes.drop(upload_id)
+        try:
+            self.driver.delete(paths.upload_dir(upload_id))
+        except PathNotFound:
+            pass
+
+    def upload_digest(self, upload_id: str, algorithm: str, size: int) -> Digest:
+        """The digest of the upload's bytes: from the kept hash state, else by reading the file."""
+        hasher = self.hashes.for_append(upload_id, size)
+        if hasher is not None and hasher.algorithm == algorithm:
+            return hasher.digest()
+        hasher = DigestVerifier(algorithm)
+        with self.driver.reader(paths.upload_data(upload_id)) as f:
+            while chunk := f.read(HASH_CHUNK):
+                hasher.update(chunk)
+        return hasher.digest()
+
+    def commit_upload(self, name: str, upload_id: str, expected: Digest) -> int:
+        """Verify the upload against ``expected``, move it into place and link it; return its size.
+
+        On a mismatch the upload is removed and DIGEST_INVALID raised: nothing is stored.
+        """
+        size = self.upload_size(name, upload_id)
+        actual = self.upload_digest(upload_id, expected.algorithm, size)
+        if actual != expected:
+            self.cancel_upload(upload_id)
+            raise ApiError(
+                ErrorCode.DIGEST_INVALID,
+                f"upload to {name} hashes to {actual}, not the given {expected}",
+                detail={"expected": str(expected), "actual": str(actual)},
+            )
+        if self.blobs.size(expected) is None:
+            data = paths.upload_data(upload_id)
+            self.driver.writer(data, append=True).commit()  # fsync before the rename makes it visible
+            self.blobs.ingest(data, expected)
+        self.link_blob(name, expected)
+        self.cancel_upload(upload_id)
+        return size
+
+    # -- manifests, tags, referrers ----------------------------------------------------------------------------
+
+    def resolve(self, name: str, reference: str) -> Digest:
+        """The digest a tag or digest reference names in ``name``; MANIFEST_UNKNOWN / NAME_UNKNOWN otherwise."""
+        if ":" in reference:
+            digest = Digest.parse(reference)
+        else:
+            try:
+                digest = Digest.parse(self.driver.get_content(paths.tag_link(name, reference)).decode())
+            except (PathNotFound, InvalidDigest, UnicodeDecodeError):
+                raise self._manifest_unknown(name, reference) from None
+        try:
+            self.driver.stat(paths.manifest_revision(name, digest))
+        except PathNotFound:
+            raise self._manifest_unknown(name, reference) from None
+        return digest
+
+    def _manifest_unknown(self, name: str, reference: str) -> ApiError:
+        if not self.repository_exists(name):
+            return ApiError(ErrorCode.NAME_UNKNOWN, f"repository {name} not known to registry", detail=name)
+        return ApiError(
+            ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference} unknown to repository {name}", detail=reference
+        )
+
+    def get_manifest(self, name: str, reference: str) -> StoredManifest:
+        digest = self.resolve(name, reference)
+        try:
+            media_type = self.driver.get_content(paths.manifest_revision(name, digest)).decode()
+            raw = self.blobs.get(digest)
+        except PathNotFound:
+            raise self._manifest_unknown(name, reference) from None
+        return StoredManifest(raw, media_type, digest)
+
+    def put_manifest(self, name: str, manifest: Manifest, tag: str | None) -> None:
+        """Store ``manifest`` (already parsed and size-checked) in ``name``, tagged ``tag`` if given.
+
+        MANIFEST_BLOB_UNKNOWN when a referenced blob or child manifest is not in the repository; a missing
+        ``subject`` is fine (the referrers API allows it).
+        """
+        missing = [d for d in manifest.referenced_blobs() if not self.blob_linked(name, d)]
+        if manifest.is_index:
+            for child in manifest.manifests:
+                try:
+                    self.driver.stat(paths.manifest_revision(name, child.digest))
+                except PathNotFound:
+                    missing.append(child.digest)
+        if missing:
+            raise ApiError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                f"manifest for {name} references {missing[0]}, unknown to the repository",
+                detail=[str(d) for d in missing],
+            )
+        digest = manifest.digest
+        self.blobs.put(manifest.raw, digest)
+        self.link_blob(name, digest)
+        self.driver.put_content(paths.manifest_revision(name, digest), manifest.media_type.encode())
+        if manifest.subject is not None:
+            entry = referrer_descriptor(manifest)
+            self.driver.put_content(
+                paths.referrer_entry(name, manifest.subject.digest, digest), json.dumps(entry).encode()
+            )
+        if tag is not None:
+            self.driver.put_content(paths.tag_link(name, tag), str(digest).encode())
+
+    def delete_tag(self, name: str, tag: str) -> None:
+        try:
+            self.driver.delete(f"{paths.tags_dir(name)}/{tag}")
+        except PathNotFound:
+            raise self._manifest_unknown(name, tag) from None
+
+    def delete_manifest(self, name: str, digest: Digest) -> None:
+        """Remove a manifest from ``name``, with every tag pointing at it and its referrers entry."""
+        stored = self.get_manifest(name, str(digest))
+        for tag in self._tag_names(name):
+            try:
+                if self.driver.get_content(paths.tag_link(name, tag)).decode() == str(digest):
+                    self.driver.delete(f"{paths.tags_dir(name)}/{tag}")
+            except PathNotFound:
+                continue
+        try:
+            parsed: Manifest | None = parse_manifest(stored.raw, stored.media_type)
+        except ManifestError:
+            parsed = None
+        if parsed is not None and parsed.subject is not None:
+            try:
+                self.driver.delete(paths.referrer_entry(name, parsed.subject.digest, digest))
+            except PathNotFound:
+                pass
+        self.driver.delete(paths.manifest_revision(name, digest).rsplit("/", 1)[0])
+        try:
+            self.driver.delete(paths.layer_link(name, digest))
+        except PathNotFound:
+            pass
+
+    def _tag_names(self, name: str) -> Iterator[str]:
+        try:
+            yield from self.driver.list(paths.tags_dir(name))
+        except PathNotFound:
+            return
+
+    def tags(self, name: str) -> list[str]:
+        """The repository's tags, sorted; NAME_UNKNOWN if it does not exist."""
+        if not self.repository_exists(name):
+            raise ApiError(ErrorCode.NAME_UNKNOWN, f"repository {name} not known to registry", detail=name)
+        found = []
+        for tag in self._tag_names(name):
+            try:
+                self.driver.stat(paths.tag_link(name, tag))
+            except PathNotFound:
+                continue
+            found.append(tag)
+        return sorted(found)
+
+    def referrers(self, name: str, subject: Digest) -> list[dict[str, Any]]:
+        """Descriptors of the manifests in ``name`` whose subject is ``subject``, sorted by digest."""
+        directory = paths.referrers_dir(name, subject)
+        try:
+            entries = self.driver.list(directory)
+        except PathNotFound:
+            return []
+        found = []
+        for entry in sorted(entries):
+            try:
+                found.append(json.loads(self.driver.get_content(f"{directory}/{entry}")))
+            except (PathNotFound, ValueError):
+                continue
+        return [d for d in found if isinstance(d, dict)]
+
+
+def referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
+    """The referrers API's descriptor of ``manifest``: mediaType, size, digest, artifactType, annotations."""
+    entry: dict[str, Any] = {
+        "mediaType": manifest.media_type,
+        "size": manifest.size,
+        "digest": str(manifest.digest),
+    }
+    artifact_type = manifest.effective_artifact_type()
+    if artifact_type:
+        entry["artifactType"] = artifact_type
+    if manifest.annotations:
+        entry["annotations"] = dict(manifest.annotations)
+    return entry

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import os
+from typing import IO
+
+import pytest
+
+from regtool.errors import ImageFormatError
+from regtool.image.compression import (
+    Compression,
+    gzip_stream,
+    is_tar,
+    open_decompressed,
+    sniff,
+    zstd_available,
+)
+from tests.image.builders import layer_tar
+
+TAR = layer_tar({"a.txt": b"hello\n" * 1000, "b/c.bin": os.urandom(3000)})
+ZSTD_FRAME = bytes.fromhex("28b52ffd2000010000")  # an empty zstd frame
+
+
+class OneWay(io.RawIOBase):
+    """A non-seekable stream, like an HTTP body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._buf.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+@pytest.mark.parametrize(
+    ("blob", "kind"),
+    [
+        (gzip.compress(TAR), Compression.GZIP),
+        (bz2.compress(TAR), Compression.BZIP2),
+        (lzma.compress(TAR), Compression.XZ),
+        (ZSTD_FRAME, Compression.ZSTD),
+        (TAR, Compression.NONE),
+        (b"", Compression.NONE),
+    ],
+)
+def test_sniff(blob: bytes, kind: Compression) -> None:
+    assert sniff(blob[:512]) is kind
+
+
+def test_is_tar() -> None:
+    assert is_tar(TAR[:512])
+    assert is_tar(bytes(512))  # an empty tar is two zero blocks
+    assert not is_tar(b"{}")
+    assert not is_tar(gzip.compress(TAR)[:512])
+
+
+def read_all(f: IO[bytes]) -> bytes:
+    out = bytearray()
+    while chunk := f.read(4096):
+        out += chunk
+    return bytes(out)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress, lambda b: b])
+@pytest.mark.parametrize("seekable", [True, False])
+def test_open_decompressed(compress: object, seekable: bool) -> None:
+    blob = compress(TAR)  # type: ignore[operator]
+    raw: IO[bytes] = io.BytesIO(blob) if seekable else io.BufferedReader(OneWay(blob))
+    with open_decompressed(raw) as f:
+        assert read_all(f) == TAR
+    assert not raw.closed  # the caller owns the underlying stream
+    raw.close()
+
+
+@pytest.mark.skipif(zstd_available(), reason="this Python has zstd")
+def test_zstd_without_support_says_so() -> None:
+    with pytest.raises(ImageFormatError, match="layer sha256:x is zstd-compressed, and this Python has no zstd"):
+        open_decompressed(io.BytesIO(ZSTD_FRAME), what="layer sha256:x")
+
+
+def test_gzip_stream_is_deterministic_and_hashes_both_sides() -> None:
+    outs = []
+    for _ in range(2):
+        dst = io.BytesIO()
+        result = gzip_stream(io.BytesIO(TAR), dst)
+        outs.append((result, dst.getvalue()))
+    (first, data1), (second, data2) = outs
+    assert first == second
+    assert data1 == data2
+    assert str(first.digest) == "sha256:" + hashlib.sha256(data1).hexdigest()
+    assert first.size == len(data1)
+    assert str(first.diff_id) == "sha256:" + hashlib.sha256(TAR).hexdigest()
+    assert first.diff_size == len(TAR)
+    assert gzip.decompress(data1) == TAR
+    # header: gzip magic, deflate, no flags (no file name), mtime 0
+    assert data1[:4] == b"\x1f\x8b\x08\x00"
+    assert data1[4:8] == b"\x00\x00\x00\x00"
+
+
+def test_gzip_stream_of_large_input_streams_in_chunks() -> None:
+    data = os.urandom(3 << 20)
+    dst = io.BytesIO()
+    result = gzip_stream(io.BytesIO(data), dst)
+    assert result.diff_size == len(data)
+    assert gzip.decompress(dst.getvalue()) == data
+
+
+def test_gzip_of_a_different_tar_differs() -> None:
+    a = gzip_stream(io.BytesIO(TAR), io.BytesIO())
+    b = gzip_stream(io.BytesIO(TAR + bytes(512)), io.BytesIO())
+    assert a.digest != b.digest

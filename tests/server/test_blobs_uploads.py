@@ -1,0 +1,169 @@
+"""Blob GET/HEAD/Range/DELETE and upload sessions: digests verified, nothing stored on failure."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.helpers import digest_of, push_blob, random_blob
+from tests.support.serve import RunningServe, run_serve
+
+
+def _code(response: httpx.Response) -> str:
+    return str(response.json()["errors"][0]["code"])
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "expected"),
+    [
+        ("bytes=0-0", 206, (0, 0)),
+        ("bytes=10-19", 206, (10, 19)),
+        ("bytes=990-", 206, (990, 999)),
+        ("bytes=-5", 206, (995, 999)),
+        ("bytes=900-5000", 206, (900, 999)),
+        ("bytes=1000-", 416, None),
+        ("bytes=5-2", 416, None),
+        ("bytes=abc", 416, None),
+        ("items=0-1", 416, None),
+        ("bytes=0-1,5-6", 416, None),
+        ("bytes=-0", 416, None),
+    ],
+)
+def test_blob_ranges(client: httpx.Client, header: str, status: int, expected: tuple[int, int] | None) -> None:
+    blob = random_blob(1000)
+    digest = push_blob(client, "r", blob)
+    response = client.get(f"/v2/r/blobs/{digest}", headers={"Range": header})
+    assert response.status_code == status
+    if expected is None:
+        assert _code(response) == "RANGE_INVALID"
+        assert response.headers["content-range"] == "bytes */1000"
+    else:
+        first, last = expected
+        assert response.content == blob[first : last + 1]
+        assert response.headers["content-range"] == f"bytes {first}-{last}/1000"
+        assert response.headers["content-length"] == str(last - first + 1)
+
+
+def test_blob_head_and_empty_blob(client: httpx.Client) -> None:
+    digest = push_blob(client, "r", b"")
+    head = client.head(f"/v2/r/blobs/{digest}")
+    assert head.status_code == 200
+    assert head.headers["content-length"] == "0"
+    assert head.headers["accept-ranges"] == "bytes"
+    assert head.headers["content-type"] == "application/octet-stream"
+    assert client.get(f"/v2/r/blobs/{digest}").content == b""
+
+
+def test_blobs_are_linked_per_repository(client: httpx.Client) -> None:
+    blob = random_blob(100)
+    digest = push_blob(client, "a", blob)
+    assert client.get(f"/v2/b/blobs/{digest}").status_code == 404
+    assert client.post("/v2/b/blobs/uploads/", params={"mount": digest, "from": "a"}).status_code == 201
+    assert client.get(f"/v2/b/blobs/{digest}").content == blob
+    assert client.delete(f"/v2/a/blobs/{digest}").status_code == 202
+    assert client.get(f"/v2/a/blobs/{digest}").status_code == 404
+    assert client.get(f"/v2/b/blobs/{digest}").content == blob
+
+
+def test_single_post_with_digest(client: httpx.Client) -> None:
+    blob = random_blob(5000)
+    response = client.post("/v2/r/blobs/uploads/", params={"digest": digest_of(blob)}, content=blob)
+    assert response.status_code == 201
+    assert response.headers["location"] == f"/v2/r/blobs/{digest_of(blob)}"
+    assert response.headers["docker-content-digest"] == digest_of(blob)
+    assert client.get(f"/v2/r/blobs/{digest_of(blob)}").content == blob
+    bad = client.post("/v2/r/blobs/uploads/", params={"digest": digest_of(b"other")}, content=blob)
+    assert bad.status_code == 400 and _code(bad) == "DIGEST_INVALID"
+
+
+def test_digest_mismatch_stores_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with run_serve(root) as server, httpx.Client(base_url=server.url) as client:
+        blob = random_blob(3000)
+        location = client.post("/v2/r/blobs/uploads/").headers["location"]
+        assert client.patch(location, content=blob).status_code == 202
+        wrong = digest_of(blob + b"!")
+        response = client.put(location, params={"digest": wrong})
+        assert response.status_code == 400 and _code(response) == "DIGEST_INVALID"
+        assert client.get(f"/v2/r/blobs/{wrong}").status_code == 404
+        assert client.get(f"/v2/r/blobs/{digest_of(blob)}").status_code == 404
+        assert client.get(location).status_code == 404
+        assert not (root / "blobs").exists()
+        assert list((root / "uploads").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({}, "DIGEST_INVALID"),
+        ({"digest": "sha256:nothex"}, "DIGEST_INVALID"),
+        ({"digest": "crc32:1234"}, "DIGEST_INVALID"),
+    ],
+)
+def test_close_without_a_valid_digest(client: httpx.Client, query: dict[str, str], code: str) -> None:
+    location = client.post("/v2/r/blobs/uploads/").headers["location"]
+    response = client.put(location, params=query, content=b"abc")
+    assert response.status_code == 400 and _code(response) == code
+    assert client.get(location).status_code == 204
+
+
+def test_bad_content_ranges_are_416_and_keep_the_upload(client: httpx.Client) -> None:
+    location = client.post("/v2/r/blobs/uploads/").headers["location"]
+    assert client.patch(location, content=b"0123456789", headers={"Content-Range": "0-9"}).status_code == 202
+    for header in ("garbage", "5-2", "10-", "bytes 10-11/12x"):
+        response = client.patch(location, content=b"ab", headers={"Content-Range": header})
+        assert response.status_code == 416, header
+    # A range that does not match the body's length is refused and leaves nothing behind.
+    response = client.patch(location, content=b"abc", headers={"Content-Range": "10-19"})
+    assert response.status_code == 416
+    assert client.get(location).headers["range"] == "0-9"
+    blob = b"0123456789abc"
+    response = client.put(
+        location, params={"digest": digest_of(blob)}, content=b"abc", headers={"Content-Range": "10-12"}
+    )
+    assert response.status_code == 201
+    assert client.get(f"/v2/r/blobs/{digest_of(blob)}").content == blob
+
+
+def test_cancel_upload(client: httpx.Client) -> None:
+    location = client.post("/v2/r/blobs/uploads").headers["location"]
+    client.patch(location, content=b"data")
+    assert client.delete(location).status_code == 204
+    response = client.get(location)
+    assert response.status_code == 404 and _code(response) == "BLOB_UPLOAD_UNKNOWN"
+    assert client.patch(location, content=b"x").status_code == 404
+    assert client.delete(location).status_code == 404
+
+
+def test_concurrent_uploads_of_the_same_blob(server: RunningServe) -> None:
+    blob = random_blob(2 * 1024 * 1024 + 17)
+
+    def upload(i: int) -> int:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            location = client.post(f"/v2/r{i % 2}/blobs/uploads/").headers["location"]
+            half = len(blob) // 2
+            client.patch(location, content=blob[:half])
+            client.patch(location, content=blob[half:])
+            return client.put(location, params={"digest": digest_of(blob)}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(upload, range(6))) == [201] * 6
+    with httpx.Client(base_url=server.url) as client:
+        for repo in ("r0", "r1"):
+            assert client.get(f"/v2/{repo}/blobs/{digest_of(blob)}").content == blob
+
+
+def test_resumed_upload_after_hash_state_is_lost(server: RunningServe) -> None:
+    # After a restart the in-memory hash state is gone; closing must hash the file instead.
+    with httpx.Client(base_url=server.url) as client:
+        blob = random_blob(4000)
+        location = client.post("/v2/r/blobs/uploads/").headers["location"]
+        client.patch(location, content=blob[:1000], headers={"Content-Range": "0-999"})
+        client.patch(location, content=blob[1000:1500], headers={"Content-Range": "1000-1400"})  # length mismatch
+        assert client.get(location).headers["range"] == "0-999"
+        client.patch(location, content=blob[1000:], headers={"Content-Range": f"1000-{len(blob) - 1}"})
+        assert client.put(location, params={"digest": digest_of(blob)}).status_code == 201
+        assert client.get(f"/v2/r/blobs/{digest_of(blob)}").content == blob

@@ -1,0 +1,192 @@
+"""v1 push and pull with the real client against a real ``regtool serve`` (protocols.md §2.2, §2.3)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from regtool.client import Client
+from regtool.client.v1push import image_manifest, local_v1_layers
+from regtool.errors import IntegrityError, NotFoundError, UnsupportedProtocolError
+from regtool.image.oci_layout import OciLayout
+from regtool.image.source import open_source
+from regtool.manifest import ImageConfig
+from regtool.reference import Reference
+from tests.support.serve import RunningServe, run_serve
+from tests.v1.images import build_layout
+
+pytestmark = pytest.mark.anyio
+
+
+def ref(server: RunningServe, name: str = "team/app:1.0") -> Reference:
+    return Reference.parse(f"{server.host}/{name}")
+
+
+async def push_v1(layout_dir: Path, target: Reference) -> None:
+    async with Client() as client:
+        result = await client.push(str(layout_dir), target, protocol="v1")
+    assert result.protocol == "v1"
+
+
+def layout_config(layout: OciLayout) -> ImageConfig:
+    manifest = layout.manifest(layout.resolve())
+    assert manifest.config is not None
+    return ImageConfig.parse(layout.read_blob(manifest.config.digest))
+
+
+async def test_push_then_pull_round_trip_keeps_layers_and_config(tmp_path: Path) -> None:
+    _source, _, blobs, config_raw = build_layout(tmp_path / "src", layers=3)
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        async with Client() as client:
+            result = await client.pull(target, tmp_path / "out", protocol="v1")
+        assert result.protocol == "v1"
+        assert result.blobs_downloaded == 3
+    pulled = OciLayout.open(tmp_path / "out")
+    manifest = pulled.manifest(pulled.resolve("1.0"))
+    assert [pulled.read_blob(layer.digest) for layer in manifest.layers] == blobs
+    original = json.loads(config_raw)
+    config = layout_config(pulled)
+    assert list(config.diff_ids) == original["rootfs"]["diff_ids"]
+    assert config.config == original["config"]
+    assert [h.get("created_by") for h in config.history] == [
+        h["created_by"] for h in original["history"] if not h.get("empty_layer")
+    ]
+    assert result.digest == manifest.digest
+
+
+async def test_pull_as_docker_archive_keeps_real_v1_ids(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=2)
+    with open_source(str(tmp_path / "src")) as source:
+        chain = [layer.image for layer in local_v1_layers(source, image_manifest(source))[0]]
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        async with Client() as client:
+            await client.pull(target, tmp_path / "app.tar", protocol="v1")
+    with tarfile.open(tmp_path / "app.tar") as tar:
+        entry = json.loads(tar.extractfile("manifest.json").read())[0]  # type: ignore[union-attr]
+        assert entry["Layers"] == [f"{image.id}/layer.tar" for image in chain]
+        for image in chain:
+            assert tar.extractfile(f"{image.id}/json").read() == image.json  # type: ignore[union-attr]
+        repositories = json.loads(tar.extractfile("repositories").read())  # type: ignore[union-attr]
+    assert repositories == {f"{target.repository_ref}": {"1.0": chain[-1].id}}
+
+
+async def test_second_push_skips_every_image_and_uses_the_engine_order(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=2)
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        calls = [(e.method, e.path, e.status) for e in server.requests.events() if e.path.startswith("/v1/")]
+        writes = [c for c in calls if c[0] == "PUT"]
+        assert writes[0][1:] == ("/v1/repositories/team/app/", 200)
+        kinds = [path.rsplit("/", 1)[-1] for _, path, _ in writes[1:7]]
+        assert kinds == ["json", "layer", "checksum"] * 2
+        assert writes[7][1:] == ("/v1/repositories/team/app/tags/1.0", 200)
+        assert writes[-1][1:] == ("/v1/repositories/team/app/images", 204)
+        server.requests.clear()
+        async with Client() as client:
+            again = await client.push(str(tmp_path / "src"), target, protocol="v1")
+        assert (again.blobs_uploaded, again.blobs_skipped) == (0, 2)
+        assert not server.requests.events("PUT", "/layer")
+
+
+async def test_v1_pull_walks_layers_serially_root_first(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=4, size=64 * 1024)
+    with run_serve(tmp_path / "root", latency_ms=10) as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        server.requests.clear()
+        async with Client(jobs=8) as client:
+            await client.pull(target, tmp_path / "out", protocol="v1")
+        events = server.requests.events("GET")
+        layer_gets = [e for e in events if e.path.endswith("/layer")]
+        assert len(layer_gets) == 4
+        assert server.requests.max_overlap(layer_gets) == 1
+        paths = [e.path for e in sorted(events, key=lambda e: e.start) if e.path.startswith("/v1/")]
+        # The probe and the session each ping, as the engine's endpoint validation and NewSession did.
+        assert paths[0] == "/v1/_ping"
+        paths = [p for p in paths if p != "/v1/_ping"]
+        top = paths[2].split("/")[3]
+        assert paths[:3] == [
+            "/v1/repositories/team/app/images",
+            "/v1/repositories/team/app/tags/1.0",
+            f"/v1/images/{top}/ancestry",
+        ]
+        ancestry = json.loads((tmp_path / "root" / "v1" / "images" / top / "ancestry").read_bytes())
+        expected = []
+        for image_id in reversed(ancestry):
+            expected += [f"/v1/images/{image_id}/json", f"/v1/images/{image_id}/layer"]
+        assert paths[3:] == expected
+
+
+async def test_v1_pull_without_ancestry_walks_parents(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=3)
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        images = tmp_path / "root" / "v1" / "images"
+        chain = json.loads(
+            next(p for p in images.glob("*/ancestry") if len(json.loads(p.read_bytes())) == 3).read_bytes()
+        )
+        for path in images.glob("*/ancestry"):
+            path.unlink()
+        server.requests.clear()
+        async with Client() as client:
+            await client.pull(target, tmp_path / "out", protocol="v1")
+        json_gets = [e.path for e in server.requests.events("GET", "/json")]
+    # top first (each JSON names the next parent), then layers root first with the JSON already known
+    assert json_gets == [f"/v1/images/{i}/json" for i in chain]
+    pulled = OciLayout.open(tmp_path / "out")
+    assert len(pulled.manifest(pulled.resolve()).layers) == 3
+
+
+async def test_corrupt_layer_fails_payload_check_and_leaves_no_blob(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=1, size=4096)
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        (data,) = (tmp_path / "root" / "blobs").glob("sha256/*/*/data")
+        blob = bytearray(data.read_bytes())
+        blob[-5] ^= 0xFF
+        data.write_bytes(bytes(blob))
+        async with Client() as client:
+            with pytest.raises(IntegrityError, match="payload checksum mismatch"):
+                await client.pull(target, tmp_path / "out", protocol="v1")
+            with pytest.raises(IntegrityError):
+                await client.pull(target, tmp_path / "out.tar", protocol="v1")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.tar").exists()
+    assert list(tmp_path.glob(".regtool-v1-*")) == []
+
+
+async def test_errors_name_what_is_missing(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=1)
+    with run_serve(tmp_path / "root") as server:
+        await push_v1(tmp_path / "src", ref(server))
+        async with Client() as client:
+            with pytest.raises(NotFoundError, match="Tag not found"):
+                await client.pull(ref(server, "team/app:nope"), tmp_path / "out", protocol="v1")
+            with pytest.raises(NotFoundError):
+                await client.pull(ref(server, "team/other:1.0"), tmp_path / "out", protocol="v1")
+            with pytest.raises(UnsupportedProtocolError, match="digest"):
+                await client.pull(ref(server, "team/app@sha256:" + "0" * 64), tmp_path / "out", protocol="v1")
+
+
+async def test_parallel_v1_pull_is_opt_in(tmp_path: Path) -> None:
+    build_layout(tmp_path / "src", layers=4, size=256 * 1024)
+    with run_serve(tmp_path / "root", latency_ms=30) as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        server.requests.clear()
+        async with Client() as client:
+            await client.pull(target, tmp_path / "out", protocol="v1", v1_jobs=4)
+        layer_gets = server.requests.events("GET", "/layer")
+        assert server.requests.max_overlap(layer_gets) > 1
+    pulled = OciLayout.open(tmp_path / "out")
+    assert len(pulled.manifest(pulled.resolve()).layers) == 4
