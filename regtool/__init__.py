@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 from regtool.__about__ import __version__
+from regtool.client import Client
+from regtool.client.progress import NullProgress, Progress
+from regtool.client.results import InspectResult, LayerInfo, ProbeResult, PullResult, PushResult
 from regtool.digest import Digest
 from regtool.errors import (
     AuthError,
@@ -24,18 +27,28 @@ from regtool.errors import (
     UnsupportedProtocolError,
     UsageError,
 )
+from regtool.manifest import Platform
 from regtool.reference import Reference
 
 __all__ = [
     "AuthError",
     "CancelledTransfer",
+    "Client",
     "Digest",
     "ImageFormatError",
+    "InspectResult",
     "IntegrityError",
     "InvalidDigest",
     "InvalidReference",
+    "LayerInfo",
     "NotFoundError",
+    "NullProgress",
+    "Platform",
+    "ProbeResult",
+    "Progress",
     "ProtocolError",
+    "PullResult",
+    "PushResult",
     "Reference",
     "RegistryError",
     "RegtoolError",

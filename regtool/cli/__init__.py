@@ -10,7 +10,9 @@ from __future__ import annotations
 # ``login``/``logout`` (auth) join this list when they exist.
 from regtool.cli import (  # noqa: F401
     catalog,
+    copy,
     delete,
+    demo,
     inspect,
     probe,
     pull,

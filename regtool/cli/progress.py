@@ -25,12 +25,14 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.progress import Progress as _RichBars
+from rich.text import Text
 
 from regtool.client.progress import NullProgress, Progress
 
@@ -66,6 +68,14 @@ def _event_text(name: str, fields: dict[str, Any]) -> str:
     return f"{name}: {details}" if details else name
 
 
+class _SpeedColumn(ProgressColumn):
+    """Bytes per second in binary units, like the sizes beside it."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{format_bytes(int(speed))}/s", style="progress.data.speed")
+
+
 @dataclass
 class _Transfer:
     label: str
@@ -83,7 +93,7 @@ class RichProgress:
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=30),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            _SpeedColumn(),
             TimeRemainingColumn(),
             console=console,
             transient=False,

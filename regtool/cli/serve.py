@@ -35,11 +35,49 @@ def serve(
     no_v1: Annotated[bool, typer.Option("--no-v1", help="Disable the v1 API (404 on /v1/).")] = False,
     no_v2: Annotated[bool, typer.Option("--no-v2", help="Disable the v2 API (404 on /v2/).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No access log on stderr.")] = False,
+    # issue 5: authentication and TLS.
+    htpasswd: Annotated[
+        Path | None,
+        typer.Option("--htpasswd", metavar="FILE", help="Require HTTP Basic auth against this bcrypt htpasswd file."),
+    ] = None,
+    token_auth: Annotated[
+        bool,
+        typer.Option(
+            "--token-auth", help="Require bearer tokens from the built-in /token endpoint (users from --htpasswd)."
+        ),
+    ] = False,
+    anonymous_pull: Annotated[
+        bool, typer.Option("--anonymous-pull", help="With --htpasswd or --token-auth: let anyone pull.")
+    ] = False,
+    auth_acl: Annotated[
+        Path | None,
+        typer.Option("--auth-acl", metavar="FILE", help="Per-user rights, lines of USER REPOSITORY-GLOB ACTIONS."),
+    ] = None,
+    token_realm: Annotated[
+        str | None,
+        typer.Option("--token-realm", metavar="URL", help="Realm URL to announce (default: this server's /token)."),
+    ] = None,
+    token_service: Annotated[str, typer.Option("--token-service", help="Service name in tokens.")] = "regtool",
+    token_issuer: Annotated[str, typer.Option("--token-issuer", help="Issuer name in tokens.")] = "regtool",
+    token_ttl: Annotated[int, typer.Option("--token-ttl", min=60, help="Token lifetime in seconds.")] = 300,
+    token_key: Annotated[
+        Path | None,
+        typer.Option("--token-key", metavar="FILE", help="PEM key (EC P-256 or RSA) to sign tokens (default: new)."),
+    ] = None,
+    token_cert: Annotated[
+        Path | None,
+        typer.Option("--token-cert", metavar="FILE", help="PEM certificate of --token-key (for verifiers)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", metavar="FILE", help="Serve HTTPS with this PEM certificate chain.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="PEM key of --tls-cert.")] = None,
 ) -> None:
     """Run a registry speaking v2 / OCI distribution (and v1) until interrupted."""
     from regtool.errors import UsageError
     from regtool.server import ServerConfig, create_app, runner
     from regtool.server.config import default_root
+    from regtool.server.tls import check_tls_files
 
     if storage not in ("filesystem", "inmemory"):
         fail(f"--storage must be filesystem or inmemory, not {storage!r}", 2)
@@ -58,7 +96,21 @@ def serve(
             enable_v2=not no_v2,
             latency_ms=latency,
             access_log=not quiet,
+            htpasswd=htpasswd,
+            token_auth=token_auth,
+            anonymous_pull=anonymous_pull,
+            auth_acl=auth_acl,
+            token_realm=token_realm,
+            token_service=token_service,
+            token_issuer=token_issuer,
+            token_ttl=token_ttl,
+            token_key=token_key,
+            token_cert=token_cert,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
+        if tls_cert is not None and tls_key is not None:
+            check_tls_files(tls_cert, tls_key)
         application = create_app(config)
     except (UsageError, OSError) as exc:
         fail(str(exc), 2)
@@ -71,9 +123,11 @@ def serve(
         logger.propagate = False
     apis = " + ".join(api for api, on in (("v2", not no_v2), ("v1", not no_v1)) if on)
     where = "in memory" if data_root is None else f"root {data_root}"
-    stderr.print(f"regtool serve: http://{host}:{port} ({apis}), {where}")
+    scheme = "https" if tls_cert is not None else "http"
+    auth = "token auth" if token_auth else "basic auth" if htpasswd is not None else "no auth"
+    stderr.print(f"regtool serve: {scheme}://{host}:{port} ({apis}), {where}, {auth}")
     try:
-        runner.run(application, host, port)
+        runner.run(application, host, port, tls_cert=tls_cert, tls_key=tls_key)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
     stderr.print("regtool serve: stopped")

@@ -189,6 +189,9 @@ class BlobFetcher:
             except (OSError, http.client.HTTPException) as exc:
                 raise BodyBroken(received, str(exc) or type(exc).__name__) from None
             if not n:
+                # http.client returns 0 at a premature EOF instead of raising; ``length`` is what was still due.
+                if response.length:
+                    raise BodyBroken(received, f"connection closed {response.length} bytes before the end of the body")
                 return received
             sink(view[:n])
             received += n

@@ -27,8 +27,8 @@ __all__ = [
     "READ_SIZE",
     "USER_AGENT",
     "build_http_client",
-    "make_ssl_context",
     "candidate_schemes",
+    "make_ssl_context",
     "mapped_errors",
     "redact_url",
 ]

@@ -1,1 +1,9 @@
-"""Local image formats: content-addressed blob store, OCI image layout, docker-archive, v1 <-> OCI conversion."""
+"""Local image formats: content-addressed blob store, OCI image layout, docker-archive, v1 <-> OCI conversion.
+
+- ``blobstore``: ``BlobStore`` (``blobs/<alg>/<hex>``) and its sync, resumable, verifying ``BlobWriter``.
+- ``oci_layout``: ``OciLayout`` (oci-layout, index.json with one entry per ref name, blobs/).
+- ``docker_archive``: ``write_docker_archive`` / ``read_docker_archive`` (``docker save`` tarballs).
+- ``compression``: sniff gzip/bzip2/xz/zstd, streaming decompression, deterministic gzip.
+- ``source``: ``ImageSource`` and ``open_source(spec)``, what a push reads from.
+- ``convert``: v1 image chains <-> OCI configs.
+"""

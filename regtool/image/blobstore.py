@@ -5,6 +5,7 @@ Layout::
     <root>/blobs/<alg>/<hex>                 committed blobs, byte-exact under their digest
     <root>/.regtool-staging/<alg>-<hex>.partial    the resumable partial of a blob being written
     <root>/.regtool-staging/<alg>-<hex>.<rand>.partial   a second, concurrent writer of the same blob
+    <root>/.regtool-staging/tmp-<rand>.partial     content whose digest is known only at the end (new_temp_file)
 
 Readers only ever see ``blobs/``: a blob appears there by an atomic rename after its digest and size were
 verified and its bytes fsynced. A partial left by an interrupted run is picked up by the next writer of the
@@ -14,6 +15,8 @@ with an HTTP ``Range`` request.
 Concurrency: a writer holds an exclusive ``flock`` on its partial. A second writer of the same digest (another
 thread or process) cannot take that lock, so it writes a private partial with a unique name instead; whichever
 commits first places the blob, and a later commit of the same verified content is a no-op.
+
+``tidy()`` removes the staging directory once it is empty, so a finished OCI layout holds only the spec's files.
 
 The writer is synchronous on purpose: the client drives it from worker threads with large (1 MiB) buffers so
 hashing and disk writes stay off the event loop.

@@ -126,46 +126,71 @@ def _peek(stream: IO[bytes], n: int) -> tuple[bytes, IO[bytes]]:
 
 
 def open_decompressed(stream: IO[bytes], *, what: str = "layer") -> BinaryIO:
-    """A binary reader of ``stream``'s decompressed bytes (the stream itself when it is not compressed).
+    """A binary reader of ``stream``'s decompressed bytes (the stream's own bytes when it is not compressed).
 
-    Closing the returned reader does not close ``stream``. ImageFormatError for zstd on a Python without it.
+    Closing the returned reader does not close ``stream``. Corrupt or truncated compressed data raises
+    ImageFormatError naming ``what`` while reading; so does zstd on a Python without it, at once.
     """
     head, stream = _peek(stream, _SNIFF_LEN)
     kind = sniff(head)
+    inner: io.BufferedIOBase | IO[bytes]
     if kind is Compression.NONE:
-        return cast("BinaryIO", _Uncloseable(stream))
+        return cast("BinaryIO", _Reader(stream, kind, what, close_inner=False))
     if kind is Compression.GZIP:
-        return cast("BinaryIO", gzip.GzipFile(fileobj=stream, mode="rb"))
-    if kind is Compression.BZIP2:
-        return cast("BinaryIO", bz2.BZ2File(stream, mode="rb"))
-    if kind is Compression.XZ:
-        return cast("BinaryIO", lzma.LZMAFile(stream, mode="rb"))
-    try:
-        zstd: Any = importlib.import_module("compression.zstd")
-    except ImportError:
-        raise ImageFormatError(
-            f"{what} is zstd-compressed, and this Python has no zstd support (Python 3.14+ has compression.zstd)"
-        ) from None
-    return cast("BinaryIO", zstd.ZstdFile(stream, mode="rb"))
+        inner = gzip.GzipFile(fileobj=stream, mode="rb")
+    elif kind is Compression.BZIP2:
+        inner = bz2.BZ2File(stream, mode="rb")
+    elif kind is Compression.XZ:
+        inner = lzma.LZMAFile(stream, mode="rb")
+    else:
+        try:
+            zstd: Any = importlib.import_module("compression.zstd")
+        except ImportError:
+            raise ImageFormatError(
+                f"{what} is zstd-compressed, and this Python has no zstd support (Python 3.14+ has compression.zstd)"
+            ) from None
+        inner = zstd.ZstdFile(stream, mode="rb")
+    # The decompressors do not close a file object they were given, so closing them leaves ``stream`` open.
+    return cast("BinaryIO", _Reader(inner, kind, what, close_inner=True))
 
 
-class _Uncloseable(io.RawIOBase):
-    """Pass-through reader whose close leaves the underlying stream open."""
+class _Reader(io.RawIOBase):
+    """Reads ``inner``, turning decompression errors into ImageFormatError; closes ``inner`` only if told to."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
+    def __init__(
+        self, inner: io.BufferedIOBase | IO[bytes], kind: Compression, what: str, *, close_inner: bool
+    ) -> None:
+        self._inner = inner
+        self._kind = kind
+        self._what = what
+        self._close_inner = close_inner
 
     def readable(self) -> bool:
         return True
 
+    def _corrupt(self, exc: BaseException) -> ImageFormatError:
+        return ImageFormatError(f"{self._what}: corrupt {self._kind.value} data: {exc}")
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return self._inner.read(-1 if size is None else size)
+        except (EOFError, zlib.error, lzma.LZMAError) as exc:
+            raise self._corrupt(exc) from None
+        except OSError as exc:
+            if exc.errno is not None:  # a real I/O error, not bad data
+                raise
+            raise self._corrupt(exc) from None
+
     def readinto(self, b: WriteableBuffer) -> int:
         out = memoryview(b).cast("B")
-        data = self._stream.read(len(out))
+        data = self.read(len(out))
         out[: len(data)] = data
         return len(data)
 
-    def read(self, size: int = -1) -> bytes:
-        return self._stream.read(size)
+    def close(self) -> None:
+        if not self.closed and self._close_inner:
+            self._inner.close()
+        super().close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from regtool.image.oci_layout import OciLayout
 from regtool.image.source import BlobStoreSource
 from regtool.manifest import ImageConfig, Manifest, ManifestError, parse_manifest
 from regtool.protocol import mediatypes as mt
+from regtool.protocol.v1 import IMAGE_ID_RE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -200,12 +201,16 @@ def write_docker_archive(
         if not store.has(layer.digest):
             raise NotFoundError(f"layer {layer.digest} is not in {store.root}")
     ids = [img.id for img in v1_chain] if v1_chain is not None else synthetic_v1_ids(config.diff_ids)
+    for v1id in ids:
+        if not IMAGE_ID_RE.match(v1id):  # it names a directory in the tar
+            raise ImageFormatError(f"{out_path}: invalid v1 image id {v1id[:80]!r}")
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it 0600
             tar = _TarOut(f)
             for i, layer in enumerate(manifest.layers):
                 v1id = ids[i]
@@ -346,7 +351,7 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
             members = _member_map(tar)
             try:
                 entries = json.loads(_read_json(tar, members, "manifest.json", path))
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 raise ImageFormatError(f"docker-archive {path}: manifest.json is not valid JSON") from None
             if not isinstance(entries, list) or not entries:
                 raise ImageFormatError(f"docker-archive {path}: manifest.json is not a non-empty list")

@@ -51,6 +51,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it 0600
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -112,7 +113,7 @@ class OciLayout:
             data = json.loads(marker.read_bytes())
         except FileNotFoundError:
             raise ImageFormatError(f"{self.path} is not an OCI layout: no oci-layout file") from None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ImageFormatError(f"{marker}: not valid JSON") from None
         version = data.get("imageLayoutVersion") if isinstance(data, dict) else None
         if not isinstance(version, str) or not version.startswith("1."):
@@ -126,7 +127,7 @@ class OciLayout:
             raise ImageFormatError(f"{self.path} is not an OCI layout: no index.json") from None
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ImageFormatError(f"{self.index_path}: not valid JSON") from None
         if not isinstance(data, dict) or data.get("schemaVersion") != 2:
             raise ImageFormatError(f"{self.index_path}: not an image index (schemaVersion must be 2)")

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from regtool.protocol.errcodes import ErrorCode, RegistryErrorItem, encode_v2_errors
-from regtool.server.auth.base import AccessController, AllowAll
+from regtool.server.auth.base import AccessController
+from regtool.server.auth.setup import AccessSetup, access_from_config
 from regtool.server.config import ServerConfig
 from regtool.server.context import ServerContext
 from regtool.server.errors import ApiError
@@ -66,13 +67,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: ServerConfig, *, access: AccessController | None = None) -> Starlette:
-    """Build the registry application for ``config`` (``access`` defaults to allow-all)."""
+    """Build the registry application for ``config`` (``access`` overrides the controller the config asks for)."""
+    # issue 5: the access controller (and the token endpoint's route) the configuration asks for.
+    setup = access_from_config(config) if access is None else AccessSetup(access)
     driver = make_driver(config)
     app = Starlette(
-        routes=build_routes(config),
+        routes=[*build_routes(config), *setup.routes],
         middleware=[Middleware(RegistryMiddleware, config=config)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.router.redirect_slashes = False
-    app.state.context = ServerContext(config, driver, Registry(driver), access or AllowAll())
+    app.state.context = ServerContext(config, driver, Registry(driver), setup.controller)
     return app

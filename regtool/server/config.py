@@ -74,6 +74,20 @@ class ServerConfig:
     upload_purge_age: float | None = None
     access_log: bool = True
     observer: RequestObserver | None = None
+    # Authentication and TLS (issue 5; regtool/server/auth/setup.py reads these). ``htpasswd``: Basic auth, or
+    # the users of the token endpoint with ``token_auth``; ``tls_cert``/``tls_key``: PEM files for HTTPS.
+    htpasswd: Path | None = None
+    token_auth: bool = False
+    anonymous_pull: bool = False
+    auth_acl: Path | None = None
+    token_realm: str | None = None
+    token_service: str = "regtool"
+    token_issuer: str = "regtool"
+    token_ttl: int = 300
+    token_key: Path | None = None
+    token_cert: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.storage not in ("filesystem", "inmemory"):
@@ -84,3 +98,12 @@ class ServerConfig:
             raise UsageError("max_manifest_bytes must be positive")
         if self.latency_ms < 0:
             raise UsageError("latency_ms must not be negative")
+        # issue 5: auth and TLS options that only make sense together.
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UsageError("give both a TLS certificate and its key, or neither")
+        if (self.token_key is None) != (self.token_cert is None):
+            raise UsageError("give both a token signing key and its certificate, or neither")
+        if self.htpasswd is None and not self.token_auth and (self.anonymous_pull or self.auth_acl is not None):
+            raise UsageError("anonymous pull and an ACL need authentication (an htpasswd file or token auth)")
+        if self.token_ttl < 60:
+            raise UsageError("token_ttl must be at least 60 seconds")

@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -46,10 +47,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: ASGIApp, host: str, port: int) -> None:
+def run(
+    app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None
+) -> None:
     """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
 
-    Raises OSError when the address cannot be bound.
+    With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. Raises OSError when the address cannot be bound.
     """
     sock = bind(host, port)
     config = uvicorn.Config(
@@ -60,6 +63,9 @@ def run(app: ASGIApp, host: str, port: int) -> None:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
+        # issue 5: HTTPS when a certificate is configured.
+        ssl_certfile=str(tls_cert) if tls_cert is not None else None,
+        ssl_keyfile=str(tls_key) if tls_key is not None else None,
     )
     try:
         _Server(config).run(sockets=[sock])

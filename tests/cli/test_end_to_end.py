@@ -1,5 +1,8 @@
-"""``regtool`` as a user runs it (a subprocess) against a real ``regtool serve``: every command, its --json, and
-stdout/stderr discipline."""
+"""``regtool`` against a real ``regtool serve``: every command, its --json, and stdout/stderr discipline.
+
+Most calls run the CLI in this process (``in_process``, the same typer app and code path, minus ~1 s of
+interpreter start-up each); the ones that matter as a user types them run ``python -m regtool`` (``regtool``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from regtool.digest import Digest
-from tests.cli.support import assert_user_error, regtool
+from tests.cli.support import assert_user_error, in_process, regtool
 from tests.support.images import BuiltImage, write_image
 from tests.support.serve import RunningServe, serve  # noqa: F401  (the fixture)
 
@@ -22,7 +25,7 @@ def _image(tmp_path: Path) -> BuiltImage:
 
 
 def _push(tmp_path: Path, server: RunningServe, image: BuiltImage, target: str = "team/app:1.0") -> dict[str, object]:
-    proc = regtool("push", "src:1.0", f"{server.host}/{target}", "--json", cwd=tmp_path)
+    proc = in_process("push", f"{tmp_path / 'src'}:1.0", f"{server.host}/{target}", "--json")
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout)
     assert result["digest"] == str(image.manifest.digest)
@@ -38,14 +41,14 @@ def test_probe(tmp_path: Path, serve: RunningServe) -> None:  # noqa: F811
     assert human.returncode == 0, human.stderr
     assert "verdict" in human.stdout and "registry/2.0" in human.stdout
     assert human.stderr == ""
-    machine = regtool("probe", serve.host, "--json", cwd=tmp_path)
+    machine = in_process("probe", serve.host, "--json")
     result = json.loads(machine.stdout)
     assert result["v2"]["found"] is True
     assert result["verdict"] in ("v2", "both")
     assert result["scheme"] == "http"
 
 
-def test_push_pull_round_trip(tmp_path: Path, serve: RunningServe) -> None:  # noqa: F811
+def test_push_pull_round_trip(tmp_path: Path, serve: RunningServe, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     image = _image(tmp_path)
     pushed = _push(tmp_path, serve, image)
     assert pushed["blobs_uploaded"] == len(LAYERS) + 1
@@ -70,7 +73,8 @@ def test_push_pull_round_trip(tmp_path: Path, serve: RunningServe) -> None:  # n
     assert events[-1]["digest"] == str(image.manifest.digest)
 
     # A DEST ending in .tar is a docker-archive.
-    archive = regtool("pull", f"{serve.host}/team/app:1.0", "app.tar", "--quiet", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    archive = in_process("pull", f"{serve.host}/team/app:1.0", "app.tar", "--quiet")
     assert archive.returncode == 0, archive.stderr
     assert archive.stderr == ""
     assert "docker-archive" in archive.stdout
@@ -78,7 +82,7 @@ def test_push_pull_round_trip(tmp_path: Path, serve: RunningServe) -> None:  # n
         assert "manifest.json" in tar.getnames()
 
     # Default DEST: ./<last repository component>.
-    default = regtool("pull", f"{serve.host}/team/app:1.0", "-q", cwd=tmp_path)
+    default = in_process("pull", f"{serve.host}/team/app:1.0", "-q")
     assert default.returncode == 0, default.stderr
     assert (tmp_path / "app" / "index.json").is_file()
 
@@ -88,16 +92,16 @@ def test_tags_catalog_inspect_delete(tmp_path: Path, serve: RunningServe) -> Non
     _push(tmp_path, serve, image)
     _push(tmp_path, serve, image, "team/app:latest")
 
-    tags = regtool("tags", f"{serve.host}/team/app", cwd=tmp_path)
+    tags = in_process("tags", f"{serve.host}/team/app")
     assert (tags.returncode, tags.stdout.splitlines()) == (0, ["1.0", "latest"])
-    tags_json = json.loads(regtool("tags", f"{serve.host}/team/app", "--json", cwd=tmp_path).stdout)
+    tags_json = json.loads(in_process("tags", f"{serve.host}/team/app", "--json").stdout)
     assert tags_json["tags"] == ["1.0", "latest"]
 
-    catalog = regtool("catalog", serve.host, cwd=tmp_path)
+    catalog = in_process("catalog", serve.host)
     assert catalog.returncode == 0, catalog.stderr
     assert "team/app" in catalog.stdout.splitlines()
 
-    inspect = regtool("inspect", f"{serve.host}/team/app:1.0", "--json", cwd=tmp_path)
+    inspect = in_process("inspect", f"{serve.host}/team/app:1.0", "--json")
     assert inspect.returncode == 0, inspect.stderr
     info = json.loads(inspect.stdout)
     assert info["digest"] == str(image.manifest.digest)
@@ -105,17 +109,17 @@ def test_tags_catalog_inspect_delete(tmp_path: Path, serve: RunningServe) -> Non
     assert info["entrypoint"] == ["/bin/app"]
     assert info["labels"]["org.example"] == "cli"
 
-    human = regtool("inspect", f"{serve.host}/team/app:1.0", cwd=tmp_path)
+    human = in_process("inspect", f"{serve.host}/team/app:1.0")
     assert str(image.manifest.digest) in human.stdout
     assert "org.example=cli" in human.stdout
 
     raw = regtool("inspect", f"{serve.host}/team/app:1.0", "--raw", cwd=tmp_path)
     assert raw.stdout.encode() == image.manifest.raw
 
-    deleted = regtool("delete", f"{serve.host}/team/app:1.0", "--json", cwd=tmp_path)
+    deleted = in_process("delete", f"{serve.host}/team/app:1.0", "--json")
     assert deleted.returncode == 0, deleted.stderr
     assert json.loads(deleted.stdout)["deleted"] == str(image.manifest.digest)
-    gone = regtool("inspect", f"{serve.host}/team/app:1.0", cwd=tmp_path)
+    gone = in_process("inspect", f"{serve.host}/team/app:1.0")
     assert_user_error(gone, 3)
     assert gone.stdout == ""
 
@@ -143,11 +147,13 @@ def test_verbose_logs_requests_on_stderr(tmp_path: Path, serve: RunningServe) ->
 def test_user_errors(
     tmp_path: Path,
     serve: RunningServe,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
     args: list[str],
     code: int,
     fragment: str,
 ) -> None:
-    proc = regtool(*(a.replace("{host}", serve.host) for a in args), cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    proc = in_process(*(a.replace("{host}", serve.host) for a in args))
     assert_user_error(proc, code, fragment)
     assert proc.stdout == ""
     assert not (tmp_path / "out").exists()

@@ -114,7 +114,9 @@ def test_interrupt_exits_130_without_a_traceback(tmp_path: Path) -> None:
         "/v2/": Reply(200, b"{}", V2_HEADERS),
         "/v2/team/app/manifests/1.0": Reply(200, image.manifest.raw, {**V2_HEADERS, "Content-Type": mt.OCI_MANIFEST}),
         f"/v2/team/app/blobs/{image.config_digest}": Reply(200, image.config, V2_HEADERS),
-        f"/v2/team/app/blobs/{image.layer_digests[0]}": Reply(200, image.layers[0], V2_HEADERS, stall=60),
+        # The layer's body stalls: Ctrl-C arrives mid-download. (A read blocked in a worker thread ends when data
+        # comes or the read times out, so the stall is short.)
+        f"/v2/team/app/blobs/{image.layer_digests[0]}": Reply(200, image.layers[0], V2_HEADERS, stall=3),
     }
     with scripted_server(routes, Reply(404, b"", V2_HEADERS)) as server:
         proc = start_regtool("pull", f"{server.host}/team/app:1.0", "out", "--protocol", "v2", cwd=tmp_path)

@@ -250,3 +250,34 @@ def test_temp_file_and_adopt(tmp_path: Path) -> None:
     assert not path.exists()
     assert store.remove(DIGEST)
     assert not store.remove(DIGEST)
+
+
+def test_a_writer_in_another_process_holds_the_partial(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    child_code = (
+        "import sys; from pathlib import Path; from regtool.digest import Digest;"
+        "from regtool.image.blobstore import BlobStore;"
+        f"w = BlobStore(Path({str(tmp_path)!r})).open_writer(Digest.parse({str(DIGEST)!r}), {len(DATA)});"
+        "w.write(bytes(range(256)) * 4); print('ready', flush=True); sys.stdin.readline(); w.abort(keep_partial=True)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", child_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        store = BlobStore(tmp_path)
+        with store.open_writer(DIGEST, len(DATA)) as writer:
+            assert writer.offset == 0  # the child's partial is locked: this one writes a private file
+            assert writer.partial_path.name != f"sha256-{DIGEST.encoded}.partial"
+            writer.abort(keep_partial=True)
+    finally:
+        child.communicate("\n", timeout=30)
+    assert child.returncode == 0
+    with BlobStore(tmp_path).open_writer(DIGEST, len(DATA)) as writer:
+        assert writer.offset == 1024  # the child's bytes, resumed
+        writer.write(DATA[1024:])
+        writer.commit()
+    assert BlobStore(tmp_path).path(DIGEST).read_bytes() == DATA

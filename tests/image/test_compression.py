@@ -120,3 +120,29 @@ def test_gzip_of_a_different_tar_differs() -> None:
     a = gzip_stream(io.BytesIO(TAR), io.BytesIO())
     b = gzip_stream(io.BytesIO(TAR + bytes(512)), io.BytesIO())
     assert a.digest != b.digest
+
+
+@pytest.mark.parametrize(
+    ("blob", "kind"),
+    [
+        (gzip.compress(TAR)[:-20], "gzip"),  # truncated
+        (gzip.compress(TAR)[:200] + b"\x00" * 300 + gzip.compress(TAR)[500:], "gzip"),  # damaged
+        (lzma.compress(TAR)[:-30], "xz"),
+        (bz2.compress(TAR)[:50] + bytes(100), "bzip2"),
+    ],
+)
+def test_corrupt_data_is_an_image_format_error(blob: bytes, kind: str) -> None:
+    with (
+        pytest.raises(ImageFormatError, match=f"^layer sha256:y: corrupt {kind} data: "),
+        open_decompressed(io.BytesIO(blob), what="layer sha256:y") as f,
+    ):
+        read_all(f)
+
+
+def test_closing_the_reader_closes_the_decompressor_only() -> None:
+    raw = io.BytesIO(gzip.compress(TAR))
+    f = open_decompressed(raw)
+    assert f.read(10) == TAR[:10]
+    f.close()
+    assert f.closed
+    assert not raw.closed

@@ -316,3 +316,29 @@ def test_docker_25_style_layer_paths(tmp_path: Path) -> None:
     with read_docker_archive(build_tar(tmp_path / "a.tar", files)) as src:
         assert src.repo_tags == ("x:1",)
         assert len(src.root.layers) == 2
+
+
+def test_corrupt_layer_leaves_no_file(tmp_path: Path) -> None:
+    image = make_image(1)
+    broken = image.layers[0][:-12]
+    doc = json.loads(image.manifest.raw)
+    doc["layers"][0].update(digest=sha256(broken), size=len(broken))
+    manifest = parse_manifest(json.dumps(doc).encode())
+    layout = OciLayout.open(tmp_path / "lay", create=True)
+    layout.blobs.put_bytes(None, broken)
+    with pytest.raises(ImageFormatError, match=f"layer {sha256(broken)}: corrupt gzip data"):
+        write_docker_archive(layout, manifest, image.config, [], tmp_path / "out.tar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lay"]
+
+
+def test_v1_ids_must_be_hex(tmp_path: Path) -> None:
+    image = make_image(1)
+    with pytest.raises(ImageFormatError, match=r"invalid v1 image id '\.\./x'"):
+        write(tmp_path, image, v1_chain=[FakeV1("../x", b"{}")])
+    assert not (tmp_path / "img.tar").exists()
+
+
+def test_archive_is_readable_by_others(tmp_path: Path) -> None:
+    out = write(tmp_path, make_image(1))
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "lay-img.tar" / "index.json").stat().st_mode & 0o777 == 0o644

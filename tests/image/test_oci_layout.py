@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, NotFoundError
@@ -215,3 +218,37 @@ def test_resolve_by_full_image_name(tmp_path: Path) -> None:
     image = make_image()
     layout = make_layout(tmp_path, image, "1.0")
     assert layout.resolve("example.com/test:1.0").digest == image.manifest.digest
+
+
+@pytest.mark.interop
+def test_layouts_shared_with_skopeo(tmp_path: Path) -> None:
+    skopeo = require_binary("skopeo")
+    image = make_image(2)
+    lay = tmp_path / "lay"
+    make_layout(lay, image, "1.0")
+    # skopeo adds a tag to a layout regtool wrote ...
+    subprocess.run(
+        [skopeo, "copy", "-q", f"oci:{lay}:1.0", f"oci:{lay}:2.0"], capture_output=True, check=True, timeout=60
+    )
+    layout = OciLayout.open(lay)
+    assert layout.resolve("1.0").digest == image.manifest.digest
+    assert layout.resolve("2.0").digest == image.manifest.digest
+    # ... and regtool re-tags in a layout skopeo rewrote, keeping skopeo's entry
+    other = make_image(1, seed="other")
+    store_image(layout, other, "2.0")
+    assert layout.ref_names() == ["1.0", "2.0"]
+    out = subprocess.run([skopeo, "inspect", f"oci:{lay}:2.0"], capture_output=True, check=True, timeout=60)
+    assert json.loads(out.stdout)["Digest"] == str(other.manifest.digest)
+
+
+@given(st.binary(max_size=200) | st.just(b"[" * 100_000) | st.just(b'{"schemaVersion": 2, "manifests": [' * 5000))
+@settings(max_examples=50)
+def test_any_index_json_is_a_layout_or_a_format_error(index: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        (Path(tmp) / "index.json").write_bytes(index)
+        try:
+            layout = OciLayout.open(Path(tmp))
+        except ImageFormatError:
+            return
+        layout.entries()

@@ -1,0 +1,116 @@
+"""``inspect`` (what a reference points at, down to the selected image's config) and ``delete``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regtool.client.registry_api import RegistryAPI
+from regtool.client.results import InspectResult, LayerInfo
+from regtool.client.transport import redact_url
+from regtool.digest import Digest
+from regtool.errors import IntegrityError, NotFoundError, ProtocolError, RegistryError, UnsupportedProtocolError
+from regtool.manifest import ImageConfig, Manifest, ManifestError, Platform
+from regtool.platform import host_platform, select_manifest
+from regtool.protocol import v2
+from regtool.reference import Reference
+
+__all__ = ["delete_manifest", "inspect_image", "resolve_digest"]
+
+_CONFIG_LIMIT = 16 << 20
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+async def _config(api: RegistryAPI, ref: Reference, manifest: Manifest) -> ImageConfig | None:
+    if manifest.config is None:
+        return None
+    desc = manifest.config
+    if desc.size > _CONFIG_LIMIT:
+        raise ProtocolError(f"config {desc.digest} of {ref} is larger than {_CONFIG_LIMIT} bytes")
+    url = await api.url(ref.registry, v2.blob_path(ref.repository, str(desc.digest)))
+    response = await api.send("GET", url, what=f"config {desc.digest} of {ref}")
+    raw = response.content
+    actual = Digest.of(raw, desc.digest.algorithm)
+    if actual != desc.digest or len(raw) != desc.size:
+        raise IntegrityError(
+            f"config {desc.digest}: content hashes to {actual} ({len(raw)} bytes) at {redact_url(url)}"
+        )
+    try:
+        return ImageConfig.parse(raw)
+    except ManifestError:
+        return None
+
+
+async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform | None = None) -> InspectResult:
+    """Describe ``ref``; for an index, the entry for ``platform`` (default: the host's) is described too."""
+    top = await api.get_manifest(ref)
+    if top.kind == "schema1":
+        raise UnsupportedProtocolError(f"{ref}: schema1 manifests cannot be inspected by regtool")
+    platforms: tuple[str, ...] = ()
+    chosen: str | None = None
+    image: Manifest | None = top
+    if top.is_index:
+        platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
+        wanted = platform or host_platform()
+        try:
+            entry = select_manifest(top.manifests, wanted, where=f"index {ref}")
+        except NotFoundError:
+            # No entry for this platform: describe the index alone.
+            image = None
+        else:
+            chosen = str(entry.platform)
+            image = await api.get_manifest(ref.with_digest(entry.digest))
+            if image.kind != "image":
+                image = None
+    config = await _config(api, ref, image) if image is not None else None
+    inner = config.config if config is not None else {}
+    labels = inner.get("Labels") if isinstance(inner.get("Labels"), dict) else {}
+    return InspectResult(
+        reference=str(ref),
+        digest=top.digest,
+        media_type=top.media_type,
+        platforms=platforms,
+        platform=chosen,
+        manifest_digest=image.digest if image is not None else None,
+        config_digest=image.config.digest if image is not None and image.config is not None else None,
+        layers=tuple(LayerInfo(d.digest, d.size, d.media_type) for d in image.layers) if image is not None else (),
+        os=config.os if config else None,
+        architecture=config.architecture if config else None,
+        variant=config.variant if config else None,
+        created=config.created if config else None,
+        entrypoint=_strings(inner.get("Entrypoint")),
+        cmd=_strings(inner.get("Cmd")),
+        env=_strings(inner.get("Env")) or (),
+        labels={str(k): str(v) for k, v in (labels or {}).items()},
+    )
+
+
+async def resolve_digest(api: RegistryAPI, ref: Reference) -> Digest:
+    """The digest ``ref`` points at: its own digest, else the registry's answer for the tag (HEAD, then GET)."""
+    if ref.digest is not None:
+        return ref.digest
+    response = await api.head_manifest(ref)
+    header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
+    if header and Digest.is_valid(header):
+        return Digest.parse(header)
+    return (await api.get_manifest(ref)).digest
+
+
+async def delete_manifest(api: RegistryAPI, ref: Reference) -> Digest:
+    """Delete the manifest ``ref`` names (a tag is resolved to its digest first); returns that digest."""
+    digest = await resolve_digest(api, ref)
+    url = await api.url(ref.registry, v2.manifest_path(ref.repository, str(digest)))
+    try:
+        await api.send("DELETE", url, what=f"delete of {ref.repository_ref}@{digest}", expect=(200, 202, 204))
+    except RegistryError as exc:
+        if exc.status in {400, 405} and (not exc.codes or "UNSUPPORTED" in exc.codes):
+            raise UnsupportedProtocolError(
+                f"{ref.registry} does not allow deleting manifests (HTTP {exc.status}"
+                f"{', UNSUPPORTED' if 'UNSUPPORTED' in exc.codes else ''}); enable deletes in its configuration"
+            ) from None
+        raise
+    return digest

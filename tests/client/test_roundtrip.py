@@ -1,0 +1,172 @@
+"""Round trips against a real ``regtool serve``: push a layout, pull it back (OCI and docker-archive), byte for byte."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from regtool.client import Client
+from regtool.digest import Digest
+from regtool.errors import IntegrityError, NotFoundError
+from regtool.image.oci_layout import OciLayout
+from regtool.manifest import Platform
+from regtool.reference import Reference
+from tests.support.images import write_image, write_index
+from tests.support.serve import RunningServe, serve  # noqa: F401
+
+pytestmark = pytest.mark.anyio
+
+
+def _blob(layout: Path, digest: Digest) -> bytes:
+    return (layout / "blobs" / digest.algorithm / digest.encoded).read_bytes()
+
+
+async def test_push_then_pull_oci_and_docker_archive(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    image = write_image(tmp_path / "src", "1.0", [{"etc/motd": b"hello"}, {"bin/app": b"\x7fELF" + bytes(5000)}])
+    ref = Reference.parse(f"{serve.host}/team/app:1.0")
+    async with Client() as client:
+        pushed = await client.push(f"{tmp_path / 'src'}:1.0", ref)
+        assert pushed.digest == image.manifest.digest
+        assert (pushed.blobs_uploaded, pushed.blobs_skipped, pushed.bytes_uploaded) == (
+            3,
+            0,
+            sum(len(b) for b in image.blobs.values()),
+        )
+        pulled = await client.pull(ref, tmp_path / "out")
+        archive = await client.pull(ref, tmp_path / "app.tar")
+    assert pulled.digest == image.manifest.digest and pulled.format == "oci" and pulled.protocol == "v2"
+    assert pulled.blobs_downloaded == 3
+    layout = OciLayout.open(tmp_path / "out")
+    (entry,) = layout.entries()
+    assert entry.digest == image.manifest.digest
+    assert entry.annotations["org.opencontainers.image.ref.name"] == "1.0"
+    assert _blob(tmp_path / "out", image.manifest.digest) == image.manifest.raw
+    for digest, data in image.blobs.items():
+        assert _blob(tmp_path / "out", digest) == data
+    assert archive.format == "docker-archive"
+    with tarfile.open(tmp_path / "app.tar") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        assert manifest[0]["RepoTags"] == [f"{serve.host}/team/app:1.0"]
+        assert tar.extractfile(manifest[0]["Config"]).read() == image.config  # type: ignore[union-attr]
+        layers = [tar.extractfile(name).read() for name in manifest[0]["Layers"]]  # type: ignore[union-attr]
+    assert [str(Digest.of(layer)) for layer in layers] == list(image.diff_ids)
+    assert not list(tmp_path.glob(".app.tar*"))
+
+
+async def test_second_push_skips_and_mount_from(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    write_image(tmp_path / "src", "v", [{"a": b"1"}, {"b": b"2"}])
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", Reference.parse(f"{serve.host}/a/one:v"))
+        again = await client.push(f"{tmp_path / 'src'}:v", Reference.parse(f"{serve.host}/a/one:w"))
+        mounted = await client.push(
+            f"{tmp_path / 'src'}:v", Reference.parse(f"{serve.host}/b/two:v"), mount_from=["a/one"]
+        )
+        assert await client.tags(Reference.parse_repository(f"{serve.host}/a/one")) == ["v", "w"]
+    assert (again.blobs_uploaded, again.blobs_skipped) == (0, 3)
+    assert (mounted.blobs_uploaded, mounted.blobs_mounted) == (0, 3)
+    posts = serve.requests.events("POST")
+    assert sum("mount=" in e.query for e in posts) == 3
+
+
+async def test_chunked_push(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    image = write_image(tmp_path / "src", "v", [{"big": bytes(range(256)) * 200}])
+    ref = Reference.parse(f"{serve.host}/chunky/app:v")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", ref, chunk_size=100)
+        await client.pull(ref, tmp_path / "out")
+    layer = image.manifest.layers[0]
+    patches = serve.requests.events("PATCH")
+    assert len(patches) >= layer.size // 100
+    assert _blob(tmp_path / "out", layer.digest) == image.blobs[layer.digest]
+
+
+async def test_multi_arch_platform_selection_and_all_platforms(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    index = write_index(tmp_path / "src", "multi", [("linux", "amd64"), ("linux", "arm64")])
+    ref = Reference.parse(f"{serve.host}/team/multi:1")
+    async with Client() as client:
+        pushed = await client.push(f"{tmp_path / 'src'}:multi", ref)
+        assert pushed.digest == index.manifest.digest
+        arm = await client.pull(ref, tmp_path / "arm", platform=Platform("arm64", "linux"))
+        everything = await client.pull(ref, tmp_path / "all", all_platforms=True)
+        with pytest.raises(NotFoundError, match="linux/s390x"):
+            await client.pull(ref, tmp_path / "none", platform=Platform("s390x", "linux"))
+    arm64 = index.children[1]
+    assert arm.digest == arm64.manifest.digest and arm.platforms == ("linux/arm64",)
+    assert {d.encoded for d in arm64.blobs} | {arm64.manifest.digest.encoded} == {
+        p.name for p in (tmp_path / "arm" / "blobs" / "sha256").iterdir()
+    }
+    assert not (tmp_path / "arm" / "blobs" / "sha256" / index.children[0].config_digest.encoded).exists()
+    assert everything.digest == index.manifest.digest and everything.platforms == ("linux/amd64", "linux/arm64")
+    (entry,) = OciLayout.open(tmp_path / "all").entries()
+    assert entry.digest == index.manifest.digest
+    assert _blob(tmp_path / "all", index.manifest.digest) == index.manifest.raw
+    for child in index.children:
+        assert _blob(tmp_path / "all", child.manifest.digest) == child.manifest.raw
+        for digest, data in child.blobs.items():
+            assert _blob(tmp_path / "all", digest) == data
+
+
+async def test_partial_layout_downloads_only_missing_blobs(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    image = write_image(tmp_path / "src", "v", [{"a": b"a" * 100}, {"b": b"b" * 100}, {"c": b"c" * 100}])
+    ref = Reference.parse(f"{serve.host}/team/partial:v")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", ref)
+        dest = tmp_path / "out"
+        layout = OciLayout.open(dest, create=True)
+        have = image.manifest.layers[0].digest
+        layout.blobs.put_bytes(have, image.blobs[have])
+        serve.requests.clear()
+        result = await client.pull(ref, dest)
+    gets = [e.path for e in serve.requests.events("GET") if "/blobs/" in e.path]
+    assert sorted(gets) == sorted(
+        f"/v2/team/partial/blobs/{d}" for d in (image.config_digest, *image.layer_digests[1:])
+    )
+    assert (result.blobs_downloaded, result.blobs_skipped) == (3, 1)
+
+
+async def test_pull_by_digest_and_several_tags_in_one_layout(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    one = write_image(tmp_path / "one", "v", [{"a": b"1"}])
+    two = write_image(tmp_path / "two", "v", [{"a": b"2"}])
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'one'}:v", Reference.parse(f"{serve.host}/t/app:one"))
+        await client.push(f"{tmp_path / 'two'}:v", Reference.parse(f"{serve.host}/t/app:two"))
+        await client.pull(Reference.parse(f"{serve.host}/t/app:one"), tmp_path / "out")
+        await client.pull(Reference.parse(f"{serve.host}/t/app:two"), tmp_path / "out")
+        by_digest = await client.pull(Reference.parse(f"{serve.host}/t/app@{one.manifest.digest}"), tmp_path / "d")
+        manifest = await client.manifest(Reference.parse(f"{serve.host}/t/app:two"))
+    names = OciLayout.open(tmp_path / "out").ref_names()
+    assert names == ["one", "two"]
+    assert by_digest.digest == one.manifest.digest
+    assert manifest.raw == two.manifest.raw
+
+
+async def test_inspect_tags_catalog_delete(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    image = write_image(tmp_path / "src", "v", [{"a": b"1"}], labels={"org.example": "yes"}, entrypoint=("/app",))
+    ref = Reference.parse(f"{serve.host}/team/app:v")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", ref)
+        info = await client.inspect(ref)
+        assert await client.catalog(serve.host) == ["team/app"]
+        deleted = await client.delete(ref)
+        with pytest.raises(NotFoundError):
+            await client.manifest(ref)
+    assert info.digest == image.manifest.digest and info.config_digest == image.config_digest
+    assert info.entrypoint == ("/app",) and info.labels == {"org.example": "yes"} and info.os == "linux"
+    assert [layer.digest for layer in info.layers] == list(image.layer_digests)
+    assert info.to_json()["layers"][0]["size"] == image.manifest.layers[0].size
+    assert deleted == image.manifest.digest
+
+
+async def test_integrity_error_from_serve_leaves_nothing(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    image = write_image(tmp_path / "src", "v", [{"a": b"1" * 1000}])
+    ref = Reference.parse(f"{serve.host}/team/app:v")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", ref)
+        wrong = Reference.parse(f"{serve.host}/team/app@{Digest.of(b'not it')}")
+        with pytest.raises((IntegrityError, NotFoundError)):
+            await client.pull(wrong, tmp_path / "out")
+    assert not (tmp_path / "out" / "index.json").exists() or OciLayout.open(tmp_path / "out").entries() == []
+    assert image.manifest.digest

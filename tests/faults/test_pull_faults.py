@@ -1,0 +1,137 @@
+"""``regtool pull`` through the fault proxy: each fault ends in a byte-identical image or a clean failure.
+
+Clean failure: the documented exit code, one ``error:`` line naming what failed, and nothing unverified in the
+layout's ``blobs/`` (a partial may stay in the staging area, for a resume, unless its content was wrong).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from regtool.digest import Digest
+from regtool.image.blobstore import STAGING_DIR
+from tests.cli.support import assert_user_error, regtool
+from tests.faults.conftest import LAYER_SIZE, Seeded
+from tests.support.faultproxy import Fault, FaultProxy
+
+
+def _pull(tmp_path: Path, proxy: FaultProxy, seeded: Seeded, *args: str) -> subprocess.CompletedProcess[str]:
+    return regtool("pull", seeded.ref(proxy.host), "out", "--json", *args, cwd=tmp_path)
+
+
+def _blob_path(tmp_path: Path, digest: Digest) -> Path:
+    return tmp_path / "out" / "blobs" / digest.algorithm / digest.encoded
+
+
+def _partials(tmp_path: Path) -> list[Path]:
+    staging = tmp_path / "out" / STAGING_DIR
+    return sorted(staging.glob("*.partial")) if staging.is_dir() else []
+
+
+def _assert_identical(tmp_path: Path, seeded: Seeded, proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert proc.returncode == 0, proc.stderr
+    for desc in (seeded.layer, seeded.config):
+        assert _blob_path(tmp_path, desc.digest).read_bytes() == seeded.blob(desc.digest)
+    assert _partials(tmp_path) == []
+    result: dict[str, object] = json.loads(proc.stdout)
+    assert result["digest"] == str(seeded.manifest.digest)
+    return result
+
+
+def _layer_path(seeded: Seeded) -> str:
+    return f"/blobs/{seeded.layer.digest}"
+
+
+def test_connection_dropped_mid_body_resumes_with_range(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.drop(after=700_000, path=_layer_path(seeded)))
+    result = _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+    layer_gets = proxy.exchanges("GET", _layer_path(seeded))
+    assert [e.status for e in layer_gets] == [200, 206]
+    # Nothing downloaded twice: the second request asked for the rest only.
+    assert proxy.body_bytes("GET", _layer_path(seeded)) == LAYER_SIZE + 1024 + 512 * 2 - (
+        LAYER_SIZE + 2048 - seeded.layer.size
+    )
+    assert proxy.body_bytes("GET", _layer_path(seeded)) == seeded.layer.size
+    assert result["bytes_downloaded"] == seeded.layer.size + seeded.config.size
+
+
+def test_several_drops_in_one_blob(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.drop(after=300_000, path=_layer_path(seeded), times=3))
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded, "--retries", "4"))
+    assert proxy.body_bytes("GET", _layer_path(seeded)) == seeded.layer.size
+    assert len(proxy.exchanges("GET", _layer_path(seeded))) == 4
+
+
+def test_503_is_retried(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.status(503, method="GET", path=_layer_path(seeded), times=2))
+    proxy.add(Fault.status(503, method="GET", path="/manifests/", times=1))
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+    assert [e.status for e in proxy.exchanges("GET", _layer_path(seeded))] == [503, 503, 200]
+
+
+def test_429_retry_after_seconds_is_honoured(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.status(429, headers={"Retry-After": "1"}, method="GET", path=_layer_path(seeded)))
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+    first, second = proxy.exchanges("GET", _layer_path(seeded))
+    assert first.status == 429 and second.status == 200
+    assert second.start - first.start >= 0.95
+
+
+def test_429_retry_after_http_date_is_honoured(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
+    proxy.add(Fault.status(429, headers={"Retry-After": when}, method="GET", path=_layer_path(seeded)))
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+    first, second = proxy.exchanges("GET", _layer_path(seeded))
+    # The date has one-second resolution: at least ~1 s must have passed.
+    assert second.start - first.start >= 0.9
+
+
+def test_persistent_503_fails_cleanly(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.status(503, method="GET", path=_layer_path(seeded), times=100))
+    proc = _pull(tmp_path, proxy, seeded, "--retries", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "503" in proc.stderr and str(seeded.layer.digest) in proc.stderr
+    assert not _blob_path(tmp_path, seeded.layer.digest).exists()
+    assert len(proxy.exchanges("GET", _layer_path(seeded))) == 2
+
+
+def test_flipped_byte_fails_with_integrity_error_and_keeps_nothing(
+    tmp_path: Path, proxy: FaultProxy, seeded: Seeded
+) -> None:
+    proxy.add(Fault.flip(at=1_000_000, path=_layer_path(seeded)))
+    proc = regtool("pull", seeded.ref(proxy.host), "out", cwd=tmp_path)
+    line = assert_user_error(proc, 5, str(seeded.layer.digest))
+    assert "digest" in line
+    assert not _blob_path(tmp_path, seeded.layer.digest).exists()
+    assert _partials(tmp_path) == []  # wrong content is never kept for a resume
+    # Without the fault the same destination completes.
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+
+
+def test_truncated_body_fails_cleanly(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.truncate(to=500_000, path=_layer_path(seeded), times=100))
+    proc = regtool("pull", seeded.ref(proxy.host), "out", "--retries", "1", cwd=tmp_path)
+    assert_user_error(proc, 5, str(seeded.layer.digest))
+    assert not _blob_path(tmp_path, seeded.layer.digest).exists()
+    assert _partials(tmp_path) == []
+
+
+def test_drops_beyond_the_retries_keep_the_partial_for_the_next_run(
+    tmp_path: Path, proxy: FaultProxy, seeded: Seeded
+) -> None:
+    proxy.add(Fault.drop(after=400_000, path=_layer_path(seeded), times=2))
+    proc = regtool("pull", seeded.ref(proxy.host), "out", "--retries", "1", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "resume" in proc.stderr
+    assert not _blob_path(tmp_path, seeded.layer.digest).exists()
+    (partial,) = _partials(tmp_path)
+    kept = partial.stat().st_size
+    assert kept == 800_000
+    assert partial.read_bytes() == seeded.blob(seeded.layer.digest)[:kept]
+    proxy.reset_counts()
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+    assert proxy.body_bytes("GET", _layer_path(seeded)) == seeded.layer.size - kept
