@@ -13,6 +13,7 @@ Prints the median wall times, the serve/distribution ratio (< 1.0: serve is fast
 Run from the repository root::
 
     python benchmarks/serve_vs_distribution.py [--rounds 3] [--workdir /tmp/regtool-bench] [--small-only]
+    python benchmarks/serve_vs_distribution.py --blob-gib 1     # serve's peak RSS for a 1 GiB push + pull
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -74,11 +74,6 @@ def _blob(layout: Path, source: Path) -> dict[str, object]:
     return {"digest": digest, "size": size}
 
 
-def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
-    while chunk := src.read(MiB):
-        dst.write(chunk)
-
-
 def make_layout(layout: Path, count: int, size: int) -> None:
     """An OCI layout tagged ``bench``: ``count`` layers, each a gzipped tar of ``size`` random bytes."""
     if (layout / "index.json").exists():
@@ -91,11 +86,12 @@ def make_layout(layout: Path, count: int, size: int) -> None:
             info = tarfile.TarInfo(f"data/file{i}.bin")
             info.size = size
             info.mtime = 1_700_000_000
-            tar.addfile(info, RandomReader(size))  # type: ignore[arg-type]
+            tar.addfile(info, RandomReader(size))
         diff_ids.append(_hash_file(tar_path))
         gz_path = layout / f"layer{i}.tar.gz"
         with open(tar_path, "rb") as src, gzip.open(gz_path, "wb", compresslevel=1) as dst:
-            _copy(src, dst)
+            while chunk := src.read(MiB):
+                dst.write(chunk)
         tar_path.unlink()
         layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, gz_path)})
     config_path = layout / "config.json"
@@ -148,15 +144,61 @@ def registries(work: Path, round_no: int) -> Iterator[dict[str, tuple[str, int |
     shutil.rmtree(work / f"distribution-root-{round_no}", ignore_errors=True)
 
 
+def blob_rss(work: Path, gib: int) -> None:
+    """Push and pull one ``gib`` GiB blob over plain HTTP (httpx, streamed) and report serve's peak RSS."""
+    import httpx
+
+    blob = work / "big.bin"
+    digest = hashlib.sha256()
+    with open(blob, "wb") as f:
+        for _ in range(gib * 1024):
+            chunk = os.urandom(MiB)
+            digest.update(chunk)
+            f.write(chunk)
+    expected = "sha256:" + digest.hexdigest()
+
+    def body() -> Iterator[bytes]:
+        with open(blob, "rb") as f:
+            while chunk := f.read(MiB):
+                yield chunk
+
+    with run_serve_process(work / "rss-root", "--quiet") as serve, httpx.Client(base_url=serve.url, timeout=600) as c:
+        before = peak_rss_kib(serve.process.pid)
+        started = time.monotonic()
+        location = c.post("/v2/rss/blobs/uploads/").headers["location"]
+        assert c.put(location, params={"digest": expected}, content=body()).status_code == 201
+        pushed = time.monotonic() - started
+        started = time.monotonic()
+        check = hashlib.sha256()
+        with c.stream("GET", f"/v2/rss/blobs/{expected}") as response:
+            for chunk in response.iter_bytes(MiB):
+                check.update(chunk)
+        pulled = time.monotonic() - started
+        assert "sha256:" + check.hexdigest() == expected
+        peak = peak_rss_kib(serve.process.pid)
+    shutil.rmtree(work / "rss-root", ignore_errors=True)
+    blob.unlink()
+    print(f"{gib} GiB blob: push {pushed:.2f} s, pull {pulled:.2f} s (httpx client, one stream each)")
+    print(f"regtool serve RSS: {before / 1024:.1f} MiB idle, peak (VmHWM) {peak / 1024:.1f} MiB after push + pull")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--small-only", action="store_true", help="only the 16 x 32 MiB image")
     parser.add_argument("--keep", action="store_true", help="keep the generated layouts")
+    parser.add_argument("--blob-gib", type=int, default=0, help="instead: push+pull one N GiB blob, report RSS")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="regtool-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.blob_gib:
+        try:
+            blob_rss(work, args.blob_gib)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        return
     images = {k: v for k, v in IMAGES.items() if not args.small_only or k == "16x32MiB"}
     for name, (count, size) in images.items():
         print(f"generating {name} ...", flush=True)

@@ -29,13 +29,14 @@ MIB = 1024 * 1024
 
 
 async def push_both(layout: Path, ref: Reference) -> None:
-    async with Client() as client:
+    async with Client(plain_http=True) as client:
         await client.push(str(layout), ref, protocol="v1")
         await client.push(str(layout), ref, protocol="v2")
 
 
 async def pull_once(ref: Reference, dest: Path, protocol: str, jobs: int) -> float:
-    async with Client(jobs=jobs) as client:
+    # plain_http: both protocols skip the https attempt a loopback host otherwise gets first.
+    async with Client(jobs=jobs, plain_http=True) as client:
         started = time.perf_counter()
         await client.pull(ref, dest, protocol=protocol)
         return time.perf_counter() - started

@@ -18,7 +18,7 @@ _regtool() {
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--version -h --help" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "catalog delete inspect probe pull push serve tags" -- "$cur"))
+                COMPREPLY=($(compgen -W "catalog copy delete demo inspect login logout probe pull push serve tags" -- "$cur"))
             fi
             ;;
         catalog)
@@ -46,6 +46,50 @@ _regtool() {
             done
             case "$pos" in
                 0)
+                    COMPREPLY=()
+                    ;;
+            esac
+            ;;
+        copy)
+            case "$prev" in
+                --from-protocol)
+                    COMPREPLY=($(compgen -W "auto v1 v2" -- "$cur"))
+                    return ;;
+                --to-protocol)
+                    COMPREPLY=($(compgen -W "auto v1 v2" -- "$cur"))
+                    return ;;
+                --platform)
+                    COMPREPLY=()
+                    return ;;
+                -j|--jobs)
+                    COMPREPLY=()
+                    return ;;
+                --ca-cert)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                -u|--username)
+                    COMPREPLY=()
+                    return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform -j --jobs --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                return
+            fi
+            pos=0; skip=0
+            for ((i = i + 1; i < COMP_CWORD; i++)); do
+                if ((skip)); then skip=0; continue; fi
+                case "${COMP_WORDS[i]}" in
+                    --from-protocol|--to-protocol|--platform|-j|--jobs|--ca-cert|-u|--username) skip=1 ;;
+                    -*) ;;
+                    *) ((pos++)) ;;
+                esac
+            done
+            case "$pos" in
+                0)
+                    COMPREPLY=()
+                    ;;
+                1)
                     COMPREPLY=()
                     ;;
             esac
@@ -79,6 +123,26 @@ _regtool() {
                     ;;
             esac
             ;;
+        demo)
+            case "$prev" in
+                --layers)
+                    COMPREPLY=()
+                    return ;;
+                --layer-kib)
+                    COMPREPLY=()
+                    return ;;
+                --latency)
+                    COMPREPLY=()
+                    return ;;
+                -j|--jobs)
+                    COMPREPLY=()
+                    return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--layers --layer-kib --latency -j --jobs -q --quiet -h --help" -- "$cur"))
+                return
+            fi
+            ;;
         inspect)
             case "$prev" in
                 --platform)
@@ -101,6 +165,55 @@ _regtool() {
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --platform|--ca-cert|-u|--username) skip=1 ;;
+                    -*) ;;
+                    *) ((pos++)) ;;
+                esac
+            done
+            case "$pos" in
+                0)
+                    COMPREPLY=()
+                    ;;
+            esac
+            ;;
+        login)
+            case "$prev" in
+                --ca-cert)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                -u|--username)
+                    COMPREPLY=()
+                    return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                return
+            fi
+            pos=0; skip=0
+            for ((i = i + 1; i < COMP_CWORD; i++)); do
+                if ((skip)); then skip=0; continue; fi
+                case "${COMP_WORDS[i]}" in
+                    --ca-cert|-u|--username) skip=1 ;;
+                    -*) ;;
+                    *) ((pos++)) ;;
+                esac
+            done
+            case "$pos" in
+                0)
+                    COMPREPLY=()
+                    ;;
+            esac
+            ;;
+        logout)
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--json -h --help" -- "$cur"))
+                return
+            fi
+            pos=0; skip=0
+            for ((i = i + 1; i < COMP_CWORD; i++)); do
+                if ((skip)); then skip=0; continue; fi
+                case "${COMP_WORDS[i]}" in
+                    --no-value-options) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -154,6 +267,9 @@ _regtool() {
                 -j|--jobs)
                     COMPREPLY=()
                     return ;;
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -163,14 +279,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --format|--platform|--protocol|-j|--jobs|--ca-cert|-u|--username) skip=1 ;;
+                    --format|--platform|--protocol|-j|--jobs|--retries|--ca-cert|-u|--username) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -199,6 +315,9 @@ _regtool() {
                 -j|--jobs)
                     COMPREPLY=()
                     return ;;
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -208,14 +327,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --mount-from|--chunk-size|--protocol|-j|--jobs|--ca-cert|-u|--username) skip=1 ;;
+                    --mount-from|--chunk-size|--protocol|-j|--jobs|--retries|--ca-cert|-u|--username) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -251,9 +370,45 @@ _regtool() {
                 --latency)
                     COMPREPLY=()
                     return ;;
+                --htpasswd)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --auth-acl)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --token-realm)
+                    COMPREPLY=()
+                    return ;;
+                --token-service)
+                    COMPREPLY=()
+                    return ;;
+                --token-issuer)
+                    COMPREPLY=()
+                    return ;;
+                --token-ttl)
+                    COMPREPLY=()
+                    return ;;
+                --token-key)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --token-cert)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --tls-cert)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --tls-key)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key -h --help" -- "$cur"))
                 return
             fi
             ;;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -121,3 +122,78 @@ async def test_corrupt_v2_blob_never_completes_the_v1_image(tmp_path: Path) -> N
                 await client.copy(ref(new, "team/app:1"), ref(old, "team/app:1"))
         assert httpx.get(f"{old.url}/v1/repositories/team/app/tags/1").status_code == 404
     assert not list((tmp_path / "old" / "blobs").glob("sha256/*/*/data"))
+
+
+@pytest.mark.interop
+async def test_v1_to_distribution_then_skopeo_reads_it(tmp_path: Path) -> None:
+    from tests.conftest import require_binary
+    from tests.support.distribution import run_distribution
+
+    skopeo = require_binary("skopeo")
+    binary = require_binary("docker-registry")
+    _, _, blobs, config_raw = build_layout(tmp_path / "src", layers=3)
+    with (
+        run_serve(tmp_path / "old", enable_v2=False) as old,
+        run_distribution(tmp_path / "dist", binary=binary) as dist,
+    ):
+        async with Client() as client:
+            await client.push(str(tmp_path / "src"), ref(old, "team/app:1.0"), protocol="v1")
+            await client.copy(ref(old, "team/app:1.0"), Reference.parse(f"{dist.host}/team/app:1.0"))
+        done = await anyio.run_process(
+            [skopeo, "copy", "--src-tls-verify=false", f"docker://{dist.host}/team/app:1.0", f"oci:{tmp_path / 'out'}"],
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+    layers, config = pulled_image(tmp_path / "out")
+    assert layers == blobs
+    assert list(config.diff_ids) == json.loads(config_raw)["rootfs"]["diff_ids"]
+
+
+@pytest.mark.interop
+async def test_skopeo_pushed_image_copied_from_distribution_to_v1(tmp_path: Path) -> None:
+    from tests.conftest import require_binary
+    from tests.support.distribution import run_distribution
+
+    skopeo = require_binary("skopeo")
+    binary = require_binary("docker-registry")
+    _, _, blobs, config_raw = build_layout(tmp_path / "src", layers=2)
+    with (
+        run_distribution(tmp_path / "dist", binary=binary) as dist,
+        run_serve(tmp_path / "old", enable_v2=False) as old,
+    ):
+        done = await anyio.run_process(
+            [
+                skopeo,
+                "copy",
+                "--dest-tls-verify=false",
+                f"oci:{tmp_path / 'src'}:latest",
+                f"docker://{dist.host}/s/app:1",
+            ],
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        async with Client() as client:
+            result = await client.copy(Reference.parse(f"{dist.host}/s/app:1"), ref(old, "s/app:1"))
+            assert result.target_protocol == "v1"
+            await client.pull(ref(old, "s/app:1"), tmp_path / "out")
+    layers, config = pulled_image(tmp_path / "out")
+    assert layers == blobs
+    assert list(config.diff_ids) == json.loads(config_raw)["rootfs"]["diff_ids"]
+
+
+async def test_corrupt_v2_blob_is_not_stored_at_a_v2_target(tmp_path: Path) -> None:
+    layout, descriptor, _, _ = build_layout(tmp_path / "src", layers=1, size=8192)
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        push_v2_raw(a.url, layout, descriptor, "team/app", "1")
+        layer = layout.manifest(descriptor).layers[0].digest
+        data = tmp_path / "a" / "blobs" / "sha256" / layer.encoded[:2] / layer.encoded / "data"
+        corrupted = bytearray(data.read_bytes())
+        corrupted[-3] ^= 0xFF
+        data.write_bytes(bytes(corrupted))
+        async with Client() as client:
+            with pytest.raises(IntegrityError, match=str(layer)):
+                await client.copy(ref(a, "team/app:1"), ref(b, "team/app:1"))
+        assert httpx.head(f"{b.url}/v2/team/app/blobs/{layer}").status_code == 404
+        assert httpx.get(f"{b.url}/v2/team/app/manifests/1").status_code == 404
+    assert not (tmp_path / "b" / "blobs" / "sha256" / layer.encoded[:2] / layer.encoded).exists()
+    assert not list((tmp_path / "b").glob("uploads/*"))

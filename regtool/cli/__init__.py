@@ -14,6 +14,7 @@ from regtool.cli import (  # noqa: F401
     delete,
     demo,
     inspect,
+    login,
     probe,
     pull,
     push,

@@ -42,6 +42,10 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
+# faults (issue 6): what Ctrl-C says; blob downloads keep their partials and pushes their upload sessions.
+INTERRUPTED = "interrupted; what was transferred is kept: run the same command again to resume"
+
+
 def fail(message: str, exit_code: int, *, json_lines: bool = False) -> NoReturn:
     """Print ``error: <message>`` (one line) on stderr and exit with ``exit_code``.
 
@@ -88,10 +92,10 @@ def handle_errors(*, json_lines: bool = False) -> Iterator[None]:
         if first is not None and (rest is None or all(isinstance(e, KeyboardInterrupt) for e in _leaves(rest))):
             report(str(first), first.exit_code)
         if rest is not None and any(isinstance(e, KeyboardInterrupt) for e in _leaves(rest)):
-            report("interrupted", 130)
+            report(INTERRUPTED, 130)
         raise
     except KeyboardInterrupt:
-        report("interrupted", 130)
+        report(INTERRUPTED, 130)
     except FileNotFoundError as exc:
         report(f"no such file or directory: {exc.filename}", 2)
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:

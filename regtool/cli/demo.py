@@ -225,7 +225,7 @@ def demo(
             with embedded_serve(work / "registry", latency_ms=latency) as server:
                 ref = Reference.parse(f"{server.host}/demo/sample:latest")
                 stderr.print(f"embedded registry (v1 + v2) on {server.host}, {latency:g} ms added per request")
-                async with Client(jobs=jobs) as client:
+                async with Client(jobs=jobs, plain_http=True) as client:
                     for protocol in ("v1", "v2"):
                         pushed = await client.push(str(work / "sample"), ref, protocol=protocol)
                         stderr.print(f"pushed {ref} over {protocol} in {pushed.seconds:.2f} s")
@@ -235,7 +235,7 @@ def demo(
                 for protocol in ("v1", "v2"):
                     stderr.print(f"pulling over {protocol} ...")
                     with open_progress(json_lines=False, quiet=quiet, console=stderr) as progress:
-                        async with Client(jobs=jobs, progress=progress) as client:
+                        async with Client(jobs=jobs, progress=progress, plain_http=True) as client:
                             started = time.monotonic()
                             result = await client.pull(ref, work / f"pulled-{protocol}", protocol=protocol)
                             seconds = time.monotonic() - started

@@ -40,10 +40,12 @@ __all__ = [
     "ProtocolChoice",
     "ProtocolOption",
     "Quiet",
+    "Retries",
     "Username",
     "Verbose",
     "choose_platform",
     "configure_logging",
+    "warn_insecure",
 ]
 
 _NET = "Connection"
@@ -122,6 +124,19 @@ Quiet = Annotated[
 Jobs = Annotated[
     int,
     typer.Option("-j", "--jobs", min=1, max=64, metavar="N", help="Blobs transferred at once."),
+]
+
+# faults (issue 6): how often an idempotent request is retried (connection errors, timeouts, 408/429/5xx).
+Retries = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        max=100,
+        metavar="N",
+        help="Retries of a failed request (connection errors, timeouts, 408/429/5xx), with backoff; 0 disables.",
+        rich_help_panel=_NET,
+    ),
 ]
 
 
@@ -214,7 +229,9 @@ class Connection:
             "password": self.password,
         }
 
-    def client(self, *, progress: Progress | None = None, jobs: int | None = None) -> Client:
+    def client(
+        self, *, progress: Progress | None = None, jobs: int | None = None, retries: int | None = None
+    ) -> Client:
         """A :class:`regtool.client.Client` for these options (use it as ``async with``)."""
         from regtool.client import Client  # imported here: ``regtool --help`` need not load httpx
 
@@ -223,6 +240,10 @@ class Connection:
             kwargs["progress"] = progress
         if jobs is not None:
             kwargs["jobs"] = jobs
+        if retries is not None:
+            kwargs["retries"] = retries
+        if self.insecure:
+            warn_insecure(progress)
         return Client(**kwargs)
 
     def __repr__(self) -> str:
@@ -231,6 +252,18 @@ class Connection:
             f"Connection(plain_http={self.plain_http}, insecure={self.insecure}, ca_cert={self.ca_cert}, "
             f"username={self.username!r}, password={password!r})"
         )
+
+
+def warn_insecure(progress: Progress | None) -> None:
+    """issue 5: ``--insecure`` says so on stderr (a JSON ``warning`` event under ``--json``)."""
+    from regtool.cli.console import stderr
+    from regtool.cli.progress import JsonLinesProgress
+
+    message = "--insecure: TLS certificates are not verified; anyone on the network path can read and alter traffic"
+    if isinstance(progress, JsonLinesProgress):
+        progress.event("warning", message=message)
+    else:
+        stderr.print(f"warning: {message}", markup=False, highlight=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +275,24 @@ class Output:
     verbose: int = 0
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, so log lines go above rich's live progress bars
+    (which redirect stderr while they are shown) instead of through them."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(verbose: int) -> None:
     """``-v``: regtool's loggers at DEBUG and httpx's request lines; ``-vv``: httpcore too. All on stderr."""
     if verbose <= 0:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
     levels = {"regtool": logging.DEBUG, "httpx": logging.INFO if verbose == 1 else logging.DEBUG}
     if verbose >= 2:

@@ -23,6 +23,7 @@ from regtool.cli.options import (
     ProtocolChoice,
     ProtocolOption,
     Quiet,
+    Retries,
     Username,
     Verbose,
     choose_platform,
@@ -83,6 +84,7 @@ def pull(
     all_platforms: AllPlatforms = False,
     protocol: ProtocolOption = ProtocolChoice.auto,
     jobs: Jobs = 8,
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -116,7 +118,7 @@ def pull(
                 username=username,
                 password_stdin=password_stdin,
             )
-            async with connection.client(progress=progress, jobs=jobs) as client:
+            async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                 return await client.pull(
                     ref,
                     target,

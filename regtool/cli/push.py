@@ -21,6 +21,7 @@ from regtool.cli.options import (
     ProtocolChoice,
     ProtocolOption,
     Quiet,
+    Retries,
     Username,
     Verbose,
     configure_logging,
@@ -72,12 +73,13 @@ def push(
         typer.Option(
             "--chunk-size",
             metavar="SIZE",
-            help="Upload blobs larger than this in chunks of this size (e.g. 16MiB); smaller ones in one request.",
+            help="Upload blobs larger than SIZE in chunks of SIZE (e.g. 16MiB). Default: each blob in one request.",
             show_default=False,
         ),
     ] = None,
     protocol: ProtocolOption = ProtocolChoice.auto,
     jobs: Jobs = 8,
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -107,7 +109,7 @@ def push(
                 username=username,
                 password_stdin=password_stdin,
             )
-            async with connection.client(progress=progress, jobs=jobs) as client:
+            async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                 return await client.push(
                     str(source), ref, protocol=protocol.value, mount_from=tuple(mount_from or ()), chunk_size=chunk
                 )

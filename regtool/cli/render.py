@@ -28,8 +28,8 @@ def _fields(console: Console, rows: Iterable[tuple[str, str]]) -> None:
 
 
 def _rate(nbytes: int, seconds: float) -> str:
-    if seconds <= 0:
-        return f"{format_bytes(nbytes)}"
+    if seconds <= 0 or nbytes <= 0:
+        return format_bytes(nbytes)
     return f"{format_bytes(nbytes)} in {seconds:.2f} s ({format_bytes(int(nbytes / seconds))}/s)"
 
 
@@ -117,7 +117,8 @@ def render_inspect(console: Console, result: InspectResult) -> None:
     rows += [("env", value) for value in result.env]
     rows += [("label", f"{key}={value}") for key, value in sorted(result.labels.items())]
     if result.layers:
-        rows.append(("size", f"{format_bytes(result.size)} in {len(result.layers)} layers"))
+        count = len(result.layers)
+        rows.append(("size", f"{format_bytes(result.size)} in {count} layer{'' if count == 1 else 's'}"))
     _fields(console, rows)
     if result.layers:
         sizes = [format_bytes(layer.size) for layer in result.layers]

@@ -35,6 +35,17 @@ def serve(
     no_v1: Annotated[bool, typer.Option("--no-v1", help="Disable the v1 API (404 on /v1/).")] = False,
     no_v2: Annotated[bool, typer.Option("--no-v2", help="Disable the v2 API (404 on /v2/).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No access log on stderr.")] = False,
+    # faults (issue 6): abandoned upload sessions.
+    upload_purge_age: Annotated[
+        float | None,
+        typer.Option(
+            "--upload-purge-age",
+            metavar="SECONDS",
+            min=0,
+            help="Delete upload sessions idle for longer than this (default: keep them).",
+            show_default=False,
+        ),
+    ] = None,
     # issue 5: authentication and TLS.
     htpasswd: Annotated[
         Path | None,
@@ -96,6 +107,7 @@ def serve(
             enable_v2=not no_v2,
             latency_ms=latency,
             access_log=not quiet,
+            upload_purge_age=upload_purge_age,
             htpasswd=htpasswd,
             token_auth=token_auth,
             anonymous_pull=anonymous_pull,

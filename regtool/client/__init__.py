@@ -22,18 +22,24 @@ credentials.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import anyio
+import anyio.to_thread
+
 from regtool.client.auth import Credentials, RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
+from regtool.client.credentials import DockerConfig, lookup_credentials
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
 from regtool.client.retry import RetryPolicy
-from regtool.client.transport import build_http_client, make_ssl_context
+from regtool.client.tls import TLSContexts, TLSSettings
+from regtool.client.transport import build_http_client
 from regtool.errors import UnsupportedProtocolError, UsageError
 
 if TYPE_CHECKING:
@@ -54,7 +60,12 @@ class Client:
     """A registry client; use ``async with Client(...) as client``.
 
     ``plain_http`` talks http only; ``insecure`` skips TLS verification (and allows http after https failed to
-    connect); loopback hosts get http after https automatically. ``jobs`` bounds concurrent blob transfers;
+    connect); loopback hosts get http after https automatically. TLS trusts the system store plus ``ca_cert``
+    and, per registry, docker's ``certs.d/<host>/`` (``certs_d``, default ``$REGTOOL_CERTS_D`` or
+    ``/etc/docker/certs.d``: CAs and client certificates). Credentials: ``username``/``password`` for every
+    registry, else ``REGTOOL_USERNAME``/``REGTOOL_PASSWORD``, else docker's config.json (``docker_config``, default
+    ``$DOCKER_CONFIG/config.json``) and its credential helpers, looked up per registry when it asks for them;
+    ``use_docker_config=False`` turns the last two off. ``jobs`` bounds concurrent blob transfers;
     ``retries`` is how often an idempotent request is retried on connection errors and 408/429/5xx.
     """
 
@@ -70,6 +81,9 @@ class Client:
         progress: Progress | None = None,
         timeout: float = 60.0,
         retries: int = 3,
+        certs_d: Path | None = None,
+        docker_config: Path | None = None,
+        use_docker_config: bool = True,
     ) -> None:
         if jobs < 1:
             raise UsageError(f"jobs must be at least 1, got {jobs}")
@@ -80,7 +94,13 @@ class Client:
         self.jobs = jobs
         self.progress: Progress = progress or NullProgress()
         credentials = Credentials(username, password) if username is not None and password is not None else None
-        self.auth = RegistryAuth(credentials)
+        # issue 5: explicit credentials, else the environment and docker's config, per registry.
+        lookup = None
+        if credentials is None and use_docker_config:
+            config = DockerConfig(docker_config)
+            lookup = functools.partial(lookup_credentials, config=config)
+        self.auth = RegistryAuth(credentials, lookup=lookup)
+        self._tls = TLSContexts(TLSSettings(insecure=insecure, ca_cert=ca_cert, certs_d=certs_d))
         self._http: httpx.AsyncClient | None = None
         self._ca_cert = ca_cert
         self._timeout = timeout
@@ -90,9 +110,10 @@ class Client:
         self._fetcher: BlobFetcher | None = None
 
     async def __aenter__(self) -> Client:
-        context = make_ssl_context(self.insecure, self._ca_cert)
-        self._http = build_http_client(jobs=self.jobs, timeout=self._timeout, auth=self.auth, ssl_context=context)
-        self._fetcher = BlobFetcher(ssl_context=context, timeout=self._timeout)
+        context = self._tls.default()
+        self._http = build_http_client(jobs=self.jobs, timeout=self._timeout, auth=self.auth, tls=self._tls)
+        self.auth.bind(self._http)
+        self._fetcher = BlobFetcher(ssl_context=context, timeout=self._timeout, ssl_for=self._tls.for_host)
         self._api = RegistryAPI(
             self._http,
             retry=self._retry,
@@ -101,6 +122,7 @@ class Client:
             auth=self.auth,
             fetcher=self._fetcher,
         )
+        self._api.retry_log.progress = self.progress
         return self
 
     async def __aexit__(
@@ -199,7 +221,7 @@ class Client:
     async def _v1_session(self, registry: str) -> V1Api:
         from regtool.client.v1api import open_session
 
-        credentials = self.auth.credentials
+        credentials = await anyio.to_thread.run_sync(self.auth.credentials_for, registry)
         username = credentials.username if credentials is not None else None
         password = credentials.password if credentials is not None else None
         return await open_session(self.api, registry, username=username, password=password)

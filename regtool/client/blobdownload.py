@@ -13,7 +13,8 @@ Two ways to move the bytes, same checks:
 
 Errors: a Content-Length other than the expected size, too many bytes, or a digest mismatch raise
 IntegrityError naming the blob and the URL (and the partial is deleted); a body cut short is retried (resuming)
-and, once the retries are spent, raises IntegrityError ("truncated"). Error statuses go through the retry policy
+and, once the retries are spent, raises TransportError and keeps the partial for the next run. Error statuses
+go through the retry policy
 and then map like every other API error (404 -> NotFoundError, 401/403 -> AuthError, ...).
 """
 
@@ -76,11 +77,13 @@ class BlobDownloader:
                 except _Broken as broken:
                     transferred += broken.received
                     if self.api.retry.exhausted(attempt):
-                        raise IntegrityError(
-                            f"blob {desc.digest}: truncated body from {redact_url(url)} "
-                            f"({box.writer.offset} of {desc.size} bytes): {broken.reason}"
+                        # faults (issue 6): a network failure, not bad content: the partial stays for a resume.
+                        raise TransportError(
+                            f"blob {desc.digest}: body cut short from {redact_url(url)} "
+                            f"({box.writer.offset} of {desc.size} bytes): {broken.reason}; "
+                            "the bytes received are kept, run the command again to resume"
                         ) from None
-                    await anyio.sleep(self.api.retry.backoff(attempt))
+                    await self._pause(url, attempt, self.api.retry.backoff(attempt), broken.reason)
                 except HTTPStatusError as exc:
                     status = exc.head.status
                     if status == 401 and not reauthenticated and self.api.auth is not None:
@@ -90,11 +93,15 @@ class BlobDownloader:
                         continue
                     if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
                         raise _status_error(exc, f"blob {desc.digest}") from None
-                    await anyio.sleep(self.api.retry.delay(attempt, exc.head.headers.get("retry-after")))
+                    delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
+                    await self._pause(url, attempt, delay, f"HTTP {status}")
                 except OSError as exc:
                     if self.api.retry.exhausted(attempt):
-                        raise TransportError(f"GET {redact_url(url)}: {exc}") from None
-                    await anyio.sleep(self.api.retry.backoff(attempt))
+                        raise TransportError(
+                            f"GET {redact_url(url)}: {exc}; the bytes received are kept, "
+                            "run the command again to resume"
+                        ) from None
+                    await self._pause(url, attempt, self.api.retry.backoff(attempt), str(exc) or type(exc).__name__)
                 attempt += 1
             try:
                 await anyio.to_thread.run_sync(box.writer.commit)
@@ -108,6 +115,10 @@ class BlobDownloader:
             raise
         self.progress.finish(key, status="done")
         return transferred
+
+    async def _pause(self, url: str, attempt: int, delay: float, reason: str) -> None:
+        self.api.retry_log.record(f"GET {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason)
+        await anyio.sleep(delay)
 
     async def _attempt(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
         if box.writer.offset == desc.size:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import httpx
 
@@ -110,7 +111,7 @@ async def _v2_blob_chunks(
             pending: bytes | None = None
             with mapped_errors("GET", url):
                 async for chunk in response.aiter_raw(_CHUNK):
-                    verifier.update(chunk)
+                    await anyio.to_thread.run_sync(verifier.update, chunk)
                     if pending is not None:
                         yield pending
                     pending = chunk
@@ -138,8 +139,16 @@ async def _upload_v2_blob(
     if size is not None:
         headers["Content-Length"] = str(size)
     request = api.http.build_request("PUT", url, headers=headers, content=body)
-    with mapped_errors("PUT", url):
-        put = await api.http.send(request, stream=True)
+    try:
+        with mapped_errors("PUT", url):
+            put = await api.http.send(request, stream=True)
+    except BaseException:
+        # The source failed mid-blob (or the connection did): drop the upload session, best effort.
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await api.send(
+                "DELETE", str(httpx.URL(start).join(location)), what="cancel upload", expect=None, retry=False
+            )
+        raise
     try:
         if put.status_code not in (201, 204):
             raise error_for_response(put, f"blob {digest} to {target.repository_ref}", await put.aread())
@@ -301,7 +310,7 @@ def _v1_layer_opener(v1_source: V1Api, image_id: str, json_bytes: bytes, expecte
                 pending: bytes | None = None
                 with mapped_errors("GET", response.request.url):
                     async for chunk in response.aiter_raw(_CHUNK):
-                        payload.update(chunk)
+                        await anyio.to_thread.run_sync(payload.update, chunk)
                         if pending is not None:
                             yield pending
                         pending = chunk

@@ -32,6 +32,7 @@ __all__ = [
     "config_key",
     "credentials_from_env",
     "default_config_path",
+    "lookup_credentials",
 ]
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -53,8 +54,15 @@ class Credentials:
         # Helpers return this username when the secret is an OAuth2 refresh ("identity") token.
         return self.username == "<token>"
 
+    def basic_header(self) -> str:
+        """The ``Authorization: Basic`` value for these credentials."""
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, password='***', source={self.source!r})"
+
+    __str__ = __repr__
 
 
 def config_key(registry: str) -> str:
@@ -246,3 +254,9 @@ def _helper_get(name: str, server_url: str) -> Credentials | None:
     if not isinstance(user, str) or not isinstance(secret, str):
         raise AuthError(f"credential helper docker-credential-{name} answered without Username/Secret")
     return Credentials(user, secret, f"credential helper {name}")
+
+
+def lookup_credentials(registry: str, config: DockerConfig | None = None) -> Credentials | None:
+    """Credentials for ``registry`` when none were given explicitly: ``REGTOOL_USERNAME``/``REGTOOL_PASSWORD``,
+    else docker's config (its credential helpers, then ``auths``). None when there are none."""
+    return credentials_from_env() or (config or DockerConfig()).get(registry)

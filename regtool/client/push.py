@@ -12,11 +12,17 @@ before their index. For each blob:
 Locations may be relative or absolute and may carry their own query (distribution's ``_state``); each response's
 Location is the next request's target. Bodies stream from the source files (memory stays flat); a 307/308 on an
 upload re-opens the stream at the same offset. An upload that fails with a retryable status or a connection
-error starts over with a new session, up to the retry policy's count.
+error is retried, up to the retry policy's count.
+
+Resume (issue 6): every session's URL and acknowledged offset are kept on disk (``resume.UploadStateStore``).
+A retry, or the next run after a crash or Ctrl-C, asks the registry how far the session got (GET upload status)
+and sends only the rest (``PATCH`` with ``Content-Range``, then ``PUT ?digest=``); a session the registry no
+longer knows is forgotten and a new one opened.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -26,13 +32,15 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from regtool.client.blobfetch import FetchCancelled, ResponseHead, SourceTruncated
 from regtool.client.progress import NullProgress, Progress
-from regtool.client.registry_api import RegistryAPI
+from regtool.client.registry_api import RegistryAPI, error_for_response
 from regtool.client.results import PushResult
-from regtool.client.tasks import run_bounded
+from regtool.client.resume import UploadState, UploadStateStore, parse_upload_range
+from regtool.client.tasks import first_error, run_bounded
 from regtool.client.transport import redact_url
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, ProtocolError, RegistryError, TransportError, UsageError
+from regtool.errors import IntegrityError, NotFoundError, ProtocolError, RegistryError, TransportError, UsageError
 from regtool.image.source import ImageSource, open_source
 from regtool.manifest import Descriptor, Manifest
 from regtool.protocol import v2
@@ -63,13 +71,17 @@ class V2Pusher:
         jobs: int = 8,
         progress: Progress | None = None,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        resume: UploadStateStore | None = None,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise UsageError(f"chunk size must be positive, got {chunk_size}")
         self.api = api
+        # faults (issue 6): upload sessions are remembered on disk so a later run (or retry) continues them.
+        self.resume = resume if resume is not None else UploadStateStore()
         self.jobs = max(1, jobs)
         self.progress = progress or NullProgress()
         self.chunk_size = chunk_size
+        self._threads = anyio.CapacityLimiter(self.jobs)
 
     async def push(self, source: str, ref: Reference, *, mount_from: Sequence[str] = ()) -> PushResult:
         started = time.monotonic()
@@ -84,6 +96,7 @@ class V2Pusher:
     ) -> PushResult:
         """Push an already opened ImageSource to ``ref``."""
         started = time.monotonic() if started is None else started
+        retries_before = self.api.retry_log.count
         root = src.root
         if root.kind == "schema1":
             raise UsageError(f"{src.description}: schema1 manifests cannot be pushed")
@@ -122,6 +135,7 @@ class V2Pusher:
             bytes_uploaded=tally.bytes,
             recompressed=src.recompressed,
             seconds=time.monotonic() - started,
+            retries=self.api.retry_log.count - retries_before,
         )
 
     # -- one blob ---------------------------------------------------------------------------------------
@@ -142,36 +156,77 @@ class V2Pusher:
         self.progress.start(key, desc.digest.short, desc.size)
         present = await self.api.blob_size(ref.registry, ref.repository, desc.digest)
         if present is not None and present in {desc.size, -1}:
+            await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, str(desc.digest))
             tally.skipped += 1
             self.progress.finish(key, status="skipped")
             return
         attempt = 0
+        offset = 0
         while True:
             try:
-                location = await self._open_session(ref, base, desc, mount_from)
-                if location is None:
-                    tally.mounted += 1
-                    self.progress.finish(key, status="mounted")
-                    return
-                await self._upload(src, desc, location, key)
+                resumed = await self._resume_session(ref, desc, key)
+                if resumed is None:
+                    location = await self._open_session(ref, base, desc, mount_from)
+                    if location is None:
+                        tally.mounted += 1
+                        self.progress.finish(key, status="mounted")
+                        return
+                    offset = 0
+                    await self._remember(ref, desc, location, 0)
+                else:
+                    location, offset = resumed
+                await self._upload(src, ref, desc, location, key, offset)
                 break
             except (TransportError, RegistryError) as exc:
                 status = getattr(exc, "status", None)
+                if status == 416:
+                    # The session holds other bytes than we thought (a chunk landed after all): start over.
+                    await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
                 retryable = isinstance(exc, TransportError) or (
-                    status is not None and status in self.api.retry.statuses
+                    status is not None and (status in self.api.retry.statuses or status == 416)
                 )
                 if not retryable or self.api.retry.exhausted(attempt):
                     self.progress.finish(key, status="failed")
                     raise
-                self.progress.event("retry", key=key, reason=str(exc))
-                await anyio.sleep(self.api.retry.backoff(attempt))
+                delay = self.api.retry.backoff(attempt)
+                self.api.retry_log.record(
+                    f"upload of blob {desc.digest}", attempt=attempt + 1, delay=delay, reason=str(exc)
+                )
+                await anyio.sleep(delay)
                 attempt += 1
             except BaseException:
                 self.progress.finish(key, status="failed")
                 raise
+        await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
         tally.uploaded += 1
-        tally.bytes += desc.size
+        tally.bytes += desc.size - offset
         self.progress.finish(key, status="done")
+
+    async def _remember(self, ref: Reference, desc: Descriptor, location: str, offset: int) -> None:
+        state = UploadState(ref.registry, ref.repository, str(desc.digest), desc.size, location, offset)
+        await anyio.to_thread.run_sync(self.resume.save, state)
+
+    async def _resume_session(self, ref: Reference, desc: Descriptor, key: str) -> tuple[str, int] | None:
+        """The remembered session of this blob and the bytes it holds (GET upload status), or None."""
+        state = await anyio.to_thread.run_sync(self.resume.load, ref.registry, ref.repository, str(desc.digest))
+        if state is None or state.size != desc.size:
+            return None
+        what = f"upload of blob {desc.digest}"
+        try:
+            response = await self.api.send("GET", state.location, what=f"status of {what}", expect=(200, 204))
+        except (NotFoundError, RegistryError):
+            # Purged, finished or unknown to this registry: a new session it is.
+            await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
+            return None
+        held = parse_upload_range(response.headers.get("Range"))
+        if held is None or held > desc.size:
+            await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
+            return None
+        location = _location(response, what) if response.headers.get("Location") else state.location
+        self.progress.event("resume", key=key, offset=held, size=desc.size)
+        if held:
+            self.progress.advance(key, held)
+        return location, held
 
     async def _open_session(self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str]) -> str | None:
         """The upload URL of a new session, or None when a mount made the upload unnecessary."""
@@ -189,31 +244,40 @@ class V2Pusher:
         response = await self.api.send("POST", url, what=f"upload of {what}", expect=(202,))
         return _location(response, what)
 
-    async def _upload(self, src: ImageSource, desc: Descriptor, location: str, key: str) -> None:
+    async def _upload(
+        self, src: ImageSource, ref: Reference, desc: Descriptor, location: str, key: str, offset: int = 0
+    ) -> None:
+        """Send the blob from ``offset`` (what the session holds already) and close the session."""
         what = f"upload of blob {desc.digest}"
         chunk = self.chunk_size
-        if chunk is None or desc.size <= chunk:
+        if offset == 0 and (chunk is None or desc.size <= chunk):
             url = _with_digest(location, desc.digest)
-            response = await self.api.send_body(
+            response = await self._send_part(
                 "PUT",
                 url,
+                src,
+                desc.digest,
+                0,
+                desc.size,
+                key,
                 what=what,
-                body=self._reader(src, desc.digest, 0, desc.size, key),
-                length=desc.size,
                 headers={"Content-Type": "application/octet-stream"},
                 expect=(201, 204),
             )
             _check_stored(response, desc.digest, what)
             return
-        offset = 0
+        step = chunk if chunk is not None else desc.size
         while offset < desc.size:
-            length = min(chunk, desc.size - offset)
-            response = await self.api.send_body(
+            length = min(step, desc.size - offset)
+            response = await self._send_part(
                 "PATCH",
                 location,
+                src,
+                desc.digest,
+                offset,
+                length,
+                key,
                 what=what,
-                body=self._reader(src, desc.digest, offset, length, key),
-                length=length,
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Range": f"{offset}-{offset + length - 1}",
@@ -222,8 +286,102 @@ class V2Pusher:
             )
             location = _location(response, what)
             offset += length
+            await self._remember(ref, desc, location, offset)
         response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
         _check_stored(response, desc.digest, what)
+
+    async def _send_part(
+        self,
+        method: str,
+        url: str,
+        src: ImageSource,
+        digest: Digest,
+        offset: int,
+        length: int,
+        key: str,
+        *,
+        what: str,
+        headers: dict[str, str],
+        expect: tuple[int, ...],
+    ) -> httpx.Response:
+        """Send ``length`` bytes of the blob from ``offset``: from a worker thread when the API has a fetcher
+        (a reused 1 MiB buffer, ``sendall``: flat memory, no event-loop work per chunk), else through httpx."""
+        fetcher = self.api.fetcher
+        if fetcher is None:
+            return await self.api.send_body(
+                method,
+                url,
+                what=what,
+                body=self._reader(src, digest, offset, length, key),
+                length=length,
+                headers=headers,
+                expect=expect,
+            )
+        sent_headers = dict(headers)
+        authorization = self.api.auth.header_for(method, url) if self.api.auth is not None else None
+        if authorization:
+            sent_headers["Authorization"] = authorization
+        cancel = threading.Event()
+        counter = [0]
+        reported = 0
+        outcome: list[tuple[ResponseHead, bytes]] = []
+
+        def run() -> None:
+            def count(n: int) -> None:
+                counter[0] += n
+
+            outcome.append(
+                fetcher.send_file(
+                    method,
+                    url,
+                    sent_headers,
+                    lambda: src.open_blob(digest),
+                    offset,
+                    length,
+                    on_bytes=count,
+                    cancel=cancel,
+                )
+            )
+
+        async def ticker() -> None:
+            nonlocal reported
+            try:
+                while True:
+                    await anyio.sleep(0.1)
+                    if counter[0] != reported:
+                        self.progress.advance(key, counter[0] - reported)
+                        reported = counter[0]
+            finally:
+                cancel.set()
+
+        async def send(scope: anyio.CancelScope) -> None:
+            try:
+                await anyio.to_thread.run_sync(run, limiter=self._threads)
+            finally:
+                scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                tg.start_soon(send, tg.cancel_scope)
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if isinstance(error, SourceTruncated):
+                raise IntegrityError(f"blob {digest}: {error} ({src.description})") from None
+            if isinstance(error, FetchCancelled):
+                raise anyio.get_cancelled_exc_class()() from None
+            if isinstance(error, OSError):
+                raise TransportError(f"{method} {redact_url(url)}: {error}") from None
+            raise error from None
+        if counter[0] != reported:
+            self.progress.advance(key, counter[0] - reported)
+        head, body = outcome[0]
+        response = httpx.Response(
+            head.status, headers=head.headers, content=body, request=httpx.Request(method, head.url)
+        )
+        if head.status not in expect:
+            raise error_for_response(response, what, body)
+        return response
 
     def _reader(
         self, src: ImageSource, digest: Digest, offset: int, length: int, key: str

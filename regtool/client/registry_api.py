@@ -21,7 +21,7 @@ import httpx
 
 from regtool.client.auth import RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
-from regtool.client.retry import RetryPolicy
+from regtool.client.retry import RetryLog, RetryPolicy
 from regtool.client.transport import candidate_schemes, mapped_errors, redact_url
 from regtool.digest import Digest
 from regtool.errors import (
@@ -78,6 +78,7 @@ class RegistryAPI:
     ) -> None:
         self.http = http
         self.retry = retry or RetryPolicy()
+        self.retry_log = RetryLog()
         self.auth = auth
         self.fetcher = fetcher
         self.plain_http = plain_http
@@ -101,10 +102,13 @@ class RegistryAPI:
             if known is not None:
                 return known
             failures: list[str] = []
-            for scheme in self.schemes(registry):
+            schemes = self.schemes(registry)
+            for scheme in schemes:
                 base = f"{scheme}://{registry_api_host(registry)}"
+                # Only the last scheme is retried: for the others, the next scheme is the fallback.
+                last = scheme == schemes[-1]
                 try:
-                    response = await self.send("GET", f"{base}/v2/", what="ping", auth=False, expect=None)
+                    response = await self.send("GET", f"{base}/v2/", what="ping", auth=False, expect=None, retry=last)
                 except TransportError as exc:
                     failures.append(str(exc))
                     continue
@@ -150,10 +154,12 @@ class RegistryAPI:
                         response = await self.http.send(request, stream=True)
                     else:
                         response = await self.http.send(request, stream=True, auth=None)
-            except TransportError:
+            except TransportError as exc:
                 if not retry or not self.retry.allows_method(method) or self.retry.exhausted(attempt):
                     raise
-                await anyio.sleep(self.retry.backoff(attempt))
+                delay = self.retry.backoff(attempt)
+                self.retry_log.record(f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=str(exc))
+                await anyio.sleep(delay)
                 attempt += 1
                 continue
             status = response.status_code
@@ -161,6 +167,8 @@ class RegistryAPI:
             if not ok and retry and self.retry.allows(method, status) and not self.retry.exhausted(attempt):
                 delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
                 await response.aclose()
+                reason = f"HTTP {status}"
+                self.retry_log.record(f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason)
                 await anyio.sleep(delay)
                 attempt += 1
                 continue

@@ -129,6 +129,7 @@ class PullResult:
     blobs_skipped: int = 0
     bytes_downloaded: int = 0
     seconds: float = 0.0
+    retries: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,6 +143,7 @@ class PullResult:
             "blobs_downloaded": self.blobs_downloaded,
             "blobs_skipped": self.blobs_skipped,
             "bytes_downloaded": self.bytes_downloaded,
+            "retries": self.retries,
             "seconds": round(self.seconds, 3),
         }
 
@@ -160,6 +162,7 @@ class PushResult:
     bytes_uploaded: int = 0
     recompressed: bool = False
     seconds: float = 0.0
+    retries: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,6 +175,7 @@ class PushResult:
             "blobs_mounted": self.blobs_mounted,
             "bytes_uploaded": self.bytes_uploaded,
             "recompressed": self.recompressed,
+            "retries": self.retries,
             "seconds": round(self.seconds, 3),
         }
 

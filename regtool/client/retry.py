@@ -11,12 +11,20 @@ to ``retry_after_max``; otherwise the delay is exponential with jitter, capped a
 
 from __future__ import annotations
 
+import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
-__all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "RetryPolicy", "parse_retry_after"]
+if TYPE_CHECKING:
+    from regtool.client.progress import Progress
+
+__all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "RetryLog", "RetryPolicy", "parse_retry_after"]
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -28,7 +36,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -78,3 +86,26 @@ class RetryPolicy:
         if after is not None:
             return min(after, self.retry_after_max)
         return self.backoff(attempt)
+
+
+class RetryLog:
+    """Where every retry is told (faults, issue 6): a log line (``-v``), a ``retry`` progress event (a JSON line
+    under ``--json``) and a count that results report as ``retries``. Shared by one client's requests."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def record(self, what: str, *, attempt: int, delay: float, reason: str) -> None:
+        """Retry number ``attempt`` (1 = the first retry) of ``what`` after ``delay`` seconds, because ``reason``."""
+        with self._lock:
+            self._count += 1
+        logger.info("retry %d of %s in %.2fs: %s", attempt, what, delay, reason)
+        if self.progress is not None:
+            self.progress.event("retry", what=what, attempt=attempt, delay=round(delay, 3), reason=reason)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +20,7 @@ import httpcore
 import httpx
 
 from regtool.__about__ import __version__
+from regtool.client.tls import TLSContexts, TLSSettings
 from regtool.errors import TransportError
 from regtool.reference import is_loopback_host
 
@@ -89,13 +90,39 @@ class _LargeReadBackend(httpcore.AsyncNetworkBackend):
 
 
 def make_ssl_context(insecure: bool = False, ca_cert: Path | None = None) -> ssl.SSLContext:
-    """The TLS context of every connection: verified (optionally against ``ca_cert``) unless ``insecure``."""
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=str(ca_cert) if ca_cert is not None else None)
+    """The default TLS context: the system store plus ``ca_cert``, verified unless ``insecure`` (tls.py)."""
+    return TLSContexts(TLSSettings(insecure=insecure, ca_cert=ca_cert, certs_d=_NO_CERTS_D)).default()
+
+
+# issue 5: the certs.d root is looked up per host by TLSContexts; this one never exists, for make_ssl_context.
+_NO_CERTS_D = Path("/nonexistent/regtool-certs.d")
+
+
+class _PerHostTLSTransport(httpx.AsyncBaseTransport):
+    """Sends each https request through a pool whose SSL context is the one for its host (docker's certs.d)."""
+
+    def __init__(self, contexts: TLSContexts, make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport]) -> None:
+        self._contexts = contexts
+        self._make = make
+        self._transports: dict[int, httpx.AsyncBaseTransport] = {}
+
+    def _transport(self, request: httpx.Request) -> httpx.AsyncBaseTransport:
+        if request.url.scheme == "https":
+            context = self._contexts.for_host(request.url.netloc.decode("ascii"))
+        else:
+            context = self._contexts.default()
+        transport = self._transports.get(id(context))
+        if transport is None:
+            transport = self._transports[id(context)] = self._make(context)
+        return transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport(request).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+        self._transports.clear()
 
 
 def build_http_client(
@@ -106,21 +133,32 @@ def build_http_client(
     ca_cert: Path | None = None,
     auth: httpx.Auth | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    tls: TLSContexts | None = None,
 ) -> httpx.AsyncClient:
-    """An AsyncClient with limits for ``jobs`` concurrent transfers, timeouts and the TLS settings."""
-    context = ssl_context or make_ssl_context(insecure, ca_cert)
+    """An AsyncClient with limits for ``jobs`` concurrent transfers, timeouts and the TLS settings.
+
+    With ``tls`` each host gets its own SSL context (``tls.for_host``); else every host uses ``ssl_context``.
+    """
     connections = max(4, jobs * 2 + 4)
-    transport = httpx.AsyncHTTPTransport(verify=context)
-    # httpx does not let us choose httpcore's network backend; the pool it built is swapped for an equal one
-    # that uses the large-read backend (httpx 0.28 keeps it in ``_pool``).
-    if hasattr(transport, "_pool"):
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=connections,
-            max_keepalive_connections=connections,
-            keepalive_expiry=30.0,
-            network_backend=_LargeReadBackend(),
-        )
+
+    def make(context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+        transport = httpx.AsyncHTTPTransport(verify=context)
+        # httpx does not let us choose httpcore's network backend; the pool it built is swapped for an equal one
+        # that uses the large-read backend (httpx 0.28 keeps it in ``_pool``).
+        if hasattr(transport, "_pool"):
+            transport._pool = httpcore.AsyncConnectionPool(
+                ssl_context=context,
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=30.0,
+                network_backend=_LargeReadBackend(),
+            )
+        return transport
+
+    if tls is not None:
+        transport: httpx.AsyncBaseTransport = _PerHostTLSTransport(tls, make)
+    else:
+        transport = make(ssl_context or make_ssl_context(insecure, ca_cert))
     return httpx.AsyncClient(
         auth=auth,
         transport=transport,

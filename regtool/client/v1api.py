@@ -114,14 +114,16 @@ class V1Api:
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def _headers(self, extra: Mapping[str, str] | None = None, *, want_token: bool = False) -> dict[str, str]:
+    def _headers(self, url: str, extra: Mapping[str, str] | None = None, *, want_token: bool = False) -> dict[str, str]:
         # The engine's authTransport: Basic on requests asking for a token (and on all of them when no token
-        # was handed out), else the cached "Authorization: Token ...". The shared client's own auth flow is
-        # switched off for v1 requests (auth=False / auth=None).
+        # was handed out), else the cached "Authorization: Token ...". Basic credentials only ever go to the
+        # index itself, never to a host that X-Docker-Endpoints named. The shared client's own auth flow is
+        # switched off for v1 requests.
         headers: dict[str, str] = {}
         if want_token:
             headers[p1.TOKEN_HEADER] = "true"
-        if self._basic is not None and (want_token or not self._tokens):
+        to_index = url.startswith(self.index_url + "/")
+        if self._basic is not None and to_index and (want_token or not self._tokens):
             headers["Authorization"] = self._basic
         elif self._tokens and not want_token:
             headers["Authorization"] = "Token " + ",".join(self._tokens)
@@ -157,7 +159,7 @@ class V1Api:
             method,
             url,
             what=what,
-            headers=self._headers(headers, want_token=want_token),
+            headers=self._headers(url, headers, want_token=want_token),
             content=content,
             expect=ok,
             auth=False,
@@ -260,7 +262,7 @@ class V1Api:
             "GET",
             url,
             what=f"v1 image {image_id} layer",
-            headers=self._headers(extra),
+            headers=self._headers(url, extra),
             expect=(206,) if start else (200,),
         ) as response:
             yield response
@@ -314,7 +316,7 @@ class V1Api:
         """``PUT /v1/images/<id>/layer``, streamed with chunked transfer encoding as the engine sent it."""
         url = self.endpoint + p1.image_path(image_id, "layer")
         what = f"v1 image {image_id} layer"
-        headers = self._headers({"Content-Type": "application/octet-stream"})
+        headers = self._headers(url, {"Content-Type": "application/octet-stream"})
         request = self._http.build_request("PUT", url, headers=headers, content=body)
         with mapped_errors("PUT", url):
             response = await self._http.send(request, stream=True, auth=None)

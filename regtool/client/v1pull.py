@@ -35,13 +35,14 @@ from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
 from regtool.client.v1api import V1Api, V1ImageMeta
 from regtool.digest import Digest, DigestVerifier
-from regtool.errors import ImageFormatError, IntegrityError, UnsupportedProtocolError
+from regtool.errors import ImageFormatError, IntegrityError, TransportError, UnsupportedProtocolError
 from regtool.image import docker_archive
 from regtool.image.blobstore import BlobStore
 from regtool.image.compression import open_decompressed
@@ -63,6 +64,7 @@ from regtool.reference import Reference
 __all__ = ["StoredLayer", "V1PullOutcome", "download_layer", "fetch_chain", "pull_result", "pull_v1"]
 
 _CHUNK = 1 << 20
+_RESUMES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,13 +177,25 @@ async def download_layer(
                 blob.update(chunk)
                 payload.update(chunk)
 
-            async with api.open_layer(image_id) as response:
-                async for chunk in response.aiter_raw(_CHUNK):
-                    await anyio.to_thread.run_sync(write, chunk)
-                    progress.advance(key, len(chunk))
+            where = api.endpoint
+            resumable = False
+            for attempt in range(_RESUMES + 1):
+                try:
+                    async with api.open_layer(image_id, start=blob.size) as response:
+                        resumable = response.headers.get("Accept-Ranges", "").lower() == "bytes"
+                        async for chunk in response.aiter_raw(_CHUNK):
+                            await anyio.to_thread.run_sync(write, chunk)
+                            progress.advance(key, len(chunk))
+                    break
+                except httpx.TransportError as exc:
+                    # The engine's resumable reader: after a broken body, GET the rest with a Range (5 times).
+                    if not (resumable or blob.size == 0) or attempt == _RESUMES:
+                        raise TransportError(
+                            f"v1 layer {image_id} from {where}: connection lost after {blob.size} bytes ({exc})"
+                        ) from None
+                    progress.event("retry", what=f"v1 layer {image_id}", offset=blob.size, attempt=attempt + 1)
             out.flush()
             os.fsync(out.fileno())
-        where = f"{api.endpoint}"
         if meta.size is not None and meta.size != blob.size:
             raise IntegrityError(
                 f"v1 layer {image_id} from {where}: size mismatch: X-Docker-Size {meta.size}, got {blob.size} bytes"

@@ -134,7 +134,7 @@ async def _upload_layer(api: V1Api, layer: V1Layer, progress: Progress) -> int:
         nonlocal sent
         async with layer.open() as chunks:
             async for chunk in chunks:
-                payload.update(chunk)
+                await anyio.to_thread.run_sync(payload.update, chunk)
                 sent += len(chunk)
                 progress.advance(key, len(chunk))
                 yield chunk

@@ -89,6 +89,7 @@ class V2Puller:
         all_platforms: bool = False,
     ) -> PullResult:
         started = time.monotonic()
+        retries_before = self.api.retry_log.count
         if format not in {"oci", "docker-archive"}:
             raise UsageError(f"unknown output format {format!r}: expected oci or docker-archive")
         if format == "docker-archive" and all_platforms:
@@ -126,6 +127,7 @@ class V2Puller:
             blobs_skipped=tally.skipped,
             bytes_downloaded=tally.bytes,
             seconds=time.monotonic() - started,
+            retries=self.api.retry_log.count - retries_before,
         )
 
     # -- planning ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from regtool.server.config import ServerConfig
 from regtool.server.context import ServerContext
 from regtool.server.errors import ApiError
 from regtool.server.middleware import RegistryMiddleware
+from regtool.server.purge import PurgeMiddleware, UploadPurger
 from regtool.server.routes import build_routes
 from regtool.server.storage.driver import StorageDriver
 from regtool.server.storage.filesystem import FilesystemDriver
@@ -71,11 +72,16 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
     # issue 5: the access controller (and the token endpoint's route) the configuration asks for.
     setup = access_from_config(config) if access is None else AccessSetup(access)
     driver = make_driver(config)
+    registry = Registry(driver)
+    middleware = [Middleware(RegistryMiddleware, config=config)]
+    if config.upload_purge_age is not None:
+        # faults (issue 6): abandoned upload sessions are purged after this age (checked as requests arrive).
+        middleware.append(Middleware(PurgeMiddleware, purger=UploadPurger(registry, config.upload_purge_age)))
     app = Starlette(
         routes=[*build_routes(config), *setup.routes],
-        middleware=[Middleware(RegistryMiddleware, config=config)],
+        middleware=middleware,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.router.redirect_slashes = False
-    app.state.context = ServerContext(config, driver, Registry(driver), setup.controller)
+    app.state.context = ServerContext(config, driver, registry, setup.controller)
     return app

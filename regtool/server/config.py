@@ -59,7 +59,7 @@ class ServerConfig:
 
     ``storage="inmemory"`` ignores ``root``. ``latency_ms`` delays every request (to show what round trips cost);
     ``observer`` is called once per finished request (tests use it to count requests and check overlap).
-    ``upload_purge_age`` (seconds) is for a later upload purger; None keeps abandoned uploads.
+    ``upload_purge_age``: upload sessions idle for longer (seconds) are purged (``purge.py``); None keeps them.
     """
 
     host: str = "127.0.0.1"
@@ -90,6 +90,8 @@ class ServerConfig:
     tls_key: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.upload_purge_age is not None and self.upload_purge_age < 0:
+            raise UsageError("upload_purge_age must not be negative")
         if self.storage not in ("filesystem", "inmemory"):
             raise UsageError(f"unknown storage {self.storage!r}: expected filesystem or inmemory")
         if self.storage == "filesystem" and self.root is None:

@@ -47,9 +47,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(
-    app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None
-) -> None:
+def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
     """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
 
     With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. Raises OSError when the address cannot be bound.

@@ -14,9 +14,12 @@ import pytest
 
 from regtool.digest import Digest
 from tests.cli.support import assert_user_error, in_process, regtool
-from tests.support.images import BuiltImage, write_image
+from tests.support.images import BuiltImage, write_image, write_index
 from tests.support.serve import RunningServe, serve  # noqa: F401  (the fixture)
 
+# Loopback registries get https first, then http; the tests that are about output, not scheme selection, say
+# --plain-http to skip the https attempts.
+HTTP = ("--plain-http",)
 LAYERS = [{"hello.txt": b"hello\n"}, {"etc/motd": b"regtool\n" * 100}, {"bin/app": bytes(range(256)) * 64}]
 
 
@@ -25,7 +28,7 @@ def _image(tmp_path: Path) -> BuiltImage:
 
 
 def _push(tmp_path: Path, server: RunningServe, image: BuiltImage, target: str = "team/app:1.0") -> dict[str, object]:
-    proc = in_process("push", f"{tmp_path / 'src'}:1.0", f"{server.host}/{target}", "--json")
+    proc = in_process("push", f"{tmp_path / 'src'}:1.0", f"{server.host}/{target}", "--json", *HTTP)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout)
     assert result["digest"] == str(image.manifest.digest)
@@ -92,16 +95,16 @@ def test_tags_catalog_inspect_delete(tmp_path: Path, serve: RunningServe) -> Non
     _push(tmp_path, serve, image)
     _push(tmp_path, serve, image, "team/app:latest")
 
-    tags = in_process("tags", f"{serve.host}/team/app")
+    tags = in_process("tags", f"{serve.host}/team/app", *HTTP)
     assert (tags.returncode, tags.stdout.splitlines()) == (0, ["1.0", "latest"])
-    tags_json = json.loads(in_process("tags", f"{serve.host}/team/app", "--json").stdout)
+    tags_json = json.loads(in_process("tags", f"{serve.host}/team/app", "--json", *HTTP).stdout)
     assert tags_json["tags"] == ["1.0", "latest"]
 
-    catalog = in_process("catalog", serve.host)
+    catalog = in_process("catalog", serve.host, *HTTP)
     assert catalog.returncode == 0, catalog.stderr
     assert "team/app" in catalog.stdout.splitlines()
 
-    inspect = in_process("inspect", f"{serve.host}/team/app:1.0", "--json")
+    inspect = in_process("inspect", f"{serve.host}/team/app:1.0", "--json", *HTTP)
     assert inspect.returncode == 0, inspect.stderr
     info = json.loads(inspect.stdout)
     assert info["digest"] == str(image.manifest.digest)
@@ -109,17 +112,17 @@ def test_tags_catalog_inspect_delete(tmp_path: Path, serve: RunningServe) -> Non
     assert info["entrypoint"] == ["/bin/app"]
     assert info["labels"]["org.example"] == "cli"
 
-    human = in_process("inspect", f"{serve.host}/team/app:1.0")
+    human = in_process("inspect", f"{serve.host}/team/app:1.0", *HTTP)
     assert str(image.manifest.digest) in human.stdout
     assert "org.example=cli" in human.stdout
 
     raw = regtool("inspect", f"{serve.host}/team/app:1.0", "--raw", cwd=tmp_path)
     assert raw.stdout.encode() == image.manifest.raw
 
-    deleted = in_process("delete", f"{serve.host}/team/app:1.0", "--json")
+    deleted = in_process("delete", f"{serve.host}/team/app:1.0", "--json", *HTTP)
     assert deleted.returncode == 0, deleted.stderr
     assert json.loads(deleted.stdout)["deleted"] == str(image.manifest.digest)
-    gone = in_process("inspect", f"{serve.host}/team/app:1.0")
+    gone = in_process("inspect", f"{serve.host}/team/app:1.0", *HTTP)
     assert_user_error(gone, 3)
     assert gone.stdout == ""
 
@@ -163,3 +166,35 @@ def test_password_needs_a_username(tmp_path: Path) -> None:
     proc = regtool("tags", "127.0.0.1:9/x", "--password-stdin", stdin="secret\n", cwd=tmp_path)
     line = assert_user_error(proc, 2, "without a username")
     assert "secret" not in line
+
+
+def test_multi_platform_index(tmp_path: Path, serve: RunningServe) -> None:  # noqa: F811
+    index = write_index(tmp_path / "multi", "2.0")
+    amd64, arm64 = index.children
+    pushed = in_process("push", f"{tmp_path / 'multi'}:2.0", f"{serve.host}/team/multi:2.0", "--json", *HTTP)
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["digest"] == str(index.manifest.digest)
+
+    inspect = in_process("inspect", f"{serve.host}/team/multi:2.0", "--platform", "linux/arm64", "--json", *HTTP)
+    info = json.loads(inspect.stdout)
+    assert info["digest"] == str(index.manifest.digest)
+    assert sorted(info["platforms"]) == ["linux/amd64", "linux/arm64"]
+    assert info["architecture"] == "arm64"
+    assert [layer["digest"] for layer in info["layers"]] == [str(d) for d in arm64.layer_digests]
+
+    out = tmp_path / "one"
+    pulled = in_process("pull", f"{serve.host}/team/multi:2.0", str(out), "--platform", "linux/arm64", "-q", *HTTP)
+    assert pulled.returncode == 0, pulled.stderr
+    for digest, data in arm64.blobs.items():
+        assert _blob(out, digest) == data
+    assert not (out / "blobs" / "sha256" / amd64.layer_digests[0].encoded).exists()
+
+    every = tmp_path / "all"
+    pulled = in_process("pull", f"{serve.host}/team/multi:2.0", str(every), "--all-platforms", "-q", *HTTP)
+    assert pulled.returncode == 0, pulled.stderr
+    for child in index.children:
+        for digest, data in child.blobs.items():
+            assert _blob(every, digest) == data
+
+    missing = in_process("pull", f"{serve.host}/team/multi:2.0", str(tmp_path / "none"), "--platform", "linux/s390x")
+    assert_user_error(missing, 3, "s390x")

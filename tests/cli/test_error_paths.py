@@ -132,5 +132,26 @@ def test_interrupt_exits_130_without_a_traceback(tmp_path: Path) -> None:
             proc.wait()
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
     assert stdout == ""
+
+
+def test_verbose_shows_retries(tmp_path: Path) -> None:
+    routes = {
+        "/v2/": Reply(200, b"{}", V2_HEADERS),
+        "/v2/team/app/manifests/1.0": Reply(503, b"busy", {**V2_HEADERS, "Retry-After": "0"}),
+    }
+    with scripted_server(routes, Reply(404, b"", V2_HEADERS)) as server:
+        proc = regtool(
+            "pull", f"{server.host}/team/app:1.0", "out", "--protocol", "v2", "--plain-http", "--retries", "1", "-v",
+            cwd=tmp_path,
+        )  # fmt: skip
+        asked = server.seen.count("GET /v2/team/app/manifests/1.0")
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert asked == 2
+    lines = proc.stderr.strip().splitlines()
+    assert any("retry 1 of" in line for line in lines), proc.stderr
+    assert any("HTTP Request: GET" in line for line in lines), proc.stderr
+    assert lines[-1].startswith("error: ") and "503" in lines[-1]
+    assert proc.stdout == ""

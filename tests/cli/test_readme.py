@@ -34,6 +34,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     marker = next(i for i, line in enumerate(script) if "README's test command" in line)
     command = script[marker + 1].strip()
     assert command.startswith(".venv/bin/python -m pytest")
+    commands = [line.strip() for line in script if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1] == command, "the README's test command must stay .ci/run's last command"
     development = _section("Development")
     assert command in development
     assert "The last line is the test command `.ci/run` runs." in development

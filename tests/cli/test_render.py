@@ -156,3 +156,13 @@ def test_inspect_shows_config_and_layers() -> None:
 
 def test_lines_are_printed_verbatim() -> None:
     assert _render(render_lines, ["1.0", "[red]latest[/]", "x" * 100]) == ["1.0", "[red]latest[/]", "x" * 100]
+
+
+def test_nothing_transferred_has_no_rate() -> None:
+    result = PushResult("r", D1, "m", "v2", blobs_skipped=2, bytes_uploaded=0, seconds=0.5)
+    assert _render(render_push, result)[2] == "blobs   0 uploaded, 2 already present; 0 B"
+
+
+def test_one_layer_is_singular() -> None:
+    result = InspectResult("r", D1, "m", layers=(LayerInfo(D2, 10, "l"),))
+    assert "size        10 B in 1 layer" in _render(render_inspect, result)

@@ -67,7 +67,13 @@ async def test_skopeo_pulls_what_regtool_pushed(distribution: Distribution, tmp_
         await client.push(f"{tmp_path / 'src'}:v1", ref, chunk_size=4096)
         await client.push(f"{tmp_path / 'idx'}:multi", Reference.parse(f"{distribution.host}/regtool/multi:m"))
     _skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path / 'back'}:v1")
-    _skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{distribution.host}/regtool/multi:m", f"oci:{tmp_path / 'mback'}:m")
+    _skopeo(
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        f"docker://{distribution.host}/regtool/multi:m",
+        f"oci:{tmp_path / 'mback'}:m",
+    )
     assert _blob(tmp_path / "back", image.manifest.digest) == image.manifest.raw
     for digest, data in image.blobs.items():
         assert _blob(tmp_path / "back", digest) == data

@@ -20,6 +20,7 @@ from regtool.errors import (
     IntegrityError,
     NotFoundError,
     ProtocolError,
+    TransportError,
     UnsupportedProtocolError,
 )
 from regtool.protocol import mediatypes as mt
@@ -35,7 +36,11 @@ def _image() -> BuiltImage:
 
 
 def _serve(fake: FakeRegistry, image: BuiltImage, repo: str = "team/app", tag: str = "1") -> None:
-    headers = {**V2_HEADER, "Content-Type": image.manifest.media_type, "Docker-Content-Digest": str(image.manifest.digest)}
+    headers = {
+        **V2_HEADER,
+        "Content-Type": image.manifest.media_type,
+        "Docker-Content-Digest": str(image.manifest.digest),
+    }
     fake.route("GET", f"/v2/{repo}/manifests/{tag}", Reply(200, headers, image.manifest.raw))
     fake.route("GET", f"/v2/{repo}/manifests/{image.manifest.digest}", Reply(200, headers, image.manifest.raw))
     for digest, data in image.blobs.items():
@@ -79,10 +84,12 @@ async def test_truncated_body_is_retried_then_refused(tmp_path: Path) -> None:
         _serve(fake, image)
         data = image.blobs[layer.digest]
         fake.route("GET", f"/v2/team/app/blobs/{layer.digest}", Reply(200, {}, data, close_after=len(data) // 2))
-        with pytest.raises(IntegrityError) as caught:
+        with pytest.raises(TransportError) as caught:
             await _pull(fake, tmp_path / "out")
         gets = [r for r in fake.requests if r[1].endswith(str(layer.digest))]
-    assert "truncated" in str(caught.value) and fake.host in str(caught.value)
+    # A body cut short is a network failure (issue 6): retried with a Range, then a TransportError naming the
+    # blob and the URL; the bytes received stay in staging for a later resume, never in blobs/.
+    assert str(layer.digest) in str(caught.value) and fake.host in str(caught.value)
     assert len(gets) == 2  # the first attempt and one retry (retries=1), the retry resuming with a Range
     assert gets[1][2].get("range") == f"bytes={len(data) // 2}-"
     assert not (tmp_path / "out" / "blobs" / "sha256" / layer.digest.encoded).exists()
@@ -144,7 +151,11 @@ async def test_manifest_by_digest_is_verified(tmp_path: Path) -> None:
 async def test_unknown_name_or_manifest(tmp_path: Path, code: str, status: int) -> None:
     envelope = json.dumps({"errors": [{"code": code, "message": "nope", "detail": {}}]}).encode()
     with fake_registry() as fake:
-        fake.route("GET", "/v2/team/app/manifests/1", Reply(status, {**V2_HEADER, "Content-Type": "application/json"}, envelope))
+        fake.route(
+            "GET",
+            "/v2/team/app/manifests/1",
+            Reply(status, {**V2_HEADER, "Content-Type": "application/json"}, envelope),
+        )
         with pytest.raises(NotFoundError) as caught:
             await _pull(fake, tmp_path / "out")
     assert code in str(caught.value) and "team/app:1" in str(caught.value) and fake.host in str(caught.value)
@@ -153,7 +164,9 @@ async def test_unknown_name_or_manifest(tmp_path: Path, code: str, status: int) 
 async def test_media_type_disagreeing_with_content_type(tmp_path: Path) -> None:
     image = _image()
     with fake_registry() as fake:
-        fake.route("GET", "/v2/team/app/manifests/1", Reply(200, {"Content-Type": mt.DOCKER_MANIFEST_V2}, image.manifest.raw))
+        fake.route(
+            "GET", "/v2/team/app/manifests/1", Reply(200, {"Content-Type": mt.DOCKER_MANIFEST_V2}, image.manifest.raw)
+        )
         with pytest.raises(ProtocolError) as caught:
             await _pull(fake, tmp_path / "out")
     assert "disagrees" in str(caught.value)
@@ -163,7 +176,9 @@ async def test_registry_ignoring_accept_with_generic_content_type(tmp_path: Path
     image = _image()
     with fake_registry() as fake:
         _serve(fake, image)
-        fake.route("GET", "/v2/team/app/manifests/1", Reply(200, {"Content-Type": "application/json"}, image.manifest.raw))
+        fake.route(
+            "GET", "/v2/team/app/manifests/1", Reply(200, {"Content-Type": "application/json"}, image.manifest.raw)
+        )
         result = await _pull(fake, tmp_path / "out")
         accept = next(r[2]["accept"] for r in fake.requests if r[1] == "/v2/team/app/manifests/1")
     assert result.digest == image.manifest.digest  # type: ignore[attr-defined]
@@ -212,7 +227,11 @@ async def test_429_with_retry_after_is_retried(tmp_path: Path) -> None:
 
 async def test_429_until_retries_run_out(tmp_path: Path) -> None:
     with fake_registry() as fake:
-        fake.route("GET", "/v2/team/app/manifests/1", Reply(429, {"Retry-After": "0"}, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow"}]}'))
+        fake.route(
+            "GET",
+            "/v2/team/app/manifests/1",
+            Reply(429, {"Retry-After": "0"}, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow"}]}'),
+        )
         with pytest.raises(Exception) as caught:
             await _pull(fake, tmp_path / "out")
         calls = [r for r in fake.requests if r[1] == "/v2/team/app/manifests/1"]
@@ -228,14 +247,20 @@ async def test_bearer_token_flow_for_manifest_and_threaded_blobs(tmp_path: Path)
         def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
             if headers.get("authorization") != "Bearer tok-1":
                 challenge = f'Bearer realm="{fake.url}/token",service="fake",scope="repository:team/app:pull"'
-                return Reply(401, {**V2_HEADER, "WWW-Authenticate": challenge}, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}')
+                return Reply(
+                    401,
+                    {**V2_HEADER, "WWW-Authenticate": challenge},
+                    b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
+                )
             return reply_for[path.split("?")[0]]
 
         return handler
 
     def token(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         token_requests.append(path)
-        return Reply(200, {"Content-Type": "application/json"}, json.dumps({"access_token": "tok-1", "expires_in": 300}).encode())
+        return Reply(
+            200, {"Content-Type": "application/json"}, json.dumps({"access_token": "tok-1", "expires_in": 300}).encode()
+        )
 
     with fake_registry() as fake:
         headers = {"Content-Type": image.manifest.media_type}
@@ -252,7 +277,15 @@ async def test_bearer_token_flow_for_manifest_and_threaded_blobs(tmp_path: Path)
 
 async def test_auth_refused_is_auth_error(tmp_path: Path) -> None:
     with fake_registry() as fake:
-        fake.route("GET", "/v2/team/app/manifests/1", Reply(401, {**V2_HEADER, "WWW-Authenticate": 'Basic realm="x"'}, b'{"errors":[{"code":"UNAUTHORIZED","message":"login please"}]}'))
+        fake.route(
+            "GET",
+            "/v2/team/app/manifests/1",
+            Reply(
+                401,
+                {**V2_HEADER, "WWW-Authenticate": 'Basic realm="x"'},
+                b'{"errors":[{"code":"UNAUTHORIZED","message":"login please"}]}',
+            ),
+        )
         with pytest.raises(AuthError) as caught:
             await _pull(fake, tmp_path / "out")
     assert "UNAUTHORIZED" in str(caught.value)

@@ -14,7 +14,7 @@ from pathlib import Path
 from regtool.digest import Digest
 from regtool.image.blobstore import STAGING_DIR
 from tests.cli.support import assert_user_error, regtool
-from tests.faults.conftest import LAYER_SIZE, Seeded
+from tests.faults.conftest import Seeded
 from tests.support.faultproxy import Fault, FaultProxy
 
 
@@ -26,9 +26,11 @@ def _blob_path(tmp_path: Path, digest: Digest) -> Path:
     return tmp_path / "out" / "blobs" / digest.algorithm / digest.encoded
 
 
-def _partials(tmp_path: Path) -> list[Path]:
+def _partials(tmp_path: Path, digest: Digest | None = None) -> list[Path]:
+    """Partials in the layout's staging area (of ``digest`` only, when given)."""
     staging = tmp_path / "out" / STAGING_DIR
-    return sorted(staging.glob("*.partial")) if staging.is_dir() else []
+    pattern = f"{digest.algorithm}-{digest.encoded}*.partial" if digest is not None else "*.partial"
+    return sorted(staging.glob(pattern)) if staging.is_dir() else []
 
 
 def _assert_identical(tmp_path: Path, seeded: Seeded, proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
@@ -51,9 +53,6 @@ def test_connection_dropped_mid_body_resumes_with_range(tmp_path: Path, proxy: F
     layer_gets = proxy.exchanges("GET", _layer_path(seeded))
     assert [e.status for e in layer_gets] == [200, 206]
     # Nothing downloaded twice: the second request asked for the rest only.
-    assert proxy.body_bytes("GET", _layer_path(seeded)) == LAYER_SIZE + 1024 + 512 * 2 - (
-        LAYER_SIZE + 2048 - seeded.layer.size
-    )
     assert proxy.body_bytes("GET", _layer_path(seeded)) == seeded.layer.size
     assert result["bytes_downloaded"] == seeded.layer.size + seeded.config.size
 
@@ -81,12 +80,12 @@ def test_429_retry_after_seconds_is_honoured(tmp_path: Path, proxy: FaultProxy, 
 
 
 def test_429_retry_after_http_date_is_honoured(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
-    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 4))
     proxy.add(Fault.status(429, headers={"Retry-After": when}, method="GET", path=_layer_path(seeded)))
     _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
     first, second = proxy.exchanges("GET", _layer_path(seeded))
     # The date has one-second resolution: at least ~1 s must have passed.
-    assert second.start - first.start >= 0.9
+    assert second.start - first.start >= 1.0
 
 
 def test_persistent_503_fails_cleanly(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
@@ -102,33 +101,31 @@ def test_flipped_byte_fails_with_integrity_error_and_keeps_nothing(
     tmp_path: Path, proxy: FaultProxy, seeded: Seeded
 ) -> None:
     proxy.add(Fault.flip(at=1_000_000, path=_layer_path(seeded)))
-    proc = regtool("pull", seeded.ref(proxy.host), "out", cwd=tmp_path)
+    proc = regtool("pull", seeded.ref(proxy.host), "out", "-q", cwd=tmp_path)
     line = assert_user_error(proc, 5, str(seeded.layer.digest))
     assert "digest" in line
     assert not _blob_path(tmp_path, seeded.layer.digest).exists()
-    assert _partials(tmp_path) == []  # wrong content is never kept for a resume
+    assert _partials(tmp_path, seeded.layer.digest) == []  # wrong content is never kept for a resume
     # Without the fault the same destination completes.
     _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
 
 
 def test_truncated_body_fails_cleanly(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
     proxy.add(Fault.truncate(to=500_000, path=_layer_path(seeded), times=100))
-    proc = regtool("pull", seeded.ref(proxy.host), "out", "--retries", "1", cwd=tmp_path)
+    proc = regtool("pull", seeded.ref(proxy.host), "out", "-q", "--retries", "1", cwd=tmp_path)
     assert_user_error(proc, 5, str(seeded.layer.digest))
     assert not _blob_path(tmp_path, seeded.layer.digest).exists()
-    assert _partials(tmp_path) == []
+    assert _partials(tmp_path, seeded.layer.digest) == []
 
 
 def test_drops_beyond_the_retries_keep_the_partial_for_the_next_run(
     tmp_path: Path, proxy: FaultProxy, seeded: Seeded
 ) -> None:
     proxy.add(Fault.drop(after=400_000, path=_layer_path(seeded), times=2))
-    proc = regtool("pull", seeded.ref(proxy.host), "out", "--retries", "1", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert "resume" in proc.stderr
+    proc = regtool("pull", seeded.ref(proxy.host), "out", "-q", "--retries", "1", cwd=tmp_path)
+    assert_user_error(proc, 6, str(seeded.layer.digest), "run the command again to resume")
     assert not _blob_path(tmp_path, seeded.layer.digest).exists()
-    (partial,) = _partials(tmp_path)
+    (partial,) = _partials(tmp_path, seeded.layer.digest)
     kept = partial.stat().st_size
     assert kept == 800_000
     assert partial.read_bytes() == seeded.blob(seeded.layer.digest)[:kept]

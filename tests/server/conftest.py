@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.serve import RunningServe, run_serve
+from tests.support.serve import RunningServe, run_serve, serve  # noqa: F401  (the fixture, for test_support.py)
 
 
 @pytest.fixture(params=["filesystem", "inmemory"])

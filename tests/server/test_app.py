@@ -12,7 +12,7 @@ from regtool.errors import UsageError
 from regtool.protocol import mediatypes as mt
 from regtool.server.config import ServerConfig
 from tests.server.helpers import image_manifest, push_blob, push_manifest
-from tests.support.serve import RequestLog, run_serve
+from tests.support.serve import RequestLog, RunningServe, run_serve
 
 
 def test_version_header_on_every_response(client: httpx.Client) -> None:
@@ -116,3 +116,18 @@ def test_config_is_validated(tmp_path: Path) -> None:
         ServerConfig(root=tmp_path, max_manifest_bytes=0)
     with pytest.raises(UsageError):
         ServerConfig(storage="s3", root=tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_bug_is_a_500_envelope_and_the_server_keeps_serving(server: RunningServe, client: httpx.Client) -> None:
+    registry = server.app.state.context.registry
+
+    def broken(name: str) -> list[str]:
+        raise RuntimeError("simulated bug")
+
+    registry.tags = broken
+    response = client.get("/v2/r/tags/list")
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["code"] == "UNKNOWN"
+    assert "simulated" not in response.text
+    assert response.headers["docker-distribution-api-version"] == "registry/2.0"
+    assert client.get("/v2/").status_code == 200

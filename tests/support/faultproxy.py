@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ __all__ = ["Exchange", "Fault", "FaultProxy", "run_fault_proxy"]
 
 _PIECE = 64 << 10
 _HEAD_LIMIT = 64 << 10
+_SOCKET_BUFFER = 128 << 10
 
 
 @dataclass
@@ -56,18 +58,29 @@ class Fault:
     applied: int = 0
 
     @classmethod
-    def drop(cls, *, after: int, method: str | None = "GET", path: str | None = None, **kw: int) -> Fault:
-        return cls("drop", method, path, after=after, **kw)
+    def drop(
+        cls, *, after: int, method: str | None = "GET", path: str | None = None, times: int = 1, skip: int = 0
+    ) -> Fault:
+        return cls("drop", method, path, after=after, times=times, skip=skip)
 
     @classmethod
-    def drop_request(cls, *, after: int, method: str | None = None, path: str | None = None, **kw: int) -> Fault:
-        return cls("drop_request", method, path, after=after, **kw)
+    def drop_request(
+        cls, *, after: int, method: str | None = None, path: str | None = None, times: int = 1, skip: int = 0
+    ) -> Fault:
+        return cls("drop_request", method, path, after=after, times=times, skip=skip)
 
     @classmethod
     def stall(
-        cls, seconds: float, *, after: int = 0, method: str | None = "GET", path: str | None = None, **kw: int
+        cls,
+        seconds: float,
+        *,
+        after: int = 0,
+        method: str | None = "GET",
+        path: str | None = None,
+        times: int = 1,
+        skip: int = 0,
     ) -> Fault:
-        return cls("stall", method, path, after=after, seconds=seconds, **kw)
+        return cls("stall", method, path, after=after, seconds=seconds, times=times, skip=skip)
 
     @classmethod
     def status(
@@ -77,17 +90,22 @@ class Fault:
         headers: dict[str, str] | None = None,
         method: str | None = None,
         path: str | None = None,
-        **kw: int,
+        times: int = 1,
+        skip: int = 0,
     ) -> Fault:
-        return cls("status", method, path, status_code=code, headers=dict(headers or {}), **kw)
+        return cls("status", method, path, status_code=code, headers=dict(headers or {}), times=times, skip=skip)
 
     @classmethod
-    def truncate(cls, *, to: int, method: str | None = "GET", path: str | None = None, **kw: int) -> Fault:
-        return cls("truncate", method, path, after=to, **kw)
+    def truncate(
+        cls, *, to: int, method: str | None = "GET", path: str | None = None, times: int = 1, skip: int = 0
+    ) -> Fault:
+        return cls("truncate", method, path, after=to, times=times, skip=skip)
 
     @classmethod
-    def flip(cls, *, at: int, method: str | None = "GET", path: str | None = None, **kw: int) -> Fault:
-        return cls("flip", method, path, after=at, **kw)
+    def flip(
+        cls, *, at: int, method: str | None = "GET", path: str | None = None, times: int = 1, skip: int = 0
+    ) -> Fault:
+        return cls("flip", method, path, after=at, times=times, skip=skip)
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
@@ -248,6 +266,11 @@ class FaultProxy:
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        sock = client_w.get_extra_info("socket")
+        if sock is not None:
+            # Small kernel buffers, so a throttled client cannot park megabytes in them: what it has "sent"
+            # is close to what the proxy relayed, and a killed client's buffers hold little.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         try:
             # A TLS ClientHello (the client tries https first on loopback): close, as a plain-http server would.
             first = await client_r.read(1)

@@ -16,6 +16,7 @@ written with regtool's own OciLayout, which the image helper tests separately.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -173,10 +174,12 @@ def write_index(
     return BuiltIndex(index, tuple(children))
 
 
-def write_random_image(path: Path, tag: str, *, count: int, size: int) -> Manifest:
-    """An image of ``count`` uncompressed tar layers, each one file of ``size`` random bytes (incompressible).
+def write_random_image(path: Path, tag: str, *, count: int, size: int, gzip_layers: bool = True) -> Manifest:
+    """An image of ``count`` layers, each a tar of one file of ``size`` random bytes (incompressible).
 
-    Layers are streamed to disk in 1 MiB pieces; nothing of ``size`` is held in memory.
+    With ``gzip_layers`` (the default) each layer is a gzip stream at level 0 (valid gzip, no size change, fast to
+    write), media type tar+gzip, as registries usually hold them; otherwise a plain tar. Layers are streamed to
+    disk in 1 MiB pieces: nothing of ``size`` is held in memory.
     """
     layout = OciLayout.open(path, create=True)
     layers: list[Descriptor] = []
@@ -188,13 +191,22 @@ def write_random_image(path: Path, tag: str, *, count: int, size: int) -> Manife
             info.size = size
             info.mtime = 0
             tar.addfile(info, _RandomReader(size))
+        diff_id = _file_digest(tmp)
+        if gzip_layers:
+            packed = path / f".layer-{i}.tar.gz"
+            with open(tmp, "rb") as src, open(packed, "wb") as raw:
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=0, mtime=0) as gz:
+                    while chunk := src.read(1 << 20):
+                        gz.write(chunk)
+            tmp.unlink()
+            tmp = packed
         digest = _file_digest(tmp)
         blob_size = tmp.stat().st_size
         target = layout.blobs.path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
-        layers.append(Descriptor(mt.OCI_LAYER, digest, blob_size))
-        diff_ids.append(str(digest))
+        layers.append(Descriptor(mt.OCI_LAYER_GZIP if gzip_layers else mt.OCI_LAYER, digest, blob_size))
+        diff_ids.append(str(diff_id))
     config = json.dumps(
         {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}}
     ).encode()
@@ -226,8 +238,6 @@ class _RandomReader(io.RawIOBase):
 
 
 def _file_digest(path: Path) -> Digest:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -1,8 +1,7 @@
 """A real ``regtool serve`` for tests: in a background thread, or as a subprocess (for kill -9 tests).
 
-In-process (the usual way)::
-
-    from tests.support.serve import RunningServe, run_serve, serve  # noqa: F401  (serve is a pytest fixture)
+In-process (the usual way). The ``serve`` fixture: import it once in your tests directory's ``conftest.py``
+(``from tests.support.serve import serve  # noqa: F401``), then::
 
     def test_push(serve: RunningServe) -> None:
         httpx.get(f"{serve.url}/v2/")          # serve.url == "http://127.0.0.1:PORT"
@@ -97,7 +96,10 @@ class RequestLog:
 
 @dataclass
 class RunningServe:
-    """A running in-process server: ``url``, ``host`` (host:port), ``port``, ``root``, ``config``, ``requests``."""
+    """A running in-process server: ``url``, ``host`` (host:port), ``port``, ``root``, ``config``, ``requests``.
+
+    ``app`` is the Starlette application, for tests that need to reach inside (``app.state.context``).
+    """
 
     url: str
     host: str
@@ -105,6 +107,7 @@ class RunningServe:
     root: Path | None
     config: ServerConfig
     requests: RequestLog = field(default_factory=RequestLog)
+    app: Any = None
 
 
 def free_port() -> int:
@@ -150,7 +153,7 @@ def run_serve(root: Path | None = None, **overrides: Any) -> Iterator[RunningSer
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("regtool serve did not start in a thread")
             time.sleep(0.005)
-        yield RunningServe(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, config, log)
+        yield RunningServe(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, config, log, app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -190,3 +190,16 @@ async def test_parallel_v1_pull_is_opt_in(tmp_path: Path) -> None:
         assert server.requests.max_overlap(layer_gets) > 1
     pulled = OciLayout.open(tmp_path / "out")
     assert len(pulled.manifest(pulled.resolve()).layers) == 4
+
+
+async def test_push_a_docker_archive_over_v1(tmp_path: Path) -> None:
+    _, _, _, config_raw = build_layout(tmp_path / "src", layers=2)
+    with run_serve(tmp_path / "root") as server:
+        async with Client() as client:
+            await client.push(str(tmp_path / "src"), ref(server), protocol="v1")
+            await client.pull(ref(server), tmp_path / "app.tar", protocol="v1")
+            pushed = await client.push(str(tmp_path / "app.tar"), ref(server, "team/from-archive:1"), protocol="v1")
+            assert pushed.recompressed
+            await client.pull(ref(server, "team/from-archive:1"), tmp_path / "out", protocol="v1")
+    config = layout_config(OciLayout.open(tmp_path / "out"))
+    assert list(config.diff_ids) == json.loads(config_raw)["rootfs"]["diff_ids"]

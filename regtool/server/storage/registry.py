@@ -62,6 +62,22 @@ class BlobStore:
         """Move the verified, fsynced driver file ``source`` into place as blob ``digest`` (atomic)."""
         self.driver.move(source, paths.blob_data(digest))
 
+    def temp_writer(self) -> tuple[str, FileWriter]:
+        """A fresh file in the upload area, for content whose digest is known only at the end (v1 layers).
+
+        Write, hash, ``commit()`` the writer, then ``ingest(path, digest)``; ``discard(path)`` afterwards (or on
+        failure) removes the temp directory.
+        """
+        path = paths.upload_data(str(uuid.uuid4()))
+        return path, self.driver.writer(path)
+
+    def discard(self, path: str) -> None:
+        """Remove a temp file made by ``temp_writer`` (and its directory)."""
+        try:
+            self.driver.delete(path.rsplit("/", 1)[0])
+        except PathNotFound:
+            pass
+
 
 @dataclass(frozen=True, slots=True)
 class StoredManifest:

@@ -349,7 +349,7 @@ class V1ImageStore:
             self._delete(f"{directory}/_private")
 
     def search(self, query: str) -> list[str]:
-        """Names of repositories that have tags and contain ``query``."""
+        """Names of the v1 repositories (``ns/repo``) that contain ``query``."""
         found: list[str] = []
         try:
             namespaces = self.driver.list(_REPOSITORIES)

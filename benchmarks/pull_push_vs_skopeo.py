@@ -1,0 +1,161 @@
+"""regtool pull/push against skopeo copy, on the same docker-registry (distribution), interleaved.
+
+    python benchmarks/pull_push_vs_skopeo.py [--runs 3] [--work DIR] [--images 16x32,2x512] [--jobs 8]
+
+For each image (N layers of M MiB of random bytes, gzip level 0: incompressible, as registries hold layers):
+
+- pull: ``regtool pull --quiet IMAGE DIR`` vs ``skopeo copy docker://IMAGE oci:DIR`` from one docker-registry,
+  alternating (regtool, skopeo, regtool, ...), a fresh destination each run;
+- push: ``regtool push --quiet oci-layout IMAGE`` vs ``skopeo copy oci:LAYOUT docker://IMAGE``, each run into a
+  FRESH docker-registry (new storage, new port): nothing to skip, and skopeo's blob-info cache (which has no
+  command-line switch in 1.9) cannot offer a mount or reuse location on a registry it has never seen.
+
+Wall time is measured around the child process; peak RSS is the child's ``ru_maxrss`` (os.wait4). ``sync`` runs
+before every timed run so one run's dirty pages are not written back during the next. Prints a table and the
+median ratios (regtool / skopeo). Nothing here is a test: the numbers go to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.distribution import Distribution, run_distribution  # noqa: E402
+from tests.support.images import write_random_image  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Run:
+    tool: str
+    seconds: float
+    rss_mib: float
+
+
+def _timed(argv: list[str]) -> Run:
+    os.sync()
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}): {stderr[-2000:]}")
+    return Run(Path(argv[0]).name, seconds, usage.ru_maxrss / 1024)
+
+
+def _regtool() -> list[str]:
+    exe = shutil.which("regtool", path=str(Path(sys.executable).parent)) or shutil.which("regtool")
+    return [exe] if exe else [sys.executable, "-m", "regtool"]
+
+
+def _image(work: Path, count: int, mib: int) -> Path:
+    layout = work / f"src-{count}x{mib}"
+    if not (layout / "index.json").exists():
+        shutil.rmtree(layout, ignore_errors=True)
+        print(f"generating {count} x {mib} MiB image in {layout} ...", flush=True)
+        write_random_image(layout, "bench", count=count, size=mib << 20)
+    return layout
+
+
+def _pull_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+    image = f"{registry.host}/bench/{name}:1"
+    subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"],
+        check=True,
+        capture_output=True,
+    )
+    results: list[Run] = []
+    for i in range(runs):
+        for tool in ("regtool", "skopeo"):
+            dest = work / f"pull-{tool}-{name}-{i}"
+            shutil.rmtree(dest, ignore_errors=True)
+            if tool == "regtool":
+                argv = [*_regtool(), "pull", "--quiet", "--jobs", str(jobs), image, str(dest)]
+            else:
+                argv = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"oci:{dest}:bench"]
+            run = _timed(argv)
+            results.append(Run(tool, run.seconds, run.rss_mib))
+            shutil.rmtree(dest, ignore_errors=True)
+    return results
+
+
+def _push_runs(layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+    results: list[Run] = []
+    for i in range(runs):
+        for tool in ("regtool", "skopeo"):
+            root = work / f"push-registry-{tool}-{name}-{i}"
+            shutil.rmtree(root, ignore_errors=True)
+            with run_distribution(root) as registry:
+                image = f"{registry.host}/bench/{name}:1"
+                if tool == "regtool":
+                    argv = [*_regtool(), "push", "--quiet", "--jobs", str(jobs), f"{layout}:bench", image]
+                else:
+                    argv = ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"]
+                run = _timed(argv)
+            results.append(Run(tool, run.seconds, run.rss_mib))
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
+    ours = [r for r in results if r.tool == "regtool"]
+    theirs = [r for r in results if r.tool == "skopeo"]
+    med_ours = statistics.median(r.seconds for r in ours)
+    med_theirs = statistics.median(r.seconds for r in theirs)
+    rss = max(r.rss_mib for r in ours)
+    print(
+        f"{kind:4} {name:7} regtool {med_ours:6.2f} s (runs {', '.join(f'{r.seconds:.2f}' for r in ours)})  "
+        f"skopeo {med_theirs:6.2f} s (runs {', '.join(f'{r.seconds:.2f}' for r in theirs)})  "
+        f"ratio {med_ours / med_theirs:4.2f}  peak RSS regtool {rss:5.1f} MiB, "
+        f"skopeo {max(r.rss_mib for r in theirs):5.1f} MiB",
+        flush=True,
+    )
+    return med_ours / med_theirs, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/regtool-bench-skopeo"))
+    parser.add_argument("--images", default="16x32,2x512", help="comma-separated COUNTxMIB")
+    parser.add_argument("--skip-push", action="store_true")
+    parser.add_argument("--skip-pull", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("skopeo") is None:
+        raise SystemExit("skopeo is not installed")
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
+        f"{platform.python_version()}; skopeo {subprocess.run(['skopeo', '--version'], capture_output=True, text=True).stdout.split()[-1]}",
+        flush=True,
+    )
+    specs = [tuple(int(x) for x in spec.split("x")) for spec in args.images.split(",")]
+    for count, mib in specs:
+        name = f"{count}x{mib}"
+        layout = _image(args.work, count, mib)
+        if not args.skip_pull:
+            with run_distribution(args.work / f"registry-{name}") as registry:
+                results = _pull_runs(registry, layout, name, args.runs, args.jobs, args.work)
+            shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
+            _report("pull", name, results)
+        if not args.skip_push:
+            _report("push", name, _push_runs(layout, name, args.runs, args.jobs, args.work))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Push-side resume state: where each unfinished blob upload lives, kept on disk across runs.
+
+A push records every upload session it opens (the session URL and how many bytes the registry acknowledged)
+in a small JSON file per blob, keyed by registry + repository + digest, under the user's cache::
+
+    $XDG_CACHE_HOME/regtool/uploads/<sha256 of "registry/repository@digest">.json    (default ~/.cache/...)
+
+``REGTOOL_STATE_DIR`` overrides the directory. The next push of the same blob to the same repository asks the
+registry how far the session got (``GET`` upload status, end-13: 204 with ``Range: 0-<last byte>``) and
+continues with ``PATCH`` from there; a session the registry no longer knows is forgotten and a new one opened.
+The file is removed once the blob is stored. Files are written atomically (temp file, fsync, rename); a file
+that does not parse is ignored, so a crash mid-write costs at most a fresh upload.
+
+>>> parse_upload_range("0-1048575")
+1048576
+>>> parse_upload_range("bytes=0-99"), parse_upload_range("0-0"), parse_upload_range("junk")
+(100, 0, None)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["UploadState", "UploadStateStore", "default_state_dir", "parse_upload_range"]
+
+_RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d{1,19})$")
+
+
+def parse_upload_range(value: str | None) -> int | None:
+    """Bytes an upload session holds, from its ``Range: 0-<last>`` header; None when absent or malformed.
+
+    ``0-0`` is read as 0 bytes: distribution (and regtool serve) write it for an empty session as well as for a
+    one-byte one, and sending that byte again costs nothing, while skipping it would corrupt the blob.
+    """
+    if value is None:
+        return None
+    match = _RANGE_RE.match(value.strip())
+    if match is None:
+        return None
+    last = int(match.group(1))
+    return 0 if last == 0 else last + 1
+
+
+def default_state_dir() -> Path:
+    """``$REGTOOL_STATE_DIR``, else ``$XDG_CACHE_HOME/regtool/uploads`` (``~/.cache/regtool/uploads``)."""
+    explicit = os.environ.get("REGTOOL_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "regtool" / "uploads"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    """One unfinished upload: the session ``location`` (absolute URL) and the bytes acknowledged (``offset``)."""
+
+    registry: str
+    repository: str
+    digest: str
+    size: int
+    location: str
+    offset: int = 0
+    updated: float = 0.0
+
+
+class UploadStateStore:
+    """The directory of upload states; every method is safe to call from several tasks (whole-file writes)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_state_dir()
+
+    def path(self, registry: str, repository: str, digest: str) -> Path:
+        key = hashlib.sha256(f"{registry}/{repository}@{digest}".encode()).hexdigest()
+        return self.root / f"{key}.json"
+
+    def load(self, registry: str, repository: str, digest: str) -> UploadState | None:
+        """The saved state of this blob's upload, or None (absent, unreadable, or for another blob)."""
+        try:
+            doc = json.loads(self.path(registry, repository, digest).read_text())
+            state = UploadState(
+                registry=str(doc["registry"]),
+                repository=str(doc["repository"]),
+                digest=str(doc["digest"]),
+                size=int(doc["size"]),
+                location=str(doc["location"]),
+                offset=int(doc["offset"]),
+                updated=float(doc.get("updated", 0.0)),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if (state.registry, state.repository, state.digest) != (registry, repository, digest):
+            return None
+        if not 0 <= state.offset <= state.size:
+            return None
+        return state
+
+    def save(self, state: UploadState) -> None:
+        """Write ``state`` atomically (a failure to write only loses the chance to resume)."""
+        target = self.path(state.registry, state.repository, state.digest)
+        stamped = UploadState(**{**asdict(state), "updated": time.time()})
+        data = json.dumps(asdict(stamped), sort_keys=True).encode()
+        with contextlib.suppress(OSError):
+            self.root.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                with open(temp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temp, target)
+            finally:
+                temp.unlink(missing_ok=True)
+
+    def forget(self, registry: str, repository: str, digest: str) -> None:
+        """Drop the state of this blob's upload (it was stored, or the session is gone)."""
+        with contextlib.suppress(OSError):
+            self.path(registry, repository, digest).unlink(missing_ok=True)

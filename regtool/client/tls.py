@@ -1,0 +1,135 @@
+"""TLS settings of the client, per registry host, as docker reads them.
+
+- The system trust store is always used; ``ca_cert`` (``--ca-cert FILE``) adds CAs to it.
+- ``<certs.d>/<host[:port]>/`` (docker's ``/etc/docker/certs.d``; ``REGTOOL_CERTS_D`` or ``certs_d`` moves it)
+  adds, for that registry only, every ``*.crt`` as a CA and every ``*.cert`` + ``*.key`` pair as the client
+  certificate for mutual TLS. A ``.cert`` without its ``.key`` (or the reverse) is an error, as in docker.
+- ``insecure`` (``--insecure``) turns verification off for every host.
+
+``TLSContexts`` builds one ``ssl.SSLContext`` per distinct configuration and caches it: hosts without a
+certs.d directory share the default context (and so a connection pool).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from regtool.errors import UsageError
+
+__all__ = ["CERTS_D_ENV", "DEFAULT_CERTS_D", "TLSContexts", "TLSSettings"]
+
+CERTS_D_ENV = "REGTOOL_CERTS_D"
+DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """What the user asked for: ``insecure``, an extra ``ca_cert`` file, and the certs.d root (None: default)."""
+
+    insecure: bool = False
+    ca_cert: Path | None = None
+    certs_d: Path | None = None
+
+    def certs_root(self) -> Path:
+        """``certs_d``, else ``$REGTOOL_CERTS_D``, else ``/etc/docker/certs.d``."""
+        if self.certs_d is not None:
+            return self.certs_d
+        env = os.environ.get(CERTS_D_ENV)
+        return Path(env) if env else DEFAULT_CERTS_D
+
+
+@dataclass(frozen=True, slots=True)
+class HostFiles:
+    """The certs.d files of one host: CA certificates and (certificate, key) pairs."""
+
+    cas: tuple[Path, ...] = ()
+    client_pairs: tuple[tuple[Path, Path], ...] = ()
+
+
+def host_files(directory: Path) -> HostFiles:
+    """Read a certs.d host directory the way docker does (``registry.ReadCertsDirectory``)."""
+    try:
+        names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    except FileNotFoundError:
+        return HostFiles()
+    except NotADirectoryError:
+        return HostFiles()
+    except OSError as exc:
+        raise UsageError(f"cannot read TLS directory {directory}: {exc.strerror or exc}") from None
+    cas = tuple(directory / n for n in names if n.endswith(".crt"))
+    pairs: list[tuple[Path, Path]] = []
+    for name in names:
+        if name.endswith(".cert"):
+            key = name[: -len(".cert")] + ".key"
+            if key not in names:
+                raise UsageError(f"missing key {directory / key} for client certificate {directory / name}")
+            pairs.append((directory / name, directory / key))
+        elif name.endswith(".key"):
+            cert = name[: -len(".key")] + ".cert"
+            if cert not in names:
+                raise UsageError(f"missing client certificate {directory / cert} for key {directory / name}")
+    return HostFiles(cas, tuple(pairs))
+
+
+class TLSContexts:
+    """``ssl.SSLContext`` values per registry host (``host[:port]``), built once each. Thread-safe."""
+
+    def __init__(self, settings: TLSSettings | None = None) -> None:
+        self.settings = settings or TLSSettings()
+        self._lock = threading.Lock()
+        self._default: ssl.SSLContext | None = None
+        self._by_files: dict[HostFiles, ssl.SSLContext] = {}
+        self._by_host: dict[str, ssl.SSLContext] = {}
+
+    def default(self) -> ssl.SSLContext:
+        """The context of hosts without a certs.d directory (and of plain-http fallbacks)."""
+        with self._lock:
+            if self._default is None:
+                self._default = self._build(HostFiles())
+            return self._default
+
+    def for_host(self, host: str) -> ssl.SSLContext:
+        """The context for ``host`` (``name`` or ``name:port``, as in an image reference)."""
+        with self._lock:
+            known = self._by_host.get(host)
+        if known is not None:
+            return known
+        files = HostFiles() if self.settings.insecure else host_files(self.settings.certs_root() / host)
+        if files == HostFiles():
+            context = self.default()
+        else:
+            with self._lock:
+                context = self._by_files.get(files) or self._build(files)
+                self._by_files[files] = context
+        with self._lock:
+            self._by_host[host] = context
+        return context
+
+    def _build(self, files: HostFiles) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self.settings.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        for ca in (*((self.settings.ca_cert,) if self.settings.ca_cert is not None else ()), *files.cas):
+            try:
+                context.load_verify_locations(cafile=str(ca))
+            except FileNotFoundError:
+                raise UsageError(f"CA certificate file not found: {ca}") from None
+            except (ssl.SSLError, ValueError) as exc:
+                raise UsageError(f"cannot load CA certificates from {ca}: {_reason(exc)}") from None
+        for cert, key in files.client_pairs:
+            try:
+                context.load_cert_chain(str(cert), str(key))
+            except (ssl.SSLError, OSError) as exc:
+                raise UsageError(f"cannot load client certificate {cert} with key {key}: {_reason(exc)}") from None
+        return context
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else (getattr(exc, "strerror", None) or type(exc).__name__)

@@ -1,0 +1,300 @@
+"""pytest-httpx for what a real server will not do on demand, on the async (httpx) blob path and for auth/probe.
+
+The Client normally reads blob bodies in worker threads (blobfetch.py); these tests switch that off
+(``client.api.fetcher = None``) so the httpx streaming path is covered as well. Hosts are fictitious: nothing
+leaves the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from regtool.client import Client
+from regtool.client.retry import RetryPolicy
+from regtool.errors import IntegrityError, NotFoundError, TransportError, UnsupportedProtocolError
+from regtool.protocol import mediatypes as mt
+from regtool.reference import Reference
+from tests.support.images import BuiltImage, image_manifest
+
+pytestmark = pytest.mark.anyio
+
+HOST = "registry.example"
+V2 = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+def _image() -> BuiltImage:
+    return image_manifest([{"a": b"a" * 3000}, {"b": bytes(range(256)) * 30}])
+
+
+def _mock_image(httpx_mock: HTTPXMock, image: BuiltImage, *, skip: frozenset[str] = frozenset()) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={}, is_optional=True)
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/manifests/1",
+        headers={"Content-Type": image.manifest.media_type},
+        content=image.manifest.raw,
+    )
+    for digest, data in image.blobs.items():
+        if str(digest) not in skip:
+            httpx_mock.add_response(url=f"https://{HOST}/v2/team/app/blobs/{digest}", content=data, is_optional=True)
+
+
+async def _pull(dest: Path, **kwargs: object) -> object:
+    async with Client() as client:
+        client.api.fetcher = None
+        client.api.retry = RetryPolicy(total=1, backoff_factor=0.001)
+        return await client.pull(Reference.parse(f"{HOST}/team/app:1"), dest, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_async_path_pulls(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    image = _image()
+    _mock_image(httpx_mock, image)
+    result = await _pull(tmp_path / "out")
+    assert result.blobs_downloaded == 3  # type: ignore[attr-defined]
+    for digest, data in image.blobs.items():
+        assert (tmp_path / "out" / "blobs" / "sha256" / digest.encoded).read_bytes() == data
+
+
+async def test_async_path_digest_mismatch(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    image = _image()
+    layer = image.manifest.layers[0]
+    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
+    httpx_mock.add_response(url=f"https://{HOST}/v2/team/app/blobs/{layer.digest}", content=b"x" * layer.size)
+    with pytest.raises(IntegrityError) as caught:
+        await _pull(tmp_path / "out")
+    assert str(layer.digest) in str(caught.value) and f"https://{HOST}/v2/team/app/blobs/" in str(caught.value)
+    assert not (tmp_path / "out" / "blobs" / "sha256" / layer.digest.encoded).exists()
+
+
+async def test_async_path_wrong_content_length(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    image = _image()
+    layer = image.manifest.layers[1]
+    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/blobs/{layer.digest}",
+        headers={"Content-Length": str(layer.size + 7)},
+        content=image.blobs[layer.digest],
+    )
+    with pytest.raises(IntegrityError, match="Content-Length"):
+        await _pull(tmp_path / "out")
+
+
+class _Cut(httpx.AsyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+async def test_async_path_truncated_body(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    image = _image()
+    layer = image.manifest.layers[1]
+    data = image.blobs[layer.digest]
+    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
+    for _ in range(2):
+        httpx_mock.add_callback(
+            lambda request: httpx.Response(200, stream=_Cut(data[:100])),
+            url=f"https://{HOST}/v2/team/app/blobs/{layer.digest}",
+        )
+    with pytest.raises(TransportError, match="cut short"):
+        await _pull(tmp_path / "out")
+    assert not (tmp_path / "out" / "blobs" / "sha256" / layer.digest.encoded).exists()
+
+
+async def test_async_path_429_with_retry_after(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    image = _image()
+    layer = image.manifest.layers[0]
+    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
+    url = f"https://{HOST}/v2/team/app/blobs/{layer.digest}"
+    httpx_mock.add_response(url=url, status_code=429, headers={"Retry-After": "0"})
+    httpx_mock.add_response(url=url, content=image.blobs[layer.digest])
+    result = await _pull(tmp_path / "out")
+    assert result.blobs_downloaded == 3  # type: ignore[attr-defined]
+    assert len(httpx_mock.get_requests(url=url)) == 2
+
+
+async def test_manifest_unknown(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/manifests/1",
+        status_code=404,
+        json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {"Tag": "1"}}]},
+    )
+    with pytest.raises(NotFoundError, match="MANIFEST_UNKNOWN: manifest unknown"):
+        await _pull(tmp_path / "out")
+
+
+async def test_no_downgrade_once_https_answered(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", status_code=404, text="nothing here")
+    httpx_mock.add_response(url=f"https://{HOST}/v1/_ping", status_code=404, text="nothing here")
+    async with Client(insecure=True) as client:
+        result = await client.probe(HOST)
+    assert result.verdict == "neither" and result.scheme == "https"
+    assert all(r.url.scheme == "https" for r in httpx_mock.get_requests())
+    assert [e.status for e in result.evidence] == [404, 404]
+
+
+async def test_http_only_after_https_failed_to_connect_when_insecure(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url=f"https://{HOST}/v2/")
+    httpx_mock.add_response(url=f"http://{HOST}/v2/", headers=V2, json={})
+    httpx_mock.add_response(url=f"http://{HOST}/v1/_ping", status_code=404)
+    async with Client(insecure=True) as client:
+        result = await client.probe(HOST)
+    assert result.verdict == "v2" and result.scheme == "http"
+    assert result.evidence[0].error is not None and "cannot connect" in result.evidence[0].error
+
+
+async def test_secure_host_never_tries_http(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url=f"https://{HOST}/v2/", is_reusable=True)
+    async with Client(retries=0) as client:
+        result = await client.probe(HOST)
+        with pytest.raises(TransportError, match=f"https://{HOST}/v2/"):
+            await client.api.base_url(HOST)
+    assert result.verdict == "neither" and result.scheme is None
+    assert all(r.url.scheme == "https" for r in httpx_mock.get_requests())
+
+
+async def test_probe_401_bearer_challenge_is_v2(httpx_mock: HTTPXMock) -> None:
+    challenge = 'Bearer realm="https://auth.example/token",service="registry.example"'
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/",
+        status_code=401,
+        headers={**V2, "WWW-Authenticate": challenge},
+        json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+    )
+    httpx_mock.add_response(url=f"https://{HOST}/v1/_ping", status_code=404)
+    async with Client() as client:
+        result = await client.probe(HOST)
+    assert result.verdict == "v2"
+    assert (result.v2.status, result.v2.auth_scheme, result.v2.realm, result.v2.service) == (
+        401,
+        "bearer",
+        "https://auth.example/token",
+        "registry.example",
+    )
+    assert not httpx_mock.get_requests(url="https://auth.example/token")
+
+
+async def test_probe_v1_only_and_both(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", status_code=404, text="404 page not found")
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v1/_ping",
+        headers={"X-Docker-Registry-Version": "0.9.1", "X-Docker-Registry-Standalone": "True"},
+        json={},
+    )
+    async with Client() as client:
+        result = await client.probe(HOST)
+        assert result.verdict == "v1" and result.v1.version == "0.9.1" and result.v1.standalone is True
+        with pytest.raises(UnsupportedProtocolError):
+            await client.pull(Reference.parse(f"{HOST}/a/b:1"), Path("/nonexistent/never"), protocol="v2")
+
+
+async def test_registry_ignoring_accept_returns_docker_v2_as_json(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    image = image_manifest([{"a": b"1"}], docker=True)
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={}, is_optional=True)
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/manifests/1",
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        content=image.manifest.raw,
+    )
+    for digest, data in image.blobs.items():
+        httpx_mock.add_response(url=f"https://{HOST}/v2/team/app/blobs/{digest}", content=data)
+    result = await _pull(tmp_path / "out")
+    assert result.media_type == mt.DOCKER_MANIFEST_V2  # type: ignore[attr-defined]
+    sent = httpx_mock.get_requests(url=f"https://{HOST}/v2/team/app/manifests/1")[0]
+    assert sent.headers["Accept"] == mt.MANIFEST_ACCEPT
+
+
+async def test_delete_unsupported_is_a_clear_error(httpx_mock: HTTPXMock) -> None:
+    digest = "sha256:" + "a" * 64
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    httpx_mock.add_response(
+        method="DELETE",
+        url=f"https://{HOST}/v2/team/app/manifests/{digest}",
+        status_code=405,
+        json={"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported."}]},
+    )
+    async with Client() as client:
+        with pytest.raises(UnsupportedProtocolError, match="does not allow deleting"):
+            await client.delete(Reference.parse(f"{HOST}/team/app@{digest}"))
+
+
+async def test_tags_follow_link_pagination(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/tags/list",
+        headers={"Link": '</v2/team/app/tags/list?n=2&last=b>; rel="next"'},
+        json={"name": "team/app", "tags": ["a", "b"]},
+    )
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/tags/list?n=2&last=b",
+        headers={"Link": f'<https://{HOST}/v2/team/app/tags/list?n=2&last=d>; rel="next"'},
+        json={"name": "team/app", "tags": ["c", "d"]},
+    )
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/tags/list?n=2&last=d", json={"name": "team/app", "tags": ["e"]}
+    )
+    async with Client() as client:
+        assert await client.tags(Reference.parse_repository(f"{HOST}/team/app")) == ["a", "b", "c", "d", "e"]
+
+
+async def test_bearer_flow_token_cache_and_scopes(httpx_mock: HTTPXMock) -> None:
+    challenge = f'Bearer realm="https://auth.example/token",service="{HOST}",scope="repository:team/app:pull"'
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    url = f"https://{HOST}/v2/team/app/tags/list"
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": challenge}, match_headers={})
+    httpx_mock.add_response(
+        url=f"https://auth.example/token?service={HOST}&scope=repository%3Ateam%2Fapp%3Apull",
+        json={"token": "T1", "expires_in": 3600},
+    )
+    httpx_mock.add_response(
+        url=url, match_headers={"Authorization": "Bearer T1"}, json={"tags": ["x"]}, is_reusable=True
+    )
+    async with Client(username="alice", password="s3cret") as client:
+        repo = Reference.parse_repository(f"{HOST}/team/app")
+        assert await client.tags(repo) == ["x"]
+        assert await client.tags(repo) == ["x"]
+    token_requests = [r for r in httpx_mock.get_requests() if r.url.host == "auth.example"]
+    assert len(token_requests) == 1
+    assert token_requests[0].headers["Authorization"].startswith("Basic ")
+    # 401, retry with the token, then the second listing straight with the cached token (a tokenless request
+    # would match no registered response: the only 401 is used up).
+    assert len(httpx_mock.get_requests(url=url)) == 3
+
+
+async def test_token_refused_is_auth_error_without_credentials_in_message(httpx_mock: HTTPXMock) -> None:
+    from regtool.errors import AuthError
+
+    challenge = 'Bearer realm="https://auth.example/token",service="svc"'
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    httpx_mock.add_response(
+        url=f"https://{HOST}/v2/team/app/tags/list", status_code=401, headers={"WWW-Authenticate": challenge}
+    )
+    httpx_mock.add_response(
+        url="https://auth.example/token?service=svc&scope=repository%3Ateam%2Fapp%3Apull", status_code=401
+    )
+    async with Client(username="alice", password="hunter2") as client:
+        with pytest.raises(AuthError) as caught:
+            await client.tags(Reference.parse_repository(f"{HOST}/team/app"))
+    assert "hunter2" not in str(caught.value) and "auth.example" in str(caught.value)
+
+
+async def test_anonymous_token_and_basic_challenge(httpx_mock: HTTPXMock) -> None:
+    challenge = 'Bearer realm="https://auth.example/token",service="svc"'
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    url = f"https://{HOST}/v2/team/app/tags/list"
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": challenge})
+    httpx_mock.add_response(
+        url="https://auth.example/token?service=svc&scope=repository%3Ateam%2Fapp%3Apull", json={"access_token": "anon"}
+    )
+    httpx_mock.add_response(url=url, match_headers={"Authorization": "Bearer anon"}, json={"tags": []})
+    async with Client() as client:
+        assert await client.tags(Reference.parse_repository(f"{HOST}/team/app")) == []
+    token = next(r for r in httpx_mock.get_requests() if r.url.host == "auth.example")
+    assert "Authorization" not in token.headers

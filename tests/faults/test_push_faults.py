@@ -1,0 +1,134 @@
+"""``regtool push`` through the fault proxy: each fault ends with the image stored byte-identical in the
+registry, or a clean failure (exit code, one ``error:`` line, no tag pointing at missing content).
+
+Uploads are resumed rather than restarted: after a cut, the client asks the registry how far the session got
+and sends only the rest, so the request bytes relayed by the proxy add up to the blob sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from regtool.client.resume import UploadStateStore
+from regtool.manifest import Manifest
+from tests.cli.support import assert_user_error, regtool
+from tests.faults.conftest import REPOSITORY
+from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.serve import RunningServe
+
+UPLOADS = r"/blobs/uploads/"
+
+
+def _push(
+    tmp_path: Path, proxy: FaultProxy, *args: str, tag: str = "1.0", json_output: bool = True
+) -> subprocess.CompletedProcess[str]:
+    extra = ("--json",) if json_output else ("-q",)
+    return regtool(
+        "push",
+        "src:1.0",
+        f"{proxy.host}/{REPOSITORY}:{tag}",
+        *extra,
+        *args,
+        cwd=tmp_path,
+        env={"REGTOOL_STATE_DIR": str(tmp_path / "state")},
+    )
+
+
+def _assert_stored(
+    tmp_path: Path, registry: RunningServe, manifest: Manifest, proc: subprocess.CompletedProcess[str]
+) -> dict[str, object]:
+    assert proc.returncode == 0, proc.stderr
+    source = tmp_path / "src" / "blobs" / "sha256"
+    with httpx.Client(base_url=registry.url) as http:
+        for desc in (manifest.config, *manifest.layers):
+            assert desc is not None
+            got = http.get(f"/v2/{REPOSITORY}/blobs/{desc.digest}")
+            assert got.status_code == 200
+            assert got.content == (source / desc.digest.encoded).read_bytes()
+        tagged = http.get(f"/v2/{REPOSITORY}/manifests/1.0", headers={"Accept": manifest.media_type})
+        assert tagged.content == manifest.raw
+    assert list((tmp_path / "state").glob("*.json")) == []  # finished uploads leave no resume state
+    result: dict[str, object] = json.loads(proc.stdout)
+    return result
+
+
+def _total(manifest: Manifest) -> int:
+    assert manifest.config is not None
+    return manifest.config.size + sum(d.size for d in manifest.layers)
+
+
+def test_503_on_the_upload_is_retried(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    proxy.add(Fault.status(503, method="PUT", path=UPLOADS))
+    result = _assert_stored(tmp_path, registry, manifest, _push(tmp_path, proxy))
+    assert result["retries"] == 1
+    assert result["blobs_uploaded"] == 2
+
+
+def test_429_with_retry_after_on_the_session_start(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    proxy.add(Fault.status(429, headers={"Retry-After": "1"}, method="POST", path=UPLOADS, times=2))
+    result = _assert_stored(tmp_path, registry, manifest, _push(tmp_path, proxy))
+    assert result["retries"] == 2
+
+
+def test_connection_cut_mid_upload_resumes_from_the_registrys_offset(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    layer = manifest.layers[0]
+    proxy.add(Fault.drop_request(after=1_500_000, method="PUT", path=UPLOADS))
+    _assert_stored(tmp_path, registry, manifest, _push(tmp_path, proxy, "--jobs", "1"))
+    # Nothing sent twice: the bytes that reached the registry before the cut were not sent again.
+    assert proxy.upload_bytes(path=UPLOADS) == _total(manifest)
+    patches = proxy.exchanges("PATCH", UPLOADS)
+    assert [e.request_bytes for e in patches] == [layer.size - 1_500_000]
+    assert [e.status for e in proxy.exchanges("GET", UPLOADS)] == [204]
+
+
+def test_chunked_upload_cut_in_the_second_chunk(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    proxy.add(Fault.drop_request(after=100_000, method="PATCH", path=UPLOADS, skip=1))
+    _assert_stored(tmp_path, registry, manifest, _push(tmp_path, proxy, "--chunk-size", "512KiB"))
+    # The cut chunk is all-or-nothing on the registry (it had a Content-Range): only it is sent again.
+    assert proxy.upload_bytes(path=UPLOADS) == _total(manifest) + 100_000
+
+
+def test_persistent_503_fails_cleanly_and_keeps_no_tag(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    proxy.add(Fault.status(503, method="PUT", path=UPLOADS, times=100))
+    proc = _push(tmp_path, proxy, "--retries", "1", json_output=False)
+    assert_user_error(proc, 1, "503")
+    with httpx.Client(base_url=registry.url) as http:
+        assert http.get(f"/v2/{REPOSITORY}/manifests/1.0").status_code == 404
+        assert http.head(f"/v2/{REPOSITORY}/blobs/{manifest.layers[0].digest}").status_code == 404
+
+
+def test_failed_push_resumes_in_the_next_run(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    layer = manifest.layers[0]
+    # The layer's upload (largest first, one at a time) is cut after 600 kB; with no retries the run fails.
+    proxy.add(Fault.drop_request(after=600_000, method="PUT", path=UPLOADS + ".+"))
+    proc = _push(tmp_path, proxy, "--retries", "0", "--jobs", "1", json_output=False)
+    assert proc.returncode == 6, proc.stderr
+    state = UploadStateStore(tmp_path / "state").load(proxy.host, REPOSITORY, str(layer.digest))
+    assert state is not None and state.size == layer.size
+    first_run = proxy.upload_bytes(path=UPLOADS)
+    proxy.reset_counts()
+    _assert_stored(tmp_path, registry, manifest, _push(tmp_path, proxy))
+    assert proxy.upload_bytes(path=UPLOADS) == _total(manifest) - 600_000
+    assert first_run >= 600_000
