@@ -139,9 +139,10 @@ def main() -> None:
     if shutil.which("skopeo") is None:
         raise SystemExit("skopeo is not installed")
     args.work.mkdir(parents=True, exist_ok=True)
+    skopeo_version = subprocess.run(["skopeo", "--version"], capture_output=True, text=True).stdout.split()[-1]
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
-        f"{platform.python_version()}; skopeo {subprocess.run(['skopeo', '--version'], capture_output=True, text=True).stdout.split()[-1]}",
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}; skopeo {skopeo_version}",
         flush=True,
     )
     specs = [tuple(int(x) for x in spec.split("x")) for spec in args.images.split(",")]

@@ -370,6 +370,9 @@ _regtool() {
                 --latency)
                     COMPREPLY=()
                     return ;;
+                --upload-purge-age)
+                    COMPREPLY=()
+                    return ;;
                 --htpasswd)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -408,7 +411,7 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key -h --help" -- "$cur"))
                 return
             fi
             ;;

@@ -118,6 +118,7 @@ complete -c regtool -n '__fish_seen_subcommand_from serve' -l latency -x -d 'Add
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l no-v1 -d 'Disable the v1 API (404 on /v1/).'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l no-v2 -d 'Disable the v2 API (404 on /v2/).'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -s q -l quiet -d 'No access log on stderr.'
+complete -c regtool -n '__fish_seen_subcommand_from serve' -l upload-purge-age -x -d 'Delete upload sessions idle for longer than this (default: keep them).'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l htpasswd -r -F -d 'Require HTTP Basic auth against this bcrypt htpasswd file.'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l token-auth -d 'Require bearer tokens from the built-in /token endpoint (users from --htpasswd).'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l anonymous-pull -d 'With --htpasswd or --token-auth: let anyone pull.'

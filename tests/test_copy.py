@@ -13,6 +13,7 @@ from regtool.client import Client
 from regtool.errors import IntegrityError
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import ImageConfig
+from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.support.serve import RunningServe, run_serve
 from tests.v1.images import build_layout, push_v2_raw
@@ -197,3 +198,32 @@ async def test_corrupt_v2_blob_is_not_stored_at_a_v2_target(tmp_path: Path) -> N
         assert httpx.get(f"{b.url}/v2/team/app/manifests/1").status_code == 404
     assert not (tmp_path / "b" / "blobs" / "sha256" / layer.encoded[:2] / layer.encoded).exists()
     assert not list((tmp_path / "b").glob("uploads/*"))
+
+
+async def test_v2_to_v2_copies_an_index_with_every_platform(tmp_path: Path) -> None:
+    images = []
+    for arch, seed in (("amd64", 1), ("arm64", 2)):
+        layout, descriptor, _, _ = build_layout(tmp_path / arch, layers=1, seed=seed)
+        images.append((arch, layout, descriptor))
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [{**d.to_json(), "platform": {"os": "linux", "architecture": arch}} for arch, _, d in images],
+        }
+    ).encode()
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        for _, layout, descriptor in images:
+            push_v2_raw(a.url, layout, descriptor, "team/multi", str(descriptor.digest))
+        put = httpx.put(f"{a.url}/v2/team/multi/manifests/1", content=index, headers={"Content-Type": mt.OCI_INDEX})
+        assert put.status_code == 201
+        async with Client() as client:
+            result = await client.copy(ref(a, "team/multi:1"), ref(b, "team/multi:1"))
+        copied = httpx.get(f"{b.url}/v2/team/multi/manifests/1", headers={"Accept": mt.OCI_INDEX})
+        assert copied.content == index
+        for _, _, descriptor in images:
+            child = httpx.get(
+                f"{b.url}/v2/team/multi/manifests/{descriptor.digest}", headers={"Accept": mt.OCI_MANIFEST}
+            )
+            assert child.status_code == 200
+    assert result.blobs_copied == 4  # a config and a layer per platform

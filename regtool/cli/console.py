@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar
 
 import anyio
@@ -21,9 +22,12 @@ from rich.markup import escape
 
 from regtool.errors import RegtoolError
 
-__all__ = ["EXIT_CODES", "emit_bytes", "emit_json", "fail", "handle_errors", "run", "stderr", "stdout"]
+__all__ = ["EXIT_CODES", "emit_bytes", "emit_json", "fail", "handle_errors", "run", "stderr", "stdout", "warn"]
 
 T = TypeVar("T")
+
+# issue 5: whether the command inside ``run`` was given --json (``warn`` writes a JSON event then).
+_json_lines: ContextVar[bool] = ContextVar("regtool_json_lines", default=False)
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
@@ -59,6 +63,16 @@ def fail(message: str, exit_code: int, *, json_lines: bool = False) -> NoReturn:
     else:
         stderr.print(f"[bold red]error:[/] {escape(_one_line(message))}", markup=True, highlight=False)
     raise typer.Exit(exit_code)
+
+
+def warn(message: str) -> None:
+    """``warning: <message>`` on stderr, or a JSON ``warning`` event when the running command has ``--json``."""
+    if _json_lines.get():
+        record = {"event": "warning", "message": _one_line(message)}
+        stderr.file.write(json.dumps(record) + "\n")
+        stderr.file.flush()
+    else:
+        stderr.print(f"warning: {_one_line(message)}", markup=False, highlight=False)
 
 
 def emit_json(value: Any) -> None:
@@ -107,8 +121,12 @@ def handle_errors(*, json_lines: bool = False) -> Iterator[None]:
 
 def run(main: Callable[[], Awaitable[T]], *, json_lines: bool = False) -> T:
     """Run one async library call under anyio; map regtool errors to a one-line message and exit code."""
-    with handle_errors(json_lines=json_lines):
-        return anyio.run(main)
+    token = _json_lines.set(json_lines)
+    try:
+        with handle_errors(json_lines=json_lines):
+            return anyio.run(main)
+    finally:
+        _json_lines.reset(token)
     raise AssertionError("unreachable")  # handle_errors exits or re-raises
 
 

@@ -176,14 +176,14 @@ def _layer_downloads(events: list[RequestEvent]) -> list[RequestEvent]:
 def _table(runs: list[_Run], layers: int, layer_size: int, latency: float) -> Table:
     table = Table(title=f"pull of {layers} x {format_bytes(layer_size)} layers at {latency:g} ms per request")
     table.add_column("protocol")
-    table.add_column("download strategy")
+    table.add_column("layers fetched")
     table.add_column("requests", justify="right")
-    table.add_column("layers in flight", justify="right")
+    table.add_column("in flight", justify="right")
     table.add_column("time", justify="right")
     table.add_column("speed-up", justify="right")
     slowest = max(run.seconds for run in runs)
     for run_ in runs:
-        strategy = "parent chain, one layer after another" if run_.protocol == "v1" else "manifest, concurrent"
+        strategy = "serial chain walk" if run_.protocol == "v1" else "concurrent"
         table.add_row(
             run_.protocol,
             strategy,

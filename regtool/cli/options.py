@@ -243,7 +243,7 @@ class Connection:
         if retries is not None:
             kwargs["retries"] = retries
         if self.insecure:
-            warn_insecure(progress)
+            warn_insecure()
         return Client(**kwargs)
 
     def __repr__(self) -> str:
@@ -254,16 +254,11 @@ class Connection:
         )
 
 
-def warn_insecure(progress: Progress | None) -> None:
+def warn_insecure() -> None:
     """issue 5: ``--insecure`` says so on stderr (a JSON ``warning`` event under ``--json``)."""
-    from regtool.cli.console import stderr
-    from regtool.cli.progress import JsonLinesProgress
+    from regtool.cli.console import warn
 
-    message = "--insecure: TLS certificates are not verified; anyone on the network path can read and alter traffic"
-    if isinstance(progress, JsonLinesProgress):
-        progress.event("warning", message=message)
-    else:
-        stderr.print(f"warning: {message}", markup=False, highlight=False)
+    warn("--insecure: TLS certificates are not verified; anyone on the network path can read and alter traffic")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from regtool.client.auth import Credentials, RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
 from regtool.client.credentials import DockerConfig, lookup_credentials
 from regtool.client.progress import NullProgress, Progress
+from regtool.client.rangefetch import SplitPolicy
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
 from regtool.client.retry import RetryPolicy
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "InspectResult", "ProbeResult", "PullResult", "PushResult"]
 
 _PROTOCOLS = ("auto", "v1", "v2")
+DEFAULT_SPLIT = SplitPolicy()
 
 
 class Client:
@@ -67,6 +69,9 @@ class Client:
     ``$DOCKER_CONFIG/config.json``) and its credential helpers, looked up per registry when it asks for them;
     ``use_docker_config=False`` turns the last two off. ``jobs`` bounds concurrent blob transfers;
     ``retries`` is how often an idempotent request is retried on connection errors and 408/429/5xx.
+    ``per_registry`` caps the blob transfers (connections) to one registry host at once, across everything this
+    client moves (default: ``jobs``); ``split`` fetches a blob with at least ``split.threshold`` bytes to go over
+    ``split.parts`` Range connections (None: always one stream).
     """
 
     def __init__(
@@ -84,6 +89,8 @@ class Client:
         certs_d: Path | None = None,
         docker_config: Path | None = None,
         use_docker_config: bool = True,
+        per_registry: int | None = None,
+        split: SplitPolicy | None = DEFAULT_SPLIT,
     ) -> None:
         if jobs < 1:
             raise UsageError(f"jobs must be at least 1, got {jobs}")
@@ -108,6 +115,11 @@ class Client:
         self._probes: dict[str, ProbeResult] = {}
         self._api: RegistryAPI | None = None
         self._fetcher: BlobFetcher | None = None
+        # faults (issue 6): the per-registry connection cap and split (multi-connection) downloads.
+        if per_registry is not None and per_registry < 1:
+            raise UsageError(f"per_registry must be at least 1, got {per_registry}")
+        self.per_registry = per_registry or jobs
+        self.split = split
 
     async def __aenter__(self) -> Client:
         context = self._tls.default()
@@ -121,6 +133,7 @@ class Client:
             insecure=self.insecure,
             auth=self.auth,
             fetcher=self._fetcher,
+            per_host=self.per_registry,
         )
         self._api.retry_log.progress = self.progress
         return self
@@ -204,7 +217,7 @@ class Client:
             return await self._pull_v1(ref, dest, format=format, jobs=v1_jobs)
         from regtool.client.v2pull import V2Puller
 
-        puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress)
+        puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress, split=self.split)
         result = await puller.pull(ref, dest, format=format, platform=platform, all_platforms=all_platforms)
         self.progress.event("summary", **result.to_json())
         return result
@@ -224,7 +237,9 @@ class Client:
         credentials = await anyio.to_thread.run_sync(self.auth.credentials_for, registry)
         username = credentials.username if credentials is not None else None
         password = credentials.password if credentials is not None else None
-        return await open_session(self.api, registry, username=username, password=password)
+        probe = self._probes.get(registry)
+        standalone = bool(probe is not None and probe.v1.standalone)
+        return await open_session(self.api, registry, username=username, password=password, standalone=standalone)
 
     async def push(
         self,

@@ -175,7 +175,8 @@ class V2Pusher:
                     await self._remember(ref, desc, location, 0)
                 else:
                     location, offset = resumed
-                await self._upload(src, ref, desc, location, key, offset)
+                async with self.api.host_slot(location):
+                    await self._upload(src, ref, desc, location, key, offset)
                 break
             except (TransportError, RegistryError) as exc:
                 status = getattr(exc, "status", None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 import httpx
@@ -75,10 +75,15 @@ class RegistryAPI:
         insecure: bool = False,
         auth: RegistryAuth | None = None,
         fetcher: BlobFetcher | None = None,
+        per_host: int | None = None,
     ) -> None:
         self.http = http
         self.retry = retry or RetryPolicy()
         self.retry_log = RetryLog()
+        # faults (issue 6): at most ``per_host`` blob transfers (connections) to one registry host at a time,
+        # shared by everything this API moves (pull, push, copy, each range of a split download).
+        self.per_host = per_host
+        self._host_slots: dict[str, anyio.CapacityLimiter] = {}
         self.auth = auth
         self.fetcher = fetcher
         self.plain_http = plain_http
@@ -116,6 +121,16 @@ class RegistryAPI:
                 self._bases[registry] = base
                 return base
             raise TransportError(f"registry {registry} unreachable: " + "; ".join(failures))
+
+    def host_slot(self, url: str) -> contextlib.AbstractAsyncContextManager[object]:
+        """Hold one of the ``per_host`` transfer slots of ``url``'s host while a body moves (a no-op without a cap)."""
+        if self.per_host is None:
+            return contextlib.nullcontext()
+        host = httpx.URL(url).netloc.decode("ascii", "replace")
+        limiter = self._host_slots.get(host)
+        if limiter is None:
+            limiter = self._host_slots[host] = anyio.CapacityLimiter(max(1, self.per_host))
+        return limiter
 
     def remember_base(self, registry: str, base: str) -> None:
         """Record where ``registry`` lives (the probe found out already)."""
@@ -173,7 +188,10 @@ class RegistryAPI:
                 attempt += 1
                 continue
             if not ok:
-                body = await _read_limited(response, _ERROR_BODY_LIMIT)
+                try:
+                    body = await _read_limited(response, _ERROR_BODY_LIMIT)
+                finally:
+                    await response.aclose()
                 raise error_for_response(response, what, body)
             if not stream:
                 try:
@@ -322,10 +340,6 @@ async def _read_limited(response: httpx.Response, limit: int, method: str = "GET
             if total >= limit:
                 break
     return b"".join(chunks)[:limit]
-
-
-def raise_unexpected(response: httpx.Response, what: str) -> NoReturn:
-    raise ProtocolError(f"{what}: unexpected HTTP {response.status_code} from {redact_url(response.request.url)}")
 
 
 def json_body(response: httpx.Response, what: str) -> Any:

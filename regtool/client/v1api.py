@@ -101,8 +101,11 @@ class V1Api:
         *,
         username: str | None = None,
         password: str | None = None,
+        always_basic: bool = False,
     ) -> None:
         self._api = api
+        # issue 5: a standalone registry gets Basic on every request (the engine's alwaysSetBasicAuth).
+        self._always_basic = always_basic
         self._http = api.http
         self.index_url = index_url.rstrip("/")
         self._scheme = urlsplit(self.index_url).scheme or "https"
@@ -123,7 +126,7 @@ class V1Api:
         if want_token:
             headers[p1.TOKEN_HEADER] = "true"
         to_index = url.startswith(self.index_url + "/")
-        if self._basic is not None and to_index and (want_token or not self._tokens):
+        if self._basic is not None and to_index and (want_token or not self._tokens or self._always_basic):
             headers["Authorization"] = self._basic
         elif self._tokens and not want_token:
             headers["Authorization"] = "Token " + ",".join(self._tokens)
@@ -366,7 +369,12 @@ class V1Api:
         return [urlsplit(endpoint).netloc for endpoint in self.endpoints]
 
 
-async def open_session(api: RegistryAPI, registry: str, *, username: str | None, password: str | None) -> V1Api:
-    """A v1 session with ``registry``: its scheme found (or remembered) by the client's RegistryAPI."""
+async def open_session(
+    api: RegistryAPI, registry: str, *, username: str | None, password: str | None, standalone: bool = False
+) -> V1Api:
+    """A v1 session with ``registry``: its scheme found (or remembered) by the client's RegistryAPI.
+
+    ``standalone`` (the ping's ``X-Docker-Registry-Standalone``) sends Basic credentials on every request.
+    """
     base = await api.base_url(registry)
-    return V1Api(api, base, username=username, password=password)
+    return V1Api(api, base, username=username, password=password, always_basic=standalone)

@@ -27,6 +27,7 @@ import anyio.to_thread
 
 from regtool.client.blobdownload import BlobDownloader
 from regtool.client.progress import NullProgress, Progress
+from regtool.client.rangefetch import SplitPolicy
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
@@ -39,9 +40,7 @@ from regtool.platform import host_platform, select_manifest
 from regtool.protocol import v2
 from regtool.reference import Reference
 
-__all__ = ["READ_CHUNK", "V2Puller"]
-
-READ_CHUNK = 1 << 20
+__all__ = ["V2Puller"]
 
 
 @dataclass
@@ -73,11 +72,13 @@ class _Plan:
 class V2Puller:
     """Pulls images over v2 through a RegistryAPI; one instance per Client."""
 
-    def __init__(self, api: RegistryAPI, *, jobs: int = 8, progress: Progress | None = None) -> None:
+    def __init__(
+        self, api: RegistryAPI, *, jobs: int = 8, progress: Progress | None = None, split: SplitPolicy | None = None
+    ) -> None:
         self.api = api
         self.jobs = max(1, jobs)
         self.progress = progress or NullProgress()
-        self.downloader = BlobDownloader(api, jobs=self.jobs, progress=self.progress)
+        self.downloader = BlobDownloader(api, jobs=self.jobs, progress=self.progress, split=split)
 
     async def pull(
         self,

@@ -6,10 +6,14 @@
     app = create_app(ServerConfig(root=Path("/var/lib/regtool")))   # any ASGI server can run it
 
 Errors: handlers and the store raise ``ApiError``; it is rendered here as ``{"errors": [{code, message,
-detail}]}`` with its status. Unknown paths answer 404 and wrong methods 405, in the same envelope.
+detail}]}`` with its status. Unknown paths answer 404 and wrong methods 405, in the same envelope. A full disk
+answers 507 (``_os_error``).
 """
 
 from __future__ import annotations
+
+import errno
+import logging
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,6 +36,8 @@ from regtool.server.storage.inmemory import InMemoryDriver
 from regtool.server.storage.registry import Registry
 
 __all__ = ["create_app", "error_response", "make_driver"]
+
+logger = logging.getLogger("regtool.server")
 
 
 def make_driver(config: ServerConfig) -> StorageDriver:
@@ -67,6 +73,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+async def _os_error(request: Request, exc: Exception) -> Response:
+    # faults (issue 6): a full disk is the operator's problem, not a bug: 507 Insufficient Storage with a clear
+    # message. The stores write to temp files or upload sessions first, so what failed leaves nothing corrupt.
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        reason = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on device"
+        message = f"storage full ({reason}) while handling {request.method} {request.url.path[:200]}"
+        logger.warning("%s", message)
+        return error_response(ApiError(ErrorCode.UNKNOWN, message, status=507))
+    raise exc
+
+
 def create_app(config: ServerConfig, *, access: AccessController | None = None) -> Starlette:
     """Build the registry application for ``config`` (``access`` overrides the controller the config asks for)."""
     # issue 5: the access controller (and the token endpoint's route) the configuration asks for.
@@ -80,7 +100,7 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
     app = Starlette(
         routes=[*build_routes(config), *setup.routes],
         middleware=middleware,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, OSError: _os_error},
     )
     app.router.redirect_slashes = False
     app.state.context = ServerContext(config, driver, registry, setup.controller)

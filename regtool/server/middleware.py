@@ -41,6 +41,14 @@ class RegistryMiddleware:
         received = 0
         version_header = self.config.enable_v2
 
+        recorded = False
+
+        def finish() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self._record(scope, status, start, time.monotonic(), sent, received)
+
         async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
@@ -56,6 +64,10 @@ class RegistryMiddleware:
                     message = {**message, "headers": [*message.get("headers", []), _VERSION_HEADER]}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Record before the last bytes leave, so a client that has the whole response always finds
+                    # its request in the observer's log.
+                    finish()
             await send(message)
 
         try:
@@ -72,8 +84,7 @@ class RegistryMiddleware:
                 await observing_send({"type": "http.response.start", "status": 500, "headers": headers})
                 await observing_send({"type": "http.response.body", "body": body})
         finally:
-            end = time.monotonic()
-            self._record(scope, status, start, end, sent, received)
+            finish()
 
     def _record(self, scope: Scope, status: int, start: float, end: float, sent: int, received: int) -> None:
         query = scope.get("query_string", b"").decode("latin-1")

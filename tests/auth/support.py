@@ -86,7 +86,9 @@ def basic_auth_entry(user: str, password: str) -> dict[str, str]:
     return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def install_helper(bindir: Path, name: str, store: Path, log: Path, entries: dict[str, tuple[str, str]]) -> dict[str, str]:
+def install_helper(
+    bindir: Path, name: str, store: Path, log: Path, entries: dict[str, tuple[str, str]]
+) -> dict[str, str]:
     """Write ``docker-credential-<name>`` into ``bindir`` with ``entries`` (server URL -> user, secret).
 
     Returns the environment the helper needs (PATH with ``bindir`` first, FAKE_HELPER_STORE, FAKE_HELPER_LOG).

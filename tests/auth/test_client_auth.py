@@ -216,7 +216,7 @@ async def test_token_refetched_once_when_the_server_calls_it_expired(
         events.clear()
         assert await client.tags(ref) == ["1.0"]
     assert [(e.path, e.status) for e in events] == [
-        (f"/v2/team/app/tags/list", 401),
+        ("/v2/team/app/tags/list", 401),
         ("/token", 200),
         ("/v2/team/app/tags/list", 200),
     ]
@@ -240,21 +240,17 @@ async def test_realm_on_another_host_gets_the_credentials_and_works(
 ) -> None:
     image = _image(tmp_path)
     auth_events: list[RequestEvent] = []
-    registry_auth: list[str] = []
     shared = {"token_key": token_key[0], "token_cert": token_key[1], "htpasswd": htpasswd, "token_auth": True}
     with run_auth_serve(observer=auth_events.append, **shared) as auth_server:
         with run_auth_serve(tmp_path / "registry", token_realm=f"{auth_server.url}/token", **shared) as registry:
             await _push_pull(registry, tmp_path, image, username="alice", password=USERS["alice"])
     assert {e.path for e in auth_events} == {"/token"}
-    assert registry_auth == []
 
 
 # -- failures of the token flow -------------------------------------------------------------------------------
 
 
-async def test_token_endpoint_down_is_an_auth_error_naming_the_realm(
-    tmp_path: Path, htpasswd: Path
-) -> None:
+async def test_token_endpoint_down_is_an_auth_error_naming_the_realm(tmp_path: Path, htpasswd: Path) -> None:
     realm = f"http://127.0.0.1:{free_port()}/token"
     with run_auth_serve(htpasswd=htpasswd, token_auth=True, token_realm=realm) as server:
         async with Client(username="alice", password=USERS["alice"]) as client:
@@ -313,7 +309,9 @@ async def test_authorization_is_not_sent_to_another_host_on_a_redirect(tmp_path:
     basic = "Basic " + basic_auth_entry(*ALICE)["auth"]
     with fake_registry() as storage, fake_registry() as registry:
         for digest, data in image.blobs.items():
-            storage.route("GET", f"/store/{digest.encoded}", Reply(200, {"Content-Type": "application/octet-stream"}, data))
+            storage.route(
+                "GET", f"/store/{digest.encoded}", Reply(200, {"Content-Type": "application/octet-stream"}, data)
+            )
 
         def guarded(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
             if headers.get("authorization") != basic:
@@ -372,9 +370,7 @@ async def test_insecure_skips_verification(tls_serve: AuthServe, tmp_path: Path)
 async def test_client_certificate_from_certs_d(tmp_path: Path, pki: Pki) -> None:
     image = _image(tmp_path)
     certs_d = Path(os.environ["REGTOOL_CERTS_D"])
-    with run_auth_serve(
-        tmp_path / "registry", tls=(pki.server_cert, pki.server_key), client_ca=pki.ca_cert
-    ) as server:
+    with run_auth_serve(tmp_path / "registry", tls=(pki.server_cert, pki.server_key), client_ca=pki.ca_cert) as server:
         host_dir = certs_d / server.host
         host_dir.mkdir(parents=True)
         (host_dir / "ca.crt").write_bytes(pki.ca_cert.read_bytes())
@@ -396,3 +392,57 @@ async def test_certs_d_key_without_certificate_is_a_usage_error(tmp_path: Path, 
     assert caught.value.exit_code == 2
     assert "missing client certificate" in str(caught.value)
     assert json.dumps(str(caught.value))
+
+
+# -- v1 and identity tokens -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token_auth", [False, True])
+async def test_v1_push_pull_with_basic_on_every_request(
+    tmp_path: Path, htpasswd: Path, token_key: tuple[Path, Path, SigningKey], token_auth: bool
+) -> None:
+    image = write_image(tmp_path / "src", "1.0", [{"a.txt": b"v1 with basic"}], docker=True)
+    options: dict[str, object] = {"htpasswd": htpasswd}
+    if token_auth:
+        options.update(token_auth=True, token_key=token_key[0], token_cert=token_key[1])
+    with run_auth_serve(tmp_path / "registry", **options) as server:
+        ref = Reference.parse(f"{server.host}/team/app:1.0")
+        async with Client(username="alice", password=USERS["alice"]) as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", ref, protocol="v1")
+            pulled = await client.pull(ref, tmp_path / "out", protocol="v1")
+        assert pulled.protocol == "v1"
+        async with Client(username="alice", password="v1-wrong") as client:
+            with pytest.raises(AuthError) as caught:
+                await client.pull(ref, tmp_path / "refused", protocol="v1")
+        _assert_clean(caught.value, "v1-wrong")
+    pulled_blobs = {p.name for p in (tmp_path / "out" / "blobs" / "sha256").iterdir()}
+    assert {d.encoded for d in image.layer_digests} <= pulled_blobs
+    assert not (tmp_path / "refused").exists()
+
+
+async def test_identity_token_is_exchanged_with_an_oauth2_refresh_grant() -> None:
+    with fake_registry() as realm, fake_registry() as registry:
+        forms: list[bytes] = []
+
+        def token(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+            forms.append(body)
+            return Reply(200, {"Content-Type": "application/json"}, b'{"access_token": "tok-oauth", "expires_in": 300}')
+
+        def tags(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+            if headers.get("authorization") != "Bearer tok-oauth":
+                challenge = f'Bearer realm="{realm.url}/token",service="svc",scope="repository:team/app:pull"'
+                return Reply(401, {**V2_HEADER, "WWW-Authenticate": challenge}, b"{}")
+            return Reply(200, {**V2_HEADER, "Content-Type": "application/json"}, b'{"name":"team/app","tags":["1"]}')
+
+        realm.route("POST", "/token", token)
+        registry.route("GET", "/v2/team/app/tags/list", tags)
+        write_docker_config(
+            Path(os.environ["DOCKER_CONFIG"]), {"auths": {registry.host: {"identitytoken": "refresh-Me-123"}}}
+        )
+        async with Client() as client:
+            assert await client.tags(Reference.parse(f"{registry.host}/team/app")) == ["1"]
+    (form,) = forms
+    fields = dict(pair.split("=", 1) for pair in form.decode().split("&"))
+    assert fields["grant_type"] == "refresh_token" and fields["refresh_token"] == "refresh-Me-123"
+    assert fields["service"] == "svc" and fields["client_id"] == "regtool"
+    assert "refresh-Me-123" not in str(registry.requests)

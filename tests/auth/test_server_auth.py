@@ -15,7 +15,6 @@ from tests.auth.conftest import USERS
 from tests.auth.support import AuthServe, run_auth_serve
 
 
-
 @pytest.fixture
 def basic_serve(htpasswd: Path) -> Iterator[AuthServe]:
     with run_auth_serve(htpasswd=htpasswd) as server:
@@ -164,9 +163,7 @@ def test_expired_foreign_and_garbage_tokens_are_invalid(
     foreign = SigningKey.generate().sign({**claims, "exp": now + 300})
     wrong_audience = key.sign({**claims, "exp": now + 300, "aud": "other"})
     for token in (expired, foreign, wrong_audience, "garbage", "a.b.c"):
-        response = httpx.get(
-            f"{token_serve.url}/v2/team/app/tags/list", headers={"Authorization": f"Bearer {token}"}
-        )
+        response = httpx.get(f"{token_serve.url}/v2/team/app/tags/list", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, token
         assert _bearer(response)["error"] == "invalid_token"
     valid = key.sign({**claims, "exp": now + 300})

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 
 from regtool.image.blobstore import STAGING_DIR
-from regtool.manifest import Manifest
 from tests.cli.support import regtool
 from tests.faults.conftest import REPOSITORY, Seeded
 from tests.support.faultproxy import FaultProxy
@@ -126,9 +125,7 @@ def test_push_killed_mid_upload_resumes_with_only_the_rest(
 
     proxy.throttle(None)
     proxy.reset_counts()
-    second = regtool(
-        "push", "src:1.0", target, "-q", cwd=tmp_path, env={"REGTOOL_STATE_DIR": str(tmp_path / "state")}
-    )
+    second = regtool("push", "src:1.0", target, "-q", cwd=tmp_path, env={"REGTOOL_STATE_DIR": str(tmp_path / "state")})
     assert second.returncode == 0, second.stderr
     assert manifest.config is not None
     # Only the rest of the layer (and the config, which the first run never reached) went up again.

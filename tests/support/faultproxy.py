@@ -17,7 +17,8 @@ Faults (each applies to the first ``times`` matching requests, after ``skip`` ma
 - ``stall(seconds, after=N)``: pause the response body after N bytes (then carry on);
 - ``status(429, headers={"Retry-After": "1"})``: answer this status itself (the request never goes upstream);
 - ``truncate(to=N)``: rewrite Content-Length to N and send only N body bytes (a well-framed short body);
-- ``flip(at=N)``: invert the bits of body byte N.
+- ``flip(at=N)``: invert the bits of body byte N;
+- ``strip_range()``: forward the request without its ``Range`` header (a registry that ignores ranges).
 
 ``throttle(bytes_per_second)`` slows every body (both directions), so a test can kill a client mid-transfer.
 Every request is recorded (``Exchange``: method, path, status, request/response body bytes, the fault applied).
@@ -94,6 +95,12 @@ class Fault:
         skip: int = 0,
     ) -> Fault:
         return cls("status", method, path, status_code=code, headers=dict(headers or {}), times=times, skip=skip)
+
+    @classmethod
+    def strip_range(
+        cls, *, method: str | None = "GET", path: str | None = None, times: int = 1, skip: int = 0
+    ) -> Fault:
+        return cls("strip_range", method, path, times=times, skip=skip)
 
     @classmethod
     def truncate(
@@ -325,6 +332,8 @@ class FaultProxy:
                 client_w.write(reply.encode() + body)
                 await client_w.drain()
                 return True
+            if fault is not None and fault.kind == "strip_range":
+                head.headers = [(k, v) for k, v in head.headers if k.lower() != "range"]
             up_w.write(head.encode())
             limit = fault.after if fault is not None and fault.kind == "drop_request" else None
             if not await self._relay_request_body(head, client_r, up_w, exchange, limit):

@@ -41,7 +41,11 @@ def _reference(request: Request) -> str | Digest:
 
 
 async def get_manifest(request: Request) -> Response:
-    """GET/HEAD ``/v2/<name>/manifests/<reference>``: the stored bytes with their media type and digest."""
+    """GET/HEAD ``/v2/<name>/manifests/<reference>``: the stored bytes with their media type and digest.
+
+    The stored manifest is returned whatever ``Accept`` says: nothing is converted (distribution would rewrite
+    schema2 to schema1 for an old client; every client regtool targets accepts schema2 and OCI).
+    """
     name = repository(request)
     reference = _reference(request)
     await authorize(request, Access.pull(name))

@@ -1,0 +1,346 @@
+"""One large blob over several connections at once: the rest of the blob is cut into ``parts`` byte ranges,
+fetched concurrently with ``Range`` requests, and verified as one blob.
+
+Why it can help: a registry (or the CDN behind it) that caps each connection's rate, or a long fat network
+path where one TCP stream never fills the pipe. Why it is off below ``SplitPolicy.threshold``: on a fast,
+close registry one connection already runs at disk/CPU speed and the split costs a local copy (see
+BENCHMARKS.md for the measurements).
+
+How, keeping the blob store's guarantees:
+
+- the segment boundaries are fixed by the blob size and ``parts`` (``plan_segments``), so a later run finds the
+  same part files again;
+- the first remaining segment streams straight into the BlobWriter (which hashes as it writes); every other
+  segment goes to a part file in the staging area, ``<partial name>.range-<start>-<end>``;
+- once all are complete, the part files are appended to the writer in order (hashed on the way) and removed;
+  the caller commits, so the digest and size are checked over the whole blob;
+- a cut connection resumes its own segment (``Range`` from the byte reached), under the retry policy; a server
+  that answers 200 instead of 206 raises ``RangeNotSupported`` before anything was written, and the caller
+  falls back to one stream.
+
+Each range request takes a slot of the per-registry connection cap (``RegistryAPI.host_slot``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, HTTPStatusError, ResponseHead
+from regtool.client.progress import Progress
+from regtool.client.registry_api import RegistryAPI, error_for_response
+from regtool.client.tasks import first_error
+from regtool.client.transport import redact_url
+from regtool.errors import IntegrityError, ProtocolError, TransportError, UsageError
+from regtool.image.blobstore import BlobWriter
+from regtool.manifest import Descriptor
+from regtool.reference import is_loopback_host
+
+__all__ = [
+    "DEFAULT_PARTS",
+    "DEFAULT_THRESHOLD",
+    "RangeNotSupported",
+    "Segment",
+    "SplitDownload",
+    "SplitPolicy",
+    "parse_content_range",
+    "plan_segments",
+]
+
+DEFAULT_THRESHOLD = 512 << 20
+DEFAULT_PARTS = 4
+_COPY_CHUNK = 1 << 20
+_TICK = 0.1
+_CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPolicy:
+    """Blobs with at least ``threshold`` bytes still to fetch are fetched over ``parts`` connections.
+
+    ``remote_only`` (the default) leaves registries on this machine to one stream: nothing there limits a
+    connection, and splitting only adds work (BENCHMARKS.md).
+    """
+
+    threshold: int = DEFAULT_THRESHOLD
+    parts: int = DEFAULT_PARTS
+    remote_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.parts < 2:
+            raise UsageError(f"a split download needs at least 2 connections, got {self.parts}")
+        if self.threshold < 1:
+            raise UsageError(f"the split threshold must be positive, got {self.threshold}")
+
+    def applies(self, remaining: int, url: str) -> bool:
+        if self.remote_only and is_loopback_host(urlsplit(url).netloc):
+            return False
+        return remaining >= self.threshold and remaining >= self.parts
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Bytes ``start`` (inclusive) to ``end`` (exclusive) of the blob."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def plan_segments(size: int, offset: int, parts: int) -> list[Segment]:
+    """The segments still to fetch of a ``size``-byte blob whose first ``offset`` bytes are held.
+
+    Boundaries depend only on ``size`` and ``parts``; the segment holding ``offset`` starts there.
+
+    >>> plan_segments(100, 30, 4)
+    [Segment(start=30, end=50), Segment(start=50, end=75), Segment(start=75, end=100)]
+    """
+    bounds = [size * i // parts for i in range(parts + 1)]
+    segments = []
+    for start, end in itertools.pairwise(bounds):
+        if end > offset and end > start:
+            segments.append(Segment(max(start, offset), end))
+    return segments
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """``bytes <first>-<last>/<total|*>`` as (first, last, total or None); None when absent or malformed."""
+    if value is None:
+        return None
+    match = _CONTENT_RANGE_RE.match(value.strip())
+    if match is None:
+        return None
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first:
+        return None
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if total is not None and last >= total:
+        return None
+    return first, last, total
+
+
+class RangeNotSupported(Exception):
+    """The registry answered a Range request with the whole blob (200): fetch it in one stream instead."""
+
+
+class _Part:
+    """One segment in flight: where its bytes go and how many arrived."""
+
+    def __init__(self, segment: Segment, writer: BlobWriter | None, path: Path | None) -> None:
+        self.segment = segment
+        self.writer = writer
+        self.path = path
+        self.lock = threading.Lock()
+        self.received = 0
+
+    def held(self) -> int:
+        if self.writer is not None:
+            return self.writer.offset - self.segment.start
+        assert self.path is not None
+        try:
+            return min(self.path.stat().st_size, self.segment.length)
+        except FileNotFoundError:
+            return 0
+
+
+class SplitDownload:
+    """Fetch the rest of ``desc`` into ``writer`` over several Range connections; ``run`` returns the bytes
+    transferred. The caller commits the writer (and aborts it on error)."""
+
+    def __init__(
+        self,
+        api: RegistryAPI,
+        fetcher: BlobFetcher,
+        url: str,
+        desc: Descriptor,
+        writer: BlobWriter,
+        *,
+        parts: int,
+        progress: Progress,
+        key: str,
+    ) -> None:
+        self.api = api
+        self.fetcher = fetcher
+        self.url = url
+        self.desc = desc
+        self.writer = writer
+        self.progress = progress
+        self.key = key
+        segments = plan_segments(desc.size, writer.offset, parts)
+        base = writer.partial_path
+        self.parts = [
+            _Part(seg, writer if i == 0 else None, None if i == 0 else base.with_name(f"{base.name}.range-{seg.start}"))
+            for i, seg in enumerate(segments)
+        ]
+
+    async def run(self) -> int:
+        cancel = threading.Event()
+        already = sum(p.held() for p in self.parts[1:])
+        if already:
+            self.progress.advance(self.key, already)
+        reported = 0
+
+        async def ticker() -> None:
+            nonlocal reported
+            while True:
+                await anyio.sleep(_TICK)
+                reported = self._report(reported)
+
+        async def fetch_all(scope: anyio.CancelScope) -> None:
+            async with anyio.create_task_group() as parts:
+                for part in self.parts:
+                    parts.start_soon(self._fetch_part, part, cancel)
+            scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                tg.start_soon(fetch_all, tg.cancel_scope)
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if isinstance(error, RangeNotSupported | IntegrityError | ProtocolError):
+                await anyio.to_thread.run_sync(self.discard)
+            raise error from None
+        finally:
+            cancel.set()
+        self._report(reported)
+        try:
+            await anyio.to_thread.run_sync(self._merge)
+        except BaseException:
+            await anyio.to_thread.run_sync(self.discard)
+            raise
+        return sum(p.received for p in self.parts)
+
+    def discard(self) -> None:
+        """Remove the part files (their content cannot be used)."""
+        for part in self.parts[1:]:
+            assert part.path is not None
+            with contextlib.suppress(OSError):
+                part.path.unlink()
+
+    def _report(self, reported: int) -> int:
+        now = sum(p.received for p in self.parts)
+        if now != reported:
+            self.progress.advance(self.key, now - reported)
+        return now
+
+    def _merge(self) -> None:
+        """Append the part files to the writer in order (hashing them there), then remove them."""
+        for part in self.parts[1:]:
+            assert part.path is not None
+            if self.writer.offset != part.segment.start:
+                raise IntegrityError(
+                    f"blob {self.desc.digest}: segment at {part.segment.start} follows {self.writer.offset} bytes"
+                )
+            with open(part.path, "rb") as f:
+                while chunk := f.read(_COPY_CHUNK):
+                    self.writer.write(chunk)
+            part.path.unlink()
+
+    async def _fetch_part(self, part: _Part, cancel: threading.Event) -> None:
+        attempt = 0
+        while True:
+            held = await anyio.to_thread.run_sync(part.held)
+            if held >= part.segment.length:
+                return
+            start = part.segment.start + held
+            try:
+                async with self.api.host_slot(self.url):
+                    await anyio.to_thread.run_sync(self._fetch_range, part, start, cancel)
+                continue
+            except FetchCancelled:
+                raise anyio.get_cancelled_exc_class()() from None
+            except BodyBroken as exc:
+                reason = exc.reason
+                delay = self.api.retry.backoff(attempt)
+            except HTTPStatusError as exc:
+                status = exc.head.status
+                if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
+                    response = _response_of(exc)
+                    raise error_for_response(response, f"blob {self.desc.digest}", exc.body) from None
+                reason = f"HTTP {status}"
+                delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
+            except OSError as exc:
+                reason = str(exc) or type(exc).__name__
+                delay = self.api.retry.backoff(attempt)
+            if self.api.retry.exhausted(attempt):
+                raise TransportError(
+                    f"blob {self.desc.digest}: range from byte {start} cut short from {redact_url(self.url)}: "
+                    f"{reason}; the bytes received are kept, run the command again to resume"
+                )
+            self.api.retry_log.record(
+                f"GET {redact_url(self.url)} (range)", attempt=attempt + 1, delay=delay, reason=reason
+            )
+            await anyio.sleep(delay)
+            attempt += 1
+
+    def _fetch_range(self, part: _Part, start: int, cancel: threading.Event) -> None:
+        """In a worker thread: GET bytes ``start`` to the segment's end into the part's writer or file."""
+        last = part.segment.end - 1
+        headers = {"Range": f"bytes={start}-{last}"}
+        authorization = self.api.auth.header_for("GET", self.url) if self.api.auth is not None else None
+        if authorization:
+            headers["Authorization"] = authorization
+        handle: BinaryIO | None = None
+        if part.writer is None:
+            assert part.path is not None
+            handle = open(part.path, "ab")
+        room = part.segment.end - start
+
+        def begin(head: ResponseHead) -> _Sink:
+            if head.status == 200:
+                raise RangeNotSupported(redact_url(head.url))
+            got = parse_content_range(head.headers.get("content-range"))
+            if head.status != 206 or got is None or got[0] != start or got[1] != last:
+                raise ProtocolError(
+                    f"blob {self.desc.digest}: asked for bytes {start}-{last}, got HTTP {head.status} "
+                    f"Content-Range {head.headers.get('content-range')!r} from {redact_url(head.url)}"
+                )
+            return _Sink(part, handle, room, self.desc)
+
+        try:
+            self.fetcher.fetch(self.url, headers, lambda head: begin(head).write, cancel=cancel)
+        finally:
+            if handle is not None:
+                handle.close()
+
+
+class _Sink:
+    def __init__(self, part: _Part, handle: BinaryIO | None, room: int, desc: Descriptor) -> None:
+        self._part = part
+        self._handle = handle
+        self._room = room
+        self._desc = desc
+
+    def write(self, data: memoryview) -> None:
+        if len(data) > self._room:
+            raise IntegrityError(f"blob {self._desc.digest}: a range response carried more bytes than asked for")
+        self._room -= len(data)
+        if self._part.writer is not None:
+            self._part.writer.write(data)
+        else:
+            assert self._handle is not None
+            self._handle.write(data)
+        self._part.received += len(data)
+
+
+def _response_of(exc: HTTPStatusError) -> httpx.Response:
+    return httpx.Response(
+        exc.head.status,
+        headers=exc.head.headers,
+        content=exc.body,
+        request=httpx.Request("GET", exc.head.url),
+    )
