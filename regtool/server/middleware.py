@@ -96,4 +96,7 @@ class RegistryMiddleware:
             )
         if self.config.observer is not None:
             event = RequestEvent(scope["method"], scope["path"], query, status, start, end, sent, received)
-            self.config.observer(event)
+            try:
+                self.config.observer(event)
+            except Exception:
+                error_logger.exception("request observer failed on %s %s", scope["method"], scope["path"])

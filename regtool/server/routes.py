@@ -43,6 +43,7 @@ def v2_routes() -> list[BaseRoute]:
     """Every v2 endpoint (end-1 .. end-13, _catalog, upload DELETE)."""
     return [
         resource(_path("base"), "v2.base", get=base.v2_base),
+        resource(_path("base").rstrip("/"), "v2.base.noslash", get=base.v2_base),
         resource(_path("catalog"), "v2.catalog", get=catalog.catalog),
         resource(_path("tags"), "v2.tags", get=tags.list_tags),
         resource(

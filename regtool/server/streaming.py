@@ -88,22 +88,27 @@ class StreamResponse(Response):
         self.init_headers({**(headers or {}), "Content-Length": str(length)})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         if scope.get("method") == "HEAD" or self.length == 0:
+            await send(start)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        # Opened before the status line goes out, so a file that vanished still gets a proper error response.
         stream = await to_thread.run_sync(self.opener, self.offset)
         try:
+            await send(start)
             # Read ahead in a worker thread while the previous chunk is being sent, so the socket never waits
             # for the disk (a read-then-send loop left the connection idle ~30% of the time).
             sender, receiver = anyio.create_memory_object_stream[bytes](READ_AHEAD)
             async with anyio.create_task_group() as group:
                 group.start_soon(self._read_into, stream, sender)
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
                 async with receiver:
                     remaining = self.length
                     async for chunk in receiver:
                         remaining -= len(chunk)
                         await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+                group.cancel_scope.cancel()
         finally:
             await to_thread.run_sync(stream.close)
 
@@ -116,6 +121,14 @@ class StreamResponse(Response):
                     raise OSError(f"stored file ended {remaining} bytes early")
                 remaining -= len(chunk)
                 await sender.send(chunk)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    # uvicorn drops the body of a send() after the client went away instead of raising, so without this a
+    # dropped download would still read the whole blob from disk.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def _write_and_hash(writer: FileWriter, hasher: DigestVerifier | None, chunks: list[bytes]) -> None:

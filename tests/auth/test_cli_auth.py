@@ -146,3 +146,74 @@ def test_insecure_says_so_on_stderr(tmp_path: Path, pki: Pki) -> None:
         assert verified.returncode == 3 and "warning" not in verified.stderr
         untrusted = in_process("tags", f"{server.host}/team/app")
         assert_user_error(untrusted, 6, "CERTIFICATE_VERIFY_FAILED")
+
+
+def test_token_flow_failures_are_one_line_exit_4(tmp_path: Path, htpasswd: Path) -> None:
+    from tests.client.fakeregistry import V2_HEADER, Reply, fake_registry
+    from tests.support.serve import free_port
+
+    stdin = SECRET + "\n"
+    args = ("-u", "alice", "--password-stdin")
+    # Tokens from an issuer the registry does not trust (another key): always invalid, refetched once, then 4.
+    with run_auth_serve(htpasswd=htpasswd, token_auth=True) as foreign:
+        realm = f"{foreign.url}/token"
+        with run_auth_serve(htpasswd=htpasswd, token_auth=True, token_realm=realm) as server:
+            done = in_process("tags", f"{server.host}/team/app", *args, stdin=stdin)
+    assert_user_error(done, 4, "the bearer token is invalid or expired", "HTTP 401")
+    _no_secret(done.stdout, done.stderr)
+    # The token endpoint is down.
+    down = f"http://127.0.0.1:{free_port()}/token"
+    with run_auth_serve(htpasswd=htpasswd, token_auth=True, token_realm=down) as server:
+        done = in_process("tags", f"{server.host}/team/app", *args, "--json", stdin=stdin)
+    assert done.returncode == 4
+    (line,) = done.stderr.strip().splitlines()
+    assert json.loads(line)["message"].startswith(f"token endpoint {down} unreachable")
+    _no_secret(done.stdout, done.stderr)
+    # A challenge that does not parse.
+    with fake_registry() as fake:
+        bad = {**V2_HEADER, "WWW-Authenticate": 'Bearer realm="http://127.0.0.1:1/x'}
+        fake.route("GET", "/v2/team/app/tags/list", Reply(401, bad, b"{}"))
+        done = in_process("tags", f"{fake.host}/team/app", *args, stdin=stdin)
+    assert_user_error(done, 4, "malformed WWW-Authenticate")
+
+
+def test_login_prompts_for_the_password_on_a_terminal(basic_serve: AuthServe, tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGTOOL_") or k == "REGTOOL_CERTS_D"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "regtool", "login", basic_serve.host, "-u", "alice"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    seen = b""
+    try:
+        while b"Password:" not in seen:
+            chunk = os.read(primary, 1024)
+            assert chunk, seen
+            seen += chunk
+        os.write(primary, (SECRET + "\n").encode())
+        assert process.wait(timeout=60) == 0
+        while True:
+            try:
+                chunk = os.read(primary, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(primary)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Login Succeeded" in seen
+    assert SECRET.encode() not in seen  # getpass does not echo
+    assert json.loads(_config_path().read_text())["auths"][basic_serve.host]

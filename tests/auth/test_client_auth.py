@@ -312,14 +312,18 @@ async def test_authorization_is_not_sent_to_another_host_on_a_redirect(tmp_path:
             storage.route(
                 "GET", f"/store/{digest.encoded}", Reply(200, {"Content-Type": "application/octet-stream"}, data)
             )
+        manifest_headers = {
+            "Content-Type": image.manifest.media_type,
+            "Docker-Content-Digest": str(image.manifest.digest),
+        }
+        storage.route("GET", "/store/manifest", Reply(200, manifest_headers, image.manifest.raw))
 
         def guarded(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
             if headers.get("authorization") != basic:
                 return Reply(401, {**V2_HEADER, "WWW-Authenticate": 'Basic realm="fake"'}, b"{}")
             if "/manifests/" in path:
-                manifest_headers = {**V2_HEADER, "Content-Type": image.manifest.media_type}
-                manifest_headers["Docker-Content-Digest"] = str(image.manifest.digest)
-                return Reply(200, manifest_headers, image.manifest.raw)
+                # The manifest GET goes through httpx, the blob GETs through the threaded fetcher: both redirect.
+                return Reply(307, {**V2_HEADER, "Location": f"{storage.url}/store/manifest"})
             encoded = path.rsplit(":", 1)[-1]
             return Reply(307, {**V2_HEADER, "Location": f"{storage.url}/store/{encoded}"})
 
@@ -329,7 +333,7 @@ async def test_authorization_is_not_sent_to_another_host_on_a_redirect(tmp_path:
             registry.route("GET", f"/v2/team/app/blobs/{digest}", guarded)
         async with Client(username="alice", password=USERS["alice"]) as client:
             await client.pull(Reference.parse(f"{registry.host}/team/app:1.0"), tmp_path / "out")
-        assert {r[1] for r in storage.requests} == {f"/store/{d.encoded}" for d in image.blobs}
+        assert {r[1] for r in storage.requests} == {f"/store/{d.encoded}" for d in image.blobs} | {"/store/manifest"}
         assert not any("authorization" in r[2] for r in storage.requests)
         assert any(r[2].get("authorization") == basic for r in registry.requests)
     _assert_pulled(tmp_path / "out", image)
@@ -353,7 +357,7 @@ async def test_tls_with_ca_cert_push_pull(tls_serve: AuthServe, tmp_path: Path, 
 async def test_tls_trusts_certs_d_ca_for_that_host_only(tls_serve: AuthServe, tmp_path: Path, pki: Pki) -> None:
     image = _image(tmp_path)
     certs_d = Path(os.environ["REGTOOL_CERTS_D"])
-    async with Client(username="alice", password=USERS["alice"]) as client:
+    async with Client(username="alice", password=USERS["alice"], retries=0) as client:
         with pytest.raises(TransportError) as caught:
             await client.tags(Reference.parse(f"{tls_serve.host}/team/app"))
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
@@ -374,7 +378,7 @@ async def test_client_certificate_from_certs_d(tmp_path: Path, pki: Pki) -> None
         host_dir = certs_d / server.host
         host_dir.mkdir(parents=True)
         (host_dir / "ca.crt").write_bytes(pki.ca_cert.read_bytes())
-        async with Client() as client:
+        async with Client(retries=0) as client:
             with pytest.raises(RegtoolError):
                 await client.tags(Reference.parse(f"{server.host}/team/app"))
         (host_dir / "client.cert").write_bytes(pki.client_cert.read_bytes())
@@ -446,3 +450,21 @@ async def test_identity_token_is_exchanged_with_an_oauth2_refresh_grant() -> Non
     assert fields["grant_type"] == "refresh_token" and fields["refresh_token"] == "refresh-Me-123"
     assert fields["service"] == "svc" and fields["client_id"] == "regtool"
     assert "refresh-Me-123" not in str(registry.requests)
+
+
+async def test_copy_between_registries_with_their_own_stored_credentials(tmp_path: Path) -> None:
+    from tests.auth.support import write_htpasswd
+
+    image = _image(tmp_path)
+    first = write_htpasswd(tmp_path / "first.htpasswd", {"alice": USERS["alice"]})
+    second = write_htpasswd(tmp_path / "second.htpasswd", {"bob": USERS["bob"]})
+    with run_auth_serve(htpasswd=first) as a, run_auth_serve(htpasswd=second) as b:
+        source = Reference.parse(f"{a.host}/team/app:1.0")
+        target = Reference.parse(f"{b.host}/mirror/app:1.0")
+        async with Client(username="alice", password=USERS["alice"]) as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", source)
+        auths = {a.host: basic_auth_entry(*ALICE), b.host: basic_auth_entry("bob", USERS["bob"])}
+        write_docker_config(Path(os.environ["DOCKER_CONFIG"]), {"auths": auths})
+        async with Client() as client:
+            await client.copy(source, target)
+            assert (await client.manifest(target)).digest == image.manifest.digest

@@ -6,15 +6,18 @@ The proxy throttles bodies so the kill lands mid-blob; the second run goes at fu
 
 from __future__ import annotations
 
+import gzip
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from regtool.digest import Digest
 from regtool.image.blobstore import STAGING_DIR
 from tests.cli.support import regtool
 from tests.faults.conftest import REPOSITORY, Seeded
@@ -137,3 +140,34 @@ def test_push_killed_mid_upload_resumes_with_only_the_rest(
             manifest.raw
         )
     assert list((tmp_path / "state").glob("*.json")) == []
+
+
+def test_docker_archive_pull_killed_resumes_too(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    layer = f"/blobs/{seeded.layer.digest}"
+    proxy.throttle(RATE)
+    proc = _start(tmp_path, "pull", seeded.ref(proxy.host), "out.tar", "-q")
+    _wait_until(lambda: proxy.body_bytes("GET", layer) >= 1_400_000, "the layer download")
+    _stop(proc, signal.SIGKILL)
+    work = tmp_path / ".out.tar.regtool-pull"
+    kept = (work / STAGING_DIR / f"sha256-{seeded.layer.digest.encoded}.partial").stat().st_size
+    assert kept > 0
+    assert not (tmp_path / "out.tar").exists()
+
+    proxy.throttle(None)
+    proxy.reset_counts()
+    second = regtool("pull", seeded.ref(proxy.host), "out.tar", "-q", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert proxy.body_bytes("GET", layer) == seeded.layer.size - kept
+    assert not work.exists()
+    # The layer's tar (a docker-archive holds it uncompressed) is in the archive, whatever the member is called.
+    found = []
+    with tarfile.open(tmp_path / "out.tar") as archive:
+        for member in archive.getmembers():
+            extracted = archive.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                with extracted:
+                    found.append(Digest.of(extracted.read()))
+    layer_tar = seeded.blob(seeded.layer.digest)
+    if seeded.layer.media_type.endswith("gzip"):
+        layer_tar = gzip.decompress(layer_tar)
+    assert Digest.of(layer_tar) in found

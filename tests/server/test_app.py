@@ -26,8 +26,10 @@ def test_version_header_on_every_response(client: httpx.Client) -> None:
     ]:
         response = client.request(method, path)
         assert response.headers["docker-distribution-api-version"] == "registry/2.0", path
-    base = client.get("/v2/")
-    assert base.status_code == 200 and base.json() == {}
+    for path in ("/v2/", "/v2"):
+        base = client.get(path)
+        assert base.status_code == 200 and base.json() == {}
+        assert client.head(path).status_code == 200
 
 
 def test_unknown_paths_and_methods_use_the_envelope(client: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import httpx
@@ -167,3 +168,21 @@ def test_resumed_upload_after_hash_state_is_lost(server: RunningServe) -> None:
         client.patch(location, content=blob[1000:], headers={"Content-Range": f"1000-{len(blob) - 1}"})
         assert client.put(location, params={"digest": digest_of(blob)}).status_code == 201
         assert client.get(f"/v2/r/blobs/{digest_of(blob)}").content == blob
+
+
+def test_a_dropped_download_stops_reading(server: RunningServe) -> None:
+    size = 48 * 1024 * 1024
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        location = client.post("/v2/r/blobs/uploads/").headers["location"]
+        blob = random_blob(size)
+        assert client.put(location, params={"digest": digest_of(blob)}, content=blob).status_code == 201
+        with client.stream("GET", f"/v2/r/blobs/{digest_of(blob)}") as response:
+            assert response.status_code == 200
+            next(response.iter_raw(65536))
+        # The connection is closed with most of the blob unsent; the server notices and stops.
+        deadline = time.monotonic() + 10
+        while not server.requests.events(method="GET") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.get("/v2/").status_code == 200
+    sent = server.requests.events(method="GET", path_contains="/blobs/")[0].sent
+    assert sent < size // 2

@@ -41,17 +41,17 @@ def _push_forever(server: ServeProcess, stop: threading.Event, pushed: list[str]
         return
 
 
-def _half_sent_upload(server: ServeProcess) -> socket.socket:
-    """A PUT that declares 10 MB and sends 1 MB, left hanging when the server is killed."""
+def _half_sent_upload(server: ServeProcess) -> tuple[socket.socket, str]:
+    """A POST ?digest= that declares 10 MiB and sends 2 MiB, left hanging when the server is killed."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     blob = os.urandom(1024 * 1024)
-    digest = hashlib.sha256(blob * 10).hexdigest()
+    digest = "sha256:" + hashlib.sha256(blob * 10).hexdigest()
     head = (
-        f"POST /v2/crash/blobs/uploads/?digest=sha256:{digest} HTTP/1.1\r\nHost: {server.host}\r\n"
+        f"POST /v2/crash/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {server.host}\r\n"
         f"Content-Length: {len(blob) * 10}\r\n\r\n"
     )
-    sock.sendall(head.encode() + blob)
-    return sock
+    sock.sendall(head.encode() + blob + blob)
+    return sock, digest
 
 
 def _check_root(root: Path) -> int:
@@ -78,9 +78,13 @@ def test_kill_9_mid_upload_then_restart(tmp_path: Path) -> None:
             ]
             for worker in workers:
                 worker.start()
-            hanging = _half_sent_upload(server)
+            hanging, never_finished = _half_sent_upload(server)
             time.sleep(0.6 + 0.3 * cycle)
             server.kill()
+            # The cut-short upload left its partial bytes in the upload area, and nowhere else.
+            partial = [p.stat().st_size for p in (root / "uploads").glob("*/data")]
+            assert any(size > 0 for size in partial), partial
+            assert not (root / "blobs" / "sha256" / never_finished[7:9] / never_finished[7:]).exists()
             stop.set()
             for worker in workers:
                 worker.join(timeout=20)
@@ -93,6 +97,7 @@ def test_kill_9_mid_upload_then_restart(tmp_path: Path) -> None:
             response = client.get(f"/v2/crash/blobs/{digest}")
             assert response.status_code == 200
             assert digest_of(response.content) == digest
+        assert client.head(f"/v2/crash/blobs/{never_finished}").status_code == 404
         # Blobs whose upload was cut short are absent, never partial.
         for data in (root / "blobs").rglob("data"):
             response = client.head(f"/v2/crash/blobs/sha256:{data.parent.name}")

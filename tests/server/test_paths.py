@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -60,23 +62,34 @@ HOSTILE_TARGETS = [
 ]
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    server: RunningServe
+    base: Path
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One server for the module: a root, and a sentinel file beside it that no request may touch."""
+    base = tmp_path_factory.mktemp("inside")
+    (base / "sentinel").write_bytes(b"untouched")
+    with run_serve(base / "root") as server:
+        yield Sandbox(server, base)
+
+
 @pytest.mark.parametrize(("method", "target"), HOSTILE_TARGETS)
-def test_hostile_paths_get_a_4xx_and_touch_nothing(tmp_path: Path, method: str, target: str) -> None:
-    root = tmp_path / "inside" / "root"
-    outside = tmp_path / "inside" / "escape"
-    sentinel = tmp_path / "inside" / "sentinel"
-    sentinel.parent.mkdir(parents=True)
-    sentinel.write_bytes(b"untouched")
-    with run_serve(root) as server:
-        before = _tree(root)
-        status, body = raw_request(server, method, target, b'{"schemaVersion":2}' if method == "PUT" else b"")
-        assert 400 <= status < 500, (status, body)
-        assert b"etc/passwd" not in body or b"errors" in body
-        assert not outside.exists()
-        assert sentinel.read_bytes() == b"untouched"
-        assert _tree(root) == before
-        assert sorted(os.listdir(tmp_path / "inside")) == ["root", "sentinel"]
-        assert httpx.get(f"{server.url}/v2/").status_code == 200
+def test_hostile_paths_get_a_4xx_and_touch_nothing(sandbox: Sandbox, method: str, target: str) -> None:
+    before = _tree(sandbox.root)
+    status, body = raw_request(sandbox.server, method, target, b'{"schemaVersion":2}' if method == "PUT" else b"")
+    assert 400 <= status < 500, (status, body)
+    assert (sandbox.base / "sentinel").read_bytes() == b"untouched"
+    assert _tree(sandbox.root) == before
+    assert sorted(os.listdir(sandbox.base)) == ["root", "sentinel"]
+    assert httpx.get(f"{sandbox.server.url}/v2/").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -99,11 +112,10 @@ def test_hostile_paths_get_a_4xx_and_touch_nothing(tmp_path: Path, method: str, 
         ("/v2/a/blobs/uploads/00000000-0000-0000-0000-000000000000", "BLOB_UPLOAD_UNKNOWN"),
     ],
 )
-def test_bad_names_references_and_ids_have_their_error_code(tmp_path: Path, target: str, code: str) -> None:
-    with run_serve(tmp_path / "root") as server:
-        status, body = raw_request(server, "GET", target)
-        assert 400 <= status < 500
-        assert httpx.Response(status, content=body).json()["errors"][0]["code"] == code
+def test_bad_names_references_and_ids_have_their_error_code(sandbox: Sandbox, target: str, code: str) -> None:
+    status, body = raw_request(sandbox.server, "GET", target)
+    assert 400 <= status < 500
+    assert httpx.Response(status, content=body).json()["errors"][0]["code"] == code
 
 
 def test_upload_id_of_another_repository_is_unknown(server: RunningServe) -> None:
