@@ -1,17 +1,21 @@
-"""Blob bodies fetched in worker threads: one thread per transfer reads straight into a reused 1 MiB buffer.
+"""Blob bodies moved in worker threads: one thread per transfer, straight through a reused 1 MiB buffer.
 
 Why not the event loop: on a 2-core machine an asyncio pull of 16 x 32 MiB spent its time in per-chunk
 overhead on one thread (h11 parsing, anyio's 64 KiB splitting, thread hand-offs), 1.9 s against 0.45 s for
 threads doing ``readinto`` + sha256 + write, which release the GIL for the heavy parts. So the API calls
-(manifests, auth, uploads) go through the async httpx client, and only blob bodies come through here.
+(manifests, auth, opening upload sessions) go through the async httpx client, and only blob bodies (downloads
+and uploads) come through here.
 
 ``BlobFetcher.fetch`` runs in a worker thread: GET with the caller's headers (Authorization from the auth
 flow's cache, Range for a resume), follows redirects (dropping Authorization when the origin changes, as
 blob GETs are often redirected to storage), and hands the final 2xx response to ``begin``, which checks the
 headers and returns the sink for the body. Connections are kept alive in a small pool and reused.
 
-Non-2xx answers raise ``HTTPStatusError`` carrying status, headers and a bounded body (the async side decides
-about retries and maps the error); a body cut short raises ``BodyBroken``; socket errors stay ``OSError``.
+``BlobFetcher.send_file`` is the upload side: a PUT/PATCH whose body is a slice of a local file, sent with
+``sendfile(2)`` on plain HTTP (no copy through Python) or from the reused buffer on TLS; 307/308 re-send it.
+
+Non-2xx answers of ``fetch`` raise ``HTTPStatusError`` carrying status, headers and a bounded body (the async side
+decides about retries and maps the error); a body cut short raises ``BodyBroken``; socket errors stay ``OSError``.
 """
 
 from __future__ import annotations

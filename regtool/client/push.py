@@ -12,8 +12,8 @@ before their index. For each blob:
 Locations may be relative or absolute and may carry their own query (distribution's ``_state``); each response's
 Location is the next request's target. Bodies stream from the source files (memory stays flat), sent from worker
 threads (``BlobFetcher.send_file``: ``sendfile(2)`` on plain HTTP, a reused 1 MiB buffer otherwise; httpx
-streaming when no fetcher is configured); a 307/308 on an upload re-opens the file at the same offset. An upload that fails with a retryable status or a connection
-error is retried, up to the retry policy's count.
+streaming when no fetcher is configured); a 307/308 on an upload re-opens the file at the same offset. An upload
+that fails with a retryable status or a connection error is retried, up to the retry policy's count.
 
 Resume (issue 6): every session's URL and acknowledged offset are kept on disk (``resume.UploadStateStore``).
 A retry, or the next run after a crash or Ctrl-C, asks the registry how far the session got (GET upload status)

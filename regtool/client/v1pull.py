@@ -123,28 +123,13 @@ async def fetch_chain(api: V1Api, ref: Reference) -> tuple[str, list[str], dict[
     return top, list(reversed(ancestry)), metas
 
 
-def _publish(store: BlobStore, tmp: Path, digest: Digest) -> None:
-    """Move a verified staging file into the store under ``digest`` (atomic rename; a no-op if present)."""
-    target = store.path(digest)
-    if target.is_file():
-        tmp.unlink(missing_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
-    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _finish_layer(store: BlobStore, tmp: Path, blob: Digest, size: int, image_id: str) -> tuple[Descriptor, Digest]:
     """Sniff, hash the uncompressed tar, and place the layer in ``store`` (decompressing bzip2/xz)."""
     with tmp.open("rb") as f:
         info = diff_id_of(f, what=f"v1 layer {image_id}")
     media_type = layer_media_type(info.compression)
     if media_type is not None:
-        _publish(store, tmp, blob)
+        store.adopt(tmp, blob)
         return Descriptor(media_type, blob, size), info.diff_id
     plain = tmp.with_name(tmp.name + ".tar")
     try:
@@ -152,7 +137,7 @@ def _finish_layer(store: BlobStore, tmp: Path, blob: Digest, size: int, image_id
             shutil.copyfileobj(tar, out, _CHUNK)
             out.flush()
             os.fsync(out.fileno())
-        _publish(store, plain, info.diff_id)
+        store.adopt(plain, info.diff_id)
     finally:
         plain.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)

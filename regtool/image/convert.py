@@ -72,7 +72,7 @@ def parse_v1_json(raw: bytes, *, where: str = "v1 image JSON") -> V1Image:
     """Validate a v1 image JSON (an object with a valid ``id`` and optional ``parent``) and keep its bytes."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ImageFormatError(f"{where}: not valid JSON") from None
     if not isinstance(data, dict):
         raise ImageFormatError(f"{where}: not a JSON object")
@@ -120,7 +120,7 @@ def payload_checksum(json_bytes: bytes, layer_chunks: Sequence[bytes] = ()) -> h
 def _load_object(raw: bytes, where: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ImageFormatError(f"{where}: not valid JSON") from None
     if not isinstance(data, dict):
         raise ImageFormatError(f"{where}: not a JSON object")
