@@ -267,6 +267,9 @@ _regtool() {
                 -j|--jobs)
                     COMPREPLY=()
                     return ;;
+                --v1-jobs)
+                    COMPREPLY=()
+                    return ;;
                 --retries)
                     COMPREPLY=()
                     return ;;
@@ -279,14 +282,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --format|--platform|--protocol|-j|--jobs|--retries|--ca-cert|-u|--username) skip=1 ;;
+                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--ca-cert|-u|--username) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac

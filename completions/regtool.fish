@@ -82,6 +82,7 @@ complete -c regtool -n '__fish_seen_subcommand_from pull' -l platform -x -d 'Man
 complete -c regtool -n '__fish_seen_subcommand_from pull' -l all-platforms -d 'Keep every platform of a multi-platform index.'
 complete -c regtool -n '__fish_seen_subcommand_from pull' -l protocol -x -a 'auto v1 v2' -d 'Registry API to use: auto probes the registry (v2 when it has it, else v1).'
 complete -c regtool -n '__fish_seen_subcommand_from pull' -s j -l jobs -x -d 'Blobs transferred at once.'
+complete -c regtool -n '__fish_seen_subcommand_from pull' -l v1-jobs -x -d 'Over v1, download this many layers at once after the parent chain is known (docker >= 1.10 did so).'
 complete -c regtool -n '__fish_seen_subcommand_from pull' -l retries -x -d 'Retries of a failed request (connection errors, timeouts, 408/429/5xx), with backoff; 0 disables.'
 complete -c regtool -n '__fish_seen_subcommand_from pull' -l json -d 'Print the result as JSON on stdout; progress becomes JSON-lines events on stderr.'
 complete -c regtool -n '__fish_seen_subcommand_from pull' -s q -l quiet -d 'Show no progress.'

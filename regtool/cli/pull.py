@@ -84,6 +84,16 @@ def pull(
     all_platforms: AllPlatforms = False,
     protocol: ProtocolOption = ProtocolChoice.auto,
     jobs: Jobs = 8,
+    v1_jobs: Annotated[
+        int,
+        typer.Option(
+            "--v1-jobs",
+            min=1,
+            max=64,
+            help="Over v1, download this many layers at once after the parent chain is known (docker >= 1.10 "
+            "did so). Default 1: the faithful serial walk.",
+        ),
+    ] = 1,
     retries: Retries = 3,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
@@ -126,6 +136,7 @@ def pull(
                     platform=wanted,
                     all_platforms=all_platforms,
                     protocol=protocol.value,
+                    v1_jobs=v1_jobs,
                 )
 
         # The library ends with a "summary" progress event (a JSON line under --json).
