@@ -165,6 +165,12 @@ class V2Pusher:
         offset = 0
         while True:
             try:
+                if attempt:
+                    # A retry: the last attempt may have stored the blob after all (its answer was lost).
+                    present = await self.api.blob_size(ref.registry, ref.repository, desc.digest)
+                    if present is not None and present in {desc.size, -1}:
+                        offset = desc.size
+                        break
                 resumed = await self._resume_session(ref, desc, key)
                 if resumed is None:
                     location = await self._open_session(ref, base, desc, mount_from)

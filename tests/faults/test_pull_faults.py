@@ -11,8 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import anyio
+
+from regtool.client import Client
+from regtool.client.results import PullResult
 from regtool.digest import Digest
 from regtool.image.blobstore import STAGING_DIR
+from regtool.reference import Reference
 from tests.cli.support import assert_user_error, regtool
 from tests.faults.conftest import Seeded
 from tests.support.faultproxy import Fault, FaultProxy
@@ -132,3 +137,18 @@ def test_drops_beyond_the_retries_keep_the_partial_for_the_next_run(
     proxy.reset_counts()
     _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
     assert proxy.body_bytes("GET", _layer_path(seeded)) == seeded.layer.size - kept
+
+
+def test_stalled_body_times_out_and_resumes(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
+    proxy.add(Fault.stall(3.0, after=1_100_000, path=_layer_path(seeded)))
+
+    async def main() -> PullResult:
+        async with Client(timeout=1.0) as client:
+            return await client.pull(Reference.parse(seeded.ref(proxy.host)), tmp_path / "out")
+
+    result = anyio.run(main)
+    assert result.retries == 1
+    blob = _blob_path(tmp_path, seeded.layer.digest)
+    assert blob.read_bytes() == seeded.blob(seeded.layer.digest)
+    first, second = proxy.exchanges("GET", _layer_path(seeded))
+    assert first.status == 200 and second.status == 206

@@ -11,10 +11,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import anyio
 import httpx
 
+from regtool.client import Client
+from regtool.client.results import PushResult
 from regtool.client.resume import UploadStateStore
 from regtool.manifest import Manifest
+from regtool.reference import Reference
 from tests.cli.support import assert_user_error, regtool
 from tests.faults.conftest import REPOSITORY
 from tests.support.faultproxy import Fault, FaultProxy
@@ -132,3 +136,22 @@ def test_failed_push_resumes_in_the_next_run(
     _assert_stored(tmp_path, registry, manifest, _push(tmp_path, proxy))
     assert proxy.upload_bytes(path=UPLOADS) == _total(manifest) - 600_000
     assert first_run >= 600_000
+
+
+def test_lost_answer_to_the_final_put_is_not_an_upload_again(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    path, manifest = source
+    # The registry stores the layer, but its answer comes too late for the client's 1 s timeout.
+    proxy.add(Fault.stall(2.0, after=-1, method="PUT", path=UPLOADS))
+
+    async def main() -> PushResult:
+        async with Client(timeout=1.0, jobs=1) as client:
+            return await client.push(f"{path}:1.0", Reference.parse(f"{proxy.host}/{REPOSITORY}:1.0"))
+
+    result = anyio.run(main)
+    assert result.retries == 1
+    assert proxy.upload_bytes(path=UPLOADS) == _total(manifest)  # the retry found the blob stored
+    with httpx.Client(base_url=registry.url) as http:
+        tagged = http.get(f"/v2/{REPOSITORY}/manifests/1.0", headers={"Accept": manifest.media_type})
+        assert tagged.content == manifest.raw

@@ -14,7 +14,8 @@ Faults (each applies to the first ``times`` matching requests, after ``skip`` ma
 
 - ``drop(after=N)``: relay the response head and N body bytes, then close the connection;
 - ``drop_request(after=N)``: relay N bytes of the request body upstream, then close both connections;
-- ``stall(seconds, after=N)``: pause the response body after N bytes (then carry on);
+- ``stall(seconds, after=N)``: pause the response body after N bytes (then carry on); ``after=-1`` pauses
+  before the response head (the registry "thinks" for that long);
 - ``status(429, headers={"Retry-After": "1"})``: answer this status itself (the request never goes upstream);
 - ``truncate(to=N)``: rewrite Content-Length to N and send only N body bytes (a well-framed short body);
 - ``flip(at=N)``: invert the bits of body byte N;
@@ -435,10 +436,12 @@ class FaultProxy:
             response.replace("Connection", "close")
         elif kind == "drop" and fault is not None:
             send_limit = fault.after
+        if kind == "stall" and fault is not None and fault.after < 0:
+            await asyncio.sleep(fault.seconds)
         client_w.write(response.encode())
         await client_w.drain()
         offset = 0
-        stalled = False
+        stalled = kind == "stall" and fault is not None and fault.after < 0
         while length is None or offset < length:
             want = _PIECE if length is None else min(_PIECE, length - offset)
             piece = await up_r.read(want)
