@@ -46,7 +46,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _ERROR_BODY = 64 << 10
 _MAX_IDLE = 32
-_SENDFILE_SLICE = 8 << 20
+# faults (issue 6): cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
+_SENDFILE_SLICE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -295,7 +295,13 @@ class V2Pusher:
             location = _location(response, what)
             offset += length
             await self._remember(ref, desc, location, offset)
-        response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
+        try:
+            response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
+        except NotFoundError:
+            # A retried close whose first attempt did store the blob (its answer was lost): the session is gone.
+            if await self.api.blob_size(ref.registry, ref.repository, desc.digest) == desc.size:
+                return
+            raise
         _check_stored(response, desc.digest, what)
 
     async def _send_part(

@@ -7,6 +7,7 @@ after a clean stop; here the signals only ask the server to exit, and ``run`` re
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 import threading
@@ -65,7 +66,13 @@ def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls
         ssl_certfile=str(tls_cert) if tls_cert is not None else None,
         ssl_keyfile=str(tls_key) if tls_key is not None else None,
     )
+    logging.getLogger("uvicorn.error").addFilter(_drop_tls_probes)
     try:
         _Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _drop_tls_probes(record: logging.LogRecord) -> bool:
+    # docker and skopeo try HTTPS first on a plain-HTTP registry; uvicorn would warn about each TLS hello.
+    return record.getMessage() != "Invalid HTTP request received."

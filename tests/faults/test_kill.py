@@ -171,3 +171,28 @@ def test_docker_archive_pull_killed_resumes_too(tmp_path: Path, proxy: FaultProx
     if seeded.layer.media_type.endswith("gzip"):
         layer_tar = gzip.decompress(layer_tar)
     assert Digest.of(layer_tar) in found
+
+
+def test_push_interrupted_by_ctrl_c_exits_promptly_and_resumes(tmp_path: Path, proxy: FaultProxy) -> None:
+    manifest = write_random_image(tmp_path / "src", "1.0", count=1, size=6 << 20)
+    layer = manifest.layers[0]
+    proxy.throttle(RATE)
+    target = f"{proxy.host}/{REPOSITORY}:1.0"
+    proc = _start(tmp_path, "push", "src:1.0", target, "-q", "--jobs", "1")
+    _wait_until(lambda: proxy.upload_bytes("PUT", UPLOADS) >= 1_000_000, "the layer upload")
+    asked = time.monotonic()
+    _, stderr = _stop(proc, signal.SIGINT)
+    assert time.monotonic() - asked < 5
+    assert proc.returncode == 130, stderr
+    assert "resume" in stderr.strip().splitlines()[-1]
+    _wait_until(lambda: all(e.end is not None for e in proxy.exchanges()), "the proxy to finish relaying")
+    sent_first = proxy.upload_bytes("PUT", UPLOADS)
+    assert list((tmp_path / "state").glob("*.json"))
+
+    proxy.throttle(None)
+    proxy.reset_counts()
+    env = {"REGTOOL_STATE_DIR": str(tmp_path / "state")}
+    second = regtool("push", "src:1.0", target, "-q", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr
+    assert manifest.config is not None
+    assert proxy.upload_bytes(path=UPLOADS) == layer.size - sent_first + manifest.config.size

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import anyio
@@ -21,8 +22,8 @@ from regtool.manifest import Manifest
 from regtool.reference import Reference
 from tests.cli.support import assert_user_error, regtool
 from tests.faults.conftest import REPOSITORY
-from tests.support.faultproxy import Fault, FaultProxy
-from tests.support.serve import RunningServe
+from tests.support.faultproxy import Fault, FaultProxy, run_fault_proxy
+from tests.support.serve import RunningServe, run_serve
 
 UPLOADS = r"/blobs/uploads/"
 
@@ -155,3 +156,43 @@ def test_lost_answer_to_the_final_put_is_not_an_upload_again(
     with httpx.Client(base_url=registry.url) as http:
         tagged = http.get(f"/v2/{REPOSITORY}/manifests/1.0", headers={"Accept": manifest.media_type})
         assert tagged.content == manifest.raw
+
+
+def test_resume_state_of_a_purged_session_falls_back_to_a_new_one(
+    tmp_path: Path, source: tuple[Path, Manifest]
+) -> None:
+    _, manifest = source
+    layer = manifest.layers[0]
+    with run_serve(tmp_path / "purging", upload_purge_age=0.3) as server, run_fault_proxy(server.port) as proxy:
+        proxy.add(Fault.drop_request(after=600_000, method="PUT", path=UPLOADS + ".+"))
+        first = _push(tmp_path, proxy, "--retries", "0", "--jobs", "1", json_output=False)
+        assert first.returncode == 6, first.stderr
+        assert UploadStateStore(tmp_path / "state").load(proxy.host, REPOSITORY, str(layer.digest)) is not None
+        time.sleep(0.5)  # the session is abandoned long enough to be purged by the next request
+        proxy.reset_counts()
+        _assert_stored(tmp_path, server, manifest, _push(tmp_path, proxy))
+        assert [e.status for e in proxy.exchanges("GET", UPLOADS)] == [404]
+        assert proxy.upload_bytes(path=UPLOADS) == _total(manifest)
+
+
+def test_lost_answer_to_the_closing_put_of_a_chunked_upload(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy, source: tuple[Path, Manifest]
+) -> None:
+    path, manifest = source
+    proxy.add(Fault.stall(2.0, after=-1, method="PUT", path=UPLOADS))
+
+    async def main() -> PushResult:
+        async with Client(timeout=1.0, jobs=1) as client:
+            ref = Reference.parse(f"{proxy.host}/{REPOSITORY}:1.0")
+            return await client.push(f"{path}:1.0", ref, chunk_size=512 * 1024)
+
+    result = anyio.run(main)
+    assert result.retries == 1
+    # The closing PUT was sent twice (the second found the session gone and the blob stored); no bytes again.
+    assert [e.status for e in proxy.exchanges("PUT", UPLOADS)][:2] == [201, 404]
+    assert proxy.upload_bytes(path=UPLOADS) == _total(manifest)
+    with httpx.Client(base_url=registry.url) as http:
+        assert (
+            http.get(f"/v2/{REPOSITORY}/blobs/{manifest.layers[0].digest}").content
+            == (path / "blobs" / "sha256" / manifest.layers[0].digest.encoded).read_bytes()
+        )

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 
 from regtool.client import Client
 from regtool.client.rangefetch import SplitPolicy, parse_content_range, plan_segments
 from regtool.client.results import PullResult
+from regtool.errors import TransportError
 from regtool.image.blobstore import STAGING_DIR
 from regtool.reference import Reference
 from tests.faults.conftest import Seeded
@@ -85,3 +87,20 @@ def test_plan_and_content_range() -> None:
     assert parse_content_range("bytes 5-100/100") is None
     assert parse_content_range("bytes 9-5/100") is None
     assert parse_content_range(None) is None
+
+
+def test_a_failed_split_download_resumes_every_range_in_the_next_run(
+    tmp_path: Path, proxy: FaultProxy, seeded: Seeded
+) -> None:
+    layer = f"/blobs/{seeded.layer.digest}"
+    # Every range is cut after 100 kB and there are no retries: the run fails, keeping what each range got.
+    proxy.add(Fault.drop(after=100_000, path=layer, times=4))
+    with pytest.raises(TransportError, match="run the command again to resume"):
+        _pull(tmp_path, proxy, seeded, retries=0)
+    staging = tmp_path / "out" / STAGING_DIR
+    kept = sum(p.stat().st_size for p in staging.iterdir() if seeded.layer.digest.encoded in p.name)
+    assert 0 < kept < seeded.layer.size
+    proxy.reset_counts()
+    _pull(tmp_path, proxy, seeded)
+    _check(tmp_path, seeded)
+    assert proxy.body_bytes("GET", layer) == seeded.layer.size - kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 import time
 from pathlib import Path
 
@@ -186,3 +187,25 @@ def test_a_dropped_download_stops_reading(server: RunningServe) -> None:
         assert client.get("/v2/").status_code == 200
     sent = server.requests.events(method="GET", path_contains="/blobs/")[0].sent
     assert sent < size // 2
+
+
+def test_a_chunk_cut_short_is_undone(server: RunningServe) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        location = client.post("/v2/r/blobs/uploads/").headers["location"]
+        assert client.patch(location, content=b"x" * 100, headers={"Content-Range": "0-99"}).status_code == 202
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            head = (
+                f"PATCH {location} HTTP/1.1\r\nHost: {server.host}\r\nContent-Range: 100-2097251\r\n"
+                "Content-Length: 2097152\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b"y" * (1024 * 1024 + 5))
+            time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not server.requests.events(method="PATCH")[1:] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The partial chunk is gone, so the client can resend it from the same offset.
+        assert client.get(location).headers["range"] == "0-99"
+        blob = b"x" * 100 + b"z" * 50
+        assert client.patch(location, content=b"z" * 50, headers={"Content-Range": "100-149"}).status_code == 202
+        assert client.put(location, params={"digest": digest_of(blob)}).status_code == 201
+        assert client.get(f"/v2/r/blobs/{digest_of(blob)}").content == blob

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,3 +91,19 @@ def test_help_lists_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--host", "--port", "--root", "--storage", "--read-only", "--max-manifest-size", "--latency"):
         assert option in result.output
+
+
+def test_a_busy_port_is_a_clear_failure(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "regtool", "serve", "--storage", "inmemory", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -183,3 +183,28 @@ def test_unknown_repository_is_name_unknown(client: httpx.Client) -> None:
     assert response.status_code == 404 and _error_code(response) == "NAME_UNKNOWN"
     response = client.get(f"/v2/never/pushed/referrers/{digest_of(b'x')}")
     assert response.status_code == 200 and response.json()["manifests"] == []
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        (None, 200),
+        ("*/*", 200),
+        ("application/json", 200),
+        (mt.OCI_MANIFEST, 200),
+        (f"{mt.DOCKER_MANIFEST_V2}, {mt.OCI_MANIFEST};q=0.5", 200),
+        (mt.MANIFEST_ACCEPT, 200),
+        (mt.DOCKER_MANIFEST_V2, 404),
+        (f"{mt.DOCKER_SCHEMA1_SIGNED}, {mt.OCI_INDEX}", 404),
+    ],
+)
+def test_accept_header(client: httpx.Client, accept: str | None, status: int) -> None:
+    push_blob(client, "r", b"{}")
+    manifest = image_manifest(b"{}", [])
+    assert push_manifest(client, "r", "t", manifest, mt.OCI_MANIFEST).status_code == 201
+    headers = {"Accept": accept} if accept is not None else {}
+    for method in ("GET", "HEAD"):
+        response = client.request(method, "/v2/r/manifests/t", headers=headers)
+        assert response.status_code == status
+    if status == 404:
+        assert client.get("/v2/r/manifests/t", headers=headers).json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"

@@ -190,6 +190,7 @@ class FaultProxy:
         self._rate: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     # -- the test's side --------------------------------------------------------------------------------
 
@@ -270,10 +271,16 @@ class FaultProxy:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Abort every open connection, so no stream outlives the loop.
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await asyncio.sleep(0)
+        if self._server is not None:
             await self._server.wait_closed()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._writers.add(client_w)
         sock = client_w.get_extra_info("socket")
         if sock is not None:
             # Small kernel buffers, so a throttled client cannot park megabytes in them: what it has "sent"
@@ -291,6 +298,7 @@ class FaultProxy:
                     return
                 if upstream is None:
                     upstream = await asyncio.open_connection("127.0.0.1", self.upstream_port, limit=_HEAD_LIMIT)
+                    self._writers.add(upstream[1])
                 keep = await self._exchange(head, client_r, client_w, *upstream)
                 if not keep:
                     return
@@ -299,8 +307,9 @@ class FaultProxy:
         finally:
             for writer in (client_w, upstream[1] if upstream else None):
                 if writer is not None:
+                    self._writers.discard(writer)
                     writer.close()
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await writer.wait_closed()
 
     async def _exchange(
@@ -499,6 +508,7 @@ def run_fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.shutdown_asyncgens()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="fault-proxy", daemon=True)
     thread.start()

@@ -17,7 +17,9 @@ In-process (the usual way). The ``serve`` fixture: import it once in your tests 
 socket bound to 127.0.0.1:0 before the thread starts, so the port is known and free. It returns when the server
 accepts requests and stops it (gracefully) on exit. Each ``RequestEvent`` has method, path, query, status,
 start/end (``time.monotonic()``), sent/received byte counts; ``RequestLog.max_overlap`` counts how many of the
-selected requests were in flight at once (1 means strictly serial).
+selected requests were in flight at once (1 means strictly serial). An event is recorded just before the last body
+bytes leave, so once a client holds a whole response its request is already in the log. ``serve.app`` is the
+Starlette app (``app.state.context`` holds the storage) for tests that must reach inside.
 
 As a subprocess (``python -m regtool serve``, same flags as the CLI)::
 

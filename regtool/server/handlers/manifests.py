@@ -14,6 +14,7 @@ from starlette.responses import Response
 from regtool.digest import Digest
 from regtool.manifest import Manifest, ManifestError, parse_manifest
 from regtool.protocol import grammar, v2
+from regtool.protocol import mediatypes as mt
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.auth.base import Access
 from regtool.server.errors import ApiError
@@ -43,13 +44,20 @@ def _reference(request: Request) -> str | Digest:
 async def get_manifest(request: Request) -> Response:
     """GET/HEAD ``/v2/<name>/manifests/<reference>``: the stored bytes with their media type and digest.
 
-    The stored manifest is returned whatever ``Accept`` says: nothing is converted (distribution would rewrite
-    schema2 to schema1 for an old client; every client regtool targets accepts schema2 and OCI).
+    Nothing is converted (distribution would rewrite schema2 to schema1 for an old client). When ``Accept``
+    names manifest media types and the stored one is not among them, the answer is 404 MANIFEST_UNKNOWN
+    (protocols.md §4.6); an absent Accept, ``*/*`` or only non-manifest types get the stored manifest.
     """
     name = repository(request)
     reference = _reference(request)
     await authorize(request, Access.pull(name))
     stored = await run_sync(context(request).registry.get_manifest, name, str(reference))
+    if not _acceptable(stored.media_type, request.headers.getlist("accept")):
+        raise ApiError(
+            ErrorCode.MANIFEST_UNKNOWN,
+            f"manifest {reference} of {name} is {stored.media_type}, which the Accept header does not list",
+            detail={"mediaType": stored.media_type},
+        )
     headers = {
         v2.CONTENT_DIGEST_HEADER: str(stored.digest),
         "ETag": f'"{stored.digest}"',
@@ -57,6 +65,13 @@ async def get_manifest(request: Request) -> Response:
     }
     body = b"" if request.method == "HEAD" else stored.raw
     return Response(body, headers=headers, media_type=stored.media_type)
+
+
+def _acceptable(media_type: str, accept_headers: list[str]) -> bool:
+    listed = {item.split(";")[0].strip().lower() for header in accept_headers for item in header.split(",")}
+    if not listed & mt.MANIFEST_TYPES or "*/*" in listed:
+        return True
+    return media_type.lower() in listed
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
