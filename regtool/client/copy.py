@@ -129,7 +129,10 @@ async def _upload_v2_blob(
     """POST an upload session, then PUT ``?digest=`` with the streamed body (a monolithic upload)."""
     name = target.repository
     start = await api.url(target.registry, v2.uploads_path(name))
-    response = await api.send("POST", start, what=f"upload to {target.repository_ref}", expect=(202,))
+    # Shielded: a sibling's failure must not cancel us between the server opening a session and our learning its
+    # Location, or the session could never be cancelled below and would linger until the server purges it.
+    with anyio.CancelScope(shield=True):
+        response = await api.send("POST", start, what=f"upload to {target.repository_ref}", expect=(202,))
     location = response.headers.get("Location")
     if not location:
         raise ProtocolError(f"upload to {target.repository_ref}: no Location in the 202 (from {redact_url(start)})")
