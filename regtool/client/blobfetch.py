@@ -185,25 +185,25 @@ class BlobFetcher:
         for _ in range(_MAX_REDIRECTS + 1):
             origin = _origin(current)
             conn = self._pool.get(*origin)
-            # faults (issue 6): only a kept-alive connection that failed before any body byte left may be taken
-            # for a stale one; once part of the body went out, the registry may have appended it to the session,
-            # and sending it all again would append it twice (the caller resumes from the session's offset).
+            # faults (issue 6): only a kept-alive connection that failed before its body was started may be taken
+            # for a stale one (the idle check in ``_Pool.get`` catches most). Once the body started, the registry
+            # may have appended part of it to the session, and sending it all again would append it twice: the
+            # error goes up, and the caller resumes from the session's offset.
             reused = conn.sock is not None
-            progress = [0]
+            started = [False]
 
-            def counted(n: int, progress: list[int] = progress) -> None:
-                progress[0] += n
-                if on_bytes is not None:
-                    on_bytes(n)
+            def opened(started: list[bool] = started) -> BinaryIO:
+                started[0] = True
+                return open_body()
 
             reusable = False
             try:
                 try:
                     response = self._send_once(
-                        conn, method, current, sent, open_body, offset, length, buffer, counted, cancel
+                        conn, method, current, sent, opened, offset, length, buffer, on_bytes, cancel
                     )
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    if not reused or progress[0]:
+                    if not reused or started[0]:
                         raise
                     # A kept-alive connection the server had closed: one fresh attempt.
                     conn.close()
