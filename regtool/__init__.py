@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from regtool.__about__ import __version__
-from regtool.client import Client
-from regtool.client.progress import NullProgress, Progress
-from regtool.client.results import InspectResult, LayerInfo, ProbeResult, PullResult, PushResult
 from regtool.digest import Digest
 from regtool.errors import (
     AuthError,
@@ -29,6 +28,11 @@ from regtool.errors import (
 )
 from regtool.manifest import Platform
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client import Client
+    from regtool.client.progress import NullProgress, Progress
+    from regtool.client.results import InspectResult, LayerInfo, ProbeResult, PullResult, PushResult
 
 __all__ = [
     "AuthError",
@@ -57,3 +61,28 @@ __all__ = [
     "UsageError",
     "__version__",
 ]
+
+
+# The client (and httpx under it) is imported on first use, so that ``import regtool.<anything>`` (the CLI's
+# ``--version`` and ``--help``, ``regtool serve``) does not pay for it.
+_LAZY = {
+    "Client": "regtool.client",
+    "NullProgress": "regtool.client.progress",
+    "Progress": "regtool.client.progress",
+    "InspectResult": "regtool.client.results",
+    "LayerInfo": "regtool.client.results",
+    "ProbeResult": "regtool.client.results",
+    "PullResult": "regtool.client.results",
+    "PushResult": "regtool.client.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'regtool' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

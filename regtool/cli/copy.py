@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stderr, stdout
@@ -25,9 +24,13 @@ from regtool.cli.options import (
     choose_platform,
     configure_logging,
 )
-from regtool.cli.progress import format_bytes, open_progress
-from regtool.client.copy import CopyResult
+from regtool.cli.units import format_bytes
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from regtool.client.copy import CopyResult
 
 __all__ = ["copy", "render_copy"]
 
@@ -92,6 +95,8 @@ def copy(
 
     Example: regtool copy old.example:5000/team/app:1.0 localhost:5000/team/app:1.0
     """
+    from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
+
     configure_logging(verbose)
     with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
 

@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from regtool.cli.app import app
 from regtool.cli.console import run, stderr, stdout
-from regtool.cli.progress import format_bytes, open_progress
+from regtool.cli.units import format_bytes
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor
@@ -37,6 +35,9 @@ from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from regtool.server.config import RequestEvent
 
 __all__ = ["EmbeddedServe", "demo", "embedded_serve", "make_sample_image", "max_in_flight"]
@@ -174,6 +175,8 @@ def _layer_downloads(events: list[RequestEvent]) -> list[RequestEvent]:
 
 
 def _table(runs: list[_Run], layers: int, layer_size: int, latency: float) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"pull of {layers} x {format_bytes(layer_size)} layers at {latency:g} ms per request")
     table.add_column("protocol")
     table.add_column("layers fetched")
@@ -211,6 +214,8 @@ def demo(
     generated image over v1 and v2, probes it, pulls it both ways with progress, prints the comparison, and
     removes everything it made.
     """
+    from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
+
     layer_size = layer_kib * 1024
     out: Console = stdout
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,9 +21,11 @@ from regtool.cli.options import (
     configure_logging,
 )
 from regtool.cli.render import render_inspect
-from regtool.client.results import InspectResult
 from regtool.platform import parse_platform
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client.results import InspectResult
 
 __all__ = ["inspect"]
 

@@ -27,8 +27,6 @@ from regtool.cli.options import (
     Verbose,
     configure_logging,
 )
-from regtool.client.credentials import Credentials, DockerConfig
-from regtool.client.login import normalise_registry, verify_login
 from regtool.errors import UsageError
 
 __all__ = ["login", "logout"]
@@ -67,6 +65,9 @@ def login(
 
     Example: printf '%s\\n' "$TOKEN" | regtool login -u ci --password-stdin registry.example:5000
     """
+    from regtool.client.credentials import Credentials, DockerConfig
+    from regtool.client.login import normalise_registry, verify_login
+
     configure_logging(verbose)
     host = ""
 
@@ -107,6 +108,9 @@ def logout(
 
     Example: regtool logout localhost:5000
     """
+    from regtool.client.credentials import DockerConfig
+    from regtool.client.login import normalise_registry
+
     host = ""
 
     async def main() -> bool:

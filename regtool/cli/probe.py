@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,7 +20,9 @@ from regtool.cli.options import (
     configure_logging,
 )
 from regtool.cli.render import render_probe
-from regtool.client.results import ProbeResult
+
+if TYPE_CHECKING:
+    from regtool.client.results import ProbeResult
 
 __all__ = ["probe"]
 

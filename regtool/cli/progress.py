@@ -34,24 +34,13 @@ from rich.progress import (
 from rich.progress import Progress as _RichBars
 from rich.text import Text
 
+from regtool.cli.units import format_bytes
 from regtool.client.progress import NullProgress, Progress
 
 __all__ = ["JsonLinesProgress", "PlainProgress", "RichProgress", "format_bytes", "open_progress"]
 
 # One "progress" JSON line per blob at most this often (seconds); start and done are always written.
 JSON_PROGRESS_INTERVAL = 0.5
-
-
-def format_bytes(size: int | None) -> str:
-    """``1536`` -> ``1.5 KiB``; binary units, as registries and docker count layer sizes."""
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _label(key: str, description: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,10 +29,11 @@ from regtool.cli.options import (
     choose_platform,
     configure_logging,
 )
-from regtool.cli.progress import open_progress
 from regtool.cli.render import render_pull
-from regtool.client.results import PullResult
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client.results import PullResult
 
 __all__ = ["FormatChoice", "default_dest", "pull", "pull_format"]
 
@@ -113,6 +114,8 @@ def pull(
 
     Example: regtool pull localhost:5000/team/app:1.0 ./app
     """
+    from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
+
     configure_logging(verbose)
     with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,11 +26,12 @@ from regtool.cli.options import (
     Verbose,
     configure_logging,
 )
-from regtool.cli.progress import open_progress
 from regtool.cli.render import render_push
-from regtool.client.results import PushResult
 from regtool.errors import UsageError
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client.results import PushResult
 
 __all__ = ["parse_size", "push"]
 
@@ -96,6 +97,8 @@ def push(
 
     Example: regtool push ./app:1.0 localhost:5000/team/app:1.0
     """
+    from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
+
     configure_logging(verbose)
     with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
 

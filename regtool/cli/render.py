@@ -7,11 +7,14 @@ never read as rich markup.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+from regtool.cli.units import format_bytes
 
-from regtool.cli.progress import format_bytes
-from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
 
 __all__ = ["render_inspect", "render_lines", "render_probe", "render_pull", "render_push"]
 
