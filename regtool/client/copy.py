@@ -202,7 +202,8 @@ async def _upload_v2_file(
                 progress.advance(key, len(chunk))
                 yield chunk
         finally:
-            await anyio.to_thread.run_sync(f.close)
+            # Synchronous on purpose: in a cancelled scope an awaited close would never run (a leaked file).
+            f.close()
 
     await _upload_v2_blob(api, target, digest, size, chunks())
     progress.finish(key)

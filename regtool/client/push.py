@@ -90,7 +90,9 @@ class V2Pusher:
         try:
             return await self.push_source(src, ref, mount_from=mount_from, started=started)
         finally:
-            await anyio.to_thread.run_sync(src.close)
+            # Shielded: a cancelled push must still remove a docker-archive source's temporary blobs.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(src.close)
 
     async def push_source(
         self, src: ImageSource, ref: Reference, *, mount_from: Sequence[str] = (), started: float | None = None
@@ -418,7 +420,8 @@ class V2Pusher:
                     self.progress.advance(key, len(data))
                     yield data
             finally:
-                await anyio.to_thread.run_sync(handle.close)
+                # Synchronous on purpose: in a cancelled scope an awaited close would never run (a leaked file).
+                handle.close()
 
         return stream
 

@@ -110,7 +110,9 @@ class StreamResponse(Response):
                         await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
                 group.cancel_scope.cancel()
         finally:
-            await to_thread.run_sync(stream.close)
+            # Shielded: after a client disconnect the scope is cancelled, and an unshielded await would skip the close.
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(stream.close)
 
     async def _read_into(self, stream: BinaryIO, sender: MemoryObjectSendStream[bytes]) -> None:
         async with sender:

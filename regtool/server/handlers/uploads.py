@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -82,7 +83,9 @@ async def _append(request: Request, name: str, upload_id: str, size: int) -> int
             registry.hashes.drop(upload_id)
         raise
     finally:
-        await run_sync(writer.close)
+        # Shielded: a client that disconnects cancels this scope, and the writer must still be closed.
+        with anyio.CancelScope(shield=True):
+            await run_sync(writer.close)
     if chunk_range is not None and written != chunk_range[1] - chunk_range[0] + 1:
         truncate_writer = await run_sync(registry.upload_writer, upload_id)
         await run_sync(truncate_writer.truncate, size)
