@@ -12,7 +12,9 @@ For each image (N layers of M MiB of random bytes, gzip level 0: incompressible,
 
 Wall time is measured around the child process; peak RSS is the child's ``ru_maxrss`` (os.wait4). ``sync`` runs
 before every timed run so one run's dirty pages are not written back during the next. Prints a table and the
-median ratios (regtool / skopeo). Nothing here is a test: the numbers go to BENCHMARKS.md.
+median ratios (regtool / skopeo), with the range of the 1-minute load average seen just before the runs (the
+figures mean little when it is above ~1 on a 2-CPU machine). Nothing here is a test: the numbers go to
+BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ class Run:
     tool: str
     seconds: float
     rss_mib: float
+    load: float = 0.0  # the 1-minute load average just before the run
 
 
 def _timed(argv: list[str]) -> Run:
     os.sync()
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -54,7 +58,7 @@ def _timed(argv: list[str]) -> Run:
         process.stderr.close()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}): {stderr[-2000:]}")
-    return Run(Path(argv[0]).name, seconds, usage.ru_maxrss / 1024)
+    return Run(Path(argv[0]).name, seconds, usage.ru_maxrss / 1024, load)
 
 
 def _regtool() -> list[str]:
@@ -88,7 +92,7 @@ def _pull_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs:
             else:
                 argv = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"oci:{dest}:bench"]
             run = _timed(argv)
-            results.append(Run(tool, run.seconds, run.rss_mib))
+            results.append(Run(tool, run.seconds, run.rss_mib, run.load))
             shutil.rmtree(dest, ignore_errors=True)
     return results
 
@@ -106,7 +110,7 @@ def _push_runs(layout: Path, name: str, runs: int, jobs: int, work: Path) -> lis
                 else:
                     argv = ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"]
                 run = _timed(argv)
-            results.append(Run(tool, run.seconds, run.rss_mib))
+            results.append(Run(tool, run.seconds, run.rss_mib, run.load))
             shutil.rmtree(root, ignore_errors=True)
     return results
 
@@ -121,7 +125,8 @@ def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
         f"{kind:4} {name:7} regtool {med_ours:6.2f} s (runs {', '.join(f'{r.seconds:.2f}' for r in ours)})  "
         f"skopeo {med_theirs:6.2f} s (runs {', '.join(f'{r.seconds:.2f}' for r in theirs)})  "
         f"ratio {med_ours / med_theirs:4.2f}  peak RSS regtool {rss:5.1f} MiB, "
-        f"skopeo {max(r.rss_mib for r in theirs):5.1f} MiB",
+        f"skopeo {max(r.rss_mib for r in theirs):5.1f} MiB  "
+        f"load {min(r.load for r in results):.2f}-{max(r.load for r in results):.2f}",
         flush=True,
     )
     return med_ours / med_theirs, rss

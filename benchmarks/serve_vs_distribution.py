@@ -7,8 +7,9 @@ cache cannot turn pushes into mounts) and times, interleaved:
     skopeo --insecure-policy copy --dest-tls-verify=false oci:<layout>:bench docker://127.0.0.1:<port>/bench/<image>:r<N>
     skopeo --insecure-policy copy --src-tls-verify=false docker://127.0.0.1:<port>/bench/<image>:r<N> oci:<out>:bench
 
-Prints the median wall times, the serve/distribution ratio (< 1.0: serve is faster) and regtool serve's peak RSS
-(VmHWM). Only 127.0.0.1 is contacted; the work directory is removed at the end unless ``--keep``.
+Prints the median wall times, the serve/distribution ratio (< 1.0: serve is faster), regtool serve's peak RSS
+(VmHWM) and the range of the 1-minute load average seen before the timed runs. Only 127.0.0.1 is contacted;
+the work directory is removed at the end unless ``--keep``.
 
 Run from the repository root::
 
@@ -116,9 +117,13 @@ def make_layout(layout: Path, count: int, size: int) -> None:
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest]}))
 
 
+LOADS: list[float] = []  # the 1-minute load average before each timed run
+
+
 def skopeo(*args: str) -> float:
     # Flush dirty pages first, so one registry's writes (distribution does not fsync) never slow the next run.
     os.sync()
+    LOADS.append(os.getloadavg()[0])
     started = time.monotonic()
     subprocess.run(["skopeo", "--insecure-policy", *args], check=True, capture_output=True, timeout=900)
     return time.monotonic() - started
@@ -240,6 +245,7 @@ def main() -> None:
             )
             print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}   {samples}")
     print(f"regtool serve peak RSS (VmHWM): {peak / 1024:.1f} MiB")
+    print(f"load average (1 min) before the timed runs: {min(LOADS):.2f} to {max(LOADS):.2f}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from regtool.client.results import InspectResult, ProbeResult, PullResult, PushR
 from regtool.client.retry import RetryPolicy
 from regtool.client.tls import TLSContexts, TLSSettings
 from regtool.client.transport import build_http_client
-from regtool.errors import UnsupportedProtocolError, UsageError
+from regtool.errors import RegistryError, TransportError, UnsupportedProtocolError, UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -180,16 +180,21 @@ class Client:
         if result is None or (protocol == "v1" and result.v2.found and not result.v1.found):
             result = await probe_registry(self.api, registry, check_v1=protocol == "v1")
             self._probes[registry] = result
+        seen = "; ".join(str(e) for e in result.evidence) or "nothing answered"
+        if result.scheme is None:
+            raise TransportError(f"cannot reach registry {registry}: {seen}")
+        failed = result.v2.status is not None and result.v2.status >= 500
+        if protocol != "v1" and not result.v2.found and failed:
+            # A 5xx says nothing about v2: never let it pass for "no v2" and quietly fall back to v1.
+            raise RegistryError(f"registry {registry} failed on GET /v2/ (HTTP {result.v2.status}): {seen}")
         if protocol != "auto":
             if not (result.v1.found if protocol == "v1" else result.v2.found):
-                seen = "; ".join(str(e) for e in result.evidence) or "nothing answered"
                 raise UnsupportedProtocolError(f"registry {registry} does not speak registry {protocol}: {seen}")
             return protocol
         if result.v2.found:
             return "v2"
         if result.v1.found:
             return "v1"
-        seen = "; ".join(str(e) for e in result.evidence) or "nothing answered"
         raise UnsupportedProtocolError(f"no registry API found at {registry}: {seen}")
 
     # -- pull / push ------------------------------------------------------------------------------------
@@ -212,6 +217,8 @@ class Client:
         dest = Path(dest)
         if format == "oci" and dest.suffix == ".tar":
             format = "docker-archive"
+        if format == "docker-archive" and dest.is_dir():
+            raise UsageError(f"cannot write a docker-archive to {dest}: it is a directory")
         chosen = await self._protocol_for(ref.registry, protocol)
         if chosen == "v1":
             return await self._pull_v1(ref, dest, format=format, jobs=v1_jobs)

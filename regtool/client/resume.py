@@ -111,7 +111,8 @@ class UploadStateStore:
             self.root.mkdir(parents=True, exist_ok=True)
             temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
             try:
-                with open(temp, "wb") as f:
+                # 0600: an upload URL may carry a registry's signed session state.
+                with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())

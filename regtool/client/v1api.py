@@ -74,6 +74,14 @@ def parse_endpoints(values: list[str], scheme: str) -> list[str]:
     return out
 
 
+def _loads(data: bytes | str) -> Any:
+    """JSON from a registry; ValueError for anything that is not JSON (also when it nests too deeply)."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 def parse_payload_checksums(values: list[str]) -> frozenset[str]:
     """Payload checksum header values: a plain ``sha256:<hex>``, or a JSON list of them (docker-registry tests)."""
     out: set[str] = set()
@@ -81,7 +89,7 @@ def parse_payload_checksums(values: list[str]) -> frozenset[str]:
         value = value.strip()
         if value.startswith("["):
             try:
-                items = json.loads(value)
+                items = _loads(value)
             except ValueError:
                 continue
             if isinstance(items, list):
@@ -173,20 +181,31 @@ class V1Api:
         if len(response.content) > _JSON_LIMIT:
             raise ProtocolError(f"{what}: response of {len(response.content)} bytes is too large", status=200)
         try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+            return _loads(response.content)
+        except ValueError:
             raise ProtocolError(f"{what}: {url} did not answer JSON", status=response.status_code) from None
 
     # -- read side (pull, §2.2) -------------------------------------------------------------------------------
 
     async def ping(self) -> V1Ping:
-        """``GET /v1/_ping``. The engine ignores the status; ``found`` says whether it looked like v1 at all."""
+        """``GET /v1/_ping``. The engine ignores the status; ``found`` says whether it looked like v1 at all: a 200
+        with a JSON body, or one of the v1 headers (protocols.md §3), so a web server's 200 page is no v1."""
         url = f"{self.index_url}/v1/_ping"
         response = await self._request("GET", url, what="v1 ping", ok=tuple(range(100, 600)))
         version = response.headers.get(p1.VERSION_HEADER)
         standalone_header = response.headers.get(p1.STANDALONE_HEADER)
-        found = response.status_code == 200 or version is not None or standalone_header is not None
+        found = version is not None or standalone_header is not None or self._is_json(response)
         return V1Ping(response.status_code, version, p1.parse_standalone(standalone_header), found)
+
+    @staticmethod
+    def _is_json(response: httpx.Response) -> bool:
+        if response.status_code != 200 or len(response.content) > _JSON_LIMIT:
+            return False
+        try:
+            _loads(response.content)
+        except ValueError:
+            return False
+        return True
 
     async def repository_images(self, repository: str) -> list[dict[str, Any]]:
         """``GET /v1/repositories/<repo>/images`` with ``X-Docker-Token: true``; keeps the token and endpoints."""
@@ -194,8 +213,8 @@ class V1Api:
         response = await self._request("GET", url, what=f"v1 repository {repository}", want_token=True)
         self._remember_session(response)
         try:
-            data = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+            data = _loads(response.content)
+        except ValueError:
             raise ProtocolError(f"v1 repository {repository}: images list is not JSON", status=200) from None
         if not isinstance(data, list):
             raise ProtocolError(f"v1 repository {repository}: images list is not a JSON list", status=200)

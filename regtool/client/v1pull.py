@@ -24,6 +24,7 @@ docker-archive that keeps the real v1 ids and JSON.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -144,6 +145,11 @@ def _finish_layer(store: BlobStore, tmp: Path, blob: Digest, size: int, image_id
     return Descriptor(mt.OCI_LAYER, info.diff_id, info.diff_size), info.diff_id
 
 
+def _flush_and_sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
 async def download_layer(
     api: V1Api, store: BlobStore, image_id: str, meta: V1ImageMeta, progress: Progress
 ) -> StoredLayer:
@@ -179,8 +185,7 @@ async def download_layer(
                             f"v1 layer {image_id} from {where}: connection lost after {blob.size} bytes ({exc})"
                         ) from None
                     progress.event("retry", what=f"v1 layer {image_id}", offset=blob.size, attempt=attempt + 1)
-            out.flush()
-            os.fsync(out.fileno())
+            await anyio.to_thread.run_sync(_flush_and_sync, out)
         if meta.size is not None and meta.size != blob.size:
             raise IntegrityError(
                 f"v1 layer {image_id} from {where}: size mismatch: X-Docker-Size {meta.size}, got {blob.size} bytes"
@@ -272,6 +277,24 @@ async def pull_v1(
         raise
 
 
+def _write_image(
+    layout: OciLayout, ref: Reference, dest: Path, format: str, chain: list[V1Image], layers: list[StoredLayer]
+) -> tuple[bytes, Manifest]:
+    """Synthesize the config and OCI manifest of a pulled chain and write the image out (blocking: a worker thread)."""
+    config = config_from_v1([image.json for image in chain], [str(layer.diff_id) for layer in layers])
+    config_digest = layout.blobs.put_bytes(None, config)
+    raw = oci_manifest(Descriptor(mt.OCI_CONFIG, config_digest, len(config)), [layer.descriptor for layer in layers])
+    layout.blobs.put_bytes(None, raw)
+    manifest = parse_manifest(raw, mt.OCI_MANIFEST)
+    tag = ref.tag or "latest"
+    if format == "oci":
+        layout.add_manifest(manifest.descriptor(), tag, str(ref))
+    else:
+        repo_tag = f"{ref.repository_ref}:{tag}"
+        docker_archive.write_docker_archive(layout, manifest, config, [repo_tag], dest, v1_chain=chain)
+    return config, manifest
+
+
 async def _pull_into(
     api: V1Api,
     ref: Reference,
@@ -286,27 +309,14 @@ async def _pull_into(
     started: float,
 ) -> V1PullOutcome:
     with contextlib.ExitStack() as stack:
-        if format == "oci":
-            layout = OciLayout.open(dest, create=True)
-        else:
+        root = dest
+        if format != "oci":
             dest.parent.mkdir(parents=True, exist_ok=True)
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".regtool-v1-", dir=dest.parent)))
-            layout = OciLayout.open(work / "layout", create=True)
+            root = work / "layout"
+        layout = await anyio.to_thread.run_sync(functools.partial(OciLayout.open, root, create=True))
         chain, layers = await _pull_chain(api, layout.blobs, chain_ids, metas, progress, jobs)
-        config = config_from_v1([image.json for image in chain], [str(layer.diff_id) for layer in layers])
-        config_digest = layout.blobs.put_bytes(None, config)
-        config_descriptor = Descriptor(mt.OCI_CONFIG, config_digest, len(config))
-        raw = oci_manifest(config_descriptor, [layer.descriptor for layer in layers])
-        layout.blobs.put_bytes(None, raw)
-        manifest = parse_manifest(raw, mt.OCI_MANIFEST)
-        tag = ref.tag or "latest"
-        if format == "oci":
-            layout.add_manifest(manifest.descriptor(), tag, str(ref))
-        else:
-            repo_tag = f"{ref.repository_ref}:{tag}"
-            await anyio.to_thread.run_sync(
-                lambda: docker_archive.write_docker_archive(layout, manifest, config, [repo_tag], dest, v1_chain=chain)
-            )
+        config, manifest = await anyio.to_thread.run_sync(_write_image, layout, ref, dest, format, chain, layers)
     return V1PullOutcome(
         image_id=top,
         chain=tuple(chain),

@@ -195,8 +195,12 @@ class V2Puller:
             tally.bytes += got
 
         # Largest first, so the long transfers start early and the tail is short.
-        await run_bounded(sorted(missing, key=lambda d: -d.size), one, self.jobs)
-        for manifest in plan.manifests:
-            await anyio.to_thread.run_sync(store.put_bytes, manifest.digest, manifest.raw)
+        try:
+            await run_bounded(sorted(missing, key=lambda d: -d.size), one, self.jobs)
+            for manifest in plan.manifests:
+                await anyio.to_thread.run_sync(store.put_bytes, manifest.digest, manifest.raw)
+        finally:
+            # Every writer is closed here: drop the staging directory unless partials are kept for a resume.
+            store.tidy()
         image_name = str(ref.with_tag(ref.tag)) if ref.tag else str(ref)
         layout.add_manifest(plan.entry.descriptor(), ref_name=ref.tag, image_name=image_name)

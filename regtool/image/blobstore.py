@@ -37,16 +37,18 @@ import fcntl
 import os
 import secrets
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, TypeVar
 
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import IntegrityError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
 
 __all__ = ["STAGING_DIR", "BlobStore", "BlobWriter"]
+
+_T = TypeVar("_T")
 
 STAGING_DIR = ".regtool-staging"
 _CHUNK = 1 << 20
@@ -133,23 +135,33 @@ class BlobStore:
         """
         if size is not None and size < 0:
             raise UsageError(f"blob {digest}: negative size {size}")
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
         canonical = self.staging_dir / f"{digest.algorithm}-{digest.encoded}.partial"
-        fd = _open_locked(canonical)
+        fd = self._in_staging(lambda: _open_locked(canonical))
         if fd is not None:
             return BlobWriter(self, digest, size, canonical, fd, resume=resume, shared=True)
         private = self.staging_dir / f"{digest.algorithm}-{digest.encoded}.{secrets.token_hex(8)}.partial"
-        fd = os.open(private, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = self._in_staging(lambda: os.open(private, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
         return BlobWriter(self, digest, size, private, fd, resume=False, shared=False)
+
+    def _in_staging(self, create: Callable[[], _T]) -> _T:
+        """Run ``create`` (which makes a file in the staging directory), making the directory first.
+
+        Another process sharing the store may ``tidy()`` the empty directory between the mkdir and the create.
+        """
+        for _ in range(2):
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                return create()
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        return create()
 
     def new_temp_file(self) -> tuple[BinaryIO, Path]:
         """A fresh private file in the staging area, for content whose digest is known only once written.
 
         Pair it with ``adopt`` once the digest is computed (or unlink the path to drop it).
         """
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
         path = self.staging_dir / f"tmp-{secrets.token_hex(8)}.partial"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = self._in_staging(lambda: os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
         return os.fdopen(fd, "w+b"), path
 
     def adopt(self, path: Path, digest: Digest) -> Path:

@@ -70,12 +70,7 @@ class V1Image:
 
 def parse_v1_json(raw: bytes, *, where: str = "v1 image JSON") -> V1Image:
     """Validate a v1 image JSON (an object with a valid ``id`` and optional ``parent``) and keep its bytes."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ImageFormatError(f"{where}: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ImageFormatError(f"{where}: not a JSON object")
+    data = _load_object(raw, where)
     image_id = data.get("id")
     if not isinstance(image_id, str) or not IMAGE_ID_RE.match(image_id):
         raise ImageFormatError(f"{where}: missing or invalid 'id'")

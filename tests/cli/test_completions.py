@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from regtool.cli.completions import command_specs, main, render_all
+from tests.conftest import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 COMPLETIONS = REPO / "completions"
@@ -61,10 +61,9 @@ def _bash_complete(words: list[str], cwd: Path) -> list[str]:
     return [w for w in result.stdout.splitlines() if w]
 
 
+@pytest.mark.interop
 def test_bash_script_completes(tmp_path: Path) -> None:
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("bash is not installed")
+    bash = require_binary("bash")
     subprocess.run([bash, "-n", str(COMPLETIONS / "regtool.bash")], check=True)
     (tmp_path / "layout").mkdir()
     (tmp_path / "image.tar").write_bytes(b"")
@@ -80,9 +79,8 @@ def test_bash_script_completes(tmp_path: Path) -> None:
     assert _bash_complete(["regtool", "push", "la"], tmp_path) == ["layout"]
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize(("shell", "name"), [("zsh", "_regtool"), ("fish", "regtool.fish")])
 def test_other_shells_parse_their_script(shell: str, name: str) -> None:
-    binary = shutil.which(shell)
-    if binary is None:
-        pytest.skip(f"{shell} is not installed")
+    binary = require_binary(shell)
     subprocess.run([binary, "-n", str(COMPLETIONS / name)], check=True)

@@ -106,6 +106,24 @@ def test_nothing_listening(tmp_path: Path) -> None:
     assert json.loads(probe.stderr)["event"] == "error"
     tags = regtool("tags", f"{host}/team/app", cwd=tmp_path)
     assert_user_error(tags, 6, host)
+    # pull and push probe first: a refused connection is still a network error (6), not "no registry" (7).
+    pull = regtool("pull", f"{host}/team/app:1.0", "out", "-q", cwd=tmp_path)
+    assert_user_error(pull, 6, host)
+    assert not (tmp_path / "out").exists()
+
+
+def test_server_error_on_v2_is_not_a_quiet_fallback_to_v1(tmp_path: Path) -> None:
+    routes = {
+        "/v2/": Reply(503, b"upstream down", {"Content-Type": "text/plain"}),
+        "/v1/_ping": Reply(200, b"{}", {"X-Docker-Registry-Version": "0.9.1", "Content-Type": "application/json"}),
+    }
+    with scripted_server(routes, Reply(404, b"", {})) as server:
+        proc = regtool("pull", f"{server.host}/team/app:1.0", "out", "-q", cwd=tmp_path)
+        requested = list(server.seen)
+    line = assert_user_error(proc, 1, "HTTP 503")
+    assert server.host in line
+    assert not [p for p in requested if "/v1/repositories" in p]
+    assert not (tmp_path / "out").exists()
 
 
 def test_interrupt_exits_130_without_a_traceback(tmp_path: Path) -> None:

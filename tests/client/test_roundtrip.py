@@ -10,7 +10,7 @@ import pytest
 
 from regtool.client import Client
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, NotFoundError
+from regtool.errors import IntegrityError, NotFoundError, UsageError
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Platform
 from regtool.reference import Reference
@@ -39,6 +39,8 @@ async def test_push_then_pull_oci_and_docker_archive(serve: RunningServe, tmp_pa
         archive = await client.pull(ref, tmp_path / "app.tar")
     assert pulled.digest == image.manifest.digest and pulled.format == "oci" and pulled.protocol == "v2"
     assert pulled.blobs_downloaded == 3
+    # A finished pull leaves only the layout's own files (no empty staging directory).
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blobs", "index.json", "oci-layout"]
     layout = OciLayout.open(tmp_path / "out")
     (entry,) = layout.entries()
     assert entry.digest == image.manifest.digest
@@ -165,8 +167,34 @@ async def test_integrity_error_from_serve_leaves_nothing(serve: RunningServe, tm
     ref = Reference.parse(f"{serve.host}/team/app:v")
     async with Client() as client:
         await client.push(f"{tmp_path / 'src'}:v", ref)
+        # A layer whose stored bytes rotted on the registry's disk (same size, one byte flipped).
+        (layer,) = image.layer_digests
+        assert serve.root is not None
+        stored = serve.root / "blobs" / "sha256" / layer.encoded[:2] / layer.encoded / "data"
+        data = bytearray(stored.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        stored.write_bytes(bytes(data))
+        with pytest.raises(IntegrityError) as caught:
+            await client.pull(ref, tmp_path / "out")
         wrong = Reference.parse(f"{serve.host}/team/app@{Digest.of(b'not it')}")
-        with pytest.raises((IntegrityError, NotFoundError)):
+        with pytest.raises(NotFoundError):
             await client.pull(wrong, tmp_path / "out")
-    assert not (tmp_path / "out" / "index.json").exists() or OciLayout.open(tmp_path / "out").entries() == []
-    assert image.manifest.digest
+    assert layer.encoded in str(caught.value) and serve.url in str(caught.value)
+    assert not (tmp_path / "out" / "blobs" / "sha256" / layer.encoded).exists()
+    assert not list((tmp_path / "out").rglob("*.partial"))
+    assert OciLayout.open(tmp_path / "out").entries() == []
+
+
+async def test_docker_archive_into_a_directory_is_refused_before_any_transfer(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    write_image(tmp_path / "src", "v", [{"a": b"1" * 1000}])
+    ref = Reference.parse(f"{serve.host}/team/app:v")
+    (tmp_path / "dir").mkdir()
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", ref)
+        with pytest.raises(UsageError, match="is a directory"):
+            await client.pull(ref, tmp_path / "dir", format="docker-archive")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "registry", "src"]
+    assert list((tmp_path / "dir").iterdir()) == []

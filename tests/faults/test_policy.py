@@ -100,6 +100,7 @@ def test_upload_state_store_round_trip_and_bad_files(tmp_path: Path) -> None:
     assert loaded.updated > 0
     assert store.load("reg:5000", "other/app", digest) is None  # keyed by registry + repository + digest
     path = store.path("reg:5000", "team/app", digest)
+    assert path.stat().st_mode & 0o777 == 0o600
     path.write_text("{not json")
     assert store.load("reg:5000", "team/app", digest) is None
     path.write_text(json.dumps({"registry": "reg:5000", "repository": "team/app"}))  # fields missing

@@ -62,6 +62,18 @@ def test_connection_dropped_mid_body_resumes_with_range(tmp_path: Path, proxy: F
     assert result["bytes_downloaded"] == seeded.layer.size + seeded.config.size
 
 
+def test_resume_against_a_registry_ignoring_range_starts_the_blob_over(
+    tmp_path: Path, proxy: FaultProxy, seeded: Seeded
+) -> None:
+    # The retry asks for the rest, the registry sends the whole blob with a 200: it must not be appended.
+    proxy.add(Fault.drop(after=700_000, path=_layer_path(seeded)))
+    proxy.add(Fault.strip_range(path=_layer_path(seeded)))
+    _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded))
+    layer_gets = proxy.exchanges("GET", _layer_path(seeded))
+    assert [e.status for e in layer_gets] == [200, 200]
+    assert proxy.body_bytes("GET", _layer_path(seeded)) == 700_000 + seeded.layer.size
+
+
 def test_several_drops_in_one_blob(tmp_path: Path, proxy: FaultProxy, seeded: Seeded) -> None:
     proxy.add(Fault.drop(after=300_000, path=_layer_path(seeded), times=3))
     _assert_identical(tmp_path, seeded, _pull(tmp_path, proxy, seeded, "--retries", "4"))

@@ -281,3 +281,29 @@ def test_a_writer_in_another_process_holds_the_partial(tmp_path: Path) -> None:
         writer.write(DATA[1024:])
         writer.commit()
     assert BlobStore(tmp_path).path(DIGEST).read_bytes() == DATA
+
+
+def test_staging_removed_by_another_process_between_mkdir_and_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another pull into the same layout may tidy() the empty staging directory at any moment.
+    store = BlobStore(tmp_path)
+    real_open = os.open
+    tidied: list[str] = []
+
+    def open_after_a_tidy(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if Path(path).parent == store.staging_dir and len(tidied) < 2:
+            tidied.append(str(path))
+            store.tidy()
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", open_after_a_tidy)
+    with store.open_writer(DIGEST, len(DATA)) as writer:
+        writer.write(DATA)
+        writer.commit()
+    f, path = store.new_temp_file()
+    f.close()
+    monkeypatch.undo()
+    assert len(tidied) == 2
+    assert store.read_bytes(DIGEST) == DATA
+    assert path.parent == store.staging_dir and path.exists()

@@ -61,10 +61,15 @@ def test_flags_reach_the_server(tmp_path: Path) -> None:
         response = httpx.get(f"{server.url}/v2/")
         assert response.status_code == 404
         assert "docker-distribution-api-version" not in response.headers
-    with run_serve_process(tmp_path / "root", "--read-only", "--latency", "50", "--max-manifest-size", "10") as server:
+    with run_serve_process(tmp_path / "root", "--read-only", "--latency", "50") as server:
         started = time.monotonic()
         assert httpx.post(f"{server.url}/v2/r/blobs/uploads/").status_code == 405
         assert time.monotonic() - started >= 0.05
+    with run_serve_process(tmp_path / "root", "--no-v1", "--max-manifest-size", "10", "--quiet") as server:
+        assert httpx.get(f"{server.url}/v1/_ping").status_code == 404
+        too_big = httpx.put(f"{server.url}/v2/r/manifests/t", content=b'{"schemaVersion": 2}')
+        assert too_big.status_code == 413
+        assert too_big.json()["errors"][0]["code"] == "SIZE_INVALID"
 
 
 def test_inmemory_storage_needs_no_root(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,24 @@ def test_accept_header(client: httpx.Client, accept: str | None, status: int) ->
         assert response.status_code == status
     if status == 404:
         assert client.get("/v2/r/manifests/t", headers=headers).json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
+def test_manifests_are_parsed_and_hashed_off_the_event_loop(
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regtool.server.handlers import manifests
+
+    threads: list[str] = []
+    real_parse = manifests.parse_manifest
+
+    def parse(raw: bytes, content_type: str | None = None) -> object:
+        threads.append(threading.current_thread().name)
+        return real_parse(raw, content_type)
+
+    monkeypatch.setattr(manifests, "parse_manifest", parse)
+    push_blob(client, "r", b"{}")
+    manifest = image_manifest(b"{}", [])
+    assert push_manifest(client, "r", "t", manifest, mt.OCI_MANIFEST).status_code == 201
+    assert push_manifest(client, "r", digest_of(manifest), manifest, mt.OCI_MANIFEST).status_code == 201
+    # The event loop runs in the embedded server's "serve-<port>" thread; handlers' blocking work goes elsewhere.
+    assert len(threads) == 2 and not any(name.startswith("serve-") for name in threads)

@@ -13,7 +13,8 @@ In-process (the usual way). The ``serve`` fixture: import it once in your tests 
     with run_serve(tmp_path / "root", latency_ms=20, enable_v1=False) as server:  # any ServerConfig field
         ...
 
-``run_serve`` builds the app with the real ``create_app(ServerConfig(...))`` and runs it under uvicorn on a
+``run_serve`` is ``regtool.server.embedded.embedded_serve`` with the access log off (``regtool demo`` runs the
+same code): it builds the app with the real ``create_app(ServerConfig(...))`` and runs it under uvicorn on a
 socket bound to 127.0.0.1:0 before the thread starts, so the port is known and free. It returns when the server
 accepts requests and stops it (gracefully) on exit. Each ``RequestEvent`` has method, path, query, status,
 start/end (``time.monotonic()``), sent/received byte counts; ``RequestLog.max_overlap`` counts how many of the
@@ -36,17 +37,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from regtool.server.app import create_app
-from regtool.server.config import RequestEvent, ServerConfig
+from regtool.server.config import RequestEvent
+from regtool.server.embedded import EmbeddedServe, RequestLog, embedded_serve
 
 __all__ = [
     "RequestEvent",
@@ -60,56 +60,8 @@ __all__ = [
 ]
 
 
-class RequestLog:
-    """A thread-safe log of finished requests; the server's request observer appends to it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[RequestEvent] = []
-
-    def __call__(self, event: RequestEvent) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    def events(self, method: str | None = None, path_contains: str | None = None) -> list[RequestEvent]:
-        """Finished requests in order of completion, optionally only one method / paths containing a string."""
-        with self._lock:
-            events = list(self._events)
-        return [
-            e
-            for e in events
-            if (method is None or e.method == method) and (path_contains is None or path_contains in e.path)
-        ]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._events.clear()
-
-    @staticmethod
-    def max_overlap(events: list[RequestEvent]) -> int:
-        """The largest number of ``events`` in flight at the same moment (1 = strictly one after another)."""
-        points = sorted([(e.start, 1) for e in events] + [(e.end, -1) for e in events], key=lambda p: (p[0], p[1]))
-        best = current = 0
-        for _, step in points:
-            current += step
-            best = max(best, current)
-        return best
-
-
-@dataclass
-class RunningServe:
-    """A running in-process server: ``url``, ``host`` (host:port), ``port``, ``root``, ``config``, ``requests``.
-
-    ``app`` is the Starlette application, for tests that need to reach inside (``app.state.context``).
-    """
-
-    url: str
-    host: str
-    port: int
-    root: Path | None
-    config: ServerConfig
-    requests: RequestLog = field(default_factory=RequestLog)
-    app: Any = None
+# The in-process server is regtool's own (regtool/server/embedded.py, which ``regtool demo`` uses too).
+RunningServe = EmbeddedServe
 
 
 def free_port() -> int:
@@ -125,41 +77,9 @@ def run_serve(root: Path | None = None, **overrides: Any) -> Iterator[RunningSer
 
     Without ``root`` the storage is in memory. ``access_log`` defaults to False here.
     """
-    import uvicorn
-
-    log = RequestLog()
-    user_observer: Callable[[RequestEvent], None] | None = overrides.pop("observer", None)
-
-    def observe(event: RequestEvent) -> None:
-        log(event)
-        if user_observer is not None:
-            user_observer(event)
-
     overrides.setdefault("access_log", False)
-    overrides.setdefault("storage", "filesystem" if root is not None else "inmemory")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = int(sock.getsockname()[1])
-    config = ServerConfig(host="127.0.0.1", port=port, root=root, observer=observe, **overrides)
-    app = create_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"serve-{port}", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("regtool serve did not start in a thread")
-            time.sleep(0.005)
-        yield RunningServe(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, config, log, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with embedded_serve(root, **overrides) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,3 +255,63 @@ def test_layer_is_shared_with_the_v2_blob_store(serve: RunningServe, http: httpx
     assert serve.root is not None
     assert (serve.root / "blobs" / "sha256" / digest[:2] / digest / "data").read_bytes() == layer
     assert not list((serve.root / "v1").rglob("_uploads/*"))
+
+
+def test_names_too_long_to_store_are_400_not_500(http: httpx.Client) -> None:
+    image_id = gen_id()
+    upload_image(http, image_id, None, b"layer")
+    # Short enough as names, but their escaped storage form would not fit a file name or the path limit.
+    for repo in ("ns/" + "%25" * 100, "ns/" + "\u20ac" * 30, "ns/" + "/".join(["\u20ac" * 20] * 6)):
+        for method, path, body in (
+            ("PUT", f"/v1/repositories/{repo}/", b"[]"),
+            ("GET", f"/v1/repositories/{repo}/tags", b""),
+            ("PUT", f"/v1/repositories/{repo}/tags/t", json.dumps(image_id).encode()),
+        ):
+            response = http.request(method, path, content=body)
+            assert (response.status_code, response.json()) == (400, {"error": "Invalid repository name"}), repo
+    longest = "ns/" + "\u20ac" * 28  # 28 x "=E2=82=AC" + "_" = 253 characters: still one file name
+    assert http.put(f"/v1/repositories/{longest}/tags/t", content=json.dumps(image_id)).status_code == 200
+    assert http.get(f"/v1/repositories/{longest}/tags").json() == {"t": image_id}
+
+
+def test_deeply_nested_json_bodies_are_400_not_500(http: httpx.Client) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    image_id = gen_id()
+    for path, message in (
+        (f"/v1/images/{image_id}/json", "Invalid JSON"),
+        ("/v1/repositories/ns/deep/", "Error Decoding JSON"),
+        ("/v1/repositories/ns/deep/images", "Error Decoding JSON"),
+        ("/v1/repositories/ns/deep/tags/t", "Invalid data"),
+        ("/v1/repositories/ns/deep/properties", "Error Decoding JSON"),
+    ):
+        response = http.put(path, content=deep)
+        assert (response.status_code, response.json()) == (400, {"error": message}), path
+    assert http.get("/v1/_ping").status_code == 200
+
+
+def test_head_of_properties_reads_and_never_writes(http: httpx.Client) -> None:
+    assert http.put("/v1/repositories/ns/props/", json=[]).status_code == 200
+    private = json.dumps({"access": "private"}).encode()
+    assert http.request("HEAD", "/v1/repositories/ns/props/properties", content=private).status_code == 200
+    assert http.get("/v1/repositories/ns/props/properties").json() == {"access": "public"}
+    assert http.put("/v1/repositories/ns/props/properties", content=private).status_code == 200
+    assert http.get("/v1/repositories/ns/props/properties").json() == {"access": "private"}
+
+
+def test_garbage_requests_never_cause_a_500(http: httpx.Client) -> None:
+    rng = random.Random(11)
+    done, pending = gen_id(), gen_id()
+    upload_image(http, done, None, b"layer")
+    assert http.put(f"/v1/images/{pending}/json", content=image_json(pending, done)).status_code == 200
+    bodies = [b"", b"{}", b"[]", b"null", b"\xff\xfe", b'"x"', b"[1]", b'[{"id": 5}]', b'{"access": 5}', b"1e999"]
+    bodies += [json.dumps(done).encode(), image_json(pending, pending), b"[" * 5000 + b"]" * 5000]
+    targets = [f"/v1/images/{image}/{what}" for image in (done, pending) for what in ("json", "layer", "checksum")]
+    targets += [f"/v1/repositories/ns/r/{what}" for what in ("", "images", "tags", "tags/t", "tags/t/json", "json")]
+    targets += ["/v1/repositories/ns/r/properties", "/v1/repositories/r/auth", "/v1/search?q=%FF", "/v1/users/u/"]
+    headers = [{}, {"X-Docker-Checksum-Payload": "sha256:x"}, {"Range": "bytes=0-"}, {"If-Modified-Since": "?"}]
+    headers += [{"User-Agent": "docker/ go os/a/b arch"}, {"X-Docker-Token": "true"}]
+    for _ in range(200):
+        method = rng.choice(["GET", "HEAD", "PUT", "POST", "DELETE"])
+        response = http.request(method, rng.choice(targets), content=rng.choice(bodies), headers=rng.choice(headers))
+        assert response.status_code < 500, (method, response.request.url, response.text)
+    assert http.get(f"/v1/images/{done}/layer").content == b"layer"

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
-from regtool.client import Client
+from regtool.client import Client, v1pull
 from regtool.client.v1push import image_manifest, local_v1_layers
 from regtool.errors import IntegrityError, NotFoundError, UnsupportedProtocolError
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import open_source
 from regtool.manifest import ImageConfig
+from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.support.serve import RunningServe, run_serve
 from tests.v1.images import build_layout
@@ -203,3 +206,42 @@ async def test_push_a_docker_archive_over_v1(tmp_path: Path) -> None:
             await client.pull(ref(server, "team/from-archive:1"), tmp_path / "out", protocol="v1")
     config = layout_config(OciLayout.open(tmp_path / "out"))
     assert list(config.diff_ids) == json.loads(config_raw)["rootfs"]["diff_ids"]
+
+
+@pytest.mark.parametrize("kind", ["plain", "xz", "bzip2"])
+async def test_v1_pull_sniffs_the_layer_compression(tmp_path: Path, kind: str) -> None:
+    _, _, blobs, config_raw = build_layout(tmp_path / "src", layers=2, kind=kind)
+    with run_serve(tmp_path / "root") as server:
+        await push_v1(tmp_path / "src", ref(server))
+        async with Client() as client:
+            await client.pull(ref(server), tmp_path / "out", protocol="v1")
+    pulled = OciLayout.open(tmp_path / "out")
+    manifest = pulled.manifest(pulled.resolve("1.0"))
+    diff_ids = json.loads(config_raw)["rootfs"]["diff_ids"]
+    assert list(layout_config(pulled).diff_ids) == diff_ids
+    # Plain tars are kept as they came; xz and bzip2, which OCI has no media type for, are stored decompressed.
+    assert [layer.media_type for layer in manifest.layers] == [mt.OCI_LAYER] * 2
+    stored = [pulled.read_blob(layer.digest) for layer in manifest.layers]
+    if kind == "plain":
+        assert stored == blobs
+    else:
+        assert [str(layer.digest) for layer in manifest.layers] == diff_ids
+        assert all(blob[257:262] == b"ustar" for blob in stored)
+
+
+async def test_v1_pull_never_fsyncs_on_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_layout(tmp_path / "src", layers=2)
+    loop_thread = threading.current_thread()
+    on_loop: list[bool] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        on_loop.append(threading.current_thread() is loop_thread)
+        real_fsync(fd)
+
+    with run_serve(tmp_path / "root") as server:
+        await push_v1(tmp_path / "src", ref(server))
+        monkeypatch.setattr(v1pull.os, "fsync", fsync)
+        async with Client() as client:
+            await client.pull(ref(server), tmp_path / "out", protocol="v1")
+    assert on_loop and not any(on_loop)

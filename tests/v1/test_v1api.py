@@ -42,6 +42,37 @@ def test_parse_payload_checksums() -> None:
     assert parse_payload_checksums([one]) == {one}
     assert parse_payload_checksums([json.dumps([one, two])]) == {one, two}
     assert parse_payload_checksums(["tarsum+sha256:abc", "[not json"]) == frozenset()
+    assert parse_payload_checksums(["[" * 20_000]) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "found"),
+    [
+        (200, {}, b"{}", True),
+        (200, {"Content-Type": "text/html"}, b"<html>a web server answers everything</html>", False),
+        (404, {"X-Docker-Registry-Version": "0.9.1"}, b"", True),
+        (200, {}, b"[" * 20_000, False),
+    ],
+)
+async def test_ping_needs_json_or_a_v1_header(
+    httpx_mock: HTTPXMock, status: int, headers: dict[str, str], body: bytes, found: bool
+) -> None:
+    httpx_mock.add_response(url=f"{INDEX}/v1/_ping", status_code=status, headers=headers, content=body)
+    async with httpx.AsyncClient() as http:
+        api = V1Api(RegistryAPI(http, retry=RetryPolicy(total=0)), INDEX)
+        assert (await api.ping()).found is found
+
+
+async def test_json_nested_too_deeply_is_a_protocol_error(httpx_mock: HTTPXMock) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    httpx_mock.add_response(url=f"{INDEX}/v1/repositories/app/images", content=deep)
+    httpx_mock.add_response(url=f"{INDEX}/v1/repositories/library/app/tags/1", content=deep)
+    async with httpx.AsyncClient() as http:
+        api = V1Api(RegistryAPI(http, retry=RetryPolicy(total=0)), INDEX)
+        with pytest.raises(ProtocolError, match="images list is not JSON"):
+            await api.repository_images("app")
+        with pytest.raises(ProtocolError, match="did not answer JSON"):
+            await api.tag("app", "1")
 
 
 def registry(httpx_mock: HTTPXMock, checksum_header: tuple[str, str] | None) -> None:

@@ -104,10 +104,13 @@ async def put_manifest(request: Request) -> Response:
     require_writable(request, "push manifests")
     await authorize(request, Access.push(name), Access.pull(name))
     raw = await _read_limited(request, context(request).config.max_manifest_bytes)
-    manifest = _parse(raw, request.headers.get("content-type"))
+    # Up to max_manifest_bytes of JSON to parse and hash: in a worker thread, off the event loop.
+    manifest = await run_sync(_parse, raw, request.headers.get("content-type"))
     tag: str | None = None
     if isinstance(reference, Digest):
-        actual = Digest.of(raw, reference.algorithm)
+        actual = manifest.digest
+        if reference.algorithm != actual.algorithm:
+            actual = await run_sync(Digest.of, raw, reference.algorithm)
         if actual != reference:
             raise ApiError(
                 ErrorCode.DIGEST_INVALID,

@@ -29,7 +29,7 @@ from regtool.protocol import v1 as p1
 from regtool.server.auth.base import Access
 from regtool.server.errors import ApiError
 from regtool.server.handlers.base import authorize, context, run_sync
-from regtool.server.storage.v1images import V1Error, V1ImageStore, user_agent_metadata
+from regtool.server.storage.v1images import V1Error, V1ImageStore, load_json, user_agent_metadata
 from regtool.server.streaming import StreamResponse, parse_range, receive_into
 
 __all__ = ["routes"]
@@ -265,10 +265,7 @@ async def put_checksum(request: Request) -> Response:
 
 
 def _index_entries(raw: bytes) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(raw) if raw.strip() else []
-    except (ValueError, UnicodeDecodeError):
-        raise V1Error(400, "Error Decoding JSON") from None
+    data = load_json(raw, "Error Decoding JSON") if raw.strip() else []
     if not isinstance(data, list):
         raise V1Error(400, "Invalid data")
     return [item for item in data if isinstance(item, dict)]
@@ -346,10 +343,7 @@ async def put_tag(request: Request) -> Response:
         raise V1Error(400, "Invalid tag name (must match ^[\\w][\\w.-]{0,127}$)")
     _writable(request)
     await authorize(request, Access.push(name))
-    try:
-        image_id = json.loads(await _body(request))
-    except (ValueError, UnicodeDecodeError):
-        raise V1Error(400, "Invalid data") from None
+    image_id = load_json(await _body(request), "Invalid data")
     if not isinstance(image_id, str):
         raise V1Error(400, "Invalid data")
     metadata = user_agent_metadata(request.headers.get("user-agent", ""))
@@ -405,15 +399,12 @@ async def properties(request: Request) -> Response:
     """``GET/PUT /v1/repositories/<repo>/properties``: ``{"access": "private"|"public"}``."""
     name = _repository(request)
     store = _store(request)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         await authorize(request, Access.pull(name))
         return v1_json(await run_sync(store.properties, name))
     _writable(request)
     await authorize(request, Access.push(name))
-    try:
-        data = json.loads(await _body(request))
-    except (ValueError, UnicodeDecodeError):
-        raise V1Error(400, "Error Decoding JSON") from None
+    data = load_json(await _body(request), "Error Decoding JSON")
     access = data.get("access") if isinstance(data, dict) else None
     if not isinstance(access, str) or not _ACCESS_RE.match(access):
         raise V1Error(400, "Invalid data")

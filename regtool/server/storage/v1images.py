@@ -37,12 +37,16 @@ from regtool.server.storage import paths
 from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDriver
 from regtool.server.storage.registry import BlobStore
 
-__all__ = ["V1Error", "V1ImageInfo", "V1ImageStore", "user_agent_metadata", "v1_repository_dir"]
+__all__ = ["V1Error", "V1ImageInfo", "V1ImageStore", "load_json", "user_agent_metadata", "v1_repository_dir"]
 
 _IMAGES = f"{paths.V1}/images"
 _REPOSITORIES = f"{paths.V1}/repositories"
 _UPLOADS = f"{paths.V1}/_uploads"
 _MAX_NAME = 255
+# An escaped component must fit a file name (NAME_MAX), and the directory must leave room under
+# paths.MAX_PATH_LENGTH for the files in it ("_json_<tag>", at most 134 characters).
+_MAX_COMPONENT = 255
+_MAX_DIRECTORY = paths.MAX_PATH_LENGTH - 256
 
 
 class V1Error(RegtoolError):
@@ -71,13 +75,28 @@ def _escape_component(component: str) -> str:
     return "_" + quote(component, safe="").replace("~", "%7E").replace("%", "=")
 
 
+def load_json(raw: bytes, message: str) -> Any:
+    """``raw`` parsed as JSON; ``V1Error(400, message)`` when it is not (also when it nests too deeply)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise V1Error(400, message) from None
+
+
 def v1_repository_dir(name: str) -> str:
-    """The storage directory of v1 repository ``name`` (``library/`` added to one-part names)."""
+    """The storage directory of v1 repository ``name`` (``library/`` added to one-part names).
+
+    400 "Invalid repository name" for an empty component, or a name too long to store once escaped.
+    """
     name = normalize_v1_repository(name)
     components = name.split("/")
     if len(name) > _MAX_NAME or any(not c for c in components):
         raise V1Error(400, "Invalid repository name")
-    return f"{_REPOSITORIES}/" + "/".join(_escape_component(c) for c in components)
+    escaped = [_escape_component(c) for c in components]
+    directory = f"{_REPOSITORIES}/" + "/".join(escaped)
+    if len(directory) > _MAX_DIRECTORY or any(len(c.encode()) > _MAX_COMPONENT for c in escaped):
+        raise V1Error(400, "Invalid repository name")
+    return directory
 
 
 def _image_dir(image_id: str) -> str:
@@ -134,10 +153,7 @@ class V1ImageStore:
     def put_json(self, image_id: str, raw: bytes) -> None:
         """``PUT /v1/images/<id>/json``: validate, mark in progress, store the bytes and the ancestry."""
         directory = _image_dir(image_id)
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise V1Error(400, "Invalid JSON") from None
+        data = load_json(raw, "Invalid JSON")
         if not isinstance(data, dict):
             raise V1Error(400, "Invalid JSON")
         if "id" not in data:
