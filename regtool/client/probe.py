@@ -8,18 +8,22 @@
 2. GET /v1/_ping on that scheme: a 200 JSON response or an ``X-Docker-Registry-Version`` /
    ``X-Docker-Registry-Standalone`` header means v1; the standalone flag follows the engine's reading.
 
-Nothing is hidden: a 5xx or a transport error is kept as evidence and never turned into a verdict by itself.
+A 408/429/5xx answer is retried as the client's retry policy says (a transport error is not: it moves on to the
+next scheme). Nothing is hidden: a 5xx or a transport error is kept as evidence and never turned into a verdict
+by itself.
 """
 
 from __future__ import annotations
 
 import json
 
+import anyio
 import httpx
 
 from regtool.client.challenge import ChallengeError, parse_challenges
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import ProbeEvidence, ProbeResult, V1Info, V2Info
+from regtool.client.transport import redact_url
 from regtool.errors import TransportError
 from regtool.protocol import v1 as v1proto
 from regtool.protocol import v2 as v2proto
@@ -36,6 +40,7 @@ _SHOWN_HEADERS = (
     v1proto.STANDALONE_HEADER,
     "Content-Type",
     "Server",
+    "Retry-After",
 )
 
 
@@ -64,6 +69,19 @@ async def _get(api: RegistryAPI, url: str) -> tuple[ProbeEvidence, bytes]:
         await response.aclose()
     headers = {name: response.headers[name] for name in _SHOWN_HEADERS if name in response.headers}
     return ProbeEvidence(url=url, status=response.status_code, headers=headers), body
+
+
+async def _get_retrying(api: RegistryAPI, url: str) -> tuple[ProbeEvidence, bytes]:
+    """``_get``, retrying a 408/429/5xx answer as the client's retry policy says (each retry is logged)."""
+    attempt = 0
+    while True:
+        seen, body = await _get(api, url)
+        if seen.status is None or not api.retry.allows("GET", seen.status) or api.retry.exhausted(attempt):
+            return seen, body
+        delay = api.retry.delay(attempt, seen.headers.get("Retry-After"))
+        api.retry_log.record(f"GET {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=f"HTTP {seen.status}")
+        await anyio.sleep(delay)
+        attempt += 1
 
 
 def _v2_from(evidence: ProbeEvidence, body: bytes) -> tuple[V2Info, str]:
@@ -128,7 +146,7 @@ async def probe_registry(api: RegistryAPI, registry: str, *, check_v1: bool = Tr
     chosen: str | None = None
     v2 = V2Info(found=False)
     for scheme in api.schemes(registry):
-        seen, body = await _get(api, f"{scheme}://{host}/v2/")
+        seen, body = await _get_retrying(api, f"{scheme}://{host}/v2/")
         if seen.status is None:
             evidence.append(seen)
             continue
@@ -138,7 +156,7 @@ async def probe_registry(api: RegistryAPI, registry: str, *, check_v1: bool = Tr
         break
     v1 = V1Info(found=False)
     if chosen is not None and (check_v1 or not v2.found):
-        seen, body = await _get(api, f"{chosen}://{host}/v1/_ping")
+        seen, body = await _get_retrying(api, f"{chosen}://{host}/v1/_ping")
         if seen.status is None:
             evidence.append(seen)
         else:

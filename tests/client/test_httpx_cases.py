@@ -16,7 +16,7 @@ from pytest_httpx import HTTPXMock
 
 from regtool.client import Client
 from regtool.client.retry import RetryPolicy
-from regtool.errors import IntegrityError, NotFoundError, TransportError, UnsupportedProtocolError
+from regtool.errors import IntegrityError, NotFoundError, RegistryError, TransportError, UnsupportedProtocolError
 from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.support.images import BuiltImage, image_manifest
@@ -158,6 +158,29 @@ async def test_secure_host_never_tries_http(httpx_mock: HTTPXMock) -> None:
             await client.api.base_url(HOST)
     assert result.verdict == "neither" and result.scheme is None
     assert all(r.url.scheme == "https" for r in httpx_mock.get_requests())
+
+
+async def test_probe_retries_a_503_then_sees_v2(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", status_code=503, headers={"Retry-After": "0"})
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    httpx_mock.add_response(url=f"https://{HOST}/v1/_ping", status_code=404)
+    async with Client() as client:
+        result = await client.probe(HOST)
+        retries = client.api.retry_log.count
+    assert result.verdict == "v2" and result.v2.status == 200
+    assert retries == 1
+    assert len(httpx_mock.get_requests(url=f"https://{HOST}/v2/")) == 2
+
+
+async def test_probe_gives_up_on_a_lasting_503_and_reports_it(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
+    httpx_mock.add_response(url=f"https://{HOST}/v2/", status_code=503, headers={"Retry-After": "0"}, is_reusable=True)
+    # v1 answers, but a failing v2 must not turn into a quiet v1 pull (any other request fails the test).
+    httpx_mock.add_response(url=f"https://{HOST}/v1/_ping", headers={"X-Docker-Registry-Version": "0.9.1"}, json={})
+    async with Client(retries=2) as client:
+        with pytest.raises(RegistryError, match="HTTP 503"):
+            await client.pull(Reference.parse(f"{HOST}/a/b:1"), tmp_path / "out")
+    assert len(httpx_mock.get_requests(url=f"https://{HOST}/v2/")) == 3
+    assert not (tmp_path / "out").exists()
 
 
 async def test_probe_401_bearer_challenge_is_v2(httpx_mock: HTTPXMock) -> None:

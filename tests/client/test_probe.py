@@ -40,11 +40,13 @@ async def test_server_error_is_reported_not_hidden() -> None:
     with fake_registry() as fake:
         fake.route("GET", "/v2/", Reply(503, {}, b"down"))
         fake.route("GET", "/v1/_ping", Reply(503, {}, b"down"))
-        async with Client() as client:
+        async with Client(retries=1) as client:
             result = await client.probe(fake.host)
+            retried = client.api.retry_log.count
     assert result.verdict == "neither"
     assert [e.status for e in result.evidence[1:]] == [503, 503]
     assert "server error" in result.evidence[1].note
+    assert retried == 2  # each 503 was retried once, as the policy says, before it became evidence
 
 
 async def test_refused_connection_is_neither_with_errors() -> None:
