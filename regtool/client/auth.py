@@ -248,7 +248,7 @@ class RegistryAuth(httpx.Auth):
             raise AuthError(f"token request to {where} failed: HTTP {response.status_code}")
         try:
             data = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise AuthError(f"token response from {where} is not JSON") from None
         value = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(value, str) or not value:

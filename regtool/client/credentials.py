@@ -108,7 +108,7 @@ class DockerConfig:
             return {}
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise UsageError(f"docker config {self.path} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise UsageError(f"docker config {self.path} is not a JSON object")
@@ -249,7 +249,7 @@ def _helper_get(name: str, server_url: str) -> Credentials | None:
     try:
         data = json.loads(out)
         user, secret = data["Username"], data["Secret"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise AuthError(f"credential helper docker-credential-{name} answered something that is not JSON") from None
     if not isinstance(user, str) or not isinstance(secret, str):
         raise AuthError(f"credential helper docker-credential-{name} answered without Username/Secret")

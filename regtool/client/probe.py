@@ -47,7 +47,7 @@ _SHOWN_HEADERS = (
 def _json_object(body: bytes) -> dict[str, object] | None:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -346,5 +346,5 @@ def json_body(response: httpx.Response, what: str) -> Any:
     """The response's JSON body, or ProtocolError naming ``what`` and the URL."""
     try:
         return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError(f"{what}: response is not JSON (from {redact_url(response.request.url)})") from None

@@ -315,8 +315,12 @@ async def _pull_into(
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".regtool-v1-", dir=dest.parent)))
             root = work / "layout"
         layout = await anyio.to_thread.run_sync(functools.partial(OciLayout.open, root, create=True))
-        chain, layers = await _pull_chain(api, layout.blobs, chain_ids, metas, progress, jobs)
-        config, manifest = await anyio.to_thread.run_sync(_write_image, layout, ref, dest, format, chain, layers)
+        try:
+            chain, layers = await _pull_chain(api, layout.blobs, chain_ids, metas, progress, jobs)
+            config, manifest = await anyio.to_thread.run_sync(_write_image, layout, ref, dest, format, chain, layers)
+        finally:
+            # Leave only the layout's own files; the staging area goes once nothing is left in it.
+            layout.blobs.tidy()
     return V1PullOutcome(
         image_id=top,
         chain=tuple(chain),

@@ -78,3 +78,10 @@ def fake_path():  # type: ignore[no-untyped-def]
     from pathlib import Path
 
     return Path("/nonexistent/regtool-never-written")
+
+
+def test_nested_json_from_a_hostile_registry_is_not_a_crash() -> None:
+    from regtool.client.probe import _json_object
+
+    assert _json_object(b"[" * 100_000 + b"]" * 100_000) is None
+    assert _json_object(b'{"a":' * 50_000 + b"1" + b"}" * 50_000) is None

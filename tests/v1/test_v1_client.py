@@ -49,6 +49,8 @@ async def test_push_then_pull_round_trip_keeps_layers_and_config(tmp_path: Path)
             result = await client.pull(target, tmp_path / "out", protocol="v1")
         assert result.protocol == "v1"
         assert result.blobs_downloaded == 3
+    # The layout holds the spec's files only: no staging area left behind.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blobs", "index.json", "oci-layout"]
     pulled = OciLayout.open(tmp_path / "out")
     manifest = pulled.manifest(pulled.resolve("1.0"))
     assert [pulled.read_blob(layer.digest) for layer in manifest.layers] == blobs
