@@ -74,7 +74,7 @@ def push(
         typer.Option(
             "--chunk-size",
             metavar="SIZE",
-            help="Upload blobs larger than SIZE in chunks of SIZE (e.g. 16MiB). Default: each blob in one request.",
+            help="Upload blobs larger than SIZE in chunks of SIZE (e.g. 16MiB). Default: 256MiB.",
             show_default=False,
         ),
     ] = None,

@@ -260,14 +260,17 @@ class Client:
         """Push ``source`` (an OCI layout ``dir[:tag]`` or a docker-archive ``file.tar``) to ``ref``.
 
         Blobs the registry has are skipped, blobs of ``mount_from`` repositories are mounted, the rest are
-        uploaded concurrently (chunked above ``chunk_size``); manifests go last, children before their index.
+        uploaded concurrently (in ``PATCH`` chunks above ``chunk_size``, default
+        ``push.DEFAULT_CHUNK_SIZE``, 256 MiB); manifests go last, children before their index.
         """
         chosen = await self._protocol_for(ref.registry, protocol)
         if chosen == "v1":
             return await self._push_v1(source, ref)
-        from regtool.client.push import V2Pusher
+        from regtool.client import push as push_module
 
-        pusher = V2Pusher(self.api, jobs=self.jobs, progress=self.progress, chunk_size=chunk_size)
+        if chunk_size is None:
+            chunk_size = push_module.DEFAULT_CHUNK_SIZE
+        pusher = push_module.V2Pusher(self.api, jobs=self.jobs, progress=self.progress, chunk_size=chunk_size)
         result = await pusher.push(source, ref, mount_from=mount_from)
         self.progress.event("summary", **result.to_json())
         return result

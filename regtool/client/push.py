@@ -49,8 +49,10 @@ from regtool.reference import Reference
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
 
-# Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size (when chunking is asked for).
-DEFAULT_CHUNK_SIZE: int | None = None
+# Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size. Large enough that the extra
+# round trips cost nothing measurable; small enough that an interrupted push of a big layer resumes from a recent
+# chunk boundary on registries (distribution among them) that drop a chunk cut mid-body.
+DEFAULT_CHUNK_SIZE = 256 << 20
 READ_SIZE = 1 << 20
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import tarfile
 from pathlib import Path
 
@@ -83,6 +84,25 @@ async def test_chunked_push(serve: RunningServe, tmp_path: Path) -> None:  # noq
     patches = serve.requests.events("PATCH")
     assert len(patches) >= layer.size // 100
     assert _blob(tmp_path / "out", layer.digest) == image.blobs[layer.digest]
+
+
+async def test_push_chunks_blobs_above_the_default_threshold(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The default is 256 MiB; shrink it so the default path is exercised with small blobs.
+    monkeypatch.setattr("regtool.client.push.DEFAULT_CHUNK_SIZE", 1000)
+    image = write_image(tmp_path / "src", "v", [{"small": b"x" * 10}, {"big": random.Random(0).randbytes(5000)}])
+    ref = Reference.parse(f"{serve.host}/chunky/default:v")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", ref)
+        await client.pull(ref, tmp_path / "out")
+    big = max(image.manifest.layers, key=lambda layer: layer.size)
+    assert big.size > 1000
+    patches = serve.requests.events("PATCH")
+    assert len(patches) == -(-big.size // 1000)  # only the blob above the threshold went up in chunks
+    assert _blob(tmp_path / "out", big.digest) == image.blobs[big.digest]
 
 
 async def test_multi_arch_platform_selection_and_all_platforms(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
