@@ -41,7 +41,16 @@ from regtool.client.resume import UploadState, UploadStateStore, parse_upload_ra
 from regtool.client.tasks import first_error, run_bounded
 from regtool.client.transport import redact_url
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, NotFoundError, ProtocolError, RegistryError, TransportError, UsageError
+from regtool.errors import (
+    AuthError,
+    IntegrityError,
+    InvalidReference,
+    NotFoundError,
+    ProtocolError,
+    RegistryError,
+    TransportError,
+    UsageError,
+)
 from regtool.image.source import ImageSource, open_source
 from regtool.manifest import Descriptor, Manifest
 from regtool.protocol import v2
@@ -118,9 +127,10 @@ class V2Pusher:
                     blobs.setdefault(desc.digest, desc)
         base = await self.api.base_url(ref.registry)
         tally = _Tally()
+        sources = (*mount_from, *(_known_origin(src, ref, mount_from)))
 
         async def one(desc: Descriptor) -> None:
-            await self._blob(src, ref, base, desc, mount_from, tally)
+            await self._blob(src, ref, base, desc, sources, tally, explicit=len(mount_from))
 
         await run_bounded(sorted(blobs.values(), key=lambda d: -d.size), one, self.jobs)
         for child in children:
@@ -153,6 +163,8 @@ class V2Pusher:
         desc: Descriptor,
         mount_from: Sequence[str],
         tally: _Tally,
+        *,
+        explicit: int,
     ) -> None:
         key = str(desc.digest)
         size = src.blob_size(desc.digest)
@@ -177,7 +189,7 @@ class V2Pusher:
                         break
                 resumed = await self._resume_session(ref, desc, key)
                 if resumed is None:
-                    location = await self._open_session(ref, base, desc, mount_from)
+                    location = await self._open_session(ref, base, desc, mount_from, explicit)
                     if location is None:
                         tally.mounted += 1
                         self.progress.finish(key, status="mounted")
@@ -240,14 +252,28 @@ class V2Pusher:
             self.progress.advance(key, held)
         return location, held
 
-    async def _open_session(self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str]) -> str | None:
-        """The upload URL of a new session, or None when a mount made the upload unnecessary."""
+    async def _open_session(
+        self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str], explicit: int
+    ) -> str | None:
+        """The upload URL of a new session, or None when a mount made the upload unnecessary.
+
+        The first ``explicit`` sources were named by the user, and their errors are the user's to see; the rest
+        were inferred (the source layout's origin), so a refusal there (no pull right on it, a repository gone)
+        just means uploading instead.
+        """
         what = f"blob {desc.digest}"
-        for source_repo in mount_from:
+        for position, source_repo in enumerate(mount_from):
             if source_repo == ref.repository:
                 continue
             url = base + v2.uploads_path(ref.repository, mount=str(desc.digest), **{"from": source_repo})
-            response = await self.api.send("POST", url, what=f"mount of {what} from {source_repo}", expect=(201, 202))
+            try:
+                response = await self.api.send(
+                    "POST", url, what=f"mount of {what} from {source_repo}", expect=(201, 202)
+                )
+            except (AuthError, NotFoundError, RegistryError):
+                if position < explicit:
+                    raise
+                continue
             if response.status_code == 201:
                 return None
             # 202: the registry opened an upload session instead; use it (and stop trying other sources).
@@ -443,3 +469,17 @@ def _check_stored(response: httpx.Response, digest: Digest, what: str) -> None:
     header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
     if header and Digest.is_valid(header) and Digest.parse(header) != digest:
         raise IntegrityError(f"{what}: the registry stored {header} (at {redact_url(response.url)})")
+
+
+def _known_origin(src: ImageSource, ref: Reference, mount_from: Sequence[str]) -> tuple[str, ...]:
+    """The repository the source layout was pulled from, when it is on ``ref``'s registry: a mount candidate."""
+    origin = getattr(src, "origin", None)
+    if not isinstance(origin, str):
+        return ()
+    try:
+        parsed = Reference.parse(origin)
+    except InvalidReference:
+        return ()
+    if parsed.registry != ref.registry or parsed.repository == ref.repository or parsed.repository in mount_from:
+        return ()
+    return (parsed.repository,)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, runtime_checkable
 
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, NotFoundError, UsageError
-from regtool.image.oci_layout import OciLayout
+from regtool.image.oci_layout import IMAGE_NAME_ANNOTATION, OciLayout
 from regtool.manifest import Manifest, ManifestError, parse_manifest
 
 if TYPE_CHECKING:
@@ -179,6 +179,9 @@ class OciLayoutSource(BlobStoreSource):
         where = f"oci:{layout.path}" + (f":{ref_name}" if ref_name else "")
         super().__init__(layout.blobs, root, description=where, ref_name=name)
         self.layout = layout
+        # Where this image was pulled from (the full reference regtool, containerd and skopeo record); a push
+        # to the same registry can mount its blobs from there instead of uploading them.
+        self.origin: str | None = descriptor.annotations.get(IMAGE_NAME_ANNOTATION)
 
 
 def parse_source_spec(spec: str) -> tuple[str, Path, str | None]:

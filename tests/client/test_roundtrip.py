@@ -7,6 +7,7 @@ import random
 import tarfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from regtool.client import Client
@@ -103,6 +104,27 @@ async def test_push_chunks_blobs_above_the_default_threshold(
     patches = serve.requests.events("PATCH")
     assert len(patches) == -(-big.size // 1000)  # only the blob above the threshold went up in chunks
     assert _blob(tmp_path / "out", big.digest) == image.blobs[big.digest]
+
+
+async def test_push_mounts_from_the_repository_the_layout_was_pulled_from(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    write_image(tmp_path / "src", "v", [{"a": b"1"}, {"b": b"2"}])
+    origin = Reference.parse(f"{serve.host}/team/origin:v")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:v", origin)
+        await client.pull(origin, tmp_path / "pulled")
+        serve.requests.clear()
+        same_registry = await client.push(f"{tmp_path / 'pulled'}:v", Reference.parse(f"{serve.host}/team/copy:v"))
+        # The origin repository no longer has the blobs: the registry answers the mount with 202 and an upload.
+        for layer in (await client.manifest(origin)).layers:
+            assert httpx.delete(f"{serve.url}/v2/team/origin/blobs/{layer.digest}").status_code == 202
+        uploaded = await client.push(f"{tmp_path / 'pulled'}:v", Reference.parse(f"{serve.host}/team/third:v"))
+    assert (same_registry.blobs_mounted, same_registry.blobs_uploaded) == (3, 0)
+    mounts = [e for e in serve.requests.events("POST") if "mount=" in e.query]
+    assert mounts and all("from=team%2Forigin" in e.query for e in mounts)
+    assert uploaded.blobs_uploaded == 2 and uploaded.blobs_mounted == 1  # the config is still in team/origin
 
 
 async def test_multi_arch_platform_selection_and_all_platforms(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
