@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--small-only", action="store_true", help="only the 16 x 32 MiB image")
+    parser.add_argument("--pulls", type=int, default=1, help="pulls per image and round, alternating (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the generated layouts")
     parser.add_argument("--blob-gib", type=int, default=0, help="instead: push+pull one N GiB blob, report RSS")
     args = parser.parse_args()
@@ -219,12 +220,14 @@ def main() -> None:
                         ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
                         elapsed = skopeo("copy", "--dest-tls-verify=false", f"oci:{work / image}:bench", ref)
                         times.setdefault((image, "push", server), []).append(elapsed)
-                    for server, (host, _) in order:
-                        ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
-                        out = work / f"pull-{server}"
-                        elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
-                        shutil.rmtree(out)
-                        times.setdefault((image, "pull", server), []).append(elapsed)
+                    for pull_no in range(args.pulls):
+                        # Alternate who goes first on every pull, not only every round.
+                        for server, (host, _) in order if pull_no % 2 == 0 else reversed(order):
+                            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
+                            out = work / f"pull-{server}"
+                            elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
+                            shutil.rmtree(out)
+                            times.setdefault((image, "pull", server), []).append(elapsed)
                     print(f"round {round_no + 1}/{args.rounds} {image} done", flush=True)
                 pid = servers["serve"][1]
                 assert pid is not None

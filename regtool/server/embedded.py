@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from regtool.errors import RegtoolError
 from regtool.server.app import create_app
 from regtool.server.config import RequestEvent, RequestObserver, ServerConfig
+from regtool.server.runner import http_protocol
 
 __all__ = ["EmbeddedServe", "RequestLog", "embedded_serve"]
 
@@ -116,7 +117,14 @@ def embedded_serve(
         config = ServerConfig(host="127.0.0.1", port=port, root=root, observer=observe, **overrides)
         app: Starlette = create_app(config)
         server = uvicorn.Server(
-            uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+            uvicorn.Config(
+                app,
+                log_level=log_level,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+                http=http_protocol(),
+            )
         )
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"serve-{port}", daemon=True)
         thread.start()

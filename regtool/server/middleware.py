@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode, RegistryErrorItem, encode_v2_errors
 from regtool.server.config import RequestEvent, ServerConfig
+from regtool.server.zerocopy import SENT, ZEROCOPY
 
 __all__ = ["RegistryMiddleware", "access_logger"]
 
@@ -68,6 +69,13 @@ class RegistryMiddleware:
                     # Record before the last bytes leave, so a client that has the whole response always finds
                     # its request in the observer's log.
                     finish()
+            elif message["type"] == ZEROCOPY:
+                # Counted once sent: the server says how much left (SENT), fewer bytes when the client went away.
+                await send(message)
+                sent += message.get(SENT, message.get("count", 0))
+                if not message.get("more_body", False):
+                    finish()
+                return
             await send(message)
 
         try:

@@ -6,6 +6,7 @@ after a clean stop; here the signals only ask the server to exit, and ``run`` re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["run"]
+__all__ = ["http_protocol", "run"]
 
 
 class _Server(uvicorn.Server):
@@ -32,6 +33,15 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol with zero-copy blob sends (``uvicorn_protocol.py``), else uvicorn's own choice."""
+    try:
+        from regtool.server.uvicorn_protocol import ZeroCopyHttpToolsProtocol
+    except ImportError:  # httptools is missing (it comes with uvicorn[standard] on CPython)
+        return "auto"
+    return ZeroCopyHttpToolsProtocol
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -65,6 +75,7 @@ def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls
         # issue 5: HTTPS when a certificate is configured.
         ssl_certfile=str(tls_cert) if tls_cert is not None else None,
         ssl_keyfile=str(tls_key) if tls_key is not None else None,
+        http=http_protocol(),
     )
     logging.getLogger("uvicorn.error").addFilter(_drop_tls_probes)
     try:

@@ -24,6 +24,7 @@ import uvicorn
 from regtool.server.app import create_app
 from regtool.server.auth.htpasswd import hash_password
 from regtool.server.config import ServerConfig
+from regtool.server.runner import http_protocol
 
 __all__ = [
     "HELPER_SCRIPT",
@@ -134,6 +135,7 @@ def run_auth_serve(
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            http=http_protocol(),
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,
             ssl_ca_certs=str(client_ca) if client_ca else None,

@@ -1,0 +1,78 @@
+"""uvicorn's httptools protocol with ASGI's zero-copy send extension on plain-HTTP connections.
+
+Only the message is new: uvicorn keeps doing all of its response logic (Content-Length accounting, completion,
+keep-alive), because after the file has been sent with ``zerocopy.send_file`` the message is finished by handing
+uvicorn an empty body. Imported only when httptools is installed (``runner.http_protocol``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, BinaryIO
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from regtool.server.zerocopy import SENT, ZEROCOPY, send_file
+
+__all__ = ["ZeroCopyHttpToolsProtocol"]
+
+_Send = Callable[[Any], Awaitable[None]]
+
+
+class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus ``http.response.zerocopysend`` on plain-HTTP connections."""
+
+    def on_headers_complete(self) -> None:
+        plain = self.scope.get("scheme") == "http"
+        if plain:
+            extensions = dict(self.scope.get("extensions") or {})
+            extensions[ZEROCOPY] = {}
+            self.scope["extensions"] = extensions
+        super().on_headers_complete()
+        cycle = self.cycle
+        # A websocket upgrade returns before a cycle is made, leaving the previous request's in place.
+        if plain and cycle is not None and cycle.scope is self.scope:
+            # run_asgi hands the app ``self.send`` once the request task runs (after this returns), so an instance
+            # attribute set now is what the app gets, and nothing of uvicorn's request start-up is copied here.
+            setattr(cycle, "send", _ZeroCopySender(cycle, cycle.send))  # noqa: B010 - shadows a method on purpose
+
+
+class _ZeroCopySender:
+    """The cycle's ``send``: ordinary messages go to uvicorn; zero-copy sends are done here, then finished there."""
+
+    def __init__(self, cycle: RequestResponseCycle, send: _Send) -> None:
+        self.cycle = cycle
+        self.send = send
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] != ZEROCOPY:
+            await self.send(message)
+            return
+        cycle = self.cycle
+        if not cycle.response_started or cycle.response_complete or cycle.chunked_encoding:
+            raise RuntimeError(f"{ZEROCOPY} needs a started, unfinished response with a Content-Length")
+        file: BinaryIO = message["file"]
+        offset = message.get("offset")
+        if offset is None:
+            offset = file.tell()
+        count = message.get("count")
+        if count is None:
+            count = os.fstat(file.fileno()).st_size - offset
+        if count > cycle.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()
+        sent = 0
+        if not cycle.disconnected and count > 0:
+            try:
+                sent = await send_file(cycle.transport, file, offset, count)
+            finally:
+                if sent < count:
+                    # Part of the body may be out: the connection cannot carry another response. A client that went
+                    # away gets no error, as uvicorn drops what is sent to it.
+                    cycle.transport.close()
+        message[SENT] = sent
+        cycle.expected_content_length -= count
+        if not message.get("more_body", False):
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,124 @@
+"""ASGI's zero-copy send extension (``http.response.zerocopysend``): a file range sent with ``sendfile(2)``.
+
+A blob GET then leaves the page cache for the socket inside the kernel, as distribution's does, instead of being
+read into Python 1 MiB at a time and written back: that copy through user space was most of serve's CPU per byte
+sent, and on 2 CPUs shared with the client, CPU is wall time (BENCHMARKS.md, "serve").
+
+uvicorn 0.54 implements no zero-copy send and uvloop's ``loop.sendfile`` raises NotImplementedError, so
+``uvicorn_protocol.py`` advertises the extension on plain-HTTP connections and calls ``send_file`` here:
+
+- the response head uvicorn wrote must leave the transport's buffer first (uvloop queues writes until the end of
+  the loop iteration), so the body cannot overtake it;
+- one worker thread per transfer then runs a non-blocking ``sendfile`` / ``poll`` loop on *duplicates* of the
+  socket's and the file's descriptors: a descriptor that uvicorn or the app closes meanwhile can never be reused
+  under the thread and make it send another file's bytes or write to another client.
+
+The app (``streaming.StreamResponse``) falls back to chunked sends when the extension is absent: under TLS (the
+kernel cannot encrypt), for in-memory storage, or under another server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+from collections.abc import Mapping
+from typing import Any, BinaryIO, Protocol
+
+import anyio
+from anyio import to_thread
+
+__all__ = ["SENT", "ZEROCOPY", "send_file", "zerocopy_available"]
+
+ZEROCOPY = "http.response.zerocopysend"
+# Key the server adds to a zero-copy message once it is done: the bytes that actually left (fewer when the client went
+# away), for the access log in middleware.py. Not part of ASGI; other servers leave it out.
+SENT = "regtool.sent"
+_MAX_PER_CALL = 16 * 1024 * 1024  # bytes one sendfile(2) call may move; the socket's free space limits it anyway
+_POLL_MS = 100  # how often a transfer waiting on a full socket checks whether it was abandoned
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class Transport(Protocol):
+    """The part of an asyncio (or uvloop) transport that ``send_file`` uses."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+
+
+def zerocopy_available(scope: Mapping[str, Any]) -> bool:
+    """Whether the server offers zero-copy sends for this request."""
+    return ZEROCOPY in (scope.get("extensions") or {})
+
+
+async def send_file(transport: Transport, file: BinaryIO, offset: int, count: int) -> int:
+    """Send ``count`` bytes of ``file`` from ``offset`` on ``transport``'s socket, after what it has buffered.
+
+    Returns the bytes sent: fewer than ``count`` when the client went away or the transport was closing. Raises
+    OSError when the file ends early.
+    """
+    await _flushed(transport)
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing():
+        return 0
+    out_fd = os.dup(sock.fileno())
+    try:
+        in_fd = os.dup(file.fileno())
+    except OSError:
+        os.close(out_fd)
+        raise
+    progress = _Progress()
+    try:
+        # abandon_on_cancel: a cancelled request (server shutdown) need not wait for the thread, which sees ``stop``
+        # within _POLL_MS and closes its descriptors itself.
+        await to_thread.run_sync(_send_all, out_fd, in_fd, offset, count, progress, abandon_on_cancel=True)
+    except _CLIENT_GONE:
+        pass
+    finally:
+        progress.stop.set()
+    return progress.sent
+
+
+class _Progress:
+    """Shared with the sending thread: what it has sent, and whether the request still wants the rest."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.stop = threading.Event()
+
+
+async def _flushed(transport: Transport) -> None:
+    # uvloop writes queued data at the end of the loop iteration: a fresh response head is out after one.
+    delay = 0.0
+    while transport.get_write_buffer_size() and not transport.is_closing():
+        await anyio.sleep(delay)
+        delay = min(delay * 2 or 0.001, 0.05)
+
+
+def _send_all(out_fd: int, in_fd: int, offset: int, count: int, progress: _Progress) -> None:
+    """Send ``count`` bytes of ``in_fd`` from ``offset`` to the non-blocking socket ``out_fd``; close both fds."""
+    try:
+        poller = select.poll()
+        poller.register(out_fd, select.POLLOUT)
+        end = offset + count
+        while offset < end:
+            if progress.stop.is_set():
+                raise ConnectionAbortedError("the response was abandoned")
+            try:
+                sent = os.sendfile(out_fd, in_fd, offset, min(end - offset, _MAX_PER_CALL))
+            except BlockingIOError:
+                for _fd, events in poller.poll(_POLL_MS):
+                    if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                        raise ConnectionResetError("the client closed the connection") from None
+                continue
+            if sent == 0:
+                raise OSError(f"the stored file ended {end - offset} bytes early")
+            offset += sent
+            progress.sent += sent
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(in_fd)
+        with contextlib.suppress(OSError):
+            os.close(out_fd)
