@@ -19,10 +19,12 @@ kernel cannot encrypt), for in-memory storage, or under another server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any, BinaryIO, Protocol
 
@@ -36,6 +38,10 @@ ZEROCOPY = "http.response.zerocopysend"
 # away), for the access log in middleware.py. Not part of ASGI; other servers leave it out.
 SENT = "regtool.sent"
 _MAX_PER_CALL = 16 * 1024 * 1024  # bytes one sendfile(2) call may move; the socket's free space limits it anyway
+_MAX_SENDS = 256  # concurrent zero-copy transfers per server; more wait for a free thread
+_SEND_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 _POLL_MS = 100  # how often a transfer waiting on a full socket checks whether it was abandoned
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
@@ -73,7 +79,9 @@ async def send_file(transport: Transport, file: BinaryIO, offset: int, count: in
     try:
         # abandon_on_cancel: a cancelled request (server shutdown) need not wait for the thread, which sees ``stop``
         # within _POLL_MS and closes its descriptors itself.
-        await to_thread.run_sync(_send_all, out_fd, in_fd, offset, count, progress, abandon_on_cancel=True)
+        await to_thread.run_sync(
+            _send_all, out_fd, in_fd, offset, count, progress, abandon_on_cancel=True, limiter=_send_limiter()
+        )
     except _CLIENT_GONE:
         pass
     finally:
@@ -87,6 +95,17 @@ class _Progress:
     def __init__(self) -> None:
         self.sent = 0
         self.stop = threading.Event()
+
+
+def _send_limiter() -> anyio.CapacityLimiter:
+    # A transfer holds its thread for as long as the client takes to read. On anyio's default limiter (40 threads,
+    # shared with every file open, read and upload hash of the server) 40 slow downloads would stall all other
+    # requests; sends get their own, larger pool instead, one per event loop.
+    loop = asyncio.get_running_loop()
+    limiter = _SEND_LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _SEND_LIMITERS[loop] = anyio.CapacityLimiter(_MAX_SENDS)
+    return limiter
 
 
 async def _flushed(transport: Transport) -> None:

@@ -97,20 +97,29 @@ def test_https_is_never_sent_with_sendfile(tmp_path: Path, sendfile_calls: list[
     assert sendfile_calls == []
 
 
-def test_a_client_that_stops_reading_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+def test_clients_that_stop_reading_hold_up_neither_other_requests_nor_shutdown(tmp_path: Path) -> None:
     blob = random_blob(64 * 1024 * 1024)
+    small = random_blob(1000)
+    stalled: list[socket.socket] = []
     with run_serve(tmp_path / "registry") as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             digest = push_blob(client, "zc/stall", blob)
-        stalled = socket.create_connection(("127.0.0.1", server.port))
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.sendall(f"GET /v2/zc/stall/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        assert stalled.recv(12) == b"HTTP/1.1 200"
+            small_digest = push_blob(client, "zc/stall", small)
+        # More stuck downloads than anyio's default thread limit (40): each holds a sending thread.
+        for _ in range(45):
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.sendall(f"GET /v2/zc/stall/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert conn.recv(12) == b"HTTP/1.1 200"
+            stalled.append(conn)
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            assert client.get(f"/v2/zc/stall/blobs/{small_digest}").content == small
         started = time.monotonic()
-    # run_serve's exit stopped uvicorn: its graceful period (5 s) ends by cancelling the stuck response, and the
-    # sending thread gives up within its poll interval instead of waiting for a reader that never comes.
+    # run_serve's exit stopped uvicorn: its graceful period (5 s) ends by cancelling the stuck responses, and the
+    # sending threads give up within their poll interval instead of waiting for readers that never come.
     assert time.monotonic() - started < 9
-    stalled.close()
+    for conn in stalled:
+        conn.close()
 
 
 @pytest.fixture
