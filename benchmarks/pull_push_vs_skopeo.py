@@ -1,6 +1,7 @@
 """regtool pull/push against skopeo copy, on the same docker-registry (distribution), interleaved.
 
     python benchmarks/pull_push_vs_skopeo.py [--runs 3] [--work DIR] [--images 16x32,2x512] [--jobs 8]
+                                             [--baseline DIR]
 
 For each image (N layers of M MiB of random bytes, gzip level 0: incompressible, as registries hold layers):
 
@@ -13,8 +14,10 @@ For each image (N layers of M MiB of random bytes, gzip level 0: incompressible,
 Wall time is measured around the child process; peak RSS is the child's ``ru_maxrss`` (os.wait4). ``sync`` runs
 before every timed run so one run's dirty pages are not written back during the next. Prints a table and the
 median ratios (regtool / skopeo), with the range of the 1-minute load average seen just before the runs (the
-figures mean little when it is above ~1 on a 2-CPU machine). Nothing here is a test: the numbers go to
-BENCHMARKS.md.
+figures mean little when it is above ~1 on a 2-CPU machine). ``--baseline DIR`` adds a third contestant, interleaved
+with the other two: the same ``regtool`` command with ``DIR`` (a directory holding another version's ``regtool``
+package, e.g. ``git archive`` of an older commit) first on ``PYTHONPATH``, for before/after figures taken under the
+same conditions. Nothing here is a test: the numbers go to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -45,11 +48,11 @@ class Run:
     load: float = 0.0  # the 1-minute load average just before the run
 
 
-def _timed(argv: list[str]) -> Run:
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
     os.sync()
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -75,7 +78,20 @@ def _image(work: Path, count: int, mib: int) -> Path:
     return layout
 
 
-def _pull_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+def _tools(baseline: Path | None) -> tuple[str, ...]:
+    return ("regtool", "skopeo", "baseline") if baseline is not None else ("regtool", "skopeo")
+
+
+def _regtool_env(tool: str, baseline: Path | None) -> dict[str, str] | None:
+    """The environment of a regtool run: ``baseline`` first on PYTHONPATH for the baseline contestant."""
+    if tool != "baseline" or baseline is None:
+        return None
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(baseline), os.environ.get("PYTHONPATH")]))}
+
+
+def _pull_runs(
+    registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path, baseline: Path | None
+) -> list[Run]:
     image = f"{registry.host}/bench/{name}:1"
     subprocess.run(
         ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"],
@@ -84,32 +100,32 @@ def _pull_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs:
     )
     results: list[Run] = []
     for i in range(runs):
-        for tool in ("regtool", "skopeo"):
+        for tool in _tools(baseline):
             dest = work / f"pull-{tool}-{name}-{i}"
             shutil.rmtree(dest, ignore_errors=True)
-            if tool == "regtool":
+            if tool != "skopeo":
                 argv = [*_regtool(), "pull", "--quiet", "--jobs", str(jobs), image, str(dest)]
             else:
                 argv = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"oci:{dest}:bench"]
-            run = _timed(argv)
+            run = _timed(argv, _regtool_env(tool, baseline))
             results.append(Run(tool, run.seconds, run.rss_mib, run.load))
             shutil.rmtree(dest, ignore_errors=True)
     return results
 
 
-def _push_runs(layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+def _push_runs(layout: Path, name: str, runs: int, jobs: int, work: Path, baseline: Path | None) -> list[Run]:
     results: list[Run] = []
     for i in range(runs):
-        for tool in ("regtool", "skopeo"):
+        for tool in _tools(baseline):
             root = work / f"push-registry-{tool}-{name}-{i}"
             shutil.rmtree(root, ignore_errors=True)
             with run_distribution(root) as registry:
                 image = f"{registry.host}/bench/{name}:1"
-                if tool == "regtool":
+                if tool != "skopeo":
                     argv = [*_regtool(), "push", "--quiet", "--jobs", str(jobs), f"{layout}:bench", image]
                 else:
                     argv = ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"]
-                run = _timed(argv)
+                run = _timed(argv, _regtool_env(tool, baseline))
             results.append(Run(tool, run.seconds, run.rss_mib, run.load))
             shutil.rmtree(root, ignore_errors=True)
     return results
@@ -129,6 +145,14 @@ def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
         f"load {min(r.load for r in results):.2f}-{max(r.load for r in results):.2f}",
         flush=True,
     )
+    base = [r for r in results if r.tool == "baseline"]
+    if base:
+        med_base = statistics.median(r.seconds for r in base)
+        print(
+            f"{kind:4} {name:7} baseline {med_base:5.2f} s (runs {', '.join(f'{r.seconds:.2f}' for r in base)})  "
+            f"ratio {med_base / med_theirs:4.2f}  peak RSS {max(r.rss_mib for r in base):5.1f} MiB",
+            flush=True,
+        )
     return med_ours / med_theirs, rss
 
 
@@ -140,6 +164,7 @@ def main() -> None:
     parser.add_argument("--images", default="16x32,2x512", help="comma-separated COUNTxMIB")
     parser.add_argument("--skip-push", action="store_true")
     parser.add_argument("--skip-pull", action="store_true")
+    parser.add_argument("--baseline", type=Path, help="also time regtool with DIR first on PYTHONPATH, interleaved")
     args = parser.parse_args()
     if shutil.which("skopeo") is None:
         raise SystemExit("skopeo is not installed")
@@ -156,11 +181,11 @@ def main() -> None:
         layout = _image(args.work, count, mib)
         if not args.skip_pull:
             with run_distribution(args.work / f"registry-{name}") as registry:
-                results = _pull_runs(registry, layout, name, args.runs, args.jobs, args.work)
+                results = _pull_runs(registry, layout, name, args.runs, args.jobs, args.work, args.baseline)
             shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
             _report("pull", name, results)
         if not args.skip_push:
-            _report("push", name, _push_runs(layout, name, args.runs, args.jobs, args.work))
+            _report("push", name, _push_runs(layout, name, args.runs, args.jobs, args.work, args.baseline))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import gc
 import sys
+from copy import copy as shallow_copy
+from typing import TYPE_CHECKING
+
+from typer.main import get_command_name
 
 # httpx imports its own command line (click, pygments, rich.syntax: ~30 ms) when those happen to be installed,
 # as they are beside typer; regtool never runs it. A None entry makes that optional import fail, and httpx then
@@ -31,14 +35,48 @@ from regtool.cli import (  # noqa: E402, F401
 )
 from regtool.cli.app import app  # noqa: E402
 
+if TYPE_CHECKING:
+    import typer
+    from typer.models import CommandInfo
+
 __all__ = ["app", "main"]
+
+# The commands that connect to registries through a Client built from the connection options.
+_REGISTRY_COMMANDS = frozenset({"catalog", "copy", "delete", "inspect", "login", "probe", "pull", "push", "tags"})
 
 
 def main() -> None:
     """Run the ``regtool`` command line."""
+    first = sys.argv[1:2]
+    command = _only_the_command_named(first)
+    if first and first[0] in _REGISTRY_COMMANDS:
+        # Their client's TLS context (~20 ms of loading the CA store, the https attempt needs it even on a loopback
+        # registry) is built in a thread while the command's imports run.
+        from regtool.client.tls import warm_default_context
+
+        warm_default_context()
     try:
-        app()
+        command()
     finally:
         # The interpreter's last collection at exit walks every object the imports made (~30 ms of a ~0.3 s
         # start-up); frozen objects are skipped. Files and sockets are closed explicitly before this point.
         gc.freeze()
+
+
+def _only_the_command_named(first: list[str]) -> typer.Typer:
+    """``app`` with only the command that ``first`` (the first argument) names, when it names one; else ``app``.
+
+    typer turns every registered command into a click command (parameters, help texts) before parsing, ~10 ms for
+    all of them, and one run needs one. Anything else (no argument, ``--help``, ``--version``, an unknown name)
+    gets them all, so help listings and "no such command" messages stay as they were.
+    """
+    chosen = [info for info in app.registered_commands if first and _command_name(info) == first[0]]
+    if not chosen:
+        return app
+    single = shallow_copy(app)
+    single.registered_commands = chosen
+    return single
+
+
+def _command_name(info: CommandInfo) -> str:
+    return info.name or get_command_name(info.callback.__name__ if info.callback else "")

@@ -13,24 +13,94 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import anyio
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from regtool.errors import RegtoolError
 
-__all__ = ["EXIT_CODES", "emit_bytes", "emit_json", "fail", "handle_errors", "run", "stderr", "stdout", "warn"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = [
+    "EXIT_CODES",
+    "LazyConsole",
+    "emit_bytes",
+    "emit_json",
+    "fail",
+    "handle_errors",
+    "real_console",
+    "run",
+    "stderr",
+    "stdout",
+    "warn",
+]
 
 T = TypeVar("T")
 
 # issue 5: whether the command inside ``run`` was given --json (``warn`` writes a JSON event then).
 _json_lines: ContextVar[bool] = ContextVar("regtool_json_lines", default=False)
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True)
+
+# The print options under which a printable ASCII line comes out of rich unchanged (highlight False is the default).
+_PLAIN_OPTIONS = {"markup": False, "highlight": False, "emoji": False}
+
+
+class LazyConsole:
+    """Stands for a rich ``Console(stderr=..., highlight=False, soft_wrap=True)``, made on first use.
+
+    Importing rich.console costs ~15 ms, and a command whose output is plain lines (``render.py``, with
+    ``--quiet`` or ``--json`` progress) does not need it: ``print`` of one printable ASCII line without markup
+    or emoji writes what rich would (rich changes only control characters and tabs, and wraps nothing under
+    ``soft_wrap``), and ``file`` is the file rich would write to. Everything else is the real console's.
+    """
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        return self._console
+
+    @property
+    def file(self) -> IO[str]:
+        if self._console is not None:
+            return self._console.file
+        stream = sys.stderr if self._stderr else sys.stdout
+        # As rich's Console.file: the real stream behind a live display's redirection.
+        stream = getattr(stream, "rich_proxied_file", stream)
+        return stream if stream is not None else self.console.file
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        line = objects[0] if len(objects) == 1 else None
+        plain = {"highlight": False, **options} == _PLAIN_OPTIONS
+        if self._console is None and plain and isinstance(line, str) and line.isascii() and line.isprintable():
+            self.file.write(line + "\n")
+            self.file.flush()
+        else:
+            self.console.print(*objects, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # private and special names are this object's own (copy, pickle, a missing _console)
+            raise AttributeError(name)
+        return getattr(self.console, name)
+
+
+# Typed as what they stand for: every attribute is the real Console's (see LazyConsole).
+stderr = cast("Console", LazyConsole(stderr=True))
+stdout = cast("Console", LazyConsole())
+
+
+def real_console(console: Console) -> Console:
+    """The rich Console itself behind ``stdout``/``stderr``, for rich's live displays (they use it in ``with``)."""
+    return console.console if isinstance(console, LazyConsole) else console
+
 
 # Documented in README.md ("Exit codes"); a test keeps the two in step.
 EXIT_CODES: dict[int, str] = {
@@ -61,6 +131,8 @@ def fail(message: str, exit_code: int, *, json_lines: bool = False) -> NoReturn:
         stderr.file.write(json.dumps(record) + "\n")
         stderr.file.flush()
     else:
+        from rich.markup import escape
+
         stderr.print(f"[bold red]error:[/] {escape(_one_line(message))}", markup=True, highlight=False)
     raise typer.Exit(exit_code)
 

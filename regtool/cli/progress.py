@@ -18,24 +18,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as _RichBars
-from rich.text import Text
-
+from regtool.cli.console import real_console
 from regtool.cli.units import format_bytes
 from regtool.client.progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+    from regtool.cli.bars import RichProgress
 
 __all__ = ["JsonLinesProgress", "PlainProgress", "RichProgress", "format_bytes", "open_progress"]
 
@@ -57,102 +50,12 @@ def _event_text(name: str, fields: dict[str, Any]) -> str:
     return f"{name}: {details}" if details else name
 
 
-class _SpeedColumn(ProgressColumn):
-    """Bytes per second in binary units, like the sizes beside it."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{format_bytes(int(speed))}/s", style="progress.data.speed")
-
-
 @dataclass
 class _Transfer:
     label: str
     total: int | None
     done: int = 0
     task: TaskID | None = None
-
-
-class RichProgress:
-    """Bars on a terminal: one per blob while it transfers, and a ``total`` bar with speed and ETA."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._bars = _RichBars(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(bar_width=30),
-            DownloadColumn(binary_units=True),
-            _SpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-            refresh_per_second=8,
-        )
-        self._lock = threading.Lock()
-        self._transfers: dict[str, _Transfer] = {}
-        self._total: TaskID | None = None
-        self._expected = 0
-
-    def __enter__(self) -> RichProgress:
-        self._bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bars.stop()
-
-    @property
-    def aggregate(self) -> tuple[float, float | None]:
-        """Bytes transferred and bytes expected so far, over all blobs (the ``total`` bar)."""
-        with self._lock:
-            if self._total is None:
-                return 0.0, None
-            task = next(t for t in self._bars.tasks if t.id == self._total)
-            return task.completed, task.total
-
-    def _aggregate(self) -> TaskID:
-        if self._total is None:
-            self._total = self._bars.add_task("[bold]total[/]", total=0)
-        return self._total
-
-    def start(self, key: str, description: str, total: int | None) -> None:
-        with self._lock:
-            aggregate = self._aggregate()
-            transfer = _Transfer(_label(key, description), total)
-            transfer.task = self._bars.add_task(escape(transfer.label), total=total)
-            self._transfers[key] = transfer
-            self._expected += total or 0
-            self._bars.update(aggregate, total=self._expected)
-
-    def advance(self, key: str, nbytes: int) -> None:
-        with self._lock:
-            transfer = self._transfers.get(key)
-            if transfer is None or transfer.task is None:
-                return
-            transfer.done += nbytes
-            self._bars.advance(transfer.task, nbytes)
-            if transfer.total is None:
-                self._expected += nbytes
-                self._bars.update(self._aggregate(), total=self._expected)
-            self._bars.advance(self._aggregate(), nbytes)
-
-    def finish(self, key: str, *, status: str = "done") -> None:
-        with self._lock:
-            transfer = self._transfers.pop(key, None)
-            if transfer is None or transfer.task is None:
-                return
-            # What was not transferred (skipped, mounted, resumed, failed) leaves the aggregate's total.
-            if transfer.total is not None and transfer.done < transfer.total:
-                self._expected -= transfer.total - transfer.done
-                self._bars.update(self._aggregate(), total=self._expected)
-            self._bars.remove_task(transfer.task)
-            size = format_bytes(transfer.total if transfer.total is not None else transfer.done)
-            style = {"done": "green", "failed": "red"}.get(status, "cyan")
-            self._bars.console.print(f"[{style}]{status:>7}[/] {escape(transfer.label)}  {size}")
-
-    def event(self, name: str, **fields: Any) -> None:
-        if name in ("summary", "progress"):
-            return
-        self._bars.console.print(f"[yellow]{escape(_event_text(name, fields))}[/]")
 
 
 class PlainProgress:
@@ -264,8 +167,19 @@ def open_progress(*, json_lines: bool, quiet: bool, console: Console) -> Iterato
         with JsonLinesProgress(console.file) as progress:
             yield progress
     elif console.is_terminal:
-        with RichProgress(console) as bars:
+        from regtool.cli.bars import RichProgress
+
+        with RichProgress(real_console(console)) as bars:
             yield bars
     else:
         with PlainProgress(console.file) as plain:
             yield plain
+
+
+def __getattr__(name: str) -> Any:
+    # RichProgress lives in bars.py, which imports rich.progress (~5 ms): only a terminal needs it.
+    if name == "RichProgress":
+        from regtool.cli.bars import RichProgress
+
+        return RichProgress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

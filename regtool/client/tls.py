@@ -7,7 +7,8 @@
 - ``insecure`` (``--insecure``) turns verification off for every host.
 
 ``TLSContexts`` builds one ``ssl.SSLContext`` per distinct configuration and caches it: hosts without a
-certs.d directory share the default context (and so a connection pool).
+certs.d directory share the default context (and so a connection pool). A program about to connect can have the
+first default context built ahead, in a thread, with ``warm_default_context()``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from regtool.errors import UsageError
 
-__all__ = ["CERTS_D_ENV", "DEFAULT_CERTS_D", "TLSContexts", "TLSSettings"]
+__all__ = ["CERTS_D_ENV", "DEFAULT_CERTS_D", "TLSContexts", "TLSSettings", "warm_default_context"]
 
 CERTS_D_ENV = "REGTOOL_CERTS_D"
 DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
@@ -110,7 +111,7 @@ class TLSContexts:
         return context
 
     def _build(self, files: HostFiles) -> ssl.SSLContext:
-        context = ssl.create_default_context()
+        context = _new_default_context()
         if self.settings.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -128,6 +129,51 @@ class TLSContexts:
             except (ssl.SSLError, OSError) as exc:
                 raise UsageError(f"cannot load client certificate {cert} with key {key}: {_reason(exc)}") from None
         return context
+
+
+class _Warming(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="regtool-tls-warm-up", daemon=True)
+        self.context: ssl.SSLContext | None = None
+
+    def run(self) -> None:
+        try:
+            self.context = ssl.create_default_context()
+        except Exception:
+            pass  # the context is then built where it is needed, and the error raised there as always
+
+
+# The context warm_default_context() is building, until a TLSContexts takes it: each warmed context is used once.
+_warming: _Warming | None = None
+_warming_lock = threading.Lock()
+
+
+def warm_default_context() -> None:
+    """Start building a default context (``ssl.create_default_context()``) in a background thread.
+
+    Loading the system CA store takes ~20 ms, with the GIL released. A program that will connect soon (the CLI,
+    at start-up) calls this first, so that the loading overlaps its imports instead of delaying the first
+    request; the next ``TLSContexts`` to need a new context takes this one. Calling it again before then does
+    nothing.
+    """
+    global _warming
+    with _warming_lock:
+        if _warming is not None:
+            return
+        _warming = _Warming()
+        _warming.start()
+
+
+def _new_default_context() -> ssl.SSLContext:
+    """The warmed-up context when one was started (waiting for it if need be), else a newly built one."""
+    global _warming
+    with _warming_lock:
+        warming, _warming = _warming, None
+    if warming is not None:
+        warming.join()
+        if warming.context is not None:
+            return warming.context
+    return ssl.create_default_context()
 
 
 def _reason(exc: Exception) -> str:

@@ -1,0 +1,328 @@
+"""``Client``: the registry client over ``RegistryAPI``, ``V2Puller``, ``V2Pusher`` and the v1 modules.
+
+Imported by ``regtool.client`` on first use of ``Client`` (see the package docstring for how to use it).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from regtool.client.auth import Credentials, RegistryAuth
+from regtool.client.blobfetch import BlobFetcher
+from regtool.client.credentials import DockerConfig, lookup_credentials
+from regtool.client.progress import NullProgress, Progress
+from regtool.client.rangefetch import SplitPolicy
+from regtool.client.registry_api import RegistryAPI
+from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
+from regtool.client.retry import RetryPolicy
+from regtool.client.tls import TLSContexts, TLSSettings
+from regtool.client.transport import build_http_client
+from regtool.errors import RegistryError, TransportError, UnsupportedProtocolError, UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from regtool.client.copy import CopyResult
+    from regtool.client.v1api import V1Api
+    from regtool.digest import Digest
+    from regtool.manifest import Manifest, Platform
+    from regtool.reference import Reference
+
+__all__ = ["Client"]
+
+_PROTOCOLS = ("auto", "v1", "v2")
+DEFAULT_SPLIT = SplitPolicy()
+
+
+class Client:
+    """A registry client; use ``async with Client(...) as client``.
+
+    ``plain_http`` talks http only; ``insecure`` skips TLS verification (and allows http after https failed to
+    connect); loopback hosts get http after https automatically. TLS trusts the system store plus ``ca_cert``
+    and, per registry, docker's ``certs.d/<host>/`` (``certs_d``, default ``$REGTOOL_CERTS_D`` or
+    ``/etc/docker/certs.d``: CAs and client certificates). Credentials: ``username``/``password`` for every
+    registry, else ``REGTOOL_USERNAME``/``REGTOOL_PASSWORD``, else docker's config.json (``docker_config``, default
+    ``$DOCKER_CONFIG/config.json``) and its credential helpers, looked up per registry when it asks for them;
+    ``use_docker_config=False`` turns the last two off. ``jobs`` bounds concurrent blob transfers;
+    ``retries`` is how often an idempotent request is retried on connection errors and 408/429/5xx.
+    ``per_registry`` caps the blob transfers (connections) to one registry host at once, across everything this
+    client moves (default: ``jobs``); ``split`` fetches a blob with at least ``split.threshold`` bytes to go over
+    ``split.parts`` Range connections (None: always one stream).
+    """
+
+    def __init__(
+        self,
+        *,
+        plain_http: bool = False,
+        insecure: bool = False,
+        ca_cert: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        jobs: int = 8,
+        progress: Progress | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        certs_d: Path | None = None,
+        docker_config: Path | None = None,
+        use_docker_config: bool = True,
+        per_registry: int | None = None,
+        split: SplitPolicy | None = DEFAULT_SPLIT,
+    ) -> None:
+        if jobs < 1:
+            raise UsageError(f"jobs must be at least 1, got {jobs}")
+        if (username is None) != (password is None):
+            raise UsageError("give both a username and a password, or neither")
+        self.plain_http = plain_http
+        self.insecure = insecure
+        self.jobs = jobs
+        self.progress: Progress = progress or NullProgress()
+        credentials = Credentials(username, password) if username is not None and password is not None else None
+        # issue 5: explicit credentials, else the environment and docker's config, per registry.
+        lookup = None
+        if credentials is None and use_docker_config:
+            config = DockerConfig(docker_config)
+            lookup = functools.partial(lookup_credentials, config=config)
+        self.auth = RegistryAuth(credentials, lookup=lookup)
+        self._tls = TLSContexts(TLSSettings(insecure=insecure, ca_cert=ca_cert, certs_d=certs_d))
+        self._http: httpx.AsyncClient | None = None
+        self._ca_cert = ca_cert
+        self._timeout = timeout
+        self._retry = RetryPolicy(total=max(0, retries))
+        self._probes: dict[str, ProbeResult] = {}
+        self._api: RegistryAPI | None = None
+        self._fetcher: BlobFetcher | None = None
+        # faults (issue 6): the per-registry connection cap and split (multi-connection) downloads.
+        if per_registry is not None and per_registry < 1:
+            raise UsageError(f"per_registry must be at least 1, got {per_registry}")
+        self.per_registry = per_registry or jobs
+        self.split = split
+
+    async def __aenter__(self) -> Client:
+        context = self._tls.default()
+        self._http = build_http_client(jobs=self.jobs, timeout=self._timeout, auth=self.auth, tls=self._tls)
+        self.auth.bind(self._http)
+        self._fetcher = BlobFetcher(ssl_context=context, timeout=self._timeout, ssl_for=self._tls.for_host)
+        self._api = RegistryAPI(
+            self._http,
+            retry=self._retry,
+            plain_http=self.plain_http,
+            insecure=self.insecure,
+            auth=self.auth,
+            fetcher=self._fetcher,
+            per_host=self.per_registry,
+        )
+        self._api.retry_log.progress = self.progress
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+        if self._http is not None:
+            await self._http.aclose()
+        self._fetcher = None
+        self._http = None
+        self._api = None
+
+    @property
+    def api(self) -> RegistryAPI:
+        """The v2 API layer (for the v1 and copy modules); only inside ``async with``."""
+        if self._api is None:
+            raise RuntimeError("use the Client inside 'async with Client(...) as client'")
+        return self._api
+
+    # -- probe ------------------------------------------------------------------------------------------
+
+    async def probe(self, registry: str) -> ProbeResult:
+        """Which APIs ``registry`` (``host[:port]``) speaks: verdict v1 / v2 / both / neither, with evidence."""
+        from regtool.client.probe import probe_registry
+
+        result = await probe_registry(self.api, registry)
+        self._probes[registry] = result
+        return result
+
+    async def _protocol_for(self, registry: str, protocol: str) -> str:
+        """The protocol to use: the caller's choice, or (auto) v2 when the registry has it, else v1."""
+        if protocol not in _PROTOCOLS:
+            raise UsageError(f"unknown protocol {protocol!r}: expected auto, v1 or v2")
+        from regtool.client.probe import probe_registry
+
+        result = self._probes.get(registry)
+        # A forced v1 needs the v1 ping, which an auto probe skips once it found v2 (v1 hook, issue 4).
+        if result is None or (protocol == "v1" and result.v2.found and not result.v1.found):
+            result = await probe_registry(self.api, registry, check_v1=protocol == "v1")
+            self._probes[registry] = result
+        seen = "; ".join(str(e) for e in result.evidence) or "nothing answered"
+        if result.scheme is None:
+            raise TransportError(f"cannot reach registry {registry}: {seen}")
+        failed = result.v2.status is not None and result.v2.status >= 500
+        if protocol != "v1" and not result.v2.found and failed:
+            # A 5xx says nothing about v2: never let it pass for "no v2" and quietly fall back to v1.
+            raise RegistryError(f"registry {registry} failed on GET /v2/ (HTTP {result.v2.status}): {seen}")
+        if protocol != "auto":
+            if not (result.v1.found if protocol == "v1" else result.v2.found):
+                raise UnsupportedProtocolError(f"registry {registry} does not speak registry {protocol}: {seen}")
+            return protocol
+        if result.v2.found:
+            return "v2"
+        if result.v1.found:
+            return "v1"
+        raise UnsupportedProtocolError(f"no registry API found at {registry}: {seen}")
+
+    # -- pull / push ------------------------------------------------------------------------------------
+
+    async def pull(
+        self,
+        ref: Reference,
+        dest: Path,
+        *,
+        format: str = "oci",
+        platform: Platform | None = None,
+        all_platforms: bool = False,
+        protocol: str = "auto",
+        v1_jobs: int = 1,
+    ) -> PullResult:
+        """Pull ``ref`` into ``dest``: an OCI layout directory (default) or a docker-archive tarball
+        (``format="docker-archive"`` or a ``.tar`` destination). For an index, ``platform`` (default: this
+        machine's) picks one image, or ``all_platforms`` keeps them all (OCI layout only). Over v1 the layers
+        come one after another (the engine's serial walk) unless ``v1_jobs`` > 1."""
+        dest = Path(dest)
+        if format == "oci" and dest.suffix == ".tar":
+            format = "docker-archive"
+        if format == "docker-archive" and dest.is_dir():
+            raise UsageError(f"cannot write a docker-archive to {dest}: it is a directory")
+        chosen = await self._protocol_for(ref.registry, protocol)
+        if chosen == "v1":
+            return await self._pull_v1(ref, dest, format=format, jobs=v1_jobs)
+        from regtool.client.v2pull import V2Puller
+
+        puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress, split=self.split)
+        result = await puller.pull(ref, dest, format=format, platform=platform, all_platforms=all_platforms)
+        self.progress.event("summary", **result.to_json())
+        return result
+
+    async def _pull_v1(self, ref: Reference, dest: Path, *, format: str, jobs: int = 1) -> PullResult:
+        # v1 hook (issue 4): the serial parent-chain walk lives in v1pull.py.
+        from regtool.client.v1pull import pull_result
+
+        session = await self._v1_session(ref.registry)
+        result = await pull_result(session, ref, dest, format=format, progress=self.progress, jobs=jobs)
+        self.progress.event("summary", **result.to_json())
+        return result
+
+    async def _v1_session(self, registry: str) -> V1Api:
+        from regtool.client.v1api import open_session
+
+        credentials = await anyio.to_thread.run_sync(self.auth.credentials_for, registry)
+        username = credentials.username if credentials is not None else None
+        password = credentials.password if credentials is not None else None
+        probe = self._probes.get(registry)
+        standalone = bool(probe is not None and probe.v1.standalone)
+        return await open_session(self.api, registry, username=username, password=password, standalone=standalone)
+
+    async def push(
+        self,
+        source: str,
+        ref: Reference,
+        *,
+        protocol: str = "auto",
+        mount_from: Sequence[str] = (),
+        chunk_size: int | None = None,
+    ) -> PushResult:
+        """Push ``source`` (an OCI layout ``dir[:tag]`` or a docker-archive ``file.tar``) to ``ref``.
+
+        Blobs the registry has are skipped, blobs of ``mount_from`` repositories are mounted, the rest are
+        uploaded concurrently (in ``PATCH`` chunks above ``chunk_size``, default
+        ``push.DEFAULT_CHUNK_SIZE``, 256 MiB); manifests go last, children before their index.
+        """
+        chosen = await self._protocol_for(ref.registry, protocol)
+        if chosen == "v1":
+            return await self._push_v1(source, ref)
+        from regtool.client import push as push_module
+
+        if chunk_size is None:
+            chunk_size = push_module.DEFAULT_CHUNK_SIZE
+        pusher = push_module.V2Pusher(self.api, jobs=self.jobs, progress=self.progress, chunk_size=chunk_size)
+        result = await pusher.push(source, ref, mount_from=mount_from)
+        self.progress.event("summary", **result.to_json())
+        return result
+
+    async def _push_v1(self, source: str, ref: Reference) -> PushResult:
+        # v1 hook (issue 4): the engine's push order lives in v1push.py.
+        from regtool.client.v1push import push_v1
+
+        session = await self._v1_session(ref.registry)
+        result = await push_v1(session, source, ref, progress=self.progress)
+        self.progress.event("summary", **result.to_json())
+        return result
+
+    async def copy(
+        self,
+        source: Reference,
+        target: Reference,
+        *,
+        source_protocol: str = "auto",
+        target_protocol: str = "auto",
+        platform: Platform | None = None,
+    ) -> CopyResult:
+        """Copy an image from one registry to another (v2 -> v2, v1 -> v2, v2 -> v1, v1 -> v1), streaming
+        each blob through and verifying it, with no local copy of the image (copy.py; issue 4)."""
+        from regtool.client.copy import copy_image
+
+        src = await self._protocol_for(source.registry, source_protocol)
+        dst = await self._protocol_for(target.registry, target_protocol)
+        v1_source = await self._v1_session(source.registry) if src == "v1" else None
+        v1_target = await self._v1_session(target.registry) if dst == "v1" else None
+        result = await copy_image(
+            self.api,
+            source,
+            target,
+            v1_source=v1_source,
+            v1_target=v1_target,
+            platform=platform,
+            progress=self.progress,
+            jobs=self.jobs,
+        )
+        self.progress.event("summary", **result.to_json())
+        return result
+
+    # -- everyday commands ------------------------------------------------------------------------------
+
+    async def tags(self, repository: Reference) -> list[str]:
+        """All tags of ``repository``, following ``Link`` pagination."""
+        from regtool.client.catalog import list_tags
+
+        return await list_tags(self.api, repository)
+
+    async def catalog(self, registry: str) -> list[str]:
+        """All repository names of ``registry`` (``/v2/_catalog``, following ``Link`` pagination)."""
+        from regtool.client.catalog import list_repositories
+
+        return await list_repositories(self.api, registry)
+
+    async def manifest(self, ref: Reference) -> Manifest:
+        """``ref``'s manifest as the registry serves it (raw bytes kept, verified when ``ref`` has a digest)."""
+        return await self.api.get_manifest(ref)
+
+    async def inspect(self, ref: Reference, *, platform: Platform | None = None) -> InspectResult:
+        """Describe ``ref``: digest, media type, an index's platforms, the (selected) image's layers and config."""
+        from regtool.client.inspect import inspect_image
+
+        return await inspect_image(self.api, ref, platform=platform)
+
+    async def delete(self, ref: Reference) -> Digest:
+        """Delete ``ref``'s manifest (a tag is resolved to its digest first); returns the deleted digest."""
+        from regtool.client.inspect import delete_manifest
+
+        return await delete_manifest(self.api, ref)
