@@ -7,14 +7,28 @@ re-serialises a manifest that came from elsewhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from regtool.digest import Digest
-from regtool.errors import InvalidDigest
+from regtool.errors import ImageFormatError, InvalidDigest
 from regtool.protocol import mediatypes as mt
 
-__all__ = ["Descriptor", "ImageConfig", "Manifest", "ManifestError", "Platform", "parse_manifest"]
+__all__ = [
+    "MAX_INDEX_DEPTH",
+    "Descriptor",
+    "ImageConfig",
+    "Manifest",
+    "ManifestError",
+    "Platform",
+    "index_tree",
+    "parse_manifest",
+]
+
+# How deep indexes may nest (an index of indexes is legal OCI, e.g. for attestations); deeper is refused, so a
+# hostile registry cannot make a walk go on and on.
+MAX_INDEX_DEPTH = 8
 
 
 class ManifestError(ValueError):
@@ -161,6 +175,35 @@ class Manifest:
         if self.kind == "image" and self.config is not None:
             return self.config.media_type
         return None
+
+
+async def index_tree(
+    root: Manifest,
+    fetch: Callable[[Sequence[Descriptor]], Awaitable[list[Manifest]]],
+    *,
+    where: str,
+) -> list[Manifest]:
+    """Every manifest below the index ``root``, each once, children before the index that lists them.
+
+    ``fetch`` returns the manifests of a list of descriptors (in order). Nested indexes are followed, so a push or
+    a pull of everything gets the whole tree, and the order is the one a registry accepts manifests in. Raises
+    ImageFormatError when indexes nest deeper than MAX_INDEX_DEPTH.
+    """
+    ordered: list[Manifest] = []
+    seen: set[Digest] = {root.digest}
+
+    async def walk(index: Manifest, depth: int) -> None:
+        if depth > MAX_INDEX_DEPTH:
+            raise ImageFormatError(f"{where}: indexes nest more than {MAX_INDEX_DEPTH} deep")
+        entries = [entry for entry in index.manifests if entry.digest not in seen]
+        seen.update(entry.digest for entry in entries)
+        for child in await fetch(entries):
+            if child.is_index:
+                await walk(child, depth + 1)
+            ordered.append(child)
+
+    await walk(root, 1)
+    return ordered
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from regtool.image.convert import (
     payload_checksum,
     v1_chain_from_config,
 )
-from regtool.manifest import Descriptor, Manifest, Platform, parse_manifest
+from regtool.manifest import Descriptor, Manifest, Platform, index_tree, parse_manifest
 from regtool.platform import host_platform, select_manifest
 from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
@@ -255,7 +255,13 @@ async def _v2_to_v2(
     root = await api.get_manifest(source)
     if root.kind == "schema1":
         raise ImageFormatError(f"{source}: schema1 manifests are not copied; pull and push the image instead")
-    children = [await api.get_manifest(source.with_digest(d.digest)) for d in root.manifests] if root.is_index else []
+    children: list[Manifest] = []
+    if root.is_index:
+
+        async def remote(entries: Sequence[Descriptor]) -> list[Manifest]:
+            return [await api.get_manifest(source.with_digest(entry.digest)) for entry in entries]
+
+        children = await index_tree(root, remote, where=str(source))
     for manifest in [*children, root] if root.is_index else [root]:
         if manifest.kind == "index":
             continue

@@ -52,7 +52,7 @@ from regtool.errors import (
     UsageError,
 )
 from regtool.image.source import ImageSource, open_source
-from regtool.manifest import Descriptor, Manifest
+from regtool.manifest import Descriptor, Manifest, index_tree
 from regtool.protocol import v2
 from regtool.reference import Reference
 
@@ -118,7 +118,11 @@ class V2Pusher:
             raise UsageError(f"{ref}: the source's manifest is {root.digest}, not the digest in the reference")
         children: list[Manifest] = []
         if root.is_index:
-            children = [src.manifest(d.digest) for d in root.manifests]
+
+            async def local(entries: Sequence[Descriptor]) -> list[Manifest]:
+                return [src.manifest(entry.digest) for entry in entries]
+
+            children = await index_tree(root, local, where=src.description)
         images = [m for m in (*children, root) if m.kind == "image"]
         blobs: dict[Digest, Descriptor] = {}
         for image in images:

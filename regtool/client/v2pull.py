@@ -35,7 +35,7 @@ from regtool.digest import Digest
 from regtool.errors import IntegrityError, RegtoolError, TransportError, UnsupportedProtocolError, UsageError
 from regtool.image.docker_archive import write_docker_archive
 from regtool.image.oci_layout import OciLayout
-from regtool.manifest import Descriptor, Manifest, Platform
+from regtool.manifest import Descriptor, Manifest, Platform, index_tree
 from regtool.platform import host_platform, select_manifest
 from regtool.protocol import v2
 from regtool.reference import Reference
@@ -148,7 +148,7 @@ class V2Puller:
         if top.kind == "image":
             return _Plan(top, top, (top,), (top,), ())
         if all_platforms:
-            children = await self._children(ref, top.manifests)
+            children = await index_tree(top, lambda entries: self._children(ref, entries), where=f"index {ref}")
             platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
             images = tuple(c for c in children if c.kind == "image")
             return _Plan(top, top, (*children, top), images, platforms)
