@@ -2,7 +2,8 @@
 
 - neither ``htpasswd`` nor ``token_auth``: allow everything (the default);
 - ``htpasswd`` alone: Basic auth against the file;
-- ``token_auth``: Bearer tokens from the built-in ``/token`` endpoint (users from ``htpasswd`` when given);
+- ``token_auth``: Bearer tokens from the built-in ``/token`` endpoint (users from ``htpasswd`` when given), which
+  also takes the OAuth2 ``POST`` form and issues refresh tokens (docker's identity tokens);
 
 ``anonymous_pull`` lets clients without credentials read, and ``auth_acl`` narrows what users may do.
 """
@@ -58,5 +59,5 @@ def access_from_config(config: ServerConfig) -> AccessSetup:
         ttl=config.token_ttl,
         realm=config.token_realm,
     )
-    route = Route(TOKEN_PATH, issuer.endpoint, methods=["GET"], name="auth.token")
+    route = Route(TOKEN_PATH, issuer.endpoint, methods=["GET", "POST"], name="auth.token")
     return AccessSetup(TokenController(issuer), [route], issuer)

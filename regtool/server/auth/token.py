@@ -11,6 +11,11 @@ The flow is distribution's (protocols.md §4.5):
 3. The request is repeated with ``Authorization: Bearer <token>``. A token without the right for an
    authenticated user the policy refuses gets 403 DENIED; one the policy would allow gets 401 insufficient_scope,
    so the client fetches a wider token.
+4. OAuth2 (distribution's ``oauth.md``): ``POST /token`` with a form of ``grant_type=password`` (``username``,
+   ``password``) or ``grant_type=refresh_token`` (``refresh_token``), plus ``service`` and ``scope``, answers
+   ``{"access_token", "token_type", "expires_in", "issued_at", "scope"}``. A refresh token comes back with
+   ``access_type=offline`` (password grant), on every refresh grant (the same one), and on ``GET`` with
+   ``offline_token=true`` and valid Basic credentials: docker stores it as an identity token.
 
 Tokens are JWS (``jwt.py``) that distribution itself accepts when its ``auth.token`` trusts the certificate. The
 v1 API does not speak tokens: there the controller checks Basic credentials, as a standalone v1 registry does.
@@ -24,7 +29,9 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
+from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,10 +43,15 @@ from regtool.server.auth.jwt import InvalidToken, SigningKey
 from regtool.server.auth.policy import AccessPolicy
 from regtool.server.errors import ApiError
 
-__all__ = ["TOKEN_PATH", "ResourceScope", "TokenController", "TokenIssuer", "parse_scopes"]
+__all__ = ["REFRESH_TTL", "TOKEN_PATH", "OAuthError", "ResourceScope", "TokenController", "TokenIssuer", "parse_scopes"]
 
 TOKEN_PATH = "/token"
 _LEEWAY = 5
+REFRESH_TTL = 30 * 24 * 3600
+# Marks a refresh token (claim ``token_use``); the controller never takes one as an access token.
+_REFRESH_USE = "refresh"
+# An OAuth2 form is a handful of short fields; anything bigger is not one.
+_MAX_FORM_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +97,21 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+class OAuthError(Exception):
+    """A refused OAuth2 token request: the HTTP status, the RFC 6749 ``error`` code and a message for people."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
 class TokenIssuer:
-    """Signs tokens for the endpoint and checks them for the controller (one key, one issuer, one service)."""
+    """Signs tokens for the endpoint and checks them for the controller (one key, one issuer, one service).
+
+    ``ttl`` is the lifetime of access tokens, ``refresh_ttl`` that of refresh tokens (seconds).
+    """
 
     def __init__(
         self,
@@ -98,6 +123,7 @@ class TokenIssuer:
         service: str = "regtool",
         ttl: int = 300,
         realm: str | None = None,
+        refresh_ttl: int = REFRESH_TTL,
     ) -> None:
         self.key = key
         self.htpasswd = htpasswd
@@ -106,6 +132,13 @@ class TokenIssuer:
         self.service = service
         self.ttl = max(60, ttl)
         self.realm = realm
+        self.refresh_ttl = max(60, refresh_ttl)
+
+    @property
+    def refresh_audience(self) -> str:
+        # A refresh token is meant for this token endpoint, not for the registry: with an audience that is not the
+        # service, any verifier of access tokens (ours, or distribution given our certificate) refuses it.
+        return f"{self.service}#refresh"
 
     def realm_for(self, request: Request) -> str:
         """The configured realm, else this server's own ``/token`` as the client reached it."""
@@ -113,14 +146,22 @@ class TokenIssuer:
             return self.realm
         return f"{request.url.scheme}://{request.url.netloc}{TOKEN_PATH}"
 
+    def grant(self, user: str | None, scopes: list[ResourceScope]) -> list[ResourceScope]:
+        """The part of ``scopes`` the policy gives ``user`` (None: anonymous) now; scopes it refuses entirely drop."""
+        granted: list[ResourceScope] = []
+        for scope in scopes:
+            actions = self.policy.allowed(user, scope.type, scope.name, scope.actions)
+            if actions:
+                granted.append(ResourceScope(scope.type, scope.name, actions))
+        return granted
+
     def issue(self, user: str | None, scopes: list[ResourceScope], now: float | None = None) -> dict[str, Any]:
         """The token response body for ``user`` (None: anonymous) asking for ``scopes``."""
+        return self._access_token(user, self.grant(user, scopes), now)
+
+    def _access_token(self, user: str | None, granted: list[ResourceScope], now: float | None) -> dict[str, Any]:
         issued = int(now if now is not None else time.time())
-        access: list[dict[str, Any]] = []
-        for scope in scopes:
-            granted = self.policy.allowed(user, scope.type, scope.name, scope.actions)
-            if granted:
-                access.append({"type": scope.type, "name": scope.name, "actions": sorted(granted)})
+        access = [{"type": s.type, "name": s.name, "actions": sorted(s.actions)} for s in granted]
         claims = {
             "iss": self.issuer,
             "sub": user or "",
@@ -132,26 +173,59 @@ class TokenIssuer:
             "access": access,
         }
         token = self.key.sign(claims)
-        stamp = datetime.datetime.fromtimestamp(issued, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"token": token, "access_token": token, "expires_in": self.ttl, "issued_at": stamp}
+        return {"token": token, "access_token": token, "expires_in": self.ttl, "issued_at": _rfc3339(issued)}
+
+    def issue_refresh(self, user: str, now: float | None = None) -> str:
+        """A refresh token for ``user``: who and which service only, never any access rights (no ``access``)."""
+        issued = int(now if now is not None else time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": user,
+            "aud": self.refresh_audience,
+            "exp": issued + self.refresh_ttl,
+            "nbf": issued - _LEEWAY,
+            "iat": issued,
+            "jti": secrets.token_hex(16),
+            "token_use": _REFRESH_USE,
+        }
+        return self.key.sign(claims)
 
     def claims(self, token: str, now: float | None = None) -> dict[str, Any]:
-        """The verified claims of ``token``; InvalidToken when it is not ours, for another service, or expired."""
+        """The verified claims of ``token``; InvalidToken when it is not ours, for another service, or expired.
+
+        A refresh token is refused here: it is only good at the token endpoint (``redeem_refresh``).
+        """
         claims = self.key.verify(token)
-        moment = now if now is not None else time.time()
         if claims.get("iss") != self.issuer or claims.get("aud") != self.service:
             raise InvalidToken("wrong issuer or audience")
-        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
-        if not isinstance(exp, int) or not isinstance(nbf, int):
-            raise InvalidToken("no expiry")
-        if moment >= exp + _LEEWAY:
-            raise InvalidToken("expired")
-        if moment < nbf - _LEEWAY:
-            raise InvalidToken("not yet valid")
+        if "token_use" in claims:
+            raise InvalidToken("not an access token")
+        _check_times(claims, now)
         return claims
 
+    def redeem_refresh(self, token: str, now: float | None = None) -> str:
+        """The user a refresh token of ours speaks for; OAuthError (401 ``invalid_grant``) when it cannot be used.
+
+        The user must still be in the htpasswd file; what they get is decided by the policy at each redemption.
+        """
+        try:
+            claims = self.key.verify(token)
+            if claims.get("iss") != self.issuer or claims.get("token_use") != _REFRESH_USE:
+                raise InvalidToken("not a refresh token of this server")
+            if claims.get("aud") != self.refresh_audience:
+                raise InvalidToken("issued for another service")
+            _check_times(claims, now)
+        except InvalidToken as exc:
+            raise OAuthError(401, "invalid_grant", f"invalid refresh token: {exc}") from None
+        user = claims.get("sub")
+        if not isinstance(user, str) or self.htpasswd is None or user not in self.htpasswd.users:
+            raise OAuthError(401, "invalid_grant", "invalid refresh token: its user is not known to this server")
+        return user
+
     async def endpoint(self, request: Request) -> Response:
-        """``GET /token``: a token for the requested scopes; 401 for wrong credentials."""
+        """``/token``: ``GET`` is docker's token request, ``POST`` the OAuth2 form (``oauth``)."""
+        if request.method == "POST":
+            return await self.oauth(request)
         service = request.query_params.get("service")
         if service is not None and service != self.service:
             raise ApiError(ErrorCode.UNSUPPORTED, f"unknown service {service[:100]!r}", status=400)
@@ -166,7 +240,122 @@ class TokenIssuer:
                 )
         scopes = parse_scopes(request.query_params.getlist("scope"))
         body = self.issue(user, scopes)
+        # docker login asks with offline_token=true and keeps the refresh token as an identity token instead of
+        # the password. Anonymous clients have no identity to keep.
+        if user is not None and request.query_params.get("offline_token", "").lower() == "true":
+            body["refresh_token"] = self.issue_refresh(user)
         return _json(body)
+
+    async def oauth(self, request: Request) -> Response:
+        """``POST /token``: the OAuth2 password and refresh-token grants; errors as RFC 6749 §5.2 bodies."""
+        try:
+            form = await _read_form(request)
+            body = await self._grant_form(form)
+        except OAuthError as exc:
+            return _oauth_error(exc, self.service)
+        return _json(body)
+
+    async def _grant_form(self, form: dict[str, list[str]]) -> dict[str, Any]:
+        grant_type = _field(form, "grant_type")
+        if grant_type not in {"password", "refresh_token"}:
+            message = f"grant_type {grant_type[:50]!r} is not supported: use password or refresh_token"
+            raise OAuthError(400, "unsupported_grant_type", message)
+        # oauth.md requires service (refresh tokens are bound to it); client_id is only for auditing: not required.
+        service = _field(form, "service")
+        if service != self.service:
+            raise OAuthError(400, "invalid_request", f"unknown service {service[:100]!r}")
+        refresh: str | None
+        if grant_type == "password":
+            user = await self._password_user(_field(form, "username"), _field(form, "password"))
+            refresh = self.issue_refresh(user) if _optional(form, "access_type") == "offline" else None
+        else:
+            refresh = _field(form, "refresh_token")
+            user = self.redeem_refresh(refresh)
+        granted = self.grant(user, parse_scopes(form.get("scope", [])))
+        body = self._access_token(user, granted, None)
+        del body["token"]  # the OAuth2 answer names it access_token only
+        body["token_type"] = "Bearer"
+        body["scope"] = " ".join(str(s) for s in granted)
+        if refresh is not None:
+            # oauth.md: the refresh grant hands back the refresh token it was given.
+            body["refresh_token"] = refresh
+        return body
+
+    async def _password_user(self, user: str, password: str) -> str:
+        ok = self.htpasswd is not None and await to_thread.run_sync(self.htpasswd.check, user, password)
+        if not ok:
+            # 401 rather than RFC 6749's 400: containerd then falls back to GET, and clients say "check the
+            # credentials" for it; the body still carries the OAuth2 error code.
+            raise OAuthError(401, "invalid_grant", "invalid username or password")
+        return user
+
+
+def _rfc3339(moment: int) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_times(claims: dict[str, Any], now: float | None) -> None:
+    """InvalidToken unless ``claims`` are within ``exp``/``nbf`` (with a few seconds of clock leeway)."""
+    moment = now if now is not None else time.time()
+    exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+    if not isinstance(exp, int) or not isinstance(nbf, int):
+        raise InvalidToken("no expiry")
+    if moment >= exp + _LEEWAY:
+        raise InvalidToken("expired")
+    if moment < nbf - _LEEWAY:
+        raise InvalidToken("not yet valid")
+
+
+async def _read_form(request: Request) -> dict[str, list[str]]:
+    """The ``application/x-www-form-urlencoded`` body; OAuthError 400 when it is something else or too big.
+
+    Parsed here (not ``request.form()``): that needs python-multipart, and a token form is only a few fields.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise OAuthError(400, "invalid_request", "the body must be application/x-www-form-urlencoded")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > _MAX_FORM_BYTES:
+            raise OAuthError(400, "invalid_request", f"the form is larger than {_MAX_FORM_BYTES} bytes")
+    try:
+        return parse_qs(data.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError(400, "invalid_request", "the form is not valid URL-encoded UTF-8") from None
+
+
+def _optional(form: dict[str, list[str]], name: str) -> str | None:
+    """The one value of ``name``, None when absent; RFC 6749 §3.2 forbids sending a parameter twice."""
+    values = form.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise OAuthError(400, "invalid_request", f"parameter {name} given more than once")
+    return values[0]
+
+
+def _field(form: dict[str, list[str]], name: str) -> str:
+    """The one non-empty value of required parameter ``name``; OAuthError 400 otherwise."""
+    value = _optional(form, name)
+    if not value:
+        raise OAuthError(400, "invalid_request", f"missing parameter {name}")
+    return value
+
+
+def _oauth_error(exc: OAuthError, realm: str) -> Response:
+    # Both shapes in one body: OAuth2 clients read error/error_description, docker and containerd read the
+    # registry's errors envelope and show its message.
+    code = ErrorCode.UNAUTHORIZED if exc.status == 401 else ErrorCode.UNSUPPORTED
+    body = {
+        "error": exc.error,
+        "error_description": exc.description,
+        "errors": [{"code": code.code, "message": exc.description}],
+    }
+    headers = {"Cache-Control": "no-store"}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = f'Basic realm="{_quote(realm)}"'
+    return Response(json.dumps(body).encode(), exc.status, headers=headers, media_type="application/json")
 
 
 def _json(body: dict[str, Any]) -> Response:
