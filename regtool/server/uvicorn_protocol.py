@@ -18,24 +18,35 @@ from regtool.server.zerocopy import SENT, ZEROCOPY, send_file
 __all__ = ["ZeroCopyHttpToolsProtocol"]
 
 _Send = Callable[[Any], Awaitable[None]]
+# The parts of uvicorn's RequestResponseCycle that the zero-copy sender reads or updates (as in uvicorn 0.54).
+_CYCLE_STATE = (
+    "send",
+    "transport",
+    "flow",
+    "disconnected",
+    "response_started",
+    "response_complete",
+    "chunked_encoding",
+    "expected_content_length",
+)
 
 
 class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, plus ``http.response.zerocopysend`` on plain-HTTP connections."""
 
     def on_headers_complete(self) -> None:
-        plain = self.scope.get("scheme") == "http"
-        if plain:
-            extensions = dict(self.scope.get("extensions") or {})
-            extensions[ZEROCOPY] = {}
-            self.scope["extensions"] = extensions
         super().on_headers_complete()
         cycle = self.cycle
-        # A websocket upgrade returns before a cycle is made, leaving the previous request's in place.
-        if plain and cycle is not None and cycle.scope is self.scope:
-            # run_asgi hands the app ``self.send`` once the request task runs (after this returns), so an instance
-            # attribute set now is what the app gets, and nothing of uvicorn's request start-up is copied here.
-            setattr(cycle, "send", _ZeroCopySender(cycle, cycle.send))  # noqa: B010 - shadows a method on purpose
+        # A websocket upgrade returns before a cycle is made, leaving the previous request's in place. The request
+        # task is created but has not run yet, so the scope and the cycle can still be changed.
+        if self.scope.get("scheme") != "http" or cycle is None or cycle.scope is not self.scope:
+            return
+        if not all(hasattr(cycle, name) for name in _CYCLE_STATE):
+            return  # another uvicorn than the one this was written against: plain sends, nothing broken
+        self.scope["extensions"] = {**(self.scope.get("extensions") or {}), ZEROCOPY: {}}
+        # run_asgi hands the app ``self.send`` when the task runs, so an instance attribute set now is what the app
+        # gets, and nothing of uvicorn's request start-up is copied here.
+        setattr(cycle, "send", _ZeroCopySender(cycle, cycle.send))  # noqa: B010 - shadows a method on purpose
 
 
 class _ZeroCopySender:

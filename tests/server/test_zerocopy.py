@@ -20,7 +20,7 @@ import anyio
 import httpx
 import pytest
 
-from regtool.server import zerocopy
+from regtool.server import uvicorn_protocol, zerocopy
 from tests.auth.support import run_auth_serve
 from tests.server.helpers import digest_of, push_blob, random_blob
 from tests.support.pki import make_pki
@@ -78,6 +78,18 @@ def test_in_memory_storage_sends_chunks(sendfile_calls: list[int]) -> None:
     with run_serve(None) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         digest = push_blob(client, "zc/mem", blob)
         assert client.get(f"/v2/zc/mem/blobs/{digest}").content == blob
+    assert sendfile_calls == []
+
+
+def test_an_unfamiliar_uvicorn_gets_plain_sends(
+    tmp_path: Path, sendfile_calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A uvicorn whose request cycle lacks what the zero-copy sender updates must still serve every blob.
+    monkeypatch.setattr(uvicorn_protocol, "_CYCLE_STATE", (*uvicorn_protocol._CYCLE_STATE, "renamed_in_uvicorn_2"))
+    blob = random_blob(3 * 1024 * 1024 + 5)
+    with run_serve(tmp_path / "registry") as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        digest = push_blob(client, "zc/compat", blob)
+        assert client.get(f"/v2/zc/compat/blobs/{digest}").content == blob
     assert sendfile_calls == []
 
 
