@@ -132,6 +132,18 @@ class _Pool:
             conn.close()
 
 
+def _head(response: http.client.HTTPResponse, url: str) -> ResponseHead:
+    return ResponseHead(response.status, {k.lower(): v for k, v in response.getheaders()}, url)
+
+
+def _redirect(head: ResponseHead, origin: tuple[str, str, int], sent: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Where a redirect points, and the headers to send there: no Authorization to another origin."""
+    target = urljoin(head.url, head.headers["location"])
+    if _origin(target) != origin:
+        sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+    return target, sent
+
+
 def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -211,14 +223,11 @@ class BlobFetcher:
                     response = self._send_once(
                         conn, method, current, sent, open_body, offset, length, buffer, on_bytes, cancel
                     )
-                head = ResponseHead(response.status, {k.lower(): v for k, v in response.getheaders()}, current)
+                head = _head(response, current)
                 body = response.read(_ERROR_BODY)
                 reusable = not response.will_close and response.isclosed()
                 if response.status in {307, 308} and "location" in head.headers:
-                    target = urljoin(current, head.headers["location"])
-                    if _origin(target) != origin:
-                        sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
-                    current = target
+                    current, sent = _redirect(head, origin, sent)
                     continue
                 return head, body
             finally:
@@ -303,14 +312,11 @@ class BlobFetcher:
                     conn = _fresh(self._pool, origin)
                     conn.request("GET", _target(current), headers=sent)
                     response = conn.getresponse()
-                head = ResponseHead(response.status, {k.lower(): v for k, v in response.getheaders()}, current)
+                head = _head(response, current)
                 if response.status in _REDIRECTS and "location" in head.headers:
                     response.read(_ERROR_BODY)
                     reusable = not response.will_close and response.isclosed()
-                    target = urljoin(current, head.headers["location"])
-                    if _origin(target) != origin:
-                        sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
-                    current = target
+                    current, sent = _redirect(head, origin, sent)
                     continue
                 if not 200 <= response.status < 300:
                     body = response.read(_ERROR_BODY)

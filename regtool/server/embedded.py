@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from regtool.errors import RegtoolError
 from regtool.server.app import create_app
 from regtool.server.config import RequestEvent, RequestObserver, ServerConfig
-from regtool.server.runner import http_protocol
+from regtool.server.runner import uvicorn_config
 
 __all__ = ["EmbeddedServe", "RequestLog", "embedded_serve"]
 
@@ -93,11 +93,17 @@ class EmbeddedServe:
 
 @contextlib.contextmanager
 def embedded_serve(
-    root: Path | None = None, *, log_level: str = "warning", **overrides: Any
+    root: Path | None = None,
+    *,
+    log_level: str = "warning",
+    uvicorn_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Iterator[EmbeddedServe]:
     """Run ``create_app(ServerConfig(root=root, **overrides))`` under uvicorn in a thread; stop it on exit.
 
-    Without ``root`` the storage is in memory. An ``observer`` in ``overrides`` sees every request too.
+    Without ``root`` the storage is in memory. An ``observer`` in ``overrides`` sees every request too. With
+    ``tls_cert``/``tls_key`` it serves HTTPS (``url`` says so); ``uvicorn_options`` go to ``uvicorn.Config``
+    (e.g. ``ssl_ca_certs`` for client certificates).
     """
     log = RequestLog()
     user_observer: RequestObserver | None = overrides.pop("observer", None)
@@ -116,15 +122,9 @@ def embedded_serve(
         port = int(sock.getsockname()[1])
         config = ServerConfig(host="127.0.0.1", port=port, root=root, observer=observe, **overrides)
         app: Starlette = create_app(config)
+        options = uvicorn_options or {}
         server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_level=log_level,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-                http=http_protocol(),
-            )
+            uvicorn_config(app, tls_cert=config.tls_cert, tls_key=config.tls_key, log_level=log_level, **options)
         )
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"serve-{port}", daemon=True)
         thread.start()
@@ -134,7 +134,8 @@ def embedded_serve(
                 if not thread.is_alive() or time.monotonic() > deadline:
                     raise RegtoolError(f"the embedded registry on 127.0.0.1:{port} did not start")
                 time.sleep(0.005)
-            yield EmbeddedServe(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, config, log, app)
+            scheme = "https" if config.tls_cert is not None else "http"
+            yield EmbeddedServe(f"{scheme}://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, config, log, app)
         finally:
             server.should_exit = True
             thread.join(timeout=10)

@@ -14,11 +14,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["http_protocol", "run"]
+__all__ = ["http_protocol", "run", "uvicorn_config"]
 
 
 class _Server(uvicorn.Server):
@@ -58,17 +59,22 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
-    """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
+def uvicorn_config(
+    app: ASGIApp,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    log_level: str = "warning",
+    **options: Any,
+) -> uvicorn.Config:
+    """How regtool runs ``app`` under uvicorn, whether from ``regtool serve``, embedded, or in a test.
 
-    With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. Raises OSError when the address cannot be bound.
+    Zero-copy blob sends (``http_protocol``), no lifespan or access log of uvicorn's own (the app logs), a 5 s
+    graceful shutdown, HTTPS with ``tls_cert``/``tls_key`` (PEM files). ``options`` go to ``uvicorn.Config``.
     """
-    sock = bind(host, port)
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level="warning",
+        log_level=log_level,
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
@@ -76,7 +82,17 @@ def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls
         ssl_certfile=str(tls_cert) if tls_cert is not None else None,
         ssl_keyfile=str(tls_key) if tls_key is not None else None,
         http=http_protocol(),
+        **options,
     )
+
+
+def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+    """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
+
+    With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. Raises OSError when the address cannot be bound.
+    """
+    sock = bind(host, port)
+    config = uvicorn_config(app, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port)
     logging.getLogger("uvicorn.error").addFilter(_drop_tls_probes)
     try:
         _Server(config).run(sockets=[sock])

@@ -1,7 +1,7 @@
 """Helpers for the auth tests: htpasswd files, docker configs, a credential helper, a serve that can do TLS.
 
-``run_auth_serve`` is ``tests.support.serve.run_serve`` with HTTPS on demand: the real ``create_app`` under
-uvicorn on a socket bound to 127.0.0.1:0, in a thread.
+``run_auth_serve`` is ``regtool.server.embedded.embedded_serve`` (the real ``create_app`` under uvicorn on
+127.0.0.1:0, in a thread) with HTTPS and client certificates on demand.
 """
 
 from __future__ import annotations
@@ -10,21 +10,13 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from regtool.server.app import create_app
 from regtool.server.auth.htpasswd import hash_password
-from regtool.server.config import ServerConfig
-from regtool.server.runner import http_protocol
+from regtool.server.embedded import EmbeddedServe, embedded_serve
 
 __all__ = [
     "HELPER_SCRIPT",
@@ -62,12 +54,8 @@ elif action == "erase":
 """
 
 
-@dataclass
-class AuthServe:
-    url: str
-    host: str
-    port: int
-    config: ServerConfig
+# The running server: ``url`` (https with ``tls``), ``host``, ``port``, ``config``, ``requests``.
+AuthServe = EmbeddedServe
 
 
 def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
@@ -117,42 +105,9 @@ def run_auth_serve(
     """A real serve in a thread; ``tls=(cert, key)`` serves HTTPS, and ``client_ca`` then requires client
     certificates signed by that CA (mutual TLS, set on uvicorn directly). Other keywords go to ServerConfig."""
     overrides.setdefault("access_log", False)
-    overrides.setdefault("storage", "filesystem" if root is not None else "inmemory")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = int(sock.getsockname()[1])
     if tls is not None:
         overrides.setdefault("tls_cert", tls[0])
         overrides.setdefault("tls_key", tls[1])
-    config = ServerConfig(host="127.0.0.1", port=port, root=root, **overrides)
-    app = create_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-            http=http_protocol(),
-            ssl_certfile=str(tls[0]) if tls else None,
-            ssl_keyfile=str(tls[1]) if tls else None,
-            ssl_ca_certs=str(client_ca) if client_ca else None,
-            ssl_cert_reqs=ssl.CERT_REQUIRED if client_ca else ssl.CERT_NONE,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"auth-serve-{port}", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("regtool serve did not start in a thread")
-            time.sleep(0.005)
-        scheme = "https" if tls else "http"
-        yield AuthServe(f"{scheme}://127.0.0.1:{port}", f"127.0.0.1:{port}", port, config)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    mutual_tls = {"ssl_ca_certs": str(client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED} if client_ca else None
+    with embedded_serve(root, uvicorn_options=mutual_tls, **overrides) as server:
+        yield server

@@ -22,6 +22,7 @@ from regtool.reference import Reference
 from regtool.server.auth.jwt import SigningKey
 from tests.auth.conftest import USERS
 from tests.auth.support import basic_auth_entry, install_helper, run_auth_serve, write_docker_config
+from tests.support.distribution import stop_process
 from tests.support.images import BuiltImage, write_image
 from tests.support.pki import Pki
 from tests.support.serve import free_port
@@ -95,12 +96,7 @@ def run_distribution(root: Path, *, auth: str, pki: Pki | None) -> Iterator[Regi
             time.sleep(0.05)
         yield Registry(f"127.0.0.1:{port}", root)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _image(tmp_path: Path) -> BuiltImage:

@@ -21,6 +21,7 @@ from regtool.digest import Digest
 from regtool.server.app import create_app
 from regtool.server.config import ServerConfig
 from regtool.server.purge import UploadPurger, purge_uploads
+from regtool.server.runner import uvicorn_config
 from regtool.server.storage.driver import FileInfo, FileWriter, StorageDriver
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry
@@ -178,7 +179,7 @@ def _run_app(app: Starlette) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn_config(app, log_level="critical"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Distribution", "distribution", "find_binary", "free_port", "run_distribution"]
+__all__ = ["Distribution", "distribution", "find_binary", "free_port", "run_distribution", "stop_process"]
 
 _CONFIG = """\
 version: 0.1
@@ -81,6 +81,7 @@ def find_binary() -> str | None:
 
 
 def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (for subprocesses, which cannot inherit our socket)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -125,20 +126,21 @@ def run_distribution(root: Path, *, binary: str | None = None, quiet: bool = Tru
             time.sleep(0.02)
         if process.poll() is None and _answers(port):
             break
-        _stop(process)
+        stop_process(process)
     else:
         raise RuntimeError(f"docker-registry did not start; see {root / 'registry.log'}")
     try:
         yield Distribution(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, process)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 5) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -34,7 +34,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ import pytest
 
 from regtool.server.config import RequestEvent
 from regtool.server.embedded import EmbeddedServe, RequestLog, embedded_serve
+from tests.support.distribution import free_port, stop_process
 
 __all__ = [
     "RequestEvent",
@@ -62,13 +62,6 @@ __all__ = [
 
 # The in-process server is regtool's own (regtool/server/embedded.py, which ``regtool demo`` uses too).
 RunningServe = EmbeddedServe
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (for subprocesses, which cannot inherit our socket)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -136,21 +129,11 @@ def run_serve_process(root: Path, *args: str) -> Iterator[ServeProcess]:
             time.sleep(0.05)
         if process.poll() is None and _answers(port):
             break
-        _stop(process)
+        stop_process(process, timeout=10)
     else:
         raise RuntimeError(f"regtool serve did not start; see {log_path}")
     handle = ServeProcess(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, root, process, log_path)
     try:
         yield handle
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
