@@ -5,8 +5,13 @@ truthful (a v1 layer has none), so the engine sniffs the first bytes and so does
 
 ``open_decompressed(f)`` wraps a binary stream in a reader of the decompressed bytes. ``gzip_stream`` compresses
 a tar deterministically (no file name, mtime 0, fixed level and OS byte) so that the same tar always yields the
-same blob digest -- what a push of a docker-archive needs to be repeatable. The output is stable for a given
-zlib build; a different zlib may produce different (still valid) bytes.
+same blob digest -- what a push of a docker-archive needs to be repeatable.
+
+gzip goes through ISA-L (PyPI ``isal``) both ways rather than the standard library's zlib: its deflate is an
+order of magnitude faster at a ratio close to zlib's default, and it releases the GIL, so layers compress on
+every core at once. Its output is stable for a given ISA-L build, which is why the dependency is pinned: one
+regtool version gives one digest for one tar. Reading goes through ISA-L's inflate too, which is about twice as
+fast as zlib's on the pull side (docker-archive output, v1 layers).
 
 zstd: Python 3.11's standard library has no zstd; such a layer raises ImageFormatError saying so.
 
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import bz2
 import enum
-import gzip
 import importlib
 import io
 import lzma
@@ -29,10 +33,14 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
+from isal import igzip, isal_zlib
+
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from _typeshed import WriteableBuffer
 
 __all__ = [
@@ -46,7 +54,12 @@ __all__ = [
     "zstd_available",
 ]
 
-GZIP_LEVEL = 6
+# isal's stubs declare these loosely (an untyped class, an error that is "an Exception" value): typed names here.
+_IGzipFile = cast("Callable[..., io.BufferedIOBase]", igzip.IGzipFile)
+_IsalError = cast("type[Exception]", isal_zlib.error)
+
+# ISA-L's levels run 0-3; 2 is its default, faster than 1 on tars and within a few percent of zlib's level 6.
+GZIP_LEVEL = isal_zlib.ISAL_DEFAULT_COMPRESSION
 _CHUNK = 1 << 20
 _SNIFF_LEN = 512
 
@@ -137,7 +150,7 @@ def open_decompressed(stream: IO[bytes], *, what: str = "layer") -> BinaryIO:
     if kind is Compression.NONE:
         return cast("BinaryIO", _Reader(stream, kind, what, close_inner=False))
     if kind is Compression.GZIP:
-        inner = gzip.GzipFile(fileobj=stream, mode="rb")
+        inner = _IGzipFile(fileobj=stream, mode="rb")
     elif kind is Compression.BZIP2:
         inner = bz2.BZ2File(stream, mode="rb")
     elif kind is Compression.XZ:
@@ -174,7 +187,7 @@ class _Reader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         try:
             return self._inner.read(-1 if size is None else size)
-        except (EOFError, zlib.error, lzma.LZMAError) as exc:
+        except (EOFError, zlib.error, _IsalError, lzma.LZMAError) as exc:
             raise self._corrupt(exc) from None
         except OSError as exc:
             if exc.errno is not None:  # a real I/O error, not bad data
@@ -206,10 +219,11 @@ class GzipResult:
 def gzip_stream(src: IO[bytes], dst: IO[bytes], *, level: int = GZIP_LEVEL) -> GzipResult:
     """Gzip ``src`` into ``dst`` deterministically, hashing both sides on the way.
 
-    The gzip header is fixed (zlib's: no name, mtime 0, OS byte of the zlib build), so equal input gives equal
-    output on the same zlib.
+    The gzip header is fixed (ISA-L's: no name, mtime 0, OS byte 255), so equal input gives equal output on the
+    same ISA-L build. Every call here releases the GIL on megabyte buffers, so several layers compress in
+    parallel threads.
     """
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY)
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
     plain = DigestVerifier()
     packed = DigestVerifier()
 

@@ -33,18 +33,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
 from regtool.image.blobstore import BlobStore
-from regtool.image.compression import gzip_stream, open_decompressed
+from regtool.image.compression import Compression, gzip_stream, open_decompressed, sniff
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import BlobStoreSource
 from regtool.manifest import ImageConfig, Manifest, ManifestError, parse_manifest
@@ -53,6 +55,8 @@ from regtool.protocol.v1 import IMAGE_ID_RE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "DockerArchiveSource",
@@ -65,6 +69,7 @@ __all__ = [
 _CHUNK = 1 << 20
 _BLOCK = 512
 _MAX_JSON = 16 << 20
+_SNIFF = 8
 
 
 class V1Image(Protocol):
@@ -366,8 +371,8 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
                     f"docker-archive {path}: config has {len(config.diff_ids)} diff_ids for {len(layer_names)} layers"
                 )
             layers: list[dict[str, Any]] = []
-            for i, name in enumerate(layer_names):
-                result = _compress_member(tar, members, str(name), path, store)
+            compressed = _compress_layers(tar, members, [str(name) for name in layer_names], path, store)
+            for i, (name, result) in enumerate(zip(layer_names, compressed, strict=True)):
                 if str(result[1]) != config.diff_ids[i]:
                     raise IntegrityError(
                         f"docker-archive {path}: layer {name}: content hashes to {result[1]}, "
@@ -401,17 +406,75 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
         raise
 
 
-def _compress_member(
-    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path, store: BlobStore
-) -> tuple[Digest, Digest, int]:
-    """Gzip one layer member into ``store``; returns (blob digest, diff_id, blob size)."""
+def _compress_layers(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], names: list[str], archive: Path, store: BlobStore
+) -> list[tuple[Digest, Digest, int]]:
+    """Gzip every layer member into ``store``, in ``names``' order; (blob digest, diff_id, blob size) each.
+
+    ``docker save`` writes a plain tar, where each member is a byte range of the file: then every layer is read
+    through its own file handle and compressed in its own thread, one per core (the compressor and the hashes
+    release the GIL). A compressed archive can only be read front to back, one member at a time.
+    """
+    for name in names:
+        _read_member(tar, members, name, archive).close()  # every layer exists and is a file, before any work
+    with archive.open("rb") as probe:
+        plain_tar = sniff(probe.read(_SNIFF)) is Compression.NONE
+    regular = [members[name.removeprefix("./")] for name in names]
+    if not plain_tar or len(names) < 2 or not all(m.isreg() and not m.issparse() for m in regular):
+        return [_compress_member(_read_member(tar, members, name, archive), name, archive, store) for name in names]
+
+    def compress(index: int) -> tuple[Digest, Digest, int]:
+        member = regular[index]
+        with archive.open("rb") as raw:
+            raw.seek(member.offset_data)
+            where = f"docker-archive {archive}: layer {names[index]}"
+            return _compress_member(
+                io.BufferedReader(_Slice(raw, member.size, where), _CHUNK), names[index], archive, store
+            )
+
+    workers = min(len(names), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regtool-gzip") as pool:
+        futures = [pool.submit(compress, i) for i in range(len(names))]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+class _Slice(io.RawIOBase):
+    """``size`` bytes of ``raw`` from its current position: one member of a plain tar; short data is an error."""
+
+    def __init__(self, raw: io.BufferedReader, size: int, where: str) -> None:
+        self._raw = raw
+        self._left = size
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: WriteableBuffer) -> int:
+        out = memoryview(b).cast("B")[: self._left]
+        if not out:
+            return 0
+        n = self._raw.readinto(out)
+        if not n:
+            raise ImageFormatError(f"{self._where}: the archive ends {self._left} bytes into the layer")
+        self._left -= n
+        return n
+
+
+def _compress_member(member: IO[bytes], name: str, archive: Path, store: BlobStore) -> tuple[Digest, Digest, int]:
+    """Gzip one layer member's bytes into ``store``; returns (blob digest, diff_id, blob size).
+
+    No fsync: the store is this run's scratch directory, removed when the push ends, crash or not.
+    """
     out, tmp = store.new_temp_file()
     try:
-        with out, _read_member(tar, members, name, archive) as member:
+        with out, member:
             with open_decompressed(member, what=f"docker-archive {archive}: layer {name}") as plain:
                 result = gzip_stream(plain, out)
-            out.flush()
-            os.fsync(out.fileno())
         store.adopt(tmp, result.digest)
     except BaseException:
         with contextlib.suppress(OSError):

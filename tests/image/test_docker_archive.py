@@ -342,3 +342,18 @@ def test_archive_is_readable_by_others(tmp_path: Path) -> None:
     out = write(tmp_path, make_image(1))
     assert out.stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "lay-img.tar" / "index.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_layers_compressed_in_parallel_equal_the_serial_ones(tmp_path: Path) -> None:
+    """A plain archive's layers are compressed in threads, a gzipped archive's one by one: same blobs either way."""
+    image = make_image(4)
+    plain = write(tmp_path, image)
+    packed = tmp_path / "img.tar.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    with read_docker_archive(plain) as threaded, read_docker_archive(packed) as serial:
+        assert threaded.root.raw == serial.root.raw
+        for layer, tar in zip(threaded.root.layers, image.tars, strict=True):
+            with threaded.open_blob(layer.digest) as f:
+                blob = f.read()
+            assert Digest.of(blob) == layer.digest
+            assert gzip.decompress(blob) == tar
