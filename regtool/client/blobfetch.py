@@ -13,6 +13,8 @@ headers and returns the sink for the body. Connections are kept alive in a small
 
 ``BlobFetcher.send_file`` is the upload side: a PUT/PATCH whose body is a slice of a local file, sent with
 ``sendfile(2)`` on plain HTTP (no copy through Python) or from the reused buffer on TLS; 307/308 re-send it.
+With ``inspect`` every piece passes through the buffer and is shown to it before it is sent (a push hashes its
+source that way); an exception from ``inspect`` stops the body before that piece, so the request never completes.
 
 Non-2xx answers of ``fetch`` raise ``HTTPStatusError`` carrying status, headers and a bounded body (the async side
 decides about retries and maps the error); a body cut short raises ``BodyBroken``; socket errors stay ``OSError``.
@@ -83,16 +85,59 @@ class SourceTruncated(Exception):
     """A local file to upload ended before the length it was supposed to have."""
 
 
+class _HTTPConnection(http.client.HTTPConnection):
+    """Connects within the connection's ``timeout``, then waits up to ``io_timeout`` for each read or write."""
+
+    io_timeout: float | None = None
+
+    def connect(self) -> None:
+        _connect(self, super().connect)
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        return _response(self, super().getresponse)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """As _HTTPConnection; the TLS handshake counts as connecting."""
+
+    io_timeout: float | None = None
+
+    def connect(self) -> None:
+        _connect(self, super().connect)
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        return _response(self, super().getresponse)
+
+
+def _connect(conn: _HTTPConnection | _HTTPSConnection, connect: Callable[[], None]) -> None:
+    try:
+        connect()
+    except TimeoutError:
+        raise TimeoutError(f"timed out connecting to {conn.host}:{conn.port} after {conn.timeout} s") from None
+    conn.sock.settimeout(conn.io_timeout)
+
+
+def _response(
+    conn: _HTTPConnection | _HTTPSConnection, getresponse: Callable[[], http.client.HTTPResponse]
+) -> http.client.HTTPResponse:
+    try:
+        return getresponse()
+    except TimeoutError:
+        raise TimeoutError(f"timed out: no response from {conn.host}:{conn.port} within {conn.io_timeout} s") from None
+
+
 class _Pool:
     def __init__(
         self,
         ssl_context: ssl.SSLContext,
         timeout: float,
         ssl_for: Callable[[str], ssl.SSLContext] | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._ssl_for = ssl_for
         self._timeout = timeout
+        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -107,9 +152,18 @@ class _Pool:
             if not _dropped(conn):
                 return conn
             conn.close()
+        return self.new(scheme, host, port)
+
+    def new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        """A fresh connection: the connect timeout for TCP and TLS set-up, then the (read) timeout for each I/O."""
+        conn: _HTTPConnection | _HTTPSConnection
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self.context_for(host, port))
-        return http.client.HTTPConnection(host, port, timeout=self._timeout)
+            context = self.context_for(host, port)
+            conn = _HTTPSConnection(host, port, timeout=self._connect_timeout, context=context)
+        else:
+            conn = _HTTPConnection(host, port, timeout=self._connect_timeout)
+        conn.io_timeout = self._timeout
+        return conn
 
     def context_for(self, host: str, port: int) -> ssl.SSLContext:
         # issue 5: the host's own context (docker's certs.d) when the client has per-host TLS settings.
@@ -165,10 +219,11 @@ class BlobFetcher:
         self,
         *,
         ssl_context: ssl.SSLContext,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
         ssl_for: Callable[[str], ssl.SSLContext] | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
-        self._pool = _Pool(ssl_context, timeout, ssl_for)
+        self._pool = _Pool(ssl_context, timeout, ssl_for, connect_timeout)
 
     def close(self) -> None:
         self._pool.close()
@@ -184,12 +239,14 @@ class BlobFetcher:
         *,
         on_bytes: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
+        inspect: Callable[[int, memoryview], None] | None = None,
     ) -> tuple[ResponseHead, bytes]:
         """Send ``length`` bytes of a file from ``offset`` as the request body; the final response and its body.
 
         The body goes out from a reused 1 MiB buffer (``readinto`` + ``sendall``: flat memory, GIL released). A
         307/308 sends it again to the new location (re-opening the file), dropping Authorization when the
-        origin changes. Any status is returned: the caller decides what is an error.
+        origin changes. Any status is returned: the caller decides what is an error. ``inspect(file_offset,
+        piece)`` sees every piece before it is sent and may raise to abort the request mid-body.
         """
         current = url
         sent = {"User-Agent": USER_AGENT, **headers, "Content-Length": str(length)}
@@ -212,7 +269,7 @@ class BlobFetcher:
             try:
                 try:
                     response = self._send_once(
-                        conn, method, current, sent, opened, offset, length, buffer, on_bytes, cancel
+                        conn, method, current, sent, opened, offset, length, buffer, on_bytes, cancel, inspect
                     )
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     if not reused or started[0]:
@@ -221,7 +278,7 @@ class BlobFetcher:
                     conn.close()
                     conn = _fresh(self._pool, origin)
                     response = self._send_once(
-                        conn, method, current, sent, open_body, offset, length, buffer, on_bytes, cancel
+                        conn, method, current, sent, open_body, offset, length, buffer, on_bytes, cancel, inspect
                     )
                 head = _head(response, current)
                 body = response.read(_ERROR_BODY)
@@ -249,6 +306,7 @@ class BlobFetcher:
         buffer: bytearray,
         on_bytes: Callable[[int], None] | None,
         cancel: threading.Event | None,
+        inspect: Callable[[int, memoryview], None] | None = None,
     ) -> http.client.HTTPResponse:
         conn.putrequest(method, _target(url), skip_accept_encoding=True)
         for name, value in headers.items():
@@ -257,7 +315,8 @@ class BlobFetcher:
         view = memoryview(buffer)
         with open_body() as body:
             sock = conn.sock
-            if sock is not None and not isinstance(sock, ssl.SSLSocket) and _has_fileno(body):
+            zero_copy = inspect is None and not isinstance(sock, ssl.SSLSocket) and _has_fileno(body)
+            if sock is not None and zero_copy:
                 # Plain HTTP from a real file: sendfile(2), no copy through user space (the registry on the same
                 # machine gets the CPU instead). In slices, for progress and cancellation.
                 done = 0
@@ -280,6 +339,8 @@ class BlobFetcher:
                 n = body.readinto(view[: min(len(view), remaining)])  # type: ignore[attr-defined]
                 if not n:
                     raise SourceTruncated(f"the source ended {remaining} bytes before the expected end")
+                if inspect is not None:
+                    inspect(offset + length - remaining, view[:n])
                 conn.send(view[:n])
                 remaining -= n
                 if on_bytes is not None:
@@ -375,10 +436,7 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 
 def _fresh(pool: _Pool, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
-    scheme, host, port = origin
-    if scheme == "https":
-        return http.client.HTTPSConnection(host, port, timeout=pool._timeout, context=pool.context_for(host, port))
-    return http.client.HTTPConnection(host, port, timeout=pool._timeout)
+    return pool.new(*origin)
 
 
 def _has_fileno(stream: BinaryIO) -> bool:

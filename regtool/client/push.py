@@ -15,6 +15,11 @@ threads (``BlobFetcher.send_file``: ``sendfile(2)`` on plain HTTP, a reused 1 Mi
 streaming when no fetcher is configured); a 307/308 on an upload re-opens the file at the same offset. An upload
 that fails with a retryable status or a connection error is retried, up to the retry policy's count.
 
+Integrity: every source blob is hashed as its bytes are read for sending (``_SourceCheck``); the piece that
+would complete it is held back until the hash matches the descriptor, and the final ``PUT`` is sent only for a
+blob whose bytes matched. A corrupt source therefore fails with IntegrityError (exit 5) before the registry
+commits any of it, and no manifest is put.
+
 Resume (issue 6): every session's URL and acknowledged offset are kept on disk (``resume.UploadStateStore``).
 A retry, or the next run after a crash or Ctrl-C, asks the registry how far the session got (GET upload status)
 and sends only the rest (``PATCH`` with ``Content-Range``, then ``PUT ?digest=``); a session the registry no
@@ -40,7 +45,7 @@ from regtool.client.results import PushResult
 from regtool.client.resume import UploadState, UploadStateStore, parse_upload_range
 from regtool.client.tasks import first_error, run_bounded
 from regtool.client.transport import redact_url
-from regtool.digest import Digest
+from regtool.digest import Digest, DigestVerifier
 from regtool.errors import (
     AuthError,
     IntegrityError,
@@ -63,6 +68,66 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
 # chunk boundary on registries (distribution among them) that drop a chunk cut mid-body.
 DEFAULT_CHUNK_SIZE = 256 << 20
 READ_SIZE = 1 << 20
+
+
+class _SourceCheck:
+    """The digest of one source blob, taken from its bytes as they are sent, in file order.
+
+    ``feed(offset, piece)`` sees each piece before it goes out. Bytes sent again (after a redirect, or a retry from
+    an earlier offset) are not hashed twice; bytes a resumed session already holds are read from the file first.
+    The piece that completes the blob raises IntegrityError instead of going out when the digest does not
+    match, so the registry never receives a whole wrong blob. Pieces arrive from worker threads, hence the lock.
+    """
+
+    def __init__(self, src: ImageSource, desc: Descriptor) -> None:
+        self._src = src
+        self._desc = desc
+        self._verifier = DigestVerifier(desc.digest.algorithm)
+        self._lock = threading.Lock()
+
+    def feed(self, offset: int, piece: bytes | memoryview) -> None:
+        with self._lock:
+            end = offset + len(piece)
+            position = self._verifier.size
+            if end <= position:
+                return
+            if offset > position:
+                self._read_to(offset)
+                position = offset
+            self._verifier.update(piece[position - offset :])
+            if end >= self._desc.size:
+                self._verify()
+
+    def confirm(self) -> None:
+        """Verify the whole blob (reading what this run did not send); called before the ``PUT`` that commits it."""
+        with self._lock:
+            self._read_to(self._desc.size)
+            self._verify()
+
+    def _read_to(self, offset: int) -> None:
+        position = self._verifier.size
+        if position >= offset:
+            return
+        with self._src.open_blob(self._desc.digest) as f:
+            f.seek(position)
+            remaining = offset - position
+            while remaining:
+                data = f.read(min(READ_SIZE, remaining))
+                if not data:
+                    raise IntegrityError(
+                        f"blob {self._desc.digest}: the source file ended {remaining} bytes early "
+                        f"({self._src.description})"
+                    )
+                self._verifier.update(data)
+                remaining -= len(data)
+
+    def _verify(self) -> None:
+        actual = self._verifier.digest()
+        if self._verifier.size != self._desc.size or actual != self._desc.digest:
+            raise IntegrityError(
+                f"blob {self._desc.digest}: the source's bytes hash to {actual}, not to the digest the manifest "
+                f"names; refused before the registry stored it ({self._src.description})"
+            )
 
 
 @dataclass
@@ -181,6 +246,7 @@ class V2Pusher:
             tally.skipped += 1
             self.progress.finish(key, status="skipped")
             return
+        check = _SourceCheck(src, desc)
         attempt = 0
         offset = 0
         while True:
@@ -203,7 +269,7 @@ class V2Pusher:
                 else:
                     location, offset = resumed
                 async with self.api.host_slot(location):
-                    await self._upload(src, ref, desc, location, key, offset)
+                    await self._upload(src, ref, desc, location, key, check, offset)
                 break
             except (TransportError, RegistryError) as exc:
                 status = getattr(exc, "status", None)
@@ -222,6 +288,12 @@ class V2Pusher:
                 )
                 await anyio.sleep(delay)
                 attempt += 1
+            except IntegrityError:
+                # The session may hold bytes of the bad source: never resume it, even once the source is fixed.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
+                self.progress.finish(key, status="failed")
+                raise
             except BaseException:
                 self.progress.finish(key, status="failed")
                 raise
@@ -287,12 +359,21 @@ class V2Pusher:
         return _location(response, what)
 
     async def _upload(
-        self, src: ImageSource, ref: Reference, desc: Descriptor, location: str, key: str, offset: int = 0
+        self,
+        src: ImageSource,
+        ref: Reference,
+        desc: Descriptor,
+        location: str,
+        key: str,
+        check: _SourceCheck,
+        offset: int = 0,
     ) -> None:
         """Send the blob from ``offset`` (what the session holds already) and close the session."""
         what = f"upload of blob {desc.digest}"
         chunk = self.chunk_size
         if offset == 0 and (chunk is None or desc.size <= chunk):
+            if desc.size == 0:
+                await anyio.to_thread.run_sync(check.confirm)
             url = _with_digest(location, desc.digest)
             response = await self._send_part(
                 "PUT",
@@ -302,6 +383,7 @@ class V2Pusher:
                 0,
                 desc.size,
                 key,
+                check,
                 what=what,
                 headers={"Content-Type": "application/octet-stream"},
                 expect=(201, 204),
@@ -319,6 +401,7 @@ class V2Pusher:
                 offset,
                 length,
                 key,
+                check,
                 what=what,
                 headers={
                     "Content-Type": "application/octet-stream",
@@ -329,6 +412,8 @@ class V2Pusher:
             location = _location(response, what)
             offset += length
             await self._remember(ref, desc, location, offset)
+        # The PUT commits what the session holds: only for bytes that hashed to the digest.
+        await anyio.to_thread.run_sync(check.confirm)
         try:
             response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
         except NotFoundError:
@@ -347,6 +432,7 @@ class V2Pusher:
         offset: int,
         length: int,
         key: str,
+        check: _SourceCheck,
         *,
         what: str,
         headers: dict[str, str],
@@ -360,7 +446,7 @@ class V2Pusher:
                 method,
                 url,
                 what=what,
-                body=self._reader(src, digest, offset, length, key),
+                body=self._reader(src, digest, offset, length, key, check),
                 length=length,
                 headers=headers,
                 expect=expect,
@@ -388,6 +474,7 @@ class V2Pusher:
                     length,
                     on_bytes=count,
                     cancel=cancel,
+                    inspect=check.feed,
                 )
             )
 
@@ -432,7 +519,7 @@ class V2Pusher:
         return response
 
     def _reader(
-        self, src: ImageSource, digest: Digest, offset: int, length: int, key: str
+        self, src: ImageSource, digest: Digest, offset: int, length: int, key: str, check: _SourceCheck
     ) -> Callable[[], AsyncIterator[bytes]]:
         """A factory of async byte streams over ``length`` bytes of the blob from ``offset`` (one per attempt)."""
 
@@ -447,6 +534,7 @@ class V2Pusher:
                     data = await anyio.to_thread.run_sync(handle.read, min(READ_SIZE, remaining))
                     if not data:
                         raise IntegrityError(f"blob {digest}: the source file ended {remaining} bytes early")
+                    await anyio.to_thread.run_sync(check.feed, offset + sent, data)
                     remaining -= len(data)
                     sent += len(data)
                     self.progress.advance(key, len(data))

@@ -6,6 +6,7 @@ into regtool errors with the registry's error envelope decoded into the message:
 
 - 404, or the codes NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN      -> NotFoundError
 - 401 / 403                                                            -> AuthError
+- the code DIGEST_INVALID (the bytes it got do not hash to the digest)   -> IntegrityError
 - anything else unexpected                                             -> RegistryError (status, codes)
 """
 
@@ -60,6 +61,8 @@ def error_for_response(response: httpx.Response, what: str, body: bytes = b"") -
         return AuthError(message)
     if status == 404 or NOT_FOUND_CODES & set(codes):
         return NotFoundError(message)
+    if "DIGEST_INVALID" in codes:
+        return IntegrityError(message)
     return RegistryError(message, status=status, codes=codes)
 
 

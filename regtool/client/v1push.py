@@ -31,8 +31,8 @@ from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PushResult
 from regtool.client.tasks import run_bounded
 from regtool.client.v1api import V1Api
-from regtool.digest import Digest
-from regtool.errors import ImageFormatError, UnsupportedProtocolError
+from regtool.digest import Digest, DigestVerifier
+from regtool.errors import ImageFormatError, IntegrityError, UnsupportedProtocolError
 from regtool.image.convert import V1Image, payload_checksum, v1_chain_from_config
 from regtool.image.source import ImageSource, open_source
 from regtool.manifest import Manifest
@@ -150,15 +150,32 @@ async def _upload_layer(api: V1Api, layer: V1Layer, progress: Progress) -> int:
 
 
 def file_chunks(source: ImageSource, layer_digest: Digest) -> LayerOpener:
-    """A LayerOpener streaming a blob of ``source`` from disk in 1 MiB reads (worker threads)."""
+    """A LayerOpener streaming a blob of ``source`` from disk in 1 MiB reads (worker threads), verified.
+
+    The bytes are hashed as they are read and the last chunk is held back until the whole blob matched
+    ``layer_digest`` (and the source's size): a corrupt blob raises IntegrityError before its upload completes.
+    """
 
     @contextlib.asynccontextmanager
     async def opener() -> AsyncIterator[AsyncIterator[bytes]]:
         f = await anyio.to_thread.run_sync(source.open_blob, layer_digest)
 
         async def chunks() -> AsyncIterator[bytes]:
+            verifier = DigestVerifier(layer_digest.algorithm)
+            pending: bytes | None = None
             while chunk := await anyio.to_thread.run_sync(f.read, _CHUNK):
-                yield chunk
+                await anyio.to_thread.run_sync(verifier.update, chunk)
+                if pending is not None:
+                    yield pending
+                pending = chunk
+            actual = verifier.digest()
+            if actual != layer_digest or verifier.size != source.blob_size(layer_digest):
+                raise IntegrityError(
+                    f"blob {layer_digest}: the source's bytes hash to {actual}, not to the digest the manifest "
+                    f"names; refused before the registry stored it ({source.description})"
+                )
+            if pending is not None:
+                yield pending
 
         try:
             yield chunks()
