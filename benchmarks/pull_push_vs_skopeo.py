@@ -1,7 +1,7 @@
 """regtool pull/push against skopeo copy, on the same docker-registry (distribution), interleaved.
 
     python benchmarks/pull_push_vs_skopeo.py [--runs 3] [--work DIR] [--images 16x32,2x512] [--jobs 8]
-                                             [--baseline DIR]
+                                             [--baseline DIR] [--archive]
 
 For each image (N layers of M MiB of random bytes, gzip level 0: incompressible, as registries hold layers):
 
@@ -10,6 +10,12 @@ For each image (N layers of M MiB of random bytes, gzip level 0: incompressible,
 - push: ``regtool push --quiet oci-layout IMAGE`` vs ``skopeo copy oci:LAYOUT docker://IMAGE``, each run into a
   FRESH docker-registry (new storage, new port): nothing to skip, and skopeo's blob-info cache (which has no
   command-line switch in 1.9) cannot offer a mount or reuse location on a registry it has never seen.
+
+With ``--archive`` the same image goes through a docker-archive (what ``docker save`` writes: uncompressed
+layers, so a push must gzip them): push ``regtool push --quiet IMAGE.tar IMAGE`` vs ``skopeo copy
+docker-archive:IMAGE.tar docker://IMAGE``, each into a fresh registry; pull ``regtool pull --quiet IMAGE OUT.tar``
+vs ``skopeo copy docker://IMAGE docker-archive:OUT.tar``, with regtool's pull into a layout timed alongside, so
+the cost of writing an archive (decompressing every layer) shows next to the layout's.
 
 Wall time is measured around the child process; peak RSS is the child's ``ru_maxrss`` (os.wait4). ``sync`` runs
 before every timed run so one run's dirty pages are not written back during the next. Prints a table and the
@@ -48,6 +54,9 @@ class Run:
     seconds: float
     rss_mib: float
     load: float = 0.0  # the 1-minute load average just before the run
+
+    def _replace_tool(self, tool: str) -> Run:
+        return Run(tool, self.seconds, self.rss_mib, self.load)
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
@@ -141,6 +150,66 @@ def _push_runs(layout: Path, name: str, runs: int, jobs: int, work: Path, baseli
     return results
 
 
+def _archive(work: Path, layout: Path, name: str) -> Path:
+    archive = work / f"src-{name}.tar"
+    if not archive.exists():
+        print(f"writing docker-archive {archive} ...", flush=True)
+        partial = archive.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        subprocess.run(
+            ["skopeo", "copy", f"oci:{layout}:bench", f"docker-archive:{partial}:bench/{name}:1"],
+            check=True,
+            capture_output=True,
+        )
+        partial.rename(archive)
+    return archive
+
+
+def _archive_push_runs(archive: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+    results: list[Run] = []
+    for i in range(runs):
+        for tool in ("regtool", "skopeo"):
+            root = work / f"push-registry-{tool}-{name}-{i}"
+            shutil.rmtree(root, ignore_errors=True)
+            with run_distribution(root) as registry:
+                image = f"{registry.host}/bench/{name}:1"
+                if tool == "regtool":
+                    argv = [*_regtool(), "push", "--quiet", "--jobs", str(jobs), str(archive), image]
+                else:
+                    argv = [
+                        "skopeo",
+                        "copy",
+                        "--dest-tls-verify=false",
+                        f"docker-archive:{archive}",
+                        f"docker://{image}",
+                    ]
+                results.append(_timed(argv)._replace_tool(tool))
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def _archive_pull_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+    image = f"{registry.host}/bench/{name}:1"
+    subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"],
+        check=True,
+        capture_output=True,
+    )
+    results: list[Run] = []
+    for i in range(runs):
+        for tool in ("regtool", "skopeo", "layout"):
+            dest = work / f"pull-{tool}-{name}-{i}" / ("out" if tool == "layout" else "out.tar")
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            dest.parent.mkdir(parents=True)
+            if tool == "skopeo":
+                argv = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"docker-archive:{dest}:x:1"]
+            else:
+                argv = [*_regtool(), "pull", "--quiet", "--jobs", str(jobs), image, str(dest)]
+            results.append(_timed(argv)._replace_tool(tool))
+            shutil.rmtree(dest.parent, ignore_errors=True)
+    return results
+
+
 def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
     ours = [r for r in results if r.tool == "regtool"]
     theirs = [r for r in results if r.tool == "skopeo"]
@@ -155,6 +224,14 @@ def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
         f"load {min(r.load for r in results):.2f}-{max(r.load for r in results):.2f}",
         flush=True,
     )
+    layout = [r for r in results if r.tool == "layout"]
+    if layout:
+        med_layout = statistics.median(r.seconds for r in layout)
+        print(
+            f"{kind:4} {name:7} regtool into a layout {med_layout:5.2f} s "
+            f"(runs {', '.join(f'{r.seconds:.2f}' for r in layout)}); archive / layout {med_ours / med_layout:4.2f}",
+            flush=True,
+        )
     base = [r for r in results if r.tool == "baseline"]
     if base:
         med_base = statistics.median(r.seconds for r in base)
@@ -175,6 +252,7 @@ def main() -> None:
     parser.add_argument("--skip-push", action="store_true")
     parser.add_argument("--skip-pull", action="store_true")
     parser.add_argument("--baseline", type=Path, help="also time regtool with DIR first on PYTHONPATH, interleaved")
+    parser.add_argument("--archive", action="store_true", help="push from and pull into docker-archives instead")
     args = parser.parse_args()
     _compile_bytecode(args.baseline)
     if shutil.which("skopeo") is None:
@@ -190,6 +268,16 @@ def main() -> None:
     for count, mib in specs:
         name = f"{count}x{mib}"
         layout = _image(args.work, count, mib)
+        if args.archive:
+            archive = _archive(args.work, layout, name)
+            if not args.skip_pull:
+                with run_distribution(args.work / f"registry-{name}") as registry:
+                    results = _archive_pull_runs(registry, layout, name, args.runs, args.jobs, args.work)
+                shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
+                _report("pull", f"{name}.tar", results)
+            if not args.skip_push:
+                _report("push", f"{name}.tar", _archive_push_runs(archive, name, args.runs, args.jobs, args.work))
+            continue
         if not args.skip_pull:
             with run_distribution(args.work / f"registry-{name}") as registry:
                 results = _pull_runs(registry, layout, name, args.runs, args.jobs, args.work, args.baseline)
