@@ -35,10 +35,13 @@ import contextlib
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -70,6 +73,7 @@ _CHUNK = 1 << 20
 _BLOCK = 512
 _MAX_JSON = 16 << 20
 _SNIFF = 8
+_TAIL = 64 << 10
 
 
 class V1Image(Protocol):
@@ -284,14 +288,51 @@ class DockerArchiveSource(BlobStoreSource):
         self.repo_tags = repo_tags
 
 
-def _member_map(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+def _member_map(tar: tarfile.TarFile, archive: Path) -> dict[str, tarfile.TarInfo]:
     members: dict[str, tarfile.TarInfo] = {}
     for member in tar.getmembers():
         name = member.name
         while name.startswith("./"):
             name = name[2:]
         members[name] = member
+    # tarfile stops quietly at a header cut short (or garbled) in a plain tar, and fails only on reading a member
+    # whose data is missing: check up front that every member's data is there and that only the end-of-archive
+    # zeros follow the last one.
+    with archive.open("rb") as probe:
+        if sniff(probe.read(_SNIFF)) is not Compression.NONE:
+            return members
+        size = os.fstat(probe.fileno()).st_size
+        end = 0
+        for name, member in members.items():
+            member_end = member.offset_data + (member.size if member.isreg() else 0)
+            if member_end > size:
+                raise ImageFormatError(
+                    f"docker-archive {archive}: truncated: {name!r} needs {member_end} bytes, the file has {size}"
+                )
+            end = max(end, member_end)
+        probe.seek(-(-end // _BLOCK) * _BLOCK)
+        if probe.read(_TAIL).strip(b"\0"):
+            raise ImageFormatError(f"docker-archive {archive}: truncated or corrupt: unreadable data after the members")
     return members
+
+
+@contextlib.contextmanager
+def _archive_errors(archive: Path) -> Iterator[None]:
+    """Errors of reading a damaged archive (a cut or corrupt tar, its outer compression) -> ImageFormatError.
+
+    OS errors with an errno (disk full writing the recompressed layers, permissions) are not the archive's fault
+    and pass through; the decompressors' own ``OSError("Invalid data stream")`` and the like have none.
+    """
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ImageFormatError(
+            f"docker-archive {archive}: truncated or corrupt ({exc or type(exc).__name__})"
+        ) from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise ImageFormatError(f"docker-archive {archive}: truncated or corrupt ({exc})") from None
 
 
 def _read_member(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path) -> IO[bytes]:
@@ -350,10 +391,10 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
     try:
         try:
             tar = tarfile.open(path, "r:*")
-        except (tarfile.TarError, OSError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise ImageFormatError(f"docker-archive {path}: not a readable tar ({exc})") from None
-        with tar:
-            members = _member_map(tar)
+        with tar, _archive_errors(path):
+            members = _member_map(tar, path)
             try:
                 entries = json.loads(_read_json(tar, members, "manifest.json", path))
             except (ValueError, UnicodeDecodeError, RecursionError):
@@ -365,6 +406,7 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
             if not isinstance(config_name, str) or not isinstance(layer_names, list):
                 raise ImageFormatError(f"docker-archive {path}: manifest.json entry lacks Config or Layers")
             config_bytes = _read_json(tar, members, config_name, path)
+            _check_named_digest(config_name, config_bytes, path)
             config = _parse_config(config_bytes, f"docker-archive {path}: {config_name}")
             if len(config.diff_ids) != len(layer_names):
                 raise ImageFormatError(
@@ -404,6 +446,20 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+
+
+def _check_named_digest(name: str, data: bytes, archive: Path) -> None:
+    """A config named by its digest (``<hex>.json``, or ``blobs/sha256/<hex>`` in newer ``docker save``) must hash
+    to that name: otherwise the bytes were damaged after the archive was written."""
+    stem = name.rsplit("/", 1)[-1].removesuffix(".json")
+    algorithm = name.rsplit("/", 2)[-2] if name.count("/") >= 1 else "sha256"
+    if algorithm not in {"sha256", "sha512"} or len(stem) != (64 if algorithm == "sha256" else 128):
+        return
+    if any(c not in "0123456789abcdef" for c in stem):
+        return
+    actual = Digest.of(data, algorithm)
+    if actual.encoded != stem:
+        raise IntegrityError(f"docker-archive {archive}: {name!r} hashes to {actual}, not to its name")
 
 
 def _compress_layers(

@@ -140,3 +140,49 @@ def test_json_of_a_corrupt_push_is_one_error_event(tmp_path: Path, server: Runni
     assert proc.returncode == 5, proc.stderr
     errors = [json.loads(line) for line in proc.stderr.splitlines() if '"error"' in line]
     assert [e["exit_code"] for e in errors if e.get("event") == "error"] == [5]
+
+
+# -- a damaged docker-archive -----------------------------------------------------------------------------------
+
+
+def _archive(tmp_path: Path) -> Path:
+    from regtool.image.docker_archive import write_docker_archive
+    from regtool.image.oci_layout import OciLayout
+
+    layout, manifest = _image(tmp_path, count=2)
+    assert manifest.config is not None
+    opened = OciLayout.open(layout)
+    config = opened.read_blob(manifest.config.digest)
+    return write_docker_archive(opened, manifest, config, ["x/app:1"], tmp_path / "app.tar")
+
+
+@pytest.mark.parametrize("cut", [600, 1030, 1_100_000, -2000])
+def test_a_truncated_docker_archive_is_a_format_error(tmp_path: Path, cut: int) -> None:
+    from regtool.errors import ImageFormatError
+    from regtool.image.docker_archive import read_docker_archive
+
+    data = _archive(tmp_path).read_bytes()
+    truncated = tmp_path / "t.tar"
+    truncated.write_bytes(data[:cut])
+    with pytest.raises(ImageFormatError, match=r"t\.tar"):
+        read_docker_archive(truncated).close()
+
+
+def test_a_truncated_compressed_docker_archive_is_a_format_error(tmp_path: Path) -> None:
+    import gzip
+
+    from regtool.errors import ImageFormatError
+    from regtool.image.docker_archive import read_docker_archive
+
+    packed = gzip.compress(_archive(tmp_path).read_bytes(), compresslevel=1)
+    for cut in (100, len(packed) // 2, len(packed) - 100):
+        truncated = tmp_path / "t.tar.gz"
+        truncated.write_bytes(packed[:cut])
+        with pytest.raises(ImageFormatError, match=r"t\.tar\.gz"):
+            read_docker_archive(truncated).close()
+
+
+def test_push_of_a_truncated_docker_archive_is_one_error_line(tmp_path: Path, server: RunningServe) -> None:
+    (tmp_path / "t.tar").write_bytes(_archive(tmp_path).read_bytes()[:1_100_000])
+    proc = regtool("push", "t.tar", f"{server.host}/x/trunc:1", "-q", cwd=tmp_path)
+    assert_user_error(proc, 2, "t.tar", "truncated")
