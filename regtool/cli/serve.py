@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -94,6 +95,8 @@ def serve(
         fail(f"--storage must be filesystem or inmemory, not {storage!r}", 2)
     if no_v1 and no_v2:
         fail("--no-v1 and --no-v2 together leave nothing to serve", 2)
+    if storage == "inmemory" and root is not None:
+        fail("--root is for filesystem storage: --storage inmemory keeps nothing on disk", 2)
     data_root = None if storage == "inmemory" else (root or default_root()).expanduser().resolve()
     try:
         config = ServerConfig(
@@ -123,8 +126,19 @@ def serve(
         )
         if tls_cert is not None and tls_key is not None:
             check_tls_files(tls_cert, tls_key)
+    except UsageError as exc:
+        fail(str(exc), 2)
+    # Bound before anything is printed or created: a busy port fails with nothing left behind, and --port 0
+    # announces the port it got.
+    try:
+        sock = runner.bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+    try:
+        config = dataclasses.replace(config, port=int(sock.getsockname()[1]))
         application = create_app(config)
     except (UsageError, OSError) as exc:
+        sock.close()
         fail(str(exc), 2)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -137,9 +151,7 @@ def serve(
     where = "in memory" if data_root is None else f"root {data_root}"
     scheme = "https" if tls_cert is not None else "http"
     auth = "token auth" if token_auth else "basic auth" if htpasswd is not None else "no auth"
-    stderr.print(f"regtool serve: {scheme}://{host}:{port} ({apis}), {where}, {auth}")
-    try:
-        runner.run(application, host, port, tls_cert=tls_cert, tls_key=tls_key)
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+    address = f"[{host}]" if ":" in host else host
+    stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}")
+    runner.run(application, host, config.port, tls_cert=tls_cert, tls_key=tls_key, sock=sock)
     stderr.print("regtool serve: stopped")

@@ -6,14 +6,19 @@
     app = create_app(ServerConfig(root=Path("/var/lib/regtool")))   # any ASGI server can run it
 
 Errors: handlers and the store raise ``ApiError``; it is rendered here as ``{"errors": [{code, message,
-detail}]}`` with its status. Unknown paths answer 404 and wrong methods 405, in the same envelope. A full disk
-answers 507 (``_os_error``).
+detail}]}`` with its status. Unknown paths answer 404 and wrong methods 405, in the same envelope. A storage
+fault the server can name (a full disk, a read-only file system, a permission error) answers 507 and logs one
+line (``_os_error``, ``errors.storage_error``).
+
+Filesystem storage is checked when the app is built: the root is created if needed and, unless the registry is
+read-only, a file is written and removed through the driver, so storage that cannot take a push is refused at
+start (``UsageError``) instead of failing every upload later.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
+import uuid
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,12 +26,13 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from regtool.errors import UsageError
 from regtool.protocol.errcodes import ErrorCode, RegistryErrorItem, encode_v2_errors
 from regtool.server.auth.base import AccessController
 from regtool.server.auth.setup import AccessSetup, access_from_config
 from regtool.server.config import ServerConfig
 from regtool.server.context import ServerContext
-from regtool.server.errors import ApiError
+from regtool.server.errors import ApiError, storage_error
 from regtool.server.middleware import RegistryMiddleware
 from regtool.server.purge import PurgeMiddleware, UploadPurger
 from regtool.server.routes import build_routes
@@ -35,17 +41,41 @@ from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.inmemory import InMemoryDriver
 from regtool.server.storage.registry import Registry
 
-__all__ = ["create_app", "error_response", "make_driver"]
+__all__ = ["check_writable", "create_app", "error_response", "make_driver"]
 
 logger = logging.getLogger("regtool.server")
 
 
 def make_driver(config: ServerConfig) -> StorageDriver:
+    """The storage ``config`` asks for; UsageError naming the root when it cannot be used."""
     if config.storage == "inmemory":
         return InMemoryDriver()
-    assert config.root is not None  # ServerConfig checks it
-    config.root.mkdir(parents=True, exist_ok=True)
-    return FilesystemDriver(config.root)
+    root = config.root
+    assert root is not None  # ServerConfig checks it
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"storage root {root} exists and is not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create storage root {root}: {exc.strerror or exc}") from None
+    driver = FilesystemDriver(root)
+    if not config.read_only:
+        check_writable(driver, str(root))
+    return driver
+
+
+def check_writable(driver: StorageDriver, where: str) -> None:
+    """Write and remove a small file through ``driver``; UsageError when the storage refuses it."""
+    # The same path a push takes (temp file, fsync, rename), so a read-only mount or a root owned by someone
+    # else is found here, once, rather than as an error on every upload.
+    probe = f"_write-check-{uuid.uuid4().hex}"
+    try:
+        driver.put_content(probe, b"")
+        driver.delete(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"storage root {where} is not writable ({exc.strerror or exc}); a read-only registry can serve it"
+        ) from None
 
 
 def error_response(error: ApiError) -> Response:
@@ -73,18 +103,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
 async def _os_error(request: Request, exc: Exception) -> Response:
-    # faults (issue 6): a full disk is the operator's problem, not a bug: 507 Insufficient Storage with a clear
-    # message. The stores write to temp files or upload sessions first, so what failed leaves nothing corrupt.
-    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-        reason = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on device"
-        message = f"storage full ({reason}) while handling {request.method} {request.url.path[:200]}"
-        logger.warning("%s", message)
-        return error_response(ApiError(ErrorCode.UNKNOWN, message, status=507))
-    raise exc
+    # A storage fault is the operator's problem, not a bug: 507 with a clear message and one log line. Any other
+    # OSError goes on to the middleware, which logs it with its traceback and answers 500.
+    error = storage_error(exc, request.method, request.url.path) if isinstance(exc, OSError) else None
+    if error is None:
+        raise exc
+    logger.warning("%s", error.message)
+    return error_response(error)
 
 
 def create_app(config: ServerConfig, *, access: AccessController | None = None) -> Starlette:

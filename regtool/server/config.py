@@ -107,5 +107,8 @@ class ServerConfig:
             raise UsageError("give both a token signing key and its certificate, or neither")
         if self.htpasswd is None and not self.token_auth and (self.anonymous_pull or self.auth_acl is not None):
             raise UsageError("anonymous pull and an ACL need authentication (an htpasswd file or token auth)")
+        if self.token_auth and self.htpasswd is None and not self.anonymous_pull:
+            # Without users nobody could get a token: the registry would start and then refuse every request.
+            raise UsageError("token auth needs users (an htpasswd file) unless anonymous pull is allowed")
         if self.token_ttl < 60:
             raise UsageError("token_ttl must be at least 60 seconds")

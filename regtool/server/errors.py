@@ -1,13 +1,18 @@
-"""The one error type v2 handlers and the registry store raise; ``app`` renders it as the JSON envelope."""
+"""The one error type v2 handlers and the registry store raise; ``app`` renders it as the JSON envelope.
+
+``storage_error`` names the storage faults an operator can fix (a full disk, a read-only file system, missing
+permissions): they answer 507 with a one-line message instead of a 500 and a traceback.
+"""
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from regtool.errors import RegtoolError
 from regtool.protocol.errcodes import ErrorCode
 
-__all__ = ["ApiError"]
+__all__ = ["ApiError", "storage_error"]
 
 
 class ApiError(RegtoolError):
@@ -31,3 +36,24 @@ class ApiError(RegtoolError):
         self.detail = detail
         self.status = status or code.status
         self.headers = headers or {}
+
+
+# The storage faults the server can name, with what to say about them. Each one is the operator's to fix (free
+# space, remount, fix ownership), not a bug in the request or in the server, so it answers 507 Insufficient
+# Storage ("unable to store the representation") rather than 500. The stores write to temp files or upload
+# sessions first, so what failed leaves nothing corrupt.
+_STORAGE_FAULTS = {
+    errno.ENOSPC: "storage full (no space left on device)",
+    errno.EDQUOT: "storage full (disk quota exceeded)",
+    errno.EROFS: "storage is read-only (read-only file system)",
+    errno.EACCES: "storage not accessible (permission denied)",
+    errno.EPERM: "storage not accessible (operation not permitted)",
+}
+
+
+def storage_error(exc: OSError, method: str, path: str) -> ApiError | None:
+    """The 507 ``ApiError`` for a storage fault the server can name, or None for any other OSError."""
+    reason = _STORAGE_FAULTS.get(exc.errno) if exc.errno is not None else None
+    if reason is None:
+        return None
+    return ApiError(ErrorCode.UNKNOWN, f"{reason} while handling {method} {path[:200]}", status=507)

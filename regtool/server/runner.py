@@ -86,12 +86,22 @@ def uvicorn_config(
     )
 
 
-def run(app: ASGIApp, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+def run(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
 
-    With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. Raises OSError when the address cannot be bound.
+    With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. ``sock`` is a socket from ``bind`` (closed here
+    when the server stops); without it the address is bound here, and OSError is raised when it cannot be.
     """
-    sock = bind(host, port)
+    if sock is None:
+        sock = bind(host, port)
     config = uvicorn_config(app, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port)
     logging.getLogger("uvicorn.error").addFilter(_drop_tls_probes)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regtool.cli import app
+from tests.cli.support import assert_user_error
 from tests.support.serve import free_port, run_serve_process
 
 
@@ -98,17 +100,79 @@ def test_help_lists_the_options() -> None:
         assert option in result.output
 
 
-def test_a_busy_port_is_a_clear_failure(tmp_path: Path) -> None:
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "regtool", "serve", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_a_busy_port_is_a_clear_failure_that_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "data" / "root"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "regtool", "serve", "--storage", "inmemory", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+        result = _serve("--root", str(root), "--port", str(port))
+    # The port is checked first: no banner announcing a server that never ran, and no storage directory.
+    assert_user_error(result, 1, f"cannot listen on 127.0.0.1:{port}", "Address already in use")
+    assert not (tmp_path / "data").exists()
+
+
+def test_port_zero_announces_the_port_it_got(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "regtool", "serve", "--storage", "inmemory", "--port", "0", "--quiet"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+) ", banner)
+        assert match is not None, banner
+        port = int(match.group(1))
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert process.returncode == 0
+
+
+_REFUSALS = {
+    "root is a file": (["--root", "{file}"], ["storage root {file} exists and is not a directory"]),
+    "root below a file": (["--root", "{file}/below"], ["cannot create storage root {file}/below", "Not a directory"]),
+    "missing certificate": (
+        ["--storage", "inmemory", "--tls-cert", "{missing}", "--tls-key", "{file}"],
+        ["TLS certificate file {missing} not found"],
+    ),
+    "missing key": (
+        ["--storage", "inmemory", "--tls-cert", "{file}", "--tls-key", "{missing}"],
+        ["TLS key file {missing} not found"],
+    ),
+    "token auth without users": (
+        ["--storage", "inmemory", "--token-auth"],
+        ["token auth needs users (an htpasswd file)"],
+    ),
+    "root with inmemory": (["--storage", "inmemory", "--root", "{unused}"], ["--root is for filesystem storage"]),
+}
+
+
+@pytest.mark.parametrize("case", list(_REFUSALS))
+def test_start_refusals_name_what_is_wrong(tmp_path: Path, case: str) -> None:
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("x")
+    names = {"file": str(a_file), "missing": str(tmp_path / "missing.pem"), "unused": str(tmp_path / "unused")}
+    args, fragments = _REFUSALS[case]
+    result = _serve(*(arg.format(**names) for arg in args), "--port", "0")
+    assert_user_error(result, 2, *(fragment.format(**names) for fragment in fragments))
+    assert sorted(tmp_path.iterdir()) == [a_file]
+
+
+def test_token_auth_for_anonymous_pulls_needs_no_users() -> None:
+    process, url = _start(["--storage", "inmemory", "--token-auth", "--anonymous-pull", "--quiet"], dict(os.environ))
+    try:
+        assert httpx.get(f"{url}/v2/").status_code == 401
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -27,12 +28,14 @@ from starlette.routing import BaseRoute, Route
 from regtool.digest import DigestVerifier
 from regtool.protocol import v1 as p1
 from regtool.server.auth.base import Access
-from regtool.server.errors import ApiError
+from regtool.server.errors import ApiError, storage_error
 from regtool.server.handlers.base import authorize, context, run_sync
 from regtool.server.storage.v1images import V1Error, V1ImageStore, load_json, user_agent_metadata
 from regtool.server.streaming import StreamResponse, parse_range, receive_into
 
 __all__ = ["routes"]
+
+logger = logging.getLogger("regtool.server")
 
 _MAX_JSON = 4 * 1024 * 1024
 _NO_CACHE = {"Cache-Control": "no-cache", "Pragma": "no-cache", "Expires": "-1"}
@@ -62,7 +65,7 @@ def v1_error(status: int, message: str, headers: dict[str, str] | None = None) -
 
 
 def _endpoint(handler: Handler) -> Handler:
-    """Render V1Error, and ApiError from shared helpers (auth, ranges), in the v1 envelope."""
+    """Render V1Error, ApiError from shared helpers (auth, ranges) and named storage faults in the v1 envelope."""
 
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
@@ -72,6 +75,12 @@ def _endpoint(handler: Handler) -> Handler:
             return v1_error(exc.status, exc.message, exc.headers)
         except ApiError as exc:
             return v1_error(exc.status, exc.message, exc.headers)
+        except OSError as exc:
+            error = storage_error(exc, request.method, request.url.path)
+            if error is None:
+                raise
+            logger.warning("%s", error.message)
+            return v1_error(error.status, error.message)
 
     return wrapped
 
