@@ -12,6 +12,7 @@ import pytest
 
 from regtool.client import Client, v1pull
 from regtool.client.v1push import image_manifest, local_v1_layers
+from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, UnsupportedProtocolError
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import open_source
@@ -152,11 +153,13 @@ async def test_v1_pull_without_ancestry_walks_parents(tmp_path: Path) -> None:
 
 
 async def test_corrupt_layer_fails_payload_check_and_leaves_no_blob(tmp_path: Path) -> None:
-    build_layout(tmp_path / "src", layers=1, size=4096)
+    _, _, (layer,), _ = build_layout(tmp_path / "src", layers=1, size=4096)
     with run_serve(tmp_path / "root") as server:
         target = ref(server)
         await push_v1(tmp_path / "src", target)
-        (data,) = (tmp_path / "root" / "blobs").glob("sha256/*/*/data")
+        # The layer's blob (the store also holds the config and manifest that show the image over v2).
+        digest = Digest.of(layer)
+        data = tmp_path / "root" / "blobs" / "sha256" / digest.encoded[:2] / digest.encoded / "data"
         blob = bytearray(data.read_bytes())
         blob[-5] ^= 0xFF
         data.write_bytes(bytes(blob))

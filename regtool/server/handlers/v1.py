@@ -6,7 +6,9 @@ checks) that still hands out ``X-Docker-Token`` and ``X-Docker-Endpoints`` the w
 
 Responses follow docker-registry's ``toolkit.response``: JSON with sorted keys and no-cache headers; ``true``
 when there is nothing else to say; errors as ``{"error": "<message>"}`` with docker-registry's messages.
-Image layers are streamed both ways in 1 MiB chunks and stored in the blob store v2 uses.
+Image layers are streamed both ways in 1 MiB chunks and stored in the blob store v2 uses. A tag PUT also stores
+the image as a v2 manifest under the same name and tag, and a tag DELETE takes that v2 tag back
+(``storage/v1mirror.py``), so what is pushed over v1 is there over v2 too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from regtool.server.auth.base import Access
 from regtool.server.errors import ApiError, storage_error
 from regtool.server.handlers.base import authorize, context, run_sync
 from regtool.server.storage.v1images import V1Error, V1ImageStore, load_json, user_agent_metadata
+from regtool.server.storage.v1mirror import expose_tag, withdraw_tags
 from regtool.server.streaming import StreamResponse, parse_range, receive_into
 
 __all__ = ["routes"]
@@ -356,7 +359,10 @@ async def put_tag(request: Request) -> Response:
     if not isinstance(image_id, str):
         raise V1Error(400, "Invalid data")
     metadata = user_agent_metadata(request.headers.get("user-agent", ""))
-    await run_sync(_store(request).put_tag, name, tag, image_id, metadata)
+    store = _store(request)
+    await run_sync(store.put_tag, name, tag, image_id, metadata)
+    # The same image under the same name and tag over v2 (storage/v1mirror.py).
+    await run_sync(expose_tag, context(request).registry, store, name, tag, image_id)
     return v1_json(True)
 
 
@@ -369,7 +375,13 @@ async def delete_tag(request: Request) -> Response:
         raise V1Error(404, f"Tag not found: {tag[:128]}")
     _writable(request)
     await authorize(request, Access.delete(name))
-    await run_sync(_store(request).delete_tag, name, tag)
+    store = _store(request)
+    try:
+        image_id = await run_sync(store.tag, name, tag)
+    except V1Error:
+        image_id = ""  # delete_tag answers with docker-registry's message
+    await run_sync(store.delete_tag, name, tag)
+    await run_sync(withdraw_tags, context(request).registry, store, name, {tag: image_id})
     return v1_json(True)
 
 
@@ -379,7 +391,10 @@ async def delete_repository(request: Request) -> Response:
     name = _repository(request)
     _writable(request)
     await authorize(request, Access.delete(name))
-    await run_sync(_store(request).delete_repository, name)
+    store = _store(request)
+    tags = await run_sync(store.tags, name)
+    await run_sync(store.delete_repository, name)
+    await run_sync(withdraw_tags, context(request).registry, store, name, tags)
     return v1_json(True)
 
 

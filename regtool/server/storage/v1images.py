@@ -7,6 +7,8 @@
     v1/images/<id>/layer              a link: "sha256:<hex>" of the layer bytes in the shared blobs/ store
     v1/images/<id>/_checksum          ["sha256:<payload>"]: sha256(json + "\\n" + layer), computed on upload
     v1/images/<id>/_inprogress        present from the json PUT until the checksum PUT verified the payload
+    v1/images/<id>/_v2layer           the layer as the v2 API shows it, and its diff_id (v1mirror.py)
+    v1/images/<id>/_v2manifest        the digest of the v2 manifest made for the image (v1mirror.py)
     v1/repositories/<ns>/<repo>/tag_<tag>       the image id a tag names
     v1/repositories/<ns>/<repo>/_json_<tag>     {last_update, docker_version, ..., arch, os, kernel}
     v1/repositories/<ns>/<repo>/json            the same, for the repository
@@ -37,7 +39,15 @@ from regtool.server.storage import paths
 from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDriver
 from regtool.server.storage.registry import BlobStore
 
-__all__ = ["V1Error", "V1ImageInfo", "V1ImageStore", "load_json", "user_agent_metadata", "v1_repository_dir"]
+__all__ = [
+    "V1Error",
+    "V1ImageInfo",
+    "V1ImageStore",
+    "image_file",
+    "load_json",
+    "user_agent_metadata",
+    "v1_repository_dir",
+]
 
 _IMAGES = f"{paths.V1}/images"
 _REPOSITORIES = f"{paths.V1}/repositories"
@@ -103,6 +113,11 @@ def _image_dir(image_id: str) -> str:
     if not IMAGE_ID_RE.match(image_id):
         raise V1Error(404, "Invalid image ID")
     return f"{_IMAGES}/{image_id}"
+
+
+def image_file(image_id: str, name: str) -> str:
+    """The driver path of file ``name`` in image ``image_id``'s directory (for data kept beside the image)."""
+    return f"{_image_dir(image_id)}/{name}"
 
 
 class V1ImageStore:
@@ -197,6 +212,25 @@ class V1ImageStore:
         if raw is None:
             raise V1Error(404, "Image not found")
         return raw
+
+    def chain(self, image_id: str) -> list[tuple[str, bytes, Digest]]:
+        """``(id, JSON bytes, layer digest)`` of every image from the root to ``image_id``, all complete.
+
+        V1Error when one of them is missing, still being uploaded or has no layer.
+        """
+        try:
+            ids = json.loads(self.ancestry(image_id))
+        except ValueError:
+            raise V1Error(404, "Image not found") from None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise V1Error(404, "Image not found")
+        chain = []
+        for level in reversed(ids):
+            info = self.get_json(level)
+            if info.layer is None or info.size is None:
+                raise V1Error(404, "Image not found")
+            chain.append((level, info.json, info.layer))
+        return chain
 
     def _layer_digest(self, directory: str) -> Digest | None:
         link = self._get(f"{directory}/layer")
