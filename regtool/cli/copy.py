@@ -98,7 +98,7 @@ def copy(
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
 
     configure_logging(verbose)
-    with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
+    with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
 
         async def main() -> CopyResult:
             source = Reference.parse(source_image)

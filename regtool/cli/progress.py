@@ -6,6 +6,11 @@
   and ``done`` for each blob, other library events as they come, and a final ``summary``.
 - ``--quiet``: :class:`regtool.client.progress.NullProgress`.
 
+The library's own events (``retry``, ``resume``, ``chain``, ...) are ``key=value`` lines meant for machines and
+debugging: they are JSON lines under ``--json`` and shown as such on a terminal or in a log only at ``-vv``. At
+normal verbosity a retry is one plain warning line instead (``warning: retrying PATCH … (connection reset),
+attempt 2 of 4``), and the other events are not shown.
+
 The library may call these from worker threads (blobs are hashed and written off the event loop), so each
 renderer guards its own state with a lock. Pick one with :func:`open_progress`.
 """
@@ -30,7 +35,15 @@ if TYPE_CHECKING:
 
     from regtool.cli.bars import RichProgress
 
-__all__ = ["JsonLinesProgress", "PlainProgress", "RichProgress", "format_bytes", "open_progress"]
+__all__ = [
+    "HumanEvents",
+    "JsonLinesProgress",
+    "PlainProgress",
+    "RichProgress",
+    "format_bytes",
+    "open_progress",
+    "retry_text",
+]
 
 # One "progress" JSON line per blob at most this often (seconds); start and done are always written.
 JSON_PROGRESS_INTERVAL = 0.5
@@ -155,11 +168,56 @@ class JsonLinesProgress:
             self._write(name, fields)
 
 
+def retry_text(fields: dict[str, Any]) -> str:
+    """The human line of a ``retry`` event: what is retried, why, and which attempt of how many this is next."""
+    what = fields.get("what", "request")
+    reason = fields.get("reason")
+    attempt = fields.get("attempt")
+    text = f"retrying {what}" + (f" ({reason})" if reason else "")
+    if isinstance(attempt, int):
+        of = fields.get("of")
+        text += f", attempt {attempt + 1}" + (f" of {of}" if isinstance(of, int) else "")
+    return text
+
+
+class HumanEvents:
+    """A terminal or log renderer, with the library's events put in words: a retry is one ``warning:`` line, the
+    other events (``key=value`` lines) are passed on only at ``verbose >= 2``. Transfers go straight through."""
+
+    def __init__(self, inner: Progress, console: Console, *, verbose: int = 0) -> None:
+        self._inner = inner
+        self._console = console
+        self._verbose = verbose
+
+    @property
+    def inner(self) -> Progress:
+        """The renderer of the transfers (bars or plain lines)."""
+        return self._inner
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        self._inner.start(key, description, total)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        self._inner.advance(key, nbytes)
+
+    def finish(self, key: str, *, status: str = "done") -> None:
+        self._inner.finish(key, status=status)
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self._verbose >= 2:
+            self._inner.event(name, **fields)
+        elif name == "retry":
+            self._console.print(
+                f"warning: {retry_text(fields)}", markup=False, highlight=False, emoji=False, soft_wrap=True
+            )
+
+
 @contextmanager
-def open_progress(*, json_lines: bool, quiet: bool, console: Console) -> Iterator[Progress]:
+def open_progress(*, json_lines: bool, quiet: bool, console: Console, verbose: int = 0) -> Iterator[Progress]:
     """The renderer for the options given: nothing (quiet), JSON lines, bars (terminal) or plain lines.
 
     ``console`` is the stderr console; the renderer is stopped (bars cleared of their live state) on exit.
+    ``verbose`` (``-v`` counted) decides which library events a human sees (see the module docstring).
     """
     if quiet:
         yield NullProgress()
@@ -170,10 +228,10 @@ def open_progress(*, json_lines: bool, quiet: bool, console: Console) -> Iterato
         from regtool.cli.bars import RichProgress
 
         with RichProgress(real_console(console)) as bars:
-            yield bars
+            yield HumanEvents(bars, real_console(console), verbose=verbose)
     else:
         with PlainProgress(console.file) as plain:
-            yield plain
+            yield HumanEvents(plain, console, verbose=verbose)
 
 
 def __getattr__(name: str) -> Any:

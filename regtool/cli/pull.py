@@ -117,7 +117,7 @@ def pull(
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
 
     configure_logging(verbose)
-    with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
+    with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
 
         async def main() -> PullResult:
             ref = Reference.parse(image)

@@ -100,7 +100,7 @@ def push(
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
 
     configure_logging(verbose)
-    with open_progress(json_lines=json_output, quiet=quiet, console=stderr) as progress:
+    with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
 
         async def main() -> PushResult:
             ref = Reference.parse(image)

@@ -42,7 +42,8 @@ from regtool.client.blobfetch import FetchCancelled, ResponseHead, SourceTruncat
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.registry_api import RegistryAPI, error_for_response
 from regtool.client.results import PushResult
-from regtool.client.resume import UploadState, UploadStateStore, parse_upload_range
+from regtool.client.resume import UploadClaim, UploadStateStore, parse_upload_range
+from regtool.client.retry import RetryBudget
 from regtool.client.tasks import first_error, run_bounded
 from regtool.client.transport import redact_url
 from regtool.digest import Digest, DigestVerifier
@@ -68,6 +69,17 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
 # chunk boundary on registries (distribution among them) that drop a chunk cut mid-body.
 DEFAULT_CHUNK_SIZE = 256 << 20
 READ_SIZE = 1 << 20
+# How often one blob may find its session gone and start a fresh one: enough for a session another client
+# closed plus one purged under us, few enough that a registry forgetting every session fails the push.
+_SESSIONS_GONE_MAX = 2
+
+
+class _SessionGone(Exception):
+    """The registry no longer knows the upload session (404 / BLOB_UPLOAD_UNKNOWN): open a fresh one."""
+
+    def __init__(self, error: NotFoundError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _SourceCheck:
@@ -240,87 +252,140 @@ class V2Pusher:
         if size != desc.size:
             raise IntegrityError(f"blob {desc.digest}: the source has {size} bytes, the manifest says {desc.size}")
         self.progress.start(key, desc.digest.short, desc.size)
-        present = await self.api.blob_size(ref.registry, ref.repository, desc.digest)
+        claim = await anyio.to_thread.run_sync(self.resume.claim, ref.registry, ref.repository, key)
+        try:
+            offset = await self._blob_owned(src, ref, base, desc, mount_from, tally, claim, explicit=explicit)
+        except IntegrityError:
+            # The session may hold bytes of the bad source: never resume it, even once the source is fixed.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(claim.forget)
+            self.progress.finish(key, status="failed")
+            raise
+        except BaseException:
+            self.progress.finish(key, status="failed")
+            raise
+        finally:
+            claim.release()
+        if offset is not None:
+            tally.uploaded += 1
+            tally.bytes += desc.size - offset
+            self.progress.finish(key, status="done")
+
+    async def _blob_owned(
+        self,
+        src: ImageSource,
+        ref: Reference,
+        base: str,
+        desc: Descriptor,
+        mount_from: Sequence[str],
+        tally: _Tally,
+        claim: UploadClaim,
+        *,
+        explicit: int,
+    ) -> int | None:
+        """Skip, mount or upload one blob; the offset the upload started from, None when it was not uploaded.
+
+        All the requests for the blob share one retry budget (the HEADs, the status GET, the upload's PATCHes
+        and PUTs, and the retries of the whole upload here), so the attempts never exceed the policy's.
+        """
+        key = str(desc.digest)
+        budget = RetryBudget(self.api.retry)
+        present = await self.api.blob_size(ref.registry, ref.repository, desc.digest, budget=budget)
         if present is not None and present in {desc.size, -1}:
-            await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, str(desc.digest))
+            await anyio.to_thread.run_sync(claim.forget)
             tally.skipped += 1
             self.progress.finish(key, status="skipped")
-            return
+            return None
         check = _SourceCheck(src, desc)
-        attempt = 0
-        offset = 0
+        retrying = False
+        sessions_gone = 0
         while True:
             try:
-                if attempt:
+                if retrying:
                     # A retry: the last attempt may have stored the blob after all (its answer was lost).
-                    present = await self.api.blob_size(ref.registry, ref.repository, desc.digest)
+                    present = await self.api.blob_size(ref.registry, ref.repository, desc.digest, budget=budget)
                     if present is not None and present in {desc.size, -1}:
                         offset = desc.size
                         break
-                resumed = await self._resume_session(ref, desc, key)
+                resumed = await self._resume_session(ref, desc, key, claim, budget)
                 if resumed is None:
-                    location = await self._open_session(ref, base, desc, mount_from, explicit)
-                    if location is None:
+                    started = await self._start_session(ref, base, desc, mount_from, explicit)
+                    if started is None:
+                        await anyio.to_thread.run_sync(claim.forget)
                         tally.mounted += 1
                         self.progress.finish(key, status="mounted")
-                        return
+                        return None
+                    location, minimum = started
                     offset = 0
-                    await self._remember(ref, desc, location, 0)
+                    await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
                 else:
-                    location, offset = resumed
+                    (location, offset), minimum = resumed, 0
                 async with self.api.host_slot(location):
-                    await self._upload(src, ref, desc, location, key, check, offset)
+                    await self._upload(src, ref, desc, location, key, check, claim, budget, offset, minimum)
                 break
+            except _SessionGone as gone:
+                # Closed, purged or never known (another client finished it): a fresh session, not a failure.
+                await anyio.to_thread.run_sync(claim.forget)
+                sessions_gone += 1
+                if sessions_gone > _SESSIONS_GONE_MAX:
+                    raise gone.error from None
+                self.progress.event("session-gone", key=key, reason=str(gone.error))
+                retrying = True
             except (TransportError, RegistryError) as exc:
                 status = getattr(exc, "status", None)
                 if status == 416:
                     # The session holds other bytes than we thought (a chunk landed after all): start over.
-                    await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
+                    await anyio.to_thread.run_sync(claim.forget)
                 retryable = isinstance(exc, TransportError) or (
                     status is not None and (status in self.api.retry.statuses or status == 416)
                 )
-                if not retryable or self.api.retry.exhausted(attempt):
-                    self.progress.finish(key, status="failed")
+                if not retryable or budget.exhausted:
                     raise
+                attempt = budget.take()
                 delay = self.api.retry.backoff(attempt)
                 self.api.retry_log.record(
-                    f"upload of blob {desc.digest}", attempt=attempt + 1, delay=delay, reason=str(exc)
+                    f"upload of blob {desc.digest.short}",
+                    attempt=attempt + 1,
+                    delay=delay,
+                    reason=str(exc),
+                    of=budget.attempts,
                 )
                 await anyio.sleep(delay)
-                attempt += 1
-            except IntegrityError:
-                # The session may hold bytes of the bad source: never resume it, even once the source is fixed.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
-                self.progress.finish(key, status="failed")
-                raise
-            except BaseException:
-                self.progress.finish(key, status="failed")
-                raise
-        await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
-        tally.uploaded += 1
-        tally.bytes += desc.size - offset
-        self.progress.finish(key, status="done")
+                retrying = True
+        await anyio.to_thread.run_sync(claim.forget)
+        return offset
 
     async def _remember(self, ref: Reference, desc: Descriptor, location: str, offset: int) -> None:
-        state = UploadState(ref.registry, ref.repository, str(desc.digest), desc.size, location, offset)
-        await anyio.to_thread.run_sync(self.resume.save, state)
+        """Save the session of this blob (for callers that hold no claim; see ``UploadStateStore.unlocked``)."""
+        claim = self.resume.unlocked(ref.registry, ref.repository, str(desc.digest))
+        await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
 
-    async def _resume_session(self, ref: Reference, desc: Descriptor, key: str) -> tuple[str, int] | None:
+    async def _resume_session(
+        self,
+        ref: Reference,
+        desc: Descriptor,
+        key: str,
+        claim: UploadClaim | None = None,
+        budget: RetryBudget | None = None,
+    ) -> tuple[str, int] | None:
         """The remembered session of this blob and the bytes it holds (GET upload status), or None."""
-        state = await anyio.to_thread.run_sync(self.resume.load, ref.registry, ref.repository, str(desc.digest))
+        if claim is None:
+            claim = self.resume.unlocked(ref.registry, ref.repository, str(desc.digest))
+        state = await anyio.to_thread.run_sync(claim.load)
         if state is None or state.size != desc.size:
             return None
         what = f"upload of blob {desc.digest}"
         try:
-            response = await self.api.send("GET", state.location, what=f"status of {what}", expect=(200, 204))
+            response = await self.api.send(
+                "GET", state.location, what=f"status of {what}", expect=(200, 204), budget=budget
+            )
         except (NotFoundError, RegistryError):
             # Purged, finished or unknown to this registry: a new session it is.
-            await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
+            await anyio.to_thread.run_sync(claim.forget)
             return None
         held = parse_upload_range(response.headers.get("Range"))
         if held is None or held > desc.size:
-            await anyio.to_thread.run_sync(self.resume.forget, ref.registry, ref.repository, key)
+            await anyio.to_thread.run_sync(claim.forget)
             return None
         location = _location(response, what) if response.headers.get("Location") else state.location
         self.progress.event("resume", key=key, offset=held, size=desc.size)
@@ -331,7 +396,15 @@ class V2Pusher:
     async def _open_session(
         self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str], explicit: int
     ) -> str | None:
-        """The upload URL of a new session, or None when a mount made the upload unnecessary.
+        """The upload URL of a new session, or None when a mount made the upload unnecessary."""
+        started = await self._start_session(ref, base, desc, mount_from, explicit)
+        return None if started is None else started[0]
+
+    async def _start_session(
+        self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str], explicit: int
+    ) -> tuple[str, int] | None:
+        """The upload URL of a new session and the smallest chunk the registry takes (its
+        ``OCI-Chunk-Min-Length``, 0 when it names none), or None when a mount made the upload unnecessary.
 
         The first ``explicit`` sources were named by the user, and their errors are the user's to see; the rest
         were inferred (the source layout's origin), so a refusal there (no pull right on it, a repository gone)
@@ -353,10 +426,10 @@ class V2Pusher:
             if response.status_code == 201:
                 return None
             # 202: the registry opened an upload session instead; use it (and stop trying other sources).
-            return _location(response, what)
+            return _location(response, what), _chunk_min_length(response)
         url = base + v2.uploads_path(ref.repository)
         response = await self.api.send("POST", url, what=f"upload of {what}", expect=(202,))
-        return _location(response, what)
+        return _location(response, what), _chunk_min_length(response)
 
     async def _upload(
         self,
@@ -366,61 +439,69 @@ class V2Pusher:
         location: str,
         key: str,
         check: _SourceCheck,
+        claim: UploadClaim,
+        budget: RetryBudget,
         offset: int = 0,
+        minimum: int = 0,
     ) -> None:
-        """Send the blob from ``offset`` (what the session holds already) and close the session."""
+        """Send the blob from ``offset`` (what the session holds already) and close the session.
+
+        ``minimum`` is the registry's smallest chunk (``OCI-Chunk-Min-Length``): chunks are the larger of it and
+        ``chunk_size``. A session the registry answers 404 / BLOB_UPLOAD_UNKNOWN for raises ``_SessionGone``.
+        """
         what = f"upload of blob {desc.digest}"
-        chunk = self.chunk_size
-        if offset == 0 and (chunk is None or desc.size <= chunk):
-            if desc.size == 0:
-                await anyio.to_thread.run_sync(check.confirm)
-            url = _with_digest(location, desc.digest)
-            response = await self._send_part(
-                "PUT",
-                url,
-                src,
-                desc.digest,
-                0,
-                desc.size,
-                key,
-                check,
-                what=what,
-                headers={"Content-Type": "application/octet-stream"},
-                expect=(201, 204),
-            )
-            _check_stored(response, desc.digest, what)
-            return
-        step = chunk if chunk is not None else desc.size
-        while offset < desc.size:
-            length = min(step, desc.size - offset)
-            response = await self._send_part(
-                "PATCH",
-                location,
-                src,
-                desc.digest,
-                offset,
-                length,
-                key,
-                check,
-                what=what,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + length - 1}",
-                },
-                expect=(202, 204),
-            )
-            location = _location(response, what)
-            offset += length
-            await self._remember(ref, desc, location, offset)
-        # The PUT commits what the session holds: only for bytes that hashed to the digest.
-        await anyio.to_thread.run_sync(check.confirm)
+        chunk = None if self.chunk_size is None else max(self.chunk_size, minimum)
         try:
-            response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
-        except NotFoundError:
-            # A retried close whose first attempt did store the blob (its answer was lost): the session is gone.
-            if await self.api.blob_size(ref.registry, ref.repository, desc.digest) == desc.size:
+            if offset == 0 and (chunk is None or desc.size <= chunk):
+                if desc.size == 0:
+                    await anyio.to_thread.run_sync(check.confirm)
+                url = _with_digest(location, desc.digest)
+                response = await self._send_part(
+                    "PUT",
+                    url,
+                    src,
+                    desc.digest,
+                    0,
+                    desc.size,
+                    key,
+                    check,
+                    what=what,
+                    headers={"Content-Type": "application/octet-stream"},
+                    expect=(201, 204),
+                )
+                _check_stored(response, desc.digest, what)
                 return
-            raise
+            step = chunk if chunk is not None else desc.size
+            while offset < desc.size:
+                length = min(step, desc.size - offset)
+                response = await self._send_part(
+                    "PATCH",
+                    location,
+                    src,
+                    desc.digest,
+                    offset,
+                    length,
+                    key,
+                    check,
+                    what=what,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + length - 1}",
+                    },
+                    expect=(202, 204),
+                )
+                location = _location(response, what)
+                offset += length
+                await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
+            # The PUT commits what the session holds: only for bytes that hashed to the digest.
+            await anyio.to_thread.run_sync(check.confirm)
+            url = _with_digest(location, desc.digest)
+            response = await self.api.send("PUT", url, what=what, expect=(201, 204), budget=budget)
+        except NotFoundError as exc:
+            # A retried close whose first attempt did store the blob (its answer was lost) finds no session too.
+            if await self.api.blob_size(ref.registry, ref.repository, desc.digest, budget=budget) == desc.size:
+                return
+            raise _SessionGone(exc) from None
         _check_stored(response, desc.digest, what)
 
     async def _send_part(
@@ -551,6 +632,11 @@ def _location(response: httpx.Response, what: str) -> str:
     if not value:
         raise ProtocolError(f"{what}: no Location in the HTTP {response.status_code} from {redact_url(response.url)}")
     return str(response.url.join(value))
+
+
+def _chunk_min_length(response: httpx.Response) -> int:
+    value = (response.headers.get(v2.OCI_CHUNK_MIN_LENGTH_HEADER) or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
 
 
 def _with_digest(location: str, digest: Digest) -> str:

@@ -22,7 +22,7 @@ import httpx
 
 from regtool.client.auth import RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
-from regtool.client.retry import RetryLog, RetryPolicy
+from regtool.client.retry import RetryBudget, RetryLog, RetryPolicy
 from regtool.client.transport import candidate_schemes, mapped_errors, redact_url
 from regtool.digest import Digest
 from regtool.errors import (
@@ -156,14 +156,16 @@ class RegistryAPI:
         stream: bool = False,
         auth: bool = True,
         retry: bool = True,
+        budget: RetryBudget | None = None,
     ) -> httpx.Response:
         """Send a request, retrying per the policy; raise the mapped error unless the status is in ``expect``.
 
         With ``stream`` the body is left unread (the caller closes the response); otherwise it is read.
-        ``expect=None`` accepts any status.
+        ``expect=None`` accepts any status. ``budget`` is the retries of the operation this request belongs to
+        (shared with its other requests); without one the request has the policy's retries to itself.
         """
         accepted = None if expect is None else frozenset(expect)
-        attempt = 0
+        budget = budget if budget is not None else RetryBudget(self.retry)
         while True:
             request = self.http.build_request(method, url, headers=headers, content=content)
             try:
@@ -173,22 +175,30 @@ class RegistryAPI:
                     else:
                         response = await self.http.send(request, stream=True, auth=None)
             except TransportError as exc:
-                if not retry or not self.retry.allows_method(method) or self.retry.exhausted(attempt):
+                if not retry or not self.retry.allows_method(method) or budget.exhausted:
                     raise
+                attempt = budget.take()
                 delay = self.retry.backoff(attempt)
-                self.retry_log.record(f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=str(exc))
+                self.retry_log.record(
+                    f"{method} {redact_url(url)}",
+                    attempt=attempt + 1,
+                    delay=delay,
+                    reason=_reason(exc, method, url),
+                    of=budget.attempts,
+                )
                 await anyio.sleep(delay)
-                attempt += 1
                 continue
             status = response.status_code
             ok = accepted is None or status in accepted
-            if not ok and retry and self.retry.allows(method, status) and not self.retry.exhausted(attempt):
+            if not ok and retry and self.retry.allows(method, status) and not budget.exhausted:
+                attempt = budget.take()
                 delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
                 await response.aclose()
                 reason = f"HTTP {status}"
-                self.retry_log.record(f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason)
+                self.retry_log.record(
+                    f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason, of=budget.attempts
+                )
                 await anyio.sleep(delay)
-                attempt += 1
                 continue
             if not ok:
                 try:
@@ -302,14 +312,25 @@ class RegistryAPI:
 
     # -- blobs ------------------------------------------------------------------------------------------
 
-    async def blob_size(self, registry: str, repository: str, digest: Digest) -> int | None:
+    async def blob_size(
+        self, registry: str, repository: str, digest: Digest, *, budget: RetryBudget | None = None
+    ) -> int | None:
         """HEAD the blob: its size when present, None when absent (404)."""
         url = await self.url(registry, v2.blob_path(repository, str(digest)))
-        response = await self.send("HEAD", url, what=f"blob {digest}", expect=(200, 404))
+        response = await self.send("HEAD", url, what=f"blob {digest}", expect=(200, 404), budget=budget)
         if response.status_code == 404:
             return None
         length = response.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else -1
+
+
+def _reason(exc: Exception, method: str, url: str) -> str:
+    """What went wrong, without the ``METHOD URL:`` a TransportError's message starts with (the retry names it)."""
+    text = str(exc)
+    for prefix in (f"{method} {redact_url(url)}: ", f"{method} {url}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 def check_manifest(raw: bytes, content_type: str | None, ref: Reference, url: str, header: str | None) -> Manifest:

@@ -11,6 +11,12 @@ continues with ``PATCH`` from there; a session the registry no longer knows is f
 The file is removed once the blob is stored. Files are written atomically (temp file, fsync, rename); a file
 that does not parse is ignored, so a crash mid-write costs at most a fresh upload.
 
+One process at a time owns a blob's saved session: ``UploadStateStore.claim`` takes an exclusive ``flock`` on
+``<key>.lock`` beside the state file, held while that blob uploads. Two pushes of the same image at once would
+otherwise continue the same session, one closing it under the other. A process that finds the lock taken gets
+a claim that reads and writes nothing: it opens a session of its own and leaves the saved one alone. The lock
+goes with the process (a crash releases it); the lock file is removed when the claim is released.
+
 >>> parse_upload_range("0-1048575")
 1048576
 >>> parse_upload_range("bytes=0-99"), parse_upload_range("0-0"), parse_upload_range("junk")
@@ -20,6 +26,7 @@ that does not parse is ignored, so a crash mid-write costs at most a fresh uploa
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["UploadState", "UploadStateStore", "default_state_dir", "parse_upload_range"]
+__all__ = ["UploadClaim", "UploadState", "UploadStateStore", "default_state_dir", "parse_upload_range"]
 
 _RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d{1,19})$")
 
@@ -120,7 +127,83 @@ class UploadStateStore:
             finally:
                 temp.unlink(missing_ok=True)
 
+    def lock_path(self, registry: str, repository: str, digest: str) -> Path:
+        return self.path(registry, repository, digest).with_suffix(".lock")
+
+    def claim(self, registry: str, repository: str, digest: str) -> UploadClaim:
+        """Own this blob's saved state while it uploads; without the lock (another process has it) the claim
+        reads and writes nothing. Never blocks. Release it with ``UploadClaim.release``."""
+        return _claim(self, registry, repository, digest)
+
+    def unlocked(self, registry: str, repository: str, digest: str) -> UploadClaim:
+        """A claim on this blob's saved state without the lock, for a caller that keeps other processes away."""
+        return UploadClaim(self, registry, repository, digest, None, owned=True)
+
     def forget(self, registry: str, repository: str, digest: str) -> None:
         """Drop the state of this blob's upload (it was stored, or the session is gone)."""
         with contextlib.suppress(OSError):
             self.path(registry, repository, digest).unlink(missing_ok=True)
+
+
+class UploadClaim:
+    """One blob's saved upload state, as seen by the process that claimed it.
+
+    ``owned`` is False when another process holds the blob's lock (or the lock could not be made): then ``load``
+    finds nothing and ``save``/``forget`` do nothing. ``release`` (idempotent) removes the lock file and unlocks.
+    """
+
+    def __init__(
+        self, store: UploadStateStore, registry: str, repository: str, digest: str, fd: int | None, *, owned: bool
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.repository = repository
+        self.digest = digest
+        self._fd = fd
+        self.owned = owned
+
+    def load(self) -> UploadState | None:
+        return self.store.load(self.registry, self.repository, self.digest) if self.owned else None
+
+    def save(self, size: int, location: str, offset: int) -> None:
+        if self.owned:
+            self.store.save(UploadState(self.registry, self.repository, self.digest, size, location, offset))
+
+    def forget(self) -> None:
+        if self.owned:
+            self.store.forget(self.registry, self.repository, self.digest)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        self.owned = False
+        if fd is None:
+            return
+        # Unlink while still holding the lock: a process that opened the old file meanwhile sees it is gone
+        # (``claim`` compares inodes) and starts over on a new one.
+        with contextlib.suppress(OSError):
+            self.store.lock_path(self.registry, self.repository, self.digest).unlink()
+        os.close(fd)
+
+
+def _claim(store: UploadStateStore, registry: str, repository: str, digest: str) -> UploadClaim:
+    path = store.lock_path(registry, repository, digest)
+    for _ in range(8):
+        try:
+            store.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            break
+        try:
+            current = os.stat(path)
+        except OSError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(fd).st_ino:
+            return UploadClaim(store, registry, repository, digest, fd, owned=True)
+        # The previous owner released (and removed) the file between our open and our lock: try again.
+        os.close(fd)
+    return UploadClaim(store, registry, repository, digest, None, owned=False)

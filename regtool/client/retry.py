@@ -4,9 +4,16 @@ Only idempotent requests are retried, and only on connection errors, timeouts an
 "try again" (408, 429, 500, 502, 503, 504). A ``Retry-After`` header (seconds or an HTTP date) is honoured up
 to ``retry_after_max``; otherwise the delay is exponential with jitter, capped at ``backoff_max``.
 
+One operation has one ``RetryBudget``: every retry of every request it makes draws from it, so a loop that
+retries a whole blob upload around requests that retry themselves still makes at most ``total`` retries (the
+budget is passed down instead of each level counting its own).
+
 >>> policy = RetryPolicy(total=3)
 >>> policy.allows("GET", 503), policy.allows("POST", 503), policy.allows("GET", 404)
 (True, False, False)
+>>> budget = RetryBudget(policy)
+>>> [budget.take() for _ in range(3)], budget.exhausted
+([0, 1, 2], True)
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from regtool.client.progress import Progress
 
-__all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "RetryLog", "RetryPolicy", "parse_retry_after"]
+__all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "RetryBudget", "RetryLog", "RetryPolicy", "parse_retry_after"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,31 @@ class RetryPolicy:
         return self.backoff(attempt)
 
 
+class RetryBudget:
+    """The retries left to one operation under ``policy``; shared by all its requests (one task at a time)."""
+
+    __slots__ = ("policy", "used")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.used = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.policy.exhausted(self.used)
+
+    @property
+    def attempts(self) -> int:
+        """The most attempts the operation can make: the first and ``total`` retries."""
+        return self.policy.total + 1
+
+    def take(self) -> int:
+        """Use one retry; returns how many were used before it (the ``attempt`` of ``backoff``/``delay``)."""
+        used = self.used
+        self.used += 1
+        return used
+
+
 class RetryLog:
     """Where every retry is told (faults, issue 6): a log line (``-v``), a ``retry`` progress event (a JSON line
     under ``--json``) and a count that results report as ``retries``. Shared by one client's requests."""
@@ -102,10 +134,14 @@ class RetryLog:
         with self._lock:
             return self._count
 
-    def record(self, what: str, *, attempt: int, delay: float, reason: str) -> None:
-        """Retry number ``attempt`` (1 = the first retry) of ``what`` after ``delay`` seconds, because ``reason``."""
+    def record(self, what: str, *, attempt: int, delay: float, reason: str, of: int | None = None) -> None:
+        """Retry number ``attempt`` (1 = the first retry) of ``what`` after ``delay`` seconds, because ``reason``;
+        ``of`` is the most attempts allowed in all (the first one and the retries), when known."""
         with self._lock:
             self._count += 1
         logger.info("retry %d of %s in %.2fs: %s", attempt, what, delay, reason)
         if self.progress is not None:
-            self.progress.event("retry", what=what, attempt=attempt, delay=round(delay, 3), reason=reason)
+            fields: dict[str, object] = {"what": what, "attempt": attempt, "delay": round(delay, 3), "reason": reason}
+            if of is not None:
+                fields["of"] = of
+            self.progress.event("retry", **fields)

@@ -184,7 +184,14 @@ async def download_layer(
                         raise TransportError(
                             f"v1 layer {image_id} from {where}: connection lost after {blob.size} bytes ({exc})"
                         ) from None
-                    progress.event("retry", what=f"v1 layer {image_id}", offset=blob.size, attempt=attempt + 1)
+                    progress.event(
+                        "retry",
+                        what=f"GET of v1 layer {image_id[:12]}",
+                        reason=f"connection lost after {blob.size} bytes; resuming from there",
+                        offset=blob.size,
+                        attempt=attempt + 1,
+                        of=_RESUMES + 1,
+                    )
             await anyio.to_thread.run_sync(_flush_and_sync, out)
         if meta.size is not None and meta.size != blob.size:
             raise IntegrityError(

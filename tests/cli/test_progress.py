@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from regtool.cli.progress import (
+    HumanEvents,
     JsonLinesProgress,
     PlainProgress,
     RichProgress,
@@ -154,7 +155,24 @@ def test_open_progress_picks_the_renderer() -> None:
     with open_progress(json_lines=True, quiet=False, console=console) as progress:
         assert isinstance(progress, JsonLinesProgress)
     with open_progress(json_lines=False, quiet=False, console=console) as progress:
-        assert isinstance(progress, RichProgress)
+        assert isinstance(progress, HumanEvents) and isinstance(progress.inner, RichProgress)
     pipe = Console(file=io.StringIO())
     with open_progress(json_lines=False, quiet=False, console=pipe) as progress:
-        assert isinstance(progress, PlainProgress)
+        assert isinstance(progress, HumanEvents) and isinstance(progress.inner, PlainProgress)
+
+
+def test_human_output_words_a_retry_and_keeps_event_lines_for_vv() -> None:
+    stream = io.StringIO()
+    pipe = Console(file=stream)
+    with open_progress(json_lines=False, quiet=False, console=pipe) as progress:
+        progress.event("resume", key=DIGEST_A, offset=5, size=10)
+        progress.event(
+            "retry", what="PATCH http://h/v2/a/blobs/uploads/x", attempt=1, delay=0.2, reason="connection reset", of=4
+        )
+    assert stream.getvalue() == (
+        "warning: retrying PATCH http://h/v2/a/blobs/uploads/x (connection reset), attempt 2 of 4\n"
+    )
+    stream = io.StringIO()
+    with open_progress(json_lines=False, quiet=False, console=Console(file=stream), verbose=2) as progress:
+        progress.event("resume", key=DIGEST_A, offset=5, size=10)
+    assert stream.getvalue() == f"resume: key={DIGEST_A} offset=5 size=10\n"
