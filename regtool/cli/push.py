@@ -33,7 +33,7 @@ from regtool.reference import Reference
 if TYPE_CHECKING:
     from regtool.client.results import PushResult
 
-__all__ = ["parse_size", "push"]
+__all__ = ["parse_chunk_size", "parse_size", "push"]
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -48,6 +48,16 @@ def parse_size(text: str) -> int:
     size = number * _UNITS[unit[:1]]
     if size <= 0:
         raise UsageError(f"invalid size {text!r}: must be more than 0 bytes")
+    return size
+
+
+def parse_chunk_size(text: str) -> int:
+    """``--chunk-size``: a size (see :func:`parse_size`) of at least ``regtool.client.push.MIN_CHUNK_SIZE``."""
+    from regtool.client.push import MIN_CHUNK_SIZE
+
+    size = parse_size(text)
+    if size < MIN_CHUNK_SIZE:
+        raise UsageError(f"--chunk-size {text}: must be at least {MIN_CHUNK_SIZE >> 10}KiB ({MIN_CHUNK_SIZE} bytes)")
     return size
 
 
@@ -104,7 +114,7 @@ def push(
 
         async def main() -> PushResult:
             ref = Reference.parse(image)
-            chunk = None if chunk_size is None else parse_size(chunk_size)
+            chunk = None if chunk_size is None else parse_chunk_size(chunk_size)
             connection = Connection.from_options(
                 plain_http=plain_http,
                 insecure=insecure,

@@ -62,13 +62,16 @@ from regtool.manifest import Descriptor, Manifest, index_tree
 from regtool.protocol import v2
 from regtool.reference import Reference
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "MIN_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
 
 # Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size. Large enough that the extra
 # round trips cost nothing measurable; small enough that an interrupted push of a big layer resumes from a recent
 # chunk boundary on registries (distribution among them) that drop a chunk cut mid-body.
 DEFAULT_CHUNK_SIZE = 256 << 20
 READ_SIZE = 1 << 20
+# The smallest ``--chunk-size`` the CLI takes: below it every chunk costs a round trip for next to no bytes (a
+# 1 MiB blob in 1-byte chunks is a million requests). A registry's OCI-Chunk-Min-Length can raise it further.
+MIN_CHUNK_SIZE = 64 << 10
 # How often one blob may find its session gone and start a fresh one: enough for a session another client
 # closed plus one purged under us, few enough that a registry forgetting every session fails the push.
 _SESSIONS_GONE_MAX = 2

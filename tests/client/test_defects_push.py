@@ -186,3 +186,52 @@ def test_push_of_a_truncated_docker_archive_is_one_error_line(tmp_path: Path, se
     (tmp_path / "t.tar").write_bytes(_archive(tmp_path).read_bytes()[:1_100_000])
     proc = regtool("push", "t.tar", f"{server.host}/x/trunc:1", "-q", cwd=tmp_path)
     assert_user_error(proc, 2, "t.tar", "truncated")
+
+
+# -- chunk sizes ------------------------------------------------------------------------------------------------
+
+
+def test_a_tiny_chunk_size_is_a_usage_error(tmp_path: Path, server: RunningServe) -> None:
+    _image(tmp_path)
+    proc = regtool("push", "c1:1.0", f"{server.host}/x/chunks:1", "--chunk-size", "1", "-q", cwd=tmp_path)
+    assert_user_error(proc, 2, "--chunk-size 1", "64KiB")
+    assert not [e for e in server.requests.events() if e.method in {"POST", "PATCH", "PUT"}]
+
+
+@pytest.mark.anyio
+async def test_the_registrys_chunk_min_length_raises_the_chunk_size(tmp_path: Path) -> None:
+    """regtool serve sets no OCI-Chunk-Min-Length: a scripted registry that does (and takes chunks of it)."""
+    from regtool.client import Client
+    from regtool.reference import Reference
+    from tests.client.fakeregistry import Reply, fake_registry
+
+    layout, manifest = _image(tmp_path)
+    minimum = 400_000
+    received: list[int] = []
+    stored: dict[str, bytes] = {}
+    data = bytearray()
+    with fake_registry() as fake:
+
+        def post(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+            return Reply(202, {"Location": "/v2/team/app/blobs/uploads/s", "OCI-Chunk-Min-Length": str(minimum)})
+
+        def session(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+            if method == "PATCH":
+                received.append(len(body))
+                data.extend(body)
+                return Reply(202, {"Location": "/v2/team/app/blobs/uploads/s", "Range": f"0-{len(data) - 1}"})
+            digest = path.partition("digest=")[2].replace("%3A", ":")
+            stored[digest] = bytes(data) + body
+            data.clear()
+            return Reply(201, {"Docker-Content-Digest": digest})
+
+        fake.routes[("POST", "/v2/team/app/blobs/uploads/")] = post
+        fake.routes[("PATCH", "/v2/team/app/blobs/uploads/s")] = session
+        fake.routes[("PUT", "/v2/team/app/blobs/uploads/s")] = session
+        fake.routes[("PUT", "/v2/team/app/manifests/1.0")] = lambda *_: Reply(201, {})
+        async with Client(retries=0, jobs=1) as client:
+            await client.push(f"{layout}:1.0", Reference.parse(f"{fake.host}/team/app:1.0"), chunk_size=64 << 10)
+    layer = manifest.layers[0]
+    assert received[:-1] == [minimum] * (len(received) - 1)
+    assert sum(received) == layer.size and len(received) == -(-layer.size // minimum)
+    assert stored[str(layer.digest)] == (layout / "blobs" / "sha256" / layer.digest.encoded).read_bytes()
