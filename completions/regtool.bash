@@ -61,6 +61,12 @@ _regtool() {
                 --platform)
                     COMPREPLY=()
                     return ;;
+                --mount-from)
+                    COMPREPLY=()
+                    return ;;
+                --chunk-size)
+                    COMPREPLY=()
+                    return ;;
                 -j|--jobs)
                     COMPREPLY=()
                     return ;;
@@ -71,16 +77,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --src-username)
+                    COMPREPLY=()
+                    return ;;
+                --dest-username)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform -j --jobs --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --from-protocol|--to-protocol|--platform|-j|--jobs|--ca-cert|-u|--username) skip=1 ;;
+                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--ca-cert|-u|--username|--src-username|--dest-username) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac

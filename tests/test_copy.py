@@ -10,15 +10,23 @@ import httpx
 import pytest
 
 from regtool.client import Client
-from regtool.errors import IntegrityError
+from regtool.digest import Digest
+from regtool.errors import IntegrityError, NotFoundError, UsageError
 from regtool.image.oci_layout import OciLayout
-from regtool.manifest import ImageConfig
+from regtool.manifest import ImageConfig, Manifest, Platform, parse_manifest
 from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
+from tests.support.images import BuiltImage, image_manifest, write_random_image
 from tests.support.serve import RunningServe, run_serve
 from tests.v1.images import build_layout, push_v2_raw
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Upload sessions are remembered for a resume: in this test's directory, not the user's cache.
+    monkeypatch.setenv("REGTOOL_STATE_DIR", str(tmp_path / "state"))
 
 
 def ref(server: RunningServe, name: str) -> Reference:
@@ -227,3 +235,129 @@ async def test_v2_to_v2_copies_an_index_with_every_platform(tmp_path: Path) -> N
             )
             assert child.status_code == 200
     assert result.blobs_copied == 4  # a config and a layer per platform
+
+
+# -- one platform, digests, mounts, chunks -----------------------------------------------------------------------
+
+PLATFORMS = (("linux", "amd64", None), ("linux", "arm", "v7"), ("linux", "arm64", None))
+
+
+def write_multi_platform(path: Path, tag: str) -> tuple[Manifest, dict[str, BuiltImage]]:
+    """An OCI layout with an index over one small image per PLATFORMS entry (arm/v7 with its variant)."""
+    layout = OciLayout.open(path, create=True)
+    children: dict[str, BuiltImage] = {}
+    entries = []
+    for os_name, arch, variant in PLATFORMS:
+        child = image_manifest([{f"{arch}.txt": f"{arch} {variant}".encode()}], arch=arch, variant=variant)
+        for digest, data in child.blobs.items():
+            layout.blobs.put_bytes(digest, data)
+        layout.blobs.put_bytes(child.manifest.digest, child.manifest.raw)
+        entries.append(child.manifest.descriptor(platform=Platform(arch, os_name, variant)).to_json())
+        children[str(child.platform)] = child
+    raw = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}).encode()
+    index = parse_manifest(raw, mt.OCI_INDEX)
+    layout.blobs.put_bytes(index.digest, raw)
+    layout.add_manifest(index.descriptor(), ref_name=tag)
+    return index, children
+
+
+async def test_copy_with_a_platform_copies_that_image_alone_tagged_at_the_target(tmp_path: Path) -> None:
+    index, children = write_multi_platform(tmp_path / "src", "1.0")
+    arm = children["linux/arm/v7"]
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        async with Client() as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", ref(a, "team/multi:1.0"))
+            result = await client.copy(
+                ref(a, "team/multi:1.0"), ref(b, "mirror/multi:1.0"), platform=Platform("arm", "linux", "v7")
+            )
+        assert result.digest == arm.manifest.digest
+        assert result.blobs_copied == 2  # its config and its layer
+        tagged = httpx.get(f"{b.url}/v2/mirror/multi/manifests/1.0", headers={"Accept": mt.MANIFEST_ACCEPT})
+        assert tagged.content == arm.manifest.raw
+        assert httpx.head(f"{b.url}/v2/mirror/multi/manifests/{index.digest}").status_code == 404
+        for name, child in children.items():
+            present = httpx.head(f"{b.url}/v2/mirror/multi/manifests/{child.manifest.digest}").status_code == 200
+            assert present == (name == "linux/arm/v7")
+            for digest in child.blobs:
+                assert (httpx.head(f"{b.url}/v2/mirror/multi/blobs/{digest}").status_code == 200) == present
+
+
+async def test_copy_of_a_platform_the_index_lacks_fails_as_pull_does_and_writes_nothing(tmp_path: Path) -> None:
+    write_multi_platform(tmp_path / "src", "1.0")
+    s390x = Platform("s390x", "linux")
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        async with Client() as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", ref(a, "team/multi:1.0"))
+            with pytest.raises(NotFoundError) as pulled:
+                await client.pull(ref(a, "team/multi:1.0"), tmp_path / "out", platform=s390x)
+            b.requests.clear()
+            with pytest.raises(NotFoundError) as copied:
+                await client.copy(ref(a, "team/multi:1.0"), ref(b, "mirror/multi:1.0"), platform=s390x)
+        assert str(copied.value) == str(pulled.value)
+        assert "available: linux/amd64, linux/arm/v7, linux/arm64" in str(copied.value)
+        assert [e.method for e in b.requests.events() if e.method not in {"GET", "HEAD"}] == []
+
+
+async def test_a_target_digest_must_name_the_copied_manifest(tmp_path: Path) -> None:
+    layout, descriptor, _, _ = build_layout(tmp_path / "src", layers=1)
+    wrong = Digest("sha256", "0" * 64)
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        push_v2_raw(a.url, layout, descriptor, "team/app", "1")
+        async with Client() as client:
+            b.requests.clear()
+            with pytest.raises(UsageError, match=f"the source's manifest is {descriptor.digest}, not the digest"):
+                await client.copy(ref(a, "team/app:1"), ref(b, f"mirror/app@{wrong}"))
+            assert [e.method for e in b.requests.events() if e.method not in {"GET", "HEAD"}] == []
+            # The right digest is taken; with a tag too, the tag is what points at it.
+            result = await client.copy(ref(a, "team/app:1"), ref(b, f"mirror/app:1@{descriptor.digest}"))
+        assert result.digest == descriptor.digest
+        tagged = httpx.get(f"{b.url}/v2/mirror/app/manifests/1", headers={"Accept": mt.MANIFEST_ACCEPT})
+        assert Digest.of(tagged.content) == descriptor.digest
+
+
+async def test_copy_within_one_registry_mounts_every_blob(tmp_path: Path) -> None:
+    layout, descriptor, _, _ = build_layout(tmp_path / "src", layers=2)
+    with run_serve(tmp_path / "a") as a:
+        push_v2_raw(a.url, layout, descriptor, "team/app", "1")
+        a.requests.clear()
+        async with Client() as client:
+            result = await client.copy(ref(a, "team/app:1"), ref(a, "other/app:1"))
+        uploads = [e for e in a.requests.events() if "/blobs/uploads/" in e.path]
+        assert [(e.method, e.status) for e in uploads] == [("POST", 201)] * 3
+        assert all("mount=sha256%3A" in e.query or "mount=sha256:" in e.query for e in uploads)
+        assert all("from=team%2Fapp" in e.query or "from=team/app" in e.query for e in uploads)
+        assert (
+            httpx.head(f"{a.url}/v2/other/app/manifests/1", headers={"Accept": mt.MANIFEST_ACCEPT}).status_code == 200
+        )
+    assert (result.blobs_mounted, result.blobs_copied, result.bytes_copied) == (3, 0, 0)
+
+
+async def test_mount_from_another_repository_of_the_target_and_fallback_to_an_upload(tmp_path: Path) -> None:
+    layout, descriptor, _, _ = build_layout(tmp_path / "src", layers=2)
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        push_v2_raw(a.url, layout, descriptor, "team/app", "1")
+        push_v2_raw(b.url, layout, descriptor, "cache/app", "1")
+        async with Client() as client:
+            mounted = await client.copy(ref(a, "team/app:1"), ref(b, "mirror/app:1"), mount_from=["cache/app"])
+            # A repository without the blobs answers the mount with an upload session (202): it is used.
+            uploaded = await client.copy(ref(a, "team/app:1"), ref(b, "fresh/app:1"), mount_from=["empty/repo"])
+    assert (mounted.blobs_mounted, mounted.blobs_copied) == (3, 0)
+    assert (uploaded.blobs_mounted, uploaded.blobs_copied) == (0, 3)
+
+
+async def test_chunk_size_uploads_large_blobs_in_patch_chunks(tmp_path: Path) -> None:
+    manifest = write_random_image(tmp_path / "src", "1.0", count=1, size=2 << 20)
+    layer = manifest.layers[0]
+    with run_serve(tmp_path / "a") as a, run_serve(tmp_path / "b") as b:
+        async with Client() as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", ref(a, "team/app:1.0"))
+            b.requests.clear()
+            await client.copy(ref(a, "team/app:1.0"), ref(b, "mirror/app:1.0"), chunk_size=512 << 10)
+        patches = [e.received for e in b.requests.events() if e.method == "PATCH"]
+        assert patches == [512 << 10] * (layer.size // (512 << 10)) + (
+            [layer.size % (512 << 10)] * bool(layer.size % (512 << 10))
+        )
+        assert (
+            httpx.get(f"{b.url}/v2/mirror/app/blobs/{layer.digest}").content
+            == (tmp_path / "src" / "blobs" / "sha256" / layer.digest.encoded).read_bytes()
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,6 +11,7 @@ from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stderr, stdout
 from regtool.cli.options import (
     CaCert,
+    ChunkSize,
     Connection,
     Insecure,
     Jobs,
@@ -24,13 +26,16 @@ from regtool.cli.options import (
     choose_platform,
     configure_logging,
 )
+from regtool.cli.push import parse_chunk_size
 from regtool.cli.units import format_bytes
+from regtool.errors import UsageError
 from regtool.reference import Reference
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from regtool.client.copy import CopyResult
+    from regtool.client.credentials import Credentials
 
 __all__ = ["copy", "render_copy"]
 
@@ -50,6 +55,73 @@ ToProtocol = Annotated[
         help="API to write TARGET_IMAGE with: auto probes (v2 when the registry has it, else v1).",
     ),
 ]
+MountFrom = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mount-from",
+        metavar="REPOSITORY",
+        help="A repository of the target's registry to mount blobs from instead of uploading them (repeatable); "
+        "on one registry, SOURCE_IMAGE's repository is tried anyway.",
+    ),
+]
+
+_NET = "Connection"
+SrcUsername = Annotated[
+    str | None,
+    typer.Option(
+        "--src-username",
+        metavar="USER",
+        envvar="REGTOOL_SRC_USERNAME",
+        help="Username for SOURCE_IMAGE's registry (instead of -u); the password comes from --src-password-stdin "
+        "or REGTOOL_SRC_PASSWORD.",
+        rich_help_panel=_NET,
+    ),
+]
+SrcPasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--src-password-stdin",
+        help="Read the password of --src-username from the first line of standard input.",
+        rich_help_panel=_NET,
+    ),
+]
+DestUsername = Annotated[
+    str | None,
+    typer.Option(
+        "--dest-username",
+        metavar="USER",
+        envvar="REGTOOL_DEST_USERNAME",
+        help="Username for TARGET_IMAGE's registry (instead of -u); the password comes from --dest-password-stdin "
+        "or REGTOOL_DEST_PASSWORD.",
+        rich_help_panel=_NET,
+    ),
+]
+DestPasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--dest-password-stdin",
+        help="Read the password of --dest-username from the first line of standard input.",
+        rich_help_panel=_NET,
+    ),
+]
+
+
+def _end_credentials(end: str, username: str | None, password_stdin: bool) -> Credentials | None:
+    """The credentials of ``--{end}-username`` with ``--{end}-password-stdin`` or ``REGTOOL_{END}_PASSWORD``."""
+    from regtool.cli.options import _read_password_stdin  # the one reader of a password on stdin
+    from regtool.client.credentials import Credentials
+
+    variable = f"REGTOOL_{end.upper()}_PASSWORD"
+    password: str | None = None
+    if password_stdin:
+        password = _read_password_stdin()
+    elif variable in os.environ:
+        password = os.environ[variable]
+    if password is not None and not username:
+        raise UsageError(f"a password for the {end} registry was given without --{end}-username")
+    if username and password is None:
+        raise UsageError(f"no password for user {username!r}: use --{end}-password-stdin or set {variable}")
+    return Credentials(username, password) if username and password is not None else None
 
 
 def render_copy(console: Console, result: CopyResult) -> None:
@@ -65,6 +137,8 @@ def render_copy(console: Console, result: CopyResult) -> None:
     moved = f"{result.blobs_copied} copied"
     if result.blobs_skipped:
         moved += f", {result.blobs_skipped} already present"
+    if result.blobs_mounted:
+        moved += f", {result.blobs_mounted} mounted"
     rows.append(("blobs", f"{moved}; {format_bytes(result.bytes_copied)} in {result.seconds:.2f} s"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -78,6 +152,8 @@ def copy(
     from_protocol: FromProtocol = ProtocolChoice.auto,
     to_protocol: ToProtocol = ProtocolChoice.auto,
     platform: PlatformOption = None,
+    mount_from: MountFrom = None,
+    chunk_size: ChunkSize = None,
     jobs: Jobs = 8,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
@@ -87,11 +163,17 @@ def copy(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    src_username: SrcUsername = None,
+    src_password_stdin: SrcPasswordStdin = False,
+    dest_username: DestUsername = None,
+    dest_password_stdin: DestPasswordStdin = False,
 ) -> None:
     """Copy an image from one registry to another, streaming each blob through, verified.
 
     Works across protocols: v1 -> v2 migrates an old registry (config and diff_ids rebuilt from the v1 chain),
-    v2 -> v1 feeds one (v1 ids derived from the config). No local copy of the image is made.
+    v2 -> v1 feeds one (v1 ids derived from the config). No local copy of the image is made. With --platform,
+    only that platform's image of an index is copied. Blobs the target has are skipped; on one registry they are
+    mounted. An interrupted copy to a v2 registry resumes its unfinished uploads when run again.
 
     Example: regtool copy old.example:5000/team/app:1.0 localhost:5000/team/app:1.0
     """
@@ -104,6 +186,14 @@ def copy(
             source = Reference.parse(source_image)
             target = Reference.parse(target_image)
             wanted = choose_platform(platform, False)
+            chunk = None if chunk_size is None else parse_chunk_size(chunk_size)
+            if sum((password_stdin, src_password_stdin, dest_password_stdin)) > 1:
+                raise UsageError(
+                    "standard input holds one password: give only one of --password-stdin, --src-password-stdin "
+                    "and --dest-password-stdin"
+                )
+            source_credentials = _end_credentials("src", src_username, src_password_stdin)
+            target_credentials = _end_credentials("dest", dest_username, dest_password_stdin)
             connection = Connection.from_options(
                 plain_http=plain_http,
                 insecure=insecure,
@@ -118,6 +208,10 @@ def copy(
                     source_protocol=from_protocol.value,
                     target_protocol=to_protocol.value,
                     platform=wanted,
+                    mount_from=tuple(mount_from or ()),
+                    chunk_size=chunk,
+                    source_credentials=source_credentials,
+                    target_credentials=target_credentials,
                 )
 
         result = run(main, json_lines=json_output)

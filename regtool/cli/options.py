@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllPlatforms",
     "CaCert",
+    "ChunkSize",
     "Connection",
     "Insecure",
     "Jobs",
@@ -124,6 +125,16 @@ Quiet = Annotated[
 Jobs = Annotated[
     int,
     typer.Option("-j", "--jobs", min=1, max=64, metavar="N", help="Blobs transferred at once."),
+]
+# push and copy: parsed with ``regtool.cli.push.parse_size``.
+ChunkSize = Annotated[
+    str | None,
+    typer.Option(
+        "--chunk-size",
+        metavar="SIZE",
+        help="Upload blobs larger than SIZE in chunks of SIZE (e.g. 16MiB). Default: 256MiB.",
+        show_default=False,
+    ),
 ]
 
 # faults (issue 6): how often an idempotent request is retried (connection errors, timeouts, 408/429/5xx).

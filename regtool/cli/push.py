@@ -12,6 +12,7 @@ from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stderr, stdout
 from regtool.cli.options import (
     CaCert,
+    ChunkSize,
     Connection,
     Insecure,
     Jobs,
@@ -79,15 +80,7 @@ def push(
             help="Another repository of the same registry to mount blobs from instead of uploading (repeatable).",
         ),
     ] = None,
-    chunk_size: Annotated[
-        str | None,
-        typer.Option(
-            "--chunk-size",
-            metavar="SIZE",
-            help="Upload blobs larger than SIZE in chunks of SIZE (e.g. 16MiB). Default: 256MiB.",
-            show_default=False,
-        ),
-    ] = None,
+    chunk_size: ChunkSize = None,
     protocol: ProtocolOption = ProtocolChoice.auto,
     jobs: Jobs = 8,
     retries: Retries = 3,

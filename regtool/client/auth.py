@@ -12,13 +12,14 @@ The scope of a request is derived from its path and method (``repository:<name>:
 ``pull,push`` for writes, ``delete`` for DELETE, ``registry:catalog:*`` for the catalog, plus ``pull`` on the
 ``from`` repository of a cross-repository mount) and merged with the scope the challenge names.
 
-Credentials are per registry host: the explicit ones given to the Client, else whatever ``lookup`` finds for
-the host (the environment, docker's config.json or its credential helpers; see ``credentials.py``). Tokens
-are fetched through the bound client (``bind``) outside the request's own flow, so an unreachable or broken
-token endpoint is an AuthError naming the realm, and concurrent requests for one scope share one fetch. A 401
-on a request that carried a token (``insufficient_scope``, ``invalid_token``: expired or revoked) leads to one
-fresh token for the wider scope and one retry. A credential helper's secret beginning an OAuth2 exchange
-(username ``<token>``, an identity token) is sent as ``grant_type=refresh_token`` in a POST to the realm.
+Credentials are per registry host: those given for that host (``use_for``: a copy's source and target
+credentials), else the explicit ones given to the Client, else whatever ``lookup`` finds for the host (the
+environment, docker's config.json or its credential helpers; see ``credentials.py``). Tokens are fetched through
+the bound client (``bind``) outside the request's own flow, so an unreachable or broken token endpoint is an
+AuthError naming the realm, and concurrent requests for one scope share one fetch. A 401 on a request that carried
+a token (``insufficient_scope``, ``invalid_token``: expired or revoked) leads to one fresh token for the wider
+scope and one retry. A credential helper's secret beginning an OAuth2 exchange (username ``<token>``, an identity
+token) is sent as ``grant_type=refresh_token`` in a POST to the realm.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from regtool.client.challenge import Challenge, ChallengeError, parse_challenges
 from regtool.client.credentials import Credentials
 from regtool.client.transport import redact_url
 from regtool.errors import AuthError
+from regtool.reference import registry_api_host
 
 __all__ = ["Credentials", "RegistryAuth", "request_scopes"]
 
@@ -82,12 +84,14 @@ CredentialLookup = Callable[[str], Credentials | None]
 class RegistryAuth(httpx.Auth):
     """Basic and Bearer auth for registries; one instance per Client (it holds the token cache).
 
-    ``credentials`` apply to every host; without them ``lookup(host)`` is asked once per host.
+    ``credentials`` apply to every host that has none of its own (``use_for``); without them ``lookup(host)`` is
+    asked once per host.
     """
 
     def __init__(self, credentials: Credentials | None = None, *, lookup: CredentialLookup | None = None) -> None:
         self.credentials = credentials
         self._lookup = lookup
+        self._per_host: dict[str, Credentials] = {}
         self._found: dict[str, Credentials | None] = {}
         self._lookup_lock = threading.Lock()
         self._tokens: dict[tuple[str, str, tuple[str, ...]], _Token] = {}
@@ -103,8 +107,17 @@ class RegistryAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("RegistryAuth works with httpx.AsyncClient only")
 
+    def use_for(self, registry: str, credentials: Credentials) -> None:
+        """Use ``credentials`` for ``registry`` (``name[:port]``), before anything else given or found."""
+        for host in {registry, registry_api_host(registry)}:
+            self._per_host[host] = credentials
+
     def credentials_for(self, host: str) -> Credentials | None:
-        """The credentials for registry ``host`` (``name[:port]``): explicit, else what ``lookup`` found."""
+        """The credentials for registry ``host`` (``name[:port]``): its own (``use_for``), else explicit, else what
+        ``lookup`` found."""
+        own = self._per_host.get(host)
+        if own is not None:
+            return own
         if self.credentials is not None:
             return self.credentials
         if self._lookup is None:
@@ -115,7 +128,7 @@ class RegistryAuth(httpx.Auth):
             return self._found[host]
 
     async def _credentials(self, host: str) -> Credentials | None:
-        if self.credentials is not None or self._lookup is None or host in self._found:
+        if host in self._per_host or self.credentials is not None or self._lookup is None or host in self._found:
             return self.credentials_for(host)
         # A credential helper is a subprocess: keep it off the event loop.
         return await anyio.to_thread.run_sync(self.credentials_for, host)
@@ -127,7 +140,9 @@ class RegistryAuth(httpx.Auth):
 
     def _cached(self, host: str, scopes: tuple[str, ...]) -> str | None:
         if host in self._basic_hosts:
-            credentials = self._found.get(host) if self.credentials is None else self.credentials
+            credentials = self._per_host.get(host) or (
+                self._found.get(host) if self.credentials is None else self.credentials
+            )
             return credentials.basic_header() if credentials is not None else None
         known = self._bearer_hosts.get(host)
         if known is None:

@@ -275,11 +275,31 @@ class Client:
         source_protocol: str = "auto",
         target_protocol: str = "auto",
         platform: Platform | None = None,
+        mount_from: Sequence[str] = (),
+        chunk_size: int | None = None,
+        source_credentials: Credentials | None = None,
+        target_credentials: Credentials | None = None,
     ) -> CopyResult:
         """Copy an image from one registry to another (v2 -> v2, v1 -> v2, v2 -> v1, v1 -> v1), streaming
-        each blob through and verifying it, with no local copy of the image (copy.py; issue 4)."""
+        each blob through and verifying it, with no local copy of the image (copy.py; issue 4).
+
+        ``platform`` copies only that platform's image of an index. A v2 target mounts what it can (from the
+        source repository on the same registry, and from ``mount_from``) and takes the rest in ``PATCH`` chunks
+        above ``chunk_size`` (default ``push.DEFAULT_CHUNK_SIZE``). ``source_credentials`` and
+        ``target_credentials`` are used for that end's registry instead of the client's.
+        """
+        from regtool.client import push as push_module
         from regtool.client.copy import copy_image
 
+        if source.registry == target.registry and None not in (source_credentials, target_credentials):
+            if source_credentials != target_credentials:
+                raise UsageError(
+                    f"the source and the target are both on {source.registry}, which takes one set of "
+                    "credentials: give the same user for both"
+                )
+        for end, credentials in ((source, source_credentials), (target, target_credentials)):
+            if credentials is not None:
+                self.auth.use_for(end.registry, credentials)
         src = await self._protocol_for(source.registry, source_protocol)
         dst = await self._protocol_for(target.registry, target_protocol)
         v1_source = await self._v1_session(source.registry) if src == "v1" else None
@@ -293,6 +313,8 @@ class Client:
             platform=platform,
             progress=self.progress,
             jobs=self.jobs,
+            mount_from=mount_from,
+            chunk_size=push_module.DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size,
         )
         self.progress.event("summary", **result.to_json())
         return result

@@ -3,7 +3,10 @@
 No local copy of the image is made. Blobs stream from the source to the target and are verified on the way:
 
 - **v2 -> v2**: each missing blob (HEAD first) is streamed GET -> PUT with its digest checked; an index is
-  copied with all its child manifests; manifests keep their exact bytes, so digests are unchanged.
+  copied with all its child manifests, or with a ``platform`` only that platform's image manifest (chosen by
+  the pull's own plan, so an absent platform fails the same way, listing the available ones), tagged at the
+  target; manifests keep their exact bytes, so digests are unchanged. On one registry, a blob is mounted from
+  the source repository instead (``POST ?mount=&from=``), as it is from any ``mount_from`` repository.
 - **v2 -> v1**: the v1 chain is derived from the config (deterministic ids, ``convert.v1_chain_from_config``)
   and each layer blob streams from the v2 GET into the v1 layer PUT; a digest mismatch aborts the PUT before
   it completes, so the registry never sees the image finished.
@@ -12,14 +15,27 @@ No local copy of the image is made. Blobs stream from the source to the target a
   payload checksum, uploaded, and deleted. bzip2/xz layers are uploaded decompressed. The config is
   synthesized from the v1 JSON (protocols.md §6.2) and an OCI manifest pushed last.
 - **v1 -> v1**: the real v1 ids and JSON are kept; layers stream through, checked against the payload checksum.
+
+Uploads to a v2 target go through push's session handling (``V2Pusher``): the mounts, and every session
+remembered on disk (``resume.UploadStateStore``) with the offset the registry acknowledged. Blobs up to
+``chunk_size`` go in one ``PUT``, larger ones in ``PATCH`` chunks of that size. A rerun after an interruption
+skips the blobs the target has, asks the registry how far an unfinished session got, fetches only the rest from
+the source (``Range``) and sends only that. The first part of such a resumed blob is not read again, so regtool
+cannot hash the whole: the target's digest check of the whole blob on the closing ``PUT ?digest=`` (which the
+distribution spec requires of a registry) verifies it, and a refusal there is an IntegrityError that also
+drops the session. A v1 target resumes nothing within a layer; a rerun skips the images it already has.
+
+A target named by digest must name the manifest that is copied (checked before anything is written; for a
+v1 source, whose manifest is built from the copied layers, before the manifest is put).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +45,18 @@ import anyio.to_thread
 import httpx
 
 from regtool.client.progress import NullProgress, Progress
+from regtool.client.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
+from regtool.client.rangefetch import parse_content_range
 from regtool.client.registry_api import RegistryAPI, error_for_response
+from regtool.client.resume import UploadClaim
 from regtool.client.tasks import run_bounded
 from regtool.client.transport import mapped_errors, redact_url
 from regtool.client.v1api import V1Api
 from regtool.client.v1pull import download_layer, fetch_chain
 from regtool.client.v1push import LayerOpener, V1Layer, push_v1_chain
+from regtool.client.v2pull import V2Puller
 from regtool.digest import Digest, DigestVerifier
-from regtool.errors import ImageFormatError, IntegrityError, ProtocolError
+from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, RegistryError, UsageError
 from regtool.image.blobstore import BlobStore
 from regtool.image.convert import (
     V1Image,
@@ -46,8 +66,7 @@ from regtool.image.convert import (
     payload_checksum,
     v1_chain_from_config,
 )
-from regtool.manifest import Descriptor, Manifest, Platform, index_tree, parse_manifest
-from regtool.platform import host_platform, select_manifest
+from regtool.manifest import Descriptor, Manifest, Platform, parse_manifest
 from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.reference import Reference
@@ -72,6 +91,7 @@ class CopyResult:
     blobs_skipped: int
     bytes_copied: int
     seconds: float
+    blobs_mounted: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +103,7 @@ class CopyResult:
             "image_id": self.image_id,
             "blobs_copied": self.blobs_copied,
             "blobs_skipped": self.blobs_skipped,
+            "blobs_mounted": self.blobs_mounted,
             "bytes_copied": self.bytes_copied,
             "seconds": round(self.seconds, 3),
         }
@@ -92,138 +113,264 @@ class CopyResult:
 class _Tally:
     copied: int = 0
     skipped: int = 0
+    mounted: int = 0
     bytes: int = 0
 
 
 # -- v2 blobs: stream out, stream in ----------------------------------------------------------------------------
 
+BlobOpener = Callable[[int], contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]]
+"""Opens a blob's bytes from an offset (0, or what an upload session holds already)."""
+
 
 @contextlib.asynccontextmanager
 async def _v2_blob_chunks(
-    api: RegistryAPI, ref: Reference, digest: Digest, size: int | None
+    api: RegistryAPI, ref: Reference, digest: Digest, size: int, offset: int = 0
 ) -> AsyncIterator[AsyncIterator[bytes]]:
-    """Stream a v2 blob, verifying digest and size before the last chunk is handed on."""
+    """Stream a v2 blob from ``offset``, holding the last chunk back until what can be checked was checked.
+
+    The whole blob (from 0, or a registry that ignored the ``Range``, whose first ``offset`` bytes are read and
+    dropped) has its digest and size verified; only the length of a ``206`` rest can be, and the target verifies
+    the whole on the closing PUT (see the module docstring).
+    """
     url = await api.url(ref.registry, v2.blob_path(ref.repository, str(digest)))
-    async with api.stream("GET", url, what=f"blob {digest} of {ref.repository_ref}") as response:
+    what = f"blob {digest} of {ref.repository_ref}"
+    headers = {"Range": f"bytes={offset}-"} if offset else None
+    async with api.stream("GET", url, what=what, headers=headers, expect=(200, 206) if offset else (200,)) as response:
+        whole = response.status_code == 200
+        if not whole:
+            served = parse_content_range(response.headers.get("Content-Range"))
+            if served is None or served[:2] != (offset, size - 1) or served[2] not in (None, size):
+                raise ProtocolError(
+                    f"{what}: asked for bytes {offset}-{size - 1}/{size}, got Content-Range "
+                    f"{response.headers.get('Content-Range')!r} (from {redact_url(url)})"
+                )
 
         async def chunks() -> AsyncIterator[bytes]:
-            verifier = DigestVerifier(digest.algorithm)
+            verifier = DigestVerifier(digest.algorithm) if whole else None
+            drop = offset if whole else 0
+            received = 0
             pending: bytes | None = None
             with mapped_errors("GET", url):
                 async for chunk in response.aiter_raw(_CHUNK):
-                    await anyio.to_thread.run_sync(verifier.update, chunk)
+                    received += len(chunk)
+                    if verifier is not None:
+                        await anyio.to_thread.run_sync(verifier.update, chunk)
+                    if drop:
+                        cut = min(drop, len(chunk))
+                        chunk, drop = chunk[cut:], drop - cut
+                        if not chunk:
+                            continue
                     if pending is not None:
                         yield pending
                     pending = chunk
-            # Hold the last chunk back until the whole blob verified, so a bad blob never completes an upload.
-            verifier.verify(digest, size, what=f"blob from {redact_url(url)}")
+            # Hold the last chunk back until the blob checked out, so a bad blob never completes an upload.
+            if verifier is not None:
+                verifier.verify(digest, size, what=f"blob from {redact_url(url)}")
+            elif received != size - offset:
+                raise IntegrityError(
+                    f"blob {digest}: {received} bytes from offset {offset}, expected {size - offset} "
+                    f"(from {redact_url(url)})"
+                )
             if pending is not None:
                 yield pending
 
         yield chunks()
 
 
-async def _upload_v2_blob(
-    api: RegistryAPI, target: Reference, digest: Digest, size: int | None, body: AsyncIterator[bytes]
-) -> None:
-    """POST an upload session, then PUT ``?digest=`` with the streamed body (a monolithic upload)."""
-    name = target.repository
-    start = await api.url(target.registry, v2.uploads_path(name))
-    # Shielded: a sibling's failure must not cancel us between the server opening a session and our learning its
-    # Location, or the session could never be cancelled below and would linger until the server purges it.
-    with anyio.CancelScope(shield=True):
-        response = await api.send("POST", start, what=f"upload to {target.repository_ref}", expect=(202,))
-    location = response.headers.get("Location")
-    if not location:
-        raise ProtocolError(f"upload to {target.repository_ref}: no Location in the 202 (from {redact_url(start)})")
-    url = httpx.URL(start).join(location)
-    url = url.copy_merge_params({"digest": str(digest)})
-    headers = {"Content-Type": "application/octet-stream"}
-    if size is not None:
-        headers["Content-Length"] = str(size)
-    request = api.http.build_request("PUT", url, headers=headers, content=body)
+@contextlib.asynccontextmanager
+async def _file_chunks(path: Path, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
+    """A verified local file (a spooled v1 layer) from ``offset``."""
+    f = await anyio.to_thread.run_sync(path.open, "rb")
     try:
-        with mapped_errors("PUT", url):
-            put = await api.http.send(request, stream=True)
-    except BaseException:
-        # The source failed mid-blob (or the connection did): drop the upload session, best effort.
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await api.send(
-                "DELETE", str(httpx.URL(start).join(location)), what="cancel upload", expect=None, retry=False
-            )
-        raise
-    try:
-        if put.status_code not in (201, 204):
-            raise error_for_response(put, f"blob {digest} to {target.repository_ref}", await put.aread())
-    finally:
-        await put.aclose()
+        await anyio.to_thread.run_sync(f.seek, offset)
 
-
-async def _copy_v2_blob(
-    api: RegistryAPI, source: Reference, target: Reference, descriptor: Descriptor, progress: Progress, tally: _Tally
-) -> None:
-    key = str(descriptor.digest)
-    progress.start(key, f"blob {descriptor.digest.short}", descriptor.size)
-    if await api.blob_size(target.registry, target.repository, descriptor.digest) is not None:
-        progress.finish(key, status="skipped")
-        tally.skipped += 1
-        return
-
-    async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            progress.advance(key, len(chunk))
-            yield chunk
-
-    try:
-        async with _v2_blob_chunks(api, source, descriptor.digest, descriptor.size) as chunks:
-            await _upload_v2_blob(api, target, descriptor.digest, descriptor.size, counted(chunks))
-    except BaseException:
-        progress.finish(key, status="failed")
-        raise
-    progress.finish(key)
-    tally.copied += 1
-    tally.bytes += descriptor.size
-
-
-async def _upload_v2_file(
-    api: RegistryAPI, target: Reference, path: Path, digest: Digest, size: int, progress: Progress, tally: _Tally
-) -> None:
-    key = str(digest)
-    progress.start(key, f"blob {digest.short}", size)
-    if await api.blob_size(target.registry, target.repository, digest) is not None:
-        progress.finish(key, status="skipped")
-        tally.skipped += 1
-        return
-
-    async def chunks() -> AsyncIterator[bytes]:
-        f = await anyio.to_thread.run_sync(path.open, "rb")
-        try:
+        async def chunks() -> AsyncIterator[bytes]:
             while chunk := await anyio.to_thread.run_sync(f.read, _CHUNK):
-                progress.advance(key, len(chunk))
                 yield chunk
+
+        yield chunks()
+    finally:
+        # Synchronous on purpose: in a cancelled scope an awaited close would never run (a leaked file).
+        f.close()
+
+
+@contextlib.asynccontextmanager
+async def _bytes_chunks(data: bytes, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
+    async def chunks() -> AsyncIterator[bytes]:
+        if data[offset:]:
+            yield data[offset:]
+
+    yield chunks()
+
+
+class _Pieces:
+    """Cuts one stream of a blob's chunks into consecutive request bodies of given lengths."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], digest: Digest) -> None:
+        self._chunks = chunks
+        self._digest = digest
+        self._rest = b""
+
+    async def take(self, length: int) -> AsyncIterator[bytes]:
+        while length:
+            if not self._rest:
+                try:
+                    self._rest = await anext(self._chunks)
+                except StopAsyncIteration:
+                    raise IntegrityError(f"blob {self._digest}: the source ended {length} bytes early") from None
+            piece, self._rest = self._rest[:length], self._rest[length:]
+            length -= len(piece)
+            yield piece
+
+
+async def _send_stream(
+    api: RegistryAPI,
+    method: str,
+    url: str,
+    body: AsyncIterator[bytes],
+    length: int,
+    *,
+    what: str,
+    expect: tuple[int, ...],
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """One upload request with a streamed body (never retried: the body is read once)."""
+    sent = {"Content-Type": "application/octet-stream", "Content-Length": str(length), **(headers or {})}
+    request = api.http.build_request(method, url, headers=sent, content=body)
+    with mapped_errors(method, url):
+        response = await api.http.send(request, stream=True)
+    try:
+        if response.status_code not in expect:
+            with mapped_errors(method, url):
+                error_body = await response.aread()
+            raise error_for_response(response, what, error_body)
+        with mapped_errors(method, url):
+            await response.aread()
+    finally:
+        await response.aclose()
+    return response
+
+
+class _Uploads:
+    """Blob uploads to a v2 target through push's session handling (``V2Pusher``): its mounts, and its upload
+    sessions remembered on disk, so that a rerun continues an interrupted upload (see the module docstring)."""
+
+    def __init__(
+        self,
+        api: RegistryAPI,
+        target: Reference,
+        *,
+        progress: Progress,
+        tally: _Tally,
+        chunk_size: int | None,
+        mount_from: Sequence[str],
+        explicit: int,
+    ) -> None:
+        self.api = api
+        self.target = target
+        self.progress = progress
+        self.tally = tally
+        # Push's own session code (open with mounts, resume, remember) is used as is, not copied.
+        self.pusher = V2Pusher(api, jobs=1, progress=progress, chunk_size=chunk_size)
+        self.mount_from = tuple(mount_from)
+        self.explicit = explicit
+
+    async def blob(self, desc: Descriptor, opener: BlobOpener) -> None:
+        """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
+        target, key = self.target, str(desc.digest)
+        self.progress.start(key, f"blob {desc.digest.short}", desc.size)
+        # As in push: one process at a time continues a blob's saved session (another opens its own).
+        claim = await anyio.to_thread.run_sync(self.pusher.resume.claim, target.registry, target.repository, key)
+        try:
+            await self._blob(desc, opener, claim)
         finally:
-            # Synchronous on purpose: in a cancelled scope an awaited close would never run (a leaked file).
-            f.close()
+            claim.release()
 
-    await _upload_v2_blob(api, target, digest, size, chunks())
-    progress.finish(key)
-    tally.copied += 1
-    tally.bytes += size
+    async def _blob(self, desc: Descriptor, opener: BlobOpener, claim: UploadClaim) -> None:
+        target, key = self.target, str(desc.digest)
+        if await self.api.blob_size(target.registry, target.repository, desc.digest) is not None:
+            await anyio.to_thread.run_sync(claim.forget)
+            self.progress.finish(key, status="skipped")
+            self.tally.skipped += 1
+            return
+        location: str | None = None
+        offset = 0
+        try:
+            resumed = await self.pusher._resume_session(target, desc, key, claim)
+            if resumed is None:
+                base = await self.api.base_url(target.registry)
+                location = await self.pusher._open_session(target, base, desc, self.mount_from, self.explicit)
+                if location is None:
+                    await anyio.to_thread.run_sync(claim.forget)
+                    self.progress.finish(key, status="mounted")
+                    self.tally.mounted += 1
+                    return
+                await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
+            else:
+                location, offset = resumed
+            await self._send(desc, location, offset, opener, key, claim)
+        except IntegrityError:
+            # The session may hold bytes of a bad blob: drop it and its state, so that no rerun continues it.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(claim.forget)
+                if location is not None:
+                    with contextlib.suppress(Exception):
+                        await self.api.send("DELETE", location, what="cancel upload", expect=None, retry=False)
+            self.progress.finish(key, status="failed")
+            raise
+        except BaseException:
+            # Interrupted or failed on the way: the session and its state stay for the next run to continue.
+            self.progress.finish(key, status="failed")
+            raise
+        await anyio.to_thread.run_sync(claim.forget)
+        self.progress.finish(key)
+        self.tally.copied += 1
+        self.tally.bytes += desc.size - offset
 
+    async def _send(
+        self, desc: Descriptor, location: str, offset: int, opener: BlobOpener, key: str, claim: UploadClaim
+    ) -> None:
+        """Send the blob from ``offset`` (what the session holds) and close the session with ``PUT ?digest=``."""
+        what = f"upload of blob {desc.digest} to {self.target.repository_ref}"
+        chunk_size = self.pusher.chunk_size or desc.size
 
-async def _put_small_blob(api: RegistryAPI, target: Reference, data: bytes, tally: _Tally) -> Digest:
-    digest = Digest.of(data)
-    if await api.blob_size(target.registry, target.repository, digest) is not None:
-        tally.skipped += 1
-        return digest
+        async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                self.progress.advance(key, len(chunk))
+                yield chunk
 
-    async def body() -> AsyncIterator[bytes]:
-        yield data
-
-    await _upload_v2_blob(api, target, digest, len(data), body())
-    tally.copied += 1
-    tally.bytes += len(data)
-    return digest
+        async with _bytes_chunks(b"", 0) if offset >= desc.size else opener(offset) as chunks:
+            pieces = _Pieces(counted(chunks), desc.digest)
+            if offset == 0 and desc.size <= chunk_size:
+                url = _with_digest(location, desc.digest)
+                response = await _send_stream(
+                    self.api, "PUT", url, pieces.take(desc.size), desc.size, what=what, expect=(201, 204)
+                )
+                _check_stored(response, desc.digest, what)
+                return
+            while offset < desc.size:
+                length = min(chunk_size, desc.size - offset)
+                response = await _send_stream(
+                    self.api,
+                    "PATCH",
+                    location,
+                    pieces.take(length),
+                    length,
+                    what=what,
+                    expect=(202, 204),
+                    headers={"Content-Range": f"{offset}-{offset + length - 1}"},
+                )
+                location = _location(response, what)
+                offset += length
+                await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
+        try:
+            response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
+        except RegistryError as exc:
+            if "DIGEST_INVALID" in exc.codes or "SIZE_INVALID" in exc.codes:
+                raise IntegrityError(f"{what}: the registry refused the whole blob: {exc}") from None
+            raise
+        _check_stored(response, desc.digest, what)
 
 
 # -- reading a v2 source --------------------------------------------------------------------------------------
@@ -231,10 +378,8 @@ async def _put_small_blob(api: RegistryAPI, target: Reference, data: bytes, tall
 
 async def _v2_image(api: RegistryAPI, source: Reference, platform: Platform | None) -> tuple[Manifest, bytes]:
     """The source's image manifest (an index resolved to ``platform``, default this machine's) and config."""
-    manifest = await api.get_manifest(source)
-    if manifest.is_index:
-        entry = select_manifest(manifest.manifests, platform or host_platform(), where=str(source))
-        manifest = await api.get_manifest(source.with_digest(entry.digest))
+    # The pull's plan: the same platform choice, and the same error for a platform the index lacks.
+    manifest = (await V2Puller(api).plan(source, platform=platform, all_platforms=False)).entry
     if manifest.kind != "image" or manifest.config is None:
         raise ImageFormatError(f"{source}: a {manifest.kind} manifest cannot be copied to registry v1")
     chunks: list[bytes] = []
@@ -246,37 +391,51 @@ async def _v2_image(api: RegistryAPI, source: Reference, platform: Platform | No
     return manifest, b"".join(chunks)
 
 
+def _check_target_digest(target: Reference, digest: Digest) -> None:
+    """A target named by digest must name what is copied (as push refuses it)."""
+    if target.digest is not None and target.digest != digest:
+        raise UsageError(f"{target}: the source's manifest is {digest}, not the digest in the reference")
+
+
+def _destination(target: Reference, digest: Digest) -> Reference:
+    """Where the copied manifest goes: the target's tag (its digest was checked), else by digest."""
+    if target.tag is not None:
+        return Reference(target.registry, target.repository, target.tag)
+    return target.with_digest(digest)
+
+
 # -- the four directions ------------------------------------------------------------------------------------
 
 
 async def _v2_to_v2(
-    api: RegistryAPI, source: Reference, target: Reference, progress: Progress, jobs: int, tally: _Tally
+    api: RegistryAPI,
+    source: Reference,
+    target: Reference,
+    uploads: _Uploads,
+    platform: Platform | None,
+    jobs: int,
 ) -> Digest:
-    root = await api.get_manifest(source)
-    if root.kind == "schema1":
-        raise ImageFormatError(f"{source}: schema1 manifests are not copied; pull and push the image instead")
-    children: list[Manifest] = []
-    if root.is_index:
-
-        async def remote(entries: Sequence[Descriptor]) -> list[Manifest]:
-            return [await api.get_manifest(source.with_digest(entry.digest)) for entry in entries]
-
-        children = await index_tree(root, remote, where=str(source))
-    for manifest in [*children, root] if root.is_index else [root]:
-        if manifest.kind == "index":
-            continue
-        if manifest.kind != "image" or manifest.config is None:
+    # The pull's plan, so that --platform picks (or fails to find) the same manifest as a pull does; without a
+    # platform, the whole index tree, children first.
+    plan = await V2Puller(api, jobs=jobs).plan(source, platform=platform, all_platforms=platform is None)
+    named = plan.entry
+    _check_target_digest(target, named.digest)
+    for manifest in plan.manifests:
+        if manifest.kind not in {"image", "index"} or (manifest.kind == "image" and manifest.config is None):
             raise ImageFormatError(f"{source}: cannot copy a {manifest.kind} manifest ({manifest.digest})")
-        blobs = [manifest.config, *(layer for layer in manifest.layers if not layer.urls)]
 
-        async def one(descriptor: Descriptor) -> None:
-            await _copy_v2_blob(api, source, target, descriptor, progress, tally)
+    async def one(descriptor: Descriptor) -> None:
+        def opener(offset: int) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+            return _v2_blob_chunks(api, source, descriptor.digest, descriptor.size, offset)
 
-        await run_bounded(blobs, one, jobs)
-    for child in children:
-        await api.put_manifest(target.with_digest(child.digest), child)
-    destination = target if target.tag is not None else target.with_digest(root.digest)
-    return await api.put_manifest(destination, root)
+        await uploads.blob(descriptor, opener)
+
+    # Largest first, so the long transfers start early and the tail is short.
+    await run_bounded(sorted(plan.blobs(), key=lambda d: -d.size), one, jobs)
+    for manifest in plan.manifests:
+        if manifest is not named:
+            await api.put_manifest(target.with_digest(manifest.digest), manifest)
+    return await api.put_manifest(_destination(target, named.digest), named)
 
 
 def _v2_layer_opener(api: RegistryAPI, source: Reference, descriptor: Descriptor) -> LayerOpener:
@@ -359,7 +518,7 @@ async def _v1_to_v1(
 
 
 async def _v1_to_v2(
-    api: RegistryAPI, source: Reference, target: Reference, v1_source: V1Api, progress: Progress, tally: _Tally
+    api: RegistryAPI, source: Reference, target: Reference, v1_source: V1Api, uploads: _Uploads
 ) -> tuple[Digest, str]:
     top, chain_ids, metas = await fetch_chain(v1_source, source)
     jsons: list[bytes] = []
@@ -376,19 +535,20 @@ async def _v1_to_v2(
             stored = await download_layer(v1_source, spool, image_id, meta, NullProgress())
             path = spool.path(stored.descriptor.digest)
             try:
-                await _upload_v2_file(
-                    api, target, path, stored.descriptor.digest, stored.descriptor.size, progress, tally
-                )
+                await uploads.blob(stored.descriptor, functools.partial(_file_chunks, path))
             finally:
                 path.unlink(missing_ok=True)
             jsons.append(meta.json)
             descriptors.append(stored.descriptor)
             diff_ids.append(str(stored.diff_id))
     config = config_from_v1(jsons, diff_ids)
-    config_digest = await _put_small_blob(api, target, config, tally)
-    raw = oci_manifest(Descriptor(mt.OCI_CONFIG, config_digest, len(config)), descriptors)
+    config_descriptor = Descriptor(mt.OCI_CONFIG, Digest.of(config), len(config))
+    await uploads.blob(config_descriptor, functools.partial(_bytes_chunks, config))
+    raw = oci_manifest(config_descriptor, descriptors)
     manifest = parse_manifest(raw, mt.OCI_MANIFEST)
-    digest = await api.put_manifest(target if target.tag is not None else target.with_digest(manifest.digest), manifest)
+    # Built from the copied layers, so known only now: checked before anything names it.
+    _check_target_digest(target, manifest.digest)
+    digest = await api.put_manifest(_destination(target, manifest.digest), manifest)
     return digest, top
 
 
@@ -402,20 +562,41 @@ async def copy_image(
     platform: Platform | None = None,
     progress: Progress | None = None,
     jobs: int = 4,
+    mount_from: Sequence[str] = (),
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> CopyResult:
     """Copy ``source`` to ``target``. A ``v1_source`` / ``v1_target`` session means that end speaks v1;
-    otherwise it is v2 through ``api``. See the module docstring for what each direction does."""
+    otherwise it is v2 through ``api``. See the module docstring for what each direction does.
+
+    A v2 target mounts blobs from the ``mount_from`` repositories of its registry (and, for a v2 source on the
+    same registry, from the source repository) and uploads the others in one ``PUT`` up to ``chunk_size`` bytes,
+    in ``PATCH`` chunks of that size above it (None: always one ``PUT``).
+    """
     progress = progress or NullProgress()
     started = time.monotonic()
     tally = _Tally()
     digest: Digest | None = None
     image_id: str | None = None
+    if v1_target is not None and target.digest is not None:
+        raise UsageError(f"{target}: registry v1 has no manifest digests; name the target by tag")
+    # Mounting from the source repository is worth a try only when it holds v2 blobs on the target's registry.
+    inferred = v1_source is None and source.registry == target.registry and source.repository not in mount_from
+    mounts = (*mount_from, *((source.repository,) if inferred else ()))
+    uploads = _Uploads(
+        api,
+        target,
+        progress=progress,
+        tally=tally,
+        chunk_size=chunk_size,
+        mount_from=mounts,
+        explicit=len(mount_from),
+    )
     if v1_source is None and v1_target is None:
-        digest = await _v2_to_v2(api, source, target, progress, jobs, tally)
+        digest = await _v2_to_v2(api, source, target, uploads, platform, jobs)
     elif v1_source is None and v1_target is not None:
         image_id = await _v2_to_v1(api, source, target, v1_target, platform, progress, tally)
     elif v1_source is not None and v1_target is None:
-        digest, image_id = await _v1_to_v2(api, source, target, v1_source, progress, tally)
+        digest, image_id = await _v1_to_v2(api, source, target, v1_source, uploads)
     else:
         assert v1_source is not None and v1_target is not None
         image_id = await _v1_to_v1(source, target, v1_source, v1_target, progress, tally)
@@ -430,4 +611,5 @@ async def copy_image(
         blobs_skipped=tally.skipped,
         bytes_copied=tally.bytes,
         seconds=time.monotonic() - started,
+        blobs_mounted=tally.mounted,
     )

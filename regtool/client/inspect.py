@@ -46,7 +46,11 @@ async def _config(api: RegistryAPI, ref: Reference, manifest: Manifest) -> Image
 
 
 async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform | None = None) -> InspectResult:
-    """Describe ``ref``; for an index, the entry for ``platform`` (default: the host's) is described too."""
+    """Describe ``ref``; for an index, the entry for ``platform`` (default: the host's) is described too.
+
+    A ``platform`` the index has no entry for is a NotFoundError listing the available ones, as in a pull; without
+    ``platform``, an index lacking the host's platform is described alone.
+    """
     top = await api.get_manifest(ref)
     if top.kind == "schema1":
         raise UnsupportedProtocolError(f"{ref}: schema1 manifests cannot be inspected by regtool")
@@ -57,9 +61,12 @@ async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform 
         platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
         wanted = platform or host_platform()
         try:
+            # The selection a pull makes (v2pull), so a platform the index lacks fails alike, listing the others.
             entry = select_manifest(top.manifests, wanted, where=f"index {ref}")
         except NotFoundError:
-            # No entry for this platform: describe the index alone.
+            if platform is not None:
+                raise
+            # No entry for this machine's platform, and none was asked for: describe the index alone.
             image = None
         else:
             chosen = str(entry.platform)
