@@ -23,6 +23,9 @@ _regtool() {
             ;;
         catalog)
             case "$prev" in
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -30,16 +33,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --ca-cert|-u|--username) skip=1 ;;
+                    --retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -70,6 +79,9 @@ _regtool() {
                 -j|--jobs)
                     COMPREPLY=()
                     return ;;
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -83,16 +95,22 @@ _regtool() {
                 --dest-username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--ca-cert|-u|--username|--src-username|--dest-username) skip=1 ;;
+                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--retries|--ca-cert|-u|--username|--src-username|--dest-username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -108,6 +126,9 @@ _regtool() {
             ;;
         delete)
             case "$prev" in
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -115,16 +136,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --ca-cert|-u|--username) skip=1 ;;
+                    --retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -160,6 +187,9 @@ _regtool() {
                 --platform)
                     COMPREPLY=()
                     return ;;
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -167,16 +197,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--raw --platform --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--raw --platform --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --platform|--ca-cert|-u|--username) skip=1 ;;
+                    --platform|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -196,16 +232,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --ca-cert|-u|--username) skip=1 ;;
+                    --ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -245,16 +287,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --ca-cert|-u|--username) skip=1 ;;
+                    --ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -292,16 +340,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--ca-cert|-u|--username) skip=1 ;;
+                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -340,16 +394,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --mount-from|--chunk-size|--protocol|-j|--jobs|--retries|--ca-cert|-u|--username) skip=1 ;;
+                    --mount-from|--chunk-size|--protocol|-j|--jobs|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -432,6 +492,9 @@ _regtool() {
             ;;
         tags)
             case "$prev" in
+                --retries)
+                    COMPREPLY=()
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -439,16 +502,22 @@ _regtool() {
                 -u|--username)
                     COMPREPLY=()
                     return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --ca-cert|-u|--username) skip=1 ;;
+                    --retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac

@@ -2,7 +2,10 @@
 
 Normalisation follows the docker engine: a first component that has a ``.`` or a ``:`` or is
 ``localhost`` names the registry, otherwise the registry is ``docker.io``; on docker.io a one-component
-path means ``library/<name>``; without tag or digest the tag is ``latest``.
+path means ``library/<name>``; without tag or digest the tag is ``latest``. Host names are case-insensitive
+(RFC 4343), so the registry is kept lowercased: ``LOCALHOST:5000`` is the loopback host ``localhost:5000``, and
+credentials, probes and TLS settings keyed by registry find each other whatever case was typed. skopeo's
+``docker://`` transport prefix is accepted and dropped.
 
 >>> str(Reference.parse("busybox"))
 'docker.io/library/busybox:latest'
@@ -20,9 +23,19 @@ from regtool.digest import Digest
 from regtool.errors import InvalidDigest, InvalidReference
 from regtool.protocol.grammar import NAME_COMPONENT_RE, TAG_RE, is_valid_name
 
-__all__ = ["DEFAULT_REGISTRY", "Reference", "is_loopback_host", "registry_api_host", "split_host_port"]
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "DOCKER_TRANSPORT",
+    "Reference",
+    "is_loopback_host",
+    "parse_registry",
+    "registry_api_host",
+    "split_host_port",
+]
 
 DEFAULT_REGISTRY = "docker.io"
+# skopeo's (containers/image's) transport name for a registry: ``docker://host/repo:tag``.
+DOCKER_TRANSPORT = "docker://"
 _DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 _HOST_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -46,6 +59,7 @@ def split_host_port(registry: str) -> tuple[str, int | None]:
 def is_loopback_host(registry: str) -> bool:
     """True for localhost, 127.0.0.0/8 and ::1, where docker (and regtool) allow plain HTTP."""
     host, _ = split_host_port(registry)
+    host = host.lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -56,7 +70,28 @@ def is_loopback_host(registry: str) -> bool:
 
 def registry_api_host(registry: str) -> str:
     """The host to send API requests to: docker.io's API lives on registry-1.docker.io."""
-    return "registry-1.docker.io" if registry in _DOCKER_HUB_ALIASES else registry
+    return "registry-1.docker.io" if registry.lower() in _DOCKER_HUB_ALIASES else registry
+
+
+def _strip_transport(text: str) -> str:
+    return text[len(DOCKER_TRANSPORT) :] if text[: len(DOCKER_TRANSPORT)].lower() == DOCKER_TRANSPORT else text
+
+
+def parse_registry(text: str) -> str:
+    """A registry argument (``host[:port]``, optionally ``docker://``-prefixed), lowercased and validated.
+
+    A path after the host is refused rather than ignored: ``catalog host/team`` would otherwise ask a URL under
+    that path, or list the whole registry while looking as if it listed ``team``.
+    """
+    value = _strip_transport(text.strip()).rstrip("/")
+    if "/" in value:
+        path = value.partition("/")[2]
+        raise InvalidReference(f"expected a registry host[:port], got {text!r}: a registry takes no path ({path!r})")
+    registry = value.lower()
+    if not registry:
+        raise InvalidReference(f"expected a registry host[:port], got {text!r}")
+    _validate_registry(registry, text)
+    return DEFAULT_REGISTRY if registry in _DOCKER_HUB_ALIASES else registry
 
 
 def _validate_registry(registry: str, text: str) -> None:
@@ -81,7 +116,7 @@ class Reference:
         """Parse ``text``; raise InvalidReference naming the bad part. No network is touched."""
         if not text or len(text) > 512 or text != text.strip():
             raise InvalidReference(f"invalid image reference {text[:80]!r}")
-        rest = text
+        rest = _strip_transport(text)
         digest: Digest | None = None
         if "@" in rest:
             rest, _, digest_text = rest.partition("@")
@@ -97,8 +132,8 @@ class Reference:
             if not TAG_RE.match(tag):
                 raise InvalidReference(f"invalid tag {tag!r} in reference {text!r}")
         first, sep, remainder = rest.partition("/")
-        if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-            registry, path = first, remainder
+        if sep and ("." in first or ":" in first or first.lower() == "localhost" or first.startswith("[")):
+            registry, path = first.lower(), remainder
             _validate_registry(registry, text)
         else:
             registry, path = DEFAULT_REGISTRY, rest

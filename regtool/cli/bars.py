@@ -6,10 +6,12 @@ renderers, ``--quiet`` and ``--json`` do not need.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Progress as _RichBars
+from rich.table import Table
 from rich.text import Text
 
 from regtool.cli.progress import _event_text, _label, _Transfer
@@ -36,12 +39,62 @@ class _SpeedColumn(ProgressColumn):
         return Text("" if speed is None else f"{format_bytes(int(speed))}/s", style="progress.data.speed")
 
 
+class _FittingBars(_RichBars):
+    """rich's Progress, each line kept within the console's width by dropping columns rather than wrapping.
+
+    rich squeezes a grid wider than the terminal by wrapping and cutting cells, which garbles the byte counts on a
+    narrow terminal. Here the widest set of columns whose lines fit is used: all of them, then without the bar,
+    then without the speed, then without the ETA; in the last resort the label is shortened with an ellipsis. The
+    columns are the constructor's, in the order description, bar, sizes, speed, ETA.
+    """
+
+    def __init__(self, *columns: ProgressColumn, **kwargs: Any) -> None:
+        label, bar, sizes, speed, eta = columns
+        self._levels: list[tuple[ProgressColumn, ...]] = [
+            (label, bar, sizes, speed, eta),
+            (label, sizes, speed, eta),
+            (label, sizes, eta),
+            (label, sizes),
+        ]
+        super().__init__(*columns, **kwargs)
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        visible = [task for task in tasks if task.visible]
+        if not visible:  # also while rich's constructor makes its first, empty, display
+            return Table.grid()
+        width = self.console.width
+        for columns in self._levels:
+            rows = [[column(task) for column in columns] for task in visible]
+            widths = [max((self._width(row[i]) for row in rows), default=0) for i in range(len(columns))]
+            # The grid puts one space between columns.
+            room = width - sum(widths[1:]) - (len(columns) - 1)
+            if widths[0] <= room:
+                return _grid(columns, rows, label_width=None)
+        return _grid(columns, rows, label_width=max(1, room))
+
+    def _width(self, cell: RenderableType) -> int:
+        return Measurement.get(self.console, self.console.options, cell).maximum
+
+
+def _grid(columns: Sequence[ProgressColumn], rows: list[list[RenderableType]], *, label_width: int | None) -> Table:
+    """The grid rich's Progress would make, with no cell wrapping; a label longer than ``label_width`` is elided."""
+    table_columns = [column.get_table_column().copy() for column in columns]
+    for table_column in table_columns:
+        table_column.no_wrap = True
+    table_columns[0].overflow = "ellipsis"
+    table_columns[0].max_width = label_width
+    table = Table.grid(*table_columns, padding=(0, 1))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 class RichProgress:
     """Bars on a terminal: one per blob while it transfers, and a ``total`` bar with speed and ETA."""
 
     def __init__(self, console: Console) -> None:
         self._console = console
-        self._bars = _RichBars(
+        self._bars = _FittingBars(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=30),
             DownloadColumn(binary_units=True),

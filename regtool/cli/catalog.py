@@ -9,17 +9,23 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    Retries,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
 )
 from regtool.cli.render import render_lines
+from regtool.reference import parse_registry
 
 __all__ = ["catalog"]
 
@@ -29,6 +35,7 @@ def catalog(
     registry: Annotated[
         str, typer.Argument(metavar="REGISTRY", help="The registry's host[:port], e.g. localhost:5000.")
     ],
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
     plain_http: PlainHttp = False,
@@ -36,6 +43,8 @@ def catalog(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """List the repositories of REGISTRY, one per line (following the registry's pagination).
 
@@ -43,15 +52,22 @@ def catalog(
     """
     configure_logging(verbose)
 
-    async def main() -> list[str]:
+    async def main() -> tuple[str, list[str]]:
+        host = parse_registry(registry)
         connection = Connection.from_options(
-            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+            plain_http=plain_http,
+            insecure=insecure,
+            ca_cert=ca_cert,
+            username=username,
+            password_stdin=password_stdin,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        async with connection.client() as client:
-            return await client.catalog(registry)
+        async with connection.client(retries=retries) as client:
+            return host, await client.catalog(host)
 
-    names = run(main, json_lines=json_output)
+    host, names = run(main, json_lines=json_output)
     if json_output:
-        emit_json({"registry": registry, "repositories": names})
+        emit_json({"registry": host, "repositories": names})
     else:
         render_lines(stdout, names)

@@ -10,9 +10,12 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stderr, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     ChunkSize,
     Connection,
+    ConnectTimeout,
     Insecure,
     Jobs,
     JsonOutput,
@@ -21,6 +24,8 @@ from regtool.cli.options import (
     PlatformOption,
     ProtocolChoice,
     Quiet,
+    Retries,
+    Timeout,
     Username,
     Verbose,
     choose_platform,
@@ -155,6 +160,7 @@ def copy(
     mount_from: MountFrom = None,
     chunk_size: ChunkSize = None,
     jobs: Jobs = 8,
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -167,6 +173,8 @@ def copy(
     src_password_stdin: SrcPasswordStdin = False,
     dest_username: DestUsername = None,
     dest_password_stdin: DestPasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Copy an image from one registry to another, streaming each blob through, verified.
 
@@ -200,8 +208,10 @@ def copy(
                 ca_cert=ca_cert,
                 username=username,
                 password_stdin=password_stdin,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
             )
-            async with connection.client(progress=progress, jobs=jobs) as client:
+            async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                 return await client.copy(
                     source,
                     target,

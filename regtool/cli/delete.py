@@ -9,12 +9,17 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    Retries,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
@@ -31,6 +36,7 @@ def delete(
     image: Annotated[
         str, typer.Argument(metavar="IMAGE", help="[host[:port]/]path[:tag]\\[@digest] of the manifest to delete.")
     ],
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
     plain_http: PlainHttp = False,
@@ -38,6 +44,8 @@ def delete(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Delete the manifest IMAGE names (by tag or digest) from its registry.
 
@@ -51,9 +59,15 @@ def delete(
     async def main() -> tuple[Reference, Digest]:
         ref = Reference.parse(image)
         connection = Connection.from_options(
-            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+            plain_http=plain_http,
+            insecure=insecure,
+            ca_cert=ca_cert,
+            username=username,
+            password_stdin=password_stdin,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        async with connection.client() as client:
+        async with connection.client(retries=retries) as client:
             return ref, await client.delete(ref)
 
     ref, digest = run(main, json_lines=json_output)

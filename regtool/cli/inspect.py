@@ -9,13 +9,18 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_bytes, emit_json, run, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     JsonOutput,
     PasswordStdin,
     PlainHttp,
     PlatformOption,
+    Retries,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
@@ -37,6 +42,7 @@ def inspect(
         bool, typer.Option("--raw", help="Print the manifest's bytes exactly as the registry sent them.")
     ] = False,
     platform: PlatformOption = None,
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
     plain_http: PlainHttp = False,
@@ -44,6 +50,8 @@ def inspect(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Show what the registry holds for IMAGE, without downloading layers.
 
@@ -58,9 +66,15 @@ def inspect(
         ref = Reference.parse(image)
         wanted = None if platform is None else parse_platform(platform)
         connection = Connection.from_options(
-            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+            plain_http=plain_http,
+            insecure=insecure,
+            ca_cert=ca_cert,
+            username=username,
+            password_stdin=password_stdin,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        async with connection.client() as client:
+        async with connection.client(retries=retries) as client:
             if raw:
                 return (await client.manifest(ref)).raw
             return await client.inspect(ref, platform=wanted)

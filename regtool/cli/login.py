@@ -7,6 +7,7 @@ credential helper docker's config.json names for the registry (``credHelpers``/`
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import sys
@@ -17,12 +18,16 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
@@ -58,6 +63,8 @@ def login(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Check credentials against REGISTRY and store them the way docker does (config.json or its helper).
 
@@ -82,10 +89,12 @@ def login(
             ca_cert=ca_cert,
             username=None if prompt else username,
             password_stdin=password_stdin,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
         if connection.username is None or connection.password is None:
             user, password = _interactive_credentials(username)
-            connection = Connection(connection.plain_http, connection.insecure, connection.ca_cert, user, password)
+            connection = dataclasses.replace(connection, username=user, password=password)
         assert connection.username is not None and connection.password is not None
         async with connection.client() as client:
             await verify_login(client.api, host)

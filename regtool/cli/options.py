@@ -27,9 +27,12 @@ if TYPE_CHECKING:
     from regtool.client.progress import Progress
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
     "AllPlatforms",
     "CaCert",
     "ChunkSize",
+    "ConnectTimeout",
     "Connection",
     "Insecure",
     "Jobs",
@@ -42,6 +45,7 @@ __all__ = [
     "ProtocolOption",
     "Quiet",
     "Retries",
+    "Timeout",
     "Username",
     "Verbose",
     "choose_platform",
@@ -105,6 +109,8 @@ Verbose = Annotated[
         "-v",
         "--verbose",
         count=True,
+        # A counter takes no value: without this the help shows typer's "<int>" as if -v wanted one.
+        metavar="",
         help="Log what the library does on stderr (requests, retries); -vv adds HTTP internals.",
         rich_help_panel=_OUT,
         show_default=False,
@@ -146,6 +152,32 @@ Retries = Annotated[
         max=100,
         metavar="N",
         help="Retries of a failed request (connection errors, timeouts, 408/429/5xx), with backoff; 0 disables.",
+        rich_help_panel=_NET,
+    ),
+]
+
+# Seconds. A connection (TCP and TLS) to a registry that is up takes milliseconds; 10 s leaves room for a slow
+# network without hanging on a host that drops packets. 30 s of silence is far longer than any registry needs to
+# start answering or to send the next bytes of a body, yet short enough that a hung server fails in under a minute.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 30.0
+
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Give up on a request when the registry sends nothing for this long (an answer, or the next bytes of "
+        "a body); --retries then applies.",
+        rich_help_panel=_NET,
+    ),
+]
+ConnectTimeout = Annotated[
+    float,
+    typer.Option(
+        "--connect-timeout",
+        metavar="SECONDS",
+        help="Give up on connecting to a registry (TCP and TLS handshake) after this long.",
         rich_help_panel=_NET,
     ),
 ]
@@ -200,13 +232,15 @@ def _read_password_stdin() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """How to reach registries: TLS, plain HTTP, credentials. ``repr`` never shows the password."""
+    """How to reach registries: TLS, plain HTTP, credentials, timeouts. ``repr`` never shows the password."""
 
     plain_http: bool = False
     insecure: bool = False
     ca_cert: Path | None = None
     username: str | None = None
     password: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @classmethod
     def from_options(
@@ -217,8 +251,13 @@ class Connection:
         ca_cert: Path | None,
         username: str | None,
         password_stdin: bool,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> Connection:
         """Collect the connection options; the password from stdin or ``REGTOOL_PASSWORD``."""
+        for name, seconds in (("--timeout", timeout), ("--connect-timeout", connect_timeout)):
+            if not seconds > 0:
+                raise UsageError(f"{name} must be more than 0 seconds, got {seconds:g}")
         password: str | None = None
         if password_stdin:
             password = _read_password_stdin()
@@ -228,7 +267,7 @@ class Connection:
             raise UsageError("a password was given without a username (-u/--username or REGTOOL_USERNAME)")
         if username and password is None:
             raise UsageError(f"no password for user {username!r}: use --password-stdin or set REGTOOL_PASSWORD")
-        return cls(plain_http, insecure, ca_cert, username or None, password)
+        return cls(plain_http, insecure, ca_cert, username or None, password, timeout, connect_timeout)
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`regtool.client.Client`."""
@@ -238,6 +277,8 @@ class Connection:
             "ca_cert": self.ca_cert,
             "username": self.username,
             "password": self.password,
+            "timeout": self.timeout,
+            "connect_timeout": self.connect_timeout,
         }
 
     def client(
@@ -261,7 +302,8 @@ class Connection:
         password = None if self.password is None else "***"
         return (
             f"Connection(plain_http={self.plain_http}, insecure={self.insecure}, ca_cert={self.ca_cert}, "
-            f"username={self.username!r}, password={password!r})"
+            f"username={self.username!r}, password={password!r}, timeout={self.timeout}, "
+            f"connect_timeout={self.connect_timeout})"
         )
 
 

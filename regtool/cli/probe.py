@@ -9,17 +9,22 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, fail, run, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
 )
 from regtool.cli.render import render_probe
+from regtool.reference import parse_registry
 
 if TYPE_CHECKING:
     from regtool.client.results import ProbeResult
@@ -39,6 +44,8 @@ def probe(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Report which registry APIs (v2, v1, both or neither) answer at REGISTRY.
 
@@ -50,11 +57,18 @@ def probe(
     configure_logging(verbose)
 
     async def main() -> ProbeResult:
+        host = parse_registry(registry)
         connection = Connection.from_options(
-            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+            plain_http=plain_http,
+            insecure=insecure,
+            ca_cert=ca_cert,
+            username=username,
+            password_stdin=password_stdin,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
         async with connection.client() as client:
-            return await client.probe(registry)
+            return await client.probe(host)
 
     result = run(main, json_lines=json_output)
     if json_output:
@@ -62,4 +76,8 @@ def probe(
     else:
         render_probe(stdout, result)
     if not result.found:
-        fail(f"no registry API (v1 or v2) answered at {registry}", 7, json_lines=json_output)
+        message = f"no registry API (v1 or v2) answered at {result.registry}"
+        if result.scheme is None and result.evidence:
+            # Nothing answered over HTTP at all: the line says why (refused, timed out, TLS), not only stdout.
+            message += f" ({'; '.join(str(evidence) for evidence in result.evidence)})"
+        fail(message, 7, json_lines=json_output)

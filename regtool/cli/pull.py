@@ -1,7 +1,15 @@
-"""``regtool pull IMAGE [DEST]``: download an image into an OCI layout (a directory) or a docker-archive."""
+"""``regtool pull IMAGE [DEST]``: download an image into an OCI layout (a directory) or a docker-archive.
+
+DEST ``-`` writes the docker-archive to stdout, as ``docker save`` without ``-o`` does: the blobs are pulled and
+verified into a temporary directory first (a tar's layers must come in order, its blobs arrive concurrently), then
+the archive goes out in 1 MiB pieces.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,9 +19,12 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stderr, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     AllPlatforms,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     Jobs,
     JsonOutput,
@@ -24,18 +35,23 @@ from regtool.cli.options import (
     ProtocolOption,
     Quiet,
     Retries,
+    Timeout,
     Username,
     Verbose,
     choose_platform,
     configure_logging,
 )
 from regtool.cli.render import render_pull
+from regtool.errors import UsageError
 from regtool.reference import Reference
 
 if TYPE_CHECKING:
     from regtool.client.results import PullResult
 
-__all__ = ["FormatChoice", "default_dest", "pull", "pull_format"]
+__all__ = ["STDOUT_DEST", "FormatChoice", "default_dest", "pull", "pull_format"]
+
+# DEST that means standard output, as for ``docker save`` and tar.
+STDOUT_DEST = Path("-")
 
 
 class FormatChoice(StrEnum):
@@ -46,10 +62,10 @@ class FormatChoice(StrEnum):
 
 
 def pull_format(dest: Path | None, requested: FormatChoice | None) -> FormatChoice:
-    """``--format`` when given, else docker-archive for a DEST ending in ``.tar``, else oci."""
+    """``--format`` when given, else docker-archive for a DEST ending in ``.tar`` (or ``-``), else oci."""
     if requested is not None:
         return requested
-    if dest is not None and dest.suffix == ".tar":
+    if dest is not None and (dest.suffix == ".tar" or dest == STDOUT_DEST):
         return FormatChoice.docker_archive
     return FormatChoice.oci
 
@@ -60,6 +76,28 @@ def default_dest(ref: Reference, fmt: FormatChoice) -> Path:
     return Path(f"{name}.tar" if fmt is FormatChoice.docker_archive else name)
 
 
+def _stdout_staging(ref: Reference, fmt: FormatChoice, cleanup: contextlib.ExitStack) -> Path:
+    """Where the archive for DEST ``-`` is built: in a temporary directory that ``cleanup`` removes."""
+    if fmt is not FormatChoice.docker_archive:
+        raise UsageError("DEST - (stdout) takes a docker-archive; an OCI layout is a directory: name one")
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write a docker-archive to a terminal: redirect stdout, e.g. > app.tar")
+    import tempfile  # here: only DEST - needs it
+
+    staging = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="regtool-pull-")))
+    return staging / default_dest(ref, fmt).name
+
+
+def _send_to_stdout(archive: Path) -> None:
+    """The archive's bytes to stdout (a closed pipe ends the run quietly, see app.RegtoolGroup)."""
+    import shutil
+
+    sys.stdout.flush()
+    with archive.open("rb") as source:
+        shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
+    sys.stdout.buffer.flush()
+
+
 @app.command()
 def pull(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="[host[:port]/]path[:tag]\\[@digest].")],
@@ -67,8 +105,8 @@ def pull(
         Path | None,
         typer.Argument(
             metavar="DEST",
-            help="Where to write: a directory (OCI layout) or a .tar file (docker-archive). "
-            "Default: ./<repository's last component>.",
+            help="Where to write: a directory (OCI layout), a .tar file (docker-archive), or - for a "
+            "docker-archive on stdout. Default: ./<repository's last component>.",
             show_default=False,
         ),
     ] = None,
@@ -91,6 +129,7 @@ def pull(
             "--v1-jobs",
             min=1,
             max=64,
+            metavar="N",
             help="Over v1, download this many layers at once after the parent chain is known (docker >= 1.10 "
             "did so). Default 1: the faithful serial walk.",
         ),
@@ -104,6 +143,8 @@ def pull(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Download IMAGE into an OCI layout or a docker-archive, verifying every blob.
 
@@ -117,34 +158,49 @@ def pull(
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
 
     configure_logging(verbose)
-    with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
+    to_stdout = dest == STDOUT_DEST
+    # The temporary directory of DEST - lives until the archive has gone out.
+    with contextlib.ExitStack() as cleanup:
+        with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
 
-        async def main() -> PullResult:
-            ref = Reference.parse(image)
-            fmt = pull_format(dest, format)
-            target = dest if dest is not None else default_dest(ref, fmt)
-            wanted = choose_platform(platform, all_platforms)
-            connection = Connection.from_options(
-                plain_http=plain_http,
-                insecure=insecure,
-                ca_cert=ca_cert,
-                username=username,
-                password_stdin=password_stdin,
-            )
-            async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
-                return await client.pull(
-                    ref,
-                    target,
-                    format=fmt.value,
-                    platform=wanted,
-                    all_platforms=all_platforms,
-                    protocol=protocol.value,
-                    v1_jobs=v1_jobs,
+            async def main() -> PullResult:
+                ref = Reference.parse(image)
+                fmt = pull_format(dest, format)
+                if to_stdout:
+                    target = _stdout_staging(ref, fmt, cleanup)
+                else:
+                    target = dest if dest is not None else default_dest(ref, fmt)
+                wanted = choose_platform(platform, all_platforms)
+                connection = Connection.from_options(
+                    plain_http=plain_http,
+                    insecure=insecure,
+                    ca_cert=ca_cert,
+                    username=username,
+                    password_stdin=password_stdin,
+                    timeout=timeout,
+                    connect_timeout=connect_timeout,
                 )
+                async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
+                    return await client.pull(
+                        ref,
+                        target,
+                        format=fmt.value,
+                        platform=wanted,
+                        all_platforms=all_platforms,
+                        protocol=protocol.value,
+                        v1_jobs=v1_jobs,
+                    )
 
-        # The library ends with a "summary" progress event (a JSON line under --json).
-        result = run(main, json_lines=json_output)
-    if json_output:
+            # The library ends with a "summary" progress event (a JSON line under --json).
+            result = run(main, json_lines=json_output)
+        if to_stdout:
+            _send_to_stdout(Path(result.dest))
+            result = dataclasses.replace(result, dest="-")
+    if to_stdout:
+        # stdout carries the archive, so the result goes to stderr (under --json it was the "summary" event).
+        if not json_output:
+            render_pull(stderr, result)
+    elif json_output:
         emit_json(result.to_json())
     else:
         render_pull(stdout, result)

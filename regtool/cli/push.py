@@ -11,9 +11,12 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stderr, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     ChunkSize,
     Connection,
+    ConnectTimeout,
     Insecure,
     Jobs,
     JsonOutput,
@@ -23,6 +26,7 @@ from regtool.cli.options import (
     ProtocolOption,
     Quiet,
     Retries,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
@@ -92,6 +96,8 @@ def push(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Upload an OCI layout or a docker-archive to IMAGE, keeping its digests.
 
@@ -114,6 +120,8 @@ def push(
                 ca_cert=ca_cert,
                 username=username,
                 password_stdin=password_stdin,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
             )
             async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                 return await client.push(

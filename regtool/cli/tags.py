@@ -9,12 +9,17 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import emit_json, run, stdout
 from regtool.cli.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     CaCert,
     Connection,
+    ConnectTimeout,
     Insecure,
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    Retries,
+    Timeout,
     Username,
     Verbose,
     configure_logging,
@@ -31,6 +36,7 @@ def tags(
         str,
         typer.Argument(metavar="REPOSITORY", help="[host[:port]/]path without tag, e.g. localhost:5000/team/app."),
     ],
+    retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
     plain_http: PlainHttp = False,
@@ -38,6 +44,8 @@ def tags(
     ca_cert: CaCert = None,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """List the tags of REPOSITORY, one per line (following the registry's pagination).
 
@@ -48,9 +56,15 @@ def tags(
     async def main() -> tuple[Reference, list[str]]:
         ref = Reference.parse_repository(repository)
         connection = Connection.from_options(
-            plain_http=plain_http, insecure=insecure, ca_cert=ca_cert, username=username, password_stdin=password_stdin
+            plain_http=plain_http,
+            insecure=insecure,
+            ca_cert=ca_cert,
+            username=username,
+            password_stdin=password_stdin,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        async with connection.client() as client:
+        async with connection.client(retries=retries) as client:
             return ref, await client.tags(ref)
 
     ref, names = run(main, json_lines=json_output)

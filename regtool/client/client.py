@@ -51,7 +51,9 @@ class Client:
     registry, else ``REGTOOL_USERNAME``/``REGTOOL_PASSWORD``, else docker's config.json (``docker_config``, default
     ``$DOCKER_CONFIG/config.json``) and its credential helpers, looked up per registry when it asks for them;
     ``use_docker_config=False`` turns the last two off. ``jobs`` bounds concurrent blob transfers;
-    ``retries`` is how often an idempotent request is retried on connection errors and 408/429/5xx.
+    ``retries`` is how often an idempotent request is retried on connection errors, timeouts and 408/429/5xx.
+    ``connect_timeout`` (seconds) bounds each TCP connect and TLS handshake, ``timeout`` each wait for data (a
+    response, the next bytes of a body, room to send), for API calls and blob bodies alike.
     ``per_registry`` caps the blob transfers (connections) to one registry host at once, across everything this
     client moves (default: ``jobs``); ``split`` fetches a blob with at least ``split.threshold`` bytes to go over
     ``split.parts`` Range connections (None: always one stream).
@@ -67,7 +69,8 @@ class Client:
         password: str | None = None,
         jobs: int = 8,
         progress: Progress | None = None,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
         retries: int = 3,
         certs_d: Path | None = None,
         docker_config: Path | None = None,
@@ -79,6 +82,8 @@ class Client:
             raise UsageError(f"jobs must be at least 1, got {jobs}")
         if (username is None) != (password is None):
             raise UsageError("give both a username and a password, or neither")
+        if not (timeout > 0 and connect_timeout > 0):
+            raise UsageError(f"timeouts must be more than 0 seconds, got {timeout} and {connect_timeout}")
         self.plain_http = plain_http
         self.insecure = insecure
         self.jobs = jobs
@@ -94,6 +99,7 @@ class Client:
         self._http: httpx.AsyncClient | None = None
         self._ca_cert = ca_cert
         self._timeout = timeout
+        self._connect_timeout = connect_timeout
         self._retry = RetryPolicy(total=max(0, retries))
         self._probes: dict[str, ProbeResult] = {}
         self._api: RegistryAPI | None = None
@@ -106,9 +112,20 @@ class Client:
 
     async def __aenter__(self) -> Client:
         context = self._tls.default()
-        self._http = build_http_client(jobs=self.jobs, timeout=self._timeout, auth=self.auth, tls=self._tls)
+        self._http = build_http_client(
+            jobs=self.jobs,
+            timeout=self._timeout,
+            connect_timeout=self._connect_timeout,
+            auth=self.auth,
+            tls=self._tls,
+        )
         self.auth.bind(self._http)
-        self._fetcher = BlobFetcher(ssl_context=context, timeout=self._timeout, ssl_for=self._tls.for_host)
+        self._fetcher = BlobFetcher(
+            ssl_context=context,
+            timeout=self._timeout,
+            connect_timeout=self._connect_timeout,
+            ssl_for=self._tls.for_host,
+        )
         self._api = RegistryAPI(
             self._http,
             retry=self._retry,
@@ -187,19 +204,21 @@ class Client:
         ref: Reference,
         dest: Path,
         *,
-        format: str = "oci",
+        format: str | None = None,
         platform: Platform | None = None,
         all_platforms: bool = False,
         protocol: str = "auto",
         v1_jobs: int = 1,
     ) -> PullResult:
-        """Pull ``ref`` into ``dest``: an OCI layout directory (default) or a docker-archive tarball
-        (``format="docker-archive"`` or a ``.tar`` destination). For an index, ``platform`` (default: this
+        """Pull ``ref`` into ``dest``: an OCI layout directory (``format="oci"``) or a docker-archive tarball
+        (``format="docker-archive"``); without ``format``, a tarball when ``dest`` ends in ``.tar``, else a layout.
+        An explicit ``format`` wins over the name: ``"oci"`` with ``app.tar`` is a directory named ``app.tar``.
+        For an index, ``platform`` (default: this
         machine's) picks one image, or ``all_platforms`` keeps them all (OCI layout only). Over v1 the layers
         come one after another (the engine's serial walk) unless ``v1_jobs`` > 1."""
         dest = Path(dest)
-        if format == "oci" and dest.suffix == ".tar":
-            format = "docker-archive"
+        if format is None:
+            format = "docker-archive" if dest.suffix == ".tar" else "oci"
         if format == "docker-archive" and dest.is_dir():
             raise UsageError(f"cannot write a docker-archive to {dest}: it is a directory")
         chosen = await self._protocol_for(ref.registry, protocol)

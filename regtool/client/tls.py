@@ -133,7 +133,9 @@ class TLSContexts:
 
 class _Warming(threading.Thread):
     def __init__(self) -> None:
-        super().__init__(name="regtool-tls-warm-up", daemon=True)
+        # Not a daemon: a run that ends quickly (a usage error) has the interpreter wait for the CA load at exit,
+        # instead of finalizing (and OpenSSL cleaning up) under it, which crashed with SIGSEGV.
+        super().__init__(name="regtool-tls-warm-up", daemon=False)
         self.context: ssl.SSLContext | None = None
 
     def run(self) -> None:

@@ -128,7 +128,8 @@ class _PerHostTLSTransport(httpx.AsyncBaseTransport):
 def build_http_client(
     *,
     jobs: int = 8,
-    timeout: float = 60.0,
+    timeout: float = 30.0,
+    connect_timeout: float = 10.0,
     insecure: bool = False,
     ca_cert: Path | None = None,
     auth: httpx.Auth | None = None,
@@ -136,6 +137,9 @@ def build_http_client(
     tls: TLSContexts | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient with limits for ``jobs`` concurrent transfers, timeouts and the TLS settings.
+
+    ``connect_timeout`` bounds the TCP connect and TLS handshake; ``timeout`` each read and write (a registry
+    silent for that long fails the attempt, whatever the total time) and the wait for a pooled connection.
 
     With ``tls`` each host gets its own SSL context (``tls.for_host``); else every host uses ``ssl_context``.
     """
@@ -162,7 +166,7 @@ def build_http_client(
     return httpx.AsyncClient(
         auth=auth,
         transport=transport,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
         trust_env=False,
@@ -185,9 +189,26 @@ def redact_url(url: str | httpx.URL) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
+def _timeout_text(exc: httpx.TimeoutException) -> str:
+    """Which timeout expired and its value (the request carries httpx's timeouts), e.g. ``read timeout 30 s``."""
+    phase = {
+        httpx.ConnectTimeout: "connect",
+        httpx.ReadTimeout: "read",
+        httpx.WriteTimeout: "write",
+        httpx.PoolTimeout: "pool",
+    }.get(type(exc))
+    try:
+        seconds = exc.request.extensions.get("timeout", {}).get(phase) if phase else None
+    except RuntimeError:  # no request attached
+        seconds = None
+    if phase is None or seconds is None:
+        return "timed out"
+    return f"timed out ({phase} timeout {seconds:g} s)"
+
+
 def _describe(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.TimeoutException):
-        kind = "timed out"
+        return _timeout_text(exc)
     elif isinstance(exc, httpx.ConnectError):
         kind = "cannot connect"
     elif isinstance(exc, httpx.RemoteProtocolError):

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import IO, Any
 
 __all__ = [
     "Reply",
     "Scripted",
     "assert_user_error",
+    "hanging_server",
     "in_process",
     "regtool",
+    "regtool_bytes",
     "scripted_server",
     "start_regtool",
 ]
@@ -90,6 +94,46 @@ def regtool(
         env=_env(env),
         check=False,
     )
+
+
+def regtool_bytes(*args: str, cwd: Path, stdout: int | IO[bytes] = subprocess.PIPE) -> subprocess.CompletedProcess[Any]:
+    """:func:`regtool` with stdout as given (a pipe, a file descriptor) and kept as bytes; stderr is decoded."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "regtool", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=120,
+        env=_env(None),
+        check=False,
+    )
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, proc.stderr.decode())
+
+
+@contextmanager
+def hanging_server() -> Iterator[str]:
+    """``127.0.0.1:PORT`` of a socket that accepts connections and never answers (nor closes them)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with suppress(TimeoutError, OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:

@@ -62,6 +62,8 @@ def test_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "ca_cert": Path("/etc/ssl/ca.pem"),
         "username": None,
         "password": None,
+        "timeout": 30.0,
+        "connect_timeout": 10.0,
     }
 
 
