@@ -8,6 +8,7 @@ A traceback means a bug in regtool.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -187,6 +188,9 @@ def handle_errors(*, json_lines: bool = False) -> Iterator[None]:
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         report(f"{exc.strerror}: {exc.filename}", 2)
     except OSError as exc:
+        if exc.errno == errno.EROFS:
+            # A read-only file system is a path the user cannot write to, as a permission error is: both exit 2.
+            report(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc), 2)
         where = f": {exc.filename}" if exc.filename else ""
         report(f"{exc.strerror or exc}{where}", 1)
 

@@ -31,7 +31,7 @@ import httpx
 from regtool.client.blobfetch import BodyBroken, FetchCancelled, HTTPStatusError, ResponseHead
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
-from regtool.client.registry_api import RegistryAPI, error_for_response
+from regtool.client.registry_api import RegistryAPI
 from regtool.client.tasks import first_error
 from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError
@@ -72,49 +72,66 @@ class BlobDownloader:
         box = _Box(writer)
         if writer.offset:
             self.progress.advance(key, writer.offset)
+        # A partial left by an earlier run may itself be damaged (a crash, a disk error): when the finished blob
+        # does not verify after a resume, it is fetched once more from byte 0 before the registry is blamed.
+        resumed_from = writer.offset
         transferred = 0
-        attempt = 0
         reauthenticated = False
         try:
-            transferred += await self._split(url, desc, box, key)
             while True:
+                transferred += await self._split(url, desc, box, key)
+                attempt = 0
+                while True:
+                    try:
+                        async with self.api.host_slot(url):
+                            transferred += await self._attempt(url, desc, store, box, key)
+                        break
+                    except _Broken as broken:
+                        transferred += broken.received
+                        if self.api.retry.exhausted(attempt):
+                            # faults (issue 6): a network failure, not bad content: the partial stays for a resume.
+                            raise TransportError(
+                                f"blob {desc.digest}: body cut short from {redact_url(url)} "
+                                f"({box.writer.offset} of {desc.size} bytes): {broken.reason}; "
+                                "the bytes received are kept, run the command again to resume"
+                            ) from None
+                        await self._pause(url, attempt, self.api.retry.backoff(attempt), broken.reason)
+                    except HTTPStatusError as exc:
+                        status = exc.head.status
+                        if status == 401 and not reauthenticated and self.api.auth is not None:
+                            # Let the async auth flow get a token for this scope; the thread then uses the cache.
+                            await self.api.send("HEAD", url, what=f"blob {desc.digest}")
+                            reauthenticated = True
+                            continue
+                        if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
+                            raise _status_error(self.api, exc, f"blob {desc.digest}") from None
+                        delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
+                        await self._pause(url, attempt, delay, f"HTTP {status}")
+                    except OSError as exc:
+                        if self.api.retry.exhausted(attempt):
+                            raise TransportError(
+                                f"GET {redact_url(url)}: {exc}; the bytes received are kept, "
+                                "run the command again to resume"
+                            ) from None
+                        await self._pause(url, attempt, self.api.retry.backoff(attempt), str(exc) or type(exc).__name__)
+                    attempt += 1
                 try:
-                    async with self.api.host_slot(url):
-                        transferred += await self._attempt(url, desc, store, box, key)
+                    await anyio.to_thread.run_sync(box.writer.commit)
                     break
-                except _Broken as broken:
-                    transferred += broken.received
-                    if self.api.retry.exhausted(attempt):
-                        # faults (issue 6): a network failure, not bad content: the partial stays for a resume.
-                        raise TransportError(
-                            f"blob {desc.digest}: body cut short from {redact_url(url)} "
-                            f"({box.writer.offset} of {desc.size} bytes): {broken.reason}; "
-                            "the bytes received are kept, run the command again to resume"
-                        ) from None
-                    await self._pause(url, attempt, self.api.retry.backoff(attempt), broken.reason)
-                except HTTPStatusError as exc:
-                    status = exc.head.status
-                    if status == 401 and not reauthenticated and self.api.auth is not None:
-                        # Let the async auth flow get a token for this scope; the thread then uses the cache.
-                        await self.api.send("HEAD", url, what=f"blob {desc.digest}")
-                        reauthenticated = True
-                        continue
-                    if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
-                        raise _status_error(exc, f"blob {desc.digest}") from None
-                    delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
-                    await self._pause(url, attempt, delay, f"HTTP {status}")
-                except OSError as exc:
-                    if self.api.retry.exhausted(attempt):
-                        raise TransportError(
-                            f"GET {redact_url(url)}: {exc}; the bytes received are kept, "
-                            "run the command again to resume"
-                        ) from None
-                    await self._pause(url, attempt, self.api.retry.backoff(attempt), str(exc) or type(exc).__name__)
-                attempt += 1
-            try:
-                await anyio.to_thread.run_sync(box.writer.commit)
-            except IntegrityError as exc:
-                raise IntegrityError(f"{exc} (from {redact_url(url)})") from None
+                except IntegrityError as exc:
+                    if not resumed_from:
+                        raise IntegrityError(f"{exc} (from {redact_url(url)})") from None
+                    self.api.retry_log.record(
+                        f"GET {redact_url(url)} from byte 0",
+                        attempt=1,
+                        delay=0.0,
+                        reason=f"the blob resumed from a local partial of {resumed_from} bytes did not verify",
+                        of=2,
+                    )
+                    resumed_from = 0
+                    box.writer = await anyio.to_thread.run_sync(
+                        lambda: store.open_writer(desc.digest, desc.size, resume=False)
+                    )
         except BaseException as exc:
             integrity = isinstance(exc, IntegrityError)
             with anyio.CancelScope(shield=True):
@@ -358,11 +375,11 @@ class _Broken(Exception):
         self.reason = reason
 
 
-def _status_error(exc: HTTPStatusError, what: str) -> Exception:
+def _status_error(api: RegistryAPI, exc: HTTPStatusError, what: str) -> Exception:
     response = httpx.Response(
         exc.head.status,
         headers=exc.head.headers,
         content=exc.body,
         request=httpx.Request("GET", exc.head.url),
     )
-    return error_for_response(response, what, exc.body)
+    return api.error_for(response, what, exc.body)

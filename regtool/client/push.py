@@ -39,8 +39,8 @@ import anyio.to_thread
 import httpx
 
 from regtool.client.blobfetch import FetchCancelled, ResponseHead, SourceTruncated
-from regtool.client.progress import NullProgress, Progress
-from regtool.client.registry_api import RegistryAPI, error_for_response
+from regtool.client.progress import NullProgress, Progress, report_image
+from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PushResult
 from regtool.client.resume import UploadClaim, UploadStateStore, parse_upload_range
 from regtool.client.retry import RetryBudget
@@ -204,6 +204,8 @@ class V2Pusher:
 
             children = await index_tree(root, local, where=src.description)
         images = [m for m in (*children, root) if m.kind == "image"]
+        for image in images:
+            report_image(self.progress, image)
         blobs: dict[Digest, Descriptor] = {}
         for image in images:
             for desc in (image.config, *image.layers):
@@ -599,7 +601,7 @@ class V2Pusher:
             head.status, headers=head.headers, content=body, request=httpx.Request(method, head.url)
         )
         if head.status not in expect:
-            raise error_for_response(response, what, body)
+            raise self.api.error_for(response, what, body)
         return response
 
     def _reader(

@@ -38,7 +38,7 @@ import httpx
 
 from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, HTTPStatusError, ResponseHead
 from regtool.client.progress import Progress
-from regtool.client.registry_api import RegistryAPI, error_for_response
+from regtool.client.registry_api import RegistryAPI
 from regtool.client.tasks import first_error
 from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError, UsageError
@@ -270,7 +270,7 @@ class SplitDownload:
                 status = exc.head.status
                 if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
                     response = _response_of(exc)
-                    raise error_for_response(response, f"blob {self.desc.digest}", exc.body) from None
+                    raise self.api.error_for(response, f"blob {self.desc.digest}", exc.body) from None
                 reason = f"HTTP {status}"
                 delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
             except OSError as exc:

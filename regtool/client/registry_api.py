@@ -7,6 +7,11 @@ into regtool errors with the registry's error envelope decoded into the message:
 - 404, or the codes NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN      -> NotFoundError
 - 401 / 403                                                            -> AuthError
 - the code DIGEST_INVALID (the bytes it got do not hash to the digest)   -> IntegrityError
+
+``RegistryAPI.error_for`` adds what only the API knows: a 401 says where credentials were looked for and how to
+log in, and a 404 from a host whose ``GET /v2/`` did not answer like a registry (no 200/401/403, no
+``Docker-Distribution-API-Version``) is UnsupportedProtocolError: a web server that is no registry is exit 7 for
+every command, not a "not found".
 - anything else unexpected                                             -> RegistryError (status, codes)
 """
 
@@ -33,6 +38,7 @@ from regtool.errors import (
     RegistryError,
     RegtoolError,
     TransportError,
+    UnsupportedProtocolError,
 )
 from regtool.manifest import Manifest, ManifestError, parse_manifest
 from regtool.protocol import mediatypes as mt
@@ -93,6 +99,8 @@ class RegistryAPI:
         self.insecure = insecure
         self._bases: dict[str, str] = {}
         self._base_locks: dict[str, anyio.Lock] = {}
+        # Bases whose GET /v2/ did not look like a registry's, with the status it answered.
+        self._not_v2: dict[str, int] = {}
 
     # -- where a registry lives ---------------------------------------------------------------------------
 
@@ -121,9 +129,42 @@ class RegistryAPI:
                     failures.append(str(exc))
                     continue
                 await response.aclose()
+                if response.status_code not in {200, 401, 403} and v2.API_VERSION_HEADER not in response.headers:
+                    self._not_v2[base] = response.status_code
                 self._bases[registry] = base
                 return base
             raise TransportError(f"registry {registry} unreachable: " + "; ".join(failures))
+
+    def error_for(self, response: httpx.Response, what: str, body: bytes = b"") -> RegtoolError:
+        """``error_for_response``, plus a login hint on a 401 and exit 7 for a 404 from a host that is no registry."""
+        error = error_for_response(response, what, body)
+        url = response.request.url
+        if isinstance(error, NotFoundError) and url.path.startswith("/v2/"):
+            base = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+            status = self._not_v2.get(base)
+            if status is not None:
+                return UnsupportedProtocolError(
+                    f"{what}: {url.netloc.decode('ascii', 'replace')} is no registry v2: GET {base}/v2/ answered "
+                    f"HTTP {status} without the registry API header (and {redact_url(url)} HTTP {response.status_code})"
+                )
+        if isinstance(error, AuthError) and response.status_code == 401:
+            return AuthError(f"{error}; {self._login_hint(url.netloc.decode('ascii', 'replace'))}")
+        return error
+
+    def _login_hint(self, host: str) -> str:
+        credentials = None
+        if self.auth is not None:
+            try:
+                credentials = self.auth.credentials_for(host)
+            except RegtoolError:
+                credentials = None
+        if credentials is not None:
+            origin = "given" if credentials.source == "explicit" else f"from {credentials.source}"
+            return f"the credentials {origin} for {host} were refused: check them, or run `regtool login {host}`"
+        return (
+            f"no credentials for {host} (looked at --username, REGTOOL_USERNAME/REGTOOL_PASSWORD, docker's "
+            f"config.json and its credential helpers): run `regtool login {host}`"
+        )
 
     def host_slot(self, url: str) -> contextlib.AbstractAsyncContextManager[object]:
         """Hold one of the ``per_host`` transfer slots of ``url``'s host while a body moves (a no-op without a cap)."""
@@ -205,7 +246,7 @@ class RegistryAPI:
                     body = await _read_limited(response, _ERROR_BODY_LIMIT)
                 finally:
                     await response.aclose()
-                raise error_for_response(response, what, body)
+                raise self.error_for(response, what, body)
             if not stream:
                 try:
                     with mapped_errors(method, url):
@@ -261,7 +302,7 @@ class RegistryAPI:
             if response.status_code not in accepted:
                 error_body = await _read_limited(response, _ERROR_BODY_LIMIT)
                 await response.aclose()
-                raise error_for_response(response, what, error_body)
+                raise self.error_for(response, what, error_body)
             try:
                 with mapped_errors(method, current):
                     await response.aread()

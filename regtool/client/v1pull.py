@@ -203,9 +203,14 @@ async def download_layer(
             raise IntegrityError(
                 f"v1 layer {image_id} from {where}: payload checksum mismatch: registry says {expected}, got {actual}"
             )
-        descriptor, diff_id = await anyio.to_thread.run_sync(
-            _finish_layer, store, tmp, blob.digest(), blob.size, image_id
-        )
+        try:
+            descriptor, diff_id = await anyio.to_thread.run_sync(
+                _finish_layer, store, tmp, blob.digest(), blob.size, image_id
+            )
+        except ImageFormatError as exc:
+            # What the registry sent (and its checksum, when it had one) is no readable layer: bad content from
+            # the registry, an integrity failure, not a problem with the user's input.
+            raise IntegrityError(f"{exc} (from {where})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         progress.finish(key, status="failed")

@@ -11,14 +11,17 @@
 
 A docker-archive is pulled into a temporary layout next to the destination and then written by
 ``write_docker_archive``. Any integrity failure raises IntegrityError naming the blob and the registry URL;
-nothing of that blob remains in the destination.
+nothing of that blob remains in the destination. A pull into a new layout that fails for any reason but the
+network (or Ctrl-C) removes what it created; the partial downloads of other blobs stay for a resume, and the
+error says so. A destination that cannot be written is a UsageError naming it (not the temporary directory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +29,14 @@ import anyio
 import anyio.to_thread
 
 from regtool.client.blobdownload import BlobDownloader
-from regtool.client.progress import NullProgress, Progress
+from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.rangefetch import SplitPolicy
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, RegtoolError, TransportError, UnsupportedProtocolError, UsageError
+from regtool.image.blobstore import STAGING_DIR
 from regtool.image.docker_archive import write_docker_archive
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Manifest, Platform, index_tree
@@ -96,24 +100,41 @@ class V2Puller:
         if format == "docker-archive" and all_platforms:
             raise UsageError("a docker-archive holds one image: use --platform instead of --all-platforms")
         plan = await self.plan(ref, platform=platform, all_platforms=all_platforms)
+        for image in plan.images:
+            report_image(self.progress, image)
         tally = _Tally()
         if format == "oci":
-            layout = OciLayout.open(dest, create=True)
-            await self._fill(ref, layout, plan, tally)
+            created = _is_new(dest)
+            with _writable(dest):
+                layout = OciLayout.open(dest, create=True)
+            try:
+                await self._fill(ref, layout, plan, tally)
+            except BaseException as exc:
+                if created and isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
+                    with anyio.CancelScope(shield=True):
+                        kept = await anyio.to_thread.run_sync(_undo_new_layout, dest)
+                    if kept:
+                        raise type(exc)(
+                            f"{exc}; the partial downloads of {kept} other blob(s) are kept in {dest} "
+                            "for a resume: run the command again"
+                        ) from None
+                raise
         else:
             if plan.entry.kind != "image":
                 raise UsageError(f"{ref}: a docker-archive holds one image, got {plan.entry.kind}")
             work = dest.parent / f".{dest.name}.regtool-pull"
-            work.parent.mkdir(parents=True, exist_ok=True)
-            try:
+            with _writable(dest):
+                work.parent.mkdir(parents=True, exist_ok=True)
                 layout = OciLayout.open(work, create=True)
+            try:
                 await self._fill(ref, layout, plan, tally)
                 assert plan.entry.config is not None
                 config = layout.read_blob(plan.entry.config.digest)
                 tag = f"{ref.repository_ref}:{ref.tag}" if ref.tag else ref.repository_ref
-                await anyio.to_thread.run_sync(
-                    lambda: write_docker_archive(layout, plan.entry, config, [tag] if ref.tag else [], dest)
-                )
+                with _writable(dest):
+                    await anyio.to_thread.run_sync(
+                        lambda: write_docker_archive(layout, plan.entry, config, [tag] if ref.tag else [], dest)
+                    )
             except BaseException as exc:
                 # faults (issue 6): an interrupted or network-failed pull keeps its work layout (and the partial
                 # blobs in its staging area) so the next pull to the same tarball resumes; other failures clean up.
@@ -204,3 +225,40 @@ class V2Puller:
             store.tidy()
         image_name = str(ref.with_tag(ref.tag)) if ref.tag else str(ref)
         layout.add_manifest(plan.entry.descriptor(), ref_name=ref.tag, image_name=image_name)
+
+
+@contextlib.contextmanager
+def _writable(dest: Path) -> Iterator[None]:
+    """OS errors of making the destination (or its work directory beside it) -> UsageError naming ``dest``."""
+    try:
+        yield
+    except OSError as exc:
+        raise UsageError(f"cannot write to {dest}: {exc.strerror or exc}") from None
+
+
+def _is_new(dest: Path) -> bool:
+    """True when ``dest`` is absent, or holds nothing but a staging area an earlier failed pull left."""
+    if not dest.exists():
+        return True
+    try:
+        return dest.is_dir() and all(child.name == STAGING_DIR for child in dest.iterdir())
+    except OSError:
+        return False
+
+
+def _undo_new_layout(dest: Path) -> int:
+    """Remove what a failed pull into the new layout ``dest`` created but the partials of its staging area;
+    returns how many partials stay (none: ``dest`` is gone)."""
+    staging = dest / STAGING_DIR
+    partials = sorted(staging.glob("*.partial")) if staging.is_dir() else []
+    if not partials:
+        shutil.rmtree(dest, ignore_errors=True)
+        return 0
+    for child in dest.iterdir():
+        if child.name == STAGING_DIR:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    return len(partials)
