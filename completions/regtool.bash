@@ -484,9 +484,12 @@ _regtool() {
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
                     return ;;
+                --web-prefix)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix -h --help" -- "$cur"))
                 return
             fi
             ;;

@@ -158,6 +158,8 @@ complete -c regtool -n '__fish_seen_subcommand_from serve' -l token-key -r -F -d
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l token-cert -r -F -d 'PEM certificate of --token-key (for verifiers).'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l tls-cert -r -F -d 'Serve HTTPS with this PEM certificate chain.'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -l tls-key -r -F -d 'PEM key of --tls-cert.'
+complete -c regtool -n '__fish_seen_subcommand_from serve' -l no-web -d 'No web pages for browsers (at / by default).'
+complete -c regtool -n '__fish_seen_subcommand_from serve' -l web-prefix -x -d 'Serve the web pages under PATH (e.g. /ui), not /.'
 complete -c regtool -n '__fish_seen_subcommand_from serve' -s h -l help -d 'Show this message and exit.'
 complete -c regtool -n '__fish_seen_subcommand_from tags' -l retries -x -d 'Retries of a failed request (connection errors, timeouts, 408/429/5xx), with backoff; 0 disables.'
 complete -c regtool -n '__fish_seen_subcommand_from tags' -l json -d 'Print the result as JSON on stdout; progress becomes JSON-lines events on stderr.'

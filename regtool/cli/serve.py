@@ -84,6 +84,10 @@ def serve(
         Path | None, typer.Option("--tls-cert", metavar="FILE", help="Serve HTTPS with this PEM certificate chain.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="PEM key of --tls-cert.")] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="No web pages for browsers (at / by default).")] = False,
+    web_prefix: Annotated[
+        str, typer.Option("--web-prefix", metavar="PATH", help="Serve the web pages under PATH (e.g. /ui), not /.")
+    ] = "",
 ) -> None:
     """Run a registry speaking v2 / OCI distribution (and v1) until interrupted."""
     from regtool.errors import UsageError
@@ -123,6 +127,8 @@ def serve(
             token_cert=token_cert,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            web=not no_web,
+            web_prefix=web_prefix,
         )
         if tls_cert is not None and tls_key is not None:
             check_tls_files(tls_cert, tls_key)

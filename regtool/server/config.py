@@ -88,6 +88,9 @@ class ServerConfig:
     token_cert: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The web view (regtool/server/web/): HTML pages for browsers at ``web_prefix`` (empty: at ``/``).
+    web: bool = True
+    web_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
@@ -112,3 +115,11 @@ class ServerConfig:
             raise UsageError("token auth needs users (an htpasswd file) unless anonymous pull is allowed")
         if self.token_ttl < 60:
             raise UsageError("token_ttl must be at least 60 seconds")
+        parts = self.web_prefix.split("/")
+        if self.web_prefix and (
+            parts[0]
+            or not all(part and all(c.isascii() and (c.isalnum() or c in "._~-") for c in part) for part in parts[1:])
+            or parts[1] in {"v1", "v2", "token", "_ping"}
+        ):
+            # The pages must never shadow the registry APIs or the token endpoint.
+            raise UsageError(f"web prefix {self.web_prefix!r} must look like /ui and not be under /v1, /v2 or /token")

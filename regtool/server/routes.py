@@ -1,4 +1,4 @@
-"""The route tables: v2 built from ``protocol.v2.ROUTES``, v1 appended when enabled.
+"""The route tables: v2 built from ``protocol.v2.ROUTES``, v1 and the web view's pages appended when enabled.
 
 Repository names contain ``/``, so ``{name}`` uses Starlette's ``path`` converter (``.*``) and the fixed suffix
 (``/manifests/<ref>``, ``/blobs/<digest>``, ...) anchors the match at the right end (protocols.md §4.1). The
@@ -79,4 +79,9 @@ def build_routes(config: ServerConfig) -> list[BaseRoute]:
         routes += v2_routes()
     if config.enable_v1:
         routes += v1_routes()
+    if config.web:
+        # After the APIs: the pages live at /, /repo/..., /-/... (or under web_prefix) and never match /v1, /v2.
+        from regtool.server.web import web_routes
+
+        routes += web_routes(config)
     return routes

@@ -75,16 +75,35 @@ def check_rights(
 
 
 class BasicController:
-    """``AccessController`` for ``serve --htpasswd FILE`` (without ``--token-auth``)."""
+    """``AccessController`` for ``serve --htpasswd FILE`` (without ``--token-auth``).
 
-    def __init__(self, htpasswd: Htpasswd, realm: str = "regtool", policy: AccessPolicy | None = None) -> None:
+    Without ``htpasswd`` nobody can authenticate and only what the policy gives anonymous clients is allowed (the
+    web view of a token-auth registry that has no users).
+    """
+
+    def __init__(self, htpasswd: Htpasswd | None, realm: str = "regtool", policy: AccessPolicy | None = None) -> None:
         self.htpasswd = htpasswd
         self.realm = realm
         self.policy = policy or AccessPolicy()
 
+    async def user(self, request: Request) -> str | None:
+        """The user of the request's valid Basic credentials, else None."""
+        return await authenticate_basic(self.htpasswd, request) if self.htpasswd is not None else None
+
     async def authorize(self, request: Request, accesses: list[Access]) -> None:
-        user = await authenticate_basic(self.htpasswd, request)
-        check_rights(self.policy, request, user, accesses, realm=self.realm)
+        check_rights(self.policy, request, await self.user(request), accesses, realm=self.realm)
+
+    async def permitted(self, request: Request, accesses: list[Access]) -> list[Access]:
+        """The accesses ``authorize`` would let through one by one, with one password check for them all."""
+        user = await self.user(request)
+        kept: list[Access] = []
+        for access in accesses:
+            try:
+                check_rights(self.policy, request, user, [access], realm=self.realm)
+            except ApiError:
+                continue
+            kept.append(access)
+        return kept
 
 
 def _quote(value: str) -> str:

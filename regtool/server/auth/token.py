@@ -37,7 +37,7 @@ from starlette.responses import Response
 
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.auth.base import Access
-from regtool.server.auth.basic import authenticate_basic, basic_credentials, check_rights
+from regtool.server.auth.basic import BasicController, authenticate_basic, basic_credentials
 from regtool.server.auth.htpasswd import Htpasswd
 from regtool.server.auth.jwt import InvalidToken, SigningKey
 from regtool.server.auth.policy import AccessPolicy
@@ -363,10 +363,42 @@ def _json(body: dict[str, Any]) -> Response:
 
 
 class TokenController:
-    """``AccessController`` for ``serve --token-auth``."""
+    """``AccessController`` for ``serve --token-auth``.
+
+    ``basic`` checks Basic credentials against the same users and policy as the token endpoint, for clients that
+    cannot fetch tokens: v1 clients, and browsers on the web view.
+    """
 
     def __init__(self, issuer: TokenIssuer) -> None:
         self.issuer = issuer
+        self.basic = BasicController(issuer.htpasswd, issuer.service, issuer.policy)
+
+    async def permitted(self, request: Request, accesses: list[Access]) -> list[Access]:
+        """What a valid bearer token grants, plus what the policy gives the token's user (None for no token).
+
+        Listings use it: a catalog token names only ``registry:catalog:*``, so the repositories the caller may pull
+        come from the policy for the user the token speaks for, as the token endpoint would decide them.
+        """
+        path = request.url.path
+        if path.startswith("/v1/") or path == "/_ping":
+            return await self.basic.permitted(request, accesses)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return []
+        try:
+            claims = self.issuer.claims(token.strip())
+        except InvalidToken:
+            return []
+        granted = _granted(claims)
+        subject = claims.get("sub")
+        user = subject if isinstance(subject, str) and subject else None
+        policy = self.issuer.policy
+        return [
+            a
+            for a in accesses
+            if a.action in granted.get((a.type, a.name), frozenset())
+            or policy.allowed(user, a.type, a.name, frozenset({a.action}))
+        ]
 
     async def authorize(self, request: Request, accesses: list[Access]) -> None:
         path = request.url.path
@@ -398,9 +430,7 @@ class TokenController:
         raise self._unauthorized(request, accesses, "insufficient_scope")
 
     async def _authorize_v1(self, request: Request, accesses: list[Access]) -> None:
-        htpasswd = self.issuer.htpasswd
-        user = await authenticate_basic(htpasswd, request) if htpasswd is not None else None
-        check_rights(self.issuer.policy, request, user, accesses, realm=self.issuer.service)
+        await self.basic.authorize(request, accesses)
 
     def _unauthorized(self, request: Request, accesses: list[Access], error: str | None) -> ApiError:
         params = [f'realm="{_quote(self.issuer.realm_for(request))}"', f'service="{_quote(self.issuer.service)}"']

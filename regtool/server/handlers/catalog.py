@@ -1,4 +1,8 @@
-"""``GET /v2/_catalog[?n=&last=]`` (Docker, not OCI): repository names, sorted, with ``Link`` paging."""
+"""``GET /v2/_catalog[?n=&last=]`` (Docker, not OCI): repository names, sorted, with ``Link`` paging.
+
+Only the repositories the caller may pull are listed (``auth.base.permitted``): under an ACL a user must not learn
+the names of repositories they cannot read. Paging applies to that filtered list.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from regtool.protocol import v2
-from regtool.server.auth.base import Access
+from regtool.server.auth.base import Access, permitted
 from regtool.server.handlers.base import authorize, context, json_response, run_sync
 from regtool.server.handlers.pagination import paginate
 
@@ -15,7 +19,10 @@ __all__ = ["catalog"]
 
 async def catalog(request: Request) -> Response:
     await authorize(request, Access.catalog())
-    names = await run_sync(context(request).registry.repositories)
+    ctx = context(request)
+    names = await run_sync(ctx.registry.repositories)
+    allowed = await permitted(ctx.access, request, [Access.pull(name) for name in names])
+    names = [access.name for access in allowed]
     page, n, following = paginate(request, names)
     headers = {}
     if n is not None and following is not None:

@@ -364,6 +364,19 @@ class Registry:
             found.append(tag)
         return sorted(found)
 
+    def tag_target(self, name: str, tag: str) -> tuple[Digest, float] | None:
+        """The digest tag ``tag`` of ``name`` names and when it was last set (epoch seconds); None for no such tag.
+
+        The web view lists a page of tags with it, reading only that page's links rather than every tag's.
+        """
+        link = paths.tag_link(name, tag)
+        try:
+            modified = self.driver.stat(link).modified
+            digest = Digest.parse(self.driver.get_content(link).decode())
+        except (PathNotFound, InvalidDigest, UnicodeDecodeError):
+            return None
+        return digest, modified
+
     def referrers(self, name: str, subject: Digest) -> list[dict[str, Any]]:
         """Descriptors of the manifests in ``name`` whose subject is ``subject``, sorted by digest."""
         directory = paths.referrers_dir(name, subject)
