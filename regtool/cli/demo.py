@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regtool.cli.app import app
-from regtool.cli.console import run, stderr, stdout
+from regtool.cli.console import handle_errors, real_console, run, stderr, stdout
 from regtool.cli.units import format_bytes
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
@@ -151,14 +151,32 @@ def demo(
     ] = 50.0,
     jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, max=64, help="Concurrent v2 downloads.")] = 8,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars.")] = False,
+    timeline_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--timeline",
+            metavar="DIR",
+            help="Also write the waterfalls to DIR: v1.svg, v2.svg, both in v1-v2.svg, and the raw events in "
+            "v1.json, v2.json.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show v1's serial parent-chain pull against v2's concurrent pull, on an embedded registry.
 
     Starts a registry speaking both protocols on a free loopback port (with --latency per request), pushes a
-    generated image over v1 and v2, probes it, pulls it both ways with progress, prints the comparison, and
-    removes everything it made.
+    generated image over v1 and v2, probes it, pulls it both ways with progress, prints the comparison and
+    both pulls as waterfalls on one time axis, and removes everything it made.
     """
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
+    from regtool.cli.waterfall import check_timeline_dir, show_waterfalls
+    from regtool.client.timeline import TimelineRecorder
+
+    if timeline_dir is not None:
+        with handle_errors():
+            check_timeline_dir(timeline_dir)
+    # Each pull's every request and transfer, for the waterfalls at the end.
+    recorders: dict[str, TimelineRecorder] = {}
 
     layer_size = layer_kib * 1024
     out: Console = stdout
@@ -184,7 +202,8 @@ def demo(
                 for protocol in ("v1", "v2"):
                     stderr.print(f"pulling over {protocol} ...")
                     with open_progress(json_lines=False, quiet=quiet, console=stderr) as progress:
-                        async with Client(jobs=jobs, progress=progress, plain_http=True) as client:
+                        recorder = recorders[protocol] = TimelineRecorder(progress)
+                        async with Client(jobs=jobs, progress=recorder, plain_http=True) as client:
                             started = time.monotonic()
                             result = await client.pull(ref, work / f"pulled-{protocol}", protocol=protocol)
                             seconds = time.monotonic() - started
@@ -208,3 +227,8 @@ def demo(
         markup=False,
         highlight=False,
     )
+    detail = f"{layers} x {format_bytes(layer_size)} layers, {latency:g} ms per request"
+    with handle_errors():
+        written = show_waterfalls(real_console(out), recorders, detail=detail, directory=timeline_dir)
+    for path in written:
+        stderr.print(f"wrote {path}", markup=False, highlight=False)
