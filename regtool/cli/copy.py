@@ -25,11 +25,13 @@ from regtool.cli.options import (
     ProtocolChoice,
     Quiet,
     Retries,
+    TimelineFile,
     Timeout,
     Username,
     Verbose,
     choose_platform,
     configure_logging,
+    timeline_recording,
 )
 from regtool.cli.push import parse_chunk_size
 from regtool.cli.units import format_bytes
@@ -164,6 +166,7 @@ def copy(
     json_output: JsonOutput = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
+    timeline: TimelineFile = None,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_cert: CaCert = None,
@@ -188,7 +191,12 @@ def copy(
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
 
     configure_logging(verbose)
-    with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
+    with (
+        open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as shown,
+        timeline_recording(
+            timeline, shown, title=f"regtool copy {source_image} {target_image}", json_lines=json_output
+        ) as progress,
+    ):
 
         async def main() -> CopyResult:
             source = Reference.parse(source_image)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -45,11 +47,13 @@ __all__ = [
     "ProtocolOption",
     "Quiet",
     "Retries",
+    "TimelineFile",
     "Timeout",
     "Username",
     "Verbose",
     "choose_platform",
     "configure_logging",
+    "timeline_recording",
     "warn_insecure",
 ]
 
@@ -127,6 +131,17 @@ JsonOutput = Annotated[
 Quiet = Annotated[
     bool,
     typer.Option("-q", "--quiet", help="Show no progress.", rich_help_panel=_OUT),
+]
+TimelineFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--timeline",
+        metavar="FILE",
+        help="Record every request and transfer of the run: FILE.svg draws them as a waterfall, FILE.json keeps "
+        "the raw events. Written also when the command fails.",
+        rich_help_panel=_OUT,
+        show_default=False,
+    ),
 ]
 Jobs = Annotated[
     int,
@@ -351,3 +366,18 @@ def configure_logging(verbose: int) -> None:
         if handler not in logger.handlers:
             logger.addHandler(handler)
         logger.propagate = False
+
+
+@contextmanager
+def timeline_recording(
+    path: Path | None, progress: Progress, *, title: str, json_lines: bool = False
+) -> Iterator[Progress]:
+    """``--timeline FILE``: ``progress`` wrapped in a recorder whose waterfall (or events) is written to FILE when
+    the block ends, failed or not (``regtool.cli.waterfall.recording``); without FILE, ``progress`` itself."""
+    if path is None:
+        yield progress
+        return
+    from regtool.cli.waterfall import recording  # here: nothing of the timeline loads without --timeline
+
+    with recording(path, progress, title=title, json_lines=json_lines) as recorder:
+        yield recorder

@@ -35,11 +35,13 @@ from regtool.cli.options import (
     ProtocolOption,
     Quiet,
     Retries,
+    TimelineFile,
     Timeout,
     Username,
     Verbose,
     choose_platform,
     configure_logging,
+    timeline_recording,
 )
 from regtool.cli.render import render_pull
 from regtool.errors import UsageError
@@ -138,6 +140,7 @@ def pull(
     json_output: JsonOutput = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
+    timeline: TimelineFile = None,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_cert: CaCert = None,
@@ -161,7 +164,10 @@ def pull(
     to_stdout = dest == STDOUT_DEST
     # The temporary directory of DEST - lives until the archive has gone out.
     with contextlib.ExitStack() as cleanup:
-        with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
+        with (
+            open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as shown,
+            timeline_recording(timeline, shown, title=f"regtool pull {image}", json_lines=json_output) as progress,
+        ):
 
             async def main() -> PullResult:
                 ref = Reference.parse(image)

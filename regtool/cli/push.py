@@ -26,10 +26,12 @@ from regtool.cli.options import (
     ProtocolOption,
     Quiet,
     Retries,
+    TimelineFile,
     Timeout,
     Username,
     Verbose,
     configure_logging,
+    timeline_recording,
 )
 from regtool.cli.render import render_push
 from regtool.errors import UsageError
@@ -91,6 +93,7 @@ def push(
     json_output: JsonOutput = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
+    timeline: TimelineFile = None,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_cert: CaCert = None,
@@ -109,7 +112,10 @@ def push(
     from regtool.cli.progress import open_progress  # here: rich.progress and the client load per command
 
     configure_logging(verbose)
-    with open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as progress:
+    with (
+        open_progress(json_lines=json_output, quiet=quiet, console=stderr, verbose=verbose) as shown,
+        timeline_recording(timeline, shown, title=f"regtool push {source} {image}", json_lines=json_output) as progress,
+    ):
 
         async def main() -> PushResult:
             ref = Reference.parse(image)

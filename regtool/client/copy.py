@@ -44,7 +44,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.progress import NullProgress, Progress
+from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
 from regtool.client.rangefetch import parse_content_range
 from regtool.client.registry_api import RegistryAPI, error_for_response
@@ -423,6 +423,8 @@ async def _v2_to_v2(
     for manifest in plan.manifests:
         if manifest.kind not in {"image", "index"} or (manifest.kind == "image" and manifest.config is None):
             raise ImageFormatError(f"{source}: cannot copy a {manifest.kind} manifest ({manifest.digest})")
+    for image in plan.images:
+        report_image(uploads.progress, image)
 
     async def one(descriptor: Descriptor) -> None:
         def opener(offset: int) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
