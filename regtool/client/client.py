@@ -17,7 +17,7 @@ import anyio.to_thread
 from regtool.client.auth import Credentials, RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
 from regtool.client.credentials import DockerConfig, lookup_credentials
-from regtool.client.progress import NullProgress, Progress
+from regtool.client.progress import NullProgress, Progress, add_http_events
 from regtool.client.rangefetch import SplitPolicy
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
@@ -120,6 +120,8 @@ class Client:
             tls=self._tls,
         )
         self.auth.bind(self._http)
+        # Every API request becomes an "http" progress event (JSON lines, timelines).
+        add_http_events(self._http, lambda: self.progress)
         self._fetcher = BlobFetcher(
             ssl_context=context,
             timeout=self._timeout,
