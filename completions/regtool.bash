@@ -82,6 +82,10 @@ _regtool() {
                 --retries)
                     COMPREPLY=()
                     return ;;
+                --timeline)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -103,14 +107,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--retries|--ca-cert|-u|--username|--src-username|--dest-username|--timeout|--connect-timeout) skip=1 ;;
+                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--src-username|--dest-username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -176,9 +180,13 @@ _regtool() {
                 -j|--jobs)
                     COMPREPLY=()
                     return ;;
+                --timeline)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--layers --layer-kib --latency -j --jobs -q --quiet -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--layers --layer-kib --latency -j --jobs -q --quiet --timeline -h --help" -- "$cur"))
                 return
             fi
             ;;
@@ -333,6 +341,10 @@ _regtool() {
                 --retries)
                     COMPREPLY=()
                     return ;;
+                --timeline)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -348,14 +360,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -387,6 +399,10 @@ _regtool() {
                 --retries)
                     COMPREPLY=()
                     return ;;
+                --timeline)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
                 --ca-cert)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -402,14 +418,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --retries --json -q --quiet -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --mount-from|--chunk-size|--protocol|-j|--jobs|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --mount-from|--chunk-size|--protocol|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
