@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from regtool.cli.console import handle_errors, warn
+from regtool.cli.console import handle_errors, stderr, warn
 from regtool.cli.units import format_bytes
 from regtool.client.progress import Progress
 from regtool.client.timeline import KINDS, Row, Timeline, TimelineRecorder
@@ -315,7 +315,13 @@ def recording(path: Path, progress: Progress, *, title: str, json_lines: bool = 
         try:
             write_timeline(path, recorder, title=title)
         except OSError as exc:
-            warn(f"cannot write the timeline {path}: {exc.strerror or exc}")
+            message = f"cannot write the timeline {path}: {exc.strerror or exc}"
+            if json_lines:
+                # The command's run() has ended, so warn() no longer knows stderr carries JSON lines.
+                stderr.file.write(json.dumps({"event": "warning", "message": message}) + "\n")
+                stderr.file.flush()
+            else:
+                warn(message)
 
 
 def check_timeline_dir(directory: Path) -> None:

@@ -209,6 +209,10 @@ def test_a_timeline_that_cannot_be_written_warns_and_keeps_the_exit_code(
     proc = in_process("pull", str(ref), str(tmp_path / "out"), "-q", "--timeline", str(tmp_path / "t.svg"))
     assert proc.returncode == 0
     assert proc.stderr.startswith("warning: cannot write the timeline") and "Permission denied" in proc.stderr
+    proc = in_process("pull", str(ref), str(tmp_path / "out2"), "--json", "--timeline", str(tmp_path / "t.svg"))
+    assert proc.returncode == 0
+    events = [json.loads(line) for line in proc.stderr.splitlines()]  # stderr stays JSON lines
+    assert events[-1]["event"] == "warning" and "cannot write the timeline" in events[-1]["message"]
 
 
 def test_the_terminal_waterfall_fits_the_width(
