@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from regtool.digest import DigestVerifier
 from regtool.protocol import v1 as p1
-from regtool.server.auth.base import Access
+from regtool.server.auth.base import Access, permitted
 from regtool.server.errors import ApiError, storage_error
 from regtool.server.handlers.base import authorize, context, run_sync
 from regtool.server.storage.v1images import V1Error, V1ImageStore, load_json, user_agent_metadata
@@ -164,9 +164,12 @@ async def update_user(request: Request) -> Response:
 
 @_endpoint
 async def search(request: Request) -> Response:
-    """``GET /v1/search?q=``: repositories whose name contains the query."""
+    """``GET /v1/search?q=``: repositories whose name contains the query, of those the caller may pull."""
     query = request.query_params.get("q", "")
     names = await run_sync(_store(request).search, query)
+    # As for the v2 catalog: under an ACL, names of repositories the caller cannot read are not shown.
+    allowed = await permitted(context(request).access, request, [Access.pull(name) for name in names])
+    names = [access.name for access in allowed]
     results = [{"name": name, "description": ""} for name in names]
     return v1_json({"query": query, "num_results": len(results), "results": results})
 

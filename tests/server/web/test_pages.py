@@ -252,6 +252,21 @@ def test_catalog_lists_only_what_the_caller_may_pull(acl_serve: RunningServe) ->
     assert httpx.get(f"{acl_serve.url}/v2/_catalog").status_code == 401
 
 
+def test_v1_search_lists_only_what_the_caller_may_pull(acl_serve: RunningServe) -> None:
+    alice = ("alice", PASSWORDS["alice"])
+    for name in ("alice/private", "bob/v1tool"):
+        assert httpx.put(f"{acl_serve.url}/v1/repositories/{name}/", json=[], auth=alice).status_code == 200
+
+    def found(auth: tuple[str, str] | None) -> list[str]:
+        response = httpx.get(f"{acl_serve.url}/v1/search", params={"q": "/"}, auth=auth)
+        assert response.status_code == 200
+        return [r["name"] for r in response.json()["results"]]
+
+    assert found(alice) == ["alice/private", "bob/v1tool"]
+    assert found(("bob", PASSWORDS["bob"])) == ["bob/v1tool"]
+    assert found(None) == []
+
+
 def test_catalog_under_token_auth_lists_only_what_the_caller_may_pull(populated: Populated) -> None:
     with run_serve(populated.root, htpasswd=populated.htpasswd, auth_acl=populated.acl, token_auth=True) as server:
         token = httpx.get(
