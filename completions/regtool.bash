@@ -23,6 +23,9 @@ _regtool() {
             ;;
         catalog)
             case "$prev" in
+                --protocol)
+                    COMPREPLY=($(compgen -W "auto v1 v2" -- "$cur"))
+                    return ;;
                 --retries)
                     COMPREPLY=()
                     return ;;
@@ -41,14 +44,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -130,6 +133,9 @@ _regtool() {
             ;;
         delete)
             case "$prev" in
+                --protocol)
+                    COMPREPLY=($(compgen -W "auto v1 v2" -- "$cur"))
+                    return ;;
                 --retries)
                     COMPREPLY=()
                     return ;;
@@ -148,14 +154,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -195,6 +201,9 @@ _regtool() {
                 --platform)
                     COMPREPLY=()
                     return ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "auto v1 v2" -- "$cur"))
+                    return ;;
                 --retries)
                     COMPREPLY=()
                     return ;;
@@ -213,14 +222,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--raw --platform --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--raw --platform --protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --platform|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --platform|--protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -511,6 +520,9 @@ _regtool() {
             ;;
         tags)
             case "$prev" in
+                --protocol)
+                    COMPREPLY=($(compgen -W "auto v1 v2" -- "$cur"))
+                    return ;;
                 --retries)
                     COMPREPLY=()
                     return ;;
@@ -529,14 +541,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac

@@ -18,6 +18,8 @@ from regtool.cli.options import (
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    ProtocolChoice,
+    ProtocolOption,
     Retries,
     Timeout,
     Username,
@@ -35,6 +37,7 @@ def catalog(
     registry: Annotated[
         str, typer.Argument(metavar="REGISTRY", help="The registry's host[:port], e.g. localhost:5000.")
     ],
+    protocol: ProtocolOption = ProtocolChoice.auto,
     retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
@@ -64,7 +67,7 @@ def catalog(
             connect_timeout=connect_timeout,
         )
         async with connection.client(retries=retries) as client:
-            return host, await client.catalog(host)
+            return host, await client.catalog(host, protocol=protocol.value)
 
     host, names = run(main, json_lines=json_output)
     if json_output:

@@ -18,6 +18,8 @@ from regtool.cli.options import (
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    ProtocolChoice,
+    ProtocolOption,
     Retries,
     Timeout,
     Username,
@@ -36,6 +38,7 @@ def delete(
     image: Annotated[
         str, typer.Argument(metavar="IMAGE", help="[host[:port]/]path[:tag]\\[@digest] of the manifest to delete.")
     ],
+    protocol: ProtocolOption = ProtocolChoice.auto,
     retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
@@ -68,7 +71,7 @@ def delete(
             connect_timeout=connect_timeout,
         )
         async with connection.client(retries=retries) as client:
-            return ref, await client.delete(ref)
+            return ref, await client.delete(ref, protocol=protocol.value)
 
     ref, digest = run(main, json_lines=json_output)
     if json_output:

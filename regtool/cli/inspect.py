@@ -19,6 +19,8 @@ from regtool.cli.options import (
     PasswordStdin,
     PlainHttp,
     PlatformOption,
+    ProtocolChoice,
+    ProtocolOption,
     Retries,
     Timeout,
     Username,
@@ -42,6 +44,7 @@ def inspect(
         bool, typer.Option("--raw", help="Print the manifest's bytes exactly as the registry sent them.")
     ] = False,
     platform: PlatformOption = None,
+    protocol: ProtocolOption = ProtocolChoice.auto,
     retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
@@ -76,8 +79,8 @@ def inspect(
         )
         async with connection.client(retries=retries) as client:
             if raw:
-                return (await client.manifest(ref)).raw
-            return await client.inspect(ref, platform=wanted)
+                return await client.manifest_bytes(ref, protocol=protocol.value)
+            return await client.inspect(ref, platform=wanted, protocol=protocol.value)
 
     result = run(main, json_lines=json_output)
     if isinstance(result, bytes):

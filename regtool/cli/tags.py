@@ -18,6 +18,8 @@ from regtool.cli.options import (
     JsonOutput,
     PasswordStdin,
     PlainHttp,
+    ProtocolChoice,
+    ProtocolOption,
     Retries,
     Timeout,
     Username,
@@ -36,6 +38,7 @@ def tags(
         str,
         typer.Argument(metavar="REPOSITORY", help="[host[:port]/]path without tag, e.g. localhost:5000/team/app."),
     ],
+    protocol: ProtocolOption = ProtocolChoice.auto,
     retries: Retries = 3,
     json_output: JsonOutput = False,
     verbose: Verbose = 0,
@@ -65,7 +68,7 @@ def tags(
             connect_timeout=connect_timeout,
         )
         async with connection.client(retries=retries) as client:
-            return ref, await client.tags(ref)
+            return ref, await client.tags(ref, protocol=protocol.value)
 
     ref, names = run(main, json_lines=json_output)
     if json_output:

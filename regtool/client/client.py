@@ -6,10 +6,10 @@ Imported by ``regtool.client`` on first use of ``Client`` (see the package docst
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from regtool.reference import Reference
 
 __all__ = ["Client"]
+
+T = TypeVar("T")
 
 _PROTOCOLS = ("auto", "v1", "v2")
 DEFAULT_SPLIT = SplitPolicy()
@@ -341,31 +343,82 @@ class Client:
         return result
 
     # -- everyday commands ------------------------------------------------------------------------------
+    # Each takes ``protocol`` (auto, v1, v2); what they do over v1 is in v1listing.py.
 
-    async def tags(self, repository: Reference) -> list[str]:
+    async def _v2_or_v1(
+        self,
+        registry: str,
+        protocol: str,
+        over_v2: Callable[[], Awaitable[T]],
+        over_v1: Callable[[V1Api], Awaitable[T]],
+    ) -> T:
+        """``over_v2()``, or ``over_v1`` on a v1 session, as ``protocol`` says (``auto``: v2 when the probe finds
+        it, else v1). The probe's ``GET /v2/`` is the one the v2 calls would make first anyway."""
+        try:
+            chosen = await self._protocol_for(registry, protocol)
+        except TransportError:
+            if protocol == "v1":
+                raise
+            # The probe sends each request once; the v2 call retries as the client's policy says, and its error
+            # names what failed.
+            chosen = "v2"
+        if chosen == "v2":
+            return await over_v2()
+        return await over_v1(await self._v1_session(registry))
+
+    async def tags(self, repository: Reference, *, protocol: str = "auto") -> list[str]:
         """All tags of ``repository``, following ``Link`` pagination."""
+        from regtool.client import v1listing
         from regtool.client.catalog import list_tags
 
-        return await list_tags(self.api, repository)
+        return await self._v2_or_v1(
+            repository.registry,
+            protocol,
+            lambda: list_tags(self.api, repository),
+            lambda v1: v1listing.v1_tags(v1, repository),
+        )
 
-    async def catalog(self, registry: str) -> list[str]:
+    async def catalog(self, registry: str, *, protocol: str = "auto") -> list[str]:
         """All repository names of ``registry`` (``/v2/_catalog``, following ``Link`` pagination)."""
+        from regtool.client import v1listing
         from regtool.client.catalog import list_repositories
 
-        return await list_repositories(self.api, registry)
+        return await self._v2_or_v1(
+            registry, protocol, lambda: list_repositories(self.api, registry), v1listing.v1_catalog
+        )
 
     async def manifest(self, ref: Reference) -> Manifest:
         """``ref``'s manifest as the registry serves it (raw bytes kept, verified when ``ref`` has a digest)."""
         return await self.api.get_manifest(ref)
 
-    async def inspect(self, ref: Reference, *, platform: Platform | None = None) -> InspectResult:
+    async def manifest_bytes(self, ref: Reference, *, protocol: str = "auto") -> bytes:
+        """``ref``'s manifest bytes as served; over v1, which has no manifests, the JSON of the tag's image."""
+        from regtool.client import v1listing
+
+        async def over_v2() -> bytes:
+            return (await self.manifest(ref)).raw
+
+        return await self._v2_or_v1(ref.registry, protocol, over_v2, lambda v1: v1listing.v1_image_json(v1, ref))
+
+    async def inspect(
+        self, ref: Reference, *, platform: Platform | None = None, protocol: str = "auto"
+    ) -> InspectResult:
         """Describe ``ref``: digest, media type, an index's platforms, the (selected) image's layers and config."""
+        from regtool.client import v1listing
         from regtool.client.inspect import inspect_image
 
-        return await inspect_image(self.api, ref, platform=platform)
+        return await self._v2_or_v1(
+            ref.registry,
+            protocol,
+            lambda: inspect_image(self.api, ref, platform=platform),
+            lambda v1: v1listing.v1_inspect(v1, ref),
+        )
 
-    async def delete(self, ref: Reference) -> Digest:
+    async def delete(self, ref: Reference, *, protocol: str = "auto") -> Digest:
         """Delete ``ref``'s manifest (a tag is resolved to its digest first); returns the deleted digest."""
+        from regtool.client import v1listing
         from regtool.client.inspect import delete_manifest
 
-        return await delete_manifest(self.api, ref)
+        return await self._v2_or_v1(
+            ref.registry, protocol, lambda: delete_manifest(self.api, ref), lambda v1: v1listing.v1_delete(v1, ref)
+        )

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -235,6 +235,21 @@ class V1Api:
         if not isinstance(data, dict):
             raise ProtocolError(f"v1 tags of {name}: not a JSON object", status=200)
         return {str(k): str(v) for k, v in data.items()}
+
+    async def search(self, query: str = "") -> list[str]:
+        """``GET /v1/search?q=<query>`` -> the names of the repositories found (all of them for ``""``)."""
+        url = f"{self.index_url}/v1/search?{urlencode({'q': query})}"
+        data = await self._json("GET", url, what=f"v1 search of {self.index_url}")
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise ProtocolError(f"v1 search of {self.index_url}: no list of results", status=200)
+        return [str(item["name"]) for item in results if isinstance(item, dict) and isinstance(item.get("name"), str)]
+
+    async def delete_tag(self, repository: str, tag: str) -> None:
+        """``DELETE /v1/repositories/<repo>/tags/<tag>``; 404 when the tag is not there."""
+        name = p1.normalize_v1_repository(repository)
+        url = self.endpoint + p1.repository_path(name, f"tags/{tag}")
+        await self._request("DELETE", url, what=f"delete of v1 tag {name}:{tag}")
 
     async def _first_endpoint(self, path: str, *, what: str) -> Any:
         # The engine tries each endpoint in turn: 404 ends the search, any other failure tries the next one.
