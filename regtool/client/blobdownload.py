@@ -4,12 +4,8 @@
 with ``Range: bytes=<offset>-``; a registry that answers 200 instead of 206 makes it start over), streams the
 body into it, and commits: the blob appears in the store only when its size and digest match the descriptor.
 
-Two ways to move the bytes, same checks:
-
-- threaded (the default when the API has a ``BlobFetcher``): the body is read in a worker thread with
-  ``readinto`` on a reused 1 MiB buffer and hashed + written there (see blobfetch.py for why);
-- async: ``httpx`` streaming on the event loop, reads batched into ~1 MiB and written in a worker thread
-  (used when no fetcher is configured, e.g. in tests that mock httpx).
+The body is read in a worker thread (``BlobFetcher``) with ``readinto`` on a reused 1 MiB buffer and hashed +
+written there (see blobfetch.py for why).
 
 Errors: a Content-Length other than the expected size, too many bytes, or a digest mismatch raise
 IntegrityError naming the blob and the URL (and the partial is deleted); a body cut short is retried (resuming)
@@ -38,9 +34,8 @@ from regtool.errors import IntegrityError, ProtocolError, TransportError
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.manifest import Descriptor
 
-__all__ = ["BATCH_SIZE", "BlobDownloader"]
+__all__ = ["BlobDownloader"]
 
-BATCH_SIZE = 1 << 20
 WRITEBACK_EVERY = 8 << 20
 _TICK = 0.1
 
@@ -163,11 +158,9 @@ class BlobDownloader:
     async def _attempt(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
         if box.writer.offset == desc.size:
             return 0
-        if self.api.fetcher is not None:
-            return await self._threaded(url, desc, store, box, key)
-        return await self._async(url, desc, store, box, key)
+        return await self._threaded(url, desc, store, box, key)
 
-    # -- checks shared by both ways ---------------------------------------------------------------------
+    # -- checks ---------------------------------------------------------------------
 
     def _begin(self, head: ResponseHead, desc: Descriptor, store: BlobStore, box: _Box, offset: int) -> int:
         """Check the response head; restart the writer when a Range was ignored. Returns the new offset."""
@@ -256,73 +249,6 @@ class BlobDownloader:
             raise error from None
         if box.count != reported:
             self.progress.advance(key, box.count - reported)
-        return received
-
-    # -- async (httpx) ----------------------------------------------------------------------------------
-
-    async def _async(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
-        offset = box.writer.offset
-        headers = {"Range": f"bytes={offset}-"} if offset else None
-        what = f"blob {desc.digest}"
-        async with self.api.stream("GET", url, what=what, headers=headers, expect=(200, 206)) as response:
-            head = ResponseHead(
-                response.status_code, {k.lower(): v for k, v in response.headers.items()}, str(response.url)
-            )
-            before = box.count
-            await anyio.to_thread.run_sync(lambda: self._begin(head, desc, store, box, offset))
-            if box.count != before:
-                self.progress.advance(key, box.count - before)
-            return await self._pump(response, box, key, url)
-
-    async def _pump(self, response: httpx.Response, box: _Box, key: str, url: str) -> int:
-        """Reads gathered into ~1 MiB batches, each written in a worker thread while the next is read."""
-        received = 0
-        send, receive = anyio.create_memory_object_stream[list[bytes]](1)
-        sink = _Sink(box)
-
-        def write_all(pieces: list[bytes]) -> None:
-            for piece in pieces:
-                sink.write(memoryview(piece))
-
-        async def drain() -> None:
-            async with receive:
-                async for pieces in receive:
-                    await anyio.to_thread.run_sync(write_all, pieces)
-
-        async def read() -> None:
-            nonlocal received
-            batch: list[bytes] = []
-            batched = 0
-            async with send:
-                try:
-                    async for piece in response.aiter_raw():
-                        batch.append(piece)
-                        batched += len(piece)
-                        if batched >= BATCH_SIZE:
-                            await send.send(batch)
-                            received += batched
-                            self.progress.advance(key, batched)
-                            batch, batched = [], 0
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout) as exc:
-                    if batch:
-                        await send.send(batch)
-                    raise _Broken(received + batched, str(exc) or type(exc).__name__) from None
-                if batch:
-                    await send.send(batch)
-                    received += batched
-                    self.progress.advance(key, batched)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(drain)
-                tg.start_soon(read)
-        except BaseExceptionGroup as group:
-            error = first_error(group)
-            if isinstance(error, IntegrityError):
-                raise IntegrityError(f"{error} (from {redact_url(url)})") from None
-            raise error from None
-        finally:
-            sink.close()
         return received
 
 

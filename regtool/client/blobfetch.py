@@ -23,7 +23,6 @@ decides about retries and maps the error); a body cut short raises ``BodyBroken`
 from __future__ import annotations
 
 import http.client
-import select
 import ssl
 import threading
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
+from regtool.client.connections import ConnectionPool
 from regtool.client.transport import USER_AGENT
 
 __all__ = [
@@ -47,7 +47,6 @@ BUFFER_SIZE = 1 << 20
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _ERROR_BODY = 64 << 10
-_MAX_IDLE = 32
 # faults (issue 6): cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
 _SENDFILE_SLICE = 1 << 20
 
@@ -85,107 +84,6 @@ class SourceTruncated(Exception):
     """A local file to upload ended before the length it was supposed to have."""
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    """Connects within the connection's ``timeout``, then waits up to ``io_timeout`` for each read or write."""
-
-    io_timeout: float | None = None
-
-    def connect(self) -> None:
-        _connect(self, super().connect)
-
-    def getresponse(self) -> http.client.HTTPResponse:
-        return _response(self, super().getresponse)
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """As _HTTPConnection; the TLS handshake counts as connecting."""
-
-    io_timeout: float | None = None
-
-    def connect(self) -> None:
-        _connect(self, super().connect)
-
-    def getresponse(self) -> http.client.HTTPResponse:
-        return _response(self, super().getresponse)
-
-
-def _connect(conn: _HTTPConnection | _HTTPSConnection, connect: Callable[[], None]) -> None:
-    try:
-        connect()
-    except TimeoutError:
-        raise TimeoutError(f"timed out connecting to {conn.host}:{conn.port} after {conn.timeout} s") from None
-    conn.sock.settimeout(conn.io_timeout)
-
-
-def _response(
-    conn: _HTTPConnection | _HTTPSConnection, getresponse: Callable[[], http.client.HTTPResponse]
-) -> http.client.HTTPResponse:
-    try:
-        return getresponse()
-    except TimeoutError:
-        raise TimeoutError(f"timed out: no response from {conn.host}:{conn.port} within {conn.io_timeout} s") from None
-
-
-class _Pool:
-    def __init__(
-        self,
-        ssl_context: ssl.SSLContext,
-        timeout: float,
-        ssl_for: Callable[[str], ssl.SSLContext] | None = None,
-        connect_timeout: float | None = None,
-    ) -> None:
-        self._ssl = ssl_context
-        self._ssl_for = ssl_for
-        self._timeout = timeout
-        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def get(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
-        while True:
-            with self._lock:
-                idle = self._idle.get((scheme, host, port))
-                conn = idle.pop() if idle else None
-            if conn is None:
-                break
-            if not _dropped(conn):
-                return conn
-            conn.close()
-        return self.new(scheme, host, port)
-
-    def new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
-        """A fresh connection: the connect timeout for TCP and TLS set-up, then the (read) timeout for each I/O."""
-        conn: _HTTPConnection | _HTTPSConnection
-        if scheme == "https":
-            context = self.context_for(host, port)
-            conn = _HTTPSConnection(host, port, timeout=self._connect_timeout, context=context)
-        else:
-            conn = _HTTPConnection(host, port, timeout=self._connect_timeout)
-        conn.io_timeout = self._timeout
-        return conn
-
-    def context_for(self, host: str, port: int) -> ssl.SSLContext:
-        # issue 5: the host's own context (docker's certs.d) when the client has per-host TLS settings.
-        return self._ssl_for(host if port == 443 else f"{host}:{port}") if self._ssl_for else self._ssl
-
-    def put(self, scheme: str, host: str, port: int, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault((scheme, host, port), [])
-            if not self._closed and len(idle) < _MAX_IDLE:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
-
-
 def _head(response: http.client.HTTPResponse, url: str) -> ResponseHead:
     return ResponseHead(response.status, {k.lower(): v for k, v in response.getheaders()}, url)
 
@@ -215,18 +113,8 @@ def _target(url: str) -> str:
 class BlobFetcher:
     """Thread-side GETs of blob bodies with kept-alive connections; one per Client, shared by its threads."""
 
-    def __init__(
-        self,
-        *,
-        ssl_context: ssl.SSLContext,
-        timeout: float = 30.0,
-        ssl_for: Callable[[str], ssl.SSLContext] | None = None,
-        connect_timeout: float | None = None,
-    ) -> None:
-        self._pool = _Pool(ssl_context, timeout, ssl_for, connect_timeout)
-
-    def close(self) -> None:
-        self._pool.close()
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
 
     def send_file(
         self,
@@ -253,9 +141,9 @@ class BlobFetcher:
         buffer = bytearray(min(BUFFER_SIZE, max(length, 1)))
         for _ in range(_MAX_REDIRECTS + 1):
             origin = _origin(current)
-            conn = self._pool.get(*origin)
-            # faults (issue 6): only a kept-alive connection that failed before its body was started may be taken
-            # for a stale one (the idle check in ``_Pool.get`` catches most). Once the body started, the registry
+            conn = self.pool.get(*origin)
+            # Only a kept-alive connection that failed before its body was started may be taken for a stale one
+            # (the idle check in ``ConnectionPool.get`` catches most). Once the body started, the registry
             # may have appended part of it to the session, and sending it all again would append it twice: the
             # error goes up, and the caller resumes from the session's offset.
             reused = conn.sock is not None
@@ -276,7 +164,7 @@ class BlobFetcher:
                         raise
                     # A kept-alive connection the server had closed: one fresh attempt.
                     conn.close()
-                    conn = _fresh(self._pool, origin)
+                    conn = self.pool.new(*origin)
                     response = self._send_once(
                         conn, method, current, sent, open_body, offset, length, buffer, on_bytes, cancel, inspect
                     )
@@ -289,7 +177,7 @@ class BlobFetcher:
                 return head, body
             finally:
                 if reusable:
-                    self._pool.put(*origin, conn)
+                    self.pool.put(*origin, conn)
                 else:
                     conn.close()
         raise HTTPStatusError(ResponseHead(310, {}, current), b"too many redirects")
@@ -361,7 +249,7 @@ class BlobFetcher:
         sent = {"User-Agent": USER_AGENT, **headers}
         for _ in range(_MAX_REDIRECTS + 1):
             origin = _origin(current)
-            conn = self._pool.get(*origin)
+            conn = self.pool.get(*origin)
             reusable = False
             try:
                 try:
@@ -370,7 +258,7 @@ class BlobFetcher:
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     # A kept-alive connection the server had closed: one fresh attempt.
                     conn.close()
-                    conn = _fresh(self._pool, origin)
+                    conn = self.pool.new(*origin)
                     conn.request("GET", _target(current), headers=sent)
                     response = conn.getresponse()
                 head = _head(response, current)
@@ -388,7 +276,7 @@ class BlobFetcher:
                 return received
             finally:
                 if reusable:
-                    self._pool.put(*origin, conn)
+                    self.pool.put(*origin, conn)
                 else:
                     conn.close()
         raise HTTPStatusError(ResponseHead(310, {}, current), b"too many redirects")
@@ -421,22 +309,6 @@ class BlobFetcher:
             received += n
             if on_bytes is not None:
                 on_bytes(n)
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """An idle connection the server has closed (or sent something unasked on) reads as ready: do not reuse it."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _fresh(pool: _Pool, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
-    return pool.new(*origin)
 
 
 def _has_fileno(stream: BinaryIO) -> bool:

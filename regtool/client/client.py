@@ -16,6 +16,7 @@ import anyio.to_thread
 
 from regtool.client.auth import Credentials, RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
+from regtool.client.connections import ConnectionPool
 from regtool.client.credentials import DockerConfig, lookup_credentials
 from regtool.client.progress import NullProgress, Progress, add_http_events
 from regtool.client.rangefetch import SplitPolicy
@@ -72,13 +73,13 @@ class Client:
         jobs: int = 8,
         progress: Progress | None = None,
         timeout: float = 30.0,
-        connect_timeout: float = 10.0,
         retries: int = 3,
         certs_d: Path | None = None,
         docker_config: Path | None = None,
         use_docker_config: bool = True,
         per_registry: int | None = None,
         split: SplitPolicy | None = DEFAULT_SPLIT,
+        connect_timeout: float = 10.0,
     ) -> None:
         if jobs < 1:
             raise UsageError(f"jobs must be at least 1, got {jobs}")
@@ -106,6 +107,7 @@ class Client:
         self._probes: dict[str, ProbeResult] = {}
         self._api: RegistryAPI | None = None
         self._fetcher: BlobFetcher | None = None
+        self._pool: ConnectionPool | None = None
         # faults (issue 6): the per-registry connection cap and split (multi-connection) downloads.
         if per_registry is not None and per_registry < 1:
             raise UsageError(f"per_registry must be at least 1, got {per_registry}")
@@ -113,23 +115,14 @@ class Client:
         self.split = split
 
     async def __aenter__(self) -> Client:
-        context = self._tls.default()
-        self._http = build_http_client(
-            jobs=self.jobs,
-            timeout=self._timeout,
-            connect_timeout=self._connect_timeout,
-            auth=self.auth,
-            tls=self._tls,
+        self._pool = ConnectionPool(
+            self._tls.default(), self._timeout, ssl_for=self._tls.for_host, connect_timeout=self._connect_timeout
         )
+        self._http = build_http_client(pool=self._pool, auth=self.auth)
         self.auth.bind(self._http)
         # Every API request becomes an "http" progress event (JSON lines, timelines).
         add_http_events(self._http, lambda: self.progress)
-        self._fetcher = BlobFetcher(
-            ssl_context=context,
-            timeout=self._timeout,
-            connect_timeout=self._connect_timeout,
-            ssl_for=self._tls.for_host,
-        )
+        self._fetcher = BlobFetcher(self._pool)
         self._api = RegistryAPI(
             self._http,
             retry=self._retry,
@@ -148,11 +141,12 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._fetcher is not None:
-            self._fetcher.close()
         if self._http is not None:
             await self._http.aclose()
+        if self._pool is not None:
+            self._pool.close()
         self._fetcher = None
+        self._pool = None
         self._http = None
         self._api = None
 

@@ -11,8 +11,8 @@ before their index. For each blob:
 
 Locations may be relative or absolute and may carry their own query (distribution's ``_state``); each response's
 Location is the next request's target. Bodies stream from the source files (memory stays flat), sent from worker
-threads (``BlobFetcher.send_file``: ``sendfile(2)`` on plain HTTP, a reused 1 MiB buffer otherwise; httpx
-streaming when no fetcher is configured); a 307/308 on an upload re-opens the file at the same offset. An upload
+threads (``BlobFetcher.send_file``: through a reused 1 MiB buffer, where each piece is hashed on its way out);
+a 307/308 on an upload re-opens the file at the same offset. An upload
 that fails with a retryable status or a connection error is retried, up to the retry policy's count.
 
 Integrity: every source blob is hashed as its bytes are read for sending (``_SourceCheck``); the piece that
@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
@@ -524,19 +523,10 @@ class V2Pusher:
         headers: dict[str, str],
         expect: tuple[int, ...],
     ) -> httpx.Response:
-        """Send ``length`` bytes of the blob from ``offset``: from a worker thread when the API has a fetcher
-        (a reused 1 MiB buffer, ``sendall``: flat memory, no event-loop work per chunk), else through httpx."""
+        """Send ``length`` bytes of the blob from ``offset`` from a worker thread (a reused 1 MiB buffer,
+        ``sendall``: flat memory, no event-loop work per chunk)."""
         fetcher = self.api.fetcher
-        if fetcher is None:
-            return await self.api.send_body(
-                method,
-                url,
-                what=what,
-                body=self._reader(src, digest, offset, length, key, check),
-                length=length,
-                headers=headers,
-                expect=expect,
-            )
+        assert fetcher is not None, "a RegistryAPI that moves blobs has a BlobFetcher"
         sent_headers = dict(headers)
         authorization = self.api.auth.header_for(method, url) if self.api.auth is not None else None
         if authorization:
@@ -603,33 +593,6 @@ class V2Pusher:
         if head.status not in expect:
             raise self.api.error_for(response, what, body)
         return response
-
-    def _reader(
-        self, src: ImageSource, digest: Digest, offset: int, length: int, key: str, check: _SourceCheck
-    ) -> Callable[[], AsyncIterator[bytes]]:
-        """A factory of async byte streams over ``length`` bytes of the blob from ``offset`` (one per attempt)."""
-
-        async def stream() -> AsyncIterator[bytes]:
-            handle: BinaryIO = await anyio.to_thread.run_sync(src.open_blob, digest)
-            sent = 0
-            try:
-                if offset:
-                    await anyio.to_thread.run_sync(handle.seek, offset)
-                remaining = length
-                while remaining:
-                    data = await anyio.to_thread.run_sync(handle.read, min(READ_SIZE, remaining))
-                    if not data:
-                        raise IntegrityError(f"blob {digest}: the source file ended {remaining} bytes early")
-                    await anyio.to_thread.run_sync(check.feed, offset + sent, data)
-                    remaining -= len(data)
-                    sent += len(data)
-                    self.progress.advance(key, len(data))
-                    yield data
-            finally:
-                # Synchronous on purpose: in a cancelled scope an awaited close would never run (a leaked file).
-                handle.close()
-
-        return stream
 
 
 def _location(response: httpx.Response, what: str) -> str:

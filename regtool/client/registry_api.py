@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -271,45 +271,6 @@ class RegistryAPI:
             yield response
         finally:
             await response.aclose()
-
-    async def send_body(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        body: Callable[[], AsyncIterator[bytes]],
-        length: int,
-        headers: Mapping[str, str] | None = None,
-        expect: Iterable[int] = (201, 202, 204),
-    ) -> httpx.Response:
-        """Send a streamed body (read once per attempt from ``body()``), following 307/308 by re-opening it.
-
-        httpx cannot replay a streamed body, so redirects are followed here and nothing is retried: the
-        caller restarts the upload when it fails. The response body is read and the response returned.
-        """
-        accepted = frozenset(expect)
-        current = url
-        sent = {**(headers or {}), "Content-Length": str(length)}
-        for _ in range(6):
-            request = self.http.build_request(method, current, headers=sent, content=body())
-            with mapped_errors(method, current):
-                response = await self.http.send(request, stream=True, follow_redirects=False)
-            if response.status_code in {307, 308} and "Location" in response.headers:
-                await response.aclose()
-                current = str(response.url.join(response.headers["Location"]))
-                continue
-            if response.status_code not in accepted:
-                error_body = await _read_limited(response, _ERROR_BODY_LIMIT)
-                await response.aclose()
-                raise self.error_for(response, what, error_body)
-            try:
-                with mapped_errors(method, current):
-                    await response.aread()
-            finally:
-                await response.aclose()
-            return response
-        raise ProtocolError(f"{what}: too many redirects (last {redact_url(current)})")
 
     # -- manifests --------------------------------------------------------------------------------------
 

@@ -24,7 +24,11 @@ def _tampered_routes(stall_other: bool) -> tuple[dict[str, Reply], str]:
         "/v2/": Reply(200, b"{}", V2_HEADERS),
         "/v2/team/app/manifests/1.0": Reply(200, image.manifest.raw, {**V2_HEADERS, "Content-Type": mt.OCI_MANIFEST}),
         f"/v2/team/app/blobs/{image.config_digest}": Reply(200, image.config, V2_HEADERS),
-        f"/v2/team/app/blobs/{image.layer_digests[0]}": Reply(200, bytes([bad[0] ^ 0xFF]) + bad[1:], V2_HEADERS),
+        # Without a stalled other blob, the bad one is held back a little, so every other blob is complete (and
+        # nothing of it partial) by the time the bad one fails.
+        f"/v2/team/app/blobs/{image.layer_digests[0]}": Reply(
+            200, bytes([bad[0] ^ 0xFF]) + bad[1:], V2_HEADERS, stall=0.0 if stall_other else 0.5
+        ),
         f"/v2/team/app/blobs/{image.layer_digests[1]}": Reply(
             200, other, V2_HEADERS, stall=3.0 if stall_other else 0.0
         ),

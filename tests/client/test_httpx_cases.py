@@ -1,13 +1,12 @@
-"""pytest-httpx for what a real server will not do on demand, on the async (httpx) blob path and for auth/probe.
+"""pytest-httpx for what a real server will not do on demand: scheme choice, probing, auth flows, paging.
 
-The Client normally reads blob bodies in worker threads (blobfetch.py); these tests switch that off
-(``client.api.fetcher = None``) so the httpx streaming path is covered as well. Hosts are fictitious: nothing
-leaves the process.
+Only API calls are mocked (httpx's transport is patched); blob bodies move in worker threads and are tested
+against real servers (tests/client/test_pull_errors.py, tests/faults). Hosts are fictitious: nothing leaves
+the process.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -16,10 +15,8 @@ from pytest_httpx import HTTPXMock
 
 from regtool.client import Client
 from regtool.client.retry import RetryPolicy
-from regtool.errors import IntegrityError, NotFoundError, RegistryError, TransportError, UnsupportedProtocolError
-from regtool.protocol import mediatypes as mt
+from regtool.errors import NotFoundError, RegistryError, TransportError, UnsupportedProtocolError
 from regtool.reference import Reference
-from tests.support.images import BuiltImage, image_manifest
 
 pytestmark = pytest.mark.anyio
 
@@ -27,96 +24,10 @@ HOST = "registry.example"
 V2 = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
-def _image() -> BuiltImage:
-    return image_manifest([{"a": b"a" * 3000}, {"b": bytes(range(256)) * 30}])
-
-
-def _mock_image(httpx_mock: HTTPXMock, image: BuiltImage, *, skip: frozenset[str] = frozenset()) -> None:
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={}, is_optional=True)
-    httpx_mock.add_response(
-        url=f"https://{HOST}/v2/team/app/manifests/1",
-        headers={"Content-Type": image.manifest.media_type},
-        content=image.manifest.raw,
-    )
-    for digest, data in image.blobs.items():
-        if str(digest) not in skip:
-            httpx_mock.add_response(url=f"https://{HOST}/v2/team/app/blobs/{digest}", content=data, is_optional=True)
-
-
 async def _pull(dest: Path, **kwargs: object) -> object:
     async with Client() as client:
-        client.api.fetcher = None
         client.api.retry = RetryPolicy(total=1, backoff_factor=0.001)
         return await client.pull(Reference.parse(f"{HOST}/team/app:1"), dest, **kwargs)  # type: ignore[arg-type]
-
-
-async def test_async_path_pulls(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    image = _image()
-    _mock_image(httpx_mock, image)
-    result = await _pull(tmp_path / "out")
-    assert result.blobs_downloaded == 3  # type: ignore[attr-defined]
-    for digest, data in image.blobs.items():
-        assert (tmp_path / "out" / "blobs" / "sha256" / digest.encoded).read_bytes() == data
-
-
-async def test_async_path_digest_mismatch(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    image = _image()
-    layer = image.manifest.layers[0]
-    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
-    httpx_mock.add_response(url=f"https://{HOST}/v2/team/app/blobs/{layer.digest}", content=b"x" * layer.size)
-    with pytest.raises(IntegrityError) as caught:
-        await _pull(tmp_path / "out")
-    assert str(layer.digest) in str(caught.value) and f"https://{HOST}/v2/team/app/blobs/" in str(caught.value)
-    assert not (tmp_path / "out" / "blobs" / "sha256" / layer.digest.encoded).exists()
-
-
-async def test_async_path_wrong_content_length(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    image = _image()
-    layer = image.manifest.layers[1]
-    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
-    httpx_mock.add_response(
-        url=f"https://{HOST}/v2/team/app/blobs/{layer.digest}",
-        headers={"Content-Length": str(layer.size + 7)},
-        content=image.blobs[layer.digest],
-    )
-    with pytest.raises(IntegrityError, match="Content-Length"):
-        await _pull(tmp_path / "out")
-
-
-class _Cut(httpx.AsyncByteStream):
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.data
-        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-
-
-async def test_async_path_truncated_body(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    image = _image()
-    layer = image.manifest.layers[1]
-    data = image.blobs[layer.digest]
-    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
-    for _ in range(2):
-        httpx_mock.add_callback(
-            lambda request: httpx.Response(200, stream=_Cut(data[:100])),
-            url=f"https://{HOST}/v2/team/app/blobs/{layer.digest}",
-        )
-    with pytest.raises(TransportError, match="cut short"):
-        await _pull(tmp_path / "out")
-    assert not (tmp_path / "out" / "blobs" / "sha256" / layer.digest.encoded).exists()
-
-
-async def test_async_path_429_with_retry_after(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    image = _image()
-    layer = image.manifest.layers[0]
-    _mock_image(httpx_mock, image, skip=frozenset({str(layer.digest)}))
-    url = f"https://{HOST}/v2/team/app/blobs/{layer.digest}"
-    httpx_mock.add_response(url=url, status_code=429, headers={"Retry-After": "0"})
-    httpx_mock.add_response(url=url, content=image.blobs[layer.digest])
-    result = await _pull(tmp_path / "out")
-    assert result.blobs_downloaded == 3  # type: ignore[attr-defined]
-    assert len(httpx_mock.get_requests(url=url)) == 2
 
 
 async def test_manifest_unknown(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
@@ -216,22 +127,6 @@ async def test_probe_v1_only_and_both(httpx_mock: HTTPXMock) -> None:
         assert result.verdict == "v1" and result.v1.version == "0.9.1" and result.v1.standalone is True
         with pytest.raises(UnsupportedProtocolError):
             await client.pull(Reference.parse(f"{HOST}/a/b:1"), Path("/nonexistent/never"), protocol="v2")
-
-
-async def test_registry_ignoring_accept_returns_docker_v2_as_json(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    image = image_manifest([{"a": b"1"}], docker=True)
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={}, is_optional=True)
-    httpx_mock.add_response(
-        url=f"https://{HOST}/v2/team/app/manifests/1",
-        headers={"Content-Type": "application/json; charset=utf-8"},
-        content=image.manifest.raw,
-    )
-    for digest, data in image.blobs.items():
-        httpx_mock.add_response(url=f"https://{HOST}/v2/team/app/blobs/{digest}", content=data)
-    result = await _pull(tmp_path / "out")
-    assert result.media_type == mt.DOCKER_MANIFEST_V2  # type: ignore[attr-defined]
-    sent = httpx_mock.get_requests(url=f"https://{HOST}/v2/team/app/manifests/1")[0]
-    assert sent.headers["Accept"] == mt.MANIFEST_ACCEPT
 
 
 async def test_delete_unsupported_is_a_clear_error(httpx_mock: HTTPXMock) -> None:

@@ -1,7 +1,4 @@
-"""Push against a scripted registry: Location forms, 307 on upload, chunked PATCH, bearer auth, error mapping.
-
-Run both ways: blob bodies from worker threads (the default) and through httpx (``fetcher = None``).
-"""
+"""Push against a scripted registry: Location forms, 307 on upload, chunked PATCH, bearer auth, error mapping."""
 
 from __future__ import annotations
 
@@ -96,41 +93,36 @@ def _image(tmp_path: Path) -> BuiltImage:
     return write_image(tmp_path / "src", "v", [{"a": random.Random(5).randbytes(5000)}, {"b": b"b" * 7000}])
 
 
-async def _push(fake: FakeRegistry, tmp_path: Path, threaded: bool, **kwargs: object) -> object:
+async def _push(fake: FakeRegistry, tmp_path: Path, **kwargs: object) -> object:
     async with Client(retries=0) as client:
-        if not threaded:
-            client.api.fetcher = None
         return await client.push(f"{tmp_path / 'src'}:v", Reference.parse(f"{fake.host}/team/app:v"), **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("threaded", [True, False])
 @pytest.mark.parametrize("absolute", [True, False])
-async def test_monolithic_with_relative_or_absolute_location(tmp_path: Path, threaded: bool, absolute: bool) -> None:
+async def test_monolithic_with_relative_or_absolute_location(tmp_path: Path, absolute: bool) -> None:
     image = _image(tmp_path)
     with fake_registry() as fake:
         uploads = _Uploads(fake, absolute=absolute, redirect_put=False)
-        result = await _push(fake, tmp_path, threaded)
+        result = await _push(fake, tmp_path)
     assert {Digest.parse(d): data for d, data in uploads.stored.items()} == image.blobs
     assert uploads.manifests == {image.manifest.media_type: image.manifest.raw}
     assert result.blobs_uploaded == 3 and result.digest == image.manifest.digest  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("threaded", [True, False])
-async def test_307_on_upload_resends_the_body(tmp_path: Path, threaded: bool) -> None:
+async def test_307_on_upload_resends_the_body(tmp_path: Path) -> None:
     image = _image(tmp_path)
     with fake_registry() as fake:
         uploads = _Uploads(fake, absolute=False, redirect_put=True)
-        await _push(fake, tmp_path, threaded)
+        await _push(fake, tmp_path)
     assert uploads.redirected == 3
     assert {Digest.parse(d): data for d, data in uploads.stored.items()} == image.blobs
 
 
-@pytest.mark.parametrize("threaded", [True, False])
-async def test_chunked_patch_sequence(tmp_path: Path, threaded: bool) -> None:
+async def test_chunked_patch_sequence(tmp_path: Path) -> None:
     image = _image(tmp_path)
     with fake_registry() as fake:
         uploads = _Uploads(fake, absolute=True, redirect_put=False)
-        await _push(fake, tmp_path, threaded, chunk_size=1000)
+        await _push(fake, tmp_path, chunk_size=1000)
         patches = [r for r in fake.requests if r[0] == "PATCH"]
     assert {Digest.parse(d): data for d, data in uploads.stored.items()} == image.blobs
     big = image.manifest.layers[0].size
@@ -140,8 +132,7 @@ async def test_chunked_patch_sequence(tmp_path: Path, threaded: bool) -> None:
     ]
 
 
-@pytest.mark.parametrize("threaded", [True, False])
-async def test_bearer_auth_on_push(tmp_path: Path, threaded: bool) -> None:
+async def test_bearer_auth_on_push(tmp_path: Path) -> None:
     image = _image(tmp_path)
     tokens: list[str] = []
 
@@ -152,13 +143,12 @@ async def test_bearer_auth_on_push(tmp_path: Path, threaded: bool) -> None:
     with fake_registry() as fake:
         uploads = _Uploads(fake, absolute=False, redirect_put=False, token="push-token")
         fake.route("GET", "/token", token)
-        await _push(fake, tmp_path, threaded)
+        await _push(fake, tmp_path)
     assert {Digest.parse(d): data for d, data in uploads.stored.items()} == image.blobs
     assert tokens and all("scope=repository%3Ateam%2Fapp%3Apull%2Cpush" in t for t in tokens)
 
 
-@pytest.mark.parametrize("threaded", [True, False])
-async def test_upload_refused_maps_the_error(tmp_path: Path, threaded: bool) -> None:
+async def test_upload_refused_maps_the_error(tmp_path: Path) -> None:
     _image(tmp_path)
     with fake_registry() as fake:
         fake.route("POST", "/v2/team/app/blobs/uploads/", Reply(202, {"Location": "/v2/team/app/blobs/uploads/x"}))
@@ -168,7 +158,7 @@ async def test_upload_refused_maps_the_error(tmp_path: Path, threaded: bool) -> 
             Reply(400, {}, b'{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match"}]}'),
         )
         with pytest.raises(IntegrityError) as caught:
-            await _push(fake, tmp_path, threaded)
+            await _push(fake, tmp_path)
     # The registry's DIGEST_INVALID is an integrity failure (exit 5), like the client's own digest checks.
     assert "DIGEST_INVALID" in str(caught.value) and "HTTP 400" in str(caught.value)
     assert "provided digest did not match" in str(caught.value) and fake.host in str(caught.value)
@@ -183,4 +173,4 @@ async def test_denied_push_is_auth_error(tmp_path: Path) -> None:
             Reply(403, {}, b'{"errors":[{"code":"DENIED","message":"no push for you"}]}'),
         )
         with pytest.raises(AuthError, match="DENIED"):
-            await _push(fake, tmp_path, True)
+            await _push(fake, tmp_path)

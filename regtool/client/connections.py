@@ -1,0 +1,435 @@
+"""One set of kept-alive connections per Client, shared by the API calls (httpx) and the blob bodies (threads).
+
+:class:`ConnectionPool` holds ``http.client`` connections per (scheme, host, port), with TLS per host (docker's
+certs.d, through ``ssl_for``), a connect timeout for TCP and TLS set-up and a read timeout for every wait after.
+
+Why one set: a registry that is tens of milliseconds away charges a round trip for every new TCP connection
+(and more for TLS). When the API calls and the blob transfers had separate pools, the connection that fetched
+the manifest was never used for a blob, and every blob thread paid its own handshake.
+
+So httpx keeps doing what it is good at (auth flows, redirects, building requests, decoding responses), but the
+bytes go over connections taken from the same :class:`ConnectionPool` the blob threads use: httpx's
+``AsyncHTTPTransport`` is given :class:`PooledConnections` in place of httpcore's own pool. Each exchange runs in a
+worker thread: the request is sent, and a small body (every API answer) is read in the same thread, so one call
+costs one thread hand-off; a large body streams through further hand-offs, a megabyte at a time.
+
+``ConnectionPool.preconnect`` opens connections ahead of need, in background threads: while a manifest is in
+flight, the blob transfers it will start find their connections ready instead of each paying a handshake.
+
+Errors come out as httpcore's exceptions, which httpx maps to its own and ``transport.mapped_errors`` to
+regtool's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+import httpcore
+import httpx
+
+__all__ = ["ConnectionPool", "ConnectionSource", "PooledConnections"]
+
+Origin = tuple[str, str, int]
+
+# Answers up to this size are read with the status line, in the same thread hand-off (tokens, tag lists, error
+# envelopes, most manifests); larger ones stream.
+_INLINE_BODY = 1 << 20
+_STREAM_CHUNK = 1 << 20
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"})
+# Idle connections kept per origin; more than the largest useful concurrency to one registry.
+_MAX_IDLE = 64
+
+
+class ConnectionSource(Protocol):
+    """Where connections come from: the blob side's pool (``blobfetch``), keyed by (scheme, host, port)."""
+
+    def get(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection: ...
+
+    def new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection: ...
+
+    def put(self, scheme: str, host: str, port: int, conn: http.client.HTTPConnection) -> None: ...
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """Connects within the connection's ``timeout``, then waits up to ``io_timeout`` for each read or write."""
+
+    io_timeout: float | None = None
+
+    def connect(self) -> None:
+        _connect(self, super().connect)
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        return _response(self, super().getresponse)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """As _HTTPConnection; the TLS handshake counts as connecting."""
+
+    io_timeout: float | None = None
+
+    def connect(self) -> None:
+        _connect(self, super().connect)
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        return _response(self, super().getresponse)
+
+
+def _connect(conn: _HTTPConnection | _HTTPSConnection, connect: Callable[[], None]) -> None:
+    try:
+        connect()
+    except TimeoutError:
+        raise TimeoutError(f"timed out connecting to {conn.host}:{conn.port} after {conn.timeout} s") from None
+    conn.sock.settimeout(conn.io_timeout)
+
+
+def _response(
+    conn: _HTTPConnection | _HTTPSConnection, getresponse: Callable[[], http.client.HTTPResponse]
+) -> http.client.HTTPResponse:
+    try:
+        return getresponse()
+    except TimeoutError:
+        raise TimeoutError(f"timed out: no response from {conn.host}:{conn.port} within {conn.io_timeout} s") from None
+
+
+class ConnectionPool:
+    """Kept-alive ``http.client`` connections per origin, safe to use from any thread."""
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        timeout: float,
+        ssl_for: Callable[[str], ssl.SSLContext] | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
+        self._ssl = ssl_context
+        self._ssl_for = ssl_for
+        self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._opening: dict[Origin, int] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        """An idle connection to the origin that the server has not closed, else a new (unconnected) one."""
+        while True:
+            with self._lock:
+                idle = self._idle.get((scheme, host, port))
+                conn = idle.pop() if idle else None
+            if conn is None:
+                break
+            if not _dropped(conn):
+                return conn
+            conn.close()
+        return self.new(scheme, host, port)
+
+    def new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        """A fresh connection: the connect timeout for TCP and TLS set-up, then the (read) timeout for each I/O."""
+        conn: _HTTPConnection | _HTTPSConnection
+        if scheme == "https":
+            context = self.context_for(host, port)
+            conn = _HTTPSConnection(host, port, timeout=self.connect_timeout, context=context)
+        else:
+            conn = _HTTPConnection(host, port, timeout=self.connect_timeout)
+        conn.io_timeout = self.timeout
+        return conn
+
+    def context_for(self, host: str, port: int) -> ssl.SSLContext:
+        """The host's own TLS context (docker's certs.d) when the client has per-host settings."""
+        return self._ssl_for(host if port == 443 else f"{host}:{port}") if self._ssl_for else self._ssl
+
+    def put(self, scheme: str, host: str, port: int, conn: http.client.HTTPConnection) -> None:
+        """Keep ``conn`` (connected, its last response read to the end) for the next request to the origin."""
+        with self._lock:
+            idle = self._idle.setdefault((scheme, host, port), [])
+            if not self._closed and len(idle) < _MAX_IDLE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def preconnect(self, scheme: str, host: str, port: int, count: int) -> None:
+        """Open connections in background threads until ``count`` are idle or being opened for the origin.
+
+        Failures are dropped silently: the request that needs the connection opens its own and reports why.
+        """
+        origin = (scheme, host, port)
+        with self._lock:
+            if self._closed:
+                return
+            wanted = max(0, count - len(self._idle.get(origin, ())) - self._opening.get(origin, 0))
+            self._opening[origin] = self._opening.get(origin, 0) + wanted
+        # Not daemons: a TLS handshake cut off by the interpreter's exit can crash it; each thread ends within
+        # the connect timeout.
+        for _ in range(wanted):
+            threading.Thread(target=self._open, args=origin, name="regtool-preconnect").start()
+
+    def _open(self, scheme: str, host: str, port: int) -> None:
+        conn = self.new(scheme, host, port)
+        try:
+            conn.connect()
+        except OSError:
+            conn.close()
+        else:
+            self.put(scheme, host, port, conn)
+        finally:
+            with self._lock:
+                self._opening[(scheme, host, port)] -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection the server has closed (or sent something unasked on) reads as ready: do not reuse it."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class PooledConnections:
+    """An httpcore connection pool in shape (what ``httpx.AsyncHTTPTransport`` drives), over ``source``."""
+
+    def __init__(self, source: ConnectionSource) -> None:
+        self._source = source
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        exchange = _Exchange(self._source, request)
+        try:
+            if isinstance(request.stream, httpx.ByteStream):  # a body given as bytes: sent with the headers
+                await anyio.to_thread.run_sync(exchange.start, b"".join(request.stream), abandon_on_cancel=True)
+            else:  # a streamed body (an upload from a generator): one thread hand-off per piece
+                chunked = any(
+                    name.lower() == b"transfer-encoding" and value.lower() == b"chunked"
+                    for name, value in request.headers
+                )
+                await anyio.to_thread.run_sync(exchange.open_streaming, abandon_on_cancel=True)
+                async for piece in request.stream:  # type: ignore[union-attr]
+                    if piece:
+                        await anyio.to_thread.run_sync(exchange.send, piece, chunked, abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(exchange.end_streaming, chunked, abandon_on_cancel=True)
+        except BaseException:
+            exchange.abandon()  # cancelled while a thread runs on: the connection is closed when it is done
+            raise
+        if exchange.complete:
+            return httpcore.Response(
+                exchange.status, headers=exchange.headers, content=exchange.body, extensions=exchange.extensions
+            )
+        return httpcore.Response(
+            exchange.status, headers=exchange.headers, content=_Stream(exchange), extensions=exchange.extensions
+        )
+
+    async def __aenter__(self) -> PooledConnections:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Nothing to do: the connections belong to ``source``, which its owner closes."""
+
+
+class _Exchange:
+    """One request and its response over a pooled connection; runs in worker threads."""
+
+    def __init__(self, source: ConnectionSource, request: httpcore.Request) -> None:
+        self._source = source
+        self._request = request
+        url = request.url
+        self._origin = (url.scheme.decode("ascii"), url.host.decode("ascii"), url.port or _default_port(url.scheme))
+        self._conn: http.client.HTTPConnection | None = None
+        self._response: http.client.HTTPResponse | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.extensions: dict[str, object] = {}
+        self.body = b""
+        self.complete = False
+
+    def start(self, body: bytes) -> None:
+        """Send the request with its whole ``body`` and read the response head (and a small body)."""
+        method = self._request.method
+        for attempt in (0, 1):
+            conn = self._source.get(*self._origin) if attempt == 0 else self._source.new(*self._origin)
+            reused = conn.sock is not None
+            try:
+                self._put_head(conn, body)
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                conn.close()
+                # A kept-alive connection the server closed as the request went out: the request was not
+                # processed, so an idempotent one is sent once more on a fresh connection.
+                if reused and attempt == 0 and method in _IDEMPOTENT:
+                    continue
+                raise httpcore.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+            except BaseException as exc:
+                connected = reused or conn.sock is not None
+                conn.close()
+                raise _mapped(exc, connected=connected) from exc
+            self._accept(conn, response)
+            return
+
+    def open_streaming(self) -> None:
+        """Send the request head; the body follows in ``send`` calls, then ``end_streaming``."""
+        conn = self._source.get(*self._origin)
+        reused = conn.sock is not None
+        try:
+            self._put_head(conn, None)
+        except BaseException as exc:
+            connected = reused or conn.sock is not None
+            conn.close()
+            raise _mapped(exc, connected=connected) from exc
+        with self._lock:
+            if self._abandoned:
+                conn.close()
+                return
+            self._conn = conn
+
+    def send(self, piece: bytes, chunked: bool) -> None:
+        conn = self._conn
+        if conn is None:
+            raise httpcore.WriteError("the request was abandoned")
+        try:
+            conn.send(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+        except BaseException as exc:
+            self._finish(reusable=False)
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    def end_streaming(self, chunked: bool) -> None:
+        conn = self._conn
+        if conn is None:
+            raise httpcore.WriteError("the request was abandoned")
+        try:
+            if chunked:
+                conn.send(b"0\r\n\r\n")
+            response = conn.getresponse()
+        except BaseException as exc:
+            self._finish(reusable=False)
+            raise _mapped(exc, connected=True) from exc
+        self._accept(conn, response)
+
+    def _put_head(self, conn: http.client.HTTPConnection, body: bytes | None) -> None:
+        request = self._request
+        conn.putrequest(
+            request.method.decode("ascii"),
+            request.url.target.decode("ascii"),
+            skip_host=True,
+            skip_accept_encoding=True,
+        )
+        for name, value in request.headers:
+            conn.putheader(name.decode("latin-1"), value.decode("latin-1"))
+        conn.endheaders(body or None)
+
+    def _accept(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        """Take the response head; a small body is read at once and the connection goes back to the pool."""
+        with self._lock:
+            if self._abandoned:
+                conn.close()
+                return
+            self._conn, self._response = conn, response
+        self.status = response.status
+        self.headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()]
+        self.extensions = {"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")}
+        length = response.length
+        if (
+            self._request.method == b"HEAD"
+            or response.status in {204, 304}
+            or (length is not None and length <= _INLINE_BODY)
+        ):
+            self.body = self._read_all()
+            self.complete = True
+
+    def _read_all(self) -> bytes:
+        try:
+            assert self._response is not None
+            data = self._response.read()
+        except BaseException as exc:
+            self._finish(reusable=False)
+            raise _mapped(exc, connected=True) from exc
+        self._finish(reusable=True)
+        return data
+
+    def read_chunk(self) -> bytes:
+        response = self._response
+        if response is None:
+            return b""
+        try:
+            data = response.read(_STREAM_CHUNK)
+        except BaseException as exc:
+            self._finish(reusable=False)
+            raise _mapped(exc, connected=True) from exc
+        if not data:
+            if response.length:
+                self._finish(reusable=False)
+                raise httpcore.RemoteProtocolError(
+                    f"connection closed {response.length} bytes before the end of the body"
+                )
+            self._finish(reusable=True)
+        return data
+
+    def _finish(self, *, reusable: bool) -> None:
+        with self._lock:
+            conn, response = self._conn, self._response
+            self._conn = self._response = None
+        if conn is None:
+            return
+        if reusable and response is not None and not response.will_close and response.isclosed():
+            self._source.put(*self._origin, conn)
+        else:
+            conn.close()
+
+    def abandon(self) -> None:
+        """The caller stopped waiting or reading: the connection is closed, now or as soon as the thread has it."""
+        with self._lock:
+            self._abandoned = True
+        self._finish(reusable=False)
+
+
+class _Stream:
+    """A response body read a megabyte per thread hand-off (httpcore's async stream shape)."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await anyio.to_thread.run_sync(self._exchange.read_chunk, abandon_on_cancel=True):
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._exchange.abandon()
+
+
+def _default_port(scheme: bytes) -> int:
+    return 443 if scheme == b"https" else 80
+
+
+def _mapped(exc: BaseException, *, connected: bool) -> BaseException:
+    """httpcore's exception for an ``http.client``/socket error (other exceptions pass through unchanged)."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return httpcore.ReadTimeout(detail) if connected else httpcore.ConnectTimeout(detail)
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return httpcore.ConnectError(detail)
+    if isinstance(exc, http.client.HTTPException):
+        return httpcore.RemoteProtocolError(detail)
+    if isinstance(exc, OSError):
+        return httpcore.ReadError(detail) if connected else httpcore.ConnectError(detail)
+    return exc
