@@ -145,7 +145,7 @@ TimelineFile = Annotated[
 ]
 Jobs = Annotated[
     int,
-    typer.Option("-j", "--jobs", min=1, max=64, metavar="N", help="Blobs transferred at once."),
+    typer.Option("-j", "--jobs", min=1, max=64, metavar="N", help="Large blobs transferred at once; up to four small ones (2 MiB or less) take the place of each."),
 ]
 # push and copy: parsed with ``regtool.cli.push.parse_size``.
 ChunkSize = Annotated[

@@ -28,7 +28,7 @@ from regtool.client.blobfetch import BodyBroken, FetchCancelled, HTTPStatusError
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
 from regtool.client.registry_api import RegistryAPI
-from regtool.client.tasks import first_error
+from regtool.client.tasks import LARGE_WEIGHT, first_error
 from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError
 from regtool.image.blobstore import BlobStore, BlobWriter
@@ -56,7 +56,7 @@ class BlobDownloader:
     ) -> None:
         self.api = api
         self.progress = progress or NullProgress()
-        self._threads = anyio.CapacityLimiter(max(1, jobs))
+        self._threads = anyio.CapacityLimiter(max(1, jobs) * LARGE_WEIGHT)
         self.split = split
 
     async def download(self, url: str, desc: Descriptor, store: BlobStore) -> int:
@@ -78,7 +78,7 @@ class BlobDownloader:
                 attempt = 0
                 while True:
                     try:
-                        async with self.api.host_slot(url):
+                        async with self.api.host_slot(url, desc.size):
                             transferred += await self._attempt(url, desc, store, box, key)
                         break
                     except _Broken as broken:

@@ -49,7 +49,7 @@ from regtool.client.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _lo
 from regtool.client.rangefetch import parse_content_range
 from regtool.client.registry_api import RegistryAPI, error_for_response
 from regtool.client.resume import UploadClaim
-from regtool.client.tasks import run_bounded
+from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.transport import mapped_errors, redact_url
 from regtool.client.v1api import V1Api
 from regtool.client.v1pull import download_layer, fetch_chain
@@ -417,6 +417,8 @@ async def _v2_to_v2(
 ) -> Digest:
     # The pull's plan, so that --platform picks (or fails to find) the same manifest as a pull does; without a
     # platform, the whole index tree, children first.
+    for registry in (source.registry, target.registry):
+        api.preconnect(await api.base_url(registry), PRECONNECT_PER_JOB * jobs)
     plan = await V2Puller(api, jobs=jobs).plan(source, platform=platform, all_platforms=platform is None)
     named = plan.entry
     _check_target_digest(target, named.digest)
@@ -433,7 +435,7 @@ async def _v2_to_v2(
         await uploads.blob(descriptor, opener)
 
     # Largest first, so the long transfers start early and the tail is short.
-    await run_bounded(sorted(plan.blobs(), key=lambda d: -d.size), one, jobs)
+    await run_bounded(sorted(plan.blobs(), key=lambda d: -d.size), one, jobs, size_of=lambda d: d.size)
     for manifest in plan.manifests:
         if manifest is not named:
             await api.put_manifest(target.with_digest(manifest.digest), manifest)

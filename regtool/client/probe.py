@@ -23,7 +23,7 @@ import httpx
 from regtool.client.challenge import ChallengeError, parse_challenges
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import ProbeEvidence, ProbeResult, V1Info, V2Info
-from regtool.client.transport import redact_url
+from regtool.client.transport import first_in_order, redact_url
 from regtool.errors import TransportError
 from regtool.protocol import v1 as v1proto
 from regtool.protocol import v2 as v2proto
@@ -145,15 +145,23 @@ async def probe_registry(api: RegistryAPI, registry: str, *, check_v1: bool = Tr
     evidence: list[ProbeEvidence] = []
     chosen: str | None = None
     v2 = V2Info(found=False)
-    for scheme in api.schemes(registry):
+    schemes = api.schemes(registry)
+    failed: dict[str, ProbeEvidence] = {}
+
+    async def ping(scheme: str) -> tuple[ProbeEvidence, bytes] | None:
         seen, body = await _get_retrying(api, f"{scheme}://{host}/v2/")
         if seen.status is None:
-            evidence.append(seen)
-            continue
-        chosen = scheme
+            failed[scheme] = seen
+            return None
+        return seen, body
+
+    answer = await first_in_order(schemes, ping)
+    # The schemes before the one that answered failed; the ones after it were not needed.
+    evidence.extend(failed[s] for s in schemes[: schemes.index(answer[0]) if answer else len(schemes)])
+    if answer is not None:
+        chosen, (seen, body) = answer
         v2, note = _v2_from(seen, body)
         evidence.append(ProbeEvidence(seen.url, seen.status, None, seen.headers, note))
-        break
     v1 = V1Info(found=False)
     if chosen is not None and (check_v1 or not v2.found):
         seen, body = await _get_retrying(api, f"{chosen}://{host}/v1/_ping")

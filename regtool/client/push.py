@@ -43,7 +43,7 @@ from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PushResult
 from regtool.client.resume import UploadClaim, UploadStateStore, parse_upload_range
 from regtool.client.retry import RetryBudget
-from regtool.client.tasks import first_error, run_bounded
+from regtool.client.tasks import LARGE_WEIGHT, PRECONNECT_PER_JOB, first_error, run_bounded
 from regtool.client.transport import redact_url
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import (
@@ -172,7 +172,7 @@ class V2Pusher:
         self.jobs = max(1, jobs)
         self.progress = progress or NullProgress()
         self.chunk_size = chunk_size
-        self._threads = anyio.CapacityLimiter(self.jobs)
+        self._threads = anyio.CapacityLimiter(self.jobs * LARGE_WEIGHT)
 
     async def push(self, source: str, ref: Reference, *, mount_from: Sequence[str] = ()) -> PushResult:
         started = time.monotonic()
@@ -211,13 +211,14 @@ class V2Pusher:
                 if desc is not None and not desc.urls:
                     blobs.setdefault(desc.digest, desc)
         base = await self.api.base_url(ref.registry)
+        self.api.preconnect(base, min(len(blobs), PRECONNECT_PER_JOB * self.jobs))
         tally = _Tally()
         sources = (*mount_from, *(_known_origin(src, ref, mount_from)))
 
         async def one(desc: Descriptor) -> None:
             await self._blob(src, ref, base, desc, sources, tally, explicit=len(mount_from))
 
-        await run_bounded(sorted(blobs.values(), key=lambda d: -d.size), one, self.jobs)
+        await run_bounded(sorted(blobs.values(), key=lambda d: -d.size), one, self.jobs, size_of=lambda d: d.size)
         for child in children:
             await self.api.put_manifest(ref.with_digest(child.digest), child)
         target = ref if ref.tag is not None or ref.digest is not None else ref.with_digest(root.digest)
@@ -324,7 +325,7 @@ class V2Pusher:
                     await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
                 else:
                     (location, offset), minimum = resumed, 0
-                async with self.api.host_slot(location):
+                async with self.api.host_slot(location, desc.size):
                     await self._upload(src, ref, desc, location, key, check, claim, budget, offset, minimum)
                 break
             except _SessionGone as gone:

@@ -28,7 +28,8 @@ import httpx
 from regtool.client.auth import RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
 from regtool.client.retry import RetryBudget, RetryLog, RetryPolicy
-from regtool.client.transport import candidate_schemes, mapped_errors, redact_url
+from regtool.client.tasks import LARGE_WEIGHT, WeightedLimiter, transfer_weight
+from regtool.client.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
 from regtool.digest import Digest
 from regtool.errors import (
     AuthError,
@@ -92,7 +93,7 @@ class RegistryAPI:
         # faults (issue 6): at most ``per_host`` blob transfers (connections) to one registry host at a time,
         # shared by everything this API moves (pull, push, copy, each range of a split download).
         self.per_host = per_host
-        self._host_slots: dict[str, anyio.CapacityLimiter] = {}
+        self._host_slots: dict[str, WeightedLimiter] = {}
         self.auth = auth
         self.fetcher = fetcher
         self.plain_http = plain_http
@@ -117,23 +118,31 @@ class RegistryAPI:
             known = self._bases.get(registry)
             if known is not None:
                 return known
-            failures: list[str] = []
+            failures: dict[str, str] = {}
             schemes = self.schemes(registry)
-            for scheme in schemes:
-                base = f"{scheme}://{registry_api_host(registry)}"
+            host = registry_api_host(registry)
+
+            async def ping(scheme: str) -> httpx.Response | None:
                 # Only the last scheme is retried: for the others, the next scheme is the fallback.
                 last = scheme == schemes[-1]
                 try:
-                    response = await self.send("GET", f"{base}/v2/", what="ping", auth=False, expect=None, retry=last)
+                    url = f"{scheme}://{host}/v2/"
+                    response = await self.send("GET", url, what="ping", auth=False, expect=None, retry=last)
                 except TransportError as exc:
-                    failures.append(str(exc))
-                    continue
+                    failures[scheme] = str(exc)
+                    return None
                 await response.aclose()
-                if response.status_code not in {200, 401, 403} and v2.API_VERSION_HEADER not in response.headers:
-                    self._not_v2[base] = response.status_code
-                self._bases[registry] = base
-                return base
-            raise TransportError(f"registry {registry} unreachable: " + "; ".join(failures))
+                return response
+
+            answer = await first_in_order(schemes, ping)
+            if answer is None:
+                raise TransportError(f"registry {registry} unreachable: " + "; ".join(failures[s] for s in schemes))
+            scheme, response = answer
+            base = f"{scheme}://{host}"
+            if response.status_code not in {200, 401, 403} and v2.API_VERSION_HEADER not in response.headers:
+                self._not_v2[base] = response.status_code
+            self._bases[registry] = base
+            return base
 
     def error_for(self, response: httpx.Response, what: str, body: bytes = b"") -> RegtoolError:
         """``error_for_response``, plus a login hint on a 401 and exit 7 for a 404 from a host that is no registry."""
@@ -166,15 +175,26 @@ class RegistryAPI:
             f"config.json and its credential helpers): run `regtool login {host}`"
         )
 
-    def host_slot(self, url: str) -> contextlib.AbstractAsyncContextManager[object]:
-        """Hold one of the ``per_host`` transfer slots of ``url``'s host while a body moves (a no-op without a cap)."""
+    def host_slot(self, url: str, size: int | None = None) -> contextlib.AbstractAsyncContextManager[object]:
+        """Hold ``url``'s host's share of the ``per_host`` cap while a body of ``size`` bytes moves: ``per_host``
+        large bodies at once, four small ones in the place of each (``tasks.transfer_weight``); no-op without a cap."""
         if self.per_host is None:
             return contextlib.nullcontext()
         host = httpx.URL(url).netloc.decode("ascii", "replace")
         limiter = self._host_slots.get(host)
         if limiter is None:
-            limiter = self._host_slots[host] = anyio.CapacityLimiter(max(1, self.per_host))
-        return limiter
+            limiter = self._host_slots[host] = WeightedLimiter(self.per_host * LARGE_WEIGHT)
+        return limiter.hold(transfer_weight(size))
+
+    def preconnect(self, base: str, count: int) -> None:
+        """Open connections to ``base`` (``scheme://host[:port]``) in the background, up to ``count`` idle."""
+        if self.fetcher is None:
+            return
+        url = httpx.URL(base)
+        if url.host:
+            self.fetcher.pool.preconnect(
+                url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80), count
+            )
 
     def remember_base(self, registry: str, base: str) -> None:
         """Record where ``registry`` lives (the probe found out already)."""

@@ -10,19 +10,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import cast
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import httpcore
 import httpx
 
 from regtool.__about__ import __version__
 from regtool.client.connections import ConnectionPool, PooledConnections
+from regtool.client.tasks import first_error
 from regtool.errors import TransportError
 from regtool.reference import is_loopback_host
 
-__all__ = ["USER_AGENT", "build_http_client", "candidate_schemes", "mapped_errors", "redact_url"]
+__all__ = ["USER_AGENT", "build_http_client", "candidate_schemes", "first_in_order", "mapped_errors", "redact_url"]
+
+T = TypeVar("T")
 
 USER_AGENT = f"regtool/{__version__}"
 
@@ -54,6 +58,41 @@ def candidate_schemes(registry: str, *, plain_http: bool = False, insecure: bool
     if insecure or is_loopback_host(registry):
         return ("https", "http")
     return ("https",)
+
+
+async def first_in_order(
+    candidates: Sequence[str], attempt: Callable[[str], Awaitable[T | None]]
+) -> tuple[str, T] | None:
+    """Run ``attempt`` for every candidate at once; the first candidate, in the given order, whose attempt gave
+    a result (None means it failed), with that result; None when all failed.
+
+    The order is a preference, not a race: a later candidate wins only once every earlier one has failed, so
+    http is used only where https did not answer. But the attempts overlap, so a loopback registry on plain
+    HTTP costs one round trip, not a failed TLS handshake and then a second connection. Attempts still running
+    when the answer is known are cancelled.
+    """
+    results: dict[str, T | None] = {}
+    finished = {candidate: anyio.Event() for candidate in candidates}
+
+    async def run(candidate: str) -> None:
+        try:
+            results[candidate] = await attempt(candidate)
+        finally:
+            finished[candidate].set()
+
+    try:
+        async with anyio.create_task_group() as group:
+            for candidate in candidates:
+                group.start_soon(run, candidate)
+            for candidate in candidates:
+                await finished[candidate].wait()
+                result = results.get(candidate)
+                if result is not None:
+                    group.cancel_scope.cancel()
+                    return candidate, result
+    except BaseExceptionGroup as errors:
+        raise first_error(errors) from None
+    return None
 
 
 def redact_url(url: str | httpx.URL) -> str:

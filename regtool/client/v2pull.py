@@ -33,7 +33,7 @@ from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.rangefetch import SplitPolicy
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PullResult
-from regtool.client.tasks import run_bounded
+from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, RegtoolError, TransportError, UnsupportedProtocolError, UsageError
 from regtool.image.blobstore import STAGING_DIR
@@ -99,6 +99,8 @@ class V2Puller:
             raise UsageError(f"unknown output format {format!r}: expected oci or docker-archive")
         if format == "docker-archive" and all_platforms:
             raise UsageError("a docker-archive holds one image: use --platform instead of --all-platforms")
+        # The blob transfers find their connections open: they are made while the manifest is in flight.
+        self.api.preconnect(await self.api.base_url(ref.registry), PRECONNECT_PER_JOB * self.jobs)
         plan = await self.plan(ref, platform=platform, all_platforms=all_platforms)
         for image in plan.images:
             report_image(self.progress, image)
@@ -217,7 +219,7 @@ class V2Puller:
 
         # Largest first, so the long transfers start early and the tail is short.
         try:
-            await run_bounded(sorted(missing, key=lambda d: -d.size), one, self.jobs)
+            await run_bounded(sorted(missing, key=lambda d: -d.size), one, self.jobs, size_of=lambda d: d.size)
             for manifest in plan.manifests:
                 await anyio.to_thread.run_sync(store.put_bytes, manifest.digest, manifest.raw)
         finally:

@@ -44,11 +44,16 @@ async def test_manifest_unknown(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
 async def test_no_downgrade_once_https_answered(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=f"https://{HOST}/v2/", status_code=404, text="nothing here")
     httpx_mock.add_response(url=f"https://{HOST}/v1/_ping", status_code=404, text="nothing here")
+    # http is asked at the same time (so a plain-HTTP registry costs no extra round trip), but where https
+    # answered, even a perfect v2 answer over http is never used.
+    httpx_mock.add_response(url=f"http://{HOST}/v2/", headers=V2, json={}, is_optional=True)
     async with Client(insecure=True) as client:
         result = await client.probe(HOST)
+        assert await client.api.base_url(HOST) == f"https://{HOST}"
     assert result.verdict == "neither" and result.scheme == "https"
-    assert all(r.url.scheme == "https" for r in httpx_mock.get_requests())
     assert [e.status for e in result.evidence] == [404, 404]
+    assert all(e.url.startswith("https://") for e in result.evidence)
+    assert not any(r.url.scheme == "http" and r.url.path != "/v2/" for r in httpx_mock.get_requests())
 
 
 async def test_http_only_after_https_failed_to_connect_when_insecure(httpx_mock: HTTPXMock) -> None:
