@@ -17,6 +17,9 @@ from typer.main import get_command_name
 # as they are beside typer; regtool never runs it. A None entry makes that optional import fail, and httpx then
 # defines a stub in its place. Only when httpx is not loaded yet: an embedding program keeps whatever it has.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+# httpcore imports trio (~60 ms) whenever it is installed (selenium brings it, for one), to support it as an
+# async backend; the command line runs on asyncio only. Only when trio is not loaded yet, as above.
+sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
 # Each command module registers itself on ``app`` when imported. ``copy`` and ``demo`` (registry v1 work) and
 # ``login``/``logout`` (auth) join this list when they exist.

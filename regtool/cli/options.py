@@ -145,7 +145,14 @@ TimelineFile = Annotated[
 ]
 Jobs = Annotated[
     int,
-    typer.Option("-j", "--jobs", min=1, max=64, metavar="N", help="Large blobs transferred at once; up to four small ones (2 MiB or less) take the place of each."),
+    typer.Option(
+        "-j",
+        "--jobs",
+        min=1,
+        max=64,
+        metavar="N",
+        help="Large blobs transferred at once; up to four small ones (2 MiB or less) take the place of each.",
+    ),
 ]
 # push and copy: parsed with ``regtool.cli.push.parse_size``.
 ChunkSize = Annotated[

@@ -123,7 +123,9 @@ class ConnectionPool:
         while True:
             with self._lock:
                 idle = self._idle.get((scheme, host, port))
-                conn = idle.pop() if idle else None
+                # Oldest first: a connection that has carried a request has its handshake (and TCP's slow
+                # start) behind it, where one just opened ahead of need may still be on its way.
+                conn = idle.pop(0) if idle else None
             if conn is None:
                 break
             if not _dropped(conn):

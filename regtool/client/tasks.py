@@ -34,7 +34,7 @@ SMALL_BLOB = 2 << 20
 LARGE_WEIGHT = 4
 # Connections opened ahead of a transfer's first blobs, per job: enough for a wave of small blobs without
 # holding dozens of idle sockets on the registry.
-PRECONNECT_PER_JOB = 2
+PRECONNECT_PER_JOB = LARGE_WEIGHT
 
 
 def transfer_weight(size: int | None) -> int:
