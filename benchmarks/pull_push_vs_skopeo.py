@@ -1,7 +1,7 @@
 """regtool pull/push against skopeo copy, on the same docker-registry (distribution), interleaved.
 
     python benchmarks/pull_push_vs_skopeo.py [--runs 3] [--work DIR] [--images 16x32,2x512] [--jobs 8]
-                                             [--baseline DIR] [--archive]
+                                             [--baseline DIR] [--archive] [--copy]
 
 For each image (N layers of M MiB of random bytes, gzip level 0: incompressible, as registries hold layers):
 
@@ -16,6 +16,9 @@ layers, so a push must gzip them): push ``regtool push --quiet IMAGE.tar IMAGE``
 docker-archive:IMAGE.tar docker://IMAGE``, each into a fresh registry; pull ``regtool pull --quiet IMAGE OUT.tar``
 vs ``skopeo copy docker://IMAGE docker-archive:OUT.tar``, with regtool's pull into a layout timed alongside, so
 the cost of writing an archive (decompressing every layer) shows next to the layout's.
+
+With ``--copy``: registry to registry, ``regtool copy --quiet SRC DST`` vs ``skopeo copy docker://SRC
+docker://DST``, from one docker-registry into a fresh one each run (nothing to skip or mount).
 
 Wall time is measured around the child process; peak RSS is the child's ``ru_maxrss`` (os.wait4). ``sync`` runs
 before every timed run so one run's dirty pages are not written back during the next. Prints a table and the
@@ -210,6 +213,36 @@ def _archive_pull_runs(registry: Distribution, layout: Path, name: str, runs: in
     return results
 
 
+def _copy_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+    source = f"{registry.host}/bench/{name}:1"
+    subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{source}"],
+        check=True,
+        capture_output=True,
+    )
+    results: list[Run] = []
+    for i in range(runs):
+        for tool in ("regtool", "skopeo"):
+            root = work / f"copy-registry-{tool}-{name}-{i}"
+            shutil.rmtree(root, ignore_errors=True)
+            with run_distribution(root) as target:
+                dest = f"{target.host}/bench/{name}:1"
+                if tool == "regtool":
+                    argv = [*_regtool(), "copy", "--quiet", "--jobs", str(jobs), source, dest]
+                else:
+                    argv = [
+                        "skopeo",
+                        "copy",
+                        "--src-tls-verify=false",
+                        "--dest-tls-verify=false",
+                        f"docker://{source}",
+                        f"docker://{dest}",
+                    ]
+                results.append(_timed(argv)._replace_tool(tool))
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
 def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
     ours = [r for r in results if r.tool == "regtool"]
     theirs = [r for r in results if r.tool == "skopeo"]
@@ -253,6 +286,7 @@ def main() -> None:
     parser.add_argument("--skip-pull", action="store_true")
     parser.add_argument("--baseline", type=Path, help="also time regtool with DIR first on PYTHONPATH, interleaved")
     parser.add_argument("--archive", action="store_true", help="push from and pull into docker-archives instead")
+    parser.add_argument("--copy", action="store_true", help="copy registry to registry instead")
     args = parser.parse_args()
     _compile_bytecode(args.baseline)
     if shutil.which("skopeo") is None:
@@ -268,6 +302,12 @@ def main() -> None:
     for count, mib in specs:
         name = f"{count}x{mib}"
         layout = _image(args.work, count, mib)
+        if args.copy:
+            with run_distribution(args.work / f"registry-{name}") as registry:
+                results = _copy_runs(registry, layout, name, args.runs, args.jobs, args.work)
+            shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
+            _report("copy", name, results)
+            continue
         if args.archive:
             archive = _archive(args.work, layout, name)
             if not args.skip_pull:

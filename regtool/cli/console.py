@@ -40,7 +40,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# issue 5: whether the command inside ``run`` was given --json (``warn`` writes a JSON event then).
+# Whether the command inside ``run`` was given --json (``warn`` writes a JSON event then).
 _json_lines: ContextVar[bool] = ContextVar("regtool_json_lines", default=False)
 
 
@@ -117,7 +117,7 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-# faults (issue 6): what Ctrl-C says; blob downloads keep their partials and pushes their upload sessions.
+# What Ctrl-C says; blob downloads keep their partials and pushes their upload sessions.
 INTERRUPTED = "interrupted; what was transferred is kept: run the same command again to resume"
 
 

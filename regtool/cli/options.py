@@ -165,7 +165,7 @@ ChunkSize = Annotated[
     ),
 ]
 
-# faults (issue 6): how often an idempotent request is retried (connection errors, timeouts, 408/429/5xx).
+# How often an idempotent request is retried (connection errors, timeouts, 408/429/5xx).
 Retries = Annotated[
     int,
     typer.Option(
@@ -330,7 +330,7 @@ class Connection:
 
 
 def warn_insecure() -> None:
-    """issue 5: ``--insecure`` says so on stderr (a JSON ``warning`` event under ``--json``)."""
+    """``--insecure`` says so on stderr (a JSON ``warning`` event under ``--json``)."""
     from regtool.cli.console import warn
 
     warn("--insecure: TLS certificates are not verified; anyone on the network path can read and alter traffic")

@@ -36,7 +36,7 @@ def serve(
     no_v1: Annotated[bool, typer.Option("--no-v1", help="Disable the v1 API (404 on /v1/).")] = False,
     no_v2: Annotated[bool, typer.Option("--no-v2", help="Disable the v2 API (404 on /v2/).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No access log on stderr.")] = False,
-    # faults (issue 6): abandoned upload sessions.
+    # Abandoned upload sessions.
     upload_purge_age: Annotated[
         float | None,
         typer.Option(
@@ -47,7 +47,7 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    # issue 5: authentication and TLS.
+    # Authentication and TLS.
     htpasswd: Annotated[
         Path | None,
         typer.Option("--htpasswd", metavar="FILE", help="Require HTTP Basic auth against this bcrypt htpasswd file."),

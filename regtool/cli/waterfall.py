@@ -14,8 +14,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +24,7 @@ from regtool.cli.units import format_bytes
 from regtool.client.progress import Progress
 from regtool.client.timeline import KINDS, Row, Timeline, TimelineRecorder
 from regtool.errors import UsageError
+from regtool.files import write_atomic
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,7 +40,6 @@ __all__ = [
     "render_terminal",
     "show_waterfalls",
     "timeline_json",
-    "write_atomic",
     "write_timeline",
 ]
 
@@ -267,20 +265,6 @@ def check_timeline_path(path: Path) -> str:
     return suffix[1:]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: a reader sees the old
-    file or the whole new one, never a part."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def timeline_json(recorder: TimelineRecorder, *, title: str) -> str:
     """The raw records as a JSON document, one record per line."""
     document = recorder.to_json()
@@ -298,7 +282,7 @@ def write_timeline(
         text = render_svg([(title, timeline or recorder.timeline())], axis=axis)
     else:
         text = timeline_json(recorder, title=title)
-    write_atomic(path, text)
+    write_atomic(path, text.encode())
 
 
 @contextmanager
@@ -345,10 +329,10 @@ def show_waterfalls(
     written: list[Path] = []
     for (name, timeline), (protocol, recorder) in zip(panels, recorders.items(), strict=True):
         svg, raw = directory / f"{protocol}.svg", directory / f"{protocol}.json"
-        write_atomic(svg, render_svg([(name, timeline)], axis=axis))
-        write_atomic(raw, timeline_json(recorder, title=name))
+        write_atomic(svg, render_svg([(name, timeline)], axis=axis).encode())
+        write_atomic(raw, timeline_json(recorder, title=name).encode())
         written += [svg, raw]
     together = directory / ("-".join(recorders) + ".svg")
-    write_atomic(together, render_svg(panels, axis=axis))
+    write_atomic(together, render_svg(panels, axis=axis).encode())
     written.append(together)
     return written

@@ -84,7 +84,7 @@ class BlobDownloader:
                     except _Broken as broken:
                         transferred += broken.received
                         if self.api.retry.exhausted(attempt):
-                            # faults (issue 6): a network failure, not bad content: the partial stays for a resume.
+                            # A network failure, not bad content: the partial stays for a resume.
                             raise TransportError(
                                 f"blob {desc.digest}: body cut short from {redact_url(url)} "
                                 f"({box.writer.offset} of {desc.size} bytes): {broken.reason}; "
@@ -137,7 +137,7 @@ class BlobDownloader:
         return transferred
 
     async def _split(self, url: str, desc: Descriptor, box: _Box, key: str) -> int:
-        """faults (issue 6): a large rest goes over several Range connections (rangefetch.py) when allowed."""
+        """A large rest goes over several Range connections (rangefetch.py) when allowed."""
         fetcher = self.api.fetcher
         if self.split is None or fetcher is None or not self.split.applies(desc.size - box.writer.offset, url):
             return 0
@@ -257,8 +257,7 @@ class _Sink:
     kernel to start writing the partial's dirty pages to disk (``posix_fadvise(DONTNEED)`` starts writeback).
 
     Otherwise nothing reaches the disk before the commit's fsync, which then waits for the whole blob while other
-    writers compete for the device. Measured (6 interleaved CLI pulls of 16 x 32 MiB each, on the 2-core test
-    machine under load): median 5.05 s without, 3.09 s with early writeback; 3.32 s and 2.67 s in a second series."""
+    writers compete for the device (BENCHMARKS.md, "early writeback", has the measurement)."""
 
     def __init__(self, box: _Box) -> None:
         self._box = box

@@ -1,10 +1,10 @@
 """Blob bodies moved in worker threads: one thread per transfer, straight through a reused 1 MiB buffer.
 
-Why not the event loop: on a 2-core machine an asyncio pull of 16 x 32 MiB spent its time in per-chunk
-overhead on one thread (h11 parsing, anyio's 64 KiB splitting, thread hand-offs), 1.9 s against 0.45 s for
-threads doing ``readinto`` + sha256 + write, which release the GIL for the heavy parts. So the API calls
-(manifests, auth, opening upload sessions) go through the async httpx client, and only blob bodies (downloads
-and uploads) come through here.
+Why not the event loop: an asyncio pull of large blobs spends its time in per-chunk overhead on one thread
+(h11 parsing, anyio's 64 KiB splitting, thread hand-offs), several times what threads doing ``readinto`` +
+sha256 + write take, since those release the GIL for the heavy parts (BENCHMARKS.md has the figures). So the API
+calls (manifests, auth, opening upload sessions) go through the async httpx client, and only blob bodies
+(downloads and uploads) come through here; both over the Client's one ``connections.ConnectionPool``.
 
 ``BlobFetcher.fetch`` runs in a worker thread: GET with the caller's headers (Authorization from the auth
 flow's cache, Range for a resume), follows redirects (dropping Authorization when the origin changes, as
@@ -47,7 +47,7 @@ BUFFER_SIZE = 1 << 20
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _ERROR_BODY = 64 << 10
-# faults (issue 6): cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
+# Cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
 _SENDFILE_SLICE = 1 << 20
 
 

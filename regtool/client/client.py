@@ -92,7 +92,7 @@ class Client:
         self.jobs = jobs
         self.progress: Progress = progress or NullProgress()
         credentials = Credentials(username, password) if username is not None and password is not None else None
-        # issue 5: explicit credentials, else the environment and docker's config, per registry.
+        # Explicit credentials, else the environment and docker's config, per registry.
         lookup = None
         if credentials is None and use_docker_config:
             config = DockerConfig(docker_config)
@@ -108,7 +108,7 @@ class Client:
         self._api: RegistryAPI | None = None
         self._fetcher: BlobFetcher | None = None
         self._pool: ConnectionPool | None = None
-        # faults (issue 6): the per-registry connection cap and split (multi-connection) downloads.
+        # The per-registry connection cap and split (multi-connection) downloads.
         if per_registry is not None and per_registry < 1:
             raise UsageError(f"per_registry must be at least 1, got {per_registry}")
         self.per_registry = per_registry or jobs
@@ -174,7 +174,7 @@ class Client:
         from regtool.client.probe import probe_registry
 
         result = self._probes.get(registry)
-        # A forced v1 needs the v1 ping, which an auto probe skips once it found v2 (v1 hook, issue 4).
+        # A forced v1 needs the v1 ping, which an auto probe skips once it found v2.
         if result is None or (protocol == "v1" and result.v2.found and not result.v1.found):
             result = await probe_registry(self.api, registry, check_v1=protocol == "v1")
             self._probes[registry] = result
@@ -230,7 +230,7 @@ class Client:
         return result
 
     async def _pull_v1(self, ref: Reference, dest: Path, *, format: str, jobs: int = 1) -> PullResult:
-        # v1 hook (issue 4): the serial parent-chain walk lives in v1pull.py.
+        # The serial parent-chain walk lives in v1pull.py.
         from regtool.client.v1pull import pull_result
 
         session = await self._v1_session(ref.registry)
@@ -276,7 +276,7 @@ class Client:
         return result
 
     async def _push_v1(self, source: str, ref: Reference) -> PushResult:
-        # v1 hook (issue 4): the engine's push order lives in v1push.py.
+        # The engine's push order lives in v1push.py.
         from regtool.client.v1push import push_v1
 
         session = await self._v1_session(ref.registry)
@@ -298,7 +298,7 @@ class Client:
         target_credentials: Credentials | None = None,
     ) -> CopyResult:
         """Copy an image from one registry to another (v2 -> v2, v1 -> v2, v2 -> v1, v1 -> v1), streaming
-        each blob through and verifying it, with no local copy of the image (copy.py; issue 4).
+        each blob through and verifying it, with no local copy of the image (copy.py).
 
         ``platform`` copies only that platform's image of an index. A v2 target mounts what it can (from the
         source repository on the same registry, and from ``mount_from``) and takes the rest in ``PATCH`` chunks

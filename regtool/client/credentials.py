@@ -17,13 +17,13 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from regtool.errors import AuthError, UsageError
+from regtool.files import write_atomic
 
 __all__ = [
     "DOCKER_HUB_KEY",
@@ -116,18 +116,7 @@ class DockerConfig:
 
     def _save(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent="\t")
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, (json.dumps(data, indent="\t") + "\n").encode(), mode=0o600)
 
     def helper_for(self, registry: str) -> str | None:
         data = self._load()

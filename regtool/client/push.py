@@ -20,7 +20,7 @@ would complete it is held back until the hash matches the descriptor, and the fi
 blob whose bytes matched. A corrupt source therefore fails with IntegrityError (exit 5) before the registry
 commits any of it, and no manifest is put.
 
-Resume (issue 6): every session's URL and acknowledged offset are kept on disk (``resume.UploadStateStore``).
+Resume: every session's URL and acknowledged offset are kept on disk (``resume.UploadStateStore``).
 A retry, or the next run after a crash or Ctrl-C, asks the registry how far the session got (GET upload status)
 and sends only the rest (``PATCH`` with ``Content-Range``, then ``PUT ?digest=``); a session the registry no
 longer knows is forgotten and a new one opened.
@@ -167,7 +167,7 @@ class V2Pusher:
         if chunk_size is not None and chunk_size < 1:
             raise UsageError(f"chunk size must be positive, got {chunk_size}")
         self.api = api
-        # faults (issue 6): upload sessions are remembered on disk so a later run (or retry) continues them.
+        # Upload sessions are remembered on disk so a later run (or retry) continues them.
         self.resume = resume if resume is not None else UploadStateStore()
         self.jobs = max(1, jobs)
         self.progress = progress or NullProgress()

@@ -90,7 +90,7 @@ class RegistryAPI:
         self.http = http
         self.retry = retry or RetryPolicy()
         self.retry_log = RetryLog()
-        # faults (issue 6): at most ``per_host`` blob transfers (connections) to one registry host at a time,
+        # At most ``per_host`` blob transfers (connections) to one registry host at a time,
         # shared by everything this API moves (pull, push, copy, each range of a split download).
         self.per_host = per_host
         self._host_slots: dict[str, WeightedLimiter] = {}

@@ -31,10 +31,11 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from regtool.files import write_atomic
 
 __all__ = ["UploadClaim", "UploadState", "UploadStateStore", "default_state_dir", "parse_upload_range"]
 
@@ -116,16 +117,8 @@ class UploadStateStore:
         data = json.dumps(asdict(stamped), sort_keys=True).encode()
         with contextlib.suppress(OSError):
             self.root.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-            try:
-                # 0600: an upload URL may carry a registry's signed session state.
-                with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(temp, target)
-            finally:
-                temp.unlink(missing_ok=True)
+            # 0600: an upload URL may carry a registry's signed session state.
+            write_atomic(target, data, mode=0o600)
 
     def lock_path(self, registry: str, repository: str, digest: str) -> Path:
         return self.path(registry, repository, digest).with_suffix(".lock")

@@ -121,7 +121,7 @@ class RetryBudget:
 
 
 class RetryLog:
-    """Where every retry is told (faults, issue 6): a log line (``-v``), a ``retry`` progress event (a JSON line
+    """Where every retry is told: a log line (``-v``), a ``retry`` progress event (a JSON line
     under ``--json``) and a count that results report as ``retries``. Shared by one client's requests."""
 
     def __init__(self, progress: Progress | None = None) -> None:

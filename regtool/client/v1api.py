@@ -112,7 +112,7 @@ class V1Api:
         always_basic: bool = False,
     ) -> None:
         self._api = api
-        # issue 5: a standalone registry gets Basic on every request (the engine's alwaysSetBasicAuth).
+        # A standalone registry gets Basic on every request (the engine's alwaysSetBasicAuth).
         self._always_basic = always_basic
         self._http = api.http
         self.index_url = index_url.rstrip("/")

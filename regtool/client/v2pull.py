@@ -138,7 +138,7 @@ class V2Puller:
                         lambda: write_docker_archive(layout, plan.entry, config, [tag] if ref.tag else [], dest)
                     )
             except BaseException as exc:
-                # faults (issue 6): an interrupted or network-failed pull keeps its work layout (and the partial
+                # An interrupted or network-failed pull keeps its work layout (and the partial
                 # blobs in its staging area) so the next pull to the same tarball resumes; other failures clean up.
                 if isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
                     with anyio.CancelScope(shield=True):

@@ -41,6 +41,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, TypeVar
 
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import IntegrityError, NotFoundError, UsageError
+from regtool.files import fsync_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -52,14 +53,6 @@ _T = TypeVar("_T")
 
 STAGING_DIR = ".regtool-staging"
 _CHUNK = 1 << 20
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BlobStore:
@@ -175,7 +168,7 @@ class BlobStore:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return target
 
     def tidy(self) -> None:
@@ -302,7 +295,7 @@ class BlobWriter:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.partial_path, target)
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
         except BaseException:
             self.abort(keep_partial=False)
             raise

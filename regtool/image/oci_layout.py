@@ -26,12 +26,12 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
+from regtool.files import write_atomic
 from regtool.image.blobstore import STAGING_DIR, BlobStore
 from regtool.manifest import Descriptor, Manifest, ManifestError, parse_manifest
 from regtool.protocol import mediatypes as mt
@@ -45,26 +45,6 @@ LAYOUT_VERSION = "1.0.0"
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
 _SMALL_BLOB = 16 << 20
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it 0600
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class OciLayout:
@@ -101,7 +81,7 @@ class OciLayout:
             (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             if not layout.index_path.exists():
                 layout._write_index({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
-            _write_atomic(marker, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+            write_atomic(marker, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
         layout._check()
         return layout
 
@@ -142,7 +122,7 @@ class OciLayout:
         return data
 
     def _write_index(self, data: dict[str, Any]) -> None:
-        _write_atomic(self.index_path, json.dumps(data, indent=2).encode() + b"\n")
+        write_atomic(self.index_path, json.dumps(data, indent=2).encode() + b"\n")
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:

@@ -115,13 +115,13 @@ async def _os_error(request: Request, exc: Exception) -> Response:
 
 def create_app(config: ServerConfig, *, access: AccessController | None = None) -> Starlette:
     """Build the registry application for ``config`` (``access`` overrides the controller the config asks for)."""
-    # issue 5: the access controller (and the token endpoint's route) the configuration asks for.
+    # The access controller (and the token endpoint's route) the configuration asks for.
     setup = access_from_config(config) if access is None else AccessSetup(access)
     driver = make_driver(config)
     registry = Registry(driver)
     middleware = [Middleware(RegistryMiddleware, config=config)]
     if config.upload_purge_age is not None:
-        # faults (issue 6): abandoned upload sessions are purged after this age (checked as requests arrive).
+        # Abandoned upload sessions are purged after this age (checked as requests arrive).
         middleware.append(Middleware(PurgeMiddleware, purger=UploadPurger(registry, config.upload_purge_age)))
     app = Starlette(
         routes=[*build_routes(config), *setup.routes],

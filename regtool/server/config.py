@@ -74,7 +74,7 @@ class ServerConfig:
     upload_purge_age: float | None = None
     access_log: bool = True
     observer: RequestObserver | None = None
-    # Authentication and TLS (issue 5; regtool/server/auth/setup.py reads these). ``htpasswd``: Basic auth, or
+    # Authentication and TLS (regtool/server/auth/setup.py reads these). ``htpasswd``: Basic auth, or
     # the users of the token endpoint with ``token_auth``; ``tls_cert``/``tls_key``: PEM files for HTTPS.
     htpasswd: Path | None = None
     token_auth: bool = False
@@ -103,7 +103,7 @@ class ServerConfig:
             raise UsageError("max_manifest_bytes must be positive")
         if self.latency_ms < 0:
             raise UsageError("latency_ms must not be negative")
-        # issue 5: auth and TLS options that only make sense together.
+        # Auth and TLS options that only make sense together.
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("give both a TLS certificate and its key, or neither")
         if (self.token_key is None) != (self.token_cert is None):

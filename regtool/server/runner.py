@@ -78,7 +78,7 @@ def uvicorn_config(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
-        # issue 5: HTTPS when a certificate is configured.
+        # HTTPS when a certificate is configured.
         ssl_certfile=str(tls_cert) if tls_cert is not None else None,
         ssl_keyfile=str(tls_key) if tls_key is not None else None,
         http=http_protocol(),

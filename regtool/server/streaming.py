@@ -184,7 +184,7 @@ async def receive_into(request: Request, writer: FileWriter, hasher: DigestVerif
                 total += pending_size
                 pending, pending_size = [], 0
     except ClientDisconnect:
-        # faults (issue 6): keep every byte that arrived, so a client that resumes (GET upload status, then
+        # Keep every byte that arrived, so a client that resumes (GET upload status, then
         # PATCH from there) resends nothing it had sent; a ranged chunk is cut back by the caller anyway.
         if pending:
             await to_thread.run_sync(_write_and_hash, writer, hasher, pending)

@@ -201,7 +201,7 @@ def test_a_timeline_that_cannot_be_written_warns_and_keeps_the_exit_code(
 ) -> None:
     from regtool.cli import waterfall
 
-    def refuse(path: Path, text: str) -> None:
+    def refuse(path: Path, data: bytes) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(waterfall, "write_atomic", refuse)

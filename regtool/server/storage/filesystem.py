@@ -8,14 +8,13 @@ or read as data.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import BinaryIO
 
+from regtool.files import fsync_dir, write_atomic
 from regtool.server.storage.driver import FileInfo, PathNotFound
 from regtool.server.storage.paths import check_path
 
@@ -75,20 +74,8 @@ class FilesystemDriver:
 
     def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
-        directory = os.path.dirname(full)
-        os.makedirs(directory, exist_ok=True)
-        temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-        try:
-            with open(temp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, full)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        _fsync_dir(directory)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        write_atomic(full, data)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         full = self._full(path)
@@ -133,7 +120,7 @@ class FilesystemDriver:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             shutil.rmtree(src, ignore_errors=True)
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
     def delete(self, path: str) -> None:
         full = self._full(path)
@@ -144,14 +131,3 @@ class FilesystemDriver:
                 os.unlink(full)
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(f"storage path {path!r} not found") from None
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

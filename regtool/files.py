@@ -1,0 +1,49 @@
+"""Durable, atomic file writes: the one way regtool replaces a file that others may be reading.
+
+``write_atomic(path, data)`` writes ``data`` to a new temporary file beside ``path`` (same directory, so the
+rename cannot cross file systems), fsyncs it, renames it over ``path`` and fsyncs the directory. A reader sees
+the old file or the new one, never a part of either, and after a crash (``kill -9``, power loss) one of the two
+is there. ``fsync_dir`` is the last step on its own, for callers that rename files themselves (blob stores).
+
+Used by the local image formats (``image/``), the server's filesystem driver, and the client's state files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["fsync_dir", "write_atomic"]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make the entries of directory ``path`` (a rename, a new file) durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except (OSError, AttributeError):  # pragma: no cover - platforms without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically and durably; the file gets ``mode`` (0600 for secrets)."""
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # the umask may have narrowed it
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_dir(target.parent)
