@@ -127,7 +127,7 @@ class V2Puller:
             work = dest.parent / f".{dest.name}.regtool-pull"
             with _writable(dest):
                 work.parent.mkdir(parents=True, exist_ok=True)
-                layout = OciLayout.open(work, create=True)
+                layout = OciLayout.open(work, create=True, durable=False)
             try:
                 await self._fill(ref, layout, plan, tally)
                 assert plan.entry.config is not None
@@ -135,7 +135,9 @@ class V2Puller:
                 tag = f"{ref.repository_ref}:{ref.tag}" if ref.tag else ref.repository_ref
                 with _writable(dest):
                     await anyio.to_thread.run_sync(
-                        lambda: write_docker_archive(layout, plan.entry, config, [tag] if ref.tag else [], dest)
+                        lambda: write_docker_archive(
+                            layout, plan.entry, config, [tag] if ref.tag else [], dest, consume=True
+                        )
                     )
             except BaseException as exc:
                 # An interrupted or network-failed pull keeps its work layout (and the partial

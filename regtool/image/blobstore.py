@@ -58,8 +58,12 @@ _CHUNK = 1 << 20
 class BlobStore:
     """A content-addressed directory ``root/blobs/<alg>/<hex>`` with a hidden staging area for writes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = Path(root)
+        # A scratch store (the work layout of a pull into a docker-archive, removed once the archive is
+        # written) skips the fsyncs: its blobs are read back at once, and whatever a crash leaves is checked
+        # again when it is read (diff_ids), so durability would only cost a flush of every byte.
+        self.durable = durable
         self.blobs_dir = self.root / "blobs"
         self.staging_dir = self.root / STAGING_DIR
 
@@ -289,13 +293,15 @@ class BlobWriter:
             raise
         target = self.store.path(self.digest)
         try:
-            os.fsync(self._file.fileno())
+            if self.store.durable:
+                os.fsync(self._file.fileno())
             if target.is_file():
                 self.partial_path.unlink(missing_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.partial_path, target)
-                fsync_dir(target.parent)
+                if self.store.durable:
+                    fsync_dir(target.parent)
         except BaseException:
             self.abort(keep_partial=False)
             raise

@@ -178,8 +178,12 @@ def write_docker_archive(
     out_path: Path,
     *,
     v1_chain: Sequence[V1Image] | None = None,
+    consume: bool = False,
 ) -> Path:
     """Write the image ``manifest`` (its blobs in ``source``) as a docker-archive at ``out_path``.
+
+    ``consume`` removes each layer blob from ``source`` once it is in the archive (a scratch layout's: the
+    kernel then drops its pages instead of writing them to disk).
 
     ``repo_tags`` are ``repo:tag`` names for manifest.json and ``repositories``. ``v1_chain``, root first and one
     per layer, keeps real v1 ids and JSON. IntegrityError when the config does not match the manifest or a layer
@@ -243,6 +247,8 @@ def write_docker_archive(
                         f"layer {layer.digest}: uncompressed content hashes to {verifier.digest()}, "
                         f"but the config's diff_id is {expected_diff_ids[i]}"
                     )
+                if consume and layer.digest not in {other.digest for other in manifest.layers[i + 1 :]}:
+                    store.remove(layer.digest)
             config_name = f"{manifest.config.digest.encoded}.json"
             tar.add_bytes(config_name, config_bytes)
             entry = {"Config": config_name, "RepoTags": list(repo_tags), "Layers": [f"{i}/layer.tar" for i in ids]}

@@ -50,23 +50,24 @@ _SMALL_BLOB = 16 << 20
 class OciLayout:
     """An OCI image layout directory; ``blobs`` is its content-addressed store."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = Path(path)
-        self.blobs = BlobStore(self.path)
+        self.blobs = BlobStore(self.path, durable=durable)
         self.index_path = self.path / "index.json"
 
     def __repr__(self) -> str:
         return f"OciLayout({str(self.path)!r})"
 
     @classmethod
-    def open(cls, path: Path, create: bool = False) -> OciLayout:
+    def open(cls, path: Path, create: bool = False, *, durable: bool = True) -> OciLayout:
         """Open the layout at ``path``; with ``create``, make it (or the empty directory) a new layout.
+        ``durable=False`` is for a scratch layout: its blobs are not fsynced (``BlobStore``).
 
         ImageFormatError names the path when it is not a layout (or, with ``create``, a non-empty directory
         that is not one).
         """
         path = Path(path)
-        layout = cls(path)
+        layout = cls(path, durable=durable)
         marker = path / "oci-layout"
         if create and not marker.exists():
             if path.exists() and not path.is_dir():
