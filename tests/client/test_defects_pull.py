@@ -87,10 +87,10 @@ def test_an_unwritable_docker_archive_dest_names_the_dest(tmp_path: Path, monkey
     assert manifest.layers
     real_open = v2pull.OciLayout.open
 
-    def read_only(path: Path, create: bool = False) -> OciLayout:
+    def read_only(path: Path, create: bool = False, *, durable: bool = True) -> OciLayout:
         if create:
             raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real_open(path, create)
+        return real_open(path, create, durable=durable)
 
     with run_serve(tmp_path / "registry") as server:
         pushed = in_process("push", f"{tmp_path / 'src'}:1.0", f"{server.host}/team/app:1.0", "-q")
