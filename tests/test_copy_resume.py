@@ -22,9 +22,9 @@ import pytest
 
 from regtool.client import Client
 from regtool.client.copy import CopyResult
-from regtool.client.resume import parse_upload_range
 from regtool.errors import IntegrityError, TransportError
 from regtool.manifest import Descriptor, Manifest
+from regtool.protocol.ranges import parse_upload_progress
 from regtool.reference import Reference
 from tests.support.faultproxy import Fault, FaultProxy, run_fault_proxy
 from tests.support.images import write_random_image
@@ -104,7 +104,7 @@ def _session_holds(setup: Setup) -> int | None:
     """Bytes the remembered upload session holds, by the registry's upload status (None: no session)."""
     (state,) = setup.state.glob("*.json")
     status = httpx.get(json.loads(state.read_text())["location"])
-    return parse_upload_range(status.headers.get("Range")) if status.status_code == 204 else None
+    return parse_upload_progress(status.headers.get("Range")) if status.status_code == 204 else None
 
 
 def _assert_copied(setup: Setup) -> None:

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 
 from regtool.client.challenge import ChallengeError, parse_challenges
-from regtool.client.rangefetch import parse_content_range, plan_segments
-from regtool.client.resume import parse_upload_range
+from regtool.client.rangefetch import plan_segments
 from regtool.client.retry import RetryPolicy, parse_retry_after
 from regtool.errors import InvalidReference
 from regtool.manifest import ManifestError, parse_manifest
 from regtool.protocol import mediatypes as mt
+from regtool.protocol.ranges import parse_content_range, parse_upload_progress
 from regtool.reference import Reference
 from regtool.server.errors import ApiError
 from regtool.server.handlers.uploads import _content_range
@@ -226,13 +226,13 @@ def test_server_upload_content_range_parser(header: str) -> None:
 @example("bytes=0-99")
 @example("0-" + "9" * 30)
 def test_client_upload_range_parser(value: str | None) -> None:
-    held = parse_upload_range(value)
+    held = parse_upload_progress(value)
     assert held is None or held >= 0
 
 
 @pytest.mark.parametrize(("value", "held"), [("0-0", 0), ("0-1", 2), ("bytes=0-1023", 1024), ("1-5", None)])
 def test_client_upload_range_examples(value: str, held: int | None) -> None:
-    assert parse_upload_range(value) == held
+    assert parse_upload_progress(value) == held
 
 
 @FAST

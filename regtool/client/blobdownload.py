@@ -33,6 +33,7 @@ from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.manifest import Descriptor
+from regtool.protocol.ranges import parse_content_range, range_request
 
 __all__ = ["BlobDownloader"]
 
@@ -170,9 +171,9 @@ class BlobDownloader:
             box.count -= offset
             offset = 0
         elif head.status == 206:
-            value = head.headers.get("content-range", "")
-            start = value.removeprefix("bytes").strip().partition("-")[0]
-            if not start.isdigit() or int(start) != offset:
+            value = head.headers.get("content-range")
+            served = parse_content_range(value)
+            if served is None or served[0] != offset:
                 raise ProtocolError(
                     f"blob {desc.digest}: asked for bytes from {offset}, got Content-Range {value!r} "
                     f"from {redact_url(head.url)}"
@@ -193,7 +194,7 @@ class BlobDownloader:
         fetcher = self.api.fetcher
         assert fetcher is not None
         offset = box.writer.offset
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        headers = {"Range": range_request(offset)} if offset else {}
         authorization = self.api.auth.header_for("GET", url) if self.api.auth is not None else None
         if authorization:
             headers["Authorization"] = authorization

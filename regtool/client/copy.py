@@ -46,7 +46,6 @@ import httpx
 
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
-from regtool.client.rangefetch import parse_content_range
 from regtool.client.registry_api import RegistryAPI, error_for_response
 from regtool.client.resume import UploadClaim
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
@@ -69,6 +68,7 @@ from regtool.image.convert import (
 from regtool.manifest import Descriptor, Manifest, Platform, parse_manifest
 from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
+from regtool.protocol.ranges import chunk_range, parse_content_range, range_request
 from regtool.reference import Reference
 
 __all__ = ["CopyResult", "copy_image"]
@@ -135,7 +135,7 @@ async def _v2_blob_chunks(
     """
     url = await api.url(ref.registry, v2.blob_path(ref.repository, str(digest)))
     what = f"blob {digest} of {ref.repository_ref}"
-    headers = {"Range": f"bytes={offset}-"} if offset else None
+    headers = {"Range": range_request(offset)} if offset else None
     async with api.stream("GET", url, what=what, headers=headers, expect=(200, 206) if offset else (200,)) as response:
         whole = response.status_code == 200
         if not whole:
@@ -359,7 +359,7 @@ class _Uploads:
                     length,
                     what=what,
                     expect=(202, 204),
-                    headers={"Content-Range": f"{offset}-{offset + length - 1}"},
+                    headers={"Content-Range": chunk_range(offset, length)},
                 )
                 location = _location(response, what)
                 offset += length

@@ -41,7 +41,7 @@ from regtool.client.blobfetch import FetchCancelled, ResponseHead, SourceTruncat
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PushResult
-from regtool.client.resume import UploadClaim, UploadStateStore, parse_upload_range
+from regtool.client.resume import UploadClaim, UploadStateStore
 from regtool.client.retry import RetryBudget
 from regtool.client.tasks import LARGE_WEIGHT, PRECONNECT_PER_JOB, first_error, run_bounded
 from regtool.client.transport import redact_url
@@ -59,6 +59,7 @@ from regtool.errors import (
 from regtool.image.source import ImageSource, open_source
 from regtool.manifest import Descriptor, Manifest, index_tree
 from regtool.protocol import v2
+from regtool.protocol.ranges import chunk_range, parse_upload_progress
 from regtool.reference import Reference
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "MIN_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
@@ -388,7 +389,7 @@ class V2Pusher:
             # Purged, finished or unknown to this registry: a new session it is.
             await anyio.to_thread.run_sync(claim.forget)
             return None
-        held = parse_upload_range(response.headers.get("Range"))
+        held = parse_upload_progress(response.headers.get("Range"))
         if held is None or held > desc.size:
             await anyio.to_thread.run_sync(claim.forget)
             return None
@@ -491,7 +492,7 @@ class V2Pusher:
                     what=what,
                     headers={
                         "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{offset + length - 1}",
+                        "Content-Range": chunk_range(offset, length),
                     },
                     expect=(202, 204),
                 )

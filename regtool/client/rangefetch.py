@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError, UsageError
 from regtool.image.blobstore import BlobWriter
 from regtool.manifest import Descriptor
+from regtool.protocol.ranges import parse_content_range, range_request
 from regtool.reference import is_loopback_host
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "Segment",
     "SplitDownload",
     "SplitPolicy",
-    "parse_content_range",
     "plan_segments",
 ]
 
@@ -61,7 +60,6 @@ DEFAULT_THRESHOLD = 512 << 20
 DEFAULT_PARTS = 4
 _COPY_CHUNK = 1 << 20
 _TICK = 0.1
-_CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,22 +112,6 @@ def plan_segments(size: int, offset: int, parts: int) -> list[Segment]:
         if end > offset and end > start:
             segments.append(Segment(max(start, offset), end))
     return segments
-
-
-def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
-    """``bytes <first>-<last>/<total|*>`` as (first, last, total or None); None when absent or malformed."""
-    if value is None:
-        return None
-    match = _CONTENT_RANGE_RE.match(value.strip())
-    if match is None:
-        return None
-    first, last = int(match.group(1)), int(match.group(2))
-    if last < first:
-        return None
-    total = None if match.group(3) == "*" else int(match.group(3))
-    if total is not None and last >= total:
-        return None
-    return first, last, total
 
 
 class RangeNotSupported(Exception):
@@ -290,7 +272,7 @@ class SplitDownload:
     def _fetch_range(self, part: _Part, start: int, cancel: threading.Event) -> None:
         """In a worker thread: GET bytes ``start`` to the segment's end into the part's writer or file."""
         last = part.segment.end - 1
-        headers = {"Range": f"bytes={start}-{last}"}
+        headers = {"Range": range_request(start, last)}
         authorization = self.api.auth.header_for("GET", self.url) if self.api.auth is not None else None
         if authorization:
             headers["Authorization"] = authorization

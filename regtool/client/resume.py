@@ -16,11 +16,6 @@ One process at a time owns a blob's saved session: ``UploadStateStore.claim`` ta
 otherwise continue the same session, one closing it under the other. A process that finds the lock taken gets
 a claim that reads and writes nothing: it opens a session of its own and leaves the saved one alone. The lock
 goes with the process (a crash releases it); the lock file is removed when the claim is released.
-
->>> parse_upload_range("0-1048575")
-1048576
->>> parse_upload_range("bytes=0-99"), parse_upload_range("0-0"), parse_upload_range("junk")
-(100, 0, None)
 """
 
 from __future__ import annotations
@@ -30,31 +25,13 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from regtool.files import write_atomic
 
-__all__ = ["UploadClaim", "UploadState", "UploadStateStore", "default_state_dir", "parse_upload_range"]
-
-_RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d{1,19})$")
-
-
-def parse_upload_range(value: str | None) -> int | None:
-    """Bytes an upload session holds, from its ``Range: 0-<last>`` header; None when absent or malformed.
-
-    ``0-0`` is read as 0 bytes: distribution (and regtool serve) write it for an empty session as well as for a
-    one-byte one, and sending that byte again costs nothing, while skipping it would corrupt the blob.
-    """
-    if value is None:
-        return None
-    match = _RANGE_RE.match(value.strip())
-    if match is None:
-        return None
-    last = int(match.group(1))
-    return 0 if last == 0 else last + 1
+__all__ = ["UploadClaim", "UploadState", "UploadStateStore", "default_state_dir"]
 
 
 def default_state_dir() -> Path:

@@ -30,6 +30,7 @@ from regtool.client.registry_api import RegistryAPI, error_for_response
 from regtool.client.transport import mapped_errors
 from regtool.errors import AuthError, NotFoundError, ProtocolError, RegistryError, TransportError
 from regtool.protocol import v1 as p1
+from regtool.protocol.ranges import range_request
 
 __all__ = ["V1Api", "V1ImageMeta", "V1Ping", "open_session", "parse_endpoints", "parse_payload_checksums"]
 
@@ -294,7 +295,7 @@ class V1Api:
         ``start`` > 0 asks for the rest of the layer with ``Range: bytes=<start>-`` (expects 206).
         """
         url = self.endpoint + p1.image_path(image_id, "layer")
-        extra = {"Range": f"bytes={start}-"} if start else None
+        extra = {"Range": range_request(start)} if start else None
         async with self._api.stream(
             "GET",
             url,

@@ -9,7 +9,6 @@ flat: at most a couple of chunks are held per request, whatever the blob size.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -22,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from regtool.digest import DigestVerifier
 from regtool.protocol.errcodes import ErrorCode
+from regtool.protocol.ranges import parse_range_request, unsatisfied_range
 from regtool.server.errors import ApiError
 from regtool.server.storage.driver import FileWriter
 from regtool.server.zerocopy import ZEROCOPY, zerocopy_available
@@ -30,7 +30,6 @@ __all__ = ["CHUNK_SIZE", "ByteRange", "StreamResponse", "parse_range", "receive_
 
 CHUNK_SIZE = 1024 * 1024
 READ_AHEAD = 2  # chunks read ahead of the socket
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 ByteRange = tuple[int, int]  # first and last byte, inclusive
 
@@ -43,27 +42,14 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     """
     if header is None:
         return None
-    invalid = ApiError(
-        ErrorCode.RANGE_INVALID,
-        f"invalid or unsatisfiable range {header[:80]!r} for {size} bytes",
-        headers={"Content-Range": f"bytes */{size}"},
-    )
-    match = _RANGE_RE.match(header.strip())
-    if match is None:
-        raise invalid
-    first_text, last_text = match.groups()
-    if not first_text:
-        if not last_text:
-            raise invalid
-        suffix = int(last_text)
-        if suffix == 0 or size == 0:
-            raise invalid
-        return max(size - suffix, 0), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if first >= size or last < first:
-        raise invalid
-    return first, min(last, size - 1)
+    byte_range = parse_range_request(header, size)
+    if byte_range is None:
+        raise ApiError(
+            ErrorCode.RANGE_INVALID,
+            f"invalid or unsatisfiable range {header[:80]!r} for {size} bytes",
+            headers={"Content-Range": unsatisfied_range(size)},
+        )
+    return byte_range
 
 
 class StreamResponse(Response):

@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from regtool.client import Client
-from regtool.client.rangefetch import SplitPolicy, parse_content_range, plan_segments
+from regtool.client.rangefetch import SplitPolicy, plan_segments
 from regtool.client.results import PullResult
 from regtool.errors import TransportError
 from regtool.image.blobstore import STAGING_DIR
+from regtool.protocol.ranges import parse_content_range
 from regtool.reference import Reference
 from tests.faults.conftest import Seeded
 from tests.support.faultproxy import Fault, FaultProxy

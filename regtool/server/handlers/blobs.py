@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from regtool.protocol import v2
+from regtool.protocol.ranges import content_range
 from regtool.server.auth.base import Access
 from regtool.server.handlers.base import (
     authorize,
@@ -42,7 +43,7 @@ async def get_blob(request: Request) -> Response:
     if byte_range is None:
         return StreamResponse(opener, 0, size, headers=headers)
     first, last = byte_range
-    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Range"] = content_range(first, last, size)
     return StreamResponse(opener, first, last - first + 1, status_code=206, headers=headers)
 
 

@@ -7,8 +7,6 @@ per-upload lock, so chunks cannot interleave.
 
 from __future__ import annotations
 
-import re
-
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +14,7 @@ from starlette.responses import Response
 from regtool.digest import Digest
 from regtool.protocol import grammar, v2
 from regtool.protocol.errcodes import ErrorCode
+from regtool.protocol.ranges import parse_chunk_range, upload_progress
 from regtool.server.auth.base import Access
 from regtool.server.errors import ApiError
 from regtool.server.handlers.base import (
@@ -31,19 +30,11 @@ from regtool.server.streaming import receive_into
 
 __all__ = ["cancel_upload", "close_upload", "patch_upload", "start_upload", "upload_status"]
 
-# OCI spec.md: Content-Range of a chunk is "<start>-<end>", inclusive, without the "bytes " prefix.
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/\d+|/\*)?$")
-
-
-def _range_header(size: int) -> str:
-    # distribution writes "0-0" for an empty upload, else "0-<last byte offset>" (registry/handlers/blobupload.go).
-    return f"0-{max(size - 1, 0)}"
-
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
     return {
         "Location": v2.upload_path(name, upload_id),
-        "Range": _range_header(size),
+        "Range": upload_progress(size),
         v2.UPLOAD_UUID_HEADER: upload_id,
     }
 
@@ -56,10 +47,10 @@ def _content_range(request: Request) -> tuple[int, int] | None:
     header = request.headers.get("content-range")
     if header is None:
         return None
-    match = _CONTENT_RANGE_RE.match(header.strip())
-    if match is None or int(match.group(2)) < int(match.group(1)):
+    chunk = parse_chunk_range(header)
+    if chunk is None:
         raise ApiError(ErrorCode.RANGE_INVALID, f"malformed Content-Range {header[:80]!r}: expected <start>-<end>")
-    return int(match.group(1)), int(match.group(2))
+    return chunk
 
 
 async def _append(request: Request, name: str, upload_id: str, size: int) -> int:

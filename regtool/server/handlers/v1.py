@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from regtool.digest import DigestVerifier
 from regtool.protocol import v1 as p1
+from regtool.protocol.ranges import content_range
 from regtool.server.auth.base import Access, permitted
 from regtool.server.errors import ApiError, storage_error
 from regtool.server.handlers.base import authorize, context, run_sync
@@ -228,7 +229,7 @@ async def get_layer(request: Request) -> Response:
     if byte_range is None:
         return StreamResponse(opener, 0, size, headers=headers)
     first, last = byte_range
-    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Range"] = content_range(first, last, size)
     return StreamResponse(opener, first, last - first + 1, status_code=206, headers=headers)
 
 
