@@ -24,10 +24,12 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.blobfetch import BodyBroken, FetchCancelled, HTTPStatusError, ResponseHead
+from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, ResponseHead
+from regtool.client.connections import exchange_of
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
 from regtool.client.registry_api import RegistryAPI
+from regtool.client.retry import RetryBudget
 from regtool.client.tasks import LARGE_WEIGHT, first_error
 from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError
@@ -72,45 +74,42 @@ class BlobDownloader:
         # does not verify after a resume, it is fetched once more from byte 0 before the registry is blamed.
         resumed_from = writer.offset
         transferred = 0
-        reauthenticated = False
+        # One budget for every retry of this blob: its GET's statuses and transport errors (retried inside
+        # ``RegistryAPI.send``) and the bodies cut short (retried here, resuming), so they never multiply.
+        budget = RetryBudget(self.api.retry)
         try:
             while True:
                 transferred += await self._split(url, desc, box, key)
-                attempt = 0
                 while True:
                     try:
                         async with self.api.host_slot(url, desc.size):
-                            transferred += await self._attempt(url, desc, store, box, key)
+                            transferred += await self._attempt(url, desc, store, box, key, budget)
                         break
                     except _Broken as broken:
                         transferred += broken.received
-                        if self.api.retry.exhausted(attempt):
+                        if budget.exhausted:
                             # A network failure, not bad content: the partial stays for a resume.
                             raise TransportError(
                                 f"blob {desc.digest}: body cut short from {redact_url(url)} "
                                 f"({box.writer.offset} of {desc.size} bytes): {broken.reason}; "
                                 "the bytes received are kept, run the command again to resume"
                             ) from None
-                        await self._pause(url, attempt, self.api.retry.backoff(attempt), broken.reason)
-                    except HTTPStatusError as exc:
-                        status = exc.head.status
-                        if status == 401 and not reauthenticated and self.api.auth is not None:
-                            # Let the async auth flow get a token for this scope; the thread then uses the cache.
-                            await self.api.send("HEAD", url, what=f"blob {desc.digest}")
-                            reauthenticated = True
-                            continue
-                        if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
-                            raise _status_error(self.api, exc, f"blob {desc.digest}") from None
-                        delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
-                        await self._pause(url, attempt, delay, f"HTTP {status}")
-                    except OSError as exc:
-                        if self.api.retry.exhausted(attempt):
-                            raise TransportError(
-                                f"GET {redact_url(url)}: {exc}; the bytes received are kept, "
-                                "run the command again to resume"
-                            ) from None
-                        await self._pause(url, attempt, self.api.retry.backoff(attempt), str(exc) or type(exc).__name__)
-                    attempt += 1
+                        attempt = budget.take()
+                        delay = self.api.retry.backoff(attempt)
+                        self.api.retry_log.record(
+                            f"GET {redact_url(url)}",
+                            attempt=attempt + 1,
+                            delay=delay,
+                            reason=broken.reason,
+                            of=budget.attempts,
+                        )
+                        await anyio.sleep(delay)
+                    except TransportError as exc:
+                        if not box.writer.offset:
+                            raise
+                        raise TransportError(
+                            f"{exc}; the bytes received are kept, run the command again to resume"
+                        ) from None
                 try:
                     await anyio.to_thread.run_sync(box.writer.commit)
                     break
@@ -152,14 +151,12 @@ class BlobDownloader:
         box.count += got
         return got
 
-    async def _pause(self, url: str, attempt: int, delay: float, reason: str) -> None:
-        self.api.retry_log.record(f"GET {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason)
-        await anyio.sleep(delay)
-
-    async def _attempt(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
+    async def _attempt(
+        self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str, budget: RetryBudget
+    ) -> int:
         if box.writer.offset == desc.size:
             return 0
-        return await self._threaded(url, desc, store, box, key)
+        return await self._threaded(url, desc, store, box, key, budget)
 
     # -- checks ---------------------------------------------------------------------
 
@@ -190,26 +187,48 @@ class BlobDownloader:
 
     # -- threaded ---------------------------------------------------------------------------------------
 
-    async def _threaded(self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str) -> int:
+    async def _threaded(
+        self, url: str, desc: Descriptor, store: BlobStore, box: _Box, key: str, budget: RetryBudget
+    ) -> int:
+        """GET the blob (from the writer's offset) through the API like any request, then move the body in a
+        worker thread straight from the connection (``BlobFetcher.receive``)."""
         fetcher = self.api.fetcher
-        assert fetcher is not None
+        assert fetcher is not None, "a RegistryAPI that moves blobs has a BlobFetcher"
         offset = box.writer.offset
-        headers = {"Range": range_request(offset)} if offset else {}
-        authorization = self.api.auth.header_for("GET", url) if self.api.auth is not None else None
-        if authorization:
-            headers["Authorization"] = authorization
+        headers = {"Range": range_request(offset)} if offset else None
+        what = f"blob {desc.digest}"
+        response = await self.api.send(
+            "GET", url, what=what, headers=headers, expect=(200, 206), stream=True, budget=budget, keep_body=True
+        )
+        try:
+            return await self._receive(response, fetcher, desc, store, box, key, offset)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def _receive(
+        self,
+        response: httpx.Response,
+        fetcher: BlobFetcher,
+        desc: Descriptor,
+        store: BlobStore,
+        box: _Box,
+        key: str,
+        offset: int,
+    ) -> int:
+        exchange = exchange_of(response)
+        if exchange is None:
+            raise ProtocolError(f"blob {desc.digest}: the response did not come over regtool's connections")
+        url = str(response.url)
+        head = ResponseHead(response.status_code, {k.lower(): v for k, v in response.headers.items()}, url)
         cancel = threading.Event()
         start_count = box.count
-
         sink = _Sink(box)
-
-        def begin(head: ResponseHead) -> _Sink:
-            self._begin(head, desc, store, box, offset)
-            return sink
+        await anyio.to_thread.run_sync(lambda: self._begin(head, desc, store, box, offset))
 
         def run() -> int:
             try:
-                return fetcher.fetch(url, headers, lambda head: begin(head).write, cancel=cancel)
+                return fetcher.receive(exchange, sink.write, cancel=cancel)
             finally:
                 sink.close()
 
@@ -299,13 +318,3 @@ class _Broken(Exception):
         super().__init__(reason)
         self.received = received
         self.reason = reason
-
-
-def _status_error(api: RegistryAPI, exc: HTTPStatusError, what: str) -> Exception:
-    response = httpx.Response(
-        exc.head.status,
-        headers=exc.head.headers,
-        content=exc.body,
-        request=httpx.Request("GET", exc.head.url),
-    )
-    return api.error_for(response, what, exc.body)

@@ -6,18 +6,16 @@ sha256 + write take, since those release the GIL for the heavy parts (BENCHMARKS
 calls (manifests, auth, opening upload sessions) go through the async httpx client, and only blob bodies
 (downloads and uploads) come through here; both over the Client's one ``connections.ConnectionPool``.
 
-``BlobFetcher.fetch`` runs in a worker thread: GET with the caller's headers (Authorization from the auth
-flow's cache, Range for a resume), follows redirects (dropping Authorization when the origin changes, as
-blob GETs are often redirected to storage), and hands the final 2xx response to ``begin``, which checks the
-headers and returns the sink for the body. Connections are kept alive in a small pool and reused.
+``BlobFetcher.receive`` is the download side: the GET itself goes through httpx like every other request (the
+auth flow, redirects to storage with Authorization dropped across origins, retried statuses, error mapping), its
+body left on the pooled connection (``RegistryAPI.send(keep_body=True)``); ``receive`` then reads that body in a
+worker thread into the caller's sink. A body cut short raises ``BodyBroken`` with the bytes that arrived.
 
-``BlobFetcher.send_file`` is the upload side: a PUT/PATCH whose body is a slice of a local file, sent with
-``sendfile(2)`` on plain HTTP (no copy through Python) or from the reused buffer on TLS; 307/308 re-send it.
-With ``inspect`` every piece passes through the buffer and is shown to it before it is sent (a push hashes its
-source that way); an exception from ``inspect`` stops the body before that piece, so the request never completes.
-
-Non-2xx answers of ``fetch`` raise ``HTTPStatusError`` carrying status, headers and a bounded body (the async side
-decides about retries and maps the error); a body cut short raises ``BodyBroken``; socket errors stay ``OSError``.
+``BlobFetcher.send_file`` is the upload side: a PUT/PATCH whose body is a slice of a local file, sent from the
+reused buffer, where ``inspect`` sees every piece before it is sent (a push hashes its source that way; an
+exception from ``inspect`` stops the body before that piece, so the request never completes); ``sendfile(2)``
+on plain HTTP when nothing inspects. 307/308 re-send it; the final response (any status) is returned for the
+caller to judge. Socket errors stay ``OSError``.
 """
 
 from __future__ import annotations
@@ -27,10 +25,10 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from regtool.client.connections import ConnectionPool
+from regtool.client.connections import ConnectionPool, Exchange
 from regtool.client.transport import USER_AGENT
 
 __all__ = [
@@ -44,7 +42,6 @@ __all__ = [
 ]
 
 BUFFER_SIZE = 1 << 20
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _ERROR_BODY = 64 << 10
 # Cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
@@ -108,6 +105,15 @@ def _origin(url: str) -> tuple[str, str, int]:
 def _target(url: str) -> str:
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+class _Body(Protocol):
+    """What ``_body`` reads: an ``http.client`` response, or a pooled ``Exchange``."""
+
+    @property
+    def length(self) -> int | None: ...
+
+    def readinto(self, buffer: memoryview) -> int: ...
 
 
 class BlobFetcher:
@@ -235,55 +241,35 @@ class BlobFetcher:
                     on_bytes(n)
         return conn.getresponse()
 
-    def fetch(
+    def receive(
         self,
-        url: str,
-        headers: Mapping[str, str],
-        begin: Callable[[ResponseHead], Callable[[memoryview], None]],
+        exchange: Exchange,
+        sink: Callable[[memoryview], None],
         *,
         on_bytes: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> int:
-        """GET ``url`` and stream the body into the sink ``begin`` returns; the number of body bytes."""
-        current = url
-        sent = {"User-Agent": USER_AGENT, **headers}
-        for _ in range(_MAX_REDIRECTS + 1):
-            origin = _origin(current)
-            conn = self.pool.get(*origin)
-            reusable = False
-            try:
-                try:
-                    conn.request("GET", _target(current), headers=sent)
-                    response = conn.getresponse()
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    # A kept-alive connection the server had closed: one fresh attempt.
-                    conn.close()
-                    conn = self.pool.new(*origin)
-                    conn.request("GET", _target(current), headers=sent)
-                    response = conn.getresponse()
-                head = _head(response, current)
-                if response.status in _REDIRECTS and "location" in head.headers:
-                    response.read(_ERROR_BODY)
-                    reusable = not response.will_close and response.isclosed()
-                    current, sent = _redirect(head, origin, sent)
-                    continue
-                if not 200 <= response.status < 300:
-                    body = response.read(_ERROR_BODY)
-                    raise HTTPStatusError(head, body)
-                sink = begin(head)
-                received = self._body(response, sink, on_bytes, cancel)
-                reusable = not response.will_close
-                return received
-            finally:
-                if reusable:
-                    self.pool.put(*origin, conn)
-                else:
-                    conn.close()
-        raise HTTPStatusError(ResponseHead(310, {}, current), b"too many redirects")
+        """Read the body of a response that came through the pool (``connections.exchange_of``) into ``sink``,
+        straight from the connection through a reused buffer; the number of body bytes.
+
+        The request itself went through httpx like every other one (auth, redirects, retried statuses); only
+        the body is moved here. A body cut short raises ``BodyBroken``, ``cancel`` raises ``FetchCancelled``;
+        either way the connection is dropped.
+        """
+        try:
+            if exchange.complete:  # a small body, read with the head
+                sink(memoryview(exchange.body))
+                if on_bytes is not None:
+                    on_bytes(len(exchange.body))
+                return len(exchange.body)
+            return self._body(exchange, sink, on_bytes, cancel)
+        except BaseException:
+            exchange.abandon()
+            raise
 
     @staticmethod
     def _body(
-        response: http.client.HTTPResponse,
+        response: _Body,
         sink: Callable[[memoryview], None],
         on_bytes: Callable[[int], None] | None,
         cancel: threading.Event | None,

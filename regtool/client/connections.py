@@ -35,7 +35,7 @@ import anyio.to_thread
 import httpcore
 import httpx
 
-__all__ = ["ConnectionPool", "ConnectionSource", "PooledConnections"]
+__all__ = ["KEEP_BODY", "ConnectionPool", "ConnectionSource", "Exchange", "PooledConnections", "exchange_of"]
 
 Origin = tuple[str, str, int]
 
@@ -43,6 +43,10 @@ Origin = tuple[str, str, int]
 # envelopes, most manifests); larger ones stream.
 _INLINE_BODY = 1 << 20
 _STREAM_CHUNK = 1 << 20
+EXCHANGE = "regtool.exchange"
+# A request extension: leave the body on the connection whatever its size (a blob thread will read it, and a
+# body cut short must reach it as such, for a resume).
+KEEP_BODY = "regtool.keep_body"
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"})
 # Idle connections kept per origin; more than the largest useful concurrency to one registry.
 _MAX_IDLE = 64
@@ -213,7 +217,7 @@ class PooledConnections:
         self._source = source
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        exchange = _Exchange(self._source, request)
+        exchange = Exchange(self._source, request)
         try:
             if isinstance(request.stream, httpx.ByteStream):  # a body given as bytes: sent with the headers
                 await anyio.to_thread.run_sync(exchange.start, b"".join(request.stream), abandon_on_cancel=True)
@@ -248,8 +252,13 @@ class PooledConnections:
         """Nothing to do: the connections belong to ``source``, which its owner closes."""
 
 
-class _Exchange:
-    """One request and its response over a pooled connection; runs in worker threads."""
+class Exchange:
+    """One request and its response over a pooled connection; runs in worker threads.
+
+    A response body is either read with the head (``complete``: ``body`` holds it) or left on the connection,
+    for httpx to stream (``read_chunk``) or for a blob thread to read into its own buffer (``readinto``); once
+    the body has been read to its end the connection goes back to the pool.
+    """
 
     def __init__(self, source: ConnectionSource, request: httpcore.Request) -> None:
         self._source = source
@@ -260,6 +269,7 @@ class _Exchange:
         self._response: http.client.HTTPResponse | None = None
         self._lock = threading.Lock()
         self._abandoned = False
+        self._due_at_end = 0
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.extensions: dict[str, object] = {}
@@ -349,12 +359,17 @@ class _Exchange:
             self._conn, self._response = conn, response
         self.status = response.status
         self.headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()]
-        self.extensions = {"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")}
+        self.extensions = {
+            "http_version": b"HTTP/1.1",
+            "reason_phrase": response.reason.encode("latin-1"),
+            # The blob threads read a large body straight from the connection (``exchange_of``).
+            EXCHANGE: self,
+        }
         length = response.length
         if (
             self._request.method == b"HEAD"
             or response.status in {204, 304}
-            or (length is not None and length <= _INLINE_BODY)
+            or (length is not None and length <= _INLINE_BODY and not self._request.extensions.get(KEEP_BODY))
         ):
             self.body = self._read_all()
             self.complete = True
@@ -368,6 +383,27 @@ class _Exchange:
             raise _mapped(exc, connected=True) from exc
         self._finish(reusable=True)
         return data
+
+    @property
+    def length(self) -> int | None:
+        """Body bytes still due (None when the length is not known: a chunked body); after the end, what was
+        still due when the connection ended (0 for a complete body)."""
+        return self._response.length if self._response is not None else self._due_at_end
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Read the next bytes of the body into ``buffer`` (0 at its end, where the connection is given back).
+
+        Errors are http.client's and the socket's, as they come: the blob threads tell a broken body from the
+        bytes they got.
+        """
+        response = self._response
+        if response is None:
+            return 0
+        n = response.readinto(buffer)
+        if not n:
+            self._due_at_end = response.length or 0
+            self._finish(reusable=not response.length)
+        return n
 
     def read_chunk(self) -> bytes:
         response = self._response
@@ -405,10 +441,16 @@ class _Exchange:
         self._finish(reusable=False)
 
 
+def exchange_of(response: httpx.Response) -> Exchange | None:
+    """The pooled exchange behind ``response`` (None for a response that did not come through the pool)."""
+    exchange = response.extensions.get(EXCHANGE)
+    return exchange if isinstance(exchange, Exchange) else None
+
+
 class _Stream:
     """A response body read a megabyte per thread hand-off (httpcore's async stream shape)."""
 
-    def __init__(self, exchange: _Exchange) -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
 
     async def __aiter__(self) -> AsyncIterator[bytes]:

@@ -35,9 +35,11 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, HTTPStatusError, ResponseHead
+from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled
+from regtool.client.connections import exchange_of
 from regtool.client.progress import Progress
 from regtool.client.registry_api import RegistryAPI
+from regtool.client.retry import RetryBudget
 from regtool.client.tasks import first_error
 from regtool.client.transport import redact_url
 from regtool.errors import IntegrityError, ProtocolError, TransportError, UsageError
@@ -233,68 +235,76 @@ class SplitDownload:
             part.path.unlink()
 
     async def _fetch_part(self, part: _Part, cancel: threading.Event) -> None:
-        attempt = 0
+        # One budget for the part: its GETs' statuses and transport errors (retried in ``RegistryAPI.send``)
+        # and its bodies cut short (retried here, from where they stopped).
+        budget = RetryBudget(self.api.retry)
         while True:
             held = await anyio.to_thread.run_sync(part.held)
             if held >= part.segment.length:
                 return
             start = part.segment.start + held
+            last = part.segment.end - 1
             try:
                 async with self.api.host_slot(self.url):
-                    await anyio.to_thread.run_sync(self._fetch_range, part, start, cancel)
+                    response = await self.api.send(
+                        "GET",
+                        self.url,
+                        what=f"blob {self.desc.digest} (bytes {start}-{last})",
+                        headers={"Range": range_request(start, last)},
+                        expect=(200, 206),
+                        stream=True,
+                        budget=budget,
+                        keep_body=True,
+                    )
+                    try:
+                        await anyio.to_thread.run_sync(self._receive_range, response, part, start, cancel)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await response.aclose()
                 continue
             except FetchCancelled:
                 raise anyio.get_cancelled_exc_class()() from None
             except BodyBroken as exc:
                 reason = exc.reason
-                delay = self.api.retry.backoff(attempt)
-            except HTTPStatusError as exc:
-                status = exc.head.status
-                if not self.api.retry.allows("GET", status) or self.api.retry.exhausted(attempt):
-                    response = _response_of(exc)
-                    raise self.api.error_for(response, f"blob {self.desc.digest}", exc.body) from None
-                reason = f"HTTP {status}"
-                delay = self.api.retry.delay(attempt, exc.head.headers.get("retry-after"))
-            except OSError as exc:
-                reason = str(exc) or type(exc).__name__
-                delay = self.api.retry.backoff(attempt)
-            if self.api.retry.exhausted(attempt):
+            if budget.exhausted:
                 raise TransportError(
                     f"blob {self.desc.digest}: range from byte {start} cut short from {redact_url(self.url)}: "
                     f"{reason}; the bytes received are kept, run the command again to resume"
                 )
+            attempt = budget.take()
+            delay = self.api.retry.backoff(attempt)
             self.api.retry_log.record(
-                f"GET {redact_url(self.url)} (range)", attempt=attempt + 1, delay=delay, reason=reason
+                f"GET {redact_url(self.url)} (range)",
+                attempt=attempt + 1,
+                delay=delay,
+                reason=reason,
+                of=budget.attempts,
             )
             await anyio.sleep(delay)
-            attempt += 1
 
-    def _fetch_range(self, part: _Part, start: int, cancel: threading.Event) -> None:
-        """In a worker thread: GET bytes ``start`` to the segment's end into the part's writer or file."""
+    def _receive_range(self, response: httpx.Response, part: _Part, start: int, cancel: threading.Event) -> None:
+        """In a worker thread: check the answer to a Range GET, then move its body into the part's writer or file."""
         last = part.segment.end - 1
-        headers = {"Range": range_request(start, last)}
-        authorization = self.api.auth.header_for("GET", self.url) if self.api.auth is not None else None
-        if authorization:
-            headers["Authorization"] = authorization
+        url = redact_url(response.url)
+        if response.status_code == 200:
+            raise RangeNotSupported(url)
+        value = response.headers.get("content-range")
+        got = parse_content_range(value)
+        if got is None or got[0] != start or got[1] != last:
+            raise ProtocolError(
+                f"blob {self.desc.digest}: asked for bytes {start}-{last}, got HTTP {response.status_code} "
+                f"Content-Range {value!r} from {url}"
+            )
+        exchange = exchange_of(response)
+        if exchange is None:
+            raise ProtocolError(f"blob {self.desc.digest}: the response did not come over regtool's connections")
         handle: BinaryIO | None = None
         if part.writer is None:
             assert part.path is not None
             handle = open(part.path, "ab")
-        room = part.segment.end - start
-
-        def begin(head: ResponseHead) -> _Sink:
-            if head.status == 200:
-                raise RangeNotSupported(redact_url(head.url))
-            got = parse_content_range(head.headers.get("content-range"))
-            if head.status != 206 or got is None or got[0] != start or got[1] != last:
-                raise ProtocolError(
-                    f"blob {self.desc.digest}: asked for bytes {start}-{last}, got HTTP {head.status} "
-                    f"Content-Range {head.headers.get('content-range')!r} from {redact_url(head.url)}"
-                )
-            return _Sink(part, handle, room, self.desc)
-
         try:
-            self.fetcher.fetch(self.url, headers, lambda head: begin(head).write, cancel=cancel)
+            sink = _Sink(part, handle, part.segment.end - start, self.desc)
+            self.fetcher.receive(exchange, sink.write, cancel=cancel)
         finally:
             if handle is not None:
                 handle.close()
@@ -317,12 +327,3 @@ class _Sink:
             assert self._handle is not None
             self._handle.write(data)
         self._part.received += len(data)
-
-
-def _response_of(exc: HTTPStatusError) -> httpx.Response:
-    return httpx.Response(
-        exc.head.status,
-        headers=exc.head.headers,
-        content=exc.body,
-        request=httpx.Request("GET", exc.head.url),
-    )

@@ -27,6 +27,7 @@ import httpx
 
 from regtool.client.auth import RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
+from regtool.client.connections import KEEP_BODY
 from regtool.client.retry import RetryBudget, RetryLog, RetryPolicy
 from regtool.client.tasks import LARGE_WEIGHT, WeightedLimiter, transfer_weight
 from regtool.client.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
@@ -218,17 +219,21 @@ class RegistryAPI:
         auth: bool = True,
         retry: bool = True,
         budget: RetryBudget | None = None,
+        keep_body: bool = False,
     ) -> httpx.Response:
         """Send a request, retrying per the policy; raise the mapped error unless the status is in ``expect``.
 
         With ``stream`` the body is left unread (the caller closes the response); otherwise it is read.
         ``expect=None`` accepts any status. ``budget`` is the retries of the operation this request belongs to
         (shared with its other requests); without one the request has the policy's retries to itself.
+        ``keep_body`` leaves a successful response's body on its connection, for a blob thread to read
+        (``BlobFetcher.receive``).
         """
         accepted = None if expect is None else frozenset(expect)
         budget = budget if budget is not None else RetryBudget(self.retry)
         while True:
-            request = self.http.build_request(method, url, headers=headers, content=content)
+            extensions = {KEEP_BODY: True} if keep_body else None
+            request = self.http.build_request(method, url, headers=headers, content=content, extensions=extensions)
             try:
                 with mapped_errors(method, url):
                     if auth:

@@ -1,57 +1,15 @@
-"""The thread-side HTTP of blob bodies, directly: redirects, Authorization across origins, both upload paths."""
+"""The thread-side upload of blob bodies, directly: a file slice, 307 re-sends, both send paths."""
 
 from __future__ import annotations
 
 import io
 import ssl
-from collections.abc import Callable
 
 import pytest
 
-from regtool.client.blobfetch import BlobFetcher, HTTPStatusError, ResponseHead, SourceTruncated
+from regtool.client.blobfetch import BlobFetcher, SourceTruncated
 from regtool.client.connections import ConnectionPool
 from tests.client.fakeregistry import Reply, fake_registry
-
-
-def _collect(into: bytearray) -> Callable[[ResponseHead], Callable[[memoryview], None]]:
-    def begin(head: ResponseHead) -> Callable[[memoryview], None]:
-        assert head.status == 200
-        return lambda data: into.extend(data)
-
-    return begin
-
-
-def test_fetch_follows_redirect_and_drops_authorization_across_origins() -> None:
-    body = bytes(range(256)) * 4096
-    with fake_registry() as storage, fake_registry() as registry:
-        registry.route("GET", "/v2/a/blobs/x", Reply(307, {"Location": f"{storage.url}/bucket/x?sig=1"}))
-        storage.route("GET", "/bucket/x", Reply(200, {}, body))
-        fetcher = BlobFetcher(ConnectionPool(ssl.create_default_context(), 30.0))
-        got = bytearray()
-        try:
-            n = fetcher.fetch(f"{registry.url}/v2/a/blobs/x", {"Authorization": "Bearer t"}, _collect(got))
-            # Same origin: a second fetch reuses the kept-alive connection and keeps the header.
-            registry.route("GET", "/v2/a/blobs/y", Reply(200, {}, b"small"))
-            small = bytearray()
-            fetcher.fetch(f"{registry.url}/v2/a/blobs/y", {"Authorization": "Bearer t"}, _collect(small))
-        finally:
-            fetcher.pool.close()
-        assert n == len(body) and bytes(got) == body and bytes(small) == b"small"
-        assert registry.requests[0][2]["authorization"] == "Bearer t"
-        assert "authorization" not in storage.requests[0][2]
-        assert registry.requests[1][2]["authorization"] == "Bearer t"
-
-
-def test_fetch_error_status_carries_the_body() -> None:
-    with fake_registry() as registry:
-        registry.route("GET", "/v2/a/blobs/x", Reply(404, {}, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}'))
-        fetcher = BlobFetcher(ConnectionPool(ssl.create_default_context(), 30.0))
-        try:
-            with pytest.raises(HTTPStatusError) as caught:
-                fetcher.fetch(f"{registry.url}/v2/a/blobs/x", {}, _collect(bytearray()))
-        finally:
-            fetcher.pool.close()
-    assert caught.value.head.status == 404 and b"BLOB_UNKNOWN" in caught.value.body
 
 
 class _NoFileno(io.BytesIO):

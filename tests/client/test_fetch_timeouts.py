@@ -1,4 +1,5 @@
-"""The blob worker threads' connections wait for a silent registry no longer than the client's read timeout."""
+"""The pool's connections (API calls and blob bodies alike) wait for a silent registry no longer than the read
+timeout, and say so."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import time
 
 import pytest
 
-from regtool.client.blobfetch import BlobFetcher
 from regtool.client.connections import ConnectionPool
 from tests.cli.support import hanging_server
 
 
-def test_fetch_from_a_silent_server_times_out_and_says_after_how_long() -> None:
-    fetcher = BlobFetcher(ConnectionPool(ssl.create_default_context(), 0.5, connect_timeout=5.0))
+def test_a_silent_server_times_out_and_says_after_how_long() -> None:
+    pool = ConnectionPool(ssl.create_default_context(), 0.5, connect_timeout=5.0)
     with hanging_server() as host:
+        name, _, port = host.rpartition(":")
+        conn = pool.get("http", name, int(port))
         started = time.monotonic()
         with pytest.raises(TimeoutError, match=rf"no response from {host} within 0\.5 s"):
-            fetcher.fetch(f"http://{host}/v2/team/app/blobs/sha256:00", {}, lambda head: lambda piece: None)
+            conn.request("GET", "/v2/team/app/blobs/sha256:00")
+            conn.getresponse()
         elapsed = time.monotonic() - started
-    fetcher.pool.close()
+        conn.close()
+    pool.close()
     assert elapsed < 3, elapsed
