@@ -133,11 +133,6 @@ class RegistryAuth(httpx.Auth):
         # A credential helper is a subprocess: keep it off the event loop.
         return await anyio.to_thread.run_sync(self.credentials_for, host)
 
-    def header_for(self, method: str, url: str) -> str | None:
-        """The Authorization value a request would carry now (from the caches), or None."""
-        request = httpx.Request(method, url)
-        return self._cached(request.url.netloc.decode("ascii"), request_scopes(request))
-
     def _cached(self, host: str, scopes: tuple[str, ...]) -> str | None:
         if host in self._basic_hosts:
             credentials = self._per_host.get(host) or (

@@ -23,27 +23,22 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
-from urllib.parse import urljoin, urlsplit
 
-from regtool.client.connections import ConnectionPool, Exchange
-from regtool.client.transport import USER_AGENT
+from regtool.client.connections import BodySender, ConnectionPool, Exchange
 
 __all__ = [
     "BUFFER_SIZE",
     "BlobFetcher",
     "BodyBroken",
     "FetchCancelled",
-    "HTTPStatusError",
     "ResponseHead",
     "SourceTruncated",
 ]
 
 BUFFER_SIZE = 1 << 20
-_MAX_REDIRECTS = 5
-_ERROR_BODY = 64 << 10
 # Cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
 _SENDFILE_SLICE = 1 << 20
 
@@ -55,13 +50,6 @@ class ResponseHead:
     status: int
     headers: dict[str, str]
     url: str
-
-
-class HTTPStatusError(Exception):
-    def __init__(self, head: ResponseHead, body: bytes) -> None:
-        super().__init__(f"HTTP {head.status} from {head.url}")
-        self.head = head
-        self.body = body
 
 
 class BodyBroken(Exception):
@@ -81,32 +69,6 @@ class SourceTruncated(Exception):
     """A local file to upload ended before the length it was supposed to have."""
 
 
-def _head(response: http.client.HTTPResponse, url: str) -> ResponseHead:
-    return ResponseHead(response.status, {k.lower(): v for k, v in response.getheaders()}, url)
-
-
-def _redirect(head: ResponseHead, origin: tuple[str, str, int], sent: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """Where a redirect points, and the headers to send there: no Authorization to another origin."""
-    target = urljoin(head.url, head.headers["location"])
-    if _origin(target) != origin:
-        sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
-    return target, sent
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in {"http", "https"} or not parts.hostname:
-        raise http.client.InvalidURL(f"unsupported URL {url!r}")
-    port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, parts.hostname, port
-
-
-def _target(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
 class _Body(Protocol):
     """What ``_body`` reads: an ``http.client`` response, or a pooled ``Exchange``."""
 
@@ -122,11 +84,8 @@ class BlobFetcher:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def send_file(
+    def body_sender(
         self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
         open_body: Callable[[], BinaryIO],
         offset: int,
         length: int,
@@ -134,112 +93,52 @@ class BlobFetcher:
         on_bytes: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
         inspect: Callable[[int, memoryview], None] | None = None,
-    ) -> tuple[ResponseHead, bytes]:
-        """Send ``length`` bytes of a file from ``offset`` as the request body; the final response and its body.
+    ) -> BodySender:
+        """What sends ``length`` bytes of a file from ``offset`` as a request's body, on the request's connection
+        in its worker thread (``connections.BODY_SENDER``); it opens the file anew for every attempt.
 
-        The body goes out from a reused 1 MiB buffer (``readinto`` + ``sendall``: flat memory, GIL released). A
-        307/308 sends it again to the new location (re-opening the file), dropping Authorization when the
-        origin changes. Any status is returned: the caller decides what is an error. ``inspect(file_offset,
-        piece)`` sees every piece before it is sent and may raise to abort the request mid-body.
+        Through a reused 1 MiB buffer (``readinto`` + ``send``: flat memory, GIL released), where ``inspect(file
+        offset, piece)`` sees every piece before it is sent and may raise to stop the body there; with nothing
+        to inspect, plain HTTP and a real file, by ``sendfile(2)``. A file shorter than ``length`` raises
+        SourceTruncated, ``cancel`` FetchCancelled.
         """
-        current = url
-        sent = {"User-Agent": USER_AGENT, **headers, "Content-Length": str(length)}
-        buffer = bytearray(min(BUFFER_SIZE, max(length, 1)))
-        for _ in range(_MAX_REDIRECTS + 1):
-            origin = _origin(current)
-            conn = self.pool.get(*origin)
-            # Only a kept-alive connection that failed before its body was started may be taken for a stale one
-            # (the idle check in ``ConnectionPool.get`` catches most). Once the body started, the registry
-            # may have appended part of it to the session, and sending it all again would append it twice: the
-            # error goes up, and the caller resumes from the session's offset.
-            reused = conn.sock is not None
-            started = [False]
 
-            def opened(started: list[bool] = started) -> BinaryIO:
-                started[0] = True
-                return open_body()
-
-            reusable = False
-            try:
-                try:
-                    response = self._send_once(
-                        conn, method, current, sent, opened, offset, length, buffer, on_bytes, cancel, inspect
-                    )
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    if not reused or started[0]:
-                        raise
-                    # A kept-alive connection the server had closed: one fresh attempt.
-                    conn.close()
-                    conn = self.pool.new(*origin)
-                    response = self._send_once(
-                        conn, method, current, sent, open_body, offset, length, buffer, on_bytes, cancel, inspect
-                    )
-                head = _head(response, current)
-                body = response.read(_ERROR_BODY)
-                reusable = not response.will_close and response.isclosed()
-                if response.status in {307, 308} and "location" in head.headers:
-                    current, sent = _redirect(head, origin, sent)
-                    continue
-                return head, body
-            finally:
-                if reusable:
-                    self.pool.put(*origin, conn)
-                else:
-                    conn.close()
-        raise HTTPStatusError(ResponseHead(310, {}, current), b"too many redirects")
-
-    @staticmethod
-    def _send_once(
-        conn: http.client.HTTPConnection,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        open_body: Callable[[], BinaryIO],
-        offset: int,
-        length: int,
-        buffer: bytearray,
-        on_bytes: Callable[[int], None] | None,
-        cancel: threading.Event | None,
-        inspect: Callable[[int, memoryview], None] | None = None,
-    ) -> http.client.HTTPResponse:
-        conn.putrequest(method, _target(url), skip_accept_encoding=True)
-        for name, value in headers.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        view = memoryview(buffer)
-        with open_body() as body:
-            sock = conn.sock
-            zero_copy = inspect is None and not isinstance(sock, ssl.SSLSocket) and _has_fileno(body)
-            if sock is not None and zero_copy:
-                # Plain HTTP from a real file: sendfile(2), no copy through user space (the registry on the same
-                # machine gets the CPU instead). In slices, for progress and cancellation.
-                done = 0
-                while done < length:
+        def send(conn: http.client.HTTPConnection) -> None:
+            buffer = bytearray(min(BUFFER_SIZE, max(length, 1)))
+            view = memoryview(buffer)
+            with open_body() as body:
+                sock = conn.sock
+                zero_copy = inspect is None and not isinstance(sock, ssl.SSLSocket) and _has_fileno(body)
+                if sock is not None and zero_copy:
+                    # sendfile(2) in slices, for progress and cancellation.
+                    done = 0
+                    while done < length:
+                        if cancel is not None and cancel.is_set():
+                            raise FetchCancelled("cancelled")
+                        sent = sock.sendfile(body, offset + done, min(_SENDFILE_SLICE, length - done))
+                        if not sent:
+                            raise SourceTruncated(f"the source ended {length - done} bytes before the expected end")
+                        done += sent
+                        if on_bytes is not None:
+                            on_bytes(sent)
+                    return
+                if offset:
+                    body.seek(offset)
+                remaining = length
+                while remaining:
                     if cancel is not None and cancel.is_set():
                         raise FetchCancelled("cancelled")
-                    sent = sock.sendfile(body, offset + done, min(_SENDFILE_SLICE, length - done))
-                    if not sent:
-                        raise SourceTruncated(f"the source ended {length - done} bytes before the expected end")
-                    done += sent
+                    n = body.readinto(view[: min(len(view), remaining)])  # type: ignore[attr-defined]
+                    if not n:
+                        raise SourceTruncated(f"the source ended {remaining} bytes before the expected end")
+                    if inspect is not None:
+                        inspect(offset + length - remaining, view[:n])
+                    conn.send(view[:n])
+                    remaining -= n
                     if on_bytes is not None:
-                        on_bytes(sent)
-                return conn.getresponse()
-            if offset:
-                body.seek(offset)
-            remaining = length
-            while remaining:
-                if cancel is not None and cancel.is_set():
-                    raise FetchCancelled("cancelled")
-                n = body.readinto(view[: min(len(view), remaining)])  # type: ignore[attr-defined]
-                if not n:
-                    raise SourceTruncated(f"the source ended {remaining} bytes before the expected end")
-                if inspect is not None:
-                    inspect(offset + length - remaining, view[:n])
-                conn.send(view[:n])
-                remaining -= n
-                if on_bytes is not None:
-                    on_bytes(n)
-        return conn.getresponse()
+                        on_bytes(n)
+
+        return send
 
     def receive(
         self,

@@ -28,16 +28,26 @@ import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import anyio
 import anyio.to_thread
 import httpcore
 import httpx
 
-__all__ = ["KEEP_BODY", "ConnectionPool", "ConnectionSource", "Exchange", "PooledConnections", "exchange_of"]
+__all__ = [
+    "BODY_SENDER",
+    "KEEP_BODY",
+    "BodySender",
+    "ConnectionPool",
+    "ConnectionSource",
+    "Exchange",
+    "PooledConnections",
+    "exchange_of",
+]
 
 Origin = tuple[str, str, int]
+BodySender = Callable[[http.client.HTTPConnection], None]
 
 # Answers up to this size are read with the status line, in the same thread hand-off (tokens, tag lists, error
 # envelopes, most manifests); larger ones stream.
@@ -47,6 +57,10 @@ EXCHANGE = "regtool.exchange"
 # A request extension: leave the body on the connection whatever its size (a blob thread will read it, and a
 # body cut short must reach it as such, for a resume).
 KEEP_BODY = "regtool.keep_body"
+# A request extension: a callable that sends the request's body on the connection, in the exchange's thread
+# (a blob upload from a file: ``BlobFetcher.body_sender``). It is called once per attempt, so an auth retry or
+# a 307/308 sends the body again.
+BODY_SENDER = "regtool.body_sender"
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"})
 # Idle connections kept per origin; more than the largest useful concurrency to one registry.
 _MAX_IDLE = 64
@@ -219,7 +233,10 @@ class PooledConnections:
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         exchange = Exchange(self._source, request)
         try:
-            if isinstance(request.stream, httpx.ByteStream):  # a body given as bytes: sent with the headers
+            sender = request.extensions.get(BODY_SENDER)
+            if callable(sender):  # the body is a file, sent by its own code in the exchange's thread
+                await anyio.to_thread.run_sync(exchange.start, b"", sender, abandon_on_cancel=True)
+            elif isinstance(request.stream, httpx.ByteStream):  # a body given as bytes: sent with the headers
                 await anyio.to_thread.run_sync(exchange.start, b"".join(request.stream), abandon_on_cancel=True)
             else:  # a streamed body (an upload from a generator): one thread hand-off per piece
                 chunked = any(
@@ -276,26 +293,30 @@ class Exchange:
         self.body = b""
         self.complete = False
 
-    def start(self, body: bytes) -> None:
-        """Send the request with its whole ``body`` and read the response head (and a small body)."""
+    def start(self, body: bytes, sender: BodySender | None = None) -> None:
+        """Send the request with its whole ``body`` (or with ``sender`` sending it) and read the response head
+        (and a small body)."""
         method = self._request.method
         for attempt in (0, 1):
             conn = self._source.get(*self._origin) if attempt == 0 else self._source.new(*self._origin)
             reused = conn.sock is not None
             try:
-                self._put_head(conn, body)
+                self._put_head(conn, None if sender is not None else body)
+                if sender is not None:
+                    sender(conn)
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
                 # A kept-alive connection the server closed as the request went out: the request was not
-                # processed, so an idempotent one is sent once more on a fresh connection.
-                if reused and attempt == 0 and method in _IDEMPOTENT:
+                # processed, so an idempotent one is sent once more on a fresh connection. Not one whose body
+                # a sender streamed: part of it may have reached an upload session.
+                if reused and attempt == 0 and method in _IDEMPOTENT and sender is None:
                     continue
                 raise httpcore.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
             except BaseException as exc:
                 connected = reused or conn.sock is not None
                 conn.close()
-                raise _mapped(exc, connected=connected) from exc
+                _reraise(exc, connected=connected)
             self._accept(conn, response)
             return
 
@@ -308,7 +329,7 @@ class Exchange:
         except BaseException as exc:
             connected = reused or conn.sock is not None
             conn.close()
-            raise _mapped(exc, connected=connected) from exc
+            _reraise(exc, connected=connected)
         with self._lock:
             if self._abandoned:
                 conn.close()
@@ -335,7 +356,7 @@ class Exchange:
             response = conn.getresponse()
         except BaseException as exc:
             self._finish(reusable=False)
-            raise _mapped(exc, connected=True) from exc
+            _reraise(exc, connected=True)
         self._accept(conn, response)
 
     def _put_head(self, conn: http.client.HTTPConnection, body: bytes | None) -> None:
@@ -380,7 +401,7 @@ class Exchange:
             data = self._response.read()
         except BaseException as exc:
             self._finish(reusable=False)
-            raise _mapped(exc, connected=True) from exc
+            _reraise(exc, connected=True)
         self._finish(reusable=True)
         return data
 
@@ -413,7 +434,7 @@ class Exchange:
             data = response.read(_STREAM_CHUNK)
         except BaseException as exc:
             self._finish(reusable=False)
-            raise _mapped(exc, connected=True) from exc
+            _reraise(exc, connected=True)
         if not data:
             if response.length:
                 self._finish(reusable=False)
@@ -463,6 +484,14 @@ class _Stream:
 
 def _default_port(scheme: bytes) -> int:
     return 443 if scheme == b"https" else 80
+
+
+def _reraise(exc: BaseException, *, connected: bool) -> NoReturn:
+    """Raise httpcore's exception for ``exc`` (``_mapped``), or ``exc`` itself when it has none."""
+    mapped = _mapped(exc, connected=connected)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 def _mapped(exc: BaseException, *, connected: bool) -> BaseException:

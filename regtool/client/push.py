@@ -11,7 +11,7 @@ before their index. For each blob:
 
 Locations may be relative or absolute and may carry their own query (distribution's ``_state``); each response's
 Location is the next request's target. Bodies stream from the source files (memory stays flat), sent from worker
-threads (``BlobFetcher.send_file``: through a reused 1 MiB buffer, where each piece is hashed on its way out);
+threads (``BlobFetcher.body_sender``: through a reused 1 MiB buffer, where each piece is hashed on its way out);
 a 307/308 on an upload re-opens the file at the same offset. An upload
 that fails with a retryable status or a connection error is retried, up to the retry policy's count.
 
@@ -37,7 +37,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.blobfetch import FetchCancelled, ResponseHead, SourceTruncated
+from regtool.client.blobfetch import FetchCancelled, SourceTruncated
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PushResult
@@ -525,36 +525,23 @@ class V2Pusher:
         headers: dict[str, str],
         expect: tuple[int, ...],
     ) -> httpx.Response:
-        """Send ``length`` bytes of the blob from ``offset`` from a worker thread (a reused 1 MiB buffer,
-        ``sendall``: flat memory, no event-loop work per chunk)."""
+        """Send ``length`` bytes of the blob from ``offset``: the request goes through ``RegistryAPI.send`` like any
+        (the auth flow, a 307/308 followed, one error mapping; not retried, the caller resumes from the session's
+        offset), its body sent from the file in the exchange's worker thread (``BlobFetcher.body_sender``: a
+        reused 1 MiB buffer, each piece hashed by ``check`` before it goes)."""
         fetcher = self.api.fetcher
         assert fetcher is not None, "a RegistryAPI that moves blobs has a BlobFetcher"
-        sent_headers = dict(headers)
-        authorization = self.api.auth.header_for(method, url) if self.api.auth is not None else None
-        if authorization:
-            sent_headers["Authorization"] = authorization
         cancel = threading.Event()
         counter = [0]
         reported = 0
-        outcome: list[tuple[ResponseHead, bytes]] = []
+        outcome: list[httpx.Response] = []
 
-        def run() -> None:
-            def count(n: int) -> None:
-                counter[0] += n
+        def count(n: int) -> None:
+            counter[0] += n
 
-            outcome.append(
-                fetcher.send_file(
-                    method,
-                    url,
-                    sent_headers,
-                    lambda: src.open_blob(digest),
-                    offset,
-                    length,
-                    on_bytes=count,
-                    cancel=cancel,
-                    inspect=check.feed,
-                )
-            )
+        sender = fetcher.body_sender(
+            lambda: src.open_blob(digest), offset, length, on_bytes=count, cancel=cancel, inspect=check.feed
+        )
 
         async def ticker() -> None:
             nonlocal reported
@@ -569,7 +556,18 @@ class V2Pusher:
 
         async def send(scope: anyio.CancelScope) -> None:
             try:
-                await anyio.to_thread.run_sync(run, limiter=self._threads)
+                async with self._threads:
+                    outcome.append(
+                        await self.api.send(
+                            method,
+                            url,
+                            what=what,
+                            headers={**headers, "Content-Length": str(length)},
+                            expect=expect,
+                            retry=False,
+                            body_sender=sender,
+                        )
+                    )
             finally:
                 scope.cancel()
 
@@ -583,18 +581,10 @@ class V2Pusher:
                 raise IntegrityError(f"blob {digest}: {error} ({src.description})") from None
             if isinstance(error, FetchCancelled):
                 raise anyio.get_cancelled_exc_class()() from None
-            if isinstance(error, OSError):
-                raise TransportError(f"{method} {redact_url(url)}: {error}") from None
             raise error from None
         if counter[0] != reported:
             self.progress.advance(key, counter[0] - reported)
-        head, body = outcome[0]
-        response = httpx.Response(
-            head.status, headers=head.headers, content=body, request=httpx.Request(method, head.url)
-        )
-        if head.status not in expect:
-            raise self.api.error_for(response, what, body)
-        return response
+        return outcome[0]
 
 
 def _location(response: httpx.Response, what: str) -> str:

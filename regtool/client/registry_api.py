@@ -27,7 +27,7 @@ import httpx
 
 from regtool.client.auth import RegistryAuth
 from regtool.client.blobfetch import BlobFetcher
-from regtool.client.connections import KEEP_BODY
+from regtool.client.connections import BODY_SENDER, KEEP_BODY, BodySender
 from regtool.client.retry import RetryBudget, RetryLog, RetryPolicy
 from regtool.client.tasks import LARGE_WEIGHT, WeightedLimiter, transfer_weight
 from regtool.client.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
@@ -220,6 +220,7 @@ class RegistryAPI:
         retry: bool = True,
         budget: RetryBudget | None = None,
         keep_body: bool = False,
+        body_sender: BodySender | None = None,
     ) -> httpx.Response:
         """Send a request, retrying per the policy; raise the mapped error unless the status is in ``expect``.
 
@@ -227,12 +228,17 @@ class RegistryAPI:
         ``expect=None`` accepts any status. ``budget`` is the retries of the operation this request belongs to
         (shared with its other requests); without one the request has the policy's retries to itself.
         ``keep_body`` leaves a successful response's body on its connection, for a blob thread to read
-        (``BlobFetcher.receive``).
+        (``BlobFetcher.receive``); ``body_sender`` sends the request's body from a file instead of ``content``
+        (``BlobFetcher.body_sender``), again on every attempt.
         """
         accepted = None if expect is None else frozenset(expect)
         budget = budget if budget is not None else RetryBudget(self.retry)
         while True:
-            extensions = {KEEP_BODY: True} if keep_body else None
+            extensions: dict[str, object] = {}
+            if keep_body:
+                extensions[KEEP_BODY] = True
+            if body_sender is not None:
+                extensions[BODY_SENDER] = body_sender
             request = self.http.build_request(method, url, headers=headers, content=content, extensions=extensions)
             try:
                 with mapped_errors(method, url):

@@ -1,14 +1,19 @@
-"""The thread-side upload of blob bodies, directly: a file slice, 307 re-sends, both send paths."""
+"""Blob uploads from a file through the Client's own path: httpx sends the request over the pooled connections
+and ``BlobFetcher.body_sender`` sends the body; a 307 sends it again, sendfile or buffer, a short file refused."""
 
 from __future__ import annotations
 
 import io
 import ssl
+from pathlib import Path
 
+import anyio
+import httpx
 import pytest
 
 from regtool.client.blobfetch import BlobFetcher, SourceTruncated
-from regtool.client.connections import ConnectionPool
+from regtool.client.connections import BODY_SENDER, BodySender, ConnectionPool
+from regtool.client.transport import build_http_client
 from tests.client.fakeregistry import Reply, fake_registry
 
 
@@ -17,42 +22,54 @@ class _NoFileno(io.BytesIO):
         raise io.UnsupportedOperation("no fileno")
 
 
-@pytest.mark.parametrize("with_fileno", [True, False])
-def test_send_file_slice_and_307(tmp_path: object, with_fileno: bool) -> None:
-    from pathlib import Path
+def _put(url: str, length: int, sender: BodySender) -> httpx.Response:
+    async def go() -> httpx.Response:
+        pool = ConnectionPool(ssl.create_default_context(), 30.0)
+        try:
+            async with build_http_client(pool=pool) as http:
+                request = http.build_request(
+                    "PUT", url, headers={"Content-Length": str(length)}, extensions={BODY_SENDER: sender}
+                )
+                response = await http.send(request)
+                await response.aread()
+                return response
+        finally:
+            pool.close()
 
+    return anyio.run(go)
+
+
+@pytest.mark.parametrize("with_fileno", [True, False])
+def test_a_file_slice_is_sent_again_after_a_307(tmp_path: Path, with_fileno: bool) -> None:
     data = bytes(range(256)) * 8192
-    path = Path(str(tmp_path)) / "blob"
+    path = tmp_path / "blob"
     path.write_bytes(data)
     received: list[bytes] = []
+    seen: list[int] = []
 
     def final(method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
         received.append(body)
         return Reply(201, {"Location": "/v2/a/blobs/d"})
 
+    def open_body() -> io.BufferedIOBase:
+        return open(path, "rb") if with_fileno else _NoFileno(data)
+
     with fake_registry() as registry:
         registry.route("PUT", "/up/1", Reply(307, {"Location": "/up/2"}))
         registry.route("PUT", "/up/2", final)
         fetcher = BlobFetcher(ConnectionPool(ssl.create_default_context(), 30.0))
-
-        def open_body() -> io.BufferedIOBase:
-            return open(path, "rb") if with_fileno else _NoFileno(data)
-
-        try:
-            head, body = fetcher.send_file("PUT", f"{registry.url}/up/1", {}, open_body, 1000, 70000)
-        finally:
-            fetcher.pool.close()
-    assert head.status == 201 and head.url.endswith("/up/2") and body == b""
+        sender = fetcher.body_sender(open_body, 1000, 70000, on_bytes=seen.append)
+        response = _put(f"{registry.url}/up/1", 70000, sender)
+    assert response.status_code == 201 and str(response.url).endswith("/up/2")
     assert received == [data[1000:71000]]
     assert [r[2]["content-length"] for r in registry.requests] == ["70000", "70000"]
+    assert sum(seen) == 2 * 70000  # sent in full to each location
 
 
-def test_send_file_source_too_short(tmp_path: object) -> None:
+def test_a_file_shorter_than_promised_is_refused(tmp_path: Path) -> None:
     with fake_registry() as registry:
         registry.route("PUT", "/up/1", Reply(201, {}))
         fetcher = BlobFetcher(ConnectionPool(ssl.create_default_context(), 30.0))
-        try:
-            with pytest.raises(SourceTruncated):
-                fetcher.send_file("PUT", f"{registry.url}/up/1", {}, lambda: _NoFileno(b"abc"), 0, 10)
-        finally:
-            fetcher.pool.close()
+        sender = fetcher.body_sender(lambda: _NoFileno(b"abc"), 0, 10)
+        with pytest.raises(SourceTruncated):
+            _put(f"{registry.url}/up/1", 10, sender)
