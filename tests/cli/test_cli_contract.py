@@ -184,6 +184,20 @@ def test_closed_stdout_ends_quietly(tmp_path: Path, serve: RunningServe, output:
     assert proc.returncode == 141
 
 
+def test_a_pull_to_a_closed_stdout_ends_quietly(tmp_path: Path, serve: RunningServe) -> None:  # noqa: F811
+    """``regtool pull IMG - | head -c 100``: the archive's writer finds the pipe closed, as ``inspect`` does above."""
+    _pushed(tmp_path, serve)
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        proc = regtool_bytes("pull", f"{serve.host}/team/app:1.0", "-", "-q", *HTTP, cwd=tmp_path, stdout=writer)
+    finally:
+        os.close(writer)
+    assert proc.stderr == ""
+    assert proc.returncode == 141
+    assert not (tmp_path / "-").exists()
+
+
 # -- help --------------------------------------------------------------------------------------------------------
 
 
