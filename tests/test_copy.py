@@ -361,3 +361,45 @@ async def test_chunk_size_uploads_large_blobs_in_patch_chunks(tmp_path: Path) ->
             httpx.get(f"{b.url}/v2/mirror/app/blobs/{layer.digest}").content
             == (tmp_path / "src" / "blobs" / "sha256" / layer.digest.encoded).read_bytes()
         )
+
+
+async def test_the_targets_chunk_min_length_raises_the_chunk_size(tmp_path: Path) -> None:
+    """regtool serve names no OCI-Chunk-Min-Length: a scripted target that does (and takes chunks of it)."""
+    from tests.client.fakeregistry import V2_HEADER, Reply, fake_registry
+
+    manifest = write_random_image(tmp_path / "src", "1.0", count=1, size=1 << 20)
+    layer = manifest.layers[0]
+    minimum = 400_000
+    patches: dict[str, list[int]] = {}
+    data: dict[str, bytearray] = {}
+    stored: dict[str, bytes] = {}
+    sessions = iter(range(100))
+    with run_serve(tmp_path / "a") as a, fake_registry() as target:
+
+        def post(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+            name = f"s{next(sessions)}"
+            for verb in ("PATCH", "PUT"):
+                target.route(verb, f"/v2/m/app/blobs/uploads/{name}", session)
+            location = f"/v2/m/app/blobs/uploads/{name}"
+            return Reply(202, {"Location": location, "OCI-Chunk-Min-Length": str(minimum)})
+
+        def session(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+            name = path.partition("?")[0].rpartition("/")[2]
+            if method == "PATCH":
+                patches.setdefault(name, []).append(len(body))
+                held = data.setdefault(name, bytearray())
+                held.extend(body)
+                return Reply(202, {"Location": f"/v2/m/app/blobs/uploads/{name}", "Range": f"0-{len(held) - 1}"})
+            digest = path.partition("digest=")[2].replace("%3A", ":")
+            stored[digest] = bytes(data.pop(name, b"")) + body
+            return Reply(201, {"Docker-Content-Digest": digest})
+
+        target.route("GET", "/v2/", Reply(200, dict(V2_HEADER), b"{}"))
+        target.route("POST", "/v2/m/app/blobs/uploads/", post)
+        target.route("PUT", "/v2/m/app/manifests/1.0", Reply(201, {"Docker-Content-Digest": str(manifest.digest)}))
+        async with Client(jobs=1) as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", ref(a, "team/app:1.0"))
+            await client.copy(ref(a, "team/app:1.0"), Reference.parse(f"{target.host}/m/app:1.0"), chunk_size=64 << 10)
+    (chunks,) = [sizes for sizes in patches.values() if sum(sizes) == layer.size]
+    assert chunks[:-1] == [minimum] * (len(chunks) - 1) and len(chunks) == -(-layer.size // minimum)
+    assert stored[str(layer.digest)] == (tmp_path / "src" / "blobs" / "sha256" / layer.digest.encoded).read_bytes()

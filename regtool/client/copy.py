@@ -300,16 +300,17 @@ class _Uploads:
             resumed = await self.pusher._resume_session(target, desc, key, claim)
             if resumed is None:
                 base = await self.api.base_url(target.registry)
-                location = await self.pusher._open_session(target, base, desc, self.mount_from, self.explicit)
-                if location is None:
+                started = await self.pusher._start_session(target, base, desc, self.mount_from, self.explicit)
+                if started is None:
                     await anyio.to_thread.run_sync(claim.forget)
                     self.progress.finish(key, status="mounted")
                     self.tally.mounted += 1
                     return
+                location, minimum = started
                 await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
             else:
-                location, offset = resumed
-            await self._send(desc, location, offset, opener, key, claim)
+                (location, offset), minimum = resumed, 0
+            await self._send(desc, location, offset, opener, key, claim, minimum)
         except IntegrityError:
             # The session may hold bytes of a bad blob: drop it and its state, so that no rerun continues it.
             with anyio.CancelScope(shield=True):
@@ -329,11 +330,19 @@ class _Uploads:
         self.tally.bytes += desc.size - offset
 
     async def _send(
-        self, desc: Descriptor, location: str, offset: int, opener: BlobOpener, key: str, claim: UploadClaim
+        self,
+        desc: Descriptor,
+        location: str,
+        offset: int,
+        opener: BlobOpener,
+        key: str,
+        claim: UploadClaim,
+        minimum: int = 0,
     ) -> None:
-        """Send the blob from ``offset`` (what the session holds) and close the session with ``PUT ?digest=``."""
+        """Send the blob from ``offset`` (what the session holds) and close the session with ``PUT ?digest=``;
+        chunks are at least ``minimum`` bytes (the registry's ``OCI-Chunk-Min-Length``), as push makes them."""
         what = f"upload of blob {desc.digest} to {self.target.repository_ref}"
-        chunk_size = self.pusher.chunk_size or desc.size
+        chunk_size = max(self.pusher.chunk_size or desc.size, minimum)
 
         async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             async for chunk in chunks:
@@ -367,7 +376,9 @@ class _Uploads:
         try:
             response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
         except RegistryError as exc:
-            if "DIGEST_INVALID" in exc.codes or "SIZE_INVALID" in exc.codes:
+            # DIGEST_INVALID is an IntegrityError already (registry_api); a blob whose length the registry
+            # refuses is one too here, where SIZE_INVALID cannot mean a manifest too large.
+            if "SIZE_INVALID" in exc.codes:
                 raise IntegrityError(f"{what}: the registry refused the whole blob: {exc}") from None
             raise
         _check_stored(response, desc.digest, what)

@@ -361,22 +361,15 @@ class V2Pusher:
         await anyio.to_thread.run_sync(claim.forget)
         return offset
 
-    async def _remember(self, ref: Reference, desc: Descriptor, location: str, offset: int) -> None:
-        """Save the session of this blob (for callers that hold no claim; see ``UploadStateStore.unlocked``)."""
-        claim = self.resume.unlocked(ref.registry, ref.repository, str(desc.digest))
-        await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
-
     async def _resume_session(
         self,
         ref: Reference,
         desc: Descriptor,
         key: str,
-        claim: UploadClaim | None = None,
+        claim: UploadClaim,
         budget: RetryBudget | None = None,
     ) -> tuple[str, int] | None:
-        """The remembered session of this blob and the bytes it holds (GET upload status), or None."""
-        if claim is None:
-            claim = self.resume.unlocked(ref.registry, ref.repository, str(desc.digest))
+        """The remembered session of this blob (``claim``'s) and the bytes it holds (GET upload status), or None."""
         state = await anyio.to_thread.run_sync(claim.load)
         if state is None or state.size != desc.size:
             return None
@@ -398,13 +391,6 @@ class V2Pusher:
         if held:
             self.progress.advance(key, held)
         return location, held
-
-    async def _open_session(
-        self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str], explicit: int
-    ) -> str | None:
-        """The upload URL of a new session, or None when a mount made the upload unnecessary."""
-        started = await self._start_session(ref, base, desc, mount_from, explicit)
-        return None if started is None else started[0]
 
     async def _start_session(
         self, ref: Reference, base: str, desc: Descriptor, mount_from: Sequence[str], explicit: int

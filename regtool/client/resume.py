@@ -105,10 +105,6 @@ class UploadStateStore:
         reads and writes nothing. Never blocks. Release it with ``UploadClaim.release``."""
         return _claim(self, registry, repository, digest)
 
-    def unlocked(self, registry: str, repository: str, digest: str) -> UploadClaim:
-        """A claim on this blob's saved state without the lock, for a caller that keeps other processes away."""
-        return UploadClaim(self, registry, repository, digest, None, owned=True)
-
     def forget(self, registry: str, repository: str, digest: str) -> None:
         """Drop the state of this blob's upload (it was stored, or the session is gone)."""
         with contextlib.suppress(OSError):
