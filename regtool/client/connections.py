@@ -28,7 +28,7 @@ import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 import anyio
 import anyio.to_thread
@@ -40,7 +40,6 @@ __all__ = [
     "KEEP_BODY",
     "BodySender",
     "ConnectionPool",
-    "ConnectionSource",
     "Exchange",
     "PooledConnections",
     "exchange_of",
@@ -64,16 +63,6 @@ BODY_SENDER = "regtool.body_sender"
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"})
 # Idle connections kept per origin; more than the largest useful concurrency to one registry.
 _MAX_IDLE = 64
-
-
-class ConnectionSource(Protocol):
-    """Where connections come from: the blob side's pool (``blobfetch``), keyed by (scheme, host, port)."""
-
-    def get(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection: ...
-
-    def new(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection: ...
-
-    def put(self, scheme: str, host: str, port: int, conn: http.client.HTTPConnection) -> None: ...
 
 
 class _HTTPConnection(http.client.HTTPConnection):
@@ -227,7 +216,7 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 class PooledConnections:
     """An httpcore connection pool in shape (what ``httpx.AsyncHTTPTransport`` drives), over ``source``."""
 
-    def __init__(self, source: ConnectionSource) -> None:
+    def __init__(self, source: ConnectionPool) -> None:
         self._source = source
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
@@ -277,7 +266,7 @@ class Exchange:
     the body has been read to its end the connection goes back to the pool.
     """
 
-    def __init__(self, source: ConnectionSource, request: httpcore.Request) -> None:
+    def __init__(self, source: ConnectionPool, request: httpcore.Request) -> None:
         self._source = source
         self._request = request
         url = request.url

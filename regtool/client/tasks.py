@@ -32,8 +32,8 @@ T = TypeVar("T")
 # A blob of at most SMALL_BLOB bytes weighs 1, a larger one LARGE_WEIGHT; capacities are jobs * LARGE_WEIGHT.
 SMALL_BLOB = 2 << 20
 LARGE_WEIGHT = 4
-# Connections opened ahead of a transfer's first blobs, per job: enough for a wave of small blobs without
-# holding dozens of idle sockets on the registry.
+# Connections opened ahead of a transfer's first blobs, per job: one for each blob of a full wave of small ones
+# (their weight lets LARGE_WEIGHT of them share a job), so that wave pays no handshake.
 PRECONNECT_PER_JOB = LARGE_WEIGHT
 
 
