@@ -48,7 +48,7 @@ _PULL_CHILD = """
 import sys, time, anyio
 from pathlib import Path
 from regtool.client import Client
-from regtool.client.rangefetch import SplitPolicy
+from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.reference import Reference
 ref, dest, parts = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 split = SplitPolicy(threshold=1 << 20, parts=parts, remote_only=False) if parts > 1 else None

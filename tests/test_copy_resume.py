@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from regtool.client import Client
-from regtool.client.copy import CopyResult
+from regtool.client.v2.copy import CopyResult
 from regtool.errors import IntegrityError, TransportError
 from regtool.manifest import Descriptor, Manifest
 from regtool.protocol.ranges import parse_upload_progress

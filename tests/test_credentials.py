@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from regtool.client.credentials import DOCKER_HUB_KEY, Credentials, DockerConfig, credentials_from_env
+from regtool.client.net.credentials import DOCKER_HUB_KEY, Credentials, DockerConfig, credentials_from_env
 from regtool.errors import AuthError, UsageError
 
 HELPER = r"""#!/usr/bin/env python3

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from regtool.client.challenge import ChallengeError, parse_challenges
-from regtool.client.rangefetch import plan_segments
-from regtool.client.retry import RetryPolicy, parse_retry_after
+from regtool.client.net.challenge import ChallengeError, parse_challenges
+from regtool.client.net.retry import RetryPolicy, parse_retry_after
+from regtool.client.v2.rangefetch import plan_segments
 from regtool.errors import InvalidReference
 from regtool.manifest import ManifestError, parse_manifest
 from regtool.protocol import mediatypes as mt

@@ -55,7 +55,7 @@ def main() -> None:
     if first and first[0] in _REGISTRY_COMMANDS:
         # Their client's TLS context (~20 ms of loading the CA store, the https attempt needs it even on a loopback
         # registry) is built in a thread while the command's imports run.
-        from regtool.client.tls import warm_default_context
+        from regtool.client.net.tls import warm_default_context
 
         warm_default_context()
     try:

@@ -41,8 +41,8 @@ from regtool.reference import Reference
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from regtool.client.copy import CopyResult
-    from regtool.client.credentials import Credentials
+    from regtool.client.net.credentials import Credentials
+    from regtool.client.v2.copy import CopyResult
 
 __all__ = ["copy", "render_copy"]
 
@@ -116,7 +116,7 @@ DestPasswordStdin = Annotated[
 def _end_credentials(end: str, username: str | None, password_stdin: bool) -> Credentials | None:
     """The credentials of ``--{end}-username`` with ``--{end}-password-stdin`` or ``REGTOOL_{END}_PASSWORD``."""
     from regtool.cli.options import _read_password_stdin  # the one reader of a password on stdin
-    from regtool.client.credentials import Credentials
+    from regtool.client.net.credentials import Credentials
 
     variable = f"REGTOOL_{end.upper()}_PASSWORD"
     password: str | None = None

@@ -72,8 +72,8 @@ def login(
 
     Example: printf '%s\\n' "$TOKEN" | regtool login -u ci --password-stdin registry.example:5000
     """
-    from regtool.client.credentials import Credentials, DockerConfig
     from regtool.client.login import normalise_registry, verify_login
+    from regtool.client.net.credentials import Credentials, DockerConfig
 
     configure_logging(verbose)
     host = ""
@@ -117,8 +117,8 @@ def logout(
 
     Example: regtool logout localhost:5000
     """
-    from regtool.client.credentials import DockerConfig
     from regtool.client.login import normalise_registry
+    from regtool.client.net.credentials import DockerConfig
 
     host = ""
 

@@ -59,8 +59,8 @@ def parse_size(text: str) -> int:
 
 
 def parse_chunk_size(text: str) -> int:
-    """``--chunk-size``: a size (see :func:`parse_size`) of at least ``regtool.client.push.MIN_CHUNK_SIZE``."""
-    from regtool.client.push import MIN_CHUNK_SIZE
+    """``--chunk-size``: a size (see :func:`parse_size`) of at least ``regtool.client.v2.push.MIN_CHUNK_SIZE``."""
+    from regtool.client.v2.push import MIN_CHUNK_SIZE
 
     size = parse_size(text)
     if size < MIN_CHUNK_SIZE:

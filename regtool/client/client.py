@@ -14,24 +14,24 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.to_thread
 
-from regtool.client.auth import Credentials, RegistryAuth
-from regtool.client.blobfetch import BlobFetcher
-from regtool.client.connections import ConnectionPool
-from regtool.client.credentials import DockerConfig, lookup_credentials
+from regtool.client.net.auth import Credentials, RegistryAuth
+from regtool.client.net.blobfetch import BlobFetcher
+from regtool.client.net.connections import ConnectionPool
+from regtool.client.net.credentials import DockerConfig, lookup_credentials
+from regtool.client.net.retry import RetryPolicy
+from regtool.client.net.tls import TLSContexts, TLSSettings
+from regtool.client.net.transport import build_http_client
 from regtool.client.progress import NullProgress, Progress, add_http_events
-from regtool.client.rangefetch import SplitPolicy
-from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
-from regtool.client.retry import RetryPolicy
-from regtool.client.tls import TLSContexts, TLSSettings
-from regtool.client.transport import build_http_client
+from regtool.client.v2.api import RegistryAPI
+from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.errors import RegistryError, TransportError, UnsupportedProtocolError, UsageError
 
 if TYPE_CHECKING:
     import httpx
 
-    from regtool.client.copy import CopyResult
-    from regtool.client.v1api import V1Api
+    from regtool.client.v1.api import V1Api
+    from regtool.client.v2.copy import CopyResult
     from regtool.digest import Digest
     from regtool.manifest import Manifest, Platform
     from regtool.reference import Reference
@@ -222,7 +222,7 @@ class Client:
         chosen = await self._protocol_for(ref.registry, protocol)
         if chosen == "v1":
             return await self._pull_v1(ref, dest, format=format, jobs=v1_jobs)
-        from regtool.client.v2pull import V2Puller
+        from regtool.client.v2.pull import V2Puller
 
         puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress, split=self.split)
         result = await puller.pull(ref, dest, format=format, platform=platform, all_platforms=all_platforms)
@@ -231,7 +231,7 @@ class Client:
 
     async def _pull_v1(self, ref: Reference, dest: Path, *, format: str, jobs: int = 1) -> PullResult:
         # The serial parent-chain walk lives in v1pull.py.
-        from regtool.client.v1pull import pull_result
+        from regtool.client.v1.pull import pull_result
 
         session = await self._v1_session(ref.registry)
         result = await pull_result(session, ref, dest, format=format, progress=self.progress, jobs=jobs)
@@ -239,7 +239,7 @@ class Client:
         return result
 
     async def _v1_session(self, registry: str) -> V1Api:
-        from regtool.client.v1api import open_session
+        from regtool.client.v1.api import open_session
 
         credentials = await anyio.to_thread.run_sync(self.auth.credentials_for, registry)
         username = credentials.username if credentials is not None else None
@@ -266,7 +266,7 @@ class Client:
         chosen = await self._protocol_for(ref.registry, protocol)
         if chosen == "v1":
             return await self._push_v1(source, ref)
-        from regtool.client import push as push_module
+        from regtool.client.v2 import push as push_module
 
         if chunk_size is None:
             chunk_size = push_module.DEFAULT_CHUNK_SIZE
@@ -277,7 +277,7 @@ class Client:
 
     async def _push_v1(self, source: str, ref: Reference) -> PushResult:
         # The engine's push order lives in v1push.py.
-        from regtool.client.v1push import push_v1
+        from regtool.client.v1.push import push_v1
 
         session = await self._v1_session(ref.registry)
         result = await push_v1(session, source, ref, progress=self.progress)
@@ -305,8 +305,8 @@ class Client:
         above ``chunk_size`` (default ``push.DEFAULT_CHUNK_SIZE``). ``source_credentials`` and
         ``target_credentials`` are used for that end's registry instead of the client's.
         """
-        from regtool.client import push as push_module
-        from regtool.client.copy import copy_image
+        from regtool.client.v2 import push as push_module
+        from regtool.client.v2.copy import copy_image
 
         if source.registry == target.registry and None not in (source_credentials, target_credentials):
             if source_credentials != target_credentials:
@@ -337,7 +337,7 @@ class Client:
         return result
 
     # -- everyday commands ------------------------------------------------------------------------------
-    # Each takes ``protocol`` (auto, v1, v2); what they do over v1 is in v1listing.py.
+    # Each takes ``protocol`` (auto, v1, v2); what they do over v1 is in v1/listing.py.
 
     async def _v2_or_v1(
         self,
@@ -362,8 +362,8 @@ class Client:
 
     async def tags(self, repository: Reference, *, protocol: str = "auto") -> list[str]:
         """All tags of ``repository``, following ``Link`` pagination."""
-        from regtool.client import v1listing
-        from regtool.client.catalog import list_tags
+        from regtool.client.v1 import listing as v1listing
+        from regtool.client.v2.catalog import list_tags
 
         return await self._v2_or_v1(
             repository.registry,
@@ -374,8 +374,8 @@ class Client:
 
     async def catalog(self, registry: str, *, protocol: str = "auto") -> list[str]:
         """All repository names of ``registry`` (``/v2/_catalog``, following ``Link`` pagination)."""
-        from regtool.client import v1listing
-        from regtool.client.catalog import list_repositories
+        from regtool.client.v1 import listing as v1listing
+        from regtool.client.v2.catalog import list_repositories
 
         return await self._v2_or_v1(
             registry, protocol, lambda: list_repositories(self.api, registry), v1listing.v1_catalog
@@ -387,7 +387,7 @@ class Client:
 
     async def manifest_bytes(self, ref: Reference, *, protocol: str = "auto") -> bytes:
         """``ref``'s manifest bytes as served; over v1, which has no manifests, the JSON of the tag's image."""
-        from regtool.client import v1listing
+        from regtool.client.v1 import listing as v1listing
 
         async def over_v2() -> bytes:
             return (await self.manifest(ref)).raw
@@ -398,8 +398,8 @@ class Client:
         self, ref: Reference, *, platform: Platform | None = None, protocol: str = "auto"
     ) -> InspectResult:
         """Describe ``ref``: digest, media type, an index's platforms, the (selected) image's layers and config."""
-        from regtool.client import v1listing
-        from regtool.client.inspect import inspect_image
+        from regtool.client.v1 import listing as v1listing
+        from regtool.client.v2.inspect import inspect_image
 
         return await self._v2_or_v1(
             ref.registry,
@@ -410,8 +410,8 @@ class Client:
 
     async def delete(self, ref: Reference, *, protocol: str = "auto") -> Digest:
         """Delete ``ref``'s manifest (a tag is resolved to its digest first); returns the deleted digest."""
-        from regtool.client import v1listing
-        from regtool.client.inspect import delete_manifest
+        from regtool.client.v1 import listing as v1listing
+        from regtool.client.v2.inspect import delete_manifest
 
         return await self._v2_or_v1(
             ref.registry, protocol, lambda: delete_manifest(self.api, ref), lambda v1: v1listing.v1_delete(v1, ref)

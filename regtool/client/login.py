@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from regtool.client.registry_api import RegistryAPI
+from regtool.client.v2.api import RegistryAPI
 from regtool.errors import AuthError, RegistryError, UnsupportedProtocolError, UsageError
 from regtool.reference import DEFAULT_REGISTRY
 

@@ -20,10 +20,10 @@ import json
 import anyio
 import httpx
 
-from regtool.client.challenge import ChallengeError, parse_challenges
-from regtool.client.registry_api import RegistryAPI
+from regtool.client.net.challenge import ChallengeError, parse_challenges
+from regtool.client.net.transport import first_in_order, redact_url
 from regtool.client.results import ProbeEvidence, ProbeResult, V1Info, V2Info
-from regtool.client.transport import first_in_order, redact_url
+from regtool.client.v2.api import RegistryAPI
 from regtool.errors import TransportError
 from regtool.protocol import v1 as v1proto
 from regtool.protocol import v2 as v2proto

@@ -80,7 +80,7 @@ def add_http_events(http: httpx.AsyncClient, progress: Callable[[], Progress]) -
         request.extensions[_STARTED] = time.monotonic()
 
     async def on_response(response: httpx.Response) -> None:
-        from regtool.client.transport import redact_url
+        from regtool.client.net.transport import redact_url
 
         request = response.request
         started = request.extensions.get(_STARTED)

@@ -13,13 +13,46 @@ from regtool.errors import UsageError
 __all__ = [
     "DEFAULT_MAX_MANIFEST_BYTES",
     "RequestEvent",
+    "ProxyRemote",
     "RequestObserver",
+    "S3Settings",
     "ServerConfig",
     "default_root",
 ]
 
 DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-StorageKind = Literal["filesystem", "inmemory"]
+StorageKind = Literal["filesystem", "inmemory", "s3"]
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where the ``s3`` driver keeps the registry: distribution's ``storage.s3`` keys, by the same meaning.
+
+    ``endpoint`` is ``regionendpoint`` (None: AWS itself); keys left None come from the standard AWS environment
+    (``AWS_ACCESS_KEY_ID`` ...); ``chunk_size`` is the multipart part size (S3's minimum is 5 MiB).
+    """
+
+    bucket: str
+    region: str = "us-east-1"
+    endpoint: str | None = None
+    root_directory: str = ""
+    force_path_style: bool = False
+    chunk_size: int = 10 * 1024 * 1024
+    access_key: str | None = None
+    secret_key: str | None = None
+    secure: bool = True
+    skip_verify: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRemote:
+    """One upstream of the pull-through cache: ``namespace`` is the registry host containerd names with
+    ``?ns=`` (None: the upstream for requests that name none); credentials None means anonymous."""
+
+    url: str
+    namespace: str | None = None
+    username: str | None = None
+    password: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +124,40 @@ class ServerConfig:
     # The web view (regtool/server/web/): HTML pages for browsers at ``web_prefix`` (empty: at ``/``).
     web: bool = True
     web_prefix: str = ""
+    # Deletes of manifests and blobs (distribution's storage.delete.enabled); refused with UNSUPPORTED when off.
+    delete_enabled: bool = True
+    # Object storage (storage="s3") and whether blob GETs/HEADs answer 307 to a presigned URL on the store.
+    s3: S3Settings | None = None
+    storage_redirect: bool = True
+    # Shared by instances behind one balancer: signs upload state that travels between them.
+    http_secret: str | None = None
+    # The blob-descriptor cache shared by instances (None: uncached).
+    redis_addr: str | None = None
+    redis_password: str | None = None
+    redis_db: int = 0
+    # Pull-through cache: one upstream per namespace; empty means a plain registry.
+    proxy_remotes: tuple[ProxyRemote, ...] = ()
+    proxy_ttl: float = 168 * 3600.0
+    proxy_max_size: int | None = None
+    # The online garbage collector: every gc_interval seconds (None: never), sparing what is younger than gc_delay.
+    gc_interval: float | None = None
+    gc_delay: float = 3600.0
+    # Prometheus text at /metrics.
+    metrics: bool = True
+    # The health endpoint for balancers: storage checked every interval, unhealthy after threshold failures.
+    health_storage_interval: float = 10.0
+    health_storage_threshold: int = 3
+    # The address clients use (distribution's http.host), for Location headers behind a balancer; None: the request's.
+    public_url: str | None = None
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
             raise UsageError("upload_purge_age must not be negative")
-        if self.storage not in ("filesystem", "inmemory"):
-            raise UsageError(f"unknown storage {self.storage!r}: expected filesystem or inmemory")
+        if self.storage not in ("filesystem", "inmemory", "s3"):
+            raise UsageError(f"unknown storage {self.storage!r}: expected filesystem, inmemory or s3")
+        if (self.storage == "s3") != (self.s3 is not None):
+            raise UsageError("s3 storage needs its settings (a bucket), and only s3 storage takes them")
         if self.storage == "filesystem" and self.root is None:
             raise UsageError("filesystem storage needs a root directory")
         if self.max_manifest_bytes <= 0:

@@ -196,7 +196,7 @@ async def test_token_refreshed_when_it_expires_client_side(
         await client.tags(ref)
         assert len([e for e in events if e.path == "/token"]) == before  # cached
         real = time.monotonic
-        monkeypatch.setattr("regtool.client.auth.time.monotonic", lambda: real() + 400)
+        monkeypatch.setattr("regtool.client.net.auth.time.monotonic", lambda: real() + 400)
         assert await client.tags(ref) == ["1.0"]
     assert len([e for e in events if e.path == "/token"]) == before + 1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.client.challenge import parse_challenges
+from regtool.client.net.challenge import parse_challenges
 from regtool.server.auth.jwt import SigningKey
 from tests.auth.conftest import USERS
 from tests.auth.support import AuthServe, run_auth_serve

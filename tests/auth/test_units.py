@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from regtool.client.credentials import Credentials
-from regtool.client.tls import TLSContexts, TLSSettings, host_files
+from regtool.client.net.credentials import Credentials
+from regtool.client.net.tls import TLSContexts, TLSSettings, host_files
 from regtool.errors import UsageError
 from regtool.server.auth.htpasswd import Htpasswd, hash_password
 from regtool.server.auth.jwt import InvalidToken, SigningKey

@@ -50,7 +50,7 @@ def test_anything_else_gets_every_command() -> None:
 
 def test_light_modules_do_not_import_httpx_or_rich() -> None:
     code = (
-        "import sys, regtool.cli, regtool.client.tls, regtool.client.progress, regtool.cli.progress; "
+        "import sys, regtool.cli, regtool.client.net.tls, regtool.client.progress, regtool.cli.progress; "
         "from regtool.cli.console import stdout; "
         "stdout.print('pulled  x', markup=False, highlight=False, emoji=False); "
         "print(sorted(m for m in ('httpx', 'rich.console', 'rich.progress', 'regtool.client.client') "

@@ -11,9 +11,9 @@ import anyio
 import httpx
 import pytest
 
-from regtool.client.blobfetch import BlobFetcher, SourceTruncated
-from regtool.client.connections import BODY_SENDER, BodySender, ConnectionPool
-from regtool.client.transport import build_http_client
+from regtool.client.net.blobfetch import BlobFetcher, SourceTruncated
+from regtool.client.net.connections import BODY_SENDER, BodySender, ConnectionPool
+from regtool.client.net.transport import build_http_client
 from tests.client.fakeregistry import Reply, fake_registry
 
 

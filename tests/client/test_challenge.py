@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regtool.client.challenge import Challenge, ChallengeError, parse_challenges
+from regtool.client.net.challenge import Challenge, ChallengeError, parse_challenges
 
 
 def test_docker_hub_bearer() -> None:

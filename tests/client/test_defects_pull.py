@@ -81,7 +81,7 @@ def test_a_damaged_local_partial_is_fetched_again_from_zero(tmp_path: Path) -> N
 def test_an_unwritable_docker_archive_dest_names_the_dest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root writes anywhere and a test cannot mount a read-only file system: the layout's creation fails as it
     would there (EROFS on the work directory beside DEST)."""
-    from regtool.client import v2pull
+    from regtool.client.v2 import pull as v2pull
 
     manifest = write_random_image(tmp_path / "src", "1.0", count=1, size=1000)
     assert manifest.layers

@@ -116,7 +116,7 @@ def test_a_corrupt_layer_in_a_docker_archive_is_an_integrity_error(tmp_path: Pat
 
 def test_a_registry_digest_invalid_is_an_integrity_error(tmp_path: Path, server: RunningServe) -> None:
     """What the registry says about bad bytes maps to exit 5 too (here the client is bypassed: a raw PUT)."""
-    from regtool.client.registry_api import error_for_response
+    from regtool.client.v2.api import error_for_response
     from regtool.errors import IntegrityError
 
     with httpx.Client(base_url=server.url) as http:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from regtool.client.connections import ConnectionPool
+from regtool.client.net.connections import ConnectionPool
 from tests.cli.support import hanging_server
 
 

@@ -14,7 +14,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from regtool.client import Client
-from regtool.client.retry import RetryPolicy
+from regtool.client.net.retry import RetryPolicy
 from regtool.errors import NotFoundError, RegistryError, TransportError, UnsupportedProtocolError
 from regtool.reference import Reference
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from email.utils import formatdate
 
-from regtool.client.retry import RetryPolicy, parse_retry_after
+from regtool.client.net.retry import RetryPolicy, parse_retry_after
 
 
 def test_only_idempotent_methods_and_retryable_statuses() -> None:

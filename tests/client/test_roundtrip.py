@@ -93,7 +93,7 @@ async def test_push_chunks_blobs_above_the_default_threshold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The default is 256 MiB; shrink it so the default path is exercised with small blobs.
-    monkeypatch.setattr("regtool.client.push.DEFAULT_CHUNK_SIZE", 1000)
+    monkeypatch.setattr("regtool.client.v2.push.DEFAULT_CHUNK_SIZE", 1000)
     image = write_image(tmp_path / "src", "v", [{"small": b"x" * 10}, {"big": random.Random(0).randbytes(5000)}])
     ref = Reference.parse(f"{serve.host}/chunky/default:v")
     async with Client() as client:

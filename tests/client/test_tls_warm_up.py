@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from regtool.client.tls import TLSContexts, TLSSettings, warm_default_context
+from regtool.client.net.tls import TLSContexts, TLSSettings, warm_default_context
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from regtool.client.auth import Credentials, request_scopes
-from regtool.client.transport import candidate_schemes, mapped_errors, redact_url
+from regtool.client.net.auth import Credentials, request_scopes
+from regtool.client.net.transport import candidate_schemes, mapped_errors, redact_url
 from regtool.errors import TransportError
 
 

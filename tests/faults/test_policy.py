@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from regtool.client import Client
+from regtool.client.net.retry import RetryLog, RetryPolicy
 from regtool.client.resume import UploadState, UploadStateStore, default_state_dir
-from regtool.client.retry import RetryLog, RetryPolicy
 from regtool.reference import Reference
 from tests.cli.support import regtool
 from tests.faults.conftest import Seeded
@@ -41,7 +41,7 @@ class _Events:
 def test_retry_log_counts_logs_and_reports(caplog: pytest.LogCaptureFixture) -> None:
     events = _Events()
     log = RetryLog(events)
-    with caplog.at_level(logging.INFO, logger="regtool.client.retry"):
+    with caplog.at_level(logging.INFO, logger="regtool.client.net.retry"):
         log.record("GET http://r/v2/x", attempt=1, delay=0.25, reason="HTTP 503")
         log.record("GET http://r/v2/x", attempt=2, delay=0.5, reason="HTTP 503")
     assert log.count == 2

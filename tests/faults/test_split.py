@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from regtool.client import Client
-from regtool.client.rangefetch import SplitPolicy, plan_segments
 from regtool.client.results import PullResult
+from regtool.client.v2.rangefetch import SplitPolicy, plan_segments
 from regtool.errors import TransportError
 from regtool.image.blobstore import STAGING_DIR
 from regtool.protocol.ranges import parse_content_range

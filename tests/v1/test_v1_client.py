@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from regtool.client import Client, v1pull
-from regtool.client.v1push import image_manifest, local_v1_layers
+from regtool.client import Client
+from regtool.client.v1 import pull as v1pull
+from regtool.client.v1.push import image_manifest, local_v1_layers
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, UnsupportedProtocolError
 from regtool.image.oci_layout import OciLayout

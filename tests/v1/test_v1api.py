@@ -12,10 +12,10 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from regtool.client.registry_api import RegistryAPI
-from regtool.client.retry import RetryPolicy
-from regtool.client.v1api import V1Api, parse_endpoints, parse_payload_checksums
-from regtool.client.v1pull import pull_v1
+from regtool.client.net.retry import RetryPolicy
+from regtool.client.v1.api import V1Api, parse_endpoints, parse_payload_checksums
+from regtool.client.v1.pull import pull_v1
+from regtool.client.v2.api import RegistryAPI
 from regtool.errors import IntegrityError, ProtocolError
 from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference

@@ -28,12 +28,12 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from regtool.client.blobdownload import BlobDownloader
 from regtool.client.progress import NullProgress, Progress, report_image
-from regtool.client.rangefetch import SplitPolicy
-from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PullResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
+from regtool.client.v2.api import RegistryAPI
+from regtool.client.v2.blobdownload import BlobDownloader
+from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, RegtoolError, TransportError, UnsupportedProtocolError, UsageError
 from regtool.image.blobstore import STAGING_DIR

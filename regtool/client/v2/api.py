@@ -25,12 +25,12 @@ from typing import Any
 import anyio
 import httpx
 
-from regtool.client.auth import RegistryAuth
-from regtool.client.blobfetch import BlobFetcher
-from regtool.client.connections import BODY_SENDER, KEEP_BODY, BodySender
-from regtool.client.retry import RetryBudget, RetryLog, RetryPolicy
+from regtool.client.net.auth import RegistryAuth
+from regtool.client.net.blobfetch import BlobFetcher
+from regtool.client.net.connections import BODY_SENDER, KEEP_BODY, BodySender
+from regtool.client.net.retry import RetryBudget, RetryLog, RetryPolicy
+from regtool.client.net.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
 from regtool.client.tasks import LARGE_WEIGHT, WeightedLimiter, transfer_weight
-from regtool.client.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
 from regtool.digest import Digest
 from regtool.errors import (
     AuthError,

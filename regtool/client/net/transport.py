@@ -19,7 +19,7 @@ import httpcore
 import httpx
 
 from regtool.__about__ import __version__
-from regtool.client.connections import ConnectionPool, PooledConnections
+from regtool.client.net.connections import ConnectionPool, PooledConnections
 from regtool.client.tasks import first_error
 from regtool.errors import TransportError
 from regtool.reference import is_loopback_host

@@ -35,13 +35,13 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled
-from regtool.client.connections import exchange_of
+from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, FetchCancelled
+from regtool.client.net.connections import exchange_of
+from regtool.client.net.retry import RetryBudget
+from regtool.client.net.transport import redact_url
 from regtool.client.progress import Progress
-from regtool.client.registry_api import RegistryAPI
-from regtool.client.retry import RetryBudget
 from regtool.client.tasks import first_error
-from regtool.client.transport import redact_url
+from regtool.client.v2.api import RegistryAPI
 from regtool.errors import IntegrityError, ProtocolError, TransportError, UsageError
 from regtool.image.blobstore import BlobWriter
 from regtool.manifest import Descriptor

@@ -26,8 +26,8 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from regtool.client.registry_api import RegistryAPI, error_for_response
-from regtool.client.transport import mapped_errors
+from regtool.client.net.transport import mapped_errors
+from regtool.client.v2.api import RegistryAPI, error_for_response
 from regtool.errors import AuthError, NotFoundError, ProtocolError, RegistryError, TransportError
 from regtool.protocol import v1 as p1
 from regtool.protocol.ranges import range_request

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from regtool.client.connections import BodySender, ConnectionPool, Exchange
+from regtool.client.net.connections import BodySender, ConnectionPool, Exchange
 
 __all__ = [
     "BUFFER_SIZE",

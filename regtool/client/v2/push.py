@@ -37,14 +37,14 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.blobfetch import FetchCancelled, SourceTruncated
+from regtool.client.net.blobfetch import FetchCancelled, SourceTruncated
+from regtool.client.net.retry import RetryBudget
+from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
-from regtool.client.registry_api import RegistryAPI
 from regtool.client.results import PushResult
 from regtool.client.resume import UploadClaim, UploadStateStore
-from regtool.client.retry import RetryBudget
 from regtool.client.tasks import LARGE_WEIGHT, PRECONNECT_PER_JOB, first_error, run_bounded
-from regtool.client.transport import redact_url
+from regtool.client.v2.api import RegistryAPI
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import (
     AuthError,

@@ -41,7 +41,7 @@ import httpx
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
-from regtool.client.v1api import V1Api, V1ImageMeta
+from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, TransportError, UnsupportedProtocolError
 from regtool.image import docker_archive

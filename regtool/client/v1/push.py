@@ -30,7 +30,7 @@ import anyio.to_thread
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PushResult
 from regtool.client.tasks import run_bounded
-from regtool.client.v1api import V1Api
+from regtool.client.v1.api import V1Api
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, UnsupportedProtocolError
 from regtool.image.convert import V1Image, payload_checksum, v1_chain_from_config

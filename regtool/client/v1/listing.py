@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from regtool.client.results import InspectResult, LayerInfo
-from regtool.client.v1api import V1Api, V1ImageMeta
-from regtool.client.v1pull import fetch_chain
+from regtool.client.v1.api import V1Api, V1ImageMeta
+from regtool.client.v1.pull import fetch_chain
 from regtool.digest import Digest
 from regtool.errors import ProtocolError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, ManifestError

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from regtool.client.registry_api import RegistryAPI, json_body
-from regtool.client.transport import redact_url
+from regtool.client.net.transport import redact_url
+from regtool.client.v2.api import RegistryAPI, json_body
 from regtool.errors import ProtocolError
 from regtool.protocol import v2
 from regtool.reference import Reference

@@ -24,14 +24,14 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, ResponseHead
-from regtool.client.connections import exchange_of
+from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, ResponseHead
+from regtool.client.net.connections import exchange_of
+from regtool.client.net.retry import RetryBudget
+from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress
-from regtool.client.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
-from regtool.client.registry_api import RegistryAPI
-from regtool.client.retry import RetryBudget
 from regtool.client.tasks import LARGE_WEIGHT, first_error
-from regtool.client.transport import redact_url
+from regtool.client.v2.api import RegistryAPI
+from regtool.client.v2.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
 from regtool.errors import IntegrityError, ProtocolError, TransportError
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.manifest import Descriptor

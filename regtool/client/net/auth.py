@@ -36,9 +36,9 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.challenge import Challenge, ChallengeError, parse_challenges
-from regtool.client.credentials import Credentials
-from regtool.client.transport import redact_url
+from regtool.client.net.challenge import Challenge, ChallengeError, parse_challenges
+from regtool.client.net.credentials import Credentials
+from regtool.client.net.transport import redact_url
 from regtool.errors import AuthError
 from regtool.reference import registry_api_host
 

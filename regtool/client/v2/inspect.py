@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from regtool.client.registry_api import RegistryAPI
+from regtool.client.net.transport import redact_url
 from regtool.client.results import InspectResult, LayerInfo
-from regtool.client.transport import redact_url
+from regtool.client.v2.api import RegistryAPI
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, ProtocolError, RegistryError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, Manifest, ManifestError, Platform

@@ -44,16 +44,16 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
-from regtool.client.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
-from regtool.client.registry_api import RegistryAPI, error_for_response
 from regtool.client.resume import UploadClaim
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
-from regtool.client.transport import mapped_errors, redact_url
-from regtool.client.v1api import V1Api
-from regtool.client.v1pull import download_layer, fetch_chain
-from regtool.client.v1push import LayerOpener, V1Layer, push_v1_chain
-from regtool.client.v2pull import V2Puller
+from regtool.client.v1.api import V1Api
+from regtool.client.v1.pull import download_layer, fetch_chain
+from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
+from regtool.client.v2.api import RegistryAPI, error_for_response
+from regtool.client.v2.pull import V2Puller
+from regtool.client.v2.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, RegistryError, UsageError
 from regtool.image.blobstore import BlobStore

@@ -1,0 +1,1 @@
+"""The registry v2 / OCI distribution API and the jobs built on it: pull, push, copy, inspect, catalog."""
