@@ -517,6 +517,20 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix -h --help" -- "$cur"))
                 return
             fi
+            pos=0; skip=0
+            for ((i = i + 1; i < COMP_CWORD; i++)); do
+                if ((skip)); then skip=0; continue; fi
+                case "${COMP_WORDS[i]}" in
+                    --host|--port|--root|--storage|--max-manifest-size|--latency|--upload-purge-age|--htpasswd|--auth-acl|--token-realm|--token-service|--token-issuer|--token-ttl|--token-key|--token-cert|--tls-cert|--tls-key|--web-prefix) skip=1 ;;
+                    -*) ;;
+                    *) ((pos++)) ;;
+                esac
+            done
+            case "$pos" in
+                0)
+                    COMPREPLY=()
+                    ;;
+            esac
             ;;
         tags)
             case "$prev" in

@@ -40,7 +40,7 @@ from regtool.cli.app import app  # noqa: E402
 
 if TYPE_CHECKING:
     import typer
-    from typer.models import CommandInfo
+    from typer.models import CommandInfo, TyperInfo
 
 __all__ = ["app", "main"]
 
@@ -74,12 +74,19 @@ def _only_the_command_named(first: list[str]) -> typer.Typer:
     gets them all, so help listings and "no such command" messages stay as they were.
     """
     chosen = [info for info in app.registered_commands if first and _command_name(info) == first[0]]
-    if not chosen:
+    # A group (``serve``, with its subcommands) is kept whole: its callback and subcommands are one job.
+    groups = [info for info in app.registered_groups if first and _group_name(info) == first[0]]
+    if not chosen and not groups:
         return app
     single = shallow_copy(app)
     single.registered_commands = chosen
+    single.registered_groups = groups
     return single
 
 
 def _command_name(info: CommandInfo) -> str:
     return info.name or get_command_name(info.callback.__name__ if info.callback else "")
+
+
+def _group_name(info: TyperInfo) -> str:
+    return info.name if isinstance(info.name, str) else ""  # typer's DefaultPlaceholder when none was given

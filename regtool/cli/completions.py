@@ -19,7 +19,7 @@ import inspect
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path, PurePath
 from types import UnionType
@@ -57,12 +57,25 @@ class OptionSpec:
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """A command with its options and positional arguments, in declaration order."""
+    """A command with its options and positional arguments, in declaration order.
+
+    A group's subcommand is a command of its own named by its path (``serve gc``); the group lists the names of
+    its subcommands and offers them as its positional argument.
+    """
 
     name: str
     help: str
     options: tuple[OptionSpec, ...]
     arguments: tuple[OptionSpec, ...]
+    subcommands: tuple[str, ...] = ()
+
+    @property
+    def top_level(self) -> bool:
+        return " " not in self.name
+
+    @property
+    def function_name(self) -> str:
+        return f"_{PROGRAM}_" + self.name.replace(" ", "_").replace("-", "_")
 
     @property
     def value_options(self) -> tuple[str, ...]:
@@ -156,17 +169,32 @@ def command_specs(app: typer.Typer | None = None) -> tuple[CommandSpec, tuple[Co
         from regtool.cli import app as regtool_app
 
         app = regtool_app
+    commands = _commands_of(app, "")
+    for group in app.registered_groups:
+        sub_app = group.typer_instance
+        group_callback = sub_app.registered_callback.callback if sub_app and sub_app.registered_callback else None
+        if group.hidden or sub_app is None or group_callback is None or not isinstance(group.name, str):
+            continue
+        subcommands = _commands_of(sub_app, f"{group.name} ")
+        names = tuple(c.name.rsplit(" ", 1)[1] for c in subcommands)
+        spec = _command(group.name, None, group_callback)
+        command_argument = OptionSpec((), "COMMAND", "", True, False, names, "")
+        commands += [replace(spec, arguments=(command_argument,), subcommands=names), *subcommands]
+    callback = app.registered_callback.callback if app.registered_callback else None
+    root_help = app.info.help if isinstance(app.info.help, str) else None
+    root = _command(PROGRAM, root_help, callback) if callback else CommandSpec(PROGRAM, "", (_HELP,), ())
+    return root, tuple(sorted(commands, key=lambda c: c.name))
+
+
+def _commands_of(app: typer.Typer, prefix: str) -> list[CommandSpec]:
     commands = []
     for info in app.registered_commands:
         if info.hidden or info.callback is None:
             continue
         name = info.name or info.callback.__name__.lower().replace("_", "-")
         help_text = info.help if isinstance(info.help, str) else None
-        commands.append(_command(name, help_text, info.callback))
-    callback = app.registered_callback.callback if app.registered_callback else None
-    root_help = app.info.help if isinstance(app.info.help, str) else None
-    root = _command(PROGRAM, root_help, callback) if callback else CommandSpec(PROGRAM, "", (_HELP,), ())
-    return root, tuple(sorted(commands, key=lambda c: c.name))
+        commands.append(_command(prefix + name, help_text, info.callback))
+    return commands
 
 
 # ---------------------------------------------------------------------------------------------------- bash
@@ -184,6 +212,26 @@ def _bash_complete_kind(kind: str, choices: tuple[str, ...], indent: str) -> lis
     if kind in ("file", "path"):
         return [f"{indent}compopt -o filenames 2>/dev/null", f'{indent}COMPREPLY=($(compgen -f -- "$cur"))']
     return [f"{indent}COMPREPLY=()"]
+
+
+def _bash_find_subcommand(commands: Sequence[CommandSpec]) -> list[str]:
+    """After a group's name, its subcommand's name makes the command ``group sub``; positions count from there."""
+    groups = [c for c in commands if c.subcommands]
+    if not groups:
+        return []
+    out = ['    case "$cmd" in']
+    for group in groups:
+        out += [
+            f"        {group.name})",
+            "            local j",
+            "            for ((j = i + 1; j < COMP_CWORD; j++)); do",
+            '                case "${COMP_WORDS[j]}" in',
+            *[f'                    {sub}) cmd="{group.name} {sub}"; i=$j; break ;;' for sub in group.subcommands],
+            "                esac",
+            "            done",
+            "            ;;",
+        ]
+    return [*out, "    esac"]
 
 
 def render_bash(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
@@ -205,17 +253,18 @@ def render_bash(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
         '            *) cmd="${COMP_WORDS[i]}"; break ;;',
         "        esac",
         "    done",
+        *_bash_find_subcommand(commands),
         '    case "$cmd" in',
         '        "")',
         '            if [[ "$cur" == -* ]]; then',
         f'                COMPREPLY=($(compgen -W "{root_words}" -- "$cur"))',
         "            else",
-        f'                COMPREPLY=($(compgen -W "{_bash_words(c.name for c in commands)}" -- "$cur"))',
+        f'                COMPREPLY=($(compgen -W "{_bash_words(c.name for c in commands if c.top_level)}" -- "$cur"))',
         "            fi",
         "            ;;",
     ]
     for command in commands:
-        out.append(f"        {command.name})")
+        out.append(f"        {command.name})" if command.top_level else f'        "{command.name}")')
         value_options = [o for o in command.options if o.takes_value]
         if value_options:
             out.append('            case "$prev" in')
@@ -291,19 +340,49 @@ def _zsh_option(option: OptionSpec) -> str:
     return prefix + "{" + ",".join(option.names) + "}" + f"'[{description}]{value}'"
 
 
+def _zsh_group(group: CommandSpec, subcommands: Sequence[CommandSpec]) -> list[str]:
+    """A group's function: its own options, then its subcommand's name and that subcommand's function."""
+    described = [f"'{_zsh_quote(c.name.rsplit(' ', 1)[1])}:{_zsh_quote(c.help)}'" for c in subcommands]
+    return [
+        f"{group.function_name}() {{",
+        "    local curcontext=$curcontext state line",
+        "    local -a subcommands",
+        f"    subcommands=({' '.join(described)})",
+        "    _arguments -C -s \\",
+        *[f"        {_zsh_option(o)} \\" for o in group.options],
+        "        '1: :->command' \\",
+        "        '*:: :->arguments'",
+        "    case $state in",
+        f"        command) _describe -t commands '{PROGRAM} {group.name} command' subcommands ;;",
+        "        arguments)",
+        "            case $line[1] in",
+        *[f"                {c.name.rsplit(' ', 1)[1]}) {c.function_name} ;;" for c in subcommands],
+        "            esac",
+        "            ;;",
+        "    esac",
+        "}",
+        "",
+    ]
+
+
 def render_zsh(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
     """A zsh completion function file (``#compdef regtool``) using ``_arguments``."""
     out = [f"#compdef {PROGRAM}", f"# zsh completion for {PROGRAM} -- {_HEADER}.", ""]
+    by_name = {c.name: c for c in commands}
     for command in commands:
+        if command.subcommands:
+            out += _zsh_group(command, [by_name[f"{command.name} {sub}"] for sub in command.subcommands])
+            continue
         specs = [_zsh_option(o) for o in command.options]
         for index, argument in enumerate(command.arguments, start=1):
             position = "*" if argument.repeatable else str(index)
             specs.append(f"'{position}:{_zsh_quote(argument.metavar)}:{_zsh_action(argument.kind, argument.choices)}'")
-        out.append(f"_{PROGRAM}_{command.name.replace('-', '_')}() {{")
+        out.append(f"{command.function_name}() {{")
         out.append("    _arguments -s \\")
         out += [f"        {spec} \\" for spec in specs[:-1]]
         out.append(f"        {specs[-1]}" if specs else "        ''")
         out += ["}", ""]
+    commands = [c for c in commands if c.top_level]
     described = [f"'{_zsh_quote(c.name)}:{_zsh_quote(c.help)}'" for c in commands]
     root_specs = [_zsh_option(o) for o in root.options]
     out += [
@@ -321,7 +400,7 @@ def render_zsh(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
         f"        command) _describe -t commands '{PROGRAM} command' commands ;;",
         "        arguments)",
         "            case $line[1] in",
-        *[f"                {c.name}) _{PROGRAM}_{c.name.replace('-', '_')} ;;" for c in commands],
+        *[f"                {c.name}) {c.function_name} ;;" for c in commands],
         "            esac",
         "            ;;",
         "    esac",
@@ -356,6 +435,17 @@ def _fish_option(condition: str, option: OptionSpec) -> str:
     return " ".join(parts)
 
 
+def _fish_condition(command: CommandSpec) -> str:
+    """When ``command``'s options apply: after its name (and its group's); for a group, before any subcommand."""
+    if not command.top_level:
+        group, sub = command.name.rsplit(" ", 1)
+        return f"__fish_seen_subcommand_from {group}; and __fish_seen_subcommand_from {sub}"
+    if command.subcommands:
+        subs = " ".join(command.subcommands)
+        return f"__fish_seen_subcommand_from {command.name}; and not __fish_seen_subcommand_from {subs}"
+    return f"__fish_seen_subcommand_from {command.name}"
+
+
 def render_fish(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
     """fish ``complete`` lines; file names are offered only where an argument or option is a path."""
     out = [
@@ -364,9 +454,13 @@ def render_fish(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
     ]
     top = "__fish_use_subcommand"
     out += [_fish_option(top, o) for o in root.options]
-    out += [f"complete -c {PROGRAM} -n {_fish_quote(top)} -a {c.name} -d {_fish_quote(c.help)}" for c in commands]
+    out += [
+        f"complete -c {PROGRAM} -n {_fish_quote(top)} -a {c.name} -d {_fish_quote(c.help)}"
+        for c in commands
+        if c.top_level
+    ]
     for command in commands:
-        condition = f"__fish_seen_subcommand_from {command.name}"
+        condition = _fish_condition(command)
         out += [_fish_option(condition, o) for o in command.options]
         for argument in command.arguments:
             if argument.choices:

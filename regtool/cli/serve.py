@@ -12,13 +12,23 @@ import typer
 from regtool.cli.app import app
 from regtool.cli.console import fail, stderr
 
-__all__ = ["serve"]
+__all__ = ["serve", "serve_app"]
 
 StorageOption = Annotated[str, typer.Option("--storage", help="filesystem (under --root) or inmemory.")]
 
+# A group: ``regtool serve [OPTIONS]`` runs the registry (the callback below, invoked without a subcommand), and
+# the store's offline jobs are its subcommands (``regtool serve gc``), with the same storage options.
+serve_app = typer.Typer(
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(serve_app, name="serve")
 
-@app.command()
+
+@serve_app.callback(invoke_without_command=True)
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 5000,
     root: Annotated[
@@ -90,6 +100,9 @@ def serve(
     ] = "",
 ) -> None:
     """Run a registry speaking v2 / OCI distribution (and v1) until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        _refuse_serve_options_before(ctx)
+        return
     from regtool.errors import UsageError
     from regtool.server import ServerConfig, create_app, runner
     from regtool.server.config import default_root
@@ -161,3 +174,17 @@ def serve(
     stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}")
     runner.run(application, host, config.port, tls_cert=tls_cert, tls_key=tls_key, sock=sock)
     stderr.print("regtool serve: stopped")
+
+
+def _refuse_serve_options_before(ctx: typer.Context) -> None:
+    """``serve --root X gc`` would give --root to the server, not to gc, and gc would quietly use the default."""
+    from typer._click.core import ParameterSource
+
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name and param.opts and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        sub = ctx.invoked_subcommand
+        fail(f"{', '.join(given)} before {sub!r} would be the server's options, not {sub}'s: put them after {sub}", 2)

@@ -19,17 +19,19 @@ from regtool.cli.console import LazyConsole
 
 
 def _names(typer_app: typer.Typer) -> list[str]:
-    return [
+    commands = [
         info.name or get_command_name(info.callback.__name__)
         for info in typer_app.registered_commands
         if info.callback is not None
     ]
+    return commands + [info.name for info in typer_app.registered_groups if isinstance(info.name, str)]
 
 
 def test_a_named_command_is_built_alone_and_app_keeps_them_all() -> None:
     everything = _names(app)
     assert _names(_only_the_command_named(["pull"])) == ["pull"]
     assert _names(_only_the_command_named(["logout"])) == ["logout"]
+    assert _names(_only_the_command_named(["serve"])) == ["serve"]
     assert _names(app) == everything
     assert {"pull", "push", "logout", "serve"} <= set(everything)
 
