@@ -26,6 +26,7 @@ __all__ = [
     "parse_digest",
     "query_digest",
     "repository",
+    "require_deletable",
     "require_writable",
     "run_sync",
     "v2_base",
@@ -67,6 +68,13 @@ def query_digest(request: Request, key: str) -> Digest | None:
 def require_writable(request: Request, what: str) -> None:
     if context(request).config.read_only:
         raise ApiError(ErrorCode.UNSUPPORTED, f"registry is read-only: cannot {what}")
+
+
+def require_deletable(request: Request, what: str) -> None:
+    """Refuse a delete when the registry is read-only or deletes are off (distribution's storage.delete)."""
+    require_writable(request, what)
+    if not context(request).config.delete_enabled:
+        raise ApiError(ErrorCode.UNSUPPORTED, f"deletes are disabled on this registry: cannot {what}")
 
 
 async def authorize(request: Request, *accesses: Access) -> None:

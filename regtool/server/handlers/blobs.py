@@ -16,7 +16,7 @@ from regtool.server.handlers.base import (
     empty,
     parse_digest,
     repository,
-    require_writable,
+    require_deletable,
     run_sync,
 )
 from regtool.server.streaming import StreamResponse, parse_range
@@ -51,7 +51,7 @@ async def delete_blob(request: Request) -> Response:
     """DELETE ``/v2/<name>/blobs/<digest>``: unlink from the repository -> 202; unknown -> 404 BLOB_UNKNOWN."""
     name = repository(request)
     digest = parse_digest(request.path_params["digest"])
-    require_writable(request, "delete blobs")
+    require_deletable(request, "delete blobs")
     await authorize(request, Access.delete(name))
     await run_sync(context(request).registry.unlink_blob, name, digest)
     return empty(202, {v2.CONTENT_DIGEST_HEADER: str(digest)})

@@ -24,6 +24,7 @@ from regtool.server.handlers.base import (
     empty,
     parse_digest,
     repository,
+    require_deletable,
     require_writable,
     run_sync,
 )
@@ -31,12 +32,21 @@ from regtool.server.handlers.base import (
 __all__ = ["delete_manifest", "get_manifest", "put_manifest"]
 
 
-def _reference(request: Request) -> str | Digest:
-    """The ``{reference}``: a Digest when it contains ':', else a validated tag."""
+def _reference(request: Request, *, lookup: bool) -> str | Digest:
+    """The ``{reference}``: a Digest when it contains ':', else a validated tag.
+
+    A lookup (GET, HEAD, DELETE) of a name that is not even a valid tag answers 404 MANIFEST_UNKNOWN, as
+    distribution does (its route does not match) and the OCI conformance suite expects: no such manifest can
+    exist. Only a PUT, which would create it, is told TAG_INVALID.
+    """
     reference = str(request.path_params["reference"])
     if ":" in reference:
         return parse_digest(reference)
     if not grammar.is_valid_tag(reference):
+        if lookup:
+            raise ApiError(
+                ErrorCode.MANIFEST_UNKNOWN, f"no manifest {reference[:140]!r}: not a valid tag", detail=reference[:256]
+            )
         raise ApiError(ErrorCode.TAG_INVALID, f"invalid tag {reference[:140]!r}", detail=reference[:256])
     return reference
 
@@ -49,7 +59,7 @@ async def get_manifest(request: Request) -> Response:
     (protocols.md §4.6); an absent Accept, ``*/*`` or only non-manifest types get the stored manifest.
     """
     name = repository(request)
-    reference = _reference(request)
+    reference = _reference(request, lookup=True)
     await authorize(request, Access.pull(name))
     stored = await run_sync(context(request).registry.get_manifest, name, str(reference))
     if not _acceptable(stored.media_type, request.headers.getlist("accept")):
@@ -100,7 +110,7 @@ def _parse(raw: bytes, content_type: str | None) -> Manifest:
 async def put_manifest(request: Request) -> Response:
     """PUT ``/v2/<name>/manifests/<reference>``: validate, store byte-exact, tag -> 201 (+ OCI-Subject)."""
     name = repository(request)
-    reference = _reference(request)
+    reference = _reference(request, lookup=False)
     require_writable(request, "push manifests")
     await authorize(request, Access.push(name), Access.pull(name))
     raw = await _read_limited(request, context(request).config.max_manifest_bytes)
@@ -133,8 +143,8 @@ async def put_manifest(request: Request) -> Response:
 async def delete_manifest(request: Request) -> Response:
     """DELETE ``/v2/<name>/manifests/<reference>``: a tag removes the tag only; a digest removes the manifest."""
     name = repository(request)
-    reference = _reference(request)
-    require_writable(request, "delete manifests")
+    reference = _reference(request, lookup=True)
+    require_deletable(request, "delete manifests")
     await authorize(request, Access.delete(name))
     registry = context(request).registry
     if isinstance(reference, Digest):

@@ -279,7 +279,9 @@ class WebView:
         rows, page = await self._run(
             model.tag_rows, self._context(request).registry, name, self.cache, query=query, number=_page_number(request)
         )
-        may_delete = not self.config.read_only and await access.may(request, Access.delete(name))
+        may_delete = (
+            not self.config.read_only and self.config.delete_enabled and await access.may(request, Access.delete(name))
+        )
         deleted = request.query_params.get("deleted", "")[:_MAX_QUERY]
         values = {
             "name": name,
@@ -301,7 +303,9 @@ class WebView:
         view: model.ImageView = await self._run(
             model.image_view, self._context(request).registry, name, reference, self.cache
         )
-        may_delete = not self.config.read_only and await access.may(request, Access.delete(name))
+        may_delete = (
+            not self.config.read_only and self.config.delete_enabled and await access.may(request, Access.delete(name))
+        )
         tag = None if ":" in reference else reference
         values = {
             "name": name,
@@ -340,6 +344,8 @@ class WebView:
         reference = _valid_reference(_one(form, "reference"))
         if self.config.read_only:
             raise ApiError(ErrorCode.UNSUPPORTED, "the registry is read-only: nothing can be deleted", status=405)
+        if not self.config.delete_enabled:
+            raise ApiError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry", status=405)
         await access.authorize(request, Access.delete(name))
         registry = self._context(request).registry
         if ":" in reference:
