@@ -103,11 +103,21 @@ class RegistryAPI:
         self._base_locks: dict[str, anyio.Lock] = {}
         # Bases whose GET /v2/ did not look like a registry's, with the status it answered.
         self._not_v2: dict[str, int] = {}
+        # Registries that may be reached over plain HTTP although the client is not --insecure (registries.conf).
+        self._insecure_registries: set[str] = set()
+        # Registry -> whether it has the OCI referrers API, as it showed: a manifest PUT with a subject answered
+        # with OCI-Subject or without it, a referrers GET answered 200 or 404 (client/v2/referrers.py).
+        self.referrers_api: dict[str, bool] = {}
 
     # -- where a registry lives ---------------------------------------------------------------------------
 
     def schemes(self, registry: str) -> tuple[str, ...]:
-        return candidate_schemes(registry, plain_http=self.plain_http, insecure=self.insecure)
+        insecure = self.insecure or registry in self._insecure_registries
+        return candidate_schemes(registry, plain_http=self.plain_http, insecure=insecure)
+
+    def allow_insecure(self, registry: str) -> None:
+        """Let ``registry`` be reached over plain HTTP when https fails (its TLS is the TLSContexts' business)."""
+        self._insecure_registries.add(registry)
 
     async def base_url(self, registry: str) -> str:
         """``scheme://host`` of ``registry``'s API, found by a GET /v2/ per scheme and then remembered."""
@@ -341,6 +351,9 @@ class RegistryAPI:
             raise IntegrityError(
                 f"manifest {ref}: registry stored it as {header}, expected {manifest.digest} (at {redact_url(url)})"
             )
+        if manifest.subject is not None:
+            # Without OCI-Subject the registry did not index the subject: the copier writes the tag schema.
+            self.referrers_api[ref.registry] = v2.OCI_SUBJECT_HEADER in response.headers
         return manifest.digest
 
     # -- blobs ------------------------------------------------------------------------------------------

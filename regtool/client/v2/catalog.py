@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
+
+import httpx
+
 from regtool.client.net.transport import redact_url
 from regtool.client.v2.api import RegistryAPI, json_body
 from regtool.errors import ProtocolError
 from regtool.protocol import v2
 from regtool.reference import Reference
 
-__all__ = ["MAX_PAGES", "list_repositories", "list_tags"]
+__all__ = ["MAX_PAGES", "list_repositories", "list_tags", "pages"]
 
 MAX_PAGES = 10_000
 
 
-async def _paged(api: RegistryAPI, registry: str, first_path: str, key: str, what: str) -> list[str]:
-    base = await api.base_url(registry)
-    url: str | None = base + first_path
+async def pages(
+    api: RegistryAPI, url: str, *, what: str, expect: Iterable[int] = (200,)
+) -> AsyncIterator[httpx.Response]:
+    """Each page's response from ``url`` on, following ``Link: <...>; rel="next"`` (relative to the page).
+
+    A response whose status is in ``expect`` but is not 200 (a 404 the caller accepts) is yielded and ends the walk.
+    """
     seen_urls: set[str] = set()
+    next_url: str | None = url
+    while next_url is not None:
+        if next_url in seen_urls or len(seen_urls) >= MAX_PAGES:
+            raise ProtocolError(f"{what}: pagination does not end (at {redact_url(next_url)})")
+        seen_urls.add(next_url)
+        response = await api.send("GET", next_url, what=what, expect=expect)
+        yield response
+        following = v2.parse_link_next(response.headers.get("Link")) if response.status_code == 200 else None
+        next_url = str(response.url.join(following)) if following else None
+
+
+async def _paged(api: RegistryAPI, registry: str, first_path: str, key: str, what: str) -> list[str]:
     names: list[str] = []
-    pages = 0
-    while url is not None:
-        if url in seen_urls or pages >= MAX_PAGES:
-            raise ProtocolError(f"{what}: pagination does not end (at {redact_url(url)})")
-        seen_urls.add(url)
-        pages += 1
-        response = await api.send("GET", url, what=what)
+    async for response in pages(api, await api.base_url(registry) + first_path, what=what):
+        url = str(response.request.url)
         data = json_body(response, what)
         values = data.get(key) if isinstance(data, dict) else None
         if values is None:
@@ -32,8 +47,6 @@ async def _paged(api: RegistryAPI, registry: str, first_path: str, key: str, wha
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ProtocolError(f"{what}: '{key}' is not a list of strings (from {redact_url(url)})")
         names.extend(values)
-        following = v2.parse_link_next(response.headers.get("Link"))
-        url = str(response.url.join(following)) if following else None
     return names
 
 
