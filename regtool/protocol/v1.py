@@ -12,15 +12,15 @@ __all__ = [
     "IMAGE_ID_RE",
     "PAYLOAD_CHECKSUM_HEADER",
     "REGISTRY_VERSION",
+    "ROUTES",
     "SIZE_HEADER",
     "STANDALONE_HEADER",
     "TOKEN_HEADER",
     "V1_TAG_RE",
     "VERSION_HEADER",
-    "image_path",
     "normalize_v1_repository",
     "parse_standalone",
-    "repository_path",
+    "path",
 ]
 
 VERSION_HEADER = "X-Docker-Registry-Version"
@@ -45,14 +45,33 @@ def normalize_v1_repository(name: str) -> str:
     return name if "/" in name else f"library/{name}"
 
 
-def repository_path(name: str, suffix: str = "") -> str:
-    """``/v1/repositories/<ns>/<repo>/<suffix>``."""
-    return f"/v1/repositories/{quote(name, safe='/')}/{suffix}"
+# name -> path template: the server builds its v1 router from this table and the client its URLs (``path``).
+# ``{repo}`` is a repository name, which holds a ``/``.
+ROUTES: dict[str, str] = {
+    "ping.root": "/_ping",
+    "ping": "/v1/_ping",
+    "users.noslash": "/v1/users",
+    "users": "/v1/users/",
+    "user": "/v1/users/{user}/",
+    "search": "/v1/search",
+    "image.json": "/v1/images/{image_id}/json",
+    "image.layer": "/v1/images/{image_id}/layer",
+    "image.checksum": "/v1/images/{image_id}/checksum",
+    "image.ancestry": "/v1/images/{image_id}/ancestry",
+    "tag.json": "/v1/repositories/{repo}/tags/{tag}/json",
+    "tag": "/v1/repositories/{repo}/tags/{tag}",
+    "tags": "/v1/repositories/{repo}/tags",
+    "images": "/v1/repositories/{repo}/images",
+    "repository.json": "/v1/repositories/{repo}/json",
+    "repository.auth": "/v1/repositories/{repo}/auth",
+    "repository.properties": "/v1/repositories/{repo}/properties",
+    "repository": "/v1/repositories/{repo}/",
+}
 
 
-def image_path(image_id: str, what: str) -> str:
-    """``/v1/images/<id>/<json|layer|ancestry|checksum>``."""
-    return f"/v1/images/{image_id}/{what}"
+def path(route: str, **params: str) -> str:
+    """The path of ``route`` with its parameters filled in (quoted; a repository keeps its ``/``)."""
+    return ROUTES[route].format_map({key: quote(value, safe="/") for key, value in params.items()})
 
 
 def parse_standalone(header: str | None) -> bool:

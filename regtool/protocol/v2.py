@@ -23,6 +23,7 @@ __all__ = [
     "format_link_next",
     "manifest_path",
     "parse_link_next",
+    "path",
     "referrers_path",
     "tags_path",
     "upload_path",
@@ -37,7 +38,7 @@ OCI_SUBJECT_HEADER = "OCI-Subject"
 OCI_FILTERS_APPLIED_HEADER = "OCI-Filters-Applied"
 OCI_CHUNK_MIN_LENGTH_HEADER = "OCI-Chunk-Min-Length"
 
-# name -> path template; the server builds its router from this table.
+# name -> path template; the server builds its router from this table and the client its URLs (``path``).
 ROUTES: dict[str, str] = {
     "base": "/v2/",
     "catalog": "/v2/_catalog",
@@ -50,39 +51,39 @@ ROUTES: dict[str, str] = {
 }
 
 
-def _q(component: str) -> str:
-    # Names keep their '/', references and digests keep ':'.
-    return quote(component, safe="/:@")
+def path(route: str, **params: str) -> str:
+    """The path of ``route`` with its parameters filled in: names keep their ``/``, references and digests ``:``."""
+    return ROUTES[route].format_map({key: quote(value, safe="/:@") for key, value in params.items()})
 
 
 def manifest_path(name: str, reference: str) -> str:
-    return f"/v2/{_q(name)}/manifests/{_q(reference)}"
+    return path("manifest", name=name, reference=reference)
 
 
 def blob_path(name: str, digest: str) -> str:
-    return f"/v2/{_q(name)}/blobs/{_q(digest)}"
+    return path("blob", name=name, digest=digest)
 
 
 def uploads_path(name: str, **query: str) -> str:
-    path = f"/v2/{_q(name)}/blobs/uploads/"
-    return f"{path}?{urlencode(query)}" if query else path
+    uploads = path("uploads", name=name)
+    return f"{uploads}?{urlencode(query)}" if query else uploads
 
 
 def upload_path(name: str, uuid: str) -> str:
-    return f"/v2/{_q(name)}/blobs/uploads/{_q(uuid)}"
+    return path("upload", name=name, uuid=uuid)
 
 
 def tags_path(name: str, n: int | None = None, last: str | None = None) -> str:
-    return _paged(f"/v2/{_q(name)}/tags/list", n, last)
+    return _paged(path("tags", name=name), n, last)
 
 
 def catalog_path(n: int | None = None, last: str | None = None) -> str:
-    return _paged("/v2/_catalog", n, last)
+    return _paged(path("catalog"), n, last)
 
 
 def referrers_path(name: str, digest: str, artifact_type: str | None = None) -> str:
-    path = f"/v2/{_q(name)}/referrers/{_q(digest)}"
-    return f"{path}?{urlencode({'artifactType': artifact_type})}" if artifact_type else path
+    referrers = path("referrers", name=name, digest=digest)
+    return f"{referrers}?{urlencode({'artifactType': artifact_type})}" if artifact_type else referrers
 
 
 def _paged(path: str, n: int | None, last: str | None) -> str:

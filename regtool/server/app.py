@@ -25,14 +25,18 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from regtool.errors import UsageError
 from regtool.protocol.errcodes import ErrorCode, RegistryErrorItem, encode_v2_errors
 from regtool.server.auth.base import AccessController
 from regtool.server.auth.setup import AccessSetup, access_from_config
+from regtool.server.cache import open_cache
 from regtool.server.config import ServerConfig
 from regtool.server.context import ServerContext
 from regtool.server.errors import ApiError, storage_error
+from regtool.server.handlers import debug
+from regtool.server.health import StorageHealth
 from regtool.server.middleware import RegistryMiddleware
 from regtool.server.purge import PurgeMiddleware, UploadPurger
 from regtool.server.routes import build_routes
@@ -118,16 +122,31 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
     # The access controller (and the token endpoint's route) the configuration asks for.
     setup = access_from_config(config) if access is None else AccessSetup(access)
     driver = make_driver(config)
-    registry = Registry(driver)
-    middleware = [Middleware(RegistryMiddleware, config=config)]
+    cache = open_cache(config)
+    registry = Registry(driver, cache)
+    metrics = None
+    if config.metrics:
+        from regtool.server.metrics import ServerMetrics
+
+        metrics = ServerMetrics(None if cache is None else cache.stats)
+    health = StorageHealth(
+        driver, config.storage, interval=config.health_storage_interval, threshold=config.health_storage_threshold
+    )
+    middleware = [Middleware(RegistryMiddleware, config=config, metrics=metrics)]
     if config.upload_purge_age is not None:
         # Abandoned upload sessions are purged after this age (checked as requests arrive).
         middleware.append(Middleware(PurgeMiddleware, purger=UploadPurger(registry, config.upload_purge_age)))
     app = Starlette(
-        routes=[*build_routes(config), *setup.routes],
+        routes=[
+            # First, so no other route (the web view's pages) can take these paths.
+            Route("/debug/health", debug.health, methods=["GET"]),
+            Route("/metrics", debug.metrics, methods=["GET"]),
+            *build_routes(config),
+            *setup.routes,
+        ],
         middleware=middleware,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, OSError: _os_error},
     )
     app.router.redirect_slashes = False
-    app.state.context = ServerContext(config, driver, registry, setup.controller)
+    app.state.context = ServerContext(config, driver, registry, setup.controller, health=health, metrics=metrics)
     return app

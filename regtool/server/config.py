@@ -176,6 +176,14 @@ class ServerConfig:
             raise UsageError("token auth needs users (an htpasswd file) unless anonymous pull is allowed")
         if self.token_ttl < 60:
             raise UsageError("token_ttl must be at least 60 seconds")
+        if self.redis_addr is not None:
+            from regtool.server.cache.rediscache import parse_redis_addr
+
+            parse_redis_addr(self.redis_addr)
+        if self.redis_db < 0:
+            raise UsageError(f"redis_db must not be negative, not {self.redis_db}")
+        if self.health_storage_interval <= 0 or self.health_storage_threshold < 1:
+            raise UsageError("the storage health check needs a positive interval and a threshold of at least 1")
         parts = self.web_prefix.split("/")
         if self.web_prefix and (
             parts[0]

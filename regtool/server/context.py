@@ -10,6 +10,8 @@ import anyio
 
 from regtool.server.auth.base import AccessController
 from regtool.server.config import ServerConfig
+from regtool.server.health import StorageHealth
+from regtool.server.metrics import ServerMetrics
 from regtool.server.storage.driver import StorageDriver
 from regtool.server.storage.registry import Registry
 
@@ -41,3 +43,6 @@ class ServerContext:
     registry: Registry
     access: AccessController
     upload_locks: UploadLocks = field(default_factory=UploadLocks)
+    # /debug/health's storage check and /metrics (None when metrics are off).
+    health: StorageHealth | None = None
+    metrics: ServerMetrics | None = None

@@ -1,4 +1,5 @@
-"""The outer ASGI layer of every request: API version header, added latency, access log, request observer.
+"""The outer ASGI layer of every request: API version header, added latency, access log, request observer,
+metrics (``metrics.py``: by the route template Starlette's router leaves in the scope).
 
 It also turns an unexpected exception into a 500 UNKNOWN envelope (with the version header), so even a bug
 answers in the registry's error format; client mistakes never get here, handlers answer them with a 4xx.
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode, RegistryErrorItem, encode_v2_errors
 from regtool.server.config import RequestEvent, ServerConfig
+from regtool.server.metrics import ServerMetrics, is_upload
 from regtool.server.zerocopy import SENT, ZEROCOPY
 
 __all__ = ["RegistryMiddleware", "access_logger"]
@@ -27,9 +29,10 @@ _VERSION_HEADER = (v2.API_VERSION_HEADER.lower().encode(), v2.API_VERSION.encode
 
 
 class RegistryMiddleware:
-    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+    def __init__(self, app: ASGIApp, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.app = app
         self.config = config
+        self.metrics = metrics
         self.latency = config.latency_ms / 1000
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,11 +46,16 @@ class RegistryMiddleware:
         version_header = self.config.enable_v2
 
         recorded = False
+        upload = self.metrics is not None and is_upload(scope["method"], scope["path"])
+        if upload and self.metrics is not None:
+            self.metrics.upload_started()
 
         def finish() -> None:
             nonlocal recorded
             if not recorded:
                 recorded = True
+                if upload and self.metrics is not None:
+                    self.metrics.upload_finished()
                 self._record(scope, status, start, time.monotonic(), sent, received)
 
         async def counting_receive() -> Message:
@@ -102,6 +110,9 @@ class RegistryMiddleware:
             access_logger.info(
                 '%s "%s %s" %d %d %d %.3fs', client[0], scope["method"], target, status, received, sent, end - start
             )
+        if self.metrics is not None:
+            route = getattr(scope.get("route"), "path", None)
+            self.metrics.observe(scope["method"], route, status, end - start, sent, received)
         if self.config.observer is not None:
             event = RequestEvent(scope["method"], scope["path"], query, status, start, end, sent, received)
             try:

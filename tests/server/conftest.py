@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.redis import redis_server  # noqa: F401  (the fixture, for test_cache.py)
 from tests.support.serve import RunningServe, run_serve, serve  # noqa: F401  (the fixture, for test_support.py)
 
 

@@ -191,7 +191,7 @@ class V1Api:
     async def ping(self) -> V1Ping:
         """``GET /v1/_ping``. The engine ignores the status; ``found`` says whether it looked like v1 at all: a 200
         with a JSON body, or one of the v1 headers (protocols.md §3), so a web server's 200 page is no v1."""
-        url = f"{self.index_url}/v1/_ping"
+        url = self.index_url + p1.path("ping")
         response = await self._request("GET", url, what="v1 ping", ok=tuple(range(100, 600)))
         version = response.headers.get(p1.VERSION_HEADER)
         standalone_header = response.headers.get(p1.STANDALONE_HEADER)
@@ -210,7 +210,7 @@ class V1Api:
 
     async def repository_images(self, repository: str) -> list[dict[str, Any]]:
         """``GET /v1/repositories/<repo>/images`` with ``X-Docker-Token: true``; keeps the token and endpoints."""
-        url = self.index_url + p1.repository_path(repository, "images")
+        url = self.index_url + p1.path("images", repo=repository)
         response = await self._request("GET", url, what=f"v1 repository {repository}", want_token=True)
         self._remember_session(response)
         try:
@@ -224,7 +224,7 @@ class V1Api:
     async def tag(self, repository: str, tag: str) -> str:
         """``GET /v1/repositories/<repo>/tags/<tag>`` -> the image id (a JSON string)."""
         name = p1.normalize_v1_repository(repository)
-        data = await self._first_endpoint(p1.repository_path(name, f"tags/{tag}"), what=f"v1 tag {name}:{tag}")
+        data = await self._first_endpoint(p1.path("tag", repo=name, tag=tag), what=f"v1 tag {name}:{tag}")
         if not isinstance(data, str) or not p1.IMAGE_ID_RE.match(data):
             raise ProtocolError(f"v1 tag {name}:{tag}: not an image id: {str(data)[:80]!r}", status=200)
         return data
@@ -232,14 +232,14 @@ class V1Api:
     async def tags(self, repository: str) -> dict[str, str]:
         """``GET /v1/repositories/<repo>/tags`` -> ``{tag: image id}``."""
         name = p1.normalize_v1_repository(repository)
-        data = await self._first_endpoint(p1.repository_path(name, "tags"), what=f"v1 tags of {name}")
+        data = await self._first_endpoint(p1.path("tags", repo=name), what=f"v1 tags of {name}")
         if not isinstance(data, dict):
             raise ProtocolError(f"v1 tags of {name}: not a JSON object", status=200)
         return {str(k): str(v) for k, v in data.items()}
 
     async def search(self, query: str = "") -> list[str]:
         """``GET /v1/search?q=<query>`` -> the names of the repositories found (all of them for ``""``)."""
-        url = f"{self.index_url}/v1/search?{urlencode({'q': query})}"
+        url = f"{self.index_url}{p1.path('search')}?{urlencode({'q': query})}"
         data = await self._json("GET", url, what=f"v1 search of {self.index_url}")
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
@@ -249,7 +249,7 @@ class V1Api:
     async def delete_tag(self, repository: str, tag: str) -> None:
         """``DELETE /v1/repositories/<repo>/tags/<tag>``; 404 when the tag is not there."""
         name = p1.normalize_v1_repository(repository)
-        url = self.endpoint + p1.repository_path(name, f"tags/{tag}")
+        url = self.endpoint + p1.path("tag", repo=name, tag=tag)
         await self._request("DELETE", url, what=f"delete of v1 tag {name}:{tag}")
 
     async def _first_endpoint(self, path: str, *, what: str) -> Any:
@@ -267,7 +267,7 @@ class V1Api:
 
     async def ancestry(self, image_id: str) -> list[str] | None:
         """``GET /v1/images/<id>/ancestry`` -> ``[id, parent, ..., root]``; None when the server has no ancestry."""
-        url = self.endpoint + p1.image_path(image_id, "ancestry")
+        url = self.endpoint + p1.path("image.ancestry", image_id=image_id)
         try:
             data = await self._json("GET", url, what=f"v1 ancestry of {image_id}")
         except NotFoundError:
@@ -280,7 +280,7 @@ class V1Api:
 
     async def image_json(self, image_id: str) -> V1ImageMeta:
         """``GET /v1/images/<id>/json``: the exact bytes, ``X-Docker-Size`` and the payload checksum headers."""
-        url = self.endpoint + p1.image_path(image_id, "json")
+        url = self.endpoint + p1.path("image.json", image_id=image_id)
         response = await self._request("GET", url, what=f"v1 image {image_id} json")
         size_text = response.headers.get(p1.SIZE_HEADER)
         size = int(size_text) if size_text and size_text.isdigit() else None
@@ -294,7 +294,7 @@ class V1Api:
 
         ``start`` > 0 asks for the rest of the layer with ``Range: bytes=<start>-`` (expects 206).
         """
-        url = self.endpoint + p1.image_path(image_id, "layer")
+        url = self.endpoint + p1.path("image.layer", image_id=image_id)
         extra = {"Range": range_request(start)} if start else None
         async with self._api.stream(
             "GET",
@@ -307,7 +307,7 @@ class V1Api:
 
     async def image_exists(self, image_id: str) -> bool:
         """True when ``GET /v1/images/<id>/json`` answers 200 (the engine's "already pushed" check)."""
-        url = self.endpoint + p1.image_path(image_id, "json")
+        url = self.endpoint + p1.path("image.json", image_id=image_id)
         try:
             await self._request("GET", url, what=f"v1 image {image_id} json")
         except NotFoundError:
@@ -323,7 +323,7 @@ class V1Api:
 
     async def put_repository(self, repository: str, index: list[dict[str, Any]]) -> None:
         """``PUT /v1/repositories/<repo>/`` with the image index; expects 200/201 and requires endpoints."""
-        url = self.index_url + p1.repository_path(repository)
+        url = self.index_url + p1.path("repository", repo=repository)
         response = await self._request(
             "PUT",
             url,
@@ -339,7 +339,7 @@ class V1Api:
 
     async def put_image_json(self, image_id: str, raw: bytes) -> bool:
         """``PUT /v1/images/<id>/json``; False when the registry says the image already exists (409)."""
-        url = self.endpoint + p1.image_path(image_id, "json")
+        url = self.endpoint + p1.path("image.json", image_id=image_id)
         response = await self._request(
             "PUT",
             url,
@@ -352,7 +352,7 @@ class V1Api:
 
     async def put_layer(self, image_id: str, body: AsyncIterable[bytes]) -> None:
         """``PUT /v1/images/<id>/layer``, streamed with chunked transfer encoding as the engine sent it."""
-        url = self.endpoint + p1.image_path(image_id, "layer")
+        url = self.endpoint + p1.path("image.layer", image_id=image_id)
         what = f"v1 image {image_id} layer"
         headers = self._headers(url, {"Content-Type": "application/octet-stream"})
         request = self._http.build_request("PUT", url, headers=headers, content=body)
@@ -367,7 +367,7 @@ class V1Api:
 
     async def put_checksum(self, image_id: str, payload: str, tarsum: str | None = None) -> None:
         """``PUT /v1/images/<id>/checksum`` with ``X-Docker-Checksum-Payload`` (what the registry verifies)."""
-        url = self.endpoint + p1.image_path(image_id, "checksum")
+        url = self.endpoint + p1.path("image.checksum", image_id=image_id)
         headers = {p1.CHECKSUM_PAYLOAD_HEADER: payload}
         if tarsum:
             headers[p1.CHECKSUM_HEADER] = tarsum
@@ -376,7 +376,7 @@ class V1Api:
     async def put_tag(self, repository: str, tag: str, image_id: str) -> None:
         """``PUT /v1/repositories/<repo>/tags/<tag>`` with the body ``"<id>"``; expects 200 or 201."""
         name = p1.normalize_v1_repository(repository)
-        url = self.endpoint + p1.repository_path(name, f"tags/{tag}")
+        url = self.endpoint + p1.path("tag", repo=name, tag=tag)
         await self._request(
             "PUT",
             url,
@@ -388,7 +388,7 @@ class V1Api:
 
     async def put_repository_images(self, repository: str, index: list[dict[str, Any]]) -> None:
         """The final ``PUT /v1/repositories/<repo>/images``; it must answer 204."""
-        url = self.index_url + p1.repository_path(repository, "images")
+        url = self.index_url + p1.path("images", repo=repository)
         headers = {"Content-Type": "application/json", p1.ENDPOINTS_HEADER: ",".join(self._endpoint_hosts())}
         await self._request(
             "PUT",

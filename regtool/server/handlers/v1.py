@@ -441,34 +441,37 @@ async def properties(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    """Every v1 route; the most specific repository suffixes come first (names contain ``/``)."""
-    repo = "/v1/repositories/{repo:path}"
-    image = "/v1/images/{image_id}"
+    """Every v1 route, from ``protocol.v1.ROUTES``; the most specific repository suffixes come first (names
+    contain ``/``, so ``{repo}`` matches a path)."""
+    table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str], str]] = [
+        ("ping.root", ping, ["GET"], "v1.ping.root"),
+        ("ping", ping, ["GET"], "v1.ping"),
+        ("users.noslash", users, ["GET"], "v1.users.noslash"),
+        ("users", users, ["GET", "POST"], "v1.users"),
+        ("user", update_user, ["PUT"], "v1.user"),
+        ("search", search, ["GET"], "v1.search"),
+        ("image.json", get_image_json, ["GET"], "v1.image.json.get"),
+        ("image.json", put_image_json, ["PUT"], "v1.image.json.put"),
+        ("image.layer", get_layer, ["GET"], "v1.image.layer.get"),
+        ("image.layer", put_layer, ["PUT"], "v1.image.layer.put"),
+        ("image.checksum", put_checksum, ["PUT"], "v1.image.checksum"),
+        ("image.ancestry", get_ancestry, ["GET"], "v1.image.ancestry"),
+        ("tag.json", tag_json, ["GET"], "v1.tag.json"),
+        ("tag", get_tag, ["GET"], "v1.tag.get"),
+        ("tag", put_tag, ["PUT"], "v1.tag.put"),
+        ("tag", delete_tag, ["DELETE"], "v1.tag.delete"),
+        ("tags", list_tags, ["GET"], "v1.tags"),
+        ("tags", delete_repository, ["DELETE"], "v1.tags.delete"),
+        ("images", get_repository_images, ["GET"], "v1.images.get"),
+        ("images", put_repository_images, ["PUT"], "v1.images.put"),
+        ("images", delete_repository_images, ["DELETE"], "v1.images.delete"),
+        ("repository.json", repository_json, ["GET"], "v1.repository.json"),
+        ("repository.auth", put_repository_auth, ["PUT"], "v1.repository.auth"),
+        ("repository.properties", properties, ["GET", "PUT"], "v1.repository.properties"),
+        ("repository", put_repository, ["PUT"], "v1.repository.put"),
+        ("repository", delete_repository, ["DELETE"], "v1.repository.delete"),
+    ]
     return [
-        Route("/_ping", ping, methods=["GET"], name="v1.ping.root"),
-        Route("/v1/_ping", ping, methods=["GET"], name="v1.ping"),
-        Route("/v1/users", users, methods=["GET"], name="v1.users.noslash"),
-        Route("/v1/users/", users, methods=["GET", "POST"], name="v1.users"),
-        Route("/v1/users/{user}/", update_user, methods=["PUT"], name="v1.user"),
-        Route("/v1/search", search, methods=["GET"], name="v1.search"),
-        Route(f"{image}/json", get_image_json, methods=["GET"], name="v1.image.json.get"),
-        Route(f"{image}/json", put_image_json, methods=["PUT"], name="v1.image.json.put"),
-        Route(f"{image}/layer", get_layer, methods=["GET"], name="v1.image.layer.get"),
-        Route(f"{image}/layer", put_layer, methods=["PUT"], name="v1.image.layer.put"),
-        Route(f"{image}/checksum", put_checksum, methods=["PUT"], name="v1.image.checksum"),
-        Route(f"{image}/ancestry", get_ancestry, methods=["GET"], name="v1.image.ancestry"),
-        Route(f"{repo}/tags/{{tag}}/json", tag_json, methods=["GET"], name="v1.tag.json"),
-        Route(f"{repo}/tags/{{tag}}", get_tag, methods=["GET"], name="v1.tag.get"),
-        Route(f"{repo}/tags/{{tag}}", put_tag, methods=["PUT"], name="v1.tag.put"),
-        Route(f"{repo}/tags/{{tag}}", delete_tag, methods=["DELETE"], name="v1.tag.delete"),
-        Route(f"{repo}/tags", list_tags, methods=["GET"], name="v1.tags"),
-        Route(f"{repo}/tags", delete_repository, methods=["DELETE"], name="v1.tags.delete"),
-        Route(f"{repo}/images", get_repository_images, methods=["GET"], name="v1.images.get"),
-        Route(f"{repo}/images", put_repository_images, methods=["PUT"], name="v1.images.put"),
-        Route(f"{repo}/images", delete_repository_images, methods=["DELETE"], name="v1.images.delete"),
-        Route(f"{repo}/json", repository_json, methods=["GET"], name="v1.repository.json"),
-        Route(f"{repo}/auth", put_repository_auth, methods=["PUT"], name="v1.repository.auth"),
-        Route(f"{repo}/properties", properties, methods=["GET", "PUT"], name="v1.repository.properties"),
-        Route(f"{repo}/", put_repository, methods=["PUT"], name="v1.repository.put"),
-        Route(f"{repo}/", delete_repository, methods=["DELETE"], name="v1.repository.delete"),
+        Route(p1.ROUTES[route].replace("{repo}", "{repo:path}"), endpoint, methods=methods, name=name)
+        for route, endpoint, methods, name in table
     ]

@@ -24,6 +24,7 @@ from regtool.digest import Digest, DigestVerifier
 from regtool.errors import InvalidDigest
 from regtool.manifest import Manifest, ManifestError, parse_manifest
 from regtool.protocol.errcodes import ErrorCode
+from regtool.server.cache.descriptors import BlobDescriptor, DescriptorCache
 from regtool.server.errors import ApiError
 from regtool.server.storage import paths
 from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDriver
@@ -34,17 +35,41 @@ HASH_CHUNK = 1024 * 1024
 
 
 class BlobStore:
-    """Content-addressed blobs shared by every repository (and by the v1 image store)."""
+    """Content-addressed blobs shared by every repository (and by the v1 image store).
 
-    def __init__(self, driver: StorageDriver) -> None:
+    With a ``cache`` (shared by every instance), sizes are answered from it once known.
+    """
+
+    def __init__(self, driver: StorageDriver, cache: DescriptorCache | None = None) -> None:
         self.driver = driver
+        self.cache = cache
 
     def size(self, digest: Digest) -> int | None:
         """The blob's size, or None when it is not stored."""
+        if self.cache is not None:
+            _, descriptor = self.cache.blob(None, digest)
+            if descriptor is not None:
+                return descriptor.size
+        size = self.stored_size(digest)
+        if size is not None and self.cache is not None:
+            self.cache.remember_blob(None, digest, BlobDescriptor(size))
+        return size
+
+    def stored_size(self, digest: Digest) -> int | None:
+        """The blob's size as the store has it (never the cache's), or None when it is not stored."""
         try:
             return self.driver.stat(paths.blob_data(digest)).size
         except PathNotFound:
             return None
+
+    def delete(self, digest: Digest) -> None:
+        """Remove the blob's bytes (garbage collection) and its cached descriptor; PathNotFound if absent."""
+        # Forgotten before and after: a reader racing the delete cannot leave a descriptor of bytes now gone.
+        if self.cache is not None:
+            self.cache.forget_blob(digest)
+        self.driver.delete(paths.blob_data(digest).rsplit("/", 1)[0])
+        if self.cache is not None:
+            self.cache.forget_blob(digest)
 
     def open(self, digest: Digest, offset: int = 0) -> BinaryIO:
         return self.driver.reader(paths.blob_data(digest), offset)
@@ -113,11 +138,16 @@ class UploadHashes:
 
 
 class Registry:
-    """v2 content over one driver. ``uploads`` keeps the upload hash state of this process."""
+    """v2 content over one driver. ``uploads`` keeps the upload hash state of this process.
 
-    def __init__(self, driver: StorageDriver) -> None:
+    ``cache`` (optional, shared by every instance) keeps blob sizes, repository links and manifest media types,
+    so a blob HEAD or a manifest GET by digest need not stat the store; every delete below invalidates it.
+    """
+
+    def __init__(self, driver: StorageDriver, cache: DescriptorCache | None = None) -> None:
         self.driver = driver
-        self.blobs = BlobStore(driver)
+        self.cache = cache
+        self.blobs = BlobStore(driver, cache)
         self.hashes = UploadHashes()
 
     # -- repositories and blob links ---------------------------------------------------------------------------
@@ -129,6 +159,15 @@ class Registry:
             return False
 
     def blob_linked(self, name: str, digest: Digest) -> bool:
+        if self.cache is not None and self.cache.blob(name, digest)[0]:
+            return True
+        if not self._link_stored(name, digest):
+            return False
+        if self.cache is not None:
+            self.cache.remember_blob(name, digest, None)
+        return True
+
+    def _link_stored(self, name: str, digest: Digest) -> bool:
         try:
             self.driver.stat(paths.layer_link(name, digest))
         except PathNotFound:
@@ -137,7 +176,14 @@ class Registry:
 
     def stat_blob(self, name: str, digest: Digest) -> int:
         """The size of a blob linked in ``name``; BLOB_UNKNOWN otherwise."""
-        size = self.blobs.size(digest) if self.blob_linked(name, digest) else None
+        linked, descriptor = (False, None) if self.cache is None else self.cache.blob(name, digest)
+        size = descriptor.size if linked and descriptor is not None else None
+        if size is None:
+            # One cache round trip above; on a miss the store answers both questions and the cache learns them.
+            linked = linked or self._link_stored(name, digest)
+            size = self.blobs.stored_size(digest) if linked else None
+            if size is not None and self.cache is not None:
+                self.cache.remember_blob(name, digest, BlobDescriptor(size))
         if size is None:
             raise ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", detail=str(digest))
         return size
@@ -149,16 +195,29 @@ class Registry:
         except PathNotFound:
             raise ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}") from None
 
-    def link_blob(self, name: str, digest: Digest) -> None:
+    def link_blob(self, name: str, digest: Digest, size: int | None = None) -> None:
+        """Link blob ``digest`` (stored already; ``size`` if the caller knows it, for the cache) into ``name``."""
         self.driver.put_content(paths.layer_link(name, digest), str(digest).encode())
+        if self.cache is not None:
+            self.cache.remember_blob(name, digest, None if size is None else BlobDescriptor(size))
 
     def unlink_blob(self, name: str, digest: Digest) -> None:
+        """Remove the blob's link from ``name`` (and from the cache); BLOB_UNKNOWN when it has none."""
+        self._forget_link(name, digest)
         try:
             self.driver.delete(paths.layer_link(name, digest))
         except PathNotFound:
             raise ApiError(
                 ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", detail=str(digest)
             ) from None
+        finally:
+            self._forget_link(name, digest)
+
+    def _forget_link(self, name: str, digest: Digest) -> None:
+        # Called before and after a link is removed: an instance that read the link just before the delete
+        # cannot leave it cached afterwards for longer than its own request.
+        if self.cache is not None:
+            self.cache.forget_link(name, digest)
 
     def mount_blob(self, name: str, source: str, digest: Digest) -> bool:
         """Link a blob of repository ``source`` into ``name``; False when ``source`` does not have it."""
@@ -247,7 +306,7 @@ class Registry:
             data = paths.upload_data(upload_id)
             self.driver.writer(data, append=True).commit()  # fsync before the rename makes it visible
             self.blobs.ingest(data, expected)
-        self.link_blob(name, expected)
+        self.link_blob(name, expected, size)
         self.cancel_upload(upload_id)
         return size
 
@@ -262,11 +321,23 @@ class Registry:
                 digest = Digest.parse(self.driver.get_content(paths.tag_link(name, reference)).decode())
             except (PathNotFound, InvalidDigest, UnicodeDecodeError):
                 raise self._manifest_unknown(name, reference) from None
-        try:
-            self.driver.stat(paths.manifest_revision(name, digest))
-        except PathNotFound:
-            raise self._manifest_unknown(name, reference) from None
+        if self._manifest_media_type(name, digest) is None:
+            raise self._manifest_unknown(name, reference)
         return digest
+
+    def _manifest_media_type(self, name: str, digest: Digest) -> str | None:
+        """The media type of manifest ``digest`` in ``name`` (its revision link), None when not there."""
+        if self.cache is not None:
+            cached = self.cache.manifest_media_type(name, digest)
+            if cached is not None:
+                return cached
+        try:
+            media_type = self.driver.get_content(paths.manifest_revision(name, digest)).decode()
+        except (PathNotFound, UnicodeDecodeError):
+            return None
+        if self.cache is not None:
+            self.cache.remember_manifest(name, digest, media_type)
+        return media_type
 
     def _manifest_unknown(self, name: str, reference: str) -> ApiError:
         if not self.repository_exists(name):
@@ -277,11 +348,13 @@ class Registry:
 
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
         digest = self.resolve(name, reference)
+        media_type = self._manifest_media_type(name, digest)
         try:
-            media_type = self.driver.get_content(paths.manifest_revision(name, digest)).decode()
             raw = self.blobs.get(digest)
         except PathNotFound:
-            raise self._manifest_unknown(name, reference) from None
+            media_type = None
+        if media_type is None:
+            raise self._manifest_unknown(name, reference)
         return StoredManifest(raw, media_type, digest)
 
     def put_manifest(self, name: str, manifest: Manifest, tag: str | None) -> None:
@@ -292,11 +365,7 @@ class Registry:
         """
         missing = [d for d in manifest.referenced_blobs() if not self.blob_linked(name, d)]
         if manifest.is_index:
-            for child in manifest.manifests:
-                try:
-                    self.driver.stat(paths.manifest_revision(name, child.digest))
-                except PathNotFound:
-                    missing.append(child.digest)
+            missing += [c.digest for c in manifest.manifests if self._manifest_media_type(name, c.digest) is None]
         if missing:
             raise ApiError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
@@ -307,6 +376,8 @@ class Registry:
         self.blobs.put(manifest.raw, digest)
         self.link_blob(name, digest)
         self.driver.put_content(paths.manifest_revision(name, digest), manifest.media_type.encode())
+        if self.cache is not None:
+            self.cache.remember_manifest(name, digest, manifest.media_type)
         if manifest.subject is not None:
             entry = referrer_descriptor(manifest)
             self.driver.put_content(
@@ -324,6 +395,7 @@ class Registry:
     def delete_manifest(self, name: str, digest: Digest) -> None:
         """Remove a manifest from ``name``, with every tag pointing at it and its referrers entry."""
         stored = self.get_manifest(name, str(digest))
+        self._forget_link(name, digest)
         for tag in self._tag_names(name):
             try:
                 if self.driver.get_content(paths.tag_link(name, tag)).decode() == str(digest):
@@ -344,6 +416,7 @@ class Registry:
             self.driver.delete(paths.layer_link(name, digest))
         except PathNotFound:
             pass
+        self._forget_link(name, digest)
 
     def _tag_names(self, name: str) -> Iterator[str]:
         try:

@@ -1,0 +1,180 @@
+"""The Redis descriptor cache: shared by instances, invalidated by every delete, and never a reason to fail.
+
+"Instances" here are Registry objects over one storage root and one real redis-server, the way several
+``regtool serve`` processes share them; the store's work is counted by a driver that forwards to the real one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from regtool.digest import Digest
+from regtool.errors import UsageError
+from regtool.protocol import mediatypes as mt
+from regtool.protocol.errcodes import ErrorCode
+from regtool.server.cache.rediscache import RedisDescriptorCache
+from regtool.server.config import ServerConfig
+from regtool.server.errors import ApiError
+from regtool.server.storage.filesystem import FilesystemDriver
+from regtool.server.storage.registry import Registry
+from tests.server.helpers import digest_of, image_manifest, push_blob, push_manifest, random_blob
+from tests.support.redis import RedisServer
+from tests.support.serve import RunningServe, run_serve
+
+pytestmark = pytest.mark.interop
+
+
+class CountingDriver:
+    """The real filesystem driver, with every call counted by operation name."""
+
+    def __init__(self, root: Path) -> None:
+        self.inner = FilesystemDriver(root)
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self.inner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return operation(*args, **kwargs)
+
+        return counted
+
+
+def instance(root: Path, redis: RedisServer | None) -> tuple[Registry, CountingDriver]:
+    driver = CountingDriver(root)
+    cache = None if redis is None else RedisDescriptorCache(redis.addr)
+    return Registry(driver, cache), driver  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cached_serve(tmp_path: Path, redis_server: RedisServer) -> Iterator[RunningServe]:
+    with run_serve(tmp_path / "registry", redis_addr=redis_server.addr) as server:
+        yield server
+
+
+def push_image(client: httpx.Client, name: str) -> tuple[bytes, bytes, str]:
+    layer, config = random_blob(4096), b'{"architecture":"amd64","os":"linux"}'
+    push_blob(client, name, layer)
+    push_blob(client, name, config)
+    manifest = image_manifest(config, [layer])
+    assert push_manifest(client, name, "v1", manifest, mt.OCI_MANIFEST).status_code == 201
+    return layer, manifest, digest_of(manifest)
+
+
+def test_another_instance_answers_blob_heads_and_manifests_from_the_cache(
+    cached_serve: RunningServe, redis_server: RedisServer
+) -> None:
+    with httpx.Client(base_url=cached_serve.url) as client:
+        layer, manifest, manifest_digest = push_image(client, "team/app")
+    assert cached_serve.root is not None
+    other, driver = instance(cached_serve.root, redis_server)
+    uncached, uncached_driver = instance(cached_serve.root, None)
+
+    digest = Digest.parse(digest_of(layer))
+    assert other.stat_blob("team/app", digest) == len(layer)
+    assert uncached.stat_blob("team/app", digest) == len(layer)
+    assert driver.calls["stat"] == 0  # the pushing instance told the cache: link and size
+    assert uncached_driver.calls["stat"] == 2  # the link, then the data
+
+    stored = other.get_manifest("team/app", manifest_digest)
+    assert (stored.raw, stored.media_type) == (manifest, mt.OCI_MANIFEST)
+    assert dict(driver.calls) == {"get_content": 1}  # the manifest bytes only
+    uncached.get_manifest("team/app", manifest_digest)
+    assert uncached_driver.calls["get_content"] == 3  # the revision link twice (resolve, media type), the bytes
+    assert redis_server.command("EXISTS", f"regtool::blobs::{digest}") == ":1\r\n"
+
+
+def test_deletes_on_one_instance_invalidate_the_others(cached_serve: RunningServe, redis_server: RedisServer) -> None:
+    assert cached_serve.root is not None
+    other, _ = instance(cached_serve.root, redis_server)
+    with httpx.Client(base_url=cached_serve.url) as client:
+        layer, _manifest, manifest_digest = push_image(client, "team/app")
+        digest = Digest.parse(digest_of(layer))
+        assert other.stat_blob("team/app", digest) == len(layer)
+        assert other.get_manifest("team/app", manifest_digest).digest == Digest.parse(manifest_digest)
+
+        assert client.delete(f"/v2/team/app/manifests/{manifest_digest}").status_code == 202
+        assert client.delete(f"/v2/team/app/blobs/{digest}").status_code == 202
+
+    with pytest.raises(ApiError) as blob_gone:
+        other.stat_blob("team/app", digest)
+    assert blob_gone.value.code is ErrorCode.BLOB_UNKNOWN
+    with pytest.raises(ApiError) as manifest_gone:
+        other.get_manifest("team/app", manifest_digest)
+    assert manifest_gone.value.code is ErrorCode.MANIFEST_UNKNOWN
+
+
+def test_garbage_collected_bytes_leave_the_cache(cached_serve: RunningServe, redis_server: RedisServer) -> None:
+    assert cached_serve.root is not None
+    collector, _ = instance(cached_serve.root, redis_server)
+    other, driver = instance(cached_serve.root, redis_server)
+    with httpx.Client(base_url=cached_serve.url) as client:
+        digest = Digest.parse(push_blob(client, "team/app", b"doomed"))
+    assert other.blobs.size(digest) == 6
+    collector.blobs.delete(digest)
+    assert redis_server.command("EXISTS", f"regtool::blobs::{digest}") == ":0\r\n"
+    assert other.blobs.size(digest) is None
+    assert driver.calls["stat"] == 1  # asked the store, which no longer has it
+    with pytest.raises(ApiError) as gone:
+        other.stat_blob("team/app", digest)
+    assert gone.value.code is ErrorCode.BLOB_UNKNOWN
+
+
+def test_redis_down_serves_uncached_and_says_so_once(
+    cached_serve: RunningServe, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with httpx.Client(base_url=cached_serve.url) as client:
+        layer, manifest, manifest_digest = push_image(client, "team/app")
+        redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="regtool.server"):
+            for _ in range(3):
+                head = client.head(f"/v2/team/app/blobs/{digest_of(layer)}")
+                assert head.status_code == 200
+                assert head.headers["content-length"] == str(len(layer))
+                assert client.get(f"/v2/team/app/blobs/{digest_of(layer)}").content == layer
+                assert client.get(f"/v2/team/app/manifests/{manifest_digest}").content == manifest
+            fresh = random_blob(2048)
+            push_blob(client, "team/app", fresh)
+            assert client.get(f"/v2/team/app/blobs/{digest_of(fresh)}").content == fresh
+            assert client.head("/v2/team/app/blobs/" + digest_of(b"never pushed")).status_code == 404
+    warnings = [r.getMessage() for r in caplog.records if r.name == "regtool.server"]
+    assert len(warnings) == 1, warnings
+    assert f"redis cache at {redis_server.addr} failed" in warnings[0]
+    assert "serving uncached" in warnings[0]
+
+
+def test_the_cache_comes_back_with_redis(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    cache = RedisDescriptorCache(redis_server.addr, retry_after=0.3)
+    digest = Digest.of(b"x")
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="regtool.server"):
+        cache.remember_blob("a", digest, None)
+        assert not cache.available
+        started = time.monotonic()
+        assert cache.blob("a", digest) == (False, None)  # standing aside: no connection attempted
+        assert time.monotonic() - started < 0.05
+        redis_server.start()
+        time.sleep(0.35)
+        cache.remember_blob("a", digest, None)
+        assert cache.available
+        assert cache.blob("a", digest)[0] is True
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "failed" in messages[0] and "reachable again" in messages[1]
+    assert (cache.stats.hits, cache.stats.errors) == (1, 2)
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:notaport", "::1", "host:70000", ":6379"])
+def test_a_bad_redis_address_is_refused_naming_it(tmp_path: Path, addr: str) -> None:
+    with pytest.raises(UsageError, match="redis address") as refused:
+        ServerConfig(root=tmp_path, redis_addr=addr)
+    assert repr(addr) in str(refused.value)
