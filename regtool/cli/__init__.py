@@ -34,6 +34,8 @@ from regtool.cli import (  # noqa: E402, F401
     pull,
     push,
     serve,
+    serve_gc,
+    sync,
     tags,
 )
 from regtool.cli.app import app  # noqa: E402
@@ -45,7 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 # The commands that connect to registries through a Client built from the connection options.
-_REGISTRY_COMMANDS = frozenset({"catalog", "copy", "delete", "inspect", "login", "probe", "pull", "push", "tags"})
+_REGISTRY_COMMANDS = frozenset(
+    {"catalog", "copy", "delete", "inspect", "login", "probe", "pull", "push", "sync", "tags"}
+)
 
 
 def main() -> None:

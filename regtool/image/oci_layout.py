@@ -183,6 +183,17 @@ class OciLayout:
             data.setdefault("mediaType", mt.OCI_INDEX)
             self._write_index(data)
 
+    def remove_ref(self, ref_name: str) -> bool:
+        """Drop the entry tagged ``ref_name`` from index.json (its blobs stay); False when there was none."""
+        with self._index_lock():
+            data = self._read_index()
+            kept = [e for e in data["manifests"] if (e.get("annotations") or {}).get(REF_NAME_ANNOTATION) != ref_name]
+            if len(kept) == len(data["manifests"]):
+                return False
+            data["manifests"] = kept
+            self._write_index(data)
+        return True
+
     def resolve(self, ref_name: str | None = None) -> Descriptor:
         """The entry tagged ``ref_name`` (or whose full image name or digest it is); with None, the only entry.
 

@@ -1,0 +1,7 @@
+"""``regtool sync``'s engine: many repositories and tags between registries and directories (see engine.py).
+
+- endpoints.py: a registry with an optional path prefix, or a directory of OCI layouts (one per repository)
+- plan.py: sources, tag filters, the per-tag jobs; semver.py: semver ranges; trim.py: ``--platform`` indexes
+- skopeo_config.py: skopeo sync's YAML source file
+- engine.py: SyncEngine (compare with one HEAD per end, copy, prune) and its results
+"""

@@ -1,0 +1,601 @@
+"""The sync engine: many repositories and tags from a source to a destination, skipping what is already there.
+
+One run, over one :class:`~regtool.client.Client` (one connection pool, one token cache keyed by registry and
+scope, one per-registry cap on blob connections, ``Client.per_registry``):
+
+1. **Expand** every :class:`~regtool.client.sync.plan.SourceSpec`: the catalog (or the directory's layouts) when
+   no repository is named, each repository's tag list unless the tags are named, the filters applied. Listings
+   run concurrently.
+2. **Compare**, per tag and concurrently across tags: one ``HEAD`` at the source and one at the destination, at
+   the same time; equal digests mean the tag is up to date (skipped). ``immutable_tags`` skips a tag that the
+   destination's tag list has already, without asking the source. With ``platforms``, the source index is read
+   and trimmed first, and the trimmed digest is what the destination must have.
+3. **Copy** what differs through the client library's own paths: registry -> registry ``copy_image`` (blobs
+   streamed and verified, present blobs skipped, blobs another destination repository of this run holds
+   mounted), registry -> directory ``V2Puller`` into ``<dir>/<repository>``, directory -> registry ``V2Pusher``.
+   Manifests keep their bytes, so digests are kept (a trimmed index aside). Then what refers to the copied
+   manifest follows (:meth:`SyncEngine._copy_referrers`, the one place referrers plug in).
+4. **Prune** (``prune``): destination tags of the synced repositories that the source no longer has are deleted
+   (referrer tags, ``sha256-<hex>[.sig|.att|.sbom]``, are never pruned: they follow their subject).
+
+``dry_run`` does 1, 2 and the listing of 4 and writes nothing. ``keep_going`` records a failed image and goes
+on; otherwise the first failure stops the run and is raised. An interrupted run (Ctrl-C) leaves finished tags
+in place and unfinished uploads resumable: the next run skips the former and resumes the latter.
+
+Each finished image is a ``sync`` progress event (its :meth:`ImageOutcome.to_json`); the run starts with a
+``sync-plan`` event (how many images) and ends with a ``summary`` event (:meth:`SyncResult.to_json`).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from regtool.client.sync.endpoints import (
+    DirectoryEndpoint,
+    Endpoint,
+    RegistryEndpoint,
+    join_repository,
+    layout_digest,
+)
+from regtool.client.sync.plan import ImageJob, SourceSpec
+from regtool.client.sync.trim import trim_index
+from regtool.client.tasks import run_bounded
+from regtool.client.v2.referrers import is_referrer_tag
+from regtool.digest import Digest
+from regtool.errors import NotFoundError, RegistryError, RegtoolError, UsageError
+from regtool.manifest import Manifest, Platform
+from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client import Client
+
+__all__ = ["ImageOutcome", "SyncEngine", "SyncOptions", "SyncResult"]
+
+T = TypeVar("T")
+
+# What an image's line says happened.
+COPIED, MOUNTED, SKIPPED, FAILED, WOULD_COPY = "copied", "mounted", "skipped", "failed", "would-copy"
+PRUNED, WOULD_PRUNE = "pruned", "would-prune"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """How a sync behaves (see the module docstring). ``images`` is how many tags are compared and copied at once;
+    each copy moves up to ``Client.jobs`` blobs, all under the client's per-registry connection cap."""
+
+    platforms: tuple[Platform, ...] = ()
+    preserve_digests: bool = False
+    immutable_tags: bool = False
+    prune: bool = False
+    dry_run: bool = False
+    keep_going: bool = False
+    referrers: bool = True
+    artifact_types: tuple[str, ...] = ()
+    images: int = 8
+
+    def __post_init__(self) -> None:
+        if self.images < 1:
+            raise UsageError(f"images at once must be at least 1, got {self.images}")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOutcome:
+    """What happened to one tag: ``status`` (copied, mounted, skipped, failed, would-copy; pruned, would-prune),
+    the digest at the target, and what moved. ``trimmed``: the target's index keeps fewer platforms than the
+    source's, so its digest differs from ``source_digest``."""
+
+    source: str
+    target: str
+    status: str
+    digest: Digest | None = None
+    source_digest: Digest | None = None
+    bytes: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    trimmed: bool = False
+    referrers: int = 0
+    reason: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "source": self.source,
+            "target": self.target,
+            "status": self.status,
+            "digest": None if self.digest is None else str(self.digest),
+            "source_digest": None if self.source_digest is None else str(self.source_digest),
+            "bytes": self.bytes,
+            "blobs_copied": self.blobs_copied,
+            "blobs_mounted": self.blobs_mounted,
+            "blobs_skipped": self.blobs_skipped,
+            "trimmed": self.trimmed,
+            "referrers": self.referrers,
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        if self.error is not None:
+            data["error"] = self.error
+            data["exit_code"] = self.exit_code
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """A finished (or dry) run: every image's outcome, the pruned tags, the time it took."""
+
+    images: tuple[ImageOutcome, ...]
+    pruned: tuple[ImageOutcome, ...]
+    seconds: float
+    dry_run: bool = False
+
+    @property
+    def failures(self) -> tuple[ImageOutcome, ...]:
+        return tuple(o for o in (*self.images, *self.pruned) if o.status == FAILED)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in (*self.images, *self.pruned) if o.status == status)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "images": len(self.images),
+            "copied": self.count(COPIED),
+            "mounted": self.count(MOUNTED),
+            "skipped": self.count(SKIPPED),
+            "failed": len(self.failures),
+            "would_copy": self.count(WOULD_COPY),
+            "pruned": self.count(PRUNED),
+            "would_prune": self.count(WOULD_PRUNE),
+            "bytes": sum(o.bytes for o in self.images),
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "failures": [o.to_json() for o in self.failures],
+        }
+
+
+@dataclass
+class _Moved:
+    bytes: int = 0
+    copied: int = 0
+    mounted: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class _Repository:
+    """One repository of the run: its source tags (all of them, for prune) and the target's tags when listed."""
+
+    spec: SourceSpec
+    source: str
+    target: str
+    source_tags: list[str] = field(default_factory=list)
+    target_tags: dict[str, None] | None = None
+
+
+class SyncEngine:
+    """Runs a sync to ``target`` over ``client`` (inside its ``async with``)."""
+
+    def __init__(self, client: Client, target: Endpoint, options: SyncOptions | None = None) -> None:
+        self.client = client
+        self.api = client.api
+        self.progress = client.progress
+        self.target = target
+        self.options = options or SyncOptions()
+        # Target repositories that received blobs in this run: a later image's blobs are mounted from there.
+        self._filled: list[str] = []
+
+    # -- the run ----------------------------------------------------------------------------------------
+
+    async def run(self, sources: Sequence[SourceSpec]) -> SyncResult:
+        started = time.monotonic()
+        for spec in sources:
+            if isinstance(spec.endpoint, DirectoryEndpoint) and isinstance(self.target, DirectoryEndpoint):
+                raise UsageError(
+                    f"{spec.endpoint} -> {self.target}: both ends are directories; copy the directory instead"
+                )
+            if spec.credentials is not None and isinstance(spec.endpoint, RegistryEndpoint):
+                self.api_credentials(spec.endpoint.registry, spec)
+        repositories = await self._expand(sources)
+        jobs = [
+            ImageJob(repo.spec, repo.source, tag, repo.target)
+            for repo in repositories
+            for tag in repo.spec.tags.select(repo.source_tags)
+        ]
+        if self.options.immutable_tags or self.options.prune:
+            await self._list_target_tags(repositories)
+        self.progress.event("sync-plan", images=len(jobs), repositories=len(repositories))
+        if isinstance(self.target, DirectoryEndpoint) and not self.options.dry_run:
+            # Made before the copies start, so that no pull sees a layout it created (and would remove on failure)
+            # while others fill it.
+            target = self.target
+            for name in sorted({job.target_repository for job in jobs}):
+                await anyio.to_thread.run_sync(functools.partial(target.open_layout, name, create=True))
+        outcomes: list[ImageOutcome] = []
+        known = {repo.target: repo for repo in repositories}
+
+        async def one(job: ImageJob) -> None:
+            outcome = await self._guarded(job.name, self._target_name(job), lambda: self._sync(job, known))
+            outcomes.append(outcome)
+
+        await run_bounded(jobs, one, self.options.images)
+        pruned: list[ImageOutcome] = []
+        if self.options.prune:
+            pruned = await self._prune(repositories)
+        order = {job.name: i for i, job in enumerate(jobs)}
+        outcomes.sort(key=lambda o: order.get(o.source, 0))
+        result = SyncResult(tuple(outcomes), tuple(pruned), time.monotonic() - started, self.options.dry_run)
+        self.progress.event("summary", **result.to_json())
+        return result
+
+    def api_credentials(self, registry: str, spec: SourceSpec) -> None:
+        """Use a source's own credentials (a skopeo sync file's) for its registry."""
+        assert spec.credentials is not None
+        self.client.auth.use_for(registry, spec.credentials)
+
+    async def _guarded(self, source: str, target: str, work: Callable[[], Awaitable[ImageOutcome]]) -> ImageOutcome:
+        """``work``'s outcome, reported; a failure is an outcome under ``keep_going``, else raised."""
+        try:
+            outcome = await work()
+        except RegtoolError as exc:
+            outcome = ImageOutcome(source, target, FAILED, error=str(exc), exit_code=exc.exit_code)
+            self.progress.event("sync", **outcome.to_json())
+            if not self.options.keep_going:
+                raise
+            return outcome
+        self.progress.event("sync", **outcome.to_json())
+        return outcome
+
+    # -- expanding the sources ----------------------------------------------------------------------------
+
+    async def _expand(self, sources: Sequence[SourceSpec]) -> list[_Repository]:
+        named: list[tuple[SourceSpec, str]] = []
+        for spec, names in zip(sources, await _gather([self._repositories(s) for s in sources]), strict=True):
+            named.extend((spec, name) for name in names)
+        repositories = [_Repository(spec, name, self._target_repository(spec, name)) for spec, name in named]
+        seen: dict[str, str] = {}
+        for repo in repositories:
+            origin = f"{repo.spec.endpoint}/{repo.source}"
+            if seen.setdefault(repo.target, origin) != origin:
+                raise UsageError(f"{seen[repo.target]} and {origin} would both be synced to {repo.target}")
+
+        async def tags(repo: _Repository) -> None:
+            names = repo.spec.tags.names
+            if names is not None and not self.options.prune:
+                repo.source_tags = list(names)
+            else:
+                repo.source_tags = await self._source_tags(repo.spec.endpoint, repo.source)
+
+        await run_bounded(repositories, tags, self.options.images)
+        return repositories
+
+    async def _repositories(self, spec: SourceSpec) -> list[str]:
+        endpoint = spec.endpoint
+        if spec.repository is not None:
+            return [spec.repository]
+        if isinstance(endpoint, RegistryEndpoint) and endpoint.path:
+            return [endpoint.path]
+        if isinstance(endpoint, DirectoryEndpoint):
+            names = await anyio.to_thread.run_sync(endpoint.repositories)
+        else:
+            from regtool.client.v2.catalog import list_repositories
+
+            names = await list_repositories(self.api, endpoint.registry)
+        if spec.repos is not None:
+            names = [name for name in names if spec.repos.fullmatch(name)]
+        return names
+
+    async def _source_tags(self, endpoint: Endpoint, repository: str) -> list[str]:
+        if isinstance(endpoint, DirectoryEndpoint):
+            return list((await anyio.to_thread.run_sync(endpoint.tags, repository)).keys())
+        from regtool.client.v2.catalog import list_tags
+
+        return await list_tags(self.api, endpoint.reference(repository))
+
+    def _target_repository(self, spec: SourceSpec, source_repository: str) -> str:
+        prefix = self.target.path if isinstance(self.target, RegistryEndpoint) else ""
+        return join_repository(prefix, source_repository)
+
+    def _target_name(self, job: ImageJob) -> str:
+        if isinstance(self.target, DirectoryEndpoint):
+            return f"{self.target.layout_path(job.target_repository)}:{job.tag}"
+        return f"{self.target.registry}/{job.target_repository}:{job.tag}"
+
+    async def _list_target_tags(self, repositories: list[_Repository]) -> None:
+        target = self.target
+
+        async def one(repo: _Repository) -> None:
+            if isinstance(target, DirectoryEndpoint):
+                tags = await anyio.to_thread.run_sync(target.tags, repo.target)
+                repo.target_tags = dict.fromkeys(tags)
+                return
+            from regtool.client.v2.catalog import list_tags
+
+            try:
+                repo.target_tags = dict.fromkeys(await list_tags(self.api, target.reference(repo.target)))
+            except NotFoundError:
+                repo.target_tags = {}
+
+        await run_bounded(repositories, one, self.options.images)
+
+    # -- one image ----------------------------------------------------------------------------------------
+
+    async def _sync(self, job: ImageJob, known: dict[str, _Repository]) -> ImageOutcome:
+        source_name, target_name = job.name, self._target_name(job)
+        repo = known.get(job.target_repository)
+        if self.options.immutable_tags and repo is not None and repo.target_tags is not None:
+            if job.tag in repo.target_tags:
+                return ImageOutcome(source_name, target_name, SKIPPED, reason="immutable tag present")
+        source_digest, target_digest = await _gather([self._source_digest(job), self._target_digest(job)])
+        assert source_digest is not None
+        wanted: Manifest | None = None
+        expected = source_digest
+        if self.options.platforms:
+            root = await self._source_manifest(job, source_digest)
+            wanted = trim_index(root, self.options.platforms, where=f"index {source_name}")
+            if wanted.digest != root.digest and self.options.preserve_digests:
+                raise UsageError(
+                    f"{source_name}: copying only {', '.join(map(str, self.options.platforms))} changes the index's "
+                    f"digest ({root.digest} -> {wanted.digest}); --preserve-digests refuses that"
+                )
+            expected = wanted.digest
+        base = ImageOutcome(
+            source_name,
+            target_name,
+            SKIPPED,
+            digest=expected,
+            source_digest=source_digest,
+            trimmed=expected != source_digest,
+        )
+        if target_digest == expected:
+            return replace(base, reason="up to date")
+        if self.options.dry_run:
+            return replace(base, status=WOULD_COPY)
+        moved = await self._copy(job, source_digest, wanted if base.trimmed else None)
+        self._remember_filled(job.target_repository)
+        referrers = 0 if base.trimmed else await self._copy_referrers(job, source_digest, repo)
+        return replace(
+            base,
+            status=MOUNTED if moved.mounted and not moved.copied else COPIED,
+            bytes=moved.bytes,
+            blobs_copied=moved.copied,
+            blobs_mounted=moved.mounted,
+            blobs_skipped=moved.skipped,
+            referrers=referrers,
+        )
+
+    async def _source_digest(self, job: ImageJob) -> Digest:
+        endpoint = job.spec.endpoint
+        if isinstance(endpoint, DirectoryEndpoint):
+            found = await anyio.to_thread.run_sync(layout_digest, endpoint, job.source_repository, job.tag)
+            if found is None:
+                raise NotFoundError(f"no tag {job.tag!r} in {endpoint.layout_path(job.source_repository)}")
+            return found
+        from regtool.client.v2.inspect import resolve_digest
+
+        return await resolve_digest(self.api, endpoint.reference(job.source_repository, job.tag))
+
+    async def _target_digest(self, job: ImageJob) -> Digest | None:
+        target = self.target
+        if isinstance(target, DirectoryEndpoint):
+            return await anyio.to_thread.run_sync(layout_digest, target, job.target_repository, job.tag)
+        from regtool.client.v2.inspect import resolve_digest
+
+        try:
+            return await resolve_digest(self.api, target.reference(job.target_repository, job.tag))
+        except NotFoundError:
+            return None
+
+    async def _source_manifest(self, job: ImageJob, digest: Digest) -> Manifest:
+        endpoint = job.spec.endpoint
+        if isinstance(endpoint, DirectoryEndpoint):
+            layout = endpoint.open_layout(job.source_repository)
+            return await anyio.to_thread.run_sync(layout.manifest, digest)
+        return await self.api.get_manifest(endpoint.reference(job.source_repository).with_digest(digest))
+
+    def _remember_filled(self, repository: str) -> None:
+        if repository not in self._filled:
+            self._filled.append(repository)
+
+    def _mount_candidates(self, repository: str) -> tuple[str, ...]:
+        # One candidate: a mount that fails opens an upload session anyway, so a second would never be tried.
+        others = [name for name in self._filled if name != repository]
+        return (others[0],) if others else ()
+
+    # -- copying ----------------------------------------------------------------------------------------
+
+    async def _copy(self, job: ImageJob, digest: Digest, trimmed: Manifest | None) -> _Moved:
+        """Copy the tag's manifest ``digest`` (or, when ``trimmed``, its kept children and the trimmed index)."""
+        source, target = job.spec.endpoint, self.target
+        moved = _Moved()
+        if isinstance(source, RegistryEndpoint) and isinstance(target, RegistryEndpoint):
+            src = source.reference(job.source_repository, job.tag).with_digest(digest)
+            dst = target.reference(job.target_repository, job.tag)
+            if trimmed is None:
+                await self._registry_to_registry(src, dst, moved)
+            else:
+                for child in trimmed.manifests:
+                    await self._registry_to_registry(
+                        src.with_digest(child.digest),
+                        Reference(dst.registry, dst.repository, None, child.digest),
+                        moved,
+                    )
+                await self.api.put_manifest(dst, trimmed)
+        elif isinstance(source, RegistryEndpoint) and isinstance(target, DirectoryEndpoint):
+            src = source.reference(job.source_repository, job.tag).with_digest(digest)
+            path = target.layout_path(job.target_repository)
+            if trimmed is None:
+                await self._registry_to_directory(src, path, moved)
+            else:
+                for child in trimmed.manifests:
+                    await self._registry_to_directory(
+                        Reference(src.registry, src.repository, None, child.digest), path, moved
+                    )
+                layout = target.open_layout(job.target_repository)
+                await anyio.to_thread.run_sync(layout.blobs.put_bytes, trimmed.digest, trimmed.raw)
+                await anyio.to_thread.run_sync(
+                    lambda: layout.add_manifest(trimmed.descriptor(), ref_name=job.tag, image_name=str(src))
+                )
+        elif isinstance(source, DirectoryEndpoint) and isinstance(target, RegistryEndpoint):
+            layout = source.open_layout(job.source_repository)
+            dst = target.reference(job.target_repository, job.tag)
+            roots = [await anyio.to_thread.run_sync(layout.manifest, digest)]
+            if trimmed is not None:
+                roots = [await anyio.to_thread.run_sync(layout.manifest, child.digest) for child in trimmed.manifests]
+            for root in roots:
+                ref = dst if trimmed is None else Reference(dst.registry, dst.repository, None, root.digest)
+                await self._directory_to_registry(layout, root, job, ref, moved)
+            if trimmed is not None:
+                await self.api.put_manifest(dst, trimmed)
+        else:
+            raise UsageError(f"{source} -> {target}: both ends are directories; copy the directory instead")
+        return moved
+
+    async def _registry_to_registry(self, source: Reference, target: Reference, moved: _Moved) -> None:
+        from regtool.client.v2.copy import copy_image
+
+        result = await copy_image(
+            self.api,
+            source,
+            target,
+            progress=self.progress,
+            jobs=self.client.jobs,
+            mount_from=self._mount_candidates(target.repository),
+        )
+        moved.bytes += result.bytes_copied
+        moved.copied += result.blobs_copied
+        moved.mounted += result.blobs_mounted
+        moved.skipped += result.blobs_skipped
+
+    async def _registry_to_directory(self, source: Reference, path: Any, moved: _Moved) -> None:
+        from regtool.client.v2.pull import V2Puller
+
+        puller = V2Puller(self.api, jobs=self.client.jobs, progress=self.progress, split=self.client.split)
+        result = await puller.pull(source, path, format="oci", all_platforms=True)
+        moved.bytes += result.bytes_downloaded
+        moved.copied += result.blobs_downloaded
+        moved.skipped += result.blobs_skipped
+
+    async def _directory_to_registry(
+        self, layout: Any, root: Manifest, job: ImageJob, target: Reference, moved: _Moved
+    ) -> None:
+        from regtool.client.v2.push import V2Pusher
+        from regtool.image.source import BlobStoreSource
+
+        source = BlobStoreSource(layout.blobs, root, description=f"oci:{layout.path}:{job.tag}", ref_name=job.tag)
+        pusher = V2Pusher(self.api, jobs=self.client.jobs, progress=self.progress)
+        result = await pusher.push_source(source, target, mount_from=self._mount_candidates(target.repository))
+        moved.bytes += result.bytes_uploaded
+        moved.copied += result.blobs_uploaded
+        moved.mounted += result.blobs_mounted
+        moved.skipped += result.blobs_skipped
+
+    async def _copy_referrers(self, job: ImageJob, source_digest: Digest, repo: _Repository | None) -> int:
+        """Carry what refers to the copied manifest (signatures, SBOMs, attestations, recursively) to the target;
+        how many referrers the target lacked. The one place referrers plug into a sync: registry to registry only
+        (a directory end has nowhere to keep them), and not for a trimmed index, whose digest at the target is not
+        the one they refer to."""
+        source, target = job.spec.endpoint, self.target
+        if not self.options.referrers or not isinstance(source, RegistryEndpoint):
+            return 0
+        if not isinstance(target, RegistryEndpoint):
+            return 0
+        from regtool.client.v2.referrers import copy_referrers
+
+        listed = repo is not None and (job.spec.tags.names is None or self.options.prune)
+        copies = await copy_referrers(
+            self.api,
+            source.reference(job.source_repository, job.tag),
+            target.reference(job.target_repository, job.tag),
+            source_digest,
+            artifact_types=self.options.artifact_types or None,
+            source_tags=repo.source_tags if listed and repo is not None else None,
+            progress=self.progress,
+            jobs=self.client.jobs,
+        )
+        return sum(1 for c in copies if c.result is not None)
+
+    # -- prune ------------------------------------------------------------------------------------------
+
+    async def _prune(self, repositories: list[_Repository]) -> list[ImageOutcome]:
+        doomed: list[tuple[_Repository, str]] = []
+        for repo in repositories:
+            present = set(repo.source_tags)
+            for tag in repo.target_tags or {}:
+                if tag not in present and not is_referrer_tag(tag):
+                    doomed.append((repo, tag))
+        outcomes: list[ImageOutcome] = []
+
+        async def one(item: tuple[_Repository, str]) -> None:
+            repo, tag = item
+            job = ImageJob(repo.spec, repo.source, tag, repo.target)
+            outcome = await self._guarded(
+                f"{repo.source}:{tag}", self._target_name(job), lambda: self._prune_one(repo, tag)
+            )
+            outcomes.append(outcome)
+
+        await run_bounded(doomed, one, self.options.images)
+        return sorted(outcomes, key=lambda o: o.target)
+
+    async def _prune_one(self, repo: _Repository, tag: str) -> ImageOutcome:
+        job = ImageJob(repo.spec, repo.source, tag, repo.target)
+        name = self._target_name(job)
+        digest = await self._target_digest(job)
+        if self.options.dry_run:
+            return ImageOutcome(f"{repo.source}:{tag}", name, WOULD_PRUNE, digest=digest, reason="gone at the source")
+        target = self.target
+        if isinstance(target, DirectoryEndpoint):
+            layout = target.open_layout(repo.target)
+            await anyio.to_thread.run_sync(layout.remove_ref, tag)
+        else:
+            await self._delete_tag(target.reference(repo.target, tag), repo)
+        return ImageOutcome(f"{repo.source}:{tag}", name, PRUNED, digest=digest, reason="gone at the source")
+
+    async def _delete_tag(self, ref: Reference, repo: _Repository) -> None:
+        """DELETE the tag itself (OCI 1.1); where the registry refuses that (distribution 2.x deletes only by
+        digest), delete the manifest by digest, unless a tag that stays names it too."""
+        from regtool.client.v2.inspect import delete_manifest, resolve_digest
+        from regtool.protocol import v2
+
+        url = await self.api.url(ref.registry, v2.manifest_path(ref.repository, ref.reference))
+        try:
+            await self.api.send("DELETE", url, what=f"delete of {ref}", expect=(200, 202, 204))
+            return
+        except RegistryError as exc:
+            if exc.status not in {400, 405} and "UNSUPPORTED" not in exc.codes:
+                raise
+        digest = await resolve_digest(self.api, ref)
+        staying = [t for t in (repo.target_tags or {}) if t in set(repo.source_tags) or is_referrer_tag(t)]
+        shared = await _gather([self._digest_or_none(ref.with_tag(t)) for t in staying])
+        if digest in shared:
+            raise RegistryError(
+                f"cannot prune {ref}: the registry deletes only by digest, and {digest} is also tagged "
+                f"{', '.join(t for t, d in zip(staying, shared, strict=True) if d == digest)}"
+            )
+        await delete_manifest(self.api, ref.with_digest(digest))
+
+    async def _digest_or_none(self, ref: Reference) -> Digest | None:
+        from regtool.client.v2.inspect import resolve_digest
+
+        try:
+            return await resolve_digest(self.api, ref)
+        except NotFoundError:
+            return None
+
+
+async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await ``calls`` concurrently; their results in order (the first error is raised alone)."""
+    results: list[Any] = [None] * len(calls)
+
+    async def one(index: int) -> None:
+        results[index] = await calls[index]
+
+    await run_bounded(range(len(calls)), one, max(1, len(calls)))
+    return results

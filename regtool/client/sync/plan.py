@@ -1,0 +1,83 @@
+"""What a sync copies: the sources (a repository, a whole registry, a directory), their tags, and the filters.
+
+A :class:`SourceSpec` is one source as the command line or one entry of a skopeo sync file names it; the engine
+expands it against the live source (catalog, tag lists) into :class:`ImageJob` values, one per tag, after
+:class:`TagFilter` has chosen the tags.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from regtool.client.net.credentials import Credentials
+from regtool.client.sync.endpoints import Endpoint
+from regtool.client.sync.semver import SemverRange
+from regtool.client.v2.referrers import is_referrer_tag
+from regtool.errors import UsageError
+
+__all__ = ["ImageJob", "SourceSpec", "TagFilter", "compile_pattern"]
+
+
+def compile_pattern(text: str, *, option: str) -> re.Pattern[str]:
+    """A regular expression from the user; UsageError naming ``option`` when it does not compile."""
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"{option}: invalid regular expression {text!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TagFilter:
+    """Which tags to take: ``names`` (exactly these, when given), those that ``include`` matches as a whole, that
+    ``exclude`` does not, and whose version ``semver`` contains. Referrer tags (the tag schema's ``sha256-<hex>``,
+    cosign's ``.sig``/``.att``/``.sbom``) are never images to copy: they travel with the image they refer to."""
+
+    names: tuple[str, ...] | None = None
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+    semver: SemverRange | None = None
+
+    def select(self, tags: list[str]) -> list[str]:
+        chosen = []
+        wanted = None if self.names is None else set(self.names)
+        for tag in tags:
+            if is_referrer_tag(tag):
+                continue
+            if wanted is not None and tag not in wanted:
+                continue
+            if self.include is not None and self.include.fullmatch(tag) is None:
+                continue
+            if self.exclude is not None and self.exclude.fullmatch(tag) is not None:
+                continue
+            if self.semver is not None and not self.semver.matches(tag):
+                continue
+            chosen.append(tag)
+        return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One source: ``endpoint`` with ``repository`` (None: every repository of the registry's catalog or of the
+    directory, those ``repos`` matches), its tags chosen by ``tags``. ``credentials`` are for the source's
+    registry (a skopeo sync file's ``credentials``)."""
+
+    endpoint: Endpoint
+    repository: str | None
+    tags: TagFilter = field(default_factory=TagFilter)
+    repos: re.Pattern[str] | None = None
+    credentials: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageJob:
+    """One tag to sync: from ``source_repository`` of ``spec``'s endpoint to ``target_repository`` at DEST."""
+
+    spec: SourceSpec
+    source_repository: str
+    tag: str
+    target_repository: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.source_repository}:{self.tag}"
