@@ -59,7 +59,9 @@ class Client:
     response, the next bytes of a body, room to send), for API calls and blob bodies alike.
     ``per_registry`` caps the blob transfers (connections) to one registry host at once, across everything this
     client moves (default: ``jobs``); ``split`` fetches a blob with at least ``split.threshold`` bytes to go over
-    ``split.parts`` Range connections (None: always one stream).
+    ``split.parts`` Range connections (None: always one stream). ``rate_limit_floor`` keeps that many requests of
+    a quota a registry states (``RateLimit-Remaining``, Docker Hub's ``ratelimit-remaining``) in hand, slowing down
+    and then pausing as it nears them (``net/ratelimit.py``); None: quotas are not watched.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Client:
         per_registry: int | None = None,
         split: SplitPolicy | None = DEFAULT_SPLIT,
         connect_timeout: float = 10.0,
+        rate_limit_floor: int | None = None,
     ) -> None:
         if jobs < 1:
             raise UsageError(f"jobs must be at least 1, got {jobs}")
@@ -103,7 +106,9 @@ class Client:
         self._ca_cert = ca_cert
         self._timeout = timeout
         self._connect_timeout = connect_timeout
-        self._retry = RetryPolicy(total=max(0, retries))
+        if rate_limit_floor is not None and rate_limit_floor < 0:
+            raise UsageError(f"rate_limit_floor must be 0 or more, got {rate_limit_floor}")
+        self._retry = RetryPolicy(total=max(0, retries), rate_limit_floor=rate_limit_floor)
         self._probes: dict[str, ProbeResult] = {}
         self._api: RegistryAPI | None = None
         self._fetcher: BlobFetcher | None = None

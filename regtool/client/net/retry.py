@@ -66,6 +66,8 @@ class RetryPolicy:
     retry_after_max: float = 60.0
     statuses: frozenset[int] = field(default=RETRY_STATUSES)
     methods: frozenset[str] = field(default=IDEMPOTENT_METHODS)
+    # Requests to keep in hand of a quota a registry states (net/ratelimit.py); None: quotas are not watched.
+    rate_limit_floor: int | None = None
 
     def with_total(self, total: int) -> RetryPolicy:
         return replace(self, total=total)

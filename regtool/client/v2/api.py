@@ -28,6 +28,7 @@ import httpx
 from regtool.client.net.auth import RegistryAuth
 from regtool.client.net.blobfetch import BlobFetcher
 from regtool.client.net.connections import BODY_SENDER, KEEP_BODY, BodySender
+from regtool.client.net.ratelimit import RateLimiter
 from regtool.client.net.retry import RetryBudget, RetryLog, RetryPolicy
 from regtool.client.net.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
 from regtool.client.tasks import LARGE_WEIGHT, WeightedLimiter, transfer_weight
@@ -91,6 +92,7 @@ class RegistryAPI:
         self.http = http
         self.retry = retry or RetryPolicy()
         self.retry_log = RetryLog()
+        self.rate_limits = RateLimiter(self.retry.rate_limit_floor, progress=lambda: self.retry_log.progress)
         # At most ``per_host`` blob transfers (connections) to one registry host at a time,
         # shared by everything this API moves (pull, push, copy, each range of a split download).
         self.per_host = per_host
@@ -243,7 +245,10 @@ class RegistryAPI:
         """
         accepted = None if expect is None else frozenset(expect)
         budget = budget if budget is not None else RetryBudget(self.retry)
+        quota_host = httpx.URL(url).netloc.decode("ascii", "replace") if self.rate_limits.enabled else None
         while True:
+            if quota_host is not None:
+                await self.rate_limits.wait(quota_host)
             extensions: dict[str, object] = {}
             if keep_body:
                 extensions[KEEP_BODY] = True
@@ -270,6 +275,8 @@ class RegistryAPI:
                 )
                 await anyio.sleep(delay)
                 continue
+            if quota_host is not None:
+                self.rate_limits.observe(quota_host, response.headers)
             status = response.status_code
             ok = accepted is None or status in accepted
             if not ok and retry and self.retry.allows(method, status) and not budget.exhausted:
