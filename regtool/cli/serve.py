@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +99,19 @@ def serve(
     web_prefix: Annotated[
         str, typer.Option("--web-prefix", metavar="PATH", help="Serve the web pages under PATH (e.g. /ui), not /.")
     ] = "",
+    # Several instances: a shared cache, metrics.
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            metavar="HOST:PORT",
+            help="Cache blob descriptors in this Redis, shared by every instance (password: REGTOOL_REDIS_PASSWORD).",
+            show_default=False,
+        ),
+    ] = None,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="No Prometheus /metrics (served to loopback clients only).")
+    ] = False,
 ) -> None:
     """Run a registry speaking v2 / OCI distribution (and v1) until interrupted."""
     if ctx.invoked_subcommand is not None:
@@ -142,6 +156,9 @@ def serve(
             tls_key=tls_key,
             web=not no_web,
             web_prefix=web_prefix,
+            redis_addr=redis,
+            redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None,
+            metrics=not no_metrics,
         )
         if tls_cert is not None and tls_key is not None:
             check_tls_files(tls_cert, tls_key)
@@ -171,7 +188,8 @@ def serve(
     scheme = "https" if tls_cert is not None else "http"
     auth = "token auth" if token_auth else "basic auth" if htpasswd is not None else "no auth"
     address = f"[{host}]" if ":" in host else host
-    stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}")
+    cache = f", redis cache {redis}" if redis is not None else ""
+    stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}")
     runner.run(application, host, config.port, tls_cert=tls_cert, tls_key=tls_key, sock=sock)
     stderr.print("regtool serve: stopped")
 
