@@ -19,11 +19,13 @@ from regtool.cli.options import (
     Insecure,
     Jobs,
     JsonOutput,
+    MirrorOption,
     PasswordStdin,
     PlainHttp,
     PlatformOption,
     ProtocolChoice,
     Quiet,
+    RegistriesConfFile,
     Retries,
     TimelineFile,
     Timeout,
@@ -178,6 +180,8 @@ def copy(
     dest_password_stdin: DestPasswordStdin = False,
     timeout: Timeout = DEFAULT_TIMEOUT,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    registries_conf: RegistriesConfFile = None,
+    mirror: MirrorOption = None,
 ) -> None:
     """Copy an image from one registry to another, streaming each blob through, verified.
 
@@ -218,6 +222,9 @@ def copy(
                 password_stdin=password_stdin,
                 timeout=timeout,
                 connect_timeout=connect_timeout,
+                reads_images=True,
+                registries_conf=registries_conf,
+                mirrors=mirror,
             )
             async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                 return await client.copy(

@@ -16,11 +16,13 @@ from regtool.cli.options import (
     ConnectTimeout,
     Insecure,
     JsonOutput,
+    MirrorOption,
     PasswordStdin,
     PlainHttp,
     PlatformOption,
     ProtocolChoice,
     ProtocolOption,
+    RegistriesConfFile,
     Retries,
     Timeout,
     Username,
@@ -55,6 +57,8 @@ def inspect(
     password_stdin: PasswordStdin = False,
     timeout: Timeout = DEFAULT_TIMEOUT,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    registries_conf: RegistriesConfFile = None,
+    mirror: MirrorOption = None,
 ) -> None:
     """Show what the registry holds for IMAGE, without downloading layers.
 
@@ -76,6 +80,9 @@ def inspect(
             password_stdin=password_stdin,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            reads_images=True,
+            registries_conf=registries_conf,
+            mirrors=mirror,
         )
         async with connection.client(retries=retries) as client:
             if raw:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +26,7 @@ from regtool.platform import parse_platform
 
 if TYPE_CHECKING:
     from regtool.client import Client
+    from regtool.client.mirrors import RegistriesConf
     from regtool.client.progress import Progress
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Insecure",
     "Jobs",
     "JsonOutput",
+    "MirrorOption",
     "Output",
     "PasswordStdin",
     "PlainHttp",
@@ -46,6 +48,7 @@ __all__ = [
     "ProtocolChoice",
     "ProtocolOption",
     "Quiet",
+    "RegistriesConfFile",
     "Retries",
     "TimelineFile",
     "Timeout",
@@ -86,6 +89,30 @@ CaCert = Annotated[
         dir_okay=False,
         readable=True,
         rich_help_panel=_NET,
+    ),
+]
+RegistriesConfFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--registries-conf",
+        metavar="FILE",
+        help="registries.conf (containers-registries.conf(5)) with mirrors, location rewrites and blocked "
+        "registries for reading images. Default: $XDG_CONFIG_HOME/containers/registries.conf, else "
+        "/etc/containers/registries.conf.",
+        dir_okay=False,
+        rich_help_panel=_NET,
+        show_default=False,
+    ),
+]
+MirrorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mirror",
+        metavar="URL",
+        help="A mirror to read images from before their registry ([http://]host[:port][/path]; http:// allows "
+        "plain HTTP); repeatable, tried in order, before registries.conf's.",
+        rich_help_panel=_NET,
+        show_default=False,
     ),
 ]
 Username = Annotated[
@@ -263,6 +290,9 @@ class Connection:
     password: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    # Where images are read from: None leaves references as they are (commands without --registries-conf);
+    # a RegistriesConf comes from the file (or the default one) and --mirror.
+    registries: RegistriesConf | None = None
 
     @classmethod
     def from_options(
@@ -275,8 +305,13 @@ class Connection:
         password_stdin: bool,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reads_images: bool = False,
+        registries_conf: Path | None = None,
+        mirrors: Sequence[str] | None = None,
     ) -> Connection:
-        """Collect the connection options; the password from stdin or ``REGTOOL_PASSWORD``."""
+        """Collect the connection options; the password from stdin or ``REGTOOL_PASSWORD``. A command that
+        ``reads_images`` (pull, copy, inspect, tags) reads registries.conf (``registries_conf``, else the default
+        file) and takes ``--mirror`` URLs (``mirrors``)."""
         for name, seconds in (("--timeout", timeout), ("--connect-timeout", connect_timeout)):
             if not seconds > 0:
                 raise UsageError(f"{name} must be more than 0 seconds, got {seconds:g}")
@@ -289,7 +324,12 @@ class Connection:
             raise UsageError("a password was given without a username (-u/--username or REGTOOL_USERNAME)")
         if username and password is None:
             raise UsageError(f"no password for user {username!r}: use --password-stdin or set REGTOOL_PASSWORD")
-        return cls(plain_http, insecure, ca_cert, username or None, password, timeout, connect_timeout)
+        registries = None
+        if reads_images:
+            from regtool.client.mirrors import load_registries_conf
+
+            registries = load_registries_conf(registries_conf, mirrors=mirrors or ())
+        return cls(plain_http, insecure, ca_cert, username or None, password, timeout, connect_timeout, registries)
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`regtool.client.Client`."""
@@ -301,7 +341,7 @@ class Connection:
             "password": self.password,
             "timeout": self.timeout,
             "connect_timeout": self.connect_timeout,
-        }
+        } | ({} if self.registries is None else {"registries": self.registries})
 
     def client(
         self, *, progress: Progress | None = None, jobs: int | None = None, retries: int | None = None

@@ -28,12 +28,14 @@ from regtool.cli.options import (
     Insecure,
     Jobs,
     JsonOutput,
+    MirrorOption,
     PasswordStdin,
     PlainHttp,
     PlatformOption,
     ProtocolChoice,
     ProtocolOption,
     Quiet,
+    RegistriesConfFile,
     Retries,
     TimelineFile,
     Timeout,
@@ -148,6 +150,8 @@ def pull(
     password_stdin: PasswordStdin = False,
     timeout: Timeout = DEFAULT_TIMEOUT,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    registries_conf: RegistriesConfFile = None,
+    mirror: MirrorOption = None,
 ) -> None:
     """Download IMAGE into an OCI layout or a docker-archive, verifying every blob.
 
@@ -185,6 +189,9 @@ def pull(
                     password_stdin=password_stdin,
                     timeout=timeout,
                     connect_timeout=connect_timeout,
+                    reads_images=True,
+                    registries_conf=registries_conf,
+                    mirrors=mirror,
                 )
                 async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                     return await client.pull(

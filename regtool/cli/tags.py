@@ -16,10 +16,12 @@ from regtool.cli.options import (
     ConnectTimeout,
     Insecure,
     JsonOutput,
+    MirrorOption,
     PasswordStdin,
     PlainHttp,
     ProtocolChoice,
     ProtocolOption,
+    RegistriesConfFile,
     Retries,
     Timeout,
     Username,
@@ -49,6 +51,8 @@ def tags(
     password_stdin: PasswordStdin = False,
     timeout: Timeout = DEFAULT_TIMEOUT,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    registries_conf: RegistriesConfFile = None,
+    mirror: MirrorOption = None,
 ) -> None:
     """List the tags of REPOSITORY, one per line (following the registry's pagination).
 
@@ -66,6 +70,9 @@ def tags(
             password_stdin=password_stdin,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            reads_images=True,
+            registries_conf=registries_conf,
+            mirrors=mirror,
         )
         async with connection.client(retries=retries) as client:
             return ref, await client.tags(ref, protocol=protocol.value)

@@ -5,6 +5,7 @@ Imported by ``regtool.client`` on first use of ``Client`` (see the package docst
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from regtool.errors import RegistryError, TransportError, UnsupportedProtocolErr
 if TYPE_CHECKING:
     import httpx
 
+    from regtool.client.endpoints import EndpointChain
+    from regtool.client.mirrors import Endpoint, RegistriesConf
     from regtool.client.v1.api import V1Api
     from regtool.client.v2.copy import CopyResult
     from regtool.digest import Digest
@@ -62,6 +65,9 @@ class Client:
     ``split.parts`` Range connections (None: always one stream). ``rate_limit_floor`` keeps that many requests of
     a quota a registry states (``RateLimit-Remaining``, Docker Hub's ``ratelimit-remaining``) in hand, slowing down
     and then pausing as it nears them (``net/ratelimit.py``); None: quotas are not watched.
+    ``registries`` (``mirrors.load_registries_conf``: registries.conf and ``--mirror``) says where images are
+    read from: pulls, copy's source, inspect and tags try its mirrors in order, then the (possibly rewritten)
+    primary location; pushes go where their reference says.
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class Client:
         per_registry: int | None = None,
         split: SplitPolicy | None = DEFAULT_SPLIT,
         connect_timeout: float = 10.0,
+        registries: RegistriesConf | None = None,
         rate_limit_floor: int | None = None,
     ) -> None:
         if jobs < 1:
@@ -118,6 +125,7 @@ class Client:
             raise UsageError(f"per_registry must be at least 1, got {per_registry}")
         self.per_registry = per_registry or jobs
         self.split = split
+        self.registries = registries
 
     async def __aenter__(self) -> Client:
         self._pool = ConnectionPool(
@@ -200,6 +208,23 @@ class Client:
             return "v1"
         raise UnsupportedProtocolError(f"no registry API found at {registry}: {seen}")
 
+    # -- where images are read from ----------------------------------------------------------------------
+
+    def _read_chain(self, ref: Reference) -> EndpointChain:
+        """The endpoints to read ``ref`` from (registries.conf and ``--mirror``: mirrors.py), in order; hosts
+        marked insecure there get plain HTTP and unverified TLS. The one place reads are resolved."""
+        from regtool.client.endpoints import EndpointChain
+        from regtool.client.mirrors import Endpoint
+
+        if self.registries is None:
+            return EndpointChain((Endpoint(ref),), self.progress)
+        endpoints = self.registries.pull_endpoints(ref)
+        for endpoint in endpoints:
+            if endpoint.insecure:
+                self.api.allow_insecure(endpoint.ref.registry)
+                self._tls.allow_insecure(endpoint.ref.registry)
+        return EndpointChain(endpoints, self.progress)
+
     # -- pull / push ------------------------------------------------------------------------------------
 
     async def pull(
@@ -224,13 +249,20 @@ class Client:
             format = "docker-archive" if dest.suffix == ".tar" else "oci"
         if format == "docker-archive" and dest.is_dir():
             raise UsageError(f"cannot write a docker-archive to {dest}: it is a directory")
-        chosen = await self._protocol_for(ref.registry, protocol)
+        chain = self._read_chain(ref)
+        # Mirrors are v2 registries; probing the primary first would make a pull fail while it is down.
+        if chain.has_mirrors and protocol != "v1":
+            chosen = "v2"
+        else:
+            chosen = await self._protocol_for(chain.primary.ref.registry, protocol)
         if chosen == "v1":
-            return await self._pull_v1(ref, dest, format=format, jobs=v1_jobs)
+            return await self._pull_v1(chain.primary.ref, dest, format=format, jobs=v1_jobs)
         from regtool.client.v2.pull import V2Puller
 
         puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress, split=self.split)
-        result = await puller.pull(ref, dest, format=format, platform=platform, all_platforms=all_platforms)
+        result = await puller.pull(
+            ref, dest, format=format, platform=platform, all_platforms=all_platforms, chain=chain
+        )
         self.progress.event("summary", **result.to_json())
         return result
 
@@ -322,7 +354,14 @@ class Client:
         for end, credentials in ((source, source_credentials), (target, target_credentials)):
             if credentials is not None:
                 self.auth.use_for(end.registry, credentials)
-        src = await self._protocol_for(source.registry, source_protocol)
+        chain = self._read_chain(source)
+        if chain.has_mirrors and source_protocol != "v1":
+            # The copy reads from the first endpoint that serves the manifest (as containers/image does).
+            served = await chain.first(f"manifest {source.reference}", self._serves_manifest)
+            source, src = served.ref, "v2"
+        else:
+            source = chain.primary.ref
+            src = await self._protocol_for(source.registry, source_protocol)
         dst = await self._protocol_for(target.registry, target_protocol)
         v1_source = await self._v1_session(source.registry) if src == "v1" else None
         v1_target = await self._v1_session(target.registry) if dst == "v1" else None
@@ -340,6 +379,10 @@ class Client:
         )
         self.progress.event("summary", **result.to_json())
         return result
+
+    async def _serves_manifest(self, endpoint: Endpoint) -> Endpoint:
+        await self.api.get_manifest(endpoint.ref)
+        return endpoint
 
     # -- everyday commands ------------------------------------------------------------------------------
     # Each takes ``protocol`` (auto, v1, v2); what they do over v1 is in v1/listing.py.
@@ -370,12 +413,13 @@ class Client:
         from regtool.client.v1 import listing as v1listing
         from regtool.client.v2.catalog import list_tags
 
-        return await self._v2_or_v1(
-            repository.registry,
-            protocol,
-            lambda: list_tags(self.api, repository),
-            lambda v1: v1listing.v1_tags(v1, repository),
-        )
+        def at(endpoint: Endpoint) -> Awaitable[list[str]]:
+            where = endpoint.ref
+            return self._v2_or_v1(
+                where.registry, protocol, lambda: list_tags(self.api, where), lambda v1: v1listing.v1_tags(v1, where)
+            )
+
+        return await self._read_chain(repository).first(f"tags of {repository}", at)
 
     async def catalog(self, registry: str, *, protocol: str = "auto") -> list[str]:
         """All repository names of ``registry`` (``/v2/_catalog``, following ``Link`` pagination)."""
@@ -388,16 +432,23 @@ class Client:
 
     async def manifest(self, ref: Reference) -> Manifest:
         """``ref``'s manifest as the registry serves it (raw bytes kept, verified when ``ref`` has a digest)."""
-        return await self.api.get_manifest(ref)
+        return await self._read_chain(ref).first(
+            f"manifest {ref.reference}", lambda endpoint: self.api.get_manifest(endpoint.ref)
+        )
 
     async def manifest_bytes(self, ref: Reference, *, protocol: str = "auto") -> bytes:
         """``ref``'s manifest bytes as served; over v1, which has no manifests, the JSON of the tag's image."""
         from regtool.client.v1 import listing as v1listing
 
-        async def over_v2() -> bytes:
-            return (await self.manifest(ref)).raw
+        def at(endpoint: Endpoint) -> Awaitable[bytes]:
+            where = endpoint.ref
 
-        return await self._v2_or_v1(ref.registry, protocol, over_v2, lambda v1: v1listing.v1_image_json(v1, ref))
+            async def over_v2() -> bytes:
+                return (await self.api.get_manifest(where)).raw
+
+            return self._v2_or_v1(where.registry, protocol, over_v2, lambda v1: v1listing.v1_image_json(v1, where))
+
+        return await self._read_chain(ref).first(f"manifest {ref.reference}", at)
 
     async def inspect(
         self, ref: Reference, *, platform: Platform | None = None, protocol: str = "auto"
@@ -406,12 +457,18 @@ class Client:
         from regtool.client.v1 import listing as v1listing
         from regtool.client.v2.inspect import inspect_image
 
-        return await self._v2_or_v1(
-            ref.registry,
-            protocol,
-            lambda: inspect_image(self.api, ref, platform=platform),
-            lambda v1: v1listing.v1_inspect(v1, ref),
-        )
+        def at(endpoint: Endpoint) -> Awaitable[InspectResult]:
+            where = endpoint.ref
+            return self._v2_or_v1(
+                where.registry,
+                protocol,
+                lambda: inspect_image(self.api, where, platform=platform),
+                lambda v1: v1listing.v1_inspect(v1, where),
+            )
+
+        result = await self._read_chain(ref).first(f"manifest {ref.reference}", at)
+        # Named as asked, wherever it was read.
+        return dataclasses.replace(result, reference=str(ref))
 
     async def delete(self, ref: Reference, *, protocol: str = "auto") -> Digest:
         """Delete ``ref``'s manifest (a tag is resolved to its digest first); returns the deleted digest."""

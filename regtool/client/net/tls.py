@@ -4,7 +4,8 @@
 - ``<certs.d>/<host[:port]>/`` (docker's ``/etc/docker/certs.d``; ``REGTOOL_CERTS_D`` or ``certs_d`` moves it)
   adds, for that registry only, every ``*.crt`` as a CA and every ``*.cert`` + ``*.key`` pair as the client
   certificate for mutual TLS. A ``.cert`` without its ``.key`` (or the reverse) is an error, as in docker.
-- ``insecure`` (``--insecure``) turns verification off for every host.
+- ``insecure`` (``--insecure``) turns verification off for every host; ``allow_insecure(host)`` for one (a
+  registries.conf entry with ``insecure = true``).
 
 ``TLSContexts`` builds one ``ssl.SSLContext`` per distinct configuration and caches it: hosts without a
 certs.d directory share the default context (and so a connection pool). A program about to connect can have the
@@ -85,6 +86,7 @@ class TLSContexts:
         self._default: ssl.SSLContext | None = None
         self._by_files: dict[HostFiles, ssl.SSLContext] = {}
         self._by_host: dict[str, ssl.SSLContext] = {}
+        self._insecure: ssl.SSLContext | None = None
 
     def default(self) -> ssl.SSLContext:
         """The context of hosts without a certs.d directory (and of plain-http fallbacks)."""
@@ -110,9 +112,16 @@ class TLSContexts:
             self._by_host[host] = context
         return context
 
-    def _build(self, files: HostFiles) -> ssl.SSLContext:
+    def allow_insecure(self, host: str) -> None:
+        """Skip certificate verification for ``host`` only (set before its first connection)."""
+        with self._lock:
+            if self._insecure is None:
+                self._insecure = self._build(HostFiles(), insecure=True)
+            self._by_host[host] = self._insecure
+
+    def _build(self, files: HostFiles, *, insecure: bool = False) -> ssl.SSLContext:
         context = _new_default_context()
-        if self.settings.insecure:
+        if insecure or self.settings.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             return context

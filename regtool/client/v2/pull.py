@@ -9,6 +9,9 @@
    already has are skipped; a partial left by an interrupted pull resumes with a Range request.
 4. Manifests go in last (children before their index), then index.json names the image.
 
+With mirrors (an ``EndpointChain``), each manifest and each blob is asked of the mirrors in order and of the
+primary last (endpoints.py); the image is named by the reference pulled, wherever its bytes came from.
+
 A docker-archive is pulled into a temporary layout next to the destination and then written by
 ``write_docker_archive``. Any integrity failure raises IntegrityError naming the blob and the registry URL;
 nothing of that blob remains in the destination. A pull into a new layout that fails for any reason but the
@@ -28,6 +31,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from regtool.client.endpoints import EndpointChain
+from regtool.client.mirrors import Endpoint
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.results import PullResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
@@ -92,16 +97,19 @@ class V2Puller:
         format: str = "oci",
         platform: Platform | None = None,
         all_platforms: bool = False,
+        chain: EndpointChain | None = None,
     ) -> PullResult:
+        """Pull ``ref`` into ``dest``, from ``chain``'s endpoints in order (default: ``ref``'s registry only)."""
         started = time.monotonic()
+        chain = chain or EndpointChain((Endpoint(ref),), self.progress)
         retries_before = self.api.retry_log.count
         if format not in {"oci", "docker-archive"}:
             raise UsageError(f"unknown output format {format!r}: expected oci or docker-archive")
         if format == "docker-archive" and all_platforms:
             raise UsageError("a docker-archive holds one image: use --platform instead of --all-platforms")
         # The blob transfers find their connections open: they are made while the manifest is in flight.
-        self.api.preconnect(await self.api.base_url(ref.registry), PRECONNECT_PER_JOB * self.jobs)
-        plan = await self.plan(ref, platform=platform, all_platforms=all_platforms)
+        await self._preconnect(chain.endpoints[0])
+        plan = await self.plan(ref, platform=platform, all_platforms=all_platforms, chain=chain)
         for image in plan.images:
             report_image(self.progress, image)
         tally = _Tally()
@@ -110,7 +118,7 @@ class V2Puller:
             with _writable(dest):
                 layout = OciLayout.open(dest, create=True)
             try:
-                await self._fill(ref, layout, plan, tally)
+                await self._fill(ref, layout, plan, tally, chain)
             except BaseException as exc:
                 if created and isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
                     with anyio.CancelScope(shield=True):
@@ -129,7 +137,7 @@ class V2Puller:
                 work.parent.mkdir(parents=True, exist_ok=True)
                 layout = OciLayout.open(work, create=True, durable=False)
             try:
-                await self._fill(ref, layout, plan, tally)
+                await self._fill(ref, layout, plan, tally, chain)
                 assert plan.entry.config is not None
                 config = layout.read_blob(plan.entry.config.digest)
                 tag = f"{ref.repository_ref}:{ref.tag}" if ref.tag else ref.repository_ref
@@ -164,8 +172,21 @@ class V2Puller:
 
     # -- planning ---------------------------------------------------------------------------------------
 
-    async def plan(self, ref: Reference, *, platform: Platform | None, all_platforms: bool) -> _Plan:
-        top = await self.api.get_manifest(ref)
+    async def _preconnect(self, endpoint: Endpoint) -> None:
+        if endpoint.mirror:
+            try:
+                base = await self.api.base_url(endpoint.ref.registry)
+            except RegtoolError:
+                return  # the manifest's request reports (and falls back from) a mirror that is down
+        else:
+            base = await self.api.base_url(endpoint.ref.registry)
+        self.api.preconnect(base, PRECONNECT_PER_JOB * self.jobs)
+
+    async def plan(
+        self, ref: Reference, *, platform: Platform | None, all_platforms: bool, chain: EndpointChain | None = None
+    ) -> _Plan:
+        chain = chain or EndpointChain((Endpoint(ref),), self.progress)
+        top = await chain.first(f"manifest {ref.reference}", lambda at: self.api.get_manifest(at.ref), settle=True)
         if top.kind == "schema1":
             raise UnsupportedProtocolError(
                 f"{ref}: the registry serves only a schema1 manifest; regtool's v2 pull needs schema2 or OCI"
@@ -173,23 +194,25 @@ class V2Puller:
         if top.kind == "image":
             return _Plan(top, top, (top,), (top,), ())
         if all_platforms:
-            children = await index_tree(top, lambda entries: self._children(ref, entries), where=f"index {ref}")
+            children = await index_tree(top, lambda entries: self._children(chain, entries), where=f"index {ref}")
             platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
             images = tuple(c for c in children if c.kind == "image")
             return _Plan(top, top, (*children, top), images, platforms)
         wanted = platform or host_platform()
         chosen = select_manifest(top.manifests, wanted, where=f"index {ref}")
-        (child,) = await self._children(ref, (chosen,))
+        (child,) = await self._children(chain, (chosen,))
         if child.kind != "image":
             raise UnsupportedProtocolError(f"{ref}: platform {wanted} points at a {child.kind}, not an image")
         return _Plan(top, child, (child,), (child,), (str(chosen.platform),))
 
-    async def _children(self, ref: Reference, entries: Sequence[Descriptor]) -> list[Manifest]:
+    async def _children(self, chain: EndpointChain, entries: Sequence[Descriptor]) -> list[Manifest]:
         results: list[Manifest | None] = [None] * len(entries)
 
         async def fetch(i: int) -> None:
             desc = entries[i]
-            child = await self.api.get_manifest(ref.with_digest(desc.digest))
+            child = await chain.first(
+                f"manifest {desc.digest}", lambda at: self.api.get_manifest(at.ref.with_digest(desc.digest))
+            )
             if child.size != desc.size:
                 raise IntegrityError(
                     f"manifest {desc.digest}: size mismatch: index says {desc.size} bytes, got {child.size}"
@@ -201,9 +224,8 @@ class V2Puller:
 
     # -- transfer ---------------------------------------------------------------------------------------
 
-    async def _fill(self, ref: Reference, layout: OciLayout, plan: _Plan, tally: _Tally) -> None:
+    async def _fill(self, ref: Reference, layout: OciLayout, plan: _Plan, tally: _Tally, chain: EndpointChain) -> None:
         store = layout.blobs
-        base = await self.api.base_url(ref.registry)
         missing: list[Descriptor] = []
         for desc in plan.blobs():
             if store.size(desc.digest) == desc.size:
@@ -213,9 +235,12 @@ class V2Puller:
             else:
                 missing.append(desc)
 
+        async def fetch(desc: Descriptor, at: Endpoint) -> int:
+            url = await self.api.base_url(at.ref.registry) + v2.blob_path(at.ref.repository, str(desc.digest))
+            return await self.downloader.download(url, desc, store)
+
         async def one(desc: Descriptor) -> None:
-            url = base + v2.blob_path(ref.repository, str(desc.digest))
-            got = await self.downloader.download(url, desc, store)
+            got = await chain.first(f"blob {desc.digest}", lambda at: fetch(desc, at))
             tally.downloaded += 1
             tally.bytes += got
 
