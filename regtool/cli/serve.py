@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -99,6 +99,34 @@ def serve(
     web_prefix: Annotated[
         str, typer.Option("--web-prefix", metavar="PATH", help="Serve the web pages under PATH (e.g. /ui), not /.")
     ] = "",
+    # A pull-through cache of other registries.
+    proxy_remote: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--proxy-remote",
+            metavar="[NS=]URL",
+            help="Be a pull-through cache of the registry at URL; NS=URL serves containerd's ?ns=NS (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    proxy_username: Annotated[
+        str | None, typer.Option("--proxy-username", help="User for the upstream (default: docker's config.json).")
+    ] = None,
+    proxy_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--proxy-password-file", metavar="FILE", help="The upstream user's password (or REGTOOL_PROXY_PASSWORD)."
+        ),
+    ] = None,
+    proxy_ttl: Annotated[
+        str, typer.Option("--proxy-ttl", metavar="DURATION", help="Remove cached content unused this long (168h, 30m).")
+    ] = "168h",
+    proxy_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--proxy-max-size", metavar="SIZE", help="Cap the cache (e.g. 10G), evicting least recently used."
+        ),
+    ] = None,
     # Several instances: a shared cache, metrics.
     redis: Annotated[
         str | None,
@@ -130,6 +158,7 @@ def serve(
         fail("--root is for filesystem storage: --storage inmemory keeps nothing on disk", 2)
     data_root = None if storage == "inmemory" else (root or default_root()).expanduser().resolve()
     try:
+        proxy = _proxy_settings(proxy_remote or [], proxy_username, proxy_password_file, proxy_ttl, proxy_max_size)
         config = ServerConfig(
             host=host,
             port=port,
@@ -159,6 +188,7 @@ def serve(
             redis_addr=redis,
             redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None,
             metrics=not no_metrics,
+            **proxy,
         )
         if tls_cert is not None and tls_key is not None:
             check_tls_files(tls_cert, tls_key)
@@ -192,6 +222,51 @@ def serve(
     stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}")
     runner.run(application, host, config.port, tls_cert=tls_cert, tls_key=tls_key, sock=sock)
     stderr.print("regtool serve: stopped")
+
+
+def _proxy_settings(
+    remotes: list[str], username: str | None, password_file: Path | None, ttl: str, max_size: str | None
+) -> dict[str, Any]:
+    """The ServerConfig fields of the pull-through cache options (no remotes: a plain registry)."""
+    import os
+
+    from regtool.cli.push import parse_size
+    from regtool.durations import parse_duration
+    from regtool.errors import UsageError
+    from regtool.server.proxy.remotes import parse_proxy_remotes
+
+    if not remotes and (username is not None or password_file is not None):
+        raise UsageError("--proxy-username and --proxy-password-file are for the upstreams of --proxy-remote")
+    if username is None and password_file is not None:
+        raise UsageError("--proxy-password-file needs --proxy-username")
+    password = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read --proxy-password-file {password_file}: {exc.strerror or exc}") from None
+    elif username is not None:
+        password = os.environ.get("REGTOOL_PROXY_PASSWORD")
+    return {
+        "proxy_remotes": parse_proxy_remotes(remotes, username=username, password=password),
+        "proxy_ttl": parse_duration(ttl, what="--proxy-ttl"),
+        "proxy_max_size": None if max_size is None else parse_size(max_size),
+    }
+
+
+def _gc_settings(interval: str | None, delay: str) -> dict[str, Any]:
+    """The ServerConfig fields of ``--gc-interval`` and ``--gc-delay``."""
+    from regtool.durations import parse_duration
+    from regtool.errors import UsageError
+
+    if interval is None:
+        if delay != "1h":
+            raise UsageError("--gc-delay is the grace period of --gc-interval: add --gc-interval DURATION")
+        return {}
+    return {
+        "gc_interval": parse_duration(interval, what="--gc-interval"),
+        "gc_delay": parse_duration(delay, what="--gc-delay"),
+    }
 
 
 def _refuse_serve_options_before(ctx: typer.Context) -> None:

@@ -136,7 +136,14 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
     if config.upload_purge_age is not None:
         # Abandoned upload sessions are purged after this age (checked as requests arrive).
         middleware.append(Middleware(PurgeMiddleware, purger=UploadPurger(registry, config.upload_purge_age)))
+    proxy = None
+    if config.proxy_remotes:
+        # A pull-through cache (server/proxy/): the server's only use of the client library, imported only here.
+        from regtool.server.proxy.store import ProxyStore
+
+        proxy = ProxyStore(config, registry)
     app = Starlette(
+        lifespan=None if proxy is None else proxy.lifespan,
         routes=[
             # First, so no other route (the web view's pages) can take these paths.
             Route("/debug/health", debug.health, methods=["GET"]),
@@ -148,5 +155,7 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, OSError: _os_error},
     )
     app.router.redirect_slashes = False
-    app.state.context = ServerContext(config, driver, registry, setup.controller, health=health, metrics=metrics)
+    app.state.context = ServerContext(
+        config, driver, registry, setup.controller, health=health, metrics=metrics, proxy=proxy
+    )
     return app

@@ -12,8 +12,8 @@ from regtool.errors import UsageError
 
 __all__ = [
     "DEFAULT_MAX_MANIFEST_BYTES",
-    "RequestEvent",
     "ProxyRemote",
+    "RequestEvent",
     "RequestObserver",
     "S3Settings",
     "ServerConfig",
@@ -164,6 +164,12 @@ class ServerConfig:
             raise UsageError("max_manifest_bytes must be positive")
         if self.latency_ms < 0:
             raise UsageError("latency_ms must not be negative")
+        if not self.proxy_ttl > 0:
+            raise UsageError("proxy_ttl must be more than 0 seconds")
+        if self.proxy_max_size is not None and self.proxy_max_size <= 0:
+            raise UsageError("proxy_max_size must be more than 0 bytes")
+        if len({remote.namespace for remote in self.proxy_remotes}) != len(self.proxy_remotes):
+            raise UsageError("give one proxy remote per namespace (and at most one without a namespace)")
         # Auth and TLS options that only make sense together.
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("give both a TLS certificate and its key, or neither")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -14,6 +15,9 @@ from regtool.server.health import StorageHealth
 from regtool.server.metrics import ServerMetrics
 from regtool.server.storage.driver import StorageDriver
 from regtool.server.storage.registry import Registry
+
+if TYPE_CHECKING:
+    from regtool.server.proxy.store import ProxyStore
 
 __all__ = ["ServerContext", "UploadLocks"]
 
@@ -46,3 +50,5 @@ class ServerContext:
     # /debug/health's storage check and /metrics (None when metrics are off).
     health: StorageHealth | None = None
     metrics: ServerMetrics | None = None
+    # The pull-through cache the handlers ask instead of the registry (None: a plain registry).
+    proxy: ProxyStore | None = None

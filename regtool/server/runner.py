@@ -69,14 +69,15 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """How regtool runs ``app`` under uvicorn, whether from ``regtool serve``, embedded, or in a test.
 
-    Zero-copy blob sends (``http_protocol``), no lifespan or access log of uvicorn's own (the app logs), a 5 s
-    graceful shutdown, HTTPS with ``tls_cert``/``tls_key`` (PEM files). ``options`` go to ``uvicorn.Config``.
+    Zero-copy blob sends (``http_protocol``), no access log of uvicorn's own (the app logs), the app's lifespan
+    (``create_app``'s: it closes the pull-through cache's upstream connections at shutdown), a 5 s graceful
+    shutdown, HTTPS with ``tls_cert``/``tls_key`` (PEM files). ``options`` go to ``uvicorn.Config``.
     """
     return uvicorn.Config(
         app,
         log_level=log_level,
         access_log=False,
-        lifespan="off",
+        lifespan="auto",
         timeout_graceful_shutdown=5,
         # HTTPS when a certificate is configured.
         ssl_certfile=str(tls_cert) if tls_cert is not None else None,

@@ -203,12 +203,15 @@ class SyncEngine:
                 )
             if spec.credentials is not None and isinstance(spec.endpoint, RegistryEndpoint):
                 self.api_credentials(spec.endpoint.registry, spec)
-        repositories = await self._expand(sources)
-        jobs = [
-            ImageJob(repo.spec, repo.source, tag, repo.target)
-            for repo in repositories
-            for tag in repo.spec.tags.select(repo.source_tags)
-        ]
+        repositories, unlisted = await self._expand(sources)
+        # One job per target tag, however many sources chose it (a skopeo file may name a repository twice).
+        jobs = list(
+            {
+                (repo.target, tag): ImageJob(repo.spec, repo.source, tag, repo.target)
+                for repo in repositories
+                for tag in repo.spec.tags.select(repo.source_tags)
+            }.values()
+        )
         if self.options.immutable_tags or self.options.prune:
             await self._list_target_tags(repositories)
         self.progress.event("sync-plan", images=len(jobs), repositories=len(repositories))
@@ -218,7 +221,7 @@ class SyncEngine:
             target = self.target
             for name in sorted({job.target_repository for job in jobs}):
                 await anyio.to_thread.run_sync(functools.partial(target.open_layout, name, create=True))
-        outcomes: list[ImageOutcome] = []
+        outcomes: list[ImageOutcome] = list(unlisted)
         known = {repo.target: repo for repo in repositories}
 
         async def one(job: ImageJob) -> None:
@@ -229,8 +232,6 @@ class SyncEngine:
         pruned: list[ImageOutcome] = []
         if self.options.prune:
             pruned = await self._prune(repositories)
-        order = {job.name: i for i, job in enumerate(jobs)}
-        outcomes.sort(key=lambda o: order.get(o.source, 0))
         result = SyncResult(tuple(outcomes), tuple(pruned), time.monotonic() - started, self.options.dry_run)
         self.progress.event("summary", **result.to_json())
         return result
@@ -255,9 +256,27 @@ class SyncEngine:
 
     # -- expanding the sources ----------------------------------------------------------------------------
 
-    async def _expand(self, sources: Sequence[SourceSpec]) -> list[_Repository]:
+    async def _expand(self, sources: Sequence[SourceSpec]) -> tuple[list[_Repository], list[ImageOutcome]]:
+        """The repositories to sync with their source tags; under ``keep_going`` a source or repository that could
+        not be listed is a failure of its own and the rest go on."""
+        failed: list[ImageOutcome] = []
+
+        async def listing(name: str, work: Callable[[], Awaitable[T]], empty: T) -> T:
+            try:
+                return await work()
+            except RegtoolError as exc:
+                outcome = ImageOutcome(name, str(self.target), FAILED, error=str(exc), exit_code=exc.exit_code)
+                self.progress.event("sync", **outcome.to_json())
+                if not self.options.keep_going:
+                    raise
+                failed.append(outcome)
+                return empty
+
+        async def repositories_of(spec: SourceSpec) -> list[str]:
+            return await listing(_source_name(spec), lambda: self._repositories(spec), [])
+
         named: list[tuple[SourceSpec, str]] = []
-        for spec, names in zip(sources, await _gather([self._repositories(s) for s in sources]), strict=True):
+        for spec, names in zip(sources, await _gather([repositories_of(s) for s in sources]), strict=True):
             named.extend((spec, name) for name in names)
         repositories = [_Repository(spec, name, self._target_repository(spec, name)) for spec, name in named]
         seen: dict[str, str] = {}
@@ -270,11 +289,18 @@ class SyncEngine:
             names = repo.spec.tags.names
             if names is not None and not self.options.prune:
                 repo.source_tags = list(names)
+                return
+            name = f"{repo.spec.endpoint}/{repo.source}" if isinstance(repo.spec.endpoint, RegistryEndpoint) else ""
+            listed = await listing(
+                name or str(repo.spec.endpoint), lambda: self._source_tags(repo.spec.endpoint, repo.source), None
+            )
+            if listed is None:
+                repositories.remove(repo)
             else:
-                repo.source_tags = await self._source_tags(repo.spec.endpoint, repo.source)
+                repo.source_tags = listed
 
-        await run_bounded(repositories, tags, self.options.images)
-        return repositories
+        await run_bounded(list(repositories), tags, self.options.images)
+        return repositories, failed
 
     async def _repositories(self, spec: SourceSpec) -> list[str]:
         endpoint = spec.endpoint
@@ -525,23 +551,21 @@ class SyncEngine:
     # -- prune ------------------------------------------------------------------------------------------
 
     async def _prune(self, repositories: list[_Repository]) -> list[ImageOutcome]:
-        doomed: list[tuple[_Repository, str]] = []
+        doomed: dict[tuple[str, str], tuple[_Repository, str]] = {}
         for repo in repositories:
             present = set(repo.source_tags)
             for tag in repo.target_tags or {}:
                 if tag not in present and not is_referrer_tag(tag):
-                    doomed.append((repo, tag))
+                    doomed[repo.target, tag] = (repo, tag)
         outcomes: list[ImageOutcome] = []
 
         async def one(item: tuple[_Repository, str]) -> None:
             repo, tag = item
             job = ImageJob(repo.spec, repo.source, tag, repo.target)
-            outcome = await self._guarded(
-                f"{repo.source}:{tag}", self._target_name(job), lambda: self._prune_one(repo, tag)
-            )
+            outcome = await self._guarded(job.name, self._target_name(job), lambda: self._prune_one(repo, tag))
             outcomes.append(outcome)
 
-        await run_bounded(doomed, one, self.options.images)
+        await run_bounded(doomed.values(), one, self.options.images)
         return sorted(outcomes, key=lambda o: o.target)
 
     async def _prune_one(self, repo: _Repository, tag: str) -> ImageOutcome:
@@ -549,14 +573,14 @@ class SyncEngine:
         name = self._target_name(job)
         digest = await self._target_digest(job)
         if self.options.dry_run:
-            return ImageOutcome(f"{repo.source}:{tag}", name, WOULD_PRUNE, digest=digest, reason="gone at the source")
+            return ImageOutcome(job.name, name, WOULD_PRUNE, digest=digest, reason="gone at the source")
         target = self.target
         if isinstance(target, DirectoryEndpoint):
             layout = target.open_layout(repo.target)
             await anyio.to_thread.run_sync(layout.remove_ref, tag)
         else:
             await self._delete_tag(target.reference(repo.target, tag), repo)
-        return ImageOutcome(f"{repo.source}:{tag}", name, PRUNED, digest=digest, reason="gone at the source")
+        return ImageOutcome(job.name, name, PRUNED, digest=digest, reason="gone at the source")
 
     async def _delete_tag(self, ref: Reference, repo: _Repository) -> None:
         """DELETE the tag itself (OCI 1.1); where the registry refuses that (distribution 2.x deletes only by
@@ -588,6 +612,13 @@ class SyncEngine:
             return await resolve_digest(self.api, ref)
         except NotFoundError:
             return None
+
+
+def _source_name(spec: SourceSpec) -> str:
+    endpoint = spec.endpoint
+    if spec.repository is not None and isinstance(endpoint, RegistryEndpoint):
+        return f"{endpoint.registry}/{spec.repository}"
+    return str(endpoint)
 
 
 async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from regtool.client.net.credentials import Credentials
-from regtool.client.sync.endpoints import Endpoint
+from regtool.client.sync.endpoints import DirectoryEndpoint, Endpoint
 from regtool.client.sync.semver import SemverRange
 from regtool.client.v2.referrers import is_referrer_tag
 from regtool.errors import UsageError
@@ -80,4 +80,8 @@ class ImageJob:
 
     @property
     def name(self) -> str:
-        return f"{self.source_repository}:{self.tag}"
+        """The source image, in full (``host/repo:tag``, or ``dir/repo:tag``)."""
+        endpoint = self.spec.endpoint
+        if isinstance(endpoint, DirectoryEndpoint):
+            return f"{endpoint.layout_path(self.source_repository)}:{self.tag}"
+        return f"{endpoint.registry}/{self.source_repository}:{self.tag}"

@@ -66,8 +66,12 @@ def query_digest(request: Request, key: str) -> Digest | None:
 
 
 def require_writable(request: Request, what: str) -> None:
-    if context(request).config.read_only:
+    config = context(request).config
+    if config.read_only:
         raise ApiError(ErrorCode.UNSUPPORTED, f"registry is read-only: cannot {what}")
+    if config.proxy_remotes:
+        # As distribution in proxy mode: what a cache holds is the upstream's, never a client's.
+        raise ApiError(ErrorCode.UNSUPPORTED, f"registry is a pull-through cache: cannot {what}")
 
 
 def require_deletable(request: Request, what: str) -> None:

@@ -30,6 +30,12 @@ async def get_blob(request: Request) -> Response:
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, Access.pull(name))
     registry = context(request).registry
+    proxy = context(request).proxy
+    if proxy is not None:
+        # A pull-through cache: a miss is answered from upstream; a hit is served as any stored blob.
+        name, missed = await proxy.blob(request, name, digest)
+        if missed is not None:
+            return missed
     size = await run_sync(registry.stat_blob, name, digest)
     headers = {
         "Content-Type": "application/octet-stream",

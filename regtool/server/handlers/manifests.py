@@ -61,7 +61,13 @@ async def get_manifest(request: Request) -> Response:
     name = repository(request)
     reference = _reference(request, lookup=True)
     await authorize(request, Access.pull(name))
-    stored = await run_sync(context(request).registry.get_manifest, name, str(reference))
+    proxy = context(request).proxy
+    stale = False
+    if proxy is not None:
+        cached = await proxy.manifest(request, name, reference)
+        stored, stale = cached.stored, cached.stale
+    else:
+        stored = await run_sync(context(request).registry.get_manifest, name, str(reference))
     if not _acceptable(stored.media_type, request.headers.getlist("accept")):
         raise ApiError(
             ErrorCode.MANIFEST_UNKNOWN,
@@ -73,6 +79,10 @@ async def get_manifest(request: Request) -> Response:
         "ETag": f'"{stored.digest}"',
         "Content-Length": str(len(stored.raw)),
     }
+    if stale:
+        from regtool.server.proxy.store import STALE_WARNING
+
+        headers["Warning"] = STALE_WARNING
     body = b"" if request.method == "HEAD" else stored.raw
     return Response(body, headers=headers, media_type=stored.media_type)
 

@@ -16,7 +16,11 @@ __all__ = ["list_tags"]
 async def list_tags(request: Request) -> Response:
     name = repository(request)
     await authorize(request, Access.pull(name))
-    tags = await run_sync(context(request).registry.tags, name)
+    proxy = context(request).proxy
+    if proxy is not None:
+        tags = await proxy.tags(request, name)
+    else:
+        tags = await run_sync(context(request).registry.tags, name)
     page, n, following = paginate(request, tags)
     headers = {}
     if n is not None and following is not None:

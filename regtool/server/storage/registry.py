@@ -357,14 +357,15 @@ class Registry:
             raise self._manifest_unknown(name, reference)
         return StoredManifest(raw, media_type, digest)
 
-    def put_manifest(self, name: str, manifest: Manifest, tag: str | None) -> None:
+    def put_manifest(self, name: str, manifest: Manifest, tag: str | None, *, verify_references: bool = True) -> None:
         """Store ``manifest`` (already parsed and size-checked) in ``name``, tagged ``tag`` if given.
 
         MANIFEST_BLOB_UNKNOWN when a referenced blob or child manifest is not in the repository; a missing
-        ``subject`` is fine (the referrers API allows it).
+        ``subject`` is fine (the referrers API allows it). A pull-through cache stores manifests before their
+        blobs (``verify_references=False``): it fetches a blob when a client asks for it.
         """
-        missing = [d for d in manifest.referenced_blobs() if not self.blob_linked(name, d)]
-        if manifest.is_index:
+        missing = [d for d in manifest.referenced_blobs() if not self.blob_linked(name, d)] if verify_references else []
+        if manifest.is_index and verify_references:
             missing += [c.digest for c in manifest.manifests if self._manifest_media_type(name, c.digest) is None]
         if missing:
             raise ApiError(
@@ -385,6 +386,10 @@ class Registry:
             )
         if tag is not None:
             self.driver.put_content(paths.tag_link(name, tag), str(digest).encode())
+
+    def tag_manifest(self, name: str, tag: str, digest: Digest) -> None:
+        """Point ``tag`` of ``name`` at manifest ``digest``, which the repository holds already."""
+        self.driver.put_content(paths.tag_link(name, tag), str(digest).encode())
 
     def delete_tag(self, name: str, tag: str) -> None:
         try:
