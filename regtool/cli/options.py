@@ -344,7 +344,12 @@ class Connection:
         } | ({} if self.registries is None else {"registries": self.registries})
 
     def client(
-        self, *, progress: Progress | None = None, jobs: int | None = None, retries: int | None = None
+        self,
+        *,
+        progress: Progress | None = None,
+        jobs: int | None = None,
+        retries: int | None = None,
+        rate_limit_floor: int | None = None,
     ) -> Client:
         """A :class:`regtool.client.Client` for these options (use it as ``async with``)."""
         from regtool.client import Client  # imported here: ``regtool --help`` need not load httpx
@@ -356,6 +361,8 @@ class Connection:
             kwargs["jobs"] = jobs
         if retries is not None:
             kwargs["retries"] = retries
+        if rate_limit_floor is not None:
+            kwargs["rate_limit_floor"] = rate_limit_floor
         if self.insecure:
             warn_insecure()
         return Client(**kwargs)

@@ -143,6 +143,17 @@ KeepGoing = Annotated[
         rich_help_panel=_MODE,
     ),
 ]
+RateLimitFloor = Annotated[
+    int | None,
+    typer.Option(
+        "--rate-limit-floor",
+        metavar="N",
+        min=0,
+        help="Keep N requests of a quota a registry states (RateLimit-Remaining, Docker Hub's ratelimit-remaining) "
+        "in hand: slow down near it, pause at it until the quota refills.",
+        rich_help_panel=_MODE,
+    ),
+]
 
 
 def image_line(outcome: dict[str, Any]) -> str:
@@ -276,6 +287,7 @@ def sync(
     prune: Prune = False,
     dry_run: DryRun = False,
     keep_going: KeepGoing = False,
+    rate_limit_floor: RateLimitFloor = None,
     jobs: Jobs = 8,
     retries: Retries = 3,
     json_output: JsonOutput = False,
@@ -354,7 +366,9 @@ def sync(
                 timeout=timeout,
                 connect_timeout=connect_timeout,
             )
-            async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
+            async with connection.client(
+                progress=progress, jobs=jobs, retries=retries, rate_limit_floor=rate_limit_floor
+            ) as client:
                 return await SyncEngine(client, target, options).run(specs)
 
         result = run(main, json_lines=json_output)
