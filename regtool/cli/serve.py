@@ -15,6 +15,9 @@ from regtool.cli.console import fail, stderr
 
 __all__ = ["serve", "serve_app"]
 
+# distribution's log levels (log.level in its config.yml) as the logging module's.
+_LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
 StorageOption = Annotated[str, typer.Option("--storage", help="filesystem (under --root) or inmemory.")]
 
 # A group: ``regtool serve [OPTIONS]`` runs the registry (the callback below, invoked without a subcommand), and
@@ -30,6 +33,14 @@ app.add_typer(serve_app, name="serve")
 @serve_app.callback(invoke_without_command=True)
 def serve(
     ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="distribution's config.yml (and its REGISTRY_* variables); flags given here override it.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 5000,
     root: Annotated[
@@ -145,6 +156,7 @@ def serve(
     if ctx.invoked_subcommand is not None:
         _refuse_serve_options_before(ctx)
         return
+    from regtool.cli.serve_config import apply_config_file, given_flags
     from regtool.errors import UsageError
     from regtool.server import ServerConfig, create_app, runner
     from regtool.server.config import default_root
@@ -159,7 +171,7 @@ def serve(
     data_root = None if storage == "inmemory" else (root or default_root()).expanduser().resolve()
     try:
         proxy = _proxy_settings(proxy_remote or [], proxy_username, proxy_password_file, proxy_ttl, proxy_max_size)
-        config = ServerConfig(
+        fields = dict(
             host=host,
             port=port,
             root=data_root,
@@ -190,16 +202,17 @@ def serve(
             metrics=not no_metrics,
             **proxy,
         )
-        if tls_cert is not None and tls_key is not None:
-            check_tls_files(tls_cert, tls_key)
+        config = ServerConfig(**apply_config_file(config_file, fields, given_flags(ctx)))
+        if config.tls_cert is not None and config.tls_key is not None:
+            check_tls_files(config.tls_cert, config.tls_key)
     except UsageError as exc:
         fail(str(exc), 2)
     # Bound before anything is printed or created: a busy port fails with nothing left behind, and --port 0
     # announces the port it got.
     try:
-        sock = runner.bind(host, port)
+        sock = runner.bind(config.host, config.port)
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+        fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", 1)
     try:
         config = dataclasses.replace(config, port=int(sock.getsockname()[1]))
         application = create_app(config)
@@ -211,16 +224,16 @@ def serve(
     for name in ("regtool.server.access", "regtool.server"):
         logger = logging.getLogger(name)
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(_LOG_LEVELS.get(config.log_level, logging.INFO))
         logger.propagate = False
-    apis = " + ".join(api for api, on in (("v2", not no_v2), ("v1", not no_v1)) if on)
-    where = "in memory" if data_root is None else f"root {data_root}"
-    scheme = "https" if tls_cert is not None else "http"
-    auth = "token auth" if token_auth else "basic auth" if htpasswd is not None else "no auth"
-    address = f"[{host}]" if ":" in host else host
-    cache = f", redis cache {redis}" if redis is not None else ""
+    apis = " + ".join(api for api, on in (("v2", config.enable_v2), ("v1", config.enable_v1)) if on)
+    where = f"root {config.root}" if config.root is not None else "in memory" if config.s3 is None else "s3"
+    scheme = "https" if config.tls_cert is not None else "http"
+    auth = "token auth" if config.token_auth else "basic auth" if config.htpasswd is not None else "no auth"
+    address = f"[{config.host}]" if ":" in config.host else config.host
+    cache = f", redis cache {config.redis_addr}" if config.redis_addr is not None else ""
     stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}")
-    runner.run(application, host, config.port, tls_cert=tls_cert, tls_key=tls_key, sock=sock)
+    runner.run(application, config.host, config.port, tls_cert=config.tls_cert, tls_key=config.tls_key, sock=sock)
     stderr.print("regtool serve: stopped")
 
 
