@@ -14,11 +14,21 @@ _regtool() {
         esac
     done
     case "$cmd" in
+        serve)
+            local j
+            for ((j = i + 1; j < COMP_CWORD; j++)); do
+                case "${COMP_WORDS[j]}" in
+                    gc) cmd="serve gc"; i=$j; break ;;
+                esac
+            done
+            ;;
+    esac
+    case "$cmd" in
         "")
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--version -h --help" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "catalog copy delete demo inspect login logout probe pull push serve tags" -- "$cur"))
+                COMPREPLY=($(compgen -W "catalog copy delete demo inspect login logout probe pull push serve sync tags" -- "$cur"))
             fi
             ;;
         catalog)
@@ -108,16 +118,23 @@ _regtool() {
                 --connect-timeout)
                     COMPREPLY=()
                     return ;;
+                --registries-conf)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --mirror)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--src-username|--dest-username|--timeout|--connect-timeout) skip=1 ;;
+                    --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--src-username|--dest-username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -220,16 +237,23 @@ _regtool() {
                 --connect-timeout)
                     COMPREPLY=()
                     return ;;
+                --registries-conf)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --mirror)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--raw --platform --protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--raw --platform --protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --platform|--protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --platform|--protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -367,16 +391,23 @@ _regtool() {
                 --connect-timeout)
                     COMPREPLY=()
                     return ;;
+                --registries-conf)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --mirror)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -451,6 +482,10 @@ _regtool() {
             ;;
         serve)
             case "$prev" in
+                --config)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
                 --host)
                     COMPREPLY=()
                     return ;;
@@ -512,22 +547,138 @@ _regtool() {
                 --web-prefix)
                     COMPREPLY=()
                     return ;;
+                --proxy-remote)
+                    COMPREPLY=()
+                    return ;;
+                --proxy-username)
+                    COMPREPLY=()
+                    return ;;
+                --proxy-password-file)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --proxy-ttl)
+                    COMPREPLY=()
+                    return ;;
+                --proxy-max-size)
+                    COMPREPLY=()
+                    return ;;
+                --redis)
+                    COMPREPLY=()
+                    return ;;
+                --gc-interval)
+                    COMPREPLY=()
+                    return ;;
+                --gc-delay)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix --proxy-remote --proxy-username --proxy-password-file --proxy-ttl --proxy-max-size --redis --no-metrics --gc-interval --gc-delay -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --host|--port|--root|--storage|--max-manifest-size|--latency|--upload-purge-age|--htpasswd|--auth-acl|--token-realm|--token-service|--token-issuer|--token-ttl|--token-key|--token-cert|--tls-cert|--tls-key|--web-prefix) skip=1 ;;
+                    --config|--host|--port|--root|--storage|--max-manifest-size|--latency|--upload-purge-age|--htpasswd|--auth-acl|--token-realm|--token-service|--token-issuer|--token-ttl|--token-key|--token-cert|--tls-cert|--tls-key|--web-prefix|--proxy-remote|--proxy-username|--proxy-password-file|--proxy-ttl|--proxy-max-size|--redis|--gc-interval|--gc-delay) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
             done
             case "$pos" in
                 0)
+                    COMPREPLY=($(compgen -W "gc" -- "$cur"))
+                    ;;
+            esac
+            ;;
+        "serve gc")
+            case "$prev" in
+                --root)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --storage)
+                    COMPREPLY=()
+                    return ;;
+                --delay)
+                    COMPREPLY=()
+                    return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--root --storage --dry-run --delete-untagged --delay --json -h --help" -- "$cur"))
+                return
+            fi
+            ;;
+        sync)
+            case "$prev" in
+                --config)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --repos)
+                    COMPREPLY=()
+                    return ;;
+                --tags)
+                    COMPREPLY=()
+                    return ;;
+                --exclude)
+                    COMPREPLY=()
+                    return ;;
+                --semver)
+                    COMPREPLY=()
+                    return ;;
+                --platform)
+                    COMPREPLY=()
+                    return ;;
+                --artifact-type)
+                    COMPREPLY=()
+                    return ;;
+                --rate-limit-floor)
+                    COMPREPLY=()
+                    return ;;
+                -j|--jobs)
+                    COMPREPLY=()
+                    return ;;
+                --retries)
+                    COMPREPLY=()
+                    return ;;
+                --timeline)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --ca-cert)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                -u|--username)
+                    COMPREPLY=()
+                    return ;;
+                --timeout)
+                    COMPREPLY=()
+                    return ;;
+                --connect-timeout)
+                    COMPREPLY=()
+                    return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--config --repos --tags --exclude --semver --platform --preserve-digests --no-referrers --artifact-type --immutable-tags --prune --dry-run --keep-going --rate-limit-floor -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                return
+            fi
+            pos=0; skip=0
+            for ((i = i + 1; i < COMP_CWORD; i++)); do
+                if ((skip)); then skip=0; continue; fi
+                case "${COMP_WORDS[i]}" in
+                    --config|--repos|--tags|--exclude|--semver|--platform|--artifact-type|--rate-limit-floor|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    -*) ;;
+                    *) ((pos++)) ;;
+                esac
+            done
+            case "$pos" in
+                0)
+                    COMPREPLY=()
+                    ;;
+                1)
                     COMPREPLY=()
                     ;;
             esac
@@ -553,16 +704,23 @@ _regtool() {
                 --connect-timeout)
                     COMPREPLY=()
                     return ;;
+                --registries-conf)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --mirror)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac

@@ -34,6 +34,7 @@ from regtool.cli import (  # noqa: E402, F401
     pull,
     push,
     serve,
+    serve_gc,
     sync,
     tags,
 )

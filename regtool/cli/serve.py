@@ -151,6 +151,22 @@ def serve(
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="No Prometheus /metrics (served to loopback clients only).")
     ] = False,
+    # The garbage collector in the server process.
+    gc_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--gc-interval",
+            metavar="DURATION",
+            help="Collect garbage (as `serve gc` does) every DURATION (e.g. 1h) while serving.",
+            show_default=False,
+        ),
+    ] = None,
+    gc_delay: Annotated[
+        str,
+        typer.Option(
+            "--gc-delay", metavar="DURATION", help="Grace period of --gc-interval: keep what is younger than this."
+        ),
+    ] = "1h",
 ) -> None:
     """Run a registry speaking v2 / OCI distribution (and v1) until interrupted."""
     if ctx.invoked_subcommand is not None:
@@ -200,6 +216,7 @@ def serve(
             redis_addr=redis,
             redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None,
             metrics=not no_metrics,
+            **_gc_settings(gc_interval, gc_delay),
             **proxy,
         )
         config = ServerConfig(**apply_config_file(config_file, fields, given_flags(ctx)))
@@ -264,6 +281,21 @@ def _proxy_settings(
         "proxy_remotes": parse_proxy_remotes(remotes, username=username, password=password),
         "proxy_ttl": parse_duration(ttl, what="--proxy-ttl"),
         "proxy_max_size": None if max_size is None else parse_size(max_size),
+    }
+
+
+def _gc_settings(interval: str | None, delay: str) -> dict[str, Any]:
+    """The ServerConfig fields of ``--gc-interval`` and ``--gc-delay``."""
+    from regtool.durations import parse_duration
+    from regtool.errors import UsageError
+
+    if interval is None:
+        if delay != "1h":
+            raise UsageError("--gc-delay is the grace period of --gc-interval: add --gc-interval DURATION")
+        return {}
+    return {
+        "gc_interval": parse_duration(interval, what="--gc-interval"),
+        "gc_delay": parse_duration(delay, what="--gc-delay"),
     }
 
 

@@ -133,6 +133,11 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
         driver, config.storage, interval=config.health_storage_interval, threshold=config.health_storage_threshold
     )
     middleware = [Middleware(RegistryMiddleware, config=config, metrics=metrics)]
+    if config.gc_interval is not None:
+        # The garbage collector's passes in this process, from the first request on (server/gc/online.py).
+        from regtool.server.gc.online import GcMiddleware, online_collector
+
+        middleware.append(Middleware(GcMiddleware, collector=online_collector(config, registry)))
     if config.upload_purge_age is not None:
         # Abandoned upload sessions are purged after this age (checked as requests arrive).
         middleware.append(Middleware(PurgeMiddleware, purger=UploadPurger(registry, config.upload_purge_age)))

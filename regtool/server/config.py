@@ -154,6 +154,10 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
             raise UsageError("upload_purge_age must not be negative")
+        if self.gc_interval is not None and not self.gc_interval > 0:
+            raise UsageError("gc_interval must be more than 0 seconds")
+        if not self.gc_delay >= 0:
+            raise UsageError("gc_delay must not be negative")
         if self.storage not in ("filesystem", "inmemory", "s3"):
             raise UsageError(f"unknown storage {self.storage!r}: expected filesystem, inmemory or s3")
         if (self.storage == "s3") != (self.s3 is not None):

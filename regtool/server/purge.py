@@ -24,7 +24,7 @@ from regtool.server.storage import paths
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import Registry
 
-__all__ = ["PurgeMiddleware", "UploadPurger", "purge_uploads"]
+__all__ = ["PurgeMiddleware", "UploadPurger", "idle_uploads", "purge_uploads"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +52,28 @@ def _last_activity(registry: Registry, upload_id: str) -> float | None:
     return max(times)
 
 
-def purge_uploads(registry: Registry, max_age: float, *, now: float | None = None) -> list[str]:
-    """Remove every upload session idle for more than ``max_age`` seconds; returns the ids removed."""
+def idle_uploads(registry: Registry, max_age: float, *, now: float | None = None) -> list[str]:
+    """The ids of the upload sessions idle for more than ``max_age`` seconds, sorted."""
     current = time.time() if now is None else now
     try:
         entries = registry.driver.list(paths.UPLOADS)
     except PathNotFound:
         return []
-    removed: list[str] = []
+    idle: list[str] = []
     for upload_id in sorted(entries):
         if not paths.UPLOAD_ID_RE.match(upload_id):
             continue
         last = _last_activity(registry, upload_id)
-        if last is None or current - last <= max_age:
-            continue
+        if last is not None and current - last > max_age:
+            idle.append(upload_id)
+    return idle
+
+
+def purge_uploads(registry: Registry, max_age: float, *, now: float | None = None) -> list[str]:
+    """Remove every upload session idle for more than ``max_age`` seconds; returns the ids removed."""
+    removed = idle_uploads(registry, max_age, now=now)
+    for upload_id in removed:
         registry.cancel_upload(upload_id)
-        removed.append(upload_id)
     if removed:
         logger.info("purged %d abandoned upload session(s) idle for more than %gs", len(removed), max_age)
     return removed

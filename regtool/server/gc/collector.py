@@ -1,0 +1,269 @@
+"""``collect_garbage``: mark what is live, then sweep the rest in an order that makes a crash harmless.
+
+The sweep runs in phases, each against a fresh mark of the store as it is then:
+
+1. unreachable manifest revisions (and their referrers entries);
+2. repository links nothing live names, referrers entries whose manifest is gone, repositories left empty;
+3. blob data, last, and upload sessions idle for longer than the grace period.
+
+References go before the data they name, so at every instant each live manifest still has its blobs and links:
+a run killed anywhere leaves a store that serves every live image, whose leftovers (a blob whose last link went,
+a link whose manifest went) are exactly what the next run's mark finds unreachable and removes. Nothing younger
+than the grace period (``delay``) is removed, and each candidate's time is read again just before it goes, so
+content pushed while the collector runs (a blob whose manifest is not pushed yet, a manifest tagged since the
+mark) stays. Marking again before each phase extends that to what became reachable during the previous phase.
+What the collector cannot see is a manifest that names a blob unreferenced for longer than the grace period,
+pushed in the moment between the last mark and that blob's removal: distribution requires a read-only registry
+for its collector for this reason; here the window is one phase of a run, not the run.
+
+Deletes go through the registry store (``Registry.unlink_blob``, ``BlobStore.delete``) or, for revisions, through
+:func:`forget_manifest`, so a descriptor cache in front of the store forgets what is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from regtool.digest import Digest
+from regtool.manifest import ManifestError, parse_manifest
+from regtool.server.errors import ApiError
+from regtool.server.gc.inventory import (
+    RepositoryInventory,
+    children,
+    read_repository,
+    revision_dir,
+    stored_blobs,
+    v1_blobs,
+)
+from regtool.server.gc.mark import LiveSet, mark
+from regtool.server.gc.report import GcReport, Removal
+from regtool.server.purge import idle_uploads
+from regtool.server.storage import paths
+from regtool.server.storage.driver import PathNotFound
+from regtool.server.storage.registry import Registry
+
+__all__ = ["DEFAULT_DELAY", "GcOptions", "collect_garbage", "forget_manifest"]
+
+logger = logging.getLogger("regtool.server.gc")
+
+DEFAULT_DELAY = 3600.0
+_REPOSITORY_PARTS = ("_manifests", "_layers", "_referrers")
+
+
+@dataclass(frozen=True, slots=True)
+class GcOptions:
+    """``delete_untagged``: untagged manifests that no live manifest needs go too. ``delay``: the grace period
+    in seconds. ``dry_run``: report, remove nothing. ``also_live``: blobs kept whatever the repositories say."""
+
+    delete_untagged: bool = False
+    delay: float = DEFAULT_DELAY
+    dry_run: bool = False
+    also_live: frozenset[Digest] = frozenset()
+
+
+def forget_manifest(registry: Registry, name: str, digest: Digest) -> None:
+    """Tell the descriptor cache (if any) that ``name`` no longer has manifest ``digest``."""
+    if registry.cache is not None:
+        registry.cache.forget_link(name, digest)
+
+
+class _Run:
+    def __init__(self, registry: Registry, options: GcOptions, now: float, on_removed: Callable[[Removal], None]):
+        self.registry = registry
+        self.driver = registry.driver
+        self.options = options
+        self.cutoff = now - options.delay
+        self.now = now
+        self.report = GcReport(options.dry_run)
+        self._on_removed = on_removed
+
+    def removed(self, removal: Removal) -> None:
+        self.report.removed.append(removal)
+        self._on_removed(removal)
+
+    def old(self, path: str) -> bool:
+        """Whether ``path`` is still there and older than the grace period (read again just before a removal)."""
+        try:
+            return self.driver.stat(path).modified <= self.cutoff
+        except PathNotFound:
+            return False
+
+    def inventory(self) -> list[RepositoryInventory]:
+        return [read_repository(self.driver, name) for name in self.registry.repositories()]
+
+    def mark(self, repositories: Iterable[RepositoryInventory]) -> LiveSet:
+        also_live = v1_blobs(self.driver) | self.options.also_live
+        return mark(
+            self.registry.blobs,
+            repositories,
+            delete_untagged=self.options.delete_untagged,
+            cutoff=self.cutoff,
+            also_live=also_live,
+        )
+
+    # -- phase 1 ------------------------------------------------------------------------------------------------
+
+    def sweep_manifests(self, repositories: list[RepositoryInventory], live: LiveSet) -> None:
+        for repository in repositories:
+            name = repository.name
+            for digest, revision in sorted(repository.revisions.items(), key=lambda item: str(item[0])):
+                if digest in live.manifests[name] or revision.modified > self.cutoff:
+                    continue
+                if not self.options.dry_run:
+                    if not self.old(paths.manifest_revision(name, digest)):
+                        continue  # pushed again since the mark
+                    self._remove_revision(name, digest, revision.media_type)
+                self.removed(Removal("manifest", str(digest), name))
+
+    def _remove_revision(self, name: str, digest: Digest, media_type: str) -> None:
+        # The referrers entry first: it is found from the manifest, which must still be readable for that.
+        try:
+            manifest = parse_manifest(self.registry.blobs.get(digest), media_type)
+        except (PathNotFound, ManifestError):
+            manifest = None
+        if manifest is not None and manifest.subject is not None:
+            try:
+                self.driver.delete(paths.referrer_entry(name, manifest.subject.digest, digest))
+            except PathNotFound:
+                pass
+        forget_manifest(self.registry, name, digest)
+        try:
+            self.driver.delete(revision_dir(name, digest))
+        except PathNotFound:
+            pass
+        forget_manifest(self.registry, name, digest)
+
+    # -- phase 2 ------------------------------------------------------------------------------------------------
+
+    def sweep_links(
+        self, repositories: list[RepositoryInventory], live: LiveSet, dead: set[tuple[str, Digest]]
+    ) -> None:
+        """``dead``: manifests a dry run's phase 1 would have removed (a real run has removed them)."""
+        for repository in repositories:
+            name = repository.name
+            for digest, modified in sorted(repository.links.items(), key=lambda item: str(item[0])):
+                if digest in live.links[name] or modified > self.cutoff:
+                    continue
+                if not self.options.dry_run:
+                    if not self.old(paths.layer_link(name, digest)):
+                        continue
+                    try:
+                        self.registry.unlink_blob(name, digest)
+                    except ApiError:
+                        continue  # removed meanwhile
+                self.removed(Removal("link", str(digest), name))
+            for entry in repository.referrers:
+                if entry.referrer in repository.revisions or (name, entry.referrer) in dead:
+                    continue  # its manifest is there, or (a dry run) the entry went with it in phase 1
+                if not self.options.dry_run:
+                    try:
+                        self.driver.delete(entry.path)
+                    except PathNotFound:
+                        continue
+                self.removed(Removal("referrer-entry", str(entry.referrer), name))
+
+    def sweep_repositories(self, names: Iterable[str]) -> None:
+        for name in names:
+            if self.options.dry_run:
+                self.removed(Removal("repository", name, name))
+                continue
+            if not read_repository(self.driver, name).empty:
+                continue
+            for part in _REPOSITORY_PARTS:
+                try:
+                    self.driver.delete(f"{paths.repository_dir(name)}/{part}")
+                except PathNotFound:
+                    pass
+            self._remove_empty_parents(name)
+            self.removed(Removal("repository", name, name))
+
+    def _remove_empty_parents(self, name: str) -> None:
+        # A nested repository (a/b inside a) keeps its parents' directories; an empty chain of them goes.
+        components = name.split("/")
+        while components:
+            directory = paths.repository_dir("/".join(components))
+            if children(self.driver, directory):
+                return
+            try:
+                self.driver.delete(directory)
+            except PathNotFound:
+                pass
+            components.pop()
+
+    # -- phase 3 ------------------------------------------------------------------------------------------------
+
+    def sweep_blobs(self, live: LiveSet) -> None:
+        for digest, info in sorted(stored_blobs(self.driver), key=lambda item: str(item[0])):
+            if digest in live.blobs or info.modified > self.cutoff:
+                continue
+            if not self.options.dry_run:
+                if not self.old(paths.blob_data(digest)):
+                    continue
+                try:
+                    self.registry.blobs.delete(digest)
+                except PathNotFound:
+                    continue
+            self.removed(Removal("blob", str(digest), size=info.size))
+
+    def sweep_uploads(self) -> None:
+        for upload_id in idle_uploads(self.registry, self.options.delay, now=self.now):
+            try:
+                size = self.driver.stat(paths.upload_data(upload_id)).size
+            except PathNotFound:
+                size = 0
+            if not self.options.dry_run:
+                self.registry.cancel_upload(upload_id)
+            self.removed(Removal("upload", upload_id, size=size))
+
+
+def _would_be_empty(repository: RepositoryInventory, removals: list[Removal]) -> bool:
+    gone = {(r.kind, r.what) for r in removals if r.repository == repository.name}
+    return (
+        not repository.tags
+        and all(("manifest", str(d)) in gone for d in repository.revisions)
+        and all(("link", str(d)) in gone for d in repository.links)
+        and all(
+            ("referrer-entry", str(e.referrer)) in gone or e.referrer in repository.revisions
+            for e in repository.referrers
+        )
+    )
+
+
+def collect_garbage(
+    registry: Registry,
+    options: GcOptions | None = None,
+    *,
+    now: float | None = None,
+    on_removed: Callable[[Removal], None] | None = None,
+) -> GcReport:
+    """Remove what no tag reaches (see the module's docstring); blocking, call it in a worker thread.
+
+    ``on_removed`` is called after each removal (progress, logs), in the order of the sweep.
+    """
+    options = options or GcOptions()
+    run = _Run(registry, options, time.time() if now is None else now, on_removed or (lambda removal: None))
+    repositories = run.inventory()
+    live = run.mark(repositories)
+    run.sweep_manifests(repositories, live)
+    dead = {(r.repository, Digest.parse(r.what)) for r in run.report.removed if r.repository is not None}
+    if not options.dry_run:
+        repositories = run.inventory()
+        live = run.mark(repositories)
+        dead = set()
+    run.sweep_links(repositories, live, dead)
+    run.sweep_repositories(r.name for r in repositories if _would_be_empty(r, run.report.removed))
+    if not options.dry_run:
+        live = run.mark(run.inventory())
+    run.sweep_blobs(live)
+    run.sweep_uploads()
+    if run.report.removed:
+        logger.info(
+            "garbage collection%s: %d item(s), %d bytes freed",
+            " (dry run)" if options.dry_run else "",
+            len(run.report.removed),
+            run.report.bytes_freed,
+        )
+    return run.report

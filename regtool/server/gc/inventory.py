@@ -1,0 +1,163 @@
+"""What the store holds, read through the driver alone: each repository's tags, manifest revisions, blob links
+and referrers entries, the blobs, and the blobs other stores keep alive (v1 images, the pull-through cache).
+
+Entries that cannot be read (a link removed while it is listed, a file that is not a digest) are left out: the
+collector never removes what it did not see, and a listing is only a snapshot of a store others write to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from regtool.digest import Digest
+from regtool.errors import InvalidDigest
+from regtool.manifest import Descriptor, ManifestError
+from regtool.server.storage import paths
+from regtool.server.storage.driver import FileInfo, PathNotFound, StorageDriver
+from regtool.server.storage.v1images import V1Error, image_file
+
+__all__ = [
+    "ReferrerEntry",
+    "RepositoryInventory",
+    "Revision",
+    "children",
+    "read_repository",
+    "revision_dir",
+    "stored_blobs",
+    "v1_blobs",
+]
+
+V1_IMAGES = f"{paths.V1}/images"
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A manifest revision link: the manifest's media type and when the link was written."""
+
+    media_type: str
+    modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerEntry:
+    """``_referrers/<alg>/<subject>/<alg>-<hex>``: ``referrer`` declares ``subject`` as its subject."""
+
+    subject: Digest
+    referrer: Digest
+    path: str
+
+
+@dataclass
+class RepositoryInventory:
+    name: str
+    tags: dict[str, Digest] = field(default_factory=dict)
+    revisions: dict[Digest, Revision] = field(default_factory=dict)
+    links: dict[Digest, float] = field(default_factory=dict)  # digest -> when the link was written
+    referrers: list[ReferrerEntry] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tags or self.revisions or self.links or self.referrers)
+
+
+def children(driver: StorageDriver, path: str) -> list[str]:
+    """The names in directory ``path``, sorted; none when it is absent."""
+    try:
+        return sorted(driver.list(path))
+    except PathNotFound:
+        return []
+
+
+def _digest(algorithm: str, encoded: str) -> Digest | None:
+    try:
+        return Digest.parse(f"{algorithm}:{encoded}")
+    except InvalidDigest:
+        return None
+
+
+def _digests_under(driver: StorageDriver, base: str) -> Iterator[Digest]:
+    """Digests laid out as ``base/<alg>/<hex>`` (revisions, layer links)."""
+    for algorithm in children(driver, base):
+        for encoded in children(driver, f"{base}/{algorithm}"):
+            digest = _digest(algorithm, encoded)
+            if digest is not None:
+                yield digest
+
+
+def _stat(driver: StorageDriver, path: str) -> FileInfo | None:
+    try:
+        return driver.stat(path)
+    except PathNotFound:
+        return None
+
+
+def revision_dir(name: str, digest: Digest) -> str:
+    return paths.manifest_revision(name, digest).rsplit("/", 1)[0]
+
+
+def read_repository(driver: StorageDriver, name: str) -> RepositoryInventory:
+    inventory = RepositoryInventory(name)
+    for tag in children(driver, paths.tags_dir(name)):
+        try:
+            inventory.tags[tag] = Digest.parse(driver.get_content(paths.tag_link(name, tag)).decode())
+        except (PathNotFound, InvalidDigest, UnicodeDecodeError):
+            continue
+    revisions = f"{paths.repository_dir(name)}/_manifests/revisions"
+    for digest in _digests_under(driver, revisions):
+        link = paths.manifest_revision(name, digest)
+        info = _stat(driver, link)
+        try:
+            media_type = driver.get_content(link).decode()
+        except (PathNotFound, UnicodeDecodeError):
+            continue
+        if info is not None:
+            inventory.revisions[digest] = Revision(media_type, info.modified)
+    for digest in _digests_under(driver, paths.layers_dir(name)):
+        info = _stat(driver, paths.layer_link(name, digest))
+        if info is not None:
+            inventory.links[digest] = info.modified
+    referrers = f"{paths.repository_dir(name)}/_referrers"
+    for subject in _digests_under(driver, referrers):
+        directory = paths.referrers_dir(name, subject)
+        for entry in children(driver, directory):
+            algorithm, _, encoded = entry.partition("-")
+            referrer = _digest(algorithm, encoded)
+            if referrer is not None:
+                inventory.referrers.append(ReferrerEntry(subject, referrer, f"{directory}/{entry}"))
+    return inventory
+
+
+def stored_blobs(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo]]:
+    """Every blob's digest and its data file (``blobs/<alg>/<hex[:2]>/<hex>/data``)."""
+    for algorithm in children(driver, paths.BLOBS):
+        for prefix in children(driver, f"{paths.BLOBS}/{algorithm}"):
+            for encoded in children(driver, f"{paths.BLOBS}/{algorithm}/{prefix}"):
+                digest = _digest(algorithm, encoded)
+                if digest is None:
+                    continue
+                info = _stat(driver, paths.blob_data(digest))
+                if info is not None and not info.is_dir:
+                    yield digest, info
+
+
+def v1_blobs(driver: StorageDriver) -> set[Digest]:
+    """The blobs the v1 image store uses: each image's layer, and the layer as v2 shows it when that differs.
+
+    v1 images have no garbage collection of their own (a v1 image is kept while the store has it), so their
+    blobs are always live.
+    """
+    found: set[Digest] = set()
+    for image_id in children(driver, V1_IMAGES):
+        try:
+            found.add(Digest.parse(driver.get_content(image_file(image_id, "layer")).decode()))
+        except (PathNotFound, InvalidDigest, UnicodeDecodeError, V1Error):
+            pass
+        try:
+            # Written by v1mirror: a bzip2 or xz layer is shown over v2 as its decompressed tar, another blob.
+            record = json.loads(driver.get_content(image_file(image_id, "_v2layer")))
+            found.add(Descriptor.from_json(record["descriptor"]).digest)
+        except (PathNotFound, ValueError, KeyError, TypeError, ManifestError, V1Error):
+            pass
+    return found

@@ -1,0 +1,102 @@
+"""The mark phase: which manifests, repository links and blobs are live.
+
+Live manifests of a repository, from its roots:
+
+- every tagged manifest;
+- every manifest whose revision was written within the grace period (a push in progress may tag it next);
+- without ``delete_untagged``, every untagged manifest that is not a referrer (distribution keeps them too);
+- the children of a live index, and the referrers of a live manifest (a manifest whose ``subject`` is live).
+
+A live manifest keeps its own blob, its config and its layers, both as blobs and as links in its repository.
+A link written within the grace period keeps itself and its blob (a blob pushed before its manifest). Blobs the
+v1 image store or the pull-through cache use are live whatever the repositories say.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from regtool.digest import Digest
+from regtool.manifest import Manifest, ManifestError, parse_manifest
+from regtool.server.gc.inventory import RepositoryInventory
+from regtool.server.storage.driver import PathNotFound
+from regtool.server.storage.registry import BlobStore
+
+__all__ = ["LiveSet", "mark"]
+
+
+@dataclass
+class LiveSet:
+    manifests: dict[str, set[Digest]] = field(default_factory=lambda: defaultdict(set))
+    links: dict[str, set[Digest]] = field(default_factory=lambda: defaultdict(set))
+    blobs: set[Digest] = field(default_factory=set)
+
+
+def _load(blobs: BlobStore, digest: Digest, media_type: str) -> Manifest | None:
+    # A manifest that cannot be read keeps what the tags and grace say about it, and names nothing else.
+    try:
+        return parse_manifest(blobs.get(digest), media_type)
+    except (PathNotFound, ManifestError):
+        return None
+
+
+def _needs(manifest: Manifest) -> Iterable[Digest]:
+    """The blobs a manifest names: config and layers (foreign layers too, when they happen to be stored)."""
+    yield from manifest.referenced_blobs()
+    yield from (layer.digest for layer in manifest.layers)
+
+
+def _mark_repository(
+    blobs: BlobStore, repository: RepositoryInventory, live: LiveSet, *, delete_untagged: bool, cutoff: float
+) -> None:
+    name = repository.name
+    parsed = {digest: _load(blobs, digest, rev.media_type) for digest, rev in repository.revisions.items()}
+    referrers: defaultdict[Digest, list[Digest]] = defaultdict(list)
+    for digest, manifest in parsed.items():
+        if manifest is not None and manifest.subject is not None:
+            referrers[manifest.subject.digest].append(digest)
+    pending = list(repository.tags.values())
+    for digest, revision in repository.revisions.items():
+        manifest = parsed[digest]
+        is_referrer = manifest is not None and manifest.subject is not None
+        if revision.modified > cutoff or (not delete_untagged and not is_referrer):
+            pending.append(digest)
+    for digest, modified in repository.links.items():
+        if modified > cutoff:
+            live.links[name].add(digest)
+            live.blobs.add(digest)
+    seen = live.manifests[name]
+    while pending:
+        digest = pending.pop()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        live.links[name].add(digest)
+        live.blobs.add(digest)
+        manifest = parsed.get(digest)
+        if manifest is None and digest not in repository.revisions:
+            continue  # a tag naming a manifest the repository lacks: its blob stays, nothing more is known
+        for blob in _needs(manifest) if manifest is not None else ():
+            live.links[name].add(blob)
+            live.blobs.add(blob)
+        if manifest is not None and manifest.is_index:
+            pending.extend(child.digest for child in manifest.manifests)
+        pending.extend(referrers.get(digest, ()))
+
+
+def mark(
+    blobs: BlobStore,
+    repositories: Iterable[RepositoryInventory],
+    *,
+    delete_untagged: bool,
+    cutoff: float,
+    also_live: Iterable[Digest] = (),
+) -> LiveSet:
+    """The live set of ``repositories``; ``cutoff`` is the time before which nothing counts as recent."""
+    live = LiveSet()
+    for repository in repositories:
+        _mark_repository(blobs, repository, live, delete_untagged=delete_untagged, cutoff=cutoff)
+    live.blobs.update(also_live)
+    return live

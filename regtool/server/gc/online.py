@@ -1,0 +1,94 @@
+"""The collector inside ``regtool serve`` (``--gc-interval``): a pass every interval, in a daemon thread.
+
+The thread starts with the first request the app serves (an app that is built and never run collects nothing)
+and sleeps between passes, so a pass never delays a request. The grace period (``--gc-delay``) is what makes
+collecting under traffic safe (see ``collector.py``); a process stopped in the middle of a pass leaves a store
+the next pass finishes. A failing pass is logged and the next one runs on time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from regtool.server.config import ServerConfig
+from regtool.server.gc.collector import GcOptions, collect_garbage
+from regtool.server.gc.report import GcReport
+from regtool.server.storage.registry import Registry
+
+__all__ = ["GcMiddleware", "OnlineCollector", "online_collector"]
+
+logger = logging.getLogger("regtool.server.gc")
+
+
+class OnlineCollector:
+    """Collects garbage every ``interval`` seconds once started; ``after_pass`` runs after each pass (other
+    bounds the same schedule enforces, such as the pull-through cache's)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        interval: float,
+        options: GcOptions,
+        after_pass: Callable[[], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.interval = interval
+        self.options = options
+        self.after_pass = after_pass
+        self.passes = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the passes (once; later calls do nothing)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._loop, name="regtool-gc", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def run_once(self) -> GcReport:
+        report = collect_garbage(self.registry, self.options)
+        if self.after_pass is not None:
+            self.after_pass()
+        self.passes += 1
+        return report
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("garbage collection pass failed")
+
+
+def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollector:
+    """The collector ``config`` asks for (``gc_interval`` set): untagged manifests kept, as ``serve gc`` does."""
+    assert config.gc_interval is not None
+    return OnlineCollector(registry, interval=config.gc_interval, options=GcOptions(delay=config.gc_delay))
+
+
+class GcMiddleware:
+    """Starts the collector with the first HTTP request."""
+
+    def __init__(self, app: ASGIApp, collector: OnlineCollector) -> None:
+        self.app = app
+        self.collector = collector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.collector.start()
+        await self.app(scope, receive, send)

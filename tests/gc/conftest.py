@@ -1,0 +1,54 @@
+"""A real regtool serve filled by regtool pushes (tests/gc/scene.py), and checks on what the store holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regtool.digest import Digest
+from regtool.protocol import mediatypes as mt
+from tests.cli.support import in_process
+from tests.gc.scene import Scene, fill
+from tests.support.serve import RunningServe, run_serve
+
+
+@dataclass
+class Filled:
+    server: RunningServe
+    scene: Scene
+    root: Path
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Iterator[Filled]:
+    root = tmp_path / "registry"
+    with run_serve(root) as server:
+        yield Filled(server, fill(server.url, server.host, tmp_path / "images"), root)
+
+
+def stored_blobs(root: Path) -> set[Digest]:
+    return {Digest.parse(f"{p.parents[2].name}:{p.parent.name}") for p in (root / "blobs").glob("*/*/*/data")}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_pulls_identical(filled: Filled, tmp: Path) -> None:
+    """Every tag serves its manifest and pulls with regtool, every blob pulled being the bytes pushed."""
+    accept = {"Accept": f"{mt.OCI_MANIFEST}, {mt.OCI_INDEX}"}
+    for tag, digest in filled.scene.tags.items():
+        repo, _, reference = tag.partition(":")
+        served = httpx.get(f"{filled.server.url}/v2/{repo}/manifests/{reference}", headers=accept)
+        assert served.content == filled.scene.blobs[digest]
+        dest = tmp / f"pulled-{tag.replace(':', '-')}"
+        done = in_process("pull", f"{filled.scene.host}/{tag}", str(dest))
+        assert done.returncode == 0, done.stderr
+        pulled = {Digest.parse(f"sha256:{p.name}"): p.read_bytes() for p in (dest / "blobs" / "sha256").iterdir()}
+        assert len(pulled) >= 3  # a manifest, its config, a layer at least (an index pulls one platform)
+        for blob, data in pulled.items():
+            assert data == filled.scene.blobs[blob], f"{tag}: {blob} differs"

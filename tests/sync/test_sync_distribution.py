@@ -1,0 +1,99 @@
+"""``regtool sync`` with distribution 2.8.2 (no referrers API: the tag schema is written for real) and a directory:
+serve -> distribution and a no-op re-run, the air gap crossed registry -> directory -> registry with every digest
+kept, and signatures and SBOMs arriving with their image."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regtool.client.v2.referrers import schema_tag
+from regtool.image.oci_layout import OciLayout
+from tests.cli.support import in_process
+from tests.support.distribution import Distribution
+from tests.support.serve import run_serve
+from tests.sync.seed import REPOSITORIES, TAGS, seed
+from tests.sync.support import digest_at, tags_at
+from tests.sync.test_referrers import attach
+
+pytestmark = pytest.mark.interop
+
+
+def http_events(stderr: str) -> list[dict[str, object]]:
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [e for e in events if e.get("event") == "http"]
+
+
+def test_serve_to_distribution_and_a_no_op_rerun_of_two_heads_per_tag(
+    tmp_path: Path, distribution: Distribution
+) -> None:
+    with run_serve(tmp_path / "source", enable_v1=False) as source:
+        pushed = seed(source.host, tmp_path / "work")
+        first = in_process("sync", source.host, f"{distribution.host}/mirror", "--json")
+        assert first.returncode == 0, first.stderr
+        assert json.loads(first.stdout)["failed"] == 0
+        for repository in REPOSITORIES:
+            assert tags_at(distribution.url, f"mirror/{repository}") == sorted(TAGS)
+            for tag in TAGS:
+                assert digest_at(distribution.url, f"mirror/{repository}", tag) == str(pushed[f"{repository}:{tag}"])
+
+        again = in_process("sync", source.host, f"{distribution.host}/mirror", "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["skipped"] == 30
+        at_dest = Counter(
+            (str(e["method"]), "manifests" if "/manifests/" in str(e["url"]) else str(e["url"]).rsplit("/", 2)[-2])
+            for e in http_events(again.stderr)
+            if distribution.host in str(e["url"])
+        )
+        assert at_dest[("HEAD", "manifests")] == 30
+        assert sum(at_dest.values()) - at_dest[("HEAD", "manifests")] <= 2  # the ping (https, then http)
+
+
+def test_the_air_gap_round_trip_keeps_every_digest(tmp_path: Path, distribution: Distribution) -> None:
+    carried = tmp_path / "carried"
+    with run_serve(tmp_path / "source", enable_v1=False) as source:
+        pushed = seed(source.host, tmp_path / "work")
+        out = in_process("sync", source.host, str(carried))
+        assert out.returncode == 0, out.stderr
+    # One OCI layout per repository, each tag a ref name pointing at the source's digest.
+    for repository in REPOSITORIES:
+        layout = OciLayout.open(carried / repository)
+        assert sorted(layout.ref_names()) == sorted(TAGS)
+        for tag in TAGS:
+            assert layout.resolve(tag).digest == pushed[f"{repository}:{tag}"]
+    again = in_process("sync", str(carried), f"{distribution.host}/airgap")
+    assert again.returncode == 0, again.stderr
+    for repository in REPOSITORIES:
+        for tag in TAGS:
+            assert digest_at(distribution.url, f"airgap/{repository}", tag) == str(pushed[f"{repository}:{tag}"])
+    rerun = in_process("sync", str(carried), f"{distribution.host}/airgap")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "30 image(s): 30 skipped" in rerun.stdout
+
+
+def test_signatures_and_sboms_arrive_with_their_image_as_the_tag_schema(
+    tmp_path: Path, distribution: Distribution
+) -> None:
+    with run_serve(tmp_path / "source", enable_v1=False) as source:
+        attached = attach(source.url, "team/signed", tag_schema=False)
+        bare = in_process("sync", f"{source.host}/team/signed", f"{distribution.host}/bare", "--no-referrers")
+        assert bare.returncode == 0, bare.stderr
+        assert tags_at(distribution.url, "bare/team/signed") == ["1.0"]
+
+        proc = in_process("sync", f"{source.host}/team/signed", distribution.host, "--json")
+        assert proc.returncode == 0, proc.stderr
+        (result,) = json.loads(proc.stdout)["results"]
+        assert result["referrers"] == 4
+    name = "team/signed"
+    for digest in (attached.signature, attached.sbom, attached.sbom_signature, attached.cosign):
+        assert digest_at(distribution.url, name, str(digest)) == str(digest)
+    assert digest_at(distribution.url, name, schema_tag(attached.subject) + ".sig") == str(attached.cosign)
+    accept = {"Accept": "application/vnd.oci.image.index.v1+json"}
+    index = httpx.get(f"{distribution.url}/v2/{name}/manifests/{schema_tag(attached.subject)}", headers=accept).json()
+    assert {entry["digest"] for entry in index["manifests"]} == {str(attached.signature), str(attached.sbom)}
+    nested = httpx.get(f"{distribution.url}/v2/{name}/manifests/{schema_tag(attached.sbom)}", headers=accept).json()
+    assert [entry["digest"] for entry in nested["manifests"]] == [str(attached.sbom_signature)]
