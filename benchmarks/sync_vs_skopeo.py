@@ -1,20 +1,28 @@
 """The mirror job: ``regtool sync`` against ``skopeo sync --src docker --dest docker``, first sync and no-op re-sync.
 
     python benchmarks/sync_vs_skopeo.py [--runs 3] [--delay-ms 50] [--repos 4] [--tags 25] [--only delay,loopback]
-                                        [--tools regtool,skopeo] [--work DIR]
+                                        [--modes each,all] [--tools regtool,skopeo] [--work DIR]
 
 The source is ``regtool serve`` (a subprocess, filesystem storage) holding ``--repos`` repositories
 (``bench/app0``...) of ``--tags`` small tags each (``1.0.0``...), seeded once over HTTP: every image has the same two
 base layers (256 KiB and 64 KiB of random bytes), one layer per repository (32 KiB), one per tag (4 KiB) and its
 own config, so a mirror job meets blobs it already copied at every turn. Every timed run syncs into a FRESH
 docker-registry (distribution 2.8.2; a new port, so a new registry name for skopeo's blob-info cache), first
-(everything is copied) and then again (nothing changed: the no-op re-sync), one repository per invocation as
-``skopeo sync --src docker`` takes them::
+(everything is copied) and then again (nothing changed: the no-op re-sync). Modes (``--modes``):
+
+- ``each``: one repository per invocation, as ``skopeo sync --src docker`` takes them; the time of a sync is the
+  sum over the repositories (each one process, so each pays its start-up)::
 
     regtool sync --quiet SRC/bench/appN DEST/mirror
     skopeo sync --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false SRC/bench/appN DEST/mirror
 
-The time of a sync is the sum over the repositories (each one process, so each pays its start-up). Settings
+- ``all``: every repository in one invocation, from one skopeo sync YAML file (``SRC: {images: {bench/appN: []},
+  tls-verify: false}``, an empty list meaning every tag) that both tools read as it is::
+
+    regtool sync --quiet --config FILE DEST/mirror
+    skopeo sync --src yaml --dest docker --dest-tls-verify=false FILE DEST/mirror
+
+Settings
 (``--only``): ``delay``, where both registries are reached through ``benchmarks/latency_proxy.py`` (``--delay-ms``
 per request burst and once more per new connection, as in ``wan.py``; one proxy per registry, fresh for each
 run), and ``loopback``, where both are reached directly and interpreter start-up weighs most. The tools alternate
@@ -59,6 +67,7 @@ from tests.support.images import gzip_bytes, tar_bytes  # noqa: E402
 from tests.support.serve import ServeProcess, run_serve_process  # noqa: E402
 
 SETTINGS = ("delay", "loopback")
+MODES = ("each", "all")
 TOOLS = ("regtool", "skopeo")
 PREFIX = "mirror"
 
@@ -138,15 +147,30 @@ def seed(server: ServeProcess, repos: int, tags: int) -> Catalog:
 # ---------------------------------------------------------------------------------------------------- the tools
 
 
-def _target(tool: str, repository: str) -> str:
-    """Where each tool puts a source repository below DEST/mirror: regtool keeps the path, skopeo its last part."""
-    return f"{PREFIX}/{repository}" if tool == "regtool" else f"{PREFIX}/{repository.rsplit('/', 1)[-1]}"
-
-
-def sync_argv(tool: str, source: str, repository: str, dest: str) -> list[str]:
+def sync_argvs(tool: str, mode: str, source: str, catalog: Catalog, dest: str, work: Path) -> list[list[str]]:
+    """The invocations of one sync of every repository."""
+    if mode == "all":
+        config = work / f"skopeo-sync-{source.replace(':', '_')}.yaml"
+        images = "".join(f"    {repository}: []\n" for repository in catalog.images)
+        config.write_text(f"{source}:\n  images:\n{images}  tls-verify: false\n")
+        if tool == "regtool":
+            return [[*_regtool(), "sync", "--quiet", "--config", str(config), f"{dest}/{PREFIX}"]]
+        return [
+            [
+                "skopeo",
+                "sync",
+                "--src",
+                "yaml",
+                "--dest",
+                "docker",
+                "--dest-tls-verify=false",
+                str(config),
+                f"{dest}/{PREFIX}",
+            ]
+        ]
     if tool == "regtool":
-        return [*_regtool(), "sync", "--quiet", f"{source}/{repository}", f"{dest}/{PREFIX}"]
-    return [
+        return [[*_regtool(), "sync", "--quiet", f"{source}/{r}", f"{dest}/{PREFIX}"] for r in catalog.images]
+    skopeo = [
         "skopeo",
         "sync",
         "--src",
@@ -155,24 +179,28 @@ def sync_argv(tool: str, source: str, repository: str, dest: str) -> list[str]:
         "docker",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
-        f"{source}/{repository}",
-        f"{dest}/{PREFIX}",
     ]
+    return [[*skopeo, f"{source}/{r}", f"{dest}/{PREFIX}"] for r in catalog.images]
+
+
+def _head(conn: http.client.HTTPConnection, path: str) -> tuple[int, str | None]:
+    conn.request("HEAD", path, headers={"Accept": mt.MANIFEST_ACCEPT})
+    response = conn.getresponse()
+    response.read()
+    return response.status, response.getheader("Docker-Content-Digest")
 
 
 def _check(registry: Distribution, tool: str, catalog: Catalog) -> None:
-    """Every tag at the destination, with the source's digest (untimed, on loopback)."""
+    """Every tag at the destination, with the source's digest (untimed, on loopback). Below DEST/mirror a
+    repository keeps its path or only its last part (skopeo's way), as each tool does it."""
     conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
     try:
         for repository, tags in catalog.images.items():
             for tag, digest in tags.items():
-                path = f"/v2/{_target(tool, repository)}/manifests/{tag}"
-                conn.request("HEAD", path, headers={"Accept": mt.MANIFEST_ACCEPT})
-                response = conn.getresponse()
-                response.read()
-                got = response.getheader("Docker-Content-Digest")
-                if response.status != 200 or got != digest:
-                    raise SystemExit(f"{tool}: {path} answered {response.status} {got}, expected {digest}")
+                names = (f"{PREFIX}/{repository}", f"{PREFIX}/{repository.rsplit('/', 1)[-1]}")
+                answers = [_head(conn, f"/v2/{name}/manifests/{tag}") for name in names]
+                if (200, digest) not in answers:
+                    raise SystemExit(f"{tool}: {repository}:{tag} is not at the destination with {digest}: {answers}")
     finally:
         conn.close()
 
@@ -186,6 +214,7 @@ class Phase:
 
     tool: str
     setting: str
+    mode: str  # "each" or "all"
     kind: str  # "first" or "noop"
     seconds: float
     source_requests: int
@@ -204,13 +233,11 @@ class Results:
 
 
 def _sync_all(
-    tool: str, catalog: Catalog, source_host: str, dest_host: str, source_log: AccessLog, dest_log: AccessLog
+    argvs: list[list[str]], tool: str, source_log: AccessLog, dest_log: AccessLog
 ) -> tuple[float, int, int, float]:
     source_log.mark()
     dest_log.mark()
-    runs: list[Run] = [
-        _timed(tool, sync_argv(tool, source_host, repository, dest_host)) for repository in catalog.images
-    ]
+    runs: list[Run] = [_timed(tool, argv) for argv in argvs]
     return (
         sum(r.seconds for r in runs),
         len(source_log.since_mark()),
@@ -220,9 +247,9 @@ def _sync_all(
 
 
 def one_run(
-    tool: str, setting: str, run: int, catalog: Catalog, server: ServeProcess, work: Path, delay_ms: float
+    tool: str, setting: str, mode: str, run: int, catalog: Catalog, server: ServeProcess, work: Path, delay_ms: float
 ) -> list[Phase]:
-    root = work / f"dest-{tool}-{setting}-{run}"
+    root = work / f"dest-{tool}-{setting}-{mode}-{run}"
     shutil.rmtree(root, ignore_errors=True)
     phases: list[Phase] = []
     source_log = AccessLog(server.log_path)
@@ -234,11 +261,12 @@ def one_run(
             source_host = stack.enter_context(latency_proxy(server.port, delay_ms, proxies)).host
             dest_host = stack.enter_context(latency_proxy(registry.port, delay_ms, proxies)).host
         dest_log = AccessLog(registry.log_path)
+        argvs = sync_argvs(tool, mode, source_host, catalog, dest_host, work)
         for kind in ("first", "noop"):
-            seconds, at_source, at_dest, load = _sync_all(tool, catalog, source_host, dest_host, source_log, dest_log)
-            phases.append(Phase(tool, setting, kind, seconds, at_source, at_dest, load))
+            seconds, at_source, at_dest, load = _sync_all(argvs, tool, source_log, dest_log)
+            phases.append(Phase(tool, setting, mode, kind, seconds, at_source, at_dest, load))
             print(
-                f"  {setting} run {run + 1} {tool:8} {kind:5} {seconds:7.2f} s  requests {at_source} + {at_dest}"
+                f"  {setting} {mode} run {run + 1} {tool:8} {kind:5} {seconds:7.2f} s  requests {at_source} + {at_dest}"
                 f"  load {load:.2f}",
                 flush=True,
             )
@@ -269,19 +297,24 @@ def report(results: Results, args: argparse.Namespace, catalog: Catalog, started
         "(benchmarks/sync_vs_skopeo.py)",
         "",
         f"`python benchmarks/sync_vs_skopeo.py --runs {args.runs} --delay-ms {results.delay_ms:g} --repos "
-        f"{args.repos} --tags {args.tags} --only {args.only} --tools {args.tools}`, {started} to {_now()}; medians "
-        f"of {args.runs} interleaved runs, each tool into a fresh docker-registry; a sync's time is the sum of its "
-        f"{len(catalog.images)} invocations (one per repository). Requests: logged by the source and the "
-        "destination (min-max over the runs).",
+        f"{args.repos} --tags {args.tags} --only {args.only} --modes {args.modes} --tools {args.tools}`, {started} "
+        f"to {_now()}; medians of {args.runs} interleaved runs, each tool into a fresh docker-registry. Invocations: "
+        f"`each` is one per repository ({len(catalog.images)}, times summed), `all` one for every repository (the "
+        "same skopeo sync YAML file). Requests: logged by the source and the destination (min-max over the runs).",
         "",
-        "| setting | sync | regtool | skopeo | regtool / skopeo | requests r / s | requests per tag r / s | load |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | invocations | sync | regtool | skopeo | regtool / skopeo | requests r / s "
+        "| requests per tag r / s | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     samples: list[str] = []
-    for setting in [s for s in SETTINGS if any(p.setting == s for p in results.phases)]:
+    cases = [(s, m) for s in SETTINGS for m in MODES if any((p.setting, p.mode) == (s, m) for p in results.phases)]
+    for setting, mode in cases:
         label = f"+{d}" if setting == "delay" else "loopback"
         for kind, name in (("first", "first"), ("noop", "no-op re-sync")):
-            by = {t: [p for p in results.phases if (p.tool, p.setting, p.kind) == (t, setting, kind)] for t in TOOLS}
+            by = {
+                t: [p for p in results.phases if (p.tool, p.setting, p.mode, p.kind) == (t, setting, mode, kind)]
+                for t in TOOLS
+            }
             if not all(by.values()):
                 continue
             med = {t: _median(by[t]) for t in TOOLS}
@@ -289,11 +322,12 @@ def report(results: Results, args: argparse.Namespace, catalog: Catalog, started
             per_tag = " / ".join(_range([p.requests / tags for p in by[t]], "{:.2f}") for t in TOOLS)
             loads = [p.load for t in TOOLS for p in by[t]]
             out.append(
-                f"| {label} | {name} | {med['regtool']:.2f} s | {med['skopeo']:.2f} s "
+                f"| {label} | {mode} | {name} | {med['regtool']:.2f} s | {med['skopeo']:.2f} s "
                 f"| **{med['regtool'] / med['skopeo']:.2f}** | {requests} | {per_tag} | {_range(loads, '{:.2f}')} |"
             )
             samples.append(
-                f"{label} {name}: " + "; ".join(f"{t} " + " ".join(f"{p.seconds:.2f}" for p in by[t]) for t in TOOLS)
+                f"{label} {mode} {name}: "
+                + "; ".join(f"{t} " + " ".join(f"{p.seconds:.2f}" for p in by[t]) for t in TOOLS)
             )
     out += ["", "Samples (s): " + ". ".join(samples) + ".", "", "Machine:", "", *machine()]
     print("\n".join(out), flush=True)
@@ -324,15 +358,19 @@ def main() -> None:
     parser.add_argument("--repos", type=int, default=4, help="repositories at the source (4)")
     parser.add_argument("--tags", type=int, default=25, help="tags per repository (25)")
     parser.add_argument("--only", default=",".join(SETTINGS), help=f"comma-separated settings: {','.join(SETTINGS)}")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: each,all (both)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated: regtool,skopeo (both)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/regtool-bench-sync"))
     args = parser.parse_args()
     settings = [s.strip() for s in args.only.split(",") if s.strip()]
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.runs < 1 or args.delay_ms < 0 or args.repos < 1 or args.tags < 1:
         parser.error("--runs, --repos and --tags must be at least 1, --delay-ms at least 0")
-    if set(settings) - set(SETTINGS) or set(tools) - set(TOOLS) or not settings or not tools:
-        parser.error(f"settings are {', '.join(SETTINGS)}; tools are {', '.join(TOOLS)}")
+    if set(settings) - set(SETTINGS) or set(tools) - set(TOOLS) or set(modes) - set(MODES):
+        parser.error(f"settings are {', '.join(SETTINGS)}; modes {', '.join(MODES)}; tools {', '.join(TOOLS)}")
+    if not (settings and tools and modes):
+        parser.error("nothing to run")
     for binary in ("skopeo", "docker-registry"):
         if shutil.which(binary) is None:
             raise SystemExit(f"{binary} is not installed")
@@ -348,9 +386,10 @@ def main() -> None:
     results = Results(args.delay_ms)
     with source_registry(work, args.repos, args.tags) as (server, catalog):
         for setting in settings:
-            for run in range(args.runs):
-                for tool in _rotate(tools, run):
-                    results.phases += one_run(tool, setting, run, catalog, server, work, args.delay_ms)
+            for mode in modes:
+                for run in range(args.runs):
+                    for tool in _rotate(tools, run):
+                        results.phases += one_run(tool, setting, mode, run, catalog, server, work, args.delay_ms)
     shutil.rmtree(work / "proxy-logs", ignore_errors=True)
     if set(tools) == set(TOOLS):
         report(results, args, catalog, started)
