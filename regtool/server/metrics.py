@@ -63,14 +63,24 @@ class ServerMetrics:
             "Blob upload requests of this instance receiving bytes now.",
             registry=self.registry,
         )
+        self._in_flight = Gauge(
+            "registry_http_requests_in_flight",
+            "Requests of this instance not finished yet (the route is known only once routed).",
+            ["method"],
+            registry=self.registry,
+        )
         if cache_stats is not None:
             self.registry.register(_cache_collector(cache_stats))
 
-    def upload_started(self) -> None:
-        self._uploads.inc()
+    def started(self, method: str, path: str) -> None:
+        self._in_flight.labels(method).inc()
+        if is_upload(method, path):
+            self._uploads.inc()
 
-    def upload_finished(self) -> None:
-        self._uploads.dec()
+    def finished(self, method: str, path: str) -> None:
+        self._in_flight.labels(method).dec()
+        if is_upload(method, path):
+            self._uploads.dec()
 
     def observe(self, method: str, route: str | None, status: int, duration: float, sent: int, received: int) -> None:
         values = (method, route or UNMATCHED_ROUTE, str(status))

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode, RegistryErrorItem, encode_v2_errors
 from regtool.server.config import RequestEvent, ServerConfig
-from regtool.server.metrics import ServerMetrics, is_upload
+from regtool.server.metrics import ServerMetrics
 from regtool.server.zerocopy import SENT, ZEROCOPY
 
 __all__ = ["RegistryMiddleware", "access_logger"]
@@ -46,16 +46,15 @@ class RegistryMiddleware:
         version_header = self.config.enable_v2
 
         recorded = False
-        upload = self.metrics is not None and is_upload(scope["method"], scope["path"])
-        if upload and self.metrics is not None:
-            self.metrics.upload_started()
+        if self.metrics is not None:
+            self.metrics.started(scope["method"], scope["path"])
 
         def finish() -> None:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                if upload and self.metrics is not None:
-                    self.metrics.upload_finished()
+                if self.metrics is not None:
+                    self.metrics.finished(scope["method"], scope["path"])
                 self._record(scope, status, start, time.monotonic(), sent, received)
 
         async def counting_receive() -> Message:

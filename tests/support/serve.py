@@ -113,16 +113,26 @@ def _answers(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_serve_process(root: Path, *args: str) -> Iterator[ServeProcess]:
-    """Run ``python -m regtool serve --root ROOT --port <free> ARGS...``; stop it (SIGTERM) on exit."""
+def run_serve_process(
+    root: Path, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[ServeProcess]:
+    """Run ``python -m regtool serve --root ROOT --port <free> ARGS...``; stop it (SIGTERM) on exit.
+
+    ``log_path`` (default: beside the root) takes its output; instances sharing one root need one each. ``env``
+    is added to the environment.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    log_path = root.parent / f"{root.name}.serve.log"
+    log_path = log_path or root.parent / f"{root.name}.serve.log"
     for _attempt in range(3):
         port = free_port()
         command = [sys.executable, "-m", "regtool", "serve", "--root", str(root), "--port", str(port), *args]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ}
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and process.poll() is None and not _answers(port):

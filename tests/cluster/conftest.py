@@ -1,0 +1,97 @@
+"""A cluster on this machine: three ``regtool serve`` processes over one storage root, one Redis, one token key
+and htpasswd, behind haproxy (round robin, no stickiness). Each test gets its own."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.auth.support import write_htpasswd
+from tests.conftest import require_binary
+from tests.support.distribution import free_port
+from tests.support.haproxy import Balancer, run_haproxy
+from tests.support.pki import make_pki
+from tests.support.redis import RedisServer, run_redis
+from tests.support.serve import ServeProcess, run_serve_process
+
+USER, PASSWORD = "ci", "cluster-secret"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    instances: list[ServeProcess]
+    balancer: Balancer
+    redis: RedisServer
+    stack: contextlib.ExitStack = field(repr=False)
+
+    @property
+    def host(self) -> str:
+        return self.balancer.host
+
+    def client_env(self) -> dict[str, str]:
+        return {"REGTOOL_USERNAME": USER, "REGTOOL_PASSWORD": PASSWORD}
+
+    def metric(self, n: int, name: str, **labels: str) -> float:
+        """One sample of instance ``n``'s /metrics (0 when absent)."""
+        text = httpx.get(f"{self.instances[n].url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return sample.value
+        return 0.0
+
+    def requests_by_instance(self, route_part: str, method: str | None = None) -> list[int]:
+        """Per instance, the finished requests its /metrics counts on routes containing ``route_part``."""
+        counts = []
+        for instance in self.instances:
+            if instance.process.poll() is not None:
+                counts.append(0)
+                continue
+            text = httpx.get(f"{instance.url}/metrics", timeout=10).text
+            counts.append(
+                int(
+                    sum(
+                        sample.value
+                        for family in text_string_to_metric_families(text)
+                        for sample in family.samples
+                        if sample.name == "registry_http_requests_total"
+                        and route_part in sample.labels["route"]
+                        and method in (None, sample.labels["method"])
+                    )
+                )
+            )
+        return counts
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    require_binary("haproxy")
+    redis_binary = require_binary("redis-server")
+    pki = make_pki(tmp_path / "pki")
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {USER: PASSWORD})
+    root = tmp_path / "storage"
+    balancer_port = free_port()
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(run_redis(redis_binary))
+        args = (
+            "--redis", redis.addr,
+            "--token-auth", "--htpasswd", str(htpasswd),
+            "--token-key", str(pki.server_key), "--token-cert", str(pki.server_cert),
+            "--token-realm", f"http://127.0.0.1:{balancer_port}/token",
+            "--no-web",
+        )  # fmt: skip
+        instances = [
+            stack.enter_context(run_serve_process(root, *args, log_path=tmp_path / f"instance-{n}.log"))
+            for n in range(3)
+        ]
+        balancer = stack.enter_context(
+            run_haproxy(tmp_path / "haproxy", [("127.0.0.1", i.port) for i in instances], port=balancer_port)
+        )
+        yield Cluster(root, instances, balancer, redis, stack)
