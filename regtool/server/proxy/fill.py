@@ -123,7 +123,7 @@ class BlobFill:
             try:
                 hasher = DigestVerifier(self.digest.algorithm)
                 await anyio.to_thread.run_sync(fetcher.receive, blob.exchange, _sink(writer, hasher, self._advance))
-                hasher.verify(self.digest, self.size, what=what)
+                hasher.verify(self.digest, self.size)
                 await anyio.to_thread.run_sync(self._store, writer)
             except BaseException:
                 with anyio.CancelScope(shield=True):

@@ -84,16 +84,21 @@ class FillResponse(Response):
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                while (chunk := await reader.next_chunk(CHUNK_SIZE)) is not None:
-                    more = reader.position < reader.end
-                    await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                await _send_body(reader, scope, send)
                 group.cancel_scope.cancel()
-        except FillFailed as exc:
-            # Returning short of Content-Length makes the server close the connection: the client sees a
-            # transfer that failed, never a complete response with bad bytes.
-            logger.warning("proxy: aborted %s %s: %s", scope.get("method"), scope.get("path"), exc)
         finally:
             reader.close()
+
+
+async def _send_body(reader: FillReader, scope: Scope, send: Send) -> None:
+    try:
+        while (chunk := await reader.next_chunk(CHUNK_SIZE)) is not None:
+            more = reader.position < reader.end
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+    except FillFailed as exc:
+        # Returning short of Content-Length makes the server close the connection: the client sees a transfer
+        # that failed, never a complete response with bad bytes.
+        logger.warning("proxy: aborted %s %s: %s", scope.get("method"), scope.get("path"), exc)
 
 
 async def _send_error(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -159,11 +159,12 @@ class ProxyStore:
         if size is not None:
             await self.limits.used(digest, size)
             return local, None
+        stored = await anyio.to_thread.run_sync(self.registry.blobs.size, digest)
+        # Looked up after the last await before a fill is made: no other request can start one in between.
         fill = self._fills.get(digest)
         if fill is not None:
             fill.links.add(local)
             return local, FillResponse(fill, runner=None, range_header=request.headers.get("range"))
-        stored = await anyio.to_thread.run_sync(self.registry.blobs.size, digest)
         if stored is not None or request.method == "HEAD":
             # Content is shared by digest, but only a repository the upstream has it in may serve it.
             try:
