@@ -299,21 +299,6 @@ def _gc_settings(interval: str | None, delay: str) -> dict[str, Any]:
     }
 
 
-def _gc_settings(interval: str | None, delay: str) -> dict[str, Any]:
-    """The ServerConfig fields of ``--gc-interval`` and ``--gc-delay``."""
-    from regtool.durations import parse_duration
-    from regtool.errors import UsageError
-
-    if interval is None:
-        if delay != "1h":
-            raise UsageError("--gc-delay is the grace period of --gc-interval: add --gc-interval DURATION")
-        return {}
-    return {
-        "gc_interval": parse_duration(interval, what="--gc-interval"),
-        "gc_delay": parse_duration(delay, what="--gc-delay"),
-    }
-
-
 def _refuse_serve_options_before(ctx: typer.Context) -> None:
     """``serve --root X gc`` would give --root to the server, not to gc, and gc would quietly use the default."""
     from typer._click.core import ParameterSource

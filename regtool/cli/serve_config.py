@@ -21,13 +21,6 @@ __all__ = ["apply_config_file"]
 _FIELDS_OF: dict[str, tuple[str, ...]] = {
     "storage": ("storage", "root", "s3"),
     "root": ("storage", "root", "s3"),
-    # The --s3-* flags (which need --storage s3) replace the file's s3 settings as a whole.
-    "s3_endpoint": ("storage", "root", "s3"),
-    "s3_bucket": ("storage", "root", "s3"),
-    "s3_region": ("storage", "root", "s3"),
-    "s3_root": ("storage", "root", "s3"),
-    "s3_path_style": ("storage", "root", "s3"),
-    "no_storage_redirect": ("storage_redirect",),
     "max_manifest_size": ("max_manifest_bytes",),
     "latency": ("latency_ms",),
     "no_v1": ("enable_v1",),

@@ -54,6 +54,14 @@ def make_driver(config: ServerConfig) -> StorageDriver:
     """The storage ``config`` asks for; UsageError naming the root when it cannot be used."""
     if config.storage == "inmemory":
         return InMemoryDriver()
+    if config.storage == "s3":
+        # Imported here: botocore is loaded only by a registry that uses object storage.
+        from regtool.server.storage.s3 import S3Driver
+
+        assert config.s3 is not None  # ServerConfig checks it
+        s3 = S3Driver(config.s3)
+        s3.check_reachable()
+        return s3
     root = config.root
     assert root is not None  # ServerConfig checks it
     try:

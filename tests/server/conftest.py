@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.redis import redis_server  # noqa: F401  (the fixture, for test_cache.py)
+from tests.support.seaweedfs import s3_bucket, seaweedfs  # noqa: F401  (the fixtures, for the s3 driver)
 from tests.support.serve import RunningServe, run_serve, serve  # noqa: F401  (the fixture, for test_support.py)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,18 @@ import pytest
 from regtool.server.storage.driver import PathNotFound, StorageDriver
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.inmemory import InMemoryDriver
+from regtool.server.storage.s3 import S3Driver
+from tests.support.seaweedfs import S3Bucket
 
 
-@pytest.fixture(params=["filesystem", "inmemory"])
+@pytest.fixture(params=["filesystem", "inmemory", "s3"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageDriver]:
     if request.param == "filesystem":
         yield FilesystemDriver(tmp_path / "root")
+    elif request.param == "s3":
+        # SeaweedFS, a real object store; a root directory, as an operator sharing a bucket would set.
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        yield S3Driver(replace(bucket.settings, root_directory="/registry/"))
     else:
         yield InMemoryDriver()
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import os
 import signal
 import subprocess
@@ -125,7 +126,10 @@ def run_serve_process(
     log_path = log_path or root.parent / f"{root.name}.serve.log"
     for _attempt in range(3):
         port = free_port()
-        command = [sys.executable, "-m", "regtool", "serve", "--root", str(root), "--port", str(port), *args]
+        # Object storage keeps nothing under the root (the CLI refuses --root with it); the log still goes there.
+        on_s3 = any(a == "--storage" and b == "s3" for a, b in itertools.pairwise(args))
+        where = [] if on_s3 else ["--root", str(root)]
+        command = [sys.executable, "-m", "regtool", "serve", *where, "--port", str(port), *args]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 command,

@@ -19,6 +19,8 @@ from regtool.server.handlers.base import (
     require_deletable,
     run_sync,
 )
+from regtool.server.storage import paths
+from regtool.server.storage.driver import ObjectStoreDriver
 from regtool.server.streaming import StreamResponse, parse_range
 
 __all__ = ["delete_blob", "get_blob"]
@@ -37,6 +39,11 @@ async def get_blob(request: Request) -> Response:
         if missed is not None:
             return missed
     size = await run_sync(registry.stat_blob, name, digest)
+    driver = context(request).driver
+    if context(request).config.storage_redirect and isinstance(driver, ObjectStoreDriver):
+        # The client fetches the bytes (and its Range) from the store itself: no blob byte passes through here.
+        location = driver.presigned_url(paths.blob_data(digest), request.method)
+        return empty(307, {"Location": location, v2.CONTENT_DIGEST_HEADER: str(digest)})
     headers = {
         "Content-Type": "application/octet-stream",
         v2.CONTENT_DIGEST_HEADER: str(digest),

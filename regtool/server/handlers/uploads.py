@@ -26,6 +26,7 @@ from regtool.server.handlers.base import (
     require_writable,
     run_sync,
 )
+from regtool.server.storage.driver import ObjectStoreDriver
 from regtool.server.streaming import receive_into
 
 __all__ = ["cancel_upload", "close_upload", "patch_upload", "start_upload", "upload_status"]
@@ -107,7 +108,13 @@ async def start_upload(request: Request) -> Response:
     digest = query_digest(request, "digest") if mount is None else None
     upload_id = await run_sync(registry.create_upload, name)
     if digest is None:
-        return empty(202, _session_headers(name, upload_id, 0))
+        headers = _session_headers(name, upload_id, 0)
+        driver = context(request).driver
+        if isinstance(driver, ObjectStoreDriver):
+            # Smaller chunks work (the store keeps them until a part is full), but each costs a rewrite of that
+            # partial part: chunks of a whole part go straight through.
+            headers[v2.OCI_CHUNK_MIN_LENGTH_HEADER] = str(driver.chunk_size)
+        return empty(202, headers)
     async with context(request).upload_locks(upload_id):
         try:
             await _append(request, name, upload_id, 0)
@@ -154,7 +161,16 @@ async def close_upload(request: Request) -> Response:
     registry = context(request).registry
     locks = context(request).upload_locks
     async with locks(upload_id):
-        size = await run_sync(registry.upload_size, name, upload_id)
+        try:
+            size = await run_sync(registry.upload_size, name, upload_id)
+        except ApiError as exc:
+            # A close repeated after its upload was stored (the answer was lost, or the retry went to another
+            # instance) is answered as the first one was.
+            if exc.code is not ErrorCode.BLOB_UPLOAD_UNKNOWN:
+                raise
+            if await run_sync(registry.committed_upload, name, upload_id, digest) is None:
+                raise
+            return _blob_created(name, digest)
         await _append(request, name, upload_id, size)
         await run_sync(registry.commit_upload, name, upload_id, digest)
     locks.forget(upload_id)

@@ -13,11 +13,11 @@ Atomicity guarantees every driver gives:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from regtool.errors import NotFoundError
 
-__all__ = ["FileInfo", "FileWriter", "PathNotFound", "StorageDriver"]
+__all__ = ["FileInfo", "FileWriter", "ObjectStoreDriver", "PathNotFound", "StorageDriver"]
 
 
 class PathNotFound(NotFoundError):
@@ -76,3 +76,17 @@ class StorageDriver(Protocol):
 
     def delete(self, path: str) -> None:
         """Remove a file, or a directory and everything under it. PathNotFound if absent."""
+
+
+@runtime_checkable
+class ObjectStoreDriver(StorageDriver, Protocol):
+    """A driver over an object store (``s3``): what the handlers offer clients beyond the interface.
+
+    ``chunk_size`` is the store's part size, advertised to clients as the smallest useful upload chunk;
+    ``presigned_url`` lets a blob GET or HEAD be redirected to the store itself.
+    """
+
+    chunk_size: int
+
+    def presigned_url(self, path: str, method: str) -> str:
+        """A URL on the store answering ``method`` (GET or HEAD) for ``path`` without credentials, for a while."""

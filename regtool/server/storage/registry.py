@@ -294,6 +294,10 @@ class Registry:
         On a mismatch the upload is removed and DIGEST_INVALID raised: nothing is stored.
         """
         size = self.upload_size(name, upload_id)
+        data = paths.upload_data(upload_id)
+        # Durable before it is read back or moved: fsynced, or on object storage the multipart upload completed
+        # (its bytes cannot be read before), which re-reading the upload for its digest needs.
+        self.driver.writer(data, append=True).commit()
         actual = self.upload_digest(upload_id, expected.algorithm, size)
         if actual != expected:
             self.cancel_upload(upload_id)
@@ -303,12 +307,21 @@ class Registry:
                 detail={"expected": str(expected), "actual": str(actual)},
             )
         if self.blobs.size(expected) is None:
-            data = paths.upload_data(upload_id)
-            self.driver.writer(data, append=True).commit()  # fsync before the rename makes it visible
             self.blobs.ingest(data, expected)
         self.link_blob(name, expected, size)
         self.cancel_upload(upload_id)
         return size
+
+    def committed_upload(self, name: str, upload_id: str, digest: Digest) -> int | None:
+        """For a close repeated after its upload was stored (a retry, maybe through another instance): the blob's
+        size when ``upload_id`` is gone and ``digest`` is in ``name``, else None (the upload is unknown)."""
+        if not paths.UPLOAD_ID_RE.match(upload_id) or not self.blob_linked(name, digest):
+            return None
+        try:
+            self.driver.stat(paths.upload_dir(upload_id))
+        except PathNotFound:
+            return self.blobs.size(digest)
+        return None
 
     # -- manifests, tags, referrers ----------------------------------------------------------------------------
 

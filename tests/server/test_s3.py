@@ -1,0 +1,167 @@
+"""The s3 driver on a real store (SeaweedFS): what the shared driver suite cannot show, and serve on top of it.
+
+Two drivers on one bucket stand for two processes: a writer one of them closed is continued by the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from regtool.errors import UsageError
+from regtool.server.config import ServerConfig
+from regtool.server.storage.driver import PathNotFound
+from regtool.server.storage.s3 import MIN_PART_SIZE, S3Driver
+from tests.server.helpers import digest_of, push_blob, random_blob
+from tests.support.seaweedfs import S3Bucket
+from tests.support.serve import run_serve
+
+PART = MIN_PART_SIZE
+
+
+@pytest.fixture
+def driver(s3_bucket: S3Bucket) -> S3Driver:
+    """A driver whose parts are S3's smallest, so a few MiB show every case."""
+    return S3Driver(replace(s3_bucket.settings, chunk_size=PART))
+
+
+def _open_uploads(driver: S3Driver) -> list[str]:
+    response = driver.client.list_multipart_uploads(Bucket=driver.bucket)
+    return [u["Key"] for u in response.get("Uploads", [])]
+
+
+def test_writer_continues_another_process_upload_across_parts(driver: S3Driver) -> None:
+    first, second = driver, S3Driver(driver.settings)
+    data = os.urandom(2 * PART + 12345)
+    writer = first.writer("uploads/u/data")
+    writer.write(data[: PART + 100])  # one whole part sent, 100 bytes waiting in the store
+    writer.close()
+    assert second.stat("uploads/u/data").size == PART + 100
+    assert second.list("uploads/u") == []  # the waiting bytes are hidden; the data is not an object yet
+    writer = second.writer("uploads/u/data", append=True)
+    assert writer.size == PART + 100
+    writer.write(data[PART + 100 : PART + 200])
+    writer.close()
+    writer = first.writer("uploads/u/data", append=True)
+    writer.write(data[PART + 200 :])
+    writer.commit()
+    assert hashlib.sha256(second.get_content("uploads/u/data")).digest() == hashlib.sha256(data).digest()
+    assert second.list("uploads/u") == ["data"]
+    assert _open_uploads(first) == []
+
+
+def test_truncate_into_sent_parts(driver: S3Driver) -> None:
+    data = os.urandom(2 * PART + 10)
+    writer = driver.writer("f")
+    writer.write(data)  # two parts sent
+    writer.truncate(PART + 7)  # S3 cannot read the parts back: completed, then continued from the object
+    assert writer.size == PART + 7
+    writer.write(b"tail")
+    writer.close()
+    assert driver.stat("f").size == PART + 11
+    driver.writer("f", append=True).commit()
+    assert driver.get_content("f") == data[: PART + 7] + b"tail"
+    assert _open_uploads(driver) == []
+
+
+def test_delete_aborts_the_multipart_upload(driver: S3Driver) -> None:
+    writer = driver.writer("uploads/abandoned/data")
+    writer.write(os.urandom(PART + 1))
+    writer.close()
+    driver.put_content("uploads/abandoned/info", b"{}")
+    assert _open_uploads(driver) == ["uploads/abandoned/data"]
+    driver.delete("uploads/abandoned")
+    assert _open_uploads(driver) == []
+    with pytest.raises(PathNotFound):
+        driver.stat("uploads/abandoned/data")
+    assert driver.client.list_objects_v2(Bucket=driver.bucket).get("Contents") is None
+
+
+def test_large_move_copies_in_parts(driver: S3Driver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from regtool.server.storage import s3
+
+    monkeypatch.setattr(s3, "COPY_PART_SIZE", PART)  # 3 copied parts without a 200 MiB object
+    data = os.urandom(2 * PART + 999)
+    driver.put_content("uploads/x/data", data)
+    driver.move("uploads/x/data", "blobs/x/data")
+    assert driver.get_content("blobs/x/data") == data
+    with pytest.raises(PathNotFound):
+        driver.stat("uploads/x/data")
+    with driver.reader("blobs/x/data", len(data)) as f:
+        assert f.read() == b""
+
+
+def test_start_up_names_endpoint_and_bucket(s3_bucket: S3Bucket) -> None:
+    missing = replace(s3_bucket.settings, bucket="no-such-bucket")
+    with pytest.raises(UsageError, match=r"bucket 'no-such-bucket' at http://127\.0\.0\.1:\d+ does not exist"):
+        S3Driver(missing).check_reachable()
+    wrong_key = replace(s3_bucket.settings, secret_key="wrong")
+    with pytest.raises(UsageError, match=r"refused access \(403"):
+        S3Driver(wrong_key).check_reachable()
+    with pytest.raises(UsageError, match="below S3's minimum part size"):
+        S3Driver(replace(s3_bucket.settings, chunk_size=PART - 1))
+
+
+def test_blob_get_and_head_redirect_to_a_presigned_url(s3_bucket: S3Bucket) -> None:
+    with run_serve(None, storage="s3", s3=s3_bucket.settings) as server, httpx.Client(base_url=server.url) as http:
+        blob = random_blob(100_000)
+        digest = push_blob(http, "r", blob)
+        for method in ("GET", "HEAD"):
+            response = http.request(method, f"/v2/r/blobs/{digest}")
+            assert response.status_code == 307
+            assert response.headers["docker-content-digest"] == digest
+            location = response.headers["location"]
+            assert location.startswith(s3_bucket.store.endpoint) and "X-Amz-Signature=" in location
+            if method == "GET":
+                direct = httpx.get(location, headers={"Range": "bytes=10-19"})
+                assert (direct.status_code, direct.content) == (206, blob[10:20])
+            else:
+                direct = httpx.head(location)
+                assert (direct.status_code, direct.headers["content-length"]) == (200, str(len(blob)))
+        # The store checks the signature: a URL for another blob's key is refused.
+        tampered = http.get(f"/v2/r/blobs/{digest}").headers["location"].replace(digest[7:], "0" * 64)
+        assert httpx.get(tampered).status_code == 403
+        # An unknown blob is still the registry's answer, not the store's.
+        assert http.get(f"/v2/r/blobs/{digest_of(b'nope')}").status_code == 404
+
+
+def test_no_redirect_streams_the_blob(s3_bucket: S3Bucket) -> None:
+    settings = replace(s3_bucket.settings, root_directory="reg")
+    with (
+        run_serve(None, storage="s3", s3=settings, storage_redirect=False) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        blob = random_blob(PART + 3)
+        digest = push_blob(http, "r", blob)
+        assert http.get(f"/v2/r/blobs/{digest}").content == blob
+        ranged = http.get(f"/v2/r/blobs/{digest}", headers={"Range": f"bytes={PART}-"})
+        assert (ranged.status_code, ranged.content) == (206, blob[PART:])
+
+
+def test_upload_post_advertises_the_part_size(s3_bucket: S3Bucket) -> None:
+    with run_serve(None, storage="s3", s3=s3_bucket.settings) as server, httpx.Client(base_url=server.url) as http:
+        response = http.post("/v2/r/blobs/uploads/")
+        assert response.status_code == 202
+        assert response.headers["oci-chunk-min-length"] == str(s3_bucket.settings.chunk_size)
+
+
+def test_repeated_close_is_answered_again(s3_bucket: S3Bucket) -> None:
+    with run_serve(None, storage="s3", s3=s3_bucket.settings) as server, httpx.Client(base_url=server.url) as http:
+        blob = random_blob(1000)
+        location = http.post("/v2/r/blobs/uploads/").headers["location"]
+        assert http.patch(location, content=blob).status_code == 202
+        first = http.put(location, params={"digest": digest_of(blob)})
+        again = http.put(location, params={"digest": digest_of(blob)})
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert again.headers["docker-content-digest"] == digest_of(blob)
+        other = http.put(location, params={"digest": digest_of(b"other")})
+        assert other.status_code == 404 and other.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_config_needs_s3_settings_for_s3_storage() -> None:
+    with pytest.raises(UsageError, match="s3 storage needs its settings"):
+        ServerConfig(storage="s3")
