@@ -210,9 +210,10 @@ class Client:
 
     # -- where images are read from ----------------------------------------------------------------------
 
-    def _read_chain(self, ref: Reference) -> EndpointChain:
+    def read_chain(self, ref: Reference) -> EndpointChain:
         """The endpoints to read ``ref`` from (registries.conf and ``--mirror``: mirrors.py), in order; hosts
-        marked insecure there get plain HTTP and unverified TLS. The one place reads are resolved."""
+        marked insecure there get plain HTTP and unverified TLS. The one place reads are resolved: a job that reads
+        through ``api`` itself (sync) asks ``read_chain(ref).first(what, attempt)`` for each manifest and blob."""
         from regtool.client.endpoints import EndpointChain
         from regtool.client.mirrors import Endpoint
 
@@ -249,7 +250,7 @@ class Client:
             format = "docker-archive" if dest.suffix == ".tar" else "oci"
         if format == "docker-archive" and dest.is_dir():
             raise UsageError(f"cannot write a docker-archive to {dest}: it is a directory")
-        chain = self._read_chain(ref)
+        chain = self.read_chain(ref)
         # Mirrors are v2 registries; probing the primary first would make a pull fail while it is down.
         if chain.has_mirrors and protocol != "v1":
             chosen = "v2"
@@ -354,7 +355,7 @@ class Client:
         for end, credentials in ((source, source_credentials), (target, target_credentials)):
             if credentials is not None:
                 self.auth.use_for(end.registry, credentials)
-        chain = self._read_chain(source)
+        chain = self.read_chain(source)
         if chain.has_mirrors and source_protocol != "v1":
             # The copy reads from the first endpoint that serves the manifest (as containers/image does).
             served = await chain.first(f"manifest {source.reference}", self._serves_manifest)
@@ -419,7 +420,7 @@ class Client:
                 where.registry, protocol, lambda: list_tags(self.api, where), lambda v1: v1listing.v1_tags(v1, where)
             )
 
-        return await self._read_chain(repository).first(f"tags of {repository}", at)
+        return await self.read_chain(repository).first(f"tags of {repository}", at)
 
     async def catalog(self, registry: str, *, protocol: str = "auto") -> list[str]:
         """All repository names of ``registry`` (``/v2/_catalog``, following ``Link`` pagination)."""
@@ -432,7 +433,7 @@ class Client:
 
     async def manifest(self, ref: Reference) -> Manifest:
         """``ref``'s manifest as the registry serves it (raw bytes kept, verified when ``ref`` has a digest)."""
-        return await self._read_chain(ref).first(
+        return await self.read_chain(ref).first(
             f"manifest {ref.reference}", lambda endpoint: self.api.get_manifest(endpoint.ref)
         )
 
@@ -448,7 +449,7 @@ class Client:
 
             return self._v2_or_v1(where.registry, protocol, over_v2, lambda v1: v1listing.v1_image_json(v1, where))
 
-        return await self._read_chain(ref).first(f"manifest {ref.reference}", at)
+        return await self.read_chain(ref).first(f"manifest {ref.reference}", at)
 
     async def inspect(
         self, ref: Reference, *, platform: Platform | None = None, protocol: str = "auto"
@@ -466,7 +467,7 @@ class Client:
                 lambda v1: v1listing.v1_inspect(v1, where),
             )
 
-        result = await self._read_chain(ref).first(f"manifest {ref.reference}", at)
+        result = await self.read_chain(ref).first(f"manifest {ref.reference}", at)
         # Named as asked, wherever it was read.
         return dataclasses.replace(result, reference=str(ref))
 
