@@ -24,13 +24,15 @@ from tests.support.serve import RunningServe, run_serve
 __all__ = ["Mirror", "cached_blob", "mirror_of", "pull", "push_image"]
 
 
-def push_image(registry: str, tmp: Path, repository: str, tag: str, layers: list[dict[str, bytes]]) -> BuiltImage:
+def push_image(
+    registry: str, tmp: Path, repository: str, tag: str, layers: list[dict[str, bytes]], **client_options: Any
+) -> BuiltImage:
     """Write an image to a layout under ``tmp`` and push it with regtool to ``registry/repository:tag``."""
     layout = tmp / f"src-{repository.replace('/', '-')}-{tag}"
     image = write_image(layout, tag, layers)
 
     async def run() -> None:
-        async with Client(retries=0) as client:
+        async with Client(retries=0, **client_options) as client:
             await client.push(f"{layout}:{tag}", Reference.parse(f"{registry}/{repository}:{tag}"))
 
     anyio.run(run)
