@@ -6,19 +6,24 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from regtool.cli.app import app
 from regtool.cli.console import fail, stderr
 
+if TYPE_CHECKING:
+    from regtool.server.config import S3Settings
+
 __all__ = ["serve", "serve_app"]
 
 # distribution's log levels (log.level in its config.yml) as the logging module's.
 _LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
 
-StorageOption = Annotated[str, typer.Option("--storage", help="filesystem (under --root) or inmemory.")]
+StorageOption = Annotated[
+    str, typer.Option("--storage", help="filesystem (under --root), inmemory, or s3 (an S3-compatible bucket).")
+]
 
 # A group: ``regtool serve [OPTIONS]`` runs the registry (the callback below, invoked without a subcommand), and
 # the store's offline jobs are its subcommands (``regtool serve gc``), with the same storage options.
@@ -48,6 +53,23 @@ def serve(
         typer.Option("--root", help="Storage directory (default: a per-user data directory, printed at start)."),
     ] = None,
     storage: StorageOption = "filesystem",
+    # Object storage (keys only from the standard AWS environment or the config file, never a flag).
+    s3_endpoint: Annotated[
+        str | None,
+        typer.Option("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (default: AWS).", show_default=False),
+    ] = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="Bucket of --storage s3 (keys: AWS_ACCESS_KEY_ID...).")
+    ] = None,
+    s3_region: Annotated[str, typer.Option("--s3-region", help="Region of the bucket.")] = "us-east-1",
+    s3_root: Annotated[str, typer.Option("--s3-root", metavar="PREFIX", help="Key prefix in the bucket.")] = "",
+    s3_path_style: Annotated[
+        bool, typer.Option("--s3-path-style", help="Address the bucket in the path, not the host name.")
+    ] = False,
+    no_storage_redirect: Annotated[
+        bool,
+        typer.Option("--no-storage-redirect", help="With s3: serve blob bytes, not 307 redirects to the store."),
+    ] = False,
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse pushes and deletes.")] = False,
     max_manifest_size: Annotated[
         int, typer.Option("--max-manifest-size", min=1, help="Largest manifest accepted, in bytes (413 above).")
@@ -178,20 +200,25 @@ def serve(
     from regtool.server.config import default_root
     from regtool.server.tls import check_tls_files
 
-    if storage not in ("filesystem", "inmemory"):
-        fail(f"--storage must be filesystem or inmemory, not {storage!r}", 2)
+    if storage not in ("filesystem", "inmemory", "s3"):
+        fail(f"--storage must be filesystem, inmemory or s3, not {storage!r}", 2)
     if no_v1 and no_v2:
         fail("--no-v1 and --no-v2 together leave nothing to serve", 2)
     if storage == "inmemory" and root is not None:
         fail("--root is for filesystem storage: --storage inmemory keeps nothing on disk", 2)
-    data_root = None if storage == "inmemory" else (root or default_root()).expanduser().resolve()
+    if storage == "s3" and root is not None:
+        fail("--root is for filesystem storage: --storage s3 keeps the registry in the bucket", 2)
+    data_root = None if storage in ("inmemory", "s3") else (root or default_root()).expanduser().resolve()
     try:
+        s3 = _s3_settings(storage, s3_endpoint, s3_bucket, s3_region, s3_root, s3_path_style)
         proxy = _proxy_settings(proxy_remote or [], proxy_username, proxy_password_file, proxy_ttl, proxy_max_size)
         fields = dict(
             host=host,
             port=port,
             root=data_root,
-            storage="inmemory" if storage == "inmemory" else "filesystem",
+            storage=storage,
+            s3=s3,
+            storage_redirect=not no_storage_redirect,
             read_only=read_only,
             max_manifest_bytes=max_manifest_size,
             enable_v1=not no_v1,
@@ -252,6 +279,29 @@ def serve(
     stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}")
     runner.run(application, config.host, config.port, tls_cert=config.tls_cert, tls_key=config.tls_key, sock=sock)
     stderr.print("regtool serve: stopped")
+
+
+def _s3_settings(
+    storage: str, endpoint: str | None, bucket: str | None, region: str, prefix: str, path_style: bool
+) -> S3Settings | None:
+    """The S3Settings of the ``--s3-*`` options (None unless ``--storage s3``)."""
+    from regtool.errors import UsageError
+    from regtool.server.config import S3Settings
+
+    if storage != "s3":
+        if endpoint is not None or bucket is not None or prefix or path_style or region != "us-east-1":
+            raise UsageError("the --s3-* options are for --storage s3")
+        return None
+    if not bucket:
+        raise UsageError("--storage s3 needs --s3-bucket")
+    return S3Settings(
+        bucket=bucket,
+        region=region,
+        endpoint=endpoint,
+        root_directory=prefix,
+        force_path_style=path_style,
+        secure=endpoint is None or not endpoint.startswith("http://"),
+    )
 
 
 def _proxy_settings(
