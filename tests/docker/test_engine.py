@@ -20,7 +20,7 @@ import pytest
 from regtool.client import Client
 from regtool.digest import Digest
 from regtool.reference import Reference
-from tests.support.dockerd import Dockerd
+from tests.support.dockerd import Dockerd, run_dockerd
 from tests.support.images import BuiltImage, write_image
 from tests.support.serve import RunningServe, run_serve
 
@@ -151,3 +151,16 @@ def test_docker_save_pushed_by_regtool_and_pulled_back(
     dockerd.docker("rmi", origin)
     dockerd.docker("pull", saved)
     _check_engine_image(dockerd, saved, image)
+
+
+def test_engine_without_a_cgroup_hierarchy(registry: RunningServe, tmp_path: Path) -> None:
+    # As in a CI container that mounts no cgroups: the engine still pulls (it runs no container).
+    image = _image(tmp_path, "no cgroups")
+    name = f"{registry.host}/team/bare:1"
+    _push(f"{tmp_path / 'src'}:1", name)
+    with run_dockerd(tmp_path / "docker", without_cgroups=True) as engine:
+        engine.docker("pull", name)
+        _check_engine_image(engine, name, image)
+        info = engine.docker("info")
+        # The engine saw no cpu controller: it really ran without the hierarchy.
+        assert "No cpu shares support" in info.stdout + info.stderr

@@ -14,8 +14,10 @@ containerd's sockets live below the exec root). The docker CLI talks to it throu
 (the engine would send registry traffic to a proxy). 127.0.0.0/8 registries are plain HTTP by default.
 
 ``dockerd`` and ``docker`` are found with ``require_binary``: missing under CI (``CI`` set) the test fails.
-A dockerd that does not come up fails the test with the end of its log. It is stopped with SIGTERM (it stops the
-containerd it started), then SIGKILL.
+A dockerd that does not come up fails the test with the end of its log. A CI container may have no cgroup
+hierarchy mounted: the engine then starts with warnings only (it runs no container here), which
+``without_cgroups=True`` checks by starting it in a mount namespace whose /sys/fs/cgroup is an empty tmpfs. It is
+stopped with SIGTERM (it stops the containerd it started), then SIGKILL.
 """
 
 from __future__ import annotations
@@ -102,7 +104,11 @@ def _require_root() -> None:
 
 @contextlib.contextmanager
 def run_dockerd(
-    root: Path, *, registry_mirrors: Sequence[str] = (), insecure_registries: Sequence[str] = ()
+    root: Path,
+    *,
+    registry_mirrors: Sequence[str] = (),
+    insecure_registries: Sequence[str] = (),
+    without_cgroups: bool = False,
 ) -> Iterator[Dockerd]:
     """Start ``dockerd`` with its data under ``root``; ``registry_mirrors`` become ``--registry-mirror`` (what
     ``docker pull`` of a docker.io image asks first). Stopped, and its exec root removed, on exit."""
@@ -134,6 +140,10 @@ def run_dockerd(
         command += ["--registry-mirror", mirror]
     for registry in insecure_registries:
         command += ["--insecure-registry", registry]
+    if without_cgroups:
+        # unshare and sh exec into dockerd, so the pid stays dockerd's.
+        hide = 'mount -t tmpfs none /sys/fs/cgroup && exec "$@"'
+        command = [require_binary("unshare"), "-m", "--propagation", "private", "sh", "-c", hide, "sh", *command]
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("DOCKER_")}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
