@@ -99,8 +99,11 @@ def _answers(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_distribution(root: Path, *, binary: str | None = None, quiet: bool = True) -> Iterator[Distribution]:
-    """Start docker-registry with its data under ``root``; stop it on exit."""
+def run_distribution(
+    root: Path, *, binary: str | None = None, quiet: bool = True, extra_config: str = ""
+) -> Iterator[Distribution]:
+    """Start docker-registry with its data under ``root``; stop it on exit. ``extra_config`` is YAML appended to
+    the configuration (top-level sections, e.g. ``proxy:`` to make it a pull-through cache)."""
     binary = binary or find_binary()
     if binary is None:
         raise FileNotFoundError("docker-registry is not installed (apt-get install docker-registry)")
@@ -116,6 +119,7 @@ def run_distribution(root: Path, *, binary: str | None = None, quiet: bool = Tru
                 storage=root / "storage",
                 port=port,
             )
+            + extra_config
         )
         with open(root / "registry.log", "ab") as log:
             process = subprocess.Popen(
