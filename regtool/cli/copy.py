@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from regtool.cli.app import app
-from regtool.cli.console import emit_json, run, stderr, stdout
+from regtool.cli.console import emit_json, run, stderr, stdout, warn
 from regtool.cli.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -71,6 +72,14 @@ MountFrom = Annotated[
         metavar="REPOSITORY",
         help="A repository of the target's registry to mount blobs from instead of uploading them (repeatable); "
         "on one registry, SOURCE_IMAGE's repository is tried anyway.",
+    ),
+]
+CopyReferrers = Annotated[
+    bool,
+    typer.Option(
+        "--referrers",
+        help="Also copy what refers to the image (signatures, SBOMs, attestations; recursively): the OCI referrers "
+        "API, the sha256-<hex> tag schema, cosign's tags (registry v2 at both ends).",
     ),
 ]
 
@@ -149,6 +158,8 @@ def render_copy(console: Console, result: CopyResult) -> None:
     if result.blobs_mounted:
         moved += f", {result.blobs_mounted} mounted"
     rows.append(("blobs", f"{moved}; {format_bytes(result.bytes_copied)} in {result.seconds:.2f} s"))
+    if result.referrers is not None:
+        rows.append(("referrers", f"{result.referrers} copied"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         console.print(f"{name:<{width}}  {value}", markup=False, highlight=False)
@@ -162,6 +173,7 @@ def copy(
     to_protocol: ToProtocol = ProtocolChoice.auto,
     platform: PlatformOption = None,
     mount_from: MountFrom = None,
+    referrers: CopyReferrers = False,
     chunk_size: ChunkSize = None,
     jobs: Jobs = 8,
     retries: Retries = 3,
@@ -226,8 +238,10 @@ def copy(
                 registries_conf=registries_conf,
                 mirrors=mirror,
             )
+            if referrers and ProtocolChoice.v1 in (from_protocol, to_protocol):
+                raise UsageError("--referrers needs registry v2 at both ends, not --from/--to-protocol v1")
             async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
-                return await client.copy(
+                copied = await client.copy(
                     source,
                     target,
                     source_protocol=from_protocol.value,
@@ -238,6 +252,15 @@ def copy(
                     source_credentials=source_credentials,
                     target_credentials=target_credentials,
                 )
+                if not referrers:
+                    return copied
+                if copied.digest is None or "v1" in (copied.source_protocol, copied.target_protocol):
+                    warn("--referrers: registry v1 has no referrers; none copied")
+                    return copied
+                from regtool.client.v2.referrers import copy_referrers
+
+                carried = await copy_referrers(client.api, source, target, copied.digest, progress=progress, jobs=jobs)
+                return dataclasses.replace(copied, referrers=sum(1 for c in carried if c.result is not None))
 
         result = run(main, json_lines=json_output)
     if json_output:

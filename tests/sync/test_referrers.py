@@ -27,6 +27,7 @@ from regtool.manifest import Descriptor, parse_manifest
 from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.reference import Reference
+from tests.cli.support import regtool
 from tests.server.helpers import push_manifest
 from tests.support.distribution import Distribution, distribution  # noqa: F401
 from tests.support.images import BuiltImage, image_manifest
@@ -321,3 +322,33 @@ async def test_api_pages_are_followed_and_an_ignored_filter_is_applied_here(http
         found = await find_referrers(client.api, repo, subject, artifact_types=[SIGNATURE], recursive=False)
     assert [str(r.digest) for r in found] == [entries[0]["digest"], entries[2]["digest"]]
     assert [r.descriptor.size for r in found] == [100, 102]
+
+
+async def test_copy_with_referrers_carries_them_to_distribution(
+    serve_pair: tuple[RunningServe, ...],
+    distribution: Distribution,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = serve_pair[0]
+    attached = attach(server.url, "team/app", tag_schema=False)
+    plain = regtool("copy", "--json", f"{server.host}/team/app:1.0", f"{distribution.host}/plain/app:1.0", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "referrers" not in json.loads(plain.stdout)
+    done = regtool(
+        "copy",
+        "--json",
+        "--referrers",
+        f"{server.host}/team/app:1.0",
+        f"{distribution.host}/mirror/app:1.0",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["referrers"] == 4
+    async with Client() as client:
+        none = await find_referrers(client.api, Reference(distribution.host, "plain/app"), attached.subject)
+        found = await find_referrers(client.api, Reference(distribution.host, "mirror/app"), attached.subject)
+    assert none == []
+    assert {r.digest for r in found} == {attached.signature, attached.sbom, attached.sbom_signature, attached.cosign}
+    refused = regtool("copy", "--referrers", "--to-protocol", "v1", "127.0.0.1:1/a:1", "127.0.0.1:2/b:1", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "--referrers needs registry v2 at both ends" in refused.stderr

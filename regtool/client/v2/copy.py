@@ -92,9 +92,11 @@ class CopyResult:
     bytes_copied: int
     seconds: float
     blobs_mounted: int = 0
+    # Referrer manifests carried after the image (copy --referrers); None: not asked for.
+    referrers: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "source": self.source,
             "target": self.target,
             "source_protocol": self.source_protocol,
@@ -107,6 +109,9 @@ class CopyResult:
             "bytes_copied": self.bytes_copied,
             "seconds": round(self.seconds, 3),
         }
+        if self.referrers is not None:
+            data["referrers"] = self.referrers
+        return data
 
 
 @dataclass
