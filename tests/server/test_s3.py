@@ -6,8 +6,11 @@ Two drivers on one bucket stand for two processes: a writer one of them closed i
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +21,7 @@ from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.s3 import MIN_PART_SIZE, S3Driver
 from tests.server.helpers import digest_of, push_blob, random_blob
 from tests.support.seaweedfs import S3Bucket
-from tests.support.serve import run_serve
+from tests.support.serve import run_serve, run_serve_process
 
 PART = MIN_PART_SIZE
 
@@ -165,3 +168,62 @@ def test_repeated_close_is_answered_again(s3_bucket: S3Bucket) -> None:
 def test_config_needs_s3_settings_for_s3_storage() -> None:
     with pytest.raises(UsageError, match="s3 storage needs its settings"):
         ServerConfig(storage="s3")
+
+
+def test_chunked_push_alternating_between_two_instances(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    settings = s3_bucket.settings
+    args = ["--storage", "s3", "--s3-endpoint", s3_bucket.store.endpoint, "--s3-bucket", settings.bucket]
+    args += ["--s3-path-style", "--no-web", "--quiet"]
+    env = s3_bucket.store.env()
+    blob = random_blob(3 * settings.chunk_size + 123_457)
+    digest = digest_of(blob)
+    # Chunks below S3's part minimum, across part boundaries and exactly a part: every request to the other one.
+    sizes = [1_000_000, 3_000_000, settings.chunk_size, 7_000_000, 5, settings.chunk_size + 1]
+    with (
+        run_serve_process(tmp_path / "a", *args, env=env) as one,
+        run_serve_process(tmp_path / "b", *args, env=env) as two,
+        httpx.Client(timeout=60) as http,
+    ):
+        instances = itertools.cycle([one.url, two.url])
+        started = http.post(f"{next(instances)}/v2/r/blobs/uploads/")
+        assert started.status_code == 202
+        location = started.headers["location"]
+        offset = 0
+        for size in sizes:
+            chunk = blob[offset : offset + size]
+            headers = {"Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
+            response = http.patch(f"{next(instances)}{location}", content=chunk, headers=headers)
+            assert response.status_code == 202, response.text
+            offset += len(chunk)
+            assert response.headers["range"] == f"0-{offset - 1}"
+            status = http.get(f"{next(instances)}{location}")
+            assert (status.status_code, status.headers["range"]) == (204, f"0-{offset - 1}")
+        closing = f"{next(instances)}{location}"
+        closed = http.put(closing, params={"digest": digest}, content=blob[offset:])
+        assert closed.status_code == 201, closed.text
+        # The close is idempotent, through either instance.
+        assert http.put(f"{next(instances)}{location}", params={"digest": digest}).status_code == 201
+        for base in (one.url, two.url):
+            fetched = http.get(f"{base}/v2/r/blobs/{digest}", follow_redirects=True)
+            assert fetched.status_code == 200 and digest_of(fetched.content) == digest
+    client = s3_bucket.store.client
+    assert client.list_multipart_uploads(Bucket=settings.bucket).get("Uploads") is None
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])]
+    assert not [key for key in keys if key.startswith("uploads/")]
+
+
+def test_purge_aborts_the_abandoned_multipart_upload(s3_bucket: S3Bucket) -> None:
+    settings = replace(s3_bucket.settings, chunk_size=PART)
+    with (
+        run_serve(None, storage="s3", s3=settings, upload_purge_age=0.5) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        location = http.post("/v2/r/blobs/uploads/").headers["location"]
+        assert http.patch(location, content=random_blob(PART + 10)).status_code == 202
+        client = s3_bucket.store.client
+        assert len(client.list_multipart_uploads(Bucket=settings.bucket).get("Uploads", [])) == 1
+        time.sleep(1.5)
+        http.get("/v2/")  # a request gives the purge its turn
+        gone = http.get(location)
+        assert gone.status_code == 404
+        assert client.list_multipart_uploads(Bucket=settings.bucket).get("Uploads") is None
