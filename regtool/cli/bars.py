@@ -130,6 +130,11 @@ class RichProgress:
             self._total = self._bars.add_task("[bold]total[/]", total=0)
         return self._total
 
+    def label_total(self, text: str) -> None:
+        """Name the ``total`` bar ``text`` (a sync counts its images there: ``12/30 images``)."""
+        with self._lock:
+            self._bars.update(self._aggregate(), description=f"[bold]{escape(text)}[/]")
+
     def start(self, key: str, description: str, total: int | None) -> None:
         with self._lock:
             aggregate = self._aggregate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,12 +34,13 @@ from regtool.cli.units import format_bytes
 from regtool.errors import UsageError
 
 if TYPE_CHECKING:
+    from regtool.cli.bars import RichProgress
     from regtool.client.progress import Progress
     from regtool.client.sync.engine import SyncOptions, SyncResult
     from regtool.client.sync.plan import SourceSpec
     from regtool.client.sync.skopeo_config import SkopeoConfig
 
-__all__ = ["image_line", "sync"]
+__all__ = ["ImageLines", "OneBarPerBlob", "image_line", "sync"]
 
 _FILTERS = "Filters"
 _MODE = "Sync"
@@ -171,11 +173,15 @@ def image_line(outcome: dict[str, Any]) -> str:
     return text
 
 
-class _ImageLines:
-    """A Progress that prints each ``sync`` event as an image line on stdout and passes every call on."""
+class ImageLines:
+    """A Progress that prints each ``sync`` event as an image line on stdout and passes every call on; on a
+    terminal it also counts the images on the bars' ``total`` line, beside the bytes, rate and ETA."""
 
-    def __init__(self, inner: Progress) -> None:
+    def __init__(self, inner: Progress, bars: RichProgress | None = None) -> None:
         self._inner = inner
+        self._bars = bars
+        self._images = 0
+        self._done = 0
 
     def start(self, key: str, description: str, total: int | None) -> None:
         self._inner.start(key, description, total)
@@ -189,7 +195,67 @@ class _ImageLines:
     def event(self, name: str, **fields: Any) -> None:
         if name == "sync":
             stdout.print(image_line(fields), markup=False, highlight=False, emoji=False)
+            self._done += 1
+        elif name == "sync-plan":
+            self._images = int(fields.get("images") or 0)
+        if self._bars is not None and name in {"sync", "sync-plan"}:
+            self._bars.label_total(f"{self._done}/{self._images} images")
         self._inner.event(name, **fields)
+
+
+class OneBarPerBlob:
+    """Bars for transfers keyed by digest, when several images move the same blob at once (a shared base layer
+    copied to two repositories): one bar from the first start to the last finish, instead of bars left behind."""
+
+    def __init__(self, inner: Progress) -> None:
+        self._inner = inner
+        self._active: dict[str, int] = {}
+        # Bytes the bar may still take: two transfers of one blob must not fill it twice.
+        self._room: dict[str, int | None] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        with self._lock:
+            first = key not in self._active
+            self._active[key] = self._active.get(key, 0) + 1
+            if first:
+                self._room[key] = total
+        if first:
+            self._inner.start(key, description, total)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        with self._lock:
+            room = self._room.get(key)
+            if room is not None:
+                nbytes = min(nbytes, room)
+                self._room[key] = room - nbytes
+        if nbytes:
+            self._inner.advance(key, nbytes)
+
+    def finish(self, key: str, *, status: str = "done") -> None:
+        with self._lock:
+            left = self._active.get(key, 1) - 1
+            if left > 0:
+                self._active[key] = left
+            else:
+                self._active.pop(key, None)
+                self._room.pop(key, None)
+        if left <= 0:
+            self._inner.finish(key, status=status)
+
+    def event(self, name: str, **fields: Any) -> None:
+        self._inner.event(name, **fields)
+
+
+def _bars_of(shown: Progress) -> RichProgress | None:
+    """The terminal's bars behind ``shown``, when it has them (``open_progress`` wraps them in HumanEvents)."""
+    from regtool.cli.progress import HumanEvents
+
+    if isinstance(shown, HumanEvents) and type(shown.inner).__name__ == "RichProgress":
+        from regtool.cli.bars import RichProgress
+
+        return shown.inner if isinstance(shown.inner, RichProgress) else None
+    return None
 
 
 def _summary_line(result: SyncResult) -> str:
@@ -322,10 +388,13 @@ def sync(
             verbose=verbose,
         ) as shown,
         timeline_recording(
-            timeline, shown, title=f"regtool sync {source_arg} {dest_arg or ''}".strip(), json_lines=json_output
+            timeline,
+            shown if _bars_of(shown) is None else OneBarPerBlob(shown),
+            title=f"regtool sync {source_arg} {dest_arg or ''}".strip(),
+            json_lines=json_output,
         ) as recorded,
     ):
-        progress: Progress = recorded if json_output else _ImageLines(recorded)
+        progress: Progress = recorded if json_output else ImageLines(recorded, _bars_of(shown))
 
         async def main() -> SyncResult:
             from regtool.client.sync.endpoints import parse_endpoint
