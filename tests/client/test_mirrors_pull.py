@@ -21,9 +21,12 @@ from regtool.digest import Digest
 from regtool.errors import NotFoundError, UsageError
 from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference
-from tests.cli.support import regtool
+from regtool.server.storage import paths
+from tests.auth.support import run_auth_serve
+from tests.cli.support import Reply, regtool, scripted_server
 from tests.support.distribution import free_port
 from tests.support.images import BuiltImage, write_image
+from tests.support.pki import make_pki
 from tests.support.serve import RunningServe, run_serve
 
 pytestmark = pytest.mark.anyio
@@ -234,3 +237,59 @@ def test_cli_registries_conf_json_events_and_v1_file_refused(tmp_path: Path) -> 
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0
     assert refused.stderr.startswith(f"error: {v1} is in the version 1 format")
+
+
+async def test_bad_bytes_at_the_mirror_are_refused_and_fetched_from_the_primary(tmp_path: Path) -> None:
+    image = _image(tmp_path)
+    corrupted = image.layer_digests[0]
+    with run_serve(None) as primary, run_serve(tmp_path / "mirror") as mirror:
+        await _push(tmp_path / "src", f"{primary.host}/team/app:1")
+        await _push(tmp_path / "src", f"{mirror.host}/team/app:1")
+        assert mirror.root is not None
+        blob = mirror.root / paths.blob_data(corrupted)
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        blob.write_bytes(bytes(data))
+        events = Events()
+        async with Client(registries=conf_for(primary.host, mirror.host), progress=events) as client:
+            await client.pull(Reference.parse(f"{primary.host}/team/app:1"), tmp_path / "out")
+        _check_layout(tmp_path / "out", image, f"{primary.host}/team/app:1")
+        (failed,) = [f for n, f in events.events if n == "endpoint" and f["outcome"] == "failed"]
+        assert failed["what"] == f"blob {corrupted}" and "digest" in failed["error"]
+        assert _blob_gets(primary) == [f"/v2/team/app/blobs/{corrupted}"]
+
+
+async def test_a_failing_mirror_5xx_falls_back(tmp_path: Path) -> None:
+    image = _image(tmp_path)
+    with run_serve(None) as primary, scripted_server({}, Reply(503, b"overloaded")) as broken:
+        await _push(tmp_path / "src", f"{primary.host}/team/app:1")
+        events = Events()
+        async with Client(registries=conf_for(primary.host, broken.host), retries=0, progress=events) as client:
+            await client.pull(Reference.parse(f"{primary.host}/team/app:1"), tmp_path / "out")
+        _check_layout(tmp_path / "out", image, f"{primary.host}/team/app:1")
+        (failed,) = [f for n, f in events.events if n == "endpoint" and f["outcome"] == "failed"]
+        assert "503" in failed["error"]
+        # Only the manifest was asked of it: the blobs start at the endpoint that served the manifest.
+        assert [p for p in broken.seen if "/blobs/" in p] == []
+
+
+async def test_insecure_mirror_skips_tls_verification_for_that_host_only(tmp_path: Path) -> None:
+    image = _image(tmp_path)
+    pki = make_pki(tmp_path / "pki")
+    with run_serve(None) as primary, run_auth_serve(tls=(pki.server_cert, pki.server_key)) as mirror:
+        await _push(tmp_path / "src", f"{primary.host}/team/app:1")
+        async with Client(ca_cert=pki.ca_cert, use_docker_config=False) as trusting:
+            await trusting.push(f"{tmp_path / 'src'}:1", Reference.parse(f"{mirror.host}/team/app:1"))
+        verified = conf_for(primary.host, mirror.host)
+        unverified = parse_registries_conf(
+            f'[[registry]]\nlocation = "{primary.host}"\n[[registry.mirror]]\nlocation = "{mirror.host}"\n'
+            "insecure = true\n"
+        )
+        for registries, served_by in ((verified, primary.host), (unverified, mirror.host)):
+            primary.requests.clear()
+            events = Events()
+            async with Client(registries=registries, retries=0, progress=events) as client:
+                dest = tmp_path / f"out-{served_by.replace(':', '-')}"
+                await client.pull(Reference.parse(f"{primary.host}/team/app:1"), dest)
+            _check_layout(dest, image, f"{primary.host}/team/app:1")
+            assert set(events.served().values()) == {f"{served_by}/team/app"}
