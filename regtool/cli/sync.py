@@ -428,7 +428,7 @@ def sync(
             )
             connection = Connection.from_options(
                 plain_http=plain_http,
-                insecure=insecure or bool(skopeo is not None and skopeo.insecure_registries),
+                insecure=insecure,
                 ca_cert=ca_cert,
                 username=username,
                 password_stdin=password_stdin,
@@ -438,6 +438,9 @@ def sync(
             async with connection.client(
                 progress=progress, jobs=jobs, retries=retries, rate_limit_floor=rate_limit_floor
             ) as client:
+                for registry in skopeo.insecure_registries if skopeo is not None else ():
+                    warn(f"tls-verify: false: TLS certificates of {registry} are not verified")
+                    client.allow_insecure(registry)
                 return await SyncEngine(client, target, options).run(specs)
 
         result = run(main, json_lines=json_output)

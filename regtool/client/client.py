@@ -208,6 +208,12 @@ class Client:
             return "v1"
         raise UnsupportedProtocolError(f"no registry API found at {registry}: {seen}")
 
+    def allow_insecure(self, registry: str) -> None:
+        """Skip TLS verification for ``registry`` alone, and let it fall back to plain HTTP when https fails (a
+        skopeo sync file's ``tls-verify: false``); call it before the registry's first connection."""
+        self.api.allow_insecure(registry)
+        self._tls.allow_insecure(registry)
+
     # -- where images are read from ----------------------------------------------------------------------
 
     def read_chain(self, ref: Reference) -> EndpointChain:

@@ -183,6 +183,8 @@ def test_a_skopeo_sync_file_is_taken_as_is(
     assert tags_at(dest.url, "mirror/lib/base") == ["1.2.0", "1.2.1"]
     assert digest_at(dest.url, "mirror/team/web", "2.1.0") == str(pushed["team/web:2.1.0"])
     assert "cert-dir is not honoured" in proc.stderr
+    assert f"tls-verify: false: TLS certificates of {server.host} are not verified" in proc.stderr
+    assert "--insecure" not in proc.stderr  # the other registry is verified as ever
 
 
 def test_a_skopeo_sync_file_with_an_unknown_key_is_refused_before_anything_moves(

@@ -46,7 +46,7 @@ class SkopeoConfig:
     """The sources of a file, and what the run must know beyond them."""
 
     sources: tuple[SourceSpec, ...]
-    # Registries whose tls-verify is false: the client then skips verification (one client for the run).
+    # Registries whose tls-verify is false: the client skips verification for those alone.
     insecure_registries: tuple[str, ...]
     warnings: tuple[str, ...]
 
