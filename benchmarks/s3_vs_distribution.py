@@ -1,0 +1,225 @@
+"""Benchmark: skopeo pushing to and pulling from ``regtool serve --storage s3`` vs docker-registry's own s3 driver,
+both on the same SeaweedFS; and what re-reading an upload costs when its commit lands on another instance.
+
+Not a test. One SeaweedFS (tests/support/seaweedfs.py) for the whole run; each round starts a fresh regtool serve
+and a fresh docker-registry 2.8.2 (new ports, so skopeo's blob-info cache cannot turn pushes into mounts; new
+buckets), both redirecting blob GETs to presigned URLs on the store, and times, interleaved:
+
+    skopeo --insecure-policy copy --dest-tls-verify=false oci:<layout>:bench docker://127.0.0.1:<port>/bench/<image>:r<N>
+    skopeo --insecure-policy copy --src-tls-verify=false docker://127.0.0.1:<port>/bench/<image>:r<N> oci:<out>:bench
+
+docker-registry is started without AWS_CA_BUNDLE in its environment (it panics at start with it). Prints medians,
+the serve / distribution ratio, serve's peak RSS (VmHWM) and the load average seen before the timed runs.
+
+``--rehash MIB``: one blob of MIB MiB is uploaded in 4 PATCH chunks to one serve instance and closed (PUT) on the
+same instance (the running hash is in its memory) or on a second instance sharing the bucket (it re-reads the
+upload from the store); prints the two PUT times.
+
+Run from the repository root::
+
+    python benchmarks/s3_vs_distribution.py [--rounds 3] [--small-only] [--large-mib 512] [--rehash 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.client
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.serve_vs_distribution import LOADS, make_layout, peak_rss_kib, skopeo  # noqa: E402
+from tests.support.distribution import free_port, stop_process  # noqa: E402
+from tests.support.seaweedfs import SeaweedFS, run_seaweedfs  # noqa: E402
+from tests.support.serve import run_serve_process  # noqa: E402
+
+MiB = 1024 * 1024
+
+_DISTRIBUTION_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  s3:
+    regionendpoint: {endpoint}
+    bucket: {bucket}
+    region: us-east-1
+    accesskey: {access_key}
+    secretkey: {secret_key}
+    secure: false
+    v4auth: true
+    rootdirectory: /registry
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+  secret: regtool-bench
+"""
+
+
+def _answers(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def run_distribution_s3(root: Path, store: SeaweedFS) -> Iterator[str]:
+    """docker-registry with its s3 driver on a new bucket of ``store``; yields host:port."""
+    root.mkdir(parents=True, exist_ok=True)
+    settings = store.new_bucket()
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        _DISTRIBUTION_CONFIG.format(
+            endpoint=store.endpoint,
+            bucket=settings.bucket,
+            access_key=store.access_key,
+            secret_key=store.secret_key,
+            port=port,
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    with open(root / "registry.log", "ab") as log:
+        process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docker-registry did not start; see {root / 'registry.log'}")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+def _serve_args(store: SeaweedFS, bucket: str) -> list[str]:
+    return ["--storage", "s3", "--s3-endpoint", store.endpoint, "--s3-bucket", bucket, "--s3-path-style", "--quiet"]
+
+
+@contextlib.contextmanager
+def registries(work: Path, store: SeaweedFS, round_no: int) -> Iterator[dict[str, tuple[str, int | None]]]:
+    """A fresh serve and docker-registry on new buckets: name -> (host:port, pid of serve or None)."""
+    bucket = store.new_bucket().bucket
+    with (
+        run_serve_process(work / f"serve-{round_no}", *_serve_args(store, bucket), env=store.env()) as serve,
+        run_distribution_s3(work / f"distribution-{round_no}", store) as dist,
+    ):
+        yield {"serve": (serve.host, serve.process.pid), "distribution": (dist, None)}
+
+
+def rehash(work: Path, store: SeaweedFS, mib: int) -> None:
+    """PUT time of a chunked upload closed on the instance that received it vs on another one (re-read)."""
+    import httpx
+
+    chunk = os.urandom(mib * MiB // 4)
+    digest = "sha256:" + hashlib.sha256(chunk * 4).hexdigest()
+    bucket = store.new_bucket().bucket
+    args = _serve_args(store, bucket)
+    results: dict[str, list[float]] = {"same instance": [], "other instance": []}
+    with (
+        run_serve_process(work / "a", *args, env=store.env()) as one,
+        run_serve_process(work / "b", *args, env=store.env()) as two,
+        httpx.Client(timeout=900) as client,
+    ):
+        for attempt in range(3):
+            for label, closer in (("same instance", one), ("other instance", two)):
+                repo = f"{one.url}/v2/rehash{attempt}{label[0]}"
+                location = client.post(f"{repo}/blobs/uploads/").headers["location"]
+                for i in range(4):
+                    headers = {"Content-Range": f"{i * len(chunk)}-{(i + 1) * len(chunk) - 1}"}
+                    assert client.patch(f"{one.url}{location}", content=chunk, headers=headers).status_code == 202
+                started = time.monotonic()
+                closed = client.put(f"{closer.url}{location}", params={"digest": digest})
+                results[label].append(time.monotonic() - started)
+                assert closed.status_code == 201, closed.text
+    for label, times in results.items():
+        samples = ", ".join(f"{t:.2f}" for t in times)
+        print(f"{mib} MiB upload, PUT on the {label}: median {statistics.median(times):.2f} s [{samples}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--small-only", action="store_true", help="only the 16 x 32 MiB image")
+    parser.add_argument("--large-mib", type=int, default=512, help="layer size of the 2-layer image (default 512)")
+    parser.add_argument("--rehash", type=int, default=0, metavar="MIB", help="instead: the re-read cost at commit")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="regtool-s3-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    images = {"16x32MiB": (16, 32 * MiB), f"2x{args.large_mib}MiB": (2, args.large_mib * MiB)}
+    if args.small_only:
+        images = {"16x32MiB": images["16x32MiB"]}
+    times: dict[tuple[str, str, str], list[float]] = {}
+    peak = 0
+    try:
+        with run_seaweedfs(work / "seaweedfs") as store:
+            if args.rehash:
+                rehash(work, store, args.rehash)
+                return
+            for name, (count, size) in images.items():
+                print(f"generating {name} ...", flush=True)
+                make_layout(work / name, count, size)
+            for round_no in range(args.rounds):
+                with registries(work, store, round_no) as servers:
+                    order = list(servers.items()) if round_no % 2 == 0 else list(reversed(servers.items()))
+                    for image in images:
+                        for server, (host, _) in order:
+                            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
+                            elapsed = skopeo("copy", "--dest-tls-verify=false", f"oci:{work / image}:bench", ref)
+                            times.setdefault((image, "push", server), []).append(elapsed)
+                        for server, (host, _) in order:
+                            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
+                            out = work / f"pull-{server}"
+                            elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
+                            shutil.rmtree(out)
+                            times.setdefault((image, "pull", server), []).append(elapsed)
+                        print(f"round {round_no + 1}/{args.rounds} {image} done", flush=True)
+                    pid = servers["serve"][1]
+                    assert pid is not None
+                    peak = max(peak, peak_rss_kib(pid))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
+    print(f"{'image':10} {'op':5} {'serve s':>9} {'distribution s':>15} {'ratio':>6}")
+    for image in images:
+        for op in ("push", "pull"):
+            ours = statistics.median(times[(image, op, "serve")])
+            theirs = statistics.median(times[(image, op, "distribution")])
+            samples = " ".join(
+                f"{server}=[{', '.join(f'{t:.2f}' for t in times[(image, op, server)])}]"
+                for server in ("serve", "distribution")
+            )
+            print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}   {samples}")
+    print(f"regtool serve peak RSS (VmHWM): {peak / 1024:.1f} MiB")
+    print(f"load average (1 min) before the timed runs: {min(LOADS):.2f} to {max(LOADS):.2f}")
+
+
+if __name__ == "__main__":
+    main()
