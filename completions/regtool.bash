@@ -127,7 +127,7 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --referrers --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
@@ -499,6 +499,18 @@ _regtool() {
                 --storage)
                     COMPREPLY=()
                     return ;;
+                --s3-endpoint)
+                    COMPREPLY=()
+                    return ;;
+                --s3-bucket)
+                    COMPREPLY=()
+                    return ;;
+                --s3-region)
+                    COMPREPLY=()
+                    return ;;
+                --s3-root)
+                    COMPREPLY=()
+                    return ;;
                 --max-manifest-size)
                     COMPREPLY=()
                     return ;;
@@ -574,14 +586,14 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--config --host --port --root --storage --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix --proxy-remote --proxy-username --proxy-password-file --proxy-ttl --proxy-max-size --redis --no-metrics --gc-interval --gc-delay -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --host --port --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --no-storage-redirect --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix --proxy-remote --proxy-username --proxy-password-file --proxy-ttl --proxy-max-size --redis --no-metrics --gc-interval --gc-delay -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --config|--host|--port|--root|--storage|--max-manifest-size|--latency|--upload-purge-age|--htpasswd|--auth-acl|--token-realm|--token-service|--token-issuer|--token-ttl|--token-key|--token-cert|--tls-cert|--tls-key|--web-prefix|--proxy-remote|--proxy-username|--proxy-password-file|--proxy-ttl|--proxy-max-size|--redis|--gc-interval|--gc-delay) skip=1 ;;
+                    --config|--host|--port|--root|--storage|--s3-endpoint|--s3-bucket|--s3-region|--s3-root|--max-manifest-size|--latency|--upload-purge-age|--htpasswd|--auth-acl|--token-realm|--token-service|--token-issuer|--token-ttl|--token-key|--token-cert|--tls-cert|--tls-key|--web-prefix|--proxy-remote|--proxy-username|--proxy-password-file|--proxy-ttl|--proxy-max-size|--redis|--gc-interval|--gc-delay) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac
@@ -594,6 +606,10 @@ _regtool() {
             ;;
         "serve gc")
             case "$prev" in
+                --config)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
                 --root)
                     compopt -o filenames 2>/dev/null
                     COMPREPLY=($(compgen -f -- "$cur"))
@@ -601,12 +617,15 @@ _regtool() {
                 --storage)
                     COMPREPLY=()
                     return ;;
+                --redis)
+                    COMPREPLY=()
+                    return ;;
                 --delay)
                     COMPREPLY=()
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--root --storage --dry-run --delete-untagged --delay --json -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --root --storage --redis --dry-run --delete-untagged --delay --json -h --help" -- "$cur"))
                 return
             fi
             ;;

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,11 +32,30 @@ _NOUNS: dict[RemovalKind, tuple[str, str]] = {
 
 @serve_app.command("gc", cls=RegtoolCommand)
 def gc(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="distribution's config.yml naming the storage (s3 too); flags given here override it.",
+        ),
+    ] = None,
     root: Annotated[
         Path | None,
         typer.Option("--root", help="Storage directory (default: the per-user data directory serve uses)."),
     ] = None,
-    storage: Annotated[str, typer.Option("--storage", help="filesystem (under --root).")] = "filesystem",
+    storage: Annotated[
+        str, typer.Option("--storage", help="filesystem (under --root), or s3 as --config describes it.")
+    ] = "filesystem",
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            metavar="HOST:PORT",
+            help="The servers' descriptor cache, told what is removed (password from REGTOOL_REDIS_PASSWORD).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
     delete_untagged: Annotated[
         bool,
@@ -52,22 +72,38 @@ def gc(
     json_output: JsonOutput = False,
 ) -> None:
     """Collect garbage: remove manifests, blobs, links and upload sessions that no tag reaches."""
+    from regtool.cli.serve_config import apply_config_file, given_flags
     from regtool.durations import parse_duration
     from regtool.errors import UsageError
     from regtool.server.app import make_driver
+    from regtool.server.cache import open_cache
     from regtool.server.config import ServerConfig, default_root
     from regtool.server.gc import GcOptions, collect_garbage
     from regtool.server.storage.registry import Registry
 
-    if storage != "filesystem":
-        fail(f"--storage {storage!r} cannot be collected: gc works on stored registries (filesystem)", 2)
+    if storage not in ("filesystem", "s3"):
+        fail(f"--storage must be filesystem or s3, not {storage!r}: gc collects stored registries", 2)
     try:
         grace = parse_duration(delay, what="--delay")
-        data_root = (root or default_root()).expanduser().resolve()
-        if not data_root.is_dir():
-            raise UsageError(f"no registry storage at {data_root} (--root)")
-        config = ServerConfig(root=data_root, storage="filesystem", read_only=dry_run)
-        registry = Registry(make_driver(config))
+        if storage == "s3" and config_file is None:
+            raise UsageError("--storage s3: give --config FILE with the bucket (its storage.s3 section)")
+        flags: dict[str, Any] = {"storage": storage, "root": None, "s3": None}
+        if storage == "filesystem":
+            flags["root"] = (root or default_root()).expanduser().resolve()
+        if redis is not None:
+            flags.update(redis_addr=redis, redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None)
+        # --storage s3 only says the file's storage is meant: the bucket comes from the file.
+        given = given_flags(ctx) & ({"root", "redis"} if storage == "s3" else {"storage", "root", "redis"})
+        fields = apply_config_file(config_file, flags, given)
+        if storage == "s3" and fields.get("storage") != "s3":
+            raise UsageError(f"--storage s3, but {config_file} names {fields.get('storage')} storage")
+        fields["read_only"] = dry_run or bool(fields.get("read_only"))
+        config = ServerConfig(**fields)
+        if config.storage == "inmemory":
+            raise UsageError(f"{config_file} names inmemory storage: nothing outlives its server to collect")
+        if config.root is not None and not config.root.is_dir():
+            raise UsageError(f"no registry storage at {config.root}")
+        registry = Registry(make_driver(config), open_cache(config))
     except UsageError as exc:
         fail(str(exc), 2, json_lines=json_output)
     options = GcOptions(delete_untagged=delete_untagged, delay=grace, dry_run=dry_run)
@@ -80,7 +116,7 @@ def gc(
     with handle_errors(json_lines=json_output):
         report = collect_garbage(registry, options, on_removed=say)
     if json_output:
-        emit_json({"root": str(data_root), **report.to_json()})
+        emit_json(report.to_json())
     else:
         stdout.print(_summary(verb, report), markup=False, highlight=False)
 
