@@ -62,14 +62,12 @@ class EndpointChain:
             except RegtoolError as exc:
                 if isinstance(exc, UsageError | CancelledTransfer):
                     raise
-                self._report(what, endpoint, "failed", error=str(exc))
+                self.failed(what, endpoint, exc)
                 if last:
                     if failures:
                         # The same error (class, exit code, status) with what the mirrors said beside it.
                         exc.args = (f"{exc} (the mirrors did not serve it either: {'; '.join(failures)})",)
                     raise
-                if isinstance(exc, TransportError):
-                    self._unreachable.add(endpoint.ref.registry)
                 failures.append(f"{endpoint.name}: {exc}")
                 continue
             self._report(what, endpoint, "served")
@@ -77,6 +75,12 @@ class EndpointChain:
                 self._start = index
             return result
         raise AssertionError("the primary endpoint is always tried")
+
+    def failed(self, what: str, endpoint: Endpoint, error: RegtoolError) -> None:
+        """Report that ``endpoint`` did not serve ``what``; an unreachable one is not asked again in this run."""
+        self._report(what, endpoint, "failed", error=str(error))
+        if isinstance(error, TransportError) and endpoint is not self.primary:
+            self._unreachable.add(endpoint.ref.registry)
 
     def _report(self, what: str, endpoint: Endpoint, outcome: str, *, error: str | None = None) -> None:
         kind = "mirror" if endpoint.mirror else "primary"

@@ -144,8 +144,13 @@ async def test_the_primary_down_the_mirror_serves_and_a_dead_mirror_is_skipped(t
         await _push(tmp_path / "src", f"{mirror.host}/team/app:1")
         primary = f"127.0.0.1:{free_port()}"
         conf = conf_for(primary, dead, mirror.host)
-        async with Client(registries=conf, retries=0) as client:
+        events = Events()
+        async with Client(registries=conf, retries=0, progress=events) as client:
             result = await client.pull(Reference.parse(f"{primary}/team/app:1"), tmp_path / "out")
+            # The dead mirror was tried once (the connection opened ahead of the manifest), then left alone.
+            failed = [f for n, f in events.events if n == "endpoint" and f["outcome"] == "failed"]
+            assert [f["endpoint"] for f in failed] == [f"{dead}/team/app"]
+            assert set(events.served().values()) == {f"{mirror.host}/team/app"}
             tags = await client.tags(Reference.parse_repository(f"{primary}/team/app"))
             inspected = await client.inspect(Reference.parse(f"{primary}/team/app:1"))
         assert result.digest == image.manifest.digest == inspected.digest

@@ -108,7 +108,7 @@ class V2Puller:
         if format == "docker-archive" and all_platforms:
             raise UsageError("a docker-archive holds one image: use --platform instead of --all-platforms")
         # The blob transfers find their connections open: they are made while the manifest is in flight.
-        await self._preconnect(chain.endpoints[0])
+        await self._preconnect(chain)
         plan = await self.plan(ref, platform=platform, all_platforms=all_platforms, chain=chain)
         for image in plan.images:
             report_image(self.progress, image)
@@ -172,14 +172,16 @@ class V2Puller:
 
     # -- planning ---------------------------------------------------------------------------------------
 
-    async def _preconnect(self, endpoint: Endpoint) -> None:
-        if endpoint.mirror:
-            try:
-                base = await self.api.base_url(endpoint.ref.registry)
-            except RegtoolError:
-                return  # the manifest's request reports (and falls back from) a mirror that is down
-        else:
+    async def _preconnect(self, chain: EndpointChain) -> None:
+        endpoint = chain.endpoints[0]
+        try:
             base = await self.api.base_url(endpoint.ref.registry)
+        except RegtoolError as exc:
+            if not endpoint.mirror:
+                raise
+            # Said once here, and the mirror is not pinged again for the manifest.
+            chain.failed(f"registry {endpoint.ref.registry}", endpoint, exc)
+            return
         self.api.preconnect(base, PRECONNECT_PER_JOB * self.jobs)
 
     async def plan(
