@@ -13,8 +13,10 @@ import pytest
 
 from regtool.client.v2.referrers import schema_tag
 from regtool.image.oci_layout import OciLayout
-from tests.cli.support import in_process
+from regtool.protocol import mediatypes as mt
+from tests.cli.support import assert_user_error, in_process
 from tests.support.distribution import Distribution
+from tests.support.images import write_image
 from tests.support.serve import run_serve
 from tests.sync.seed import REPOSITORIES, TAGS, seed
 from tests.sync.support import digest_at, tags_at
@@ -97,3 +99,29 @@ def test_signatures_and_sboms_arrive_with_their_image_as_the_tag_schema(
     assert {entry["digest"] for entry in index["manifests"]} == {str(attached.signature), str(attached.sbom)}
     nested = httpx.get(f"{distribution.url}/v2/{name}/manifests/{schema_tag(attached.sbom)}", headers=accept).json()
     assert [entry["digest"] for entry in nested["manifests"]] == [str(attached.sbom_signature)]
+
+
+def test_prune_on_a_registry_that_deletes_only_by_digest(tmp_path: Path, distribution: Distribution) -> None:
+    with run_serve(tmp_path / "source", enable_v1=False) as source:
+        pushed = seed(source.host, tmp_path / "work")
+        assert in_process("sync", f"{source.host}/team/app", distribution.host, "--tags", "1.*").returncode == 0
+        # "old" names a manifest of its own; "alias" the manifest of 1.0.0, which stays.
+        write_image(tmp_path / "old", "old", [{"old.txt": b"gone at the source"}])
+        assert in_process("push", f"{tmp_path / 'old'}:old", f"{distribution.host}/team/app:old").returncode == 0
+        raw = httpx.get(f"{distribution.url}/v2/team/app/manifests/1.0.0", headers={"Accept": mt.MANIFEST_ACCEPT})
+        alias = httpx.put(
+            f"{distribution.url}/v2/team/app/manifests/alias",
+            content=raw.content,
+            headers={"Content-Type": raw.headers["Content-Type"]},
+        )
+        assert alias.status_code == 201, alias.text
+
+        proc = in_process(
+            "sync", f"{source.host}/team/app", distribution.host, "--tags", "1.*", "--prune", "--keep-going"
+        )
+    message = assert_user_error(proc, 1, "1 of 6 failed", "team/app:alias", "also tagged 1.0.0")
+    assert "team/app:old" not in message
+    (pruned,) = [line for line in proc.stdout.splitlines() if line.startswith("pruned ")]
+    assert pruned.split()[3] == f"{distribution.host}/team/app:old"
+    assert tags_at(distribution.url, "team/app") == ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "alias"]
+    assert digest_at(distribution.url, "team/app", "1.0.0") == str(pushed["team/app:1.0.0"])

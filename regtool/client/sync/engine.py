@@ -49,7 +49,7 @@ from regtool.client.sync.trim import trim_index
 from regtool.client.tasks import run_bounded
 from regtool.client.v2.referrers import is_referrer_tag
 from regtool.digest import Digest
-from regtool.errors import NotFoundError, RegistryError, RegtoolError, UsageError
+from regtool.errors import IntegrityError, NotFoundError, RegistryError, RegtoolError, UsageError
 from regtool.manifest import Manifest, Platform
 from regtool.reference import Reference
 
@@ -592,6 +592,9 @@ class SyncEngine:
         try:
             await self.api.send("DELETE", url, what=f"delete of {ref}", expect=(200, 202, 204))
             return
+        except IntegrityError:
+            # distribution 2.x reads the reference as a digest: DIGEST_INVALID (a DELETE sends no bytes to check).
+            pass
         except RegistryError as exc:
             if exc.status not in {400, 405} and "UNSUPPORTED" not in exc.codes:
                 raise
