@@ -13,6 +13,7 @@ from regtool.digest import Digest
 from regtool.protocol import mediatypes as mt
 from tests.cli.support import in_process
 from tests.gc.scene import Scene, fill
+from tests.support.redis import redis_server  # noqa: F401  (the fixture, for the cache test)
 from tests.support.seaweedfs import s3_bucket, seaweedfs  # noqa: F401  (the fixtures, for the s3 driver)
 from tests.support.serve import RunningServe, run_serve
 

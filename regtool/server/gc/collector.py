@@ -40,6 +40,7 @@ from regtool.server.gc.inventory import (
 )
 from regtool.server.gc.mark import LiveSet, mark
 from regtool.server.gc.report import GcReport, Removal
+from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
 from regtool.server.storage import paths
 from regtool.server.storage.driver import PathNotFound
@@ -95,7 +96,9 @@ class _Run:
         return [read_repository(self.driver, name) for name in self.registry.repositories()]
 
     def mark(self, repositories: Iterable[RepositoryInventory]) -> LiveSet:
-        also_live = v1_blobs(self.driver) | self.options.also_live
+        # A pull-through cache's blobs are the cache's to evict (its TTL and size cap), not the collector's.
+        cached = {entry.digest for entry in read_records(self.driver)}
+        also_live = v1_blobs(self.driver) | cached | self.options.also_live
         return mark(
             self.registry.blobs,
             repositories,

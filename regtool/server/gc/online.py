@@ -76,9 +76,23 @@ class OnlineCollector:
 
 
 def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollector:
-    """The collector ``config`` asks for (``gc_interval`` set): untagged manifests kept, as ``serve gc`` does."""
+    """The collector ``config`` asks for (``gc_interval`` set): untagged manifests kept, as ``serve gc`` does.
+
+    A pull-through cache's TTL and size cap are enforced after each pass too, so they hold on a server nobody
+    asks (the cache itself enforces them only as it is used). Its last uses are read from its records, which the
+    running cache rewrites at most once a minute per blob: a blob used within that minute may look older here.
+    """
     assert config.gc_interval is not None
-    return OnlineCollector(registry, interval=config.gc_interval, options=GcOptions(delay=config.gc_delay))
+    after_pass = None
+    if config.proxy_remotes:
+        from regtool.server.proxy.limits import enforce_cache_limits
+
+        def after_pass() -> None:
+            enforce_cache_limits(registry.driver, ttl=config.proxy_ttl, max_size=config.proxy_max_size)
+
+    return OnlineCollector(
+        registry, interval=config.gc_interval, options=GcOptions(delay=config.gc_delay), after_pass=after_pass
+    )
 
 
 class GcMiddleware:
