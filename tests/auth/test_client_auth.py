@@ -3,6 +3,7 @@ from every source, and the failures (wrong password, token endpoint down or brok
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
@@ -201,6 +202,15 @@ async def test_token_refreshed_when_it_expires_client_side(
     assert len([e for e in events if e.path == "/token"]) == before + 1
 
 
+class _ClockAhead(datetime.datetime):
+    """PyJWT's clock, 1000 s ahead."""
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> _ClockAhead:
+        moment = datetime.datetime.now(tz) + datetime.timedelta(seconds=1000)
+        return cls.fromtimestamp(moment.timestamp(), tz)
+
+
 async def test_token_refetched_once_when_the_server_calls_it_expired(
     token_serve: tuple[AuthServe, list[RequestEvent]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,8 +221,10 @@ async def test_token_refetched_once_when_the_server_calls_it_expired(
         await client.push(f"{tmp_path / 'src'}:1.0", ref)
         await client.tags(ref)
         # The server's clock jumps past the token's expiry: it answers invalid_token, the client gets a new one.
+        # Both clocks move: the one tokens are issued by, and PyJWT's, which checks them.
         real = time.time
         monkeypatch.setattr("regtool.server.auth.token.time.time", lambda: real() + 1000)
+        monkeypatch.setattr("jwt.api_jwt.datetime", _ClockAhead)
         events.clear()
         assert await client.tags(ref) == ["1.0"]
     assert [(e.path, e.status) for e in events] == [

@@ -39,14 +39,13 @@ from regtool.protocol.errcodes import ErrorCode
 from regtool.server.auth.base import Access
 from regtool.server.auth.basic import BasicController, authenticate_basic, basic_credentials
 from regtool.server.auth.htpasswd import Htpasswd
-from regtool.server.auth.jwt import InvalidToken, SigningKey
+from regtool.server.auth.jwt import LEEWAY_SECONDS, InvalidToken, SigningKey, TokenVerifier
 from regtool.server.auth.policy import AccessPolicy
 from regtool.server.errors import ApiError
 
 __all__ = ["REFRESH_TTL", "TOKEN_PATH", "OAuthError", "ResourceScope", "TokenController", "TokenIssuer", "parse_scopes"]
 
 TOKEN_PATH = "/token"
-_LEEWAY = 5
 REFRESH_TTL = 30 * 24 * 3600
 # Marks a refresh token (claim ``token_use``); the controller never takes one as an access token.
 _REFRESH_USE = "refresh"
@@ -110,13 +109,16 @@ class OAuthError(Exception):
 class TokenIssuer:
     """Signs tokens for the endpoint and checks them for the controller (one key, one issuer, one service).
 
-    ``ttl`` is the lifetime of access tokens, ``refresh_ttl`` that of refresh tokens (seconds).
+    ``ttl`` is the lifetime of access tokens, ``refresh_ttl`` that of refresh tokens (seconds). Without a ``key``
+    it issues nothing: tokens come from an external token server at ``realm`` and ``verifier`` (its root bundle)
+    checks them, as distribution's ``auth.token`` does.
     """
 
     def __init__(
         self,
-        key: SigningKey,
+        key: SigningKey | None,
         *,
+        verifier: TokenVerifier | None = None,
         htpasswd: Htpasswd | None,
         policy: AccessPolicy,
         issuer: str = "regtool",
@@ -125,7 +127,12 @@ class TokenIssuer:
         realm: str | None = None,
         refresh_ttl: int = REFRESH_TTL,
     ) -> None:
+        if verifier is None:
+            if key is None:
+                raise ValueError("a token issuer needs a signing key or a verifier")
+            verifier = key.verifier()
         self.key = key
+        self.verifier = verifier
         self.htpasswd = htpasswd
         self.policy = policy
         self.issuer = issuer
@@ -167,12 +174,12 @@ class TokenIssuer:
             "sub": user or "",
             "aud": self.service,
             "exp": issued + self.ttl,
-            "nbf": issued - _LEEWAY,
+            "nbf": issued - LEEWAY_SECONDS,
             "iat": issued,
             "jti": secrets.token_hex(16),
             "access": access,
         }
-        token = self.key.sign(claims)
+        token = self._signing_key().sign(claims)
         return {"token": token, "access_token": token, "expires_in": self.ttl, "issued_at": _rfc3339(issued)}
 
     def issue_refresh(self, user: str, now: float | None = None) -> str:
@@ -183,38 +190,40 @@ class TokenIssuer:
             "sub": user,
             "aud": self.refresh_audience,
             "exp": issued + self.refresh_ttl,
-            "nbf": issued - _LEEWAY,
+            "nbf": issued - LEEWAY_SECONDS,
             "iat": issued,
             "jti": secrets.token_hex(16),
             "token_use": _REFRESH_USE,
         }
-        return self.key.sign(claims)
+        return self._signing_key().sign(claims)
 
-    def claims(self, token: str, now: float | None = None) -> dict[str, Any]:
-        """The verified claims of ``token``; InvalidToken when it is not ours, for another service, or expired.
+    def _signing_key(self) -> SigningKey:
+        if self.key is None:
+            # The token endpoint is not routed without a key; nothing else signs.
+            raise RuntimeError("this registry verifies tokens from an external token server and issues none")
+        return self.key
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of ``token``; InvalidToken when it is not from a trusted key, for another service or
+        issuer, or expired.
 
         A refresh token is refused here: it is only good at the token endpoint (``redeem_refresh``).
         """
-        claims = self.key.verify(token)
-        if claims.get("iss") != self.issuer or claims.get("aud") != self.service:
-            raise InvalidToken("wrong issuer or audience")
+        claims = self.verifier.verify(token, audience=self.service, issuer=self.issuer)
         if "token_use" in claims:
             raise InvalidToken("not an access token")
-        _check_times(claims, now)
         return claims
 
-    def redeem_refresh(self, token: str, now: float | None = None) -> str:
+    def redeem_refresh(self, token: str) -> str:
         """The user a refresh token of ours speaks for; OAuthError (401 ``invalid_grant``) when it cannot be used.
 
         The user must still be in the htpasswd file; what they get is decided by the policy at each redemption.
         """
         try:
-            claims = self.key.verify(token)
-            if claims.get("iss") != self.issuer or claims.get("token_use") != _REFRESH_USE:
+            # Our access tokens pass the audience check too, so that they are told apart by name below.
+            claims = self.verifier.verify(token, audience=[self.refresh_audience, self.service], issuer=self.issuer)
+            if claims.get("token_use") != _REFRESH_USE or claims.get("aud") != self.refresh_audience:
                 raise InvalidToken("not a refresh token of this server")
-            if claims.get("aud") != self.refresh_audience:
-                raise InvalidToken("issued for another service")
-            _check_times(claims, now)
         except InvalidToken as exc:
             raise OAuthError(401, "invalid_grant", f"invalid refresh token: {exc}") from None
         user = claims.get("sub")
@@ -292,18 +301,6 @@ class TokenIssuer:
 
 def _rfc3339(moment: int) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _check_times(claims: dict[str, Any], now: float | None) -> None:
-    """InvalidToken unless ``claims`` are within ``exp``/``nbf`` (with a few seconds of clock leeway)."""
-    moment = now if now is not None else time.time()
-    exp, nbf = claims.get("exp"), claims.get("nbf", 0)
-    if not isinstance(exp, int) or not isinstance(nbf, int):
-        raise InvalidToken("no expiry")
-    if moment >= exp + _LEEWAY:
-        raise InvalidToken("expired")
-    if moment < nbf - _LEEWAY:
-        raise InvalidToken("not yet valid")
 
 
 async def _read_form(request: Request) -> dict[str, list[str]]:
