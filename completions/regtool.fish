@@ -189,6 +189,7 @@ complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_s
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l proxy-max-size -x -d 'Cap the cache (e.g. 10G), evicting least recently used.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l redis -x -d 'Cache blob descriptors in this Redis, shared by every instance (password: REGTOOL_REDIS_PASSWORD).'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l no-metrics -d 'No Prometheus /metrics (served to loopback clients only).'
+complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l debug-addr -x -d 'Serve /metrics (to anyone) and /debug/health here too, and /metrics no more on the main port.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l gc-interval -x -d 'Collect garbage (as `serve gc` does) every DURATION (e.g. 1h) while serving.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l gc-delay -x -d 'Grace period of --gc-interval: keep what is younger than this.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -s h -l help -d 'Show this message and exit.'

@@ -173,6 +173,15 @@ def serve(
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="No Prometheus /metrics (served to loopback clients only).")
     ] = False,
+    debug_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--debug-addr",
+            metavar="HOST:PORT",
+            help="Serve /metrics (to anyone) and /debug/health here too, and /metrics no more on the main port.",
+            show_default=False,
+        ),
+    ] = None,
     # The garbage collector in the server process.
     gc_interval: Annotated[
         str | None,
@@ -197,6 +206,7 @@ def serve(
     from regtool.cli.serve_config import apply_config_file, given_flags
     from regtool.errors import UsageError
     from regtool.server import ServerConfig, create_app, runner
+    from regtool.server.app import create_debug_app
     from regtool.server.config import default_root
     from regtool.server.tls import check_tls_files
 
@@ -243,6 +253,7 @@ def serve(
             redis_addr=redis,
             redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None,
             metrics=not no_metrics,
+            debug_addr=debug_addr,
             **_gc_settings(gc_interval, gc_delay),
             **proxy,
         )
@@ -257,12 +268,25 @@ def serve(
         sock = runner.bind(config.host, config.port)
     except OSError as exc:
         fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", 1)
+    debug_sock = None
+    if config.debug_addr is not None:
+        from regtool.reference import split_host_port
+
+        debug_host, debug_port = split_host_port(config.debug_addr)
+        try:
+            debug_sock = runner.bind(debug_host, debug_port or 0)
+        except OSError as exc:
+            sock.close()
+            fail(f"cannot listen on {config.debug_addr} (the debug address): {exc.strerror or exc}", 1)
     try:
         config = dataclasses.replace(config, port=int(sock.getsockname()[1]))
         application = create_app(config)
     except (UsageError, OSError) as exc:
         sock.close()
+        if debug_sock is not None:
+            debug_sock.close()
         fail(str(exc), 2)
+    debug = None if debug_sock is None else (create_debug_app(application), debug_sock)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     for name in ("regtool.server.access", "regtool.server"):
@@ -276,8 +300,17 @@ def serve(
     auth = "token auth" if config.token_auth else "basic auth" if config.htpasswd is not None else "no auth"
     address = f"[{config.host}]" if ":" in config.host else config.host
     cache = f", redis cache {config.redis_addr}" if config.redis_addr is not None else ""
-    stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}")
-    runner.run(application, config.host, config.port, tls_cert=config.tls_cert, tls_key=config.tls_key, sock=sock)
+    debug_line = "" if debug_sock is None else f", metrics and health on http://{config.debug_addr}"
+    stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}{debug_line}")
+    runner.run(
+        application,
+        config.host,
+        config.port,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+        sock=sock,
+        debug=debug,
+    )
     stderr.print("regtool serve: stopped")
 
 

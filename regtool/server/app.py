@@ -45,7 +45,7 @@ from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.inmemory import InMemoryDriver
 from regtool.server.storage.registry import Registry
 
-__all__ = ["check_writable", "create_app", "error_response", "make_driver"]
+__all__ = ["check_writable", "create_app", "create_debug_app", "error_response", "make_driver"]
 
 logger = logging.getLogger("regtool.server")
 
@@ -172,3 +172,21 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
         config, driver, registry, setup.controller, health=health, metrics=metrics, proxy=proxy
     )
     return app
+
+
+def create_debug_app(app: Starlette) -> Starlette:
+    """The debug listener's app (``ServerConfig.debug_addr``): /metrics and /debug/health of ``app``'s server.
+
+    It shares ``app``'s context (the same counters and health check) and answers /metrics to any peer: whoever
+    reaches this address is trusted, as with distribution's ``http.debug.addr``.
+    """
+    debug_app = Starlette(
+        routes=[
+            Route("/debug/health", debug.health, methods=["GET"]),
+            Route("/metrics", debug.metrics, methods=["GET"]),
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+    )
+    debug_app.state.context = app.state.context
+    debug_app.state.debug_listener = True
+    return debug_app

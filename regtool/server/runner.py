@@ -95,20 +95,35 @@ def run(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     sock: socket.socket | None = None,
+    debug: tuple[ASGIApp, socket.socket] | None = None,
 ) -> None:
     """Serve ``app`` on ``host:port`` (httptools + uvloop when installed) until a signal asks to stop.
 
     With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS. ``sock`` is a socket from ``bind`` (closed here
     when the server stops); without it the address is bound here, and OSError is raised when it cannot be.
+    ``debug`` is a second app and its bound socket (the debug listener: plain HTTP, in a thread of its own,
+    stopped with the main server).
     """
     if sock is None:
         sock = bind(host, port)
     config = uvicorn_config(app, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port)
     logging.getLogger("uvicorn.error").addFilter(_drop_tls_probes)
+    side: tuple[_Server, threading.Thread, socket.socket] | None = None
+    if debug is not None:
+        # Not the main thread: _Server leaves the signals to the main server, which stops this one after it.
+        debug_app, debug_sock = debug
+        debug_server = _Server(uvicorn_config(debug_app))
+        thread = threading.Thread(target=debug_server.run, kwargs={"sockets": [debug_sock]}, name="debug", daemon=True)
+        thread.start()
+        side = (debug_server, thread, debug_sock)
     try:
         _Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        if side is not None:
+            side[0].should_exit = True
+            side[1].join(timeout=10)
+            side[2].close()
 
 
 def _drop_tls_probes(record: logging.LogRecord) -> bool:

@@ -27,6 +27,7 @@ USER, PASSWORD = "ci", "cluster-secret"
 class Cluster:
     root: Path
     instances: list[ServeProcess]
+    debug_urls: list[str]
     balancer: Balancer
     redis: RedisServer
     stack: contextlib.ExitStack = field(repr=False)
@@ -40,7 +41,7 @@ class Cluster:
 
     def metric(self, n: int, name: str, **labels: str) -> float:
         """One sample of instance ``n``'s /metrics (0 when absent)."""
-        text = httpx.get(f"{self.instances[n].url}/metrics", timeout=10).text
+        text = httpx.get(f"{self.debug_urls[n]}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -50,11 +51,11 @@ class Cluster:
     def requests_by_instance(self, route_part: str, method: str | None = None) -> list[int]:
         """Per instance, the finished requests its /metrics counts on routes containing ``route_part``."""
         counts = []
-        for instance in self.instances:
+        for instance, debug_url in zip(self.instances, self.debug_urls, strict=True):
             if instance.process.poll() is not None:
                 counts.append(0)
                 continue
-            text = httpx.get(f"{instance.url}/metrics", timeout=10).text
+            text = httpx.get(f"{debug_url}/metrics", timeout=10).text
             counts.append(
                 int(
                     sum(
@@ -87,11 +88,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             "--token-realm", f"http://127.0.0.1:{balancer_port}/token",
             "--no-web",
         )  # fmt: skip
+        # Metrics on a debug address per instance, as a cluster should: the main port is the balancer's.
+        debug_ports = [free_port() for _ in range(3)]
         instances = [
-            stack.enter_context(run_serve_process(root, *args, log_path=tmp_path / f"instance-{n}.log"))
-            for n in range(3)
+            stack.enter_context(
+                run_serve_process(
+                    root, *args, "--debug-addr", f"127.0.0.1:{port}", log_path=tmp_path / f"instance-{n}.log"
+                )
+            )
+            for n, port in enumerate(debug_ports)
         ]
         balancer = stack.enter_context(
             run_haproxy(tmp_path / "haproxy", [("127.0.0.1", i.port) for i in instances], port=balancer_port)
         )
-        yield Cluster(root, instances, balancer, redis, stack)
+        yield Cluster(root, instances, [f"http://127.0.0.1:{p}" for p in debug_ports], balancer, redis, stack)

@@ -93,9 +93,15 @@ def test_kill_nine_one_instance_mid_push_and_another_mid_pull(cluster: Cluster, 
 
     pulled = tmp_path / "pulled"
     pull = regtool(cluster, "pull", ref, str(pulled), "--jobs", "4", "--json")
-    # Killed while it sends a blob (the scrape itself is one GET in flight).
+    # Killed while it sends a blob: blobs are arriving (the manifest is done) and a GET is in flight there
+    # (scrapes go to the debug address, so every GET it counts is the pull's).
     wait_for(
-        lambda: cluster.metric(1, "registry_http_requests_in_flight", method="GET") >= 2, "a GET on instance 1", pull
+        lambda: (
+            any((pulled / "blobs").rglob("*"))
+            and cluster.metric(1, "registry_http_requests_in_flight", method="GET") >= 1
+        ),
+        "a blob GET on instance 1",
+        pull,
     )
     cluster.instances[1].kill()
     result = json.loads(finish(pull))

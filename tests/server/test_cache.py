@@ -1,17 +1,16 @@
 """The Redis descriptor cache: shared by instances, invalidated by every delete, and never a reason to fail.
 
 "Instances" here are Registry objects over one storage root and one real redis-server, the way several
-``regtool serve`` processes share them; the store's work is counted by a driver that forwards to the real one.
+``regtool serve`` processes share them; the store's work is counted by a driver that forwards to the real one
+(tests/support/counting.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,33 +25,17 @@ from regtool.server.errors import ApiError
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry
 from tests.server.helpers import digest_of, image_manifest, push_blob, push_manifest, random_blob
+from tests.support.counting import CountingDriver, count_store_calls
 from tests.support.redis import RedisServer
 from tests.support.serve import RunningServe, run_serve
 
 pytestmark = pytest.mark.interop
 
 
-class CountingDriver:
-    """The real filesystem driver, with every call counted by operation name."""
-
-    def __init__(self, root: Path) -> None:
-        self.inner = FilesystemDriver(root)
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        operation = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return operation(*args, **kwargs)
-
-        return counted
-
-
 def instance(root: Path, redis: RedisServer | None) -> tuple[Registry, CountingDriver]:
-    driver = CountingDriver(root)
-    cache = None if redis is None else RedisDescriptorCache(redis.addr)
-    return Registry(driver, cache), driver  # type: ignore[arg-type]
+    """A registry process of its own over ``root`` (and the shared Redis), its store calls counted."""
+    registry = Registry(FilesystemDriver(root), None if redis is None else RedisDescriptorCache(redis.addr))
+    return registry, count_store_calls(registry)
 
 
 @pytest.fixture

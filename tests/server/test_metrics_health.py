@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ from regtool.server.config import ServerConfig
 from tests.auth.support import write_htpasswd
 from tests.server.helpers import digest_of, push_blob, random_blob
 from tests.support.redis import RedisServer
-from tests.support.serve import run_serve
+from tests.support.serve import free_port, run_serve, run_serve_process
 
 BLOB_ROUTE = "/v2/{name:path}/blobs/{digest}"
 UPLOAD_ROUTE = "/v2/{name:path}/blobs/uploads/{uuid}"
@@ -179,3 +182,34 @@ def test_health_checks_storage_at_most_once_per_interval(tmp_path: Path) -> None
     assert health.status() == {}  # the last result is still fresh: the store is not asked
     now[0] = 10.0
     assert list(health.status()) == ["storagedriver_filesystem"]
+
+
+def test_a_debug_address_takes_metrics_off_the_main_port(tmp_path: Path) -> None:
+    debug_port = free_port()
+    with run_serve_process(tmp_path / "root", "--debug-addr", f"127.0.0.1:{debug_port}", "--quiet") as server:
+        debug = f"http://127.0.0.1:{debug_port}"
+        assert httpx.get(f"{server.url}/v2/").status_code == 200
+        main = httpx.get(f"{server.url}/metrics")
+        assert (main.status_code, main.json()["errors"][0]["code"]) == (404, "UNSUPPORTED")
+        with httpx.Client(base_url=debug) as client:
+            samples = scrape(client)
+            assert client.get("/debug/health").json() == {}
+        assert sample(samples, "registry_http_requests_total", method="GET", route="/v2/", status="200") >= 1
+        assert sample(samples, "registry_http_requests_total", method="GET", route="/metrics", status="404") == 1
+
+
+def test_a_busy_debug_address_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-m", "regtool", "serve", "--root", str(tmp_path), "--port", "0", "--debug-addr", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot listen on {address} (the debug address): Address already in use"
+    ]

@@ -1,6 +1,8 @@
 """Operations endpoints: ``/debug/health`` for balancers and ``/metrics`` for Prometheus (``health.py``,
-``metrics.py`` say what they report). Neither asks the access controller: a balancer and a scraper carry no
-registry credentials; ``/metrics`` is kept to loopback peers on the main port instead (``metrics.py`` says why)."""
+``metrics.py`` say what they report), on the main port and on the debug listener (``app.create_debug_app``).
+Neither asks the access controller: a balancer and a scraper carry no registry credentials. ``/metrics`` is
+answered on the debug listener to anyone, and on the main port only to loopback peers when there is no debug
+listener (``metrics.py`` says why)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,12 @@ async def health(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """The Prometheus text format; 404 (as an unknown path) for peers off loopback or with metrics off."""
     collected = context(request).metrics
-    if collected is None or not _from_loopback(request):
+    if getattr(request.app.state, "debug_listener", False):
+        allowed = True
+    else:
+        # With a debug listener configured, the main port never answers: it may be behind a balancer.
+        allowed = context(request).config.debug_addr is None and _from_loopback(request)
+    if collected is None or not allowed:
         raise ApiError(ErrorCode.UNSUPPORTED, f"no such endpoint {request.url.path}", status=404)
     body = await run_sync(collected.render)
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
