@@ -54,7 +54,10 @@ from regtool.manifest import Manifest, Platform
 from regtool.reference import Reference
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from regtool.client import Client
+    from regtool.image.oci_layout import OciLayout
 
 __all__ = ["ImageOutcome", "SyncEngine", "SyncOptions", "SyncResult"]
 
@@ -422,7 +425,7 @@ class SyncEngine:
     async def _source_manifest(self, job: ImageJob, digest: Digest) -> Manifest:
         endpoint = job.spec.endpoint
         if isinstance(endpoint, DirectoryEndpoint):
-            layout = endpoint.open_layout(job.source_repository)
+            layout = await anyio.to_thread.run_sync(endpoint.open_layout, job.source_repository)
             return await anyio.to_thread.run_sync(layout.manifest, digest)
         return await self.api.get_manifest(endpoint.reference(job.source_repository).with_digest(digest))
 
@@ -464,13 +467,13 @@ class SyncEngine:
                     await self._registry_to_directory(
                         Reference(src.registry, src.repository, None, child.digest), path, moved
                     )
-                layout = target.open_layout(job.target_repository)
+                layout = await anyio.to_thread.run_sync(target.open_layout, job.target_repository)
                 await anyio.to_thread.run_sync(layout.blobs.put_bytes, trimmed.digest, trimmed.raw)
                 await anyio.to_thread.run_sync(
                     lambda: layout.add_manifest(trimmed.descriptor(), ref_name=job.tag, image_name=str(src))
                 )
         elif isinstance(source, DirectoryEndpoint) and isinstance(target, RegistryEndpoint):
-            layout = source.open_layout(job.source_repository)
+            layout = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
             dst = target.reference(job.target_repository, job.tag)
             roots = [await anyio.to_thread.run_sync(layout.manifest, digest)]
             if trimmed is not None:
@@ -500,7 +503,7 @@ class SyncEngine:
         moved.mounted += result.blobs_mounted
         moved.skipped += result.blobs_skipped
 
-    async def _registry_to_directory(self, source: Reference, path: Any, moved: _Moved) -> None:
+    async def _registry_to_directory(self, source: Reference, path: Path, moved: _Moved) -> None:
         from regtool.client.v2.pull import V2Puller
 
         puller = V2Puller(self.api, jobs=self.client.jobs, progress=self.progress, split=self.client.split)
@@ -510,7 +513,7 @@ class SyncEngine:
         moved.skipped += result.blobs_skipped
 
     async def _directory_to_registry(
-        self, layout: Any, root: Manifest, job: ImageJob, target: Reference, moved: _Moved
+        self, layout: OciLayout, root: Manifest, job: ImageJob, target: Reference, moved: _Moved
     ) -> None:
         from regtool.client.v2.push import V2Pusher
         from regtool.image.source import BlobStoreSource
@@ -576,7 +579,7 @@ class SyncEngine:
             return ImageOutcome(job.name, name, WOULD_PRUNE, digest=digest, reason="gone at the source")
         target = self.target
         if isinstance(target, DirectoryEndpoint):
-            layout = target.open_layout(repo.target)
+            layout = await anyio.to_thread.run_sync(target.open_layout, repo.target)
             await anyio.to_thread.run_sync(layout.remove_ref, tag)
         else:
             await self._delete_tag(target.reference(repo.target, tag), repo)
