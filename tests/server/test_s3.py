@@ -19,6 +19,7 @@ from regtool.errors import UsageError
 from regtool.server.config import ServerConfig
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.s3 import MIN_PART_SIZE, S3Driver
+from tests.cli.support import regtool
 from tests.server.helpers import digest_of, push_blob, random_blob
 from tests.support.seaweedfs import S3Bucket
 from tests.support.serve import run_serve, run_serve_process
@@ -227,3 +228,18 @@ def test_purge_aborts_the_abandoned_multipart_upload(s3_bucket: S3Bucket) -> Non
         gone = http.get(location)
         assert gone.status_code == 404
         assert client.list_multipart_uploads(Bucket=settings.bucket).get("Uploads") is None
+
+
+def test_serve_start_up_refuses_a_bucket_it_cannot_use(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    endpoint = s3_bucket.store.endpoint
+    env = s3_bucket.store.env()
+    base = ["serve", "--port", "0", "--storage", "s3", "--s3-endpoint", endpoint, "--s3-path-style"]
+    missing = regtool(*base, "--s3-bucket", "no-such-bucket", cwd=tmp_path, env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: s3 storage: bucket 'no-such-bucket' at {endpoint} does not exist"
+    no_bucket = regtool(*base, cwd=tmp_path, env=env)
+    assert (no_bucket.returncode, no_bucket.stderr.strip()) == (2, "error: --storage s3 needs --s3-bucket")
+    stray = regtool("serve", "--s3-bucket", "b", cwd=tmp_path, env=env)
+    assert (stray.returncode, stray.stderr.strip()) == (2, "error: the --s3-* options are for --storage s3")
+    with_root = regtool(*base, "--s3-bucket", "b", "--root", str(tmp_path), cwd=tmp_path, env=env)
+    assert with_root.returncode == 2 and "--root is for filesystem storage" in with_root.stderr
