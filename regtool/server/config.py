@@ -152,6 +152,8 @@ class ServerConfig:
     log_level: str = "info"
     # A second listener (distribution's http.debug.addr) for /metrics and /debug/health, kept off the balancer.
     debug_addr: str | None = None
+    # A second listener (distribution's http.debug.addr) for /metrics and /debug/health, kept off the balancer.
+    debug_addr: str | None = None
 
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
@@ -192,6 +194,12 @@ class ServerConfig:
             from regtool.server.cache.rediscache import parse_redis_addr
 
             parse_redis_addr(self.redis_addr)
+        if self.debug_addr is not None:
+            from regtool.reference import split_host_port
+
+            debug_host, debug_port = split_host_port(self.debug_addr)
+            if not debug_host or debug_port is None or debug_port > 65535:
+                raise UsageError(f"debug address {self.debug_addr!r} must be HOST:PORT")
         if self.debug_addr is not None:
             from regtool.reference import split_host_port
 
