@@ -152,8 +152,6 @@ class ServerConfig:
     log_level: str = "info"
     # A second listener (distribution's http.debug.addr) for /metrics and /debug/health, kept off the balancer.
     debug_addr: str | None = None
-    # A second listener (distribution's http.debug.addr) for /metrics and /debug/health, kept off the balancer.
-    debug_addr: str | None = None
 
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
@@ -181,11 +179,15 @@ class ServerConfig:
         # Auth and TLS options that only make sense together.
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("give both a TLS certificate and its key, or neither")
-        if (self.token_key is None) != (self.token_cert is None):
-            raise UsageError("give both a token signing key and its certificate, or neither")
+        if self.token_key is not None and self.token_cert is None:
+            raise UsageError("a token signing key needs its certificate (the chain verifiers trust)")
+        # A certificate alone is distribution's rootcertbundle: tokens come from an external token server.
+        external_tokens = self.token_cert is not None and self.token_key is None
+        if self.token_auth and external_tokens and not self.token_realm:
+            raise UsageError("tokens from an external token server need its realm (the URL clients get tokens from)")
         if self.htpasswd is None and not self.token_auth and (self.anonymous_pull or self.auth_acl is not None):
             raise UsageError("anonymous pull and an ACL need authentication (an htpasswd file or token auth)")
-        if self.token_auth and self.htpasswd is None and not self.anonymous_pull:
+        if self.token_auth and not external_tokens and self.htpasswd is None and not self.anonymous_pull:
             # Without users nobody could get a token: the registry would start and then refuse every request.
             raise UsageError("token auth needs users (an htpasswd file) unless anonymous pull is allowed")
         if self.token_ttl < 60:
@@ -194,12 +196,6 @@ class ServerConfig:
             from regtool.server.cache.rediscache import parse_redis_addr
 
             parse_redis_addr(self.redis_addr)
-        if self.debug_addr is not None:
-            from regtool.reference import split_host_port
-
-            debug_host, debug_port = split_host_port(self.debug_addr)
-            if not debug_host or debug_port is None or debug_port > 65535:
-                raise UsageError(f"debug address {self.debug_addr!r} must be HOST:PORT")
         if self.debug_addr is not None:
             from regtool.reference import split_host_port
 
