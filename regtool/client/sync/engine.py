@@ -205,7 +205,8 @@ class SyncEngine:
                     f"{spec.endpoint} -> {self.target}: both ends are directories; copy the directory instead"
                 )
             if spec.credentials is not None and isinstance(spec.endpoint, RegistryEndpoint):
-                self.api_credentials(spec.endpoint.registry, spec)
+                # A source's own credentials (a skopeo sync file's), before any given or found for its registry.
+                self.client.auth.use_for(spec.endpoint.registry, spec.credentials)
         repositories, unlisted = await self._expand(sources)
         # One job per target tag, however many sources chose it (a skopeo file may name a repository twice).
         jobs = list(
@@ -238,11 +239,6 @@ class SyncEngine:
         result = SyncResult(tuple(outcomes), tuple(pruned), time.monotonic() - started, self.options.dry_run)
         self.progress.event("summary", **result.to_json())
         return result
-
-    def api_credentials(self, registry: str, spec: SourceSpec) -> None:
-        """Use a source's own credentials (a skopeo sync file's) for its registry."""
-        assert spec.credentials is not None
-        self.client.auth.use_for(registry, spec.credentials)
 
     async def _guarded(self, source: str, target: str, work: Callable[[], Awaitable[ImageOutcome]]) -> ImageOutcome:
         """``work``'s outcome, reported; a failure is an outcome under ``keep_going``, else raised."""
