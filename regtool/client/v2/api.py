@@ -110,6 +110,7 @@ class RegistryAPI:
         # Registry -> whether it has the OCI referrers API, as it showed: a manifest PUT with a subject answered
         # with OCI-Subject or without it, a referrers GET answered 200 or 404 (client/v2/referrers.py).
         self.referrers_api: dict[str, bool] = {}
+        self._upload_locks: dict[tuple[str, str, Digest], anyio.Lock] = {}
 
     # -- where a registry lives ---------------------------------------------------------------------------
 
@@ -198,6 +199,17 @@ class RegistryAPI:
         if limiter is None:
             limiter = self._host_slots[host] = WeightedLimiter(self.per_host * LARGE_WEIGHT)
         return limiter.hold(transfer_weight(size))
+
+    def blob_upload_lock(self, registry: str, repository: str, digest: Digest) -> anyio.Lock:
+        """Held around one blob's upload to one repository (its HEAD first), so that images pushed or copied at
+        once that share a blob (a sync's base layers) upload it once: the others wait, then find it present.
+        Uploading it again and again is wasted bytes, and distribution 2.x rewrites a repository's link to a blob
+        on every commit, not atomically: a manifest PUT that reads it mid-rewrite is told the blob is unknown."""
+        key = (registry, repository, digest)
+        lock = self._upload_locks.get(key)
+        if lock is None:
+            lock = self._upload_locks[key] = anyio.Lock()
+        return lock
 
     def preconnect(self, base: str, count: int) -> None:
         """Open connections to ``base`` (``scheme://host[:port]``) in the background, up to ``count`` idle."""

@@ -285,12 +285,13 @@ class _Uploads:
         """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
         target, key = self.target, str(desc.digest)
         self.progress.start(key, f"blob {desc.digest.short}", desc.size)
-        # As in push: one process at a time continues a blob's saved session (another opens its own).
-        claim = await anyio.to_thread.run_sync(self.pusher.resume.claim, target.registry, target.repository, key)
-        try:
-            await self._blob(desc, opener, claim)
-        finally:
-            claim.release()
+        async with self.api.blob_upload_lock(target.registry, target.repository, desc.digest):
+            # As in push: one process at a time continues a blob's saved session (another opens its own).
+            claim = await anyio.to_thread.run_sync(self.pusher.resume.claim, target.registry, target.repository, key)
+            try:
+                await self._blob(desc, opener, claim)
+            finally:
+                claim.release()
 
     async def _blob(self, desc: Descriptor, opener: BlobOpener, claim: UploadClaim) -> None:
         target, key = self.target, str(desc.digest)

@@ -258,20 +258,21 @@ class V2Pusher:
         if size != desc.size:
             raise IntegrityError(f"blob {desc.digest}: the source has {size} bytes, the manifest says {desc.size}")
         self.progress.start(key, desc.digest.short, desc.size)
-        claim = await anyio.to_thread.run_sync(self.resume.claim, ref.registry, ref.repository, key)
-        try:
-            offset = await self._blob_owned(src, ref, base, desc, mount_from, tally, claim, explicit=explicit)
-        except IntegrityError:
-            # The session may hold bytes of the bad source: never resume it, even once the source is fixed.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(claim.forget)
-            self.progress.finish(key, status="failed")
-            raise
-        except BaseException:
-            self.progress.finish(key, status="failed")
-            raise
-        finally:
-            claim.release()
+        async with self.api.blob_upload_lock(ref.registry, ref.repository, desc.digest):
+            claim = await anyio.to_thread.run_sync(self.resume.claim, ref.registry, ref.repository, key)
+            try:
+                offset = await self._blob_owned(src, ref, base, desc, mount_from, tally, claim, explicit=explicit)
+            except IntegrityError:
+                # The session may hold bytes of the bad source: never resume it, even once the source is fixed.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(claim.forget)
+                self.progress.finish(key, status="failed")
+                raise
+            except BaseException:
+                self.progress.finish(key, status="failed")
+                raise
+            finally:
+                claim.release()
         if offset is not None:
             tally.uploaded += 1
             tally.bytes += desc.size - offset
