@@ -4,7 +4,8 @@ it (both real servers on loopback ports), and pulls through the client library."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from regtool.server.storage import paths
 from tests.support.images import BuiltImage, write_image
 from tests.support.serve import RunningServe, run_serve
 
-__all__ = ["Mirror", "cached_blob", "mirror_of", "pull", "push_image"]
+__all__ = ["Mirror", "cached_blob", "mirror_of", "pull", "push_image", "wait_recorded"]
 
 
 def push_image(
@@ -51,6 +52,21 @@ def cached_blob(cache: RunningServe, digest: Digest) -> Path:
     """Where the cache keeps ``digest``'s bytes (the file exists only when it is cached)."""
     assert cache.root is not None
     return cache.root / paths.blob_data(digest)
+
+
+def wait_recorded(cache: RunningServe, digests: Iterable[Digest], timeout: float = 5.0) -> None:
+    """Wait until the cache has recorded every one of ``digests``: a client gets a blob's last byte once it is
+    verified, a moment before the cache has stored and recorded it."""
+    from regtool.server.proxy.limits import read_records
+
+    wanted = set(digests)
+    deadline = time.monotonic() + timeout
+    while True:
+        recorded = {entry.digest for entry in read_records(cache.app.state.context.driver)}
+        if wanted <= recorded or time.monotonic() > deadline:
+            assert wanted <= recorded, wanted - recorded
+            return
+        time.sleep(0.02)
 
 
 @dataclass(frozen=True)

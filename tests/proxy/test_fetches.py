@@ -16,7 +16,7 @@ from regtool.errors import RegtoolError
 from regtool.protocol import mediatypes as mt
 from regtool.server.config import ProxyRemote
 from regtool.server.proxy.limits import enforce_cache_limits, read_records
-from tests.proxy.conftest import LAYERS, Mirror, cached_blob, mirror_of, pull, push_image
+from tests.proxy.conftest import LAYERS, Mirror, cached_blob, mirror_of, pull, push_image, wait_recorded
 from tests.support.faultproxy import Fault, run_fault_proxy
 from tests.support.serve import run_serve
 
@@ -133,16 +133,21 @@ def test_the_size_cap_evicts_the_least_recently_used_content(tmp_path: Path) -> 
         # Room for two of the three images (each about one layer), not three.
         with mirror_of(upstream.url, tmp_path / "cache", proxy_max_size=int(2.5 * layer)) as cache:
             pull(f"{cache.host}/team/a:1", tmp_path / "a1")
-            time.sleep(0.05)
+            wait_recorded(cache, images["a"].blobs)
             pull(f"{cache.host}/team/b:1", tmp_path / "b1")
-            time.sleep(0.05)
+            wait_recorded(cache, images["b"].blobs)
+            time.sleep(0.01)
             pull(f"{cache.host}/team/a:1", tmp_path / "a2")  # a is now more recent than b
-            time.sleep(0.05)
+            time.sleep(0.01)
             pull(f"{cache.host}/team/c:1", tmp_path / "c1")
 
             def cached(name: str) -> bool:
                 return cached_blob(cache, Digest.of(images[name].layers[0])).exists()
 
+            # The last pull's blobs were verified and sent before the cache made room for them: wait for it.
+            deadline = time.monotonic() + 5
+            while cached("b") and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert cached("a") and cached("c")
             assert not cached("b")
             assert cache.root is not None
@@ -160,6 +165,7 @@ def test_content_unused_past_the_ttl_is_removed_and_fetched_again(mirror: Mirror
     pull(f"{mirror.cache.host}/team/app:1.0", tmp_path / "warm")
     driver = mirror.cache.app.state.context.driver
     blobs = [*mirror.image.blobs, mirror.image.manifest.digest]
+    wait_recorded(mirror.cache, blobs)
     assert all(cached_blob(mirror.cache, d).exists() for d in blobs)
 
     kept = enforce_cache_limits(driver, ttl=3600, max_size=None)

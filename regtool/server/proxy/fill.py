@@ -32,6 +32,8 @@ __all__ = ["BlobFill", "FillFailed", "FillReader"]
 
 logger = logging.getLogger("regtool.server")
 
+NOTIFY_BYTES = 1 << 20
+
 
 class FillFailed(Exception):
     """The fill ended without a verified blob; responses reading it are aborted."""
@@ -41,7 +43,8 @@ class BlobFill:
     """The fetch of ``digest`` from ``upstream``'s ``name``, and what readers need to follow it.
 
     State moves on the event loop only: ``size`` once the upstream answered (``started``), ``written`` as bytes
-    land in the temp file, then ``done`` (verified and in the store) or ``failed``. ``error`` is set when the
+    land in the temp file, ``verified`` once they matched the digest, then ``done`` (in the store) or ``failed``
+    (nothing stored; readers of a verified blob still finish). ``error`` is set when the
     upstream refused before any byte (the responses that waited answer it as an error envelope).
     """
 
@@ -56,12 +59,11 @@ class BlobFill:
         self.upstream = upstream
         self.name = name
         self.digest = digest
-        # Repositories (storage names) to link the blob into once it is stored.
-        self.links = {upstream.local_name(name)}
         self.size: int | None = None
         self.written = 0
         self.temp_path: str | None = None
         self.started = False
+        self.verified = False
         self.done = False
         self.failed = False
         self.error: ApiError | None = None
@@ -87,7 +89,7 @@ class BlobFill:
         """Fetch, verify and store the blob; never raises (the outcome is in the state)."""
         what = f"blob {self.digest}"
         try:
-            await self._fetch(what)
+            await self._fetch()
         except ApiError as exc:
             self.error = exc
         except RegtoolError as exc:
@@ -112,7 +114,7 @@ class BlobFill:
                     await anyio.to_thread.run_sync(self.registry.blobs.discard, self.temp_path)
             self._notify()
 
-    async def _fetch(self, what: str) -> None:
+    async def _fetch(self) -> None:
         async with self.upstream.open_blob(self.name, self.digest) as blob:
             fetcher = blob.api.fetcher
             assert fetcher is not None, "the upstream client moves blob bodies through its fetcher"
@@ -122,8 +124,13 @@ class BlobFill:
             self._notify()
             try:
                 hasher = DigestVerifier(self.digest.algorithm)
-                await anyio.to_thread.run_sync(fetcher.receive, blob.exchange, _sink(writer, hasher, self._advance))
+                sink = _Sink(writer, hasher, self._advance)
+                await anyio.to_thread.run_sync(fetcher.receive, blob.exchange, sink)
+                self._advance(sink.pending)
                 hasher.verify(self.digest, self.size)
+                # Readers may finish now; the store's fsync and rename need not hold up their last byte.
+                self.verified = True
+                self._notify()
                 await anyio.to_thread.run_sync(self._store, writer)
             except BaseException:
                 with anyio.CancelScope(shield=True):
@@ -138,18 +145,27 @@ class BlobFill:
         writer.commit()
         self.registry.blobs.ingest(self.temp_path, self.digest)
         self.registry.blobs.discard(self.temp_path)
-        for name in sorted(self.links):
-            self.registry.link_blob(name, self.digest)
+        self.registry.link_blob(self.upstream.local_name(self.name), self.digest)
 
 
-def _sink(writer: FileWriter, hasher: DigestVerifier, advance: Callable[[int], None]) -> Callable[[memoryview], None]:
-    def sink(piece: memoryview) -> None:
-        writer.write(piece)
-        hasher.update(piece)
-        # Readers wait on the event loop; tell them after the bytes are in the file, so they can read them.
-        anyio.from_thread.run_sync(advance, len(piece))
+class _Sink:
+    """Writes and hashes the upstream body in the fetch's worker thread, telling readers about it a megabyte at a
+    time (a hand-off to the event loop per socket read would cost more than the copy)."""
 
-    return sink
+    def __init__(self, writer: FileWriter, hasher: DigestVerifier, advance: Callable[[int], None]) -> None:
+        self.writer = writer
+        self.hasher = hasher
+        self.advance = advance
+        self.pending = 0
+
+    def __call__(self, piece: memoryview) -> None:
+        self.writer.write(piece)
+        self.hasher.update(piece)
+        self.pending += len(piece)
+        if self.pending >= NOTIFY_BYTES:
+            # After the bytes are in the file, so a reader told of them can read them.
+            anyio.from_thread.run_sync(self.advance, self.pending)
+            self.pending = 0
 
 
 class FillReader:
@@ -167,10 +183,10 @@ class FillReader:
         while True:
             if self.position >= self.end:
                 return None
-            if fill.failed or fill.error is not None:
+            if not fill.verified and (fill.failed or fill.error is not None):
                 raise FillFailed(f"blob {fill.digest} did not arrive intact from the upstream")
             # The last byte only once the whole blob is verified: a client never completes a bad blob.
-            ready = self.end if fill.done else min(fill.written, self.end - 1)
+            ready = self.end if fill.verified else min(fill.written, self.end - 1)
             if self.position < ready:
                 count = min(limit, ready - self.position)
                 chunk = await anyio.to_thread.run_sync(self._read, self.position, count)

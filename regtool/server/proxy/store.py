@@ -59,7 +59,9 @@ class ProxyStore:
         self.registry = registry
         self.upstreams = Upstreams(config.proxy_remotes)
         self.limits = CacheLimits(registry.driver, config.proxy_ttl, config.proxy_max_size)
-        self._fills: dict[Digest, BlobFill] = {}
+        # Fills in flight by (storage name, digest): a request joins only a fetch from its own upstream repository,
+        # which is what proves the blob is that repository's to serve.
+        self._fills: dict[tuple[str, Digest], BlobFill] = {}
 
     def upstream(self, request: Request) -> Upstream:
         return self.upstreams.select(request.query_params.get("ns"))
@@ -161,9 +163,8 @@ class ProxyStore:
             return local, None
         stored = await anyio.to_thread.run_sync(self.registry.blobs.size, digest)
         # Looked up after the last await before a fill is made: no other request can start one in between.
-        fill = self._fills.get(digest)
+        fill = self._fills.get((local, digest))
         if fill is not None:
-            fill.links.add(local)
             return local, FillResponse(fill, runner=None, range_header=request.headers.get("range"))
         if stored is not None or request.method == "HEAD":
             # Content is shared by digest, but only a repository the upstream has it in may serve it.
@@ -179,13 +180,13 @@ class ProxyStore:
                 return local, None
             return local, _head_response(digest, upstream_size)
         fill = BlobFill(self.registry, upstream, name, digest)
-        self._fills[digest] = fill
+        self._fills[local, digest] = fill
 
         async def run() -> None:
             try:
                 await fill.run()
             finally:
-                self._fills.pop(digest, None)
+                self._fills.pop((local, digest), None)
             if fill.done and fill.size is not None:
                 await self.limits.stored(digest, fill.size)
 
