@@ -126,6 +126,8 @@ class Client:
         self.per_registry = per_registry or jobs
         self.split = split
         self.registries = registries
+        # Mirrors found unreachable in this client's lifetime: not asked again (endpoints.py).
+        self._unreachable_mirrors: set[str] = set()
 
     async def __aenter__(self) -> Client:
         self._pool = ConnectionPool(
@@ -230,7 +232,7 @@ class Client:
             if endpoint.insecure:
                 self.api.allow_insecure(endpoint.ref.registry)
                 self._tls.allow_insecure(endpoint.ref.registry)
-        return EndpointChain(endpoints, self.progress)
+        return EndpointChain(endpoints, self.progress, unreachable=self._unreachable_mirrors)
 
     # -- pull / push ------------------------------------------------------------------------------------
 

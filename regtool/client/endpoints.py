@@ -2,10 +2,11 @@
 
 ``EndpointChain.first(what, attempt)`` runs ``attempt`` against each endpoint until one serves: a miss (404), a
 failure (unreachable, 5xx once retried, bytes that do not verify, a refusal) moves on to the next endpoint, and
-only the primary's error ends the pull. A mirror found unreachable is skipped for the rest of the run instead of
-being asked again for every blob, and ``settle`` (the image's own manifest) makes later lookups start at the
-endpoint that served it: a mirror without the manifest is not asked for each of its blobs. Errors of this
-machine (UsageError: a disk, a path) and an interrupt are not a reason to ask elsewhere and end it at once.
+only the primary's error ends the pull. A mirror found unreachable is skipped for the rest of the run (a Client's
+chains share what they found) instead of being asked again for every blob, and ``settle`` (the image's own
+manifest) makes later lookups start at the endpoint that served it: a mirror without the manifest is not asked
+for each of its blobs. Errors of this machine (UsageError: a disk, a path) and an interrupt are not a reason to
+ask elsewhere and end it at once.
 
 With more than one endpoint, each answer is reported: an ``endpoint`` progress event (``what``, ``endpoint``,
 ``mirror``, ``outcome`` ``served`` or ``failed`` with the ``error``) for ``--json``, and a log line for ``-v``.
@@ -31,12 +32,16 @@ T = TypeVar("T")
 class EndpointChain:
     """The endpoints of one image, in order, and which of them were found unreachable."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], progress: Progress | None = None) -> None:
+    def __init__(
+        self, endpoints: Sequence[Endpoint], progress: Progress | None = None, *, unreachable: set[str] | None = None
+    ) -> None:
         if not endpoints:
             raise ValueError("an EndpointChain needs at least one endpoint")
         self.endpoints = tuple(endpoints)
         self.progress = progress or NullProgress()
-        self._unreachable: set[str] = set()
+        # Registries found unreachable; a Client shares one set between its chains, so a run (a sync of many
+        # tags) pays for a dead mirror once.
+        self._unreachable = unreachable if unreachable is not None else set()
         self._start = 0
 
     @property
