@@ -161,3 +161,23 @@ def test_a_bad_redis_address_is_refused_naming_it(tmp_path: Path, addr: str) -> 
     with pytest.raises(UsageError, match="redis address") as refused:
         ServerConfig(root=tmp_path, redis_addr=addr)
     assert repr(addr) in str(refused.value)
+
+
+def test_writes_trust_the_store_not_a_stale_cache(tmp_path: Path, redis_server: RedisServer) -> None:
+    # Two stores sharing one Redis: every entry about the first store is stale for the second, as an entry can
+    # be after a delete behind the cache's back. Reads may be misled for a moment; writes must not be.
+    layer, config = random_blob(4096), b'{"os":"linux"}'
+    with run_serve(tmp_path / "a", redis_addr=redis_server.addr) as a, httpx.Client(base_url=a.url) as client:
+        push_blob(client, "team/app", layer)
+        push_blob(client, "team/app", config)
+    with run_serve(tmp_path / "b", redis_addr=redis_server.addr) as b, httpx.Client(base_url=b.url) as client:
+        mount = client.post(f"/v2/other/blobs/uploads/?mount={digest_of(layer)}&from=team/app")
+        assert mount.status_code == 202  # not mounted: b's store has no such blob
+        push_blob(client, "team/app", config)
+        manifest = image_manifest(config, [layer])
+        refused = push_manifest(client, "team/app", "v1", manifest, mt.OCI_MANIFEST)
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
+        push_blob(client, "team/app", layer)  # the upload's commit stores the bytes, whatever the cache says
+        assert client.get(f"/v2/team/app/blobs/{digest_of(layer)}").content == layer
+        assert push_manifest(client, "team/app", "v1", manifest, mt.OCI_MANIFEST).status_code == 201

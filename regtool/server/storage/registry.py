@@ -142,6 +142,8 @@ class Registry:
 
     ``cache`` (optional, shared by every instance) keeps blob sizes, repository links and manifest media types,
     so a blob HEAD or a manifest GET by digest need not stat the store; every delete below invalidates it.
+    Writes (a mount, an upload's commit, a manifest's references) decide from the store alone: a stale entry
+    may answer a read wrongly for a moment, but never becomes a link to bytes the store does not hold.
     """
 
     def __init__(self, driver: StorageDriver, cache: DescriptorCache | None = None) -> None:
@@ -221,9 +223,10 @@ class Registry:
 
     def mount_blob(self, name: str, source: str, digest: Digest) -> bool:
         """Link a blob of repository ``source`` into ``name``; False when ``source`` does not have it."""
-        if not self.blob_linked(source, digest) or self.blobs.size(digest) is None:
+        size = self.blobs.stored_size(digest) if self._link_stored(source, digest) else None
+        if size is None:
             return False
-        self.link_blob(name, digest)
+        self.link_blob(name, digest, size)
         return True
 
     def repositories(self) -> list[str]:
@@ -306,7 +309,7 @@ class Registry:
                 f"upload to {name} hashes to {actual}, not the given {expected}",
                 detail={"expected": str(expected), "actual": str(actual)},
             )
-        if self.blobs.size(expected) is None:
+        if self.blobs.stored_size(expected) is None:
             self.blobs.ingest(data, expected)
         self.link_blob(name, expected, size)
         self.cancel_upload(upload_id)
@@ -337,6 +340,13 @@ class Registry:
         if self._manifest_media_type(name, digest) is None:
             raise self._manifest_unknown(name, reference)
         return digest
+
+    def _manifest_stored(self, name: str, digest: Digest) -> bool:
+        try:
+            self.driver.stat(paths.manifest_revision(name, digest))
+        except PathNotFound:
+            return False
+        return True
 
     def _manifest_media_type(self, name: str, digest: Digest) -> str | None:
         """The media type of manifest ``digest`` in ``name`` (its revision link), None when not there."""
@@ -377,9 +387,11 @@ class Registry:
         ``subject`` is fine (the referrers API allows it). A pull-through cache stores manifests before their
         blobs (``verify_references=False``): it fetches a blob when a client asks for it.
         """
-        missing = [d for d in manifest.referenced_blobs() if not self.blob_linked(name, d)] if verify_references else []
+        missing = (
+            [d for d in manifest.referenced_blobs() if not self._link_stored(name, d)] if verify_references else []
+        )
         if manifest.is_index and verify_references:
-            missing += [c.digest for c in manifest.manifests if self._manifest_media_type(name, c.digest) is None]
+            missing += [c.digest for c in manifest.manifests if not self._manifest_stored(name, c.digest)]
         if missing:
             raise ApiError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,
