@@ -42,3 +42,14 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running
 def client(registry: RunningServe) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=registry.url, timeout=30, follow_redirects=True) as http:
         yield http
+
+
+@pytest.fixture(params=DRIVERS)
+def client_without_deletes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[httpx.Client]:
+    """A client of a registry with deletes disabled (distribution's default for a configuration file)."""
+    settings = _config_for(request.param, tmp_path, request)
+    with (
+        run_serve(**settings, delete_enabled=False) as running,
+        httpx.Client(base_url=running.url, timeout=30, follow_redirects=True) as http,
+    ):
+        yield http
