@@ -19,9 +19,11 @@ from regtool.cli.options import (
     Insecure,
     Jobs,
     JsonOutput,
+    MirrorOption,
     PasswordStdin,
     PlainHttp,
     Quiet,
+    RegistriesConfFile,
     Retries,
     TimelineFile,
     Timeout,
@@ -367,6 +369,8 @@ def sync(
     password_stdin: PasswordStdin = False,
     timeout: Timeout = DEFAULT_TIMEOUT,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT,
+    registries_conf: RegistriesConfFile = None,
+    mirror: MirrorOption = None,
 ) -> None:
     """Mirror repositories and tags from SOURCE to DEST, copying only what changed.
 
@@ -434,6 +438,9 @@ def sync(
                 password_stdin=password_stdin,
                 timeout=timeout,
                 connect_timeout=connect_timeout,
+                reads_images=True,
+                registries_conf=registries_conf,
+                mirrors=mirror,
             )
             async with connection.client(
                 progress=progress, jobs=jobs, retries=retries, rate_limit_floor=rate_limit_floor

@@ -57,11 +57,17 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from regtool.client import Client
+    from regtool.client.mirrors import Endpoint as MirrorEndpoint
     from regtool.image.oci_layout import OciLayout
 
 __all__ = ["ImageOutcome", "SyncEngine", "SyncOptions", "SyncResult"]
 
 T = TypeVar("T")
+
+# Tags compared at once for each tag copied at once: a comparison is two HEADs and moves no blob, so on a far
+# registry comparing four times as many tags at once saves whole waves of round trips, while the copies (and their
+# blob connections, capped per registry) stay at ``SyncOptions.images``.
+COMPARES_PER_COPY = 4
 
 # What an image's line says happened.
 COPIED, MOUNTED, SKIPPED, FAILED, WOULD_COPY = "copied", "mounted", "skipped", "failed", "would-copy"
@@ -194,6 +200,11 @@ class SyncEngine:
         self.options = options or SyncOptions()
         # Target repositories that received blobs in this run: a later image's blobs are mounted from there.
         self._filled: list[str] = []
+        # Holds the copies to ``options.images`` at once; more tags than that are compared at once.
+        self._copying = anyio.CapacityLimiter(self.options.images)
+        # Where each job's image is read from (``job.name`` -> the tag's reference there): the first endpoint,
+        # a mirror or the source itself, that answered for its manifest (the Client's read_chain).
+        self._read_from: dict[str, Reference] = {}
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -232,7 +243,7 @@ class SyncEngine:
             outcome = await self._guarded(job.name, self._target_name(job), lambda: self._sync(job, known))
             outcomes.append(outcome)
 
-        await run_bounded(jobs, one, self.options.images)
+        await run_bounded(jobs, one, self.options.images * COMPARES_PER_COPY)
         pruned: list[ImageOutcome] = []
         if self.options.prune:
             pruned = await self._prune(repositories)
@@ -322,7 +333,8 @@ class SyncEngine:
             return list((await anyio.to_thread.run_sync(endpoint.tags, repository)).keys())
         from regtool.client.v2.catalog import list_tags
 
-        return await list_tags(self.api, endpoint.reference(repository))
+        where = endpoint.reference(repository)
+        return await self.client.read_chain(where).first(f"tags of {where}", lambda at: list_tags(self.api, at.ref))
 
     def _target_repository(self, spec: SourceSpec, source_repository: str) -> str:
         prefix = self.target.path if isinstance(self.target, RegistryEndpoint) else ""
@@ -383,9 +395,10 @@ class SyncEngine:
             return replace(base, reason="up to date")
         if self.options.dry_run:
             return replace(base, status=WOULD_COPY)
-        moved = await self._copy(job, source_digest, wanted if base.trimmed else None)
-        self._remember_filled(job.target_repository)
-        referrers = 0 if base.trimmed else await self._copy_referrers(job, source_digest, repo)
+        async with self._copying:
+            moved = await self._copy(job, source_digest, wanted if base.trimmed else None)
+            self._remember_filled(job.target_repository)
+            referrers = 0 if base.trimmed else await self._copy_referrers(job, source_digest, repo)
         return replace(
             base,
             status=MOUNTED if moved.mounted and not moved.copied else COPIED,
@@ -405,7 +418,18 @@ class SyncEngine:
             return found
         from regtool.client.v2.inspect import resolve_digest
 
-        return await resolve_digest(self.api, endpoint.reference(job.source_repository, job.tag))
+        async def at(read: MirrorEndpoint) -> tuple[Reference, Digest]:
+            return read.ref, await resolve_digest(self.api, read.ref)
+
+        tagged = endpoint.reference(job.source_repository, job.tag)
+        where, digest = await self.client.read_chain(tagged).first(f"manifest {tagged}", at)
+        # The image is then read where its manifest was found (as a copy does).
+        self._read_from[job.name] = where
+        return digest
+
+    def _source_reference(self, job: ImageJob, source: RegistryEndpoint) -> Reference:
+        """The tag's reference where the job reads it: a mirror's, or the source's own."""
+        return self._read_from.get(job.name) or source.reference(job.source_repository, job.tag)
 
     async def _target_digest(self, job: ImageJob) -> Digest | None:
         target = self.target
@@ -423,7 +447,7 @@ class SyncEngine:
         if isinstance(endpoint, DirectoryEndpoint):
             layout = await anyio.to_thread.run_sync(endpoint.open_layout, job.source_repository)
             return await anyio.to_thread.run_sync(layout.manifest, digest)
-        return await self.api.get_manifest(endpoint.reference(job.source_repository).with_digest(digest))
+        return await self.api.get_manifest(self._source_reference(job, endpoint).with_digest(digest))
 
     def _remember_filled(self, repository: str) -> None:
         if repository not in self._filled:
@@ -441,7 +465,7 @@ class SyncEngine:
         source, target = job.spec.endpoint, self.target
         moved = _Moved()
         if isinstance(source, RegistryEndpoint) and isinstance(target, RegistryEndpoint):
-            src = source.reference(job.source_repository, job.tag).with_digest(digest)
+            src = self._source_reference(job, source).with_digest(digest)
             dst = target.reference(job.target_repository, job.tag)
             if trimmed is None:
                 await self._registry_to_registry(src, dst, moved)
@@ -454,6 +478,7 @@ class SyncEngine:
                     )
                 await self.api.put_manifest(dst, trimmed)
         elif isinstance(source, RegistryEndpoint) and isinstance(target, DirectoryEndpoint):
+            # Named as the source names it; the pull reads through the mirrors itself.
             src = source.reference(job.source_repository, job.tag).with_digest(digest)
             path = target.layout_path(job.target_repository)
             if trimmed is None:
@@ -503,7 +528,7 @@ class SyncEngine:
         from regtool.client.v2.pull import V2Puller
 
         puller = V2Puller(self.api, jobs=self.client.jobs, progress=self.progress, split=self.client.split)
-        result = await puller.pull(source, path, format="oci", all_platforms=True)
+        result = await puller.pull(source, path, format="oci", all_platforms=True, chain=self.client.read_chain(source))
         moved.bytes += result.bytes_downloaded
         moved.copied += result.blobs_downloaded
         moved.skipped += result.blobs_skipped
@@ -537,7 +562,8 @@ class SyncEngine:
         listed = repo is not None and (job.spec.tags.names is None or self.options.prune)
         copies = await copy_referrers(
             self.api,
-            source.reference(job.source_repository, job.tag),
+            # Asked where the image was read: with mirrors, the source itself may be down.
+            self._source_reference(job, source),
             target.reference(job.target_repository, job.tag),
             source_digest,
             artifact_types=self.options.artifact_types or None,
