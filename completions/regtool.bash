@@ -682,16 +682,23 @@ _regtool() {
                 --connect-timeout)
                     COMPREPLY=()
                     return ;;
+                --registries-conf)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return ;;
+                --mirror)
+                    COMPREPLY=()
+                    return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--config --repos --tags --exclude --semver --platform --preserve-digests --no-referrers --artifact-type --immutable-tags --prune --dry-run --keep-going --rate-limit-floor -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --repos --tags --exclude --semver --platform --preserve-digests --no-referrers --artifact-type --immutable-tags --prune --dry-run --keep-going --rate-limit-floor -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
                 case "${COMP_WORDS[i]}" in
-                    --config|--repos|--tags|--exclude|--semver|--platform|--artifact-type|--rate-limit-floor|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
+                    --config|--repos|--tags|--exclude|--semver|--platform|--artifact-type|--rate-limit-floor|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
                     *) ((pos++)) ;;
                 esac

@@ -230,6 +230,8 @@ complete -c regtool -n '__fish_seen_subcommand_from sync' -s u -l username -x -d
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l password-stdin -d 'Read the password from the first line of standard input.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l timeout -x -d 'Give up on a request when the registry sends nothing for this long (an answer, or the next bytes of a body); --retries then applies.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l connect-timeout -x -d 'Give up on connecting to a registry (TCP and TLS handshake) after this long.'
+complete -c regtool -n '__fish_seen_subcommand_from sync' -l registries-conf -r -F -d 'registries.conf (containers-registries.conf(5)) with mirrors, location rewrites and blocked registries for reading images.'
+complete -c regtool -n '__fish_seen_subcommand_from sync' -l mirror -x -d 'A mirror to read images from before their registry ([http://]host[:port][/path]; http:// allows plain HTTP); repeatable, tried in order, before registries.conf\'s.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -s h -l help -d 'Show this message and exit.'
 complete -c regtool -n '__fish_seen_subcommand_from tags' -l protocol -x -a 'auto v1 v2' -d 'Registry API to use: auto probes the registry (v2 when it has it, else v1).'
 complete -c regtool -n '__fish_seen_subcommand_from tags' -l retries -x -d 'Retries of a failed request (connection errors, timeouts, 408/429/5xx), with backoff; 0 disables.'
