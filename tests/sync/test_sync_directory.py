@@ -75,3 +75,28 @@ def test_a_directory_source_lists_its_layouts_and_two_directories_are_refused(tm
     assert not (tmp_path / "elsewhere").exists()
     missing = in_process("sync", str(tmp_path / "absent"), "127.0.0.1:1/x")
     assert_user_error(missing, 2, "no such directory")
+
+
+def test_prune_into_a_directory_drops_the_ref_and_keeps_the_rest(tmp_path: Path) -> None:
+    write_image(tmp_path / "src", "1.0", [{"a.txt": b"a"}])
+    write_image(tmp_path / "src", "2.0", [{"b.txt": b"b"}])
+    carried = tmp_path / "carried"
+    with run_serve(tmp_path / "a", enable_v1=False) as a:
+        for tag in ("1.0", "2.0"):
+            assert in_process("push", f"{tmp_path / 'src'}:{tag}", f"{a.host}/team/app:{tag}").returncode == 0
+        assert in_process("sync", f"{a.host}/team/app", str(carried)).returncode == 0
+        layout = OciLayout.open(carried / "team/app")
+        # A tag the source never had: as if it had been deleted there since the last sync.
+        layout.add_manifest(layout.resolve("2.0"), ref_name="old")
+        dry = in_process("sync", f"{a.host}/team/app", str(carried), "--prune", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert [line.split()[3] for line in dry.stdout.splitlines() if line.startswith("would-prune")] == [
+            f"{carried / 'team/app'}:old"
+        ]
+        assert sorted(layout.ref_names()) == ["1.0", "2.0", "old"]
+        pruned = in_process("sync", f"{a.host}/team/app", str(carried), "--prune")
+        assert pruned.returncode == 0, pruned.stderr
+    assert sorted(layout.ref_names()) == ["1.0", "2.0"]
+    # The image of 2.0 (which "old" named too) is whole: a ref goes, its blobs stay.
+    manifest = layout.manifest(layout.resolve("2.0"))
+    assert all(layout.blobs.has(d.digest) for d in (manifest.config, *manifest.layers) if d is not None)
