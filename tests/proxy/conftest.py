@@ -22,7 +22,7 @@ from regtool.server.storage import paths
 from tests.support.images import BuiltImage, write_image
 from tests.support.serve import RunningServe, run_serve
 
-__all__ = ["Mirror", "cached_blob", "mirror_of", "pull", "push_image", "wait_recorded"]
+__all__ = ["Mirror", "cached_blob", "cached_bytes", "mirror_of", "pull", "push_image", "wait_recorded"]
 
 
 def push_image(
@@ -67,6 +67,12 @@ def wait_recorded(cache: RunningServe, digests: Iterable[Digest], timeout: float
             assert wanted <= recorded, wanted - recorded
             return
         time.sleep(0.02)
+
+
+def cached_bytes(cache: RunningServe, digest: Digest) -> bytes:
+    """The bytes the cache stored for ``digest``, once it has."""
+    wait_recorded(cache, [digest])
+    return cached_blob(cache, digest).read_bytes()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from regtool.errors import RegtoolError
 from regtool.protocol import mediatypes as mt
 from regtool.server.config import ProxyRemote
 from regtool.server.proxy.limits import enforce_cache_limits, read_records
-from tests.proxy.conftest import LAYERS, Mirror, cached_blob, mirror_of, pull, push_image, wait_recorded
+from tests.proxy.conftest import LAYERS, Mirror, cached_blob, cached_bytes, mirror_of, pull, push_image, wait_recorded
 from tests.support.faultproxy import Fault, run_fault_proxy
 from tests.support.serve import run_serve
 
@@ -50,7 +50,7 @@ def test_concurrent_cold_pulls_fetch_each_blob_once_upstream(tmp_path: Path) -> 
             for digest, data in image.blobs.items():
                 gets = upstream.requests.events("GET", f"/blobs/{digest}")
                 assert len(gets) == 1, (digest, len(gets))
-                assert cached_blob(cache, digest).read_bytes() == data
+                assert cached_bytes(cache, digest) == data
                 for i in range(8):
                     assert (tmp_path / f"pull{i}/blobs/sha256" / digest.encoded).read_bytes() == data
 
@@ -78,7 +78,7 @@ def test_a_corrupted_upstream_blob_never_enters_the_cache_and_the_client_fails(t
             proxy.clear_faults()
             good = pull(f"{cache.host}/team/app:1.0", tmp_path / "good")
             assert good.digest == image.manifest.digest
-            assert cached_blob(cache, digest).read_bytes() == layer
+            assert cached_bytes(cache, digest) == layer
 
 
 def test_namespaces_map_to_their_upstreams(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_the_cache_removes_expired_content_on_its_own(tmp_path: Path) -> None:
         with mirror_of(upstream.url, tmp_path / "cache", proxy_ttl=1.0) as cache:
             pull(f"{cache.host}/team/app:1.0", tmp_path / "warm")
             layer = Digest.of(image.layers[0])
-            assert cached_blob(cache, layer).exists()
+            wait_recorded(cache, [layer])
             time.sleep(1.5)
             # Any request after the sweep interval runs the sweep; this one revalidates a tag.
             httpx.get(f"{cache.url}/v2/team/app/manifests/1.0", headers=ACCEPT)

@@ -12,7 +12,7 @@ import pytest
 from regtool.digest import Digest
 from regtool.errors import NotFoundError
 from regtool.protocol import mediatypes as mt
-from tests.proxy.conftest import LAYERS, Mirror, cached_blob, mirror_of, pull, push_image
+from tests.proxy.conftest import LAYERS, Mirror, cached_blob, cached_bytes, mirror_of, pull, push_image
 from tests.support.serve import run_serve
 
 ACCEPT = {"Accept": mt.MANIFEST_ACCEPT}
@@ -28,8 +28,8 @@ def test_a_pull_through_the_cache_gets_the_upstream_image_and_caches_it(mirror: 
     assert result.digest == mirror.image.manifest.digest
     for digest, data in mirror.image.blobs.items():
         assert _blob_bytes(tmp_path / "pulled", digest) == data
-        assert cached_blob(mirror.cache, digest).read_bytes() == data
-    assert cached_blob(mirror.cache, mirror.image.manifest.digest).read_bytes() == mirror.image.manifest.raw
+        assert cached_bytes(mirror.cache, digest) == data
+    assert cached_bytes(mirror.cache, mirror.image.manifest.digest) == mirror.image.manifest.raw
     # Each blob came from upstream once; a second pull takes nothing but the tag's HEAD from upstream.
     for digest in mirror.image.blobs:
         assert len(mirror.upstream.requests.events("GET", f"/blobs/{digest}")) == 1
@@ -109,7 +109,7 @@ def test_a_range_request_on_a_miss_gets_its_bytes(mirror: Mirror) -> None:
     assert partial.headers["Content-Range"] == f"bytes 100-1099/{len(layer)}"
     assert partial.content == layer[100:1100]
     # The whole blob was cached by that request, verified.
-    assert cached_blob(mirror.cache, digest).read_bytes() == layer
+    assert cached_bytes(mirror.cache, digest) == layer
 
 
 def test_a_head_on_a_miss_asks_upstream_and_caches_nothing(mirror: Mirror) -> None:

@@ -17,7 +17,7 @@ from regtool.protocol import mediatypes as mt
 from regtool.server.config import ProxyRemote
 from tests.auth.support import write_htpasswd
 from tests.conftest import require_binary
-from tests.proxy.conftest import LAYERS, cached_blob, mirror_of, pull, push_image
+from tests.proxy.conftest import LAYERS, cached_bytes, mirror_of, pull, push_image
 from tests.support.distribution import Distribution
 from tests.support.distribution import distribution as distribution
 from tests.support.serve import run_serve, run_serve_process
@@ -34,7 +34,7 @@ def test_distribution_as_the_upstream(distribution: Distribution, tmp_path: Path
 
         assert result.digest == image.manifest.digest
         for digest, data in image.blobs.items():
-            assert cached_blob(cache, digest).read_bytes() == data
+            assert cached_bytes(cache, digest) == data
         assert tags == {"name": "library/app", "tags": ["1"]}
 
 
@@ -55,7 +55,7 @@ def test_skopeo_pulls_through_the_cache(tmp_path: Path) -> None:
             assert index["manifests"][0]["digest"] == str(image.manifest.digest)
             for digest, data in image.blobs.items():
                 assert (out / "blobs/sha256" / digest.encoded).read_bytes() == data
-                assert cached_blob(cache, digest).read_bytes() == data
+                assert cached_bytes(cache, digest) == data
 
 
 @pytest.mark.parametrize("token_auth", [False, True], ids=["basic", "bearer"])
