@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from regtool.digest import Digest
-from regtool.manifest import ManifestError, parse_manifest
 from regtool.server.errors import ApiError
 from regtool.server.gc.inventory import (
     RepositoryInventory,
@@ -38,7 +37,7 @@ from regtool.server.gc.inventory import (
     stored_blobs,
     v1_blobs,
 )
-from regtool.server.gc.mark import LiveSet, mark
+from regtool.server.gc.mark import LiveSet, ManifestReader, mark
 from regtool.server.gc.report import GcReport, Removal
 from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
@@ -79,6 +78,7 @@ class _Run:
         self.cutoff = now - options.delay
         self.now = now
         self.report = GcReport(options.dry_run)
+        self.read_manifest = ManifestReader(registry.blobs)
         self._on_removed = on_removed
 
     def removed(self, removal: Removal) -> None:
@@ -100,7 +100,7 @@ class _Run:
         cached = {entry.digest for entry in read_records(self.driver)}
         also_live = v1_blobs(self.driver) | cached | self.options.also_live
         return mark(
-            self.registry.blobs,
+            self.read_manifest,
             repositories,
             delete_untagged=self.options.delete_untagged,
             cutoff=self.cutoff,
@@ -123,10 +123,7 @@ class _Run:
 
     def _remove_revision(self, name: str, digest: Digest, media_type: str) -> None:
         # The referrers entry first: it is found from the manifest, which must still be readable for that.
-        try:
-            manifest = parse_manifest(self.registry.blobs.get(digest), media_type)
-        except (PathNotFound, ManifestError):
-            manifest = None
+        manifest = self.read_manifest(digest, media_type)
         if manifest is not None and manifest.subject is not None:
             try:
                 self.driver.delete(paths.referrer_entry(name, manifest.subject.digest, digest))

@@ -24,7 +24,7 @@ from regtool.server.gc.inventory import RepositoryInventory
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import BlobStore
 
-__all__ = ["LiveSet", "mark"]
+__all__ = ["LiveSet", "ManifestReader", "mark"]
 
 
 @dataclass
@@ -34,12 +34,21 @@ class LiveSet:
     blobs: set[Digest] = field(default_factory=set)
 
 
-def _load(blobs: BlobStore, digest: Digest, media_type: str) -> Manifest | None:
-    # A manifest that cannot be read keeps what the tags and grace say about it, and names nothing else.
-    try:
-        return parse_manifest(blobs.get(digest), media_type)
-    except (PathNotFound, ManifestError):
-        return None
+class ManifestReader:
+    """Manifests by digest, each read and parsed once per run: a digest names the same bytes in every mark."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self._parsed: dict[Digest, Manifest | None] = {}
+
+    def __call__(self, digest: Digest, media_type: str) -> Manifest | None:
+        # A manifest that cannot be read keeps what the tags and grace say about it, and names nothing else.
+        if digest not in self._parsed:
+            try:
+                self._parsed[digest] = parse_manifest(self.blobs.get(digest), media_type)
+            except (PathNotFound, ManifestError):
+                return None  # not remembered: it may be readable by the next mark
+        return self._parsed[digest]
 
 
 def _needs(manifest: Manifest) -> Iterable[Digest]:
@@ -49,10 +58,10 @@ def _needs(manifest: Manifest) -> Iterable[Digest]:
 
 
 def _mark_repository(
-    blobs: BlobStore, repository: RepositoryInventory, live: LiveSet, *, delete_untagged: bool, cutoff: float
+    read: ManifestReader, repository: RepositoryInventory, live: LiveSet, *, delete_untagged: bool, cutoff: float
 ) -> None:
     name = repository.name
-    parsed = {digest: _load(blobs, digest, rev.media_type) for digest, rev in repository.revisions.items()}
+    parsed = {digest: read(digest, rev.media_type) for digest, rev in repository.revisions.items()}
     referrers: defaultdict[Digest, list[Digest]] = defaultdict(list)
     for digest, manifest in parsed.items():
         if manifest is not None and manifest.subject is not None:
@@ -87,7 +96,7 @@ def _mark_repository(
 
 
 def mark(
-    blobs: BlobStore,
+    read: ManifestReader,
     repositories: Iterable[RepositoryInventory],
     *,
     delete_untagged: bool,
@@ -97,6 +106,6 @@ def mark(
     """The live set of ``repositories``; ``cutoff`` is the time before which nothing counts as recent."""
     live = LiveSet()
     for repository in repositories:
-        _mark_repository(blobs, repository, live, delete_untagged=delete_untagged, cutoff=cutoff)
+        _mark_repository(read, repository, live, delete_untagged=delete_untagged, cutoff=cutoff)
     live.blobs.update(also_live)
     return live
