@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regtool.durations import parse_duration
 from regtool.errors import UsageError
 from regtool.server.config import ProxyRemote, S3Settings, ServerConfig
 from regtool.server.configenv import EnvOverrides, apply_environment
@@ -38,9 +39,8 @@ _S3_MAX_CHUNK = 5 * 1024 * _MIB
 _DEFAULT_PURGE_AGE = 168 * 3600.0
 _STORAGE_SETTINGS = ("maintenance", "cache", "delete", "redirect", "tag")
 _KNOWN_DRIVERS = ("azure", "gcs", "oss", "swift", "s3", "filesystem", "inmemory")
-# Go's time.ParseDuration grammar (what distribution's YAML decoder uses for a duration).
-_GO_DURATION = re.compile(r"(\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A duration without a unit, which Go's decoder (distribution's) would read as nanoseconds.
+_BARE_NUMBER = re.compile(r"^\s*[+-]?\d+(\.\d*)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -189,18 +189,20 @@ class _Section:
         value = self.take(key)
         if value is None:
             return None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if value == 0:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise self.error(f"{value!r} is not a duration (e.g. 10s, 30m, 168h, 1h30m)", key)
+        if _BARE_NUMBER.match(str(value)):
+            if float(value) == 0:
                 return 0.0
             raise self.error(
                 f"{value!r} has no unit: write it as distribution does, e.g. 10s, 30m or 168h "
                 "(distribution would read a bare number as nanoseconds)",
                 key,
             )
-        seconds = _go_duration(str(value))
-        if seconds is None:
-            raise self.error(f"{value!r} is not a duration (e.g. 10s, 30m, 168h, 1h30m)", key)
-        return seconds
+        try:
+            return parse_duration(str(value))
+        except UsageError:
+            raise self.error(f"{value!r} is not a duration (e.g. 10s, 30m, 168h, 1h30m)", key) from None
 
     def finish(self, unsupported: Mapping[str, str] | None = None) -> None:
         """Refuse every key not taken: a specific reason from ``unsupported``, or the general one."""
@@ -221,23 +223,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, int | float):
         return "a number"
     return f"{value!r}"
-
-
-def _go_duration(text: str) -> float | None:
-    value = text.strip()
-    sign = -1.0 if value.startswith("-") else 1.0
-    value = value.lstrip("+-")
-    if value == "0":
-        return 0.0
-    total, position = 0.0, 0
-    for match in _GO_DURATION.finditer(value):
-        if match.start() != position:
-            return None
-        total += float(match.group(1)) * _GO_UNITS[match.group(3)]
-        position = match.end()
-    if not value or position != len(value) or sign < 0:
-        return None
-    return total
 
 
 def _map_config(top: _Section) -> dict[str, Any]:
@@ -440,8 +425,10 @@ def _map_http(top: _Section, values: dict[str, Any]) -> None:
         raise http.error(f"expected a mapping of header names to lists of values, not {_kind(headers)}", "headers")
     http.note("headers", "not added: regtool sets its own headers (X-Content-Type-Options: nosniff on its pages)")
     debug = http.section("debug")
-    debug.text("addr")
-    debug.note("addr", "regtool runs no separate debug server: /metrics and /debug/health are on the main address")
+    debug_addr = debug.text("addr")
+    if debug_addr:
+        debug_host, debug_port = _listen_address(debug_addr, debug)
+        values["debug_addr"] = f"[{debug_host}]:{debug_port}" if ":" in debug_host else f"{debug_host}:{debug_port}"
     prometheus = debug.section("prometheus")
     if prometheus.has("enabled"):
         values["metrics"] = prometheus.flag("enabled", True)
@@ -461,10 +448,11 @@ def _map_http(top: _Section, values: dict[str, Any]) -> None:
     http.finish()
 
 
-def _listen_address(addr: str, http: _Section) -> tuple[str, int]:
+def _listen_address(addr: str, section: _Section) -> tuple[str, int]:
+    """HOST and PORT of ``section.addr`` (http or http.debug)."""
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise http.error(f"{addr!r} is not HOST:PORT (e.g. :5000 or 127.0.0.1:5000)", "addr")
+        raise section.error(f"{addr!r} is not HOST:PORT (e.g. :5000 or 127.0.0.1:5000)", "addr")
     host = host.strip("[]")
     # Go's ":5000" listens on every address.
     return host or "0.0.0.0", int(port)

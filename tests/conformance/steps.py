@@ -9,7 +9,7 @@ import httpx
 
 from tests.conformance.data import ERROR_CODES
 
-__all__ = ["CROSSMOUNT_NAMESPACE", "NAMESPACE", "error_code", "is_success", "relative_location", "step"]
+__all__ = ["CROSSMOUNT_NAMESPACE", "NAMESPACE", "error_code", "is_success", "relative_location", "step", "with_query"]
 
 NAMESPACE = "conformance/repo1"
 CROSSMOUNT_NAMESPACE = "conformance-2f0e4f0a-5b6c-4d1e-9a3b-7c8d9e0f1a2b"
@@ -34,6 +34,13 @@ def relative_location(response: httpx.Response) -> str:
     assert location, f"no Location in the {response.status_code} answer"
     url = httpx.URL(location)
     return url.raw_path.decode("ascii") if url.is_absolute_url else location
+
+
+def with_query(location: str, **params: str) -> str:
+    """``location`` with ``params`` added to its query, as the suite's client does: an upload's Location may carry
+    state in its query (distribution's ``_state``), which httpx's ``params=`` would replace."""
+    url = httpx.URL(location).copy_merge_params(params)
+    return str(url) if url.is_absolute_url else url.raw_path.decode("ascii")
 
 
 def error_code(response: httpx.Response) -> str:

@@ -27,7 +27,15 @@ from tests.conformance.data import (
     SuiteData,
     TestBlob,
 )
-from tests.conformance.steps import CROSSMOUNT_NAMESPACE, NAMESPACE, error_code, is_success, relative_location, step
+from tests.conformance.steps import (
+    CROSSMOUNT_NAMESPACE,
+    NAMESPACE,
+    error_code,
+    is_success,
+    relative_location,
+    step,
+    with_query,
+)
 
 __all__ = ["run_discovery", "run_management", "run_pull", "run_push"]
 
@@ -40,8 +48,7 @@ def _push_blob(client: httpx.Client, blob: TestBlob) -> httpx.Response:
     """The suite's setup upload: POST a session, PUT the whole blob with its digest."""
     started = client.post(f"/v2/{NAME}/blobs/uploads/")
     return client.put(
-        relative_location(started),
-        params={"digest": blob.digest},
+        with_query(relative_location(started), digest=blob.digest),
         headers={"Content-Type": OCTET, "Content-Length": blob.length},
         content=blob.content,
     )
@@ -168,8 +175,7 @@ def run_push(client: httpx.Client, data: SuiteData, *, deletes: bool = True) -> 
         last = response
     with step("Push / Blob Upload Streamed / PUT request to session URL with digest should yield 201 response"):
         response = client.put(
-            relative_location(last),
-            params={"digest": blob_a.digest},
+            with_query(relative_location(last), digest=blob_a.digest),
             headers={"Content-Type": OCTET, "Content-Length": "0"},
         )
         assert response.status_code == 201
@@ -203,8 +209,7 @@ def run_push(client: httpx.Client, data: SuiteData, *, deletes: bool = True) -> 
         assert session.headers["range"] == "0-0"
     with step("Push / Blob Upload Monolithic / PUT upload of a blob should yield a 201 Response"):
         response = client.put(
-            relative_location(session),
-            params={"digest": configs[1].digest},
+            with_query(relative_location(session), digest=configs[1].digest),
             headers={"Content-Type": OCTET, "Content-Length": configs[1].length},
             content=configs[1].content,
         )
@@ -271,8 +276,7 @@ def run_push(client: httpx.Client, data: SuiteData, *, deletes: bool = True) -> 
         last = response
     with step("Push / Blob Upload Chunked / PUT request with digest should return 201"):
         response = client.put(
-            relative_location(last),
-            params={"digest": blob.digest},
+            with_query(relative_location(last), digest=blob.digest),
             headers={"Content-Length": "0", "Content-Type": OCTET},
         )
         assert response.status_code == 201

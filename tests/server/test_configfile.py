@@ -231,7 +231,7 @@ def test_distributions_dev_file_works_unchanged(tmp_path: Path) -> None:
     assert values["redis_addr"] == "localhost:6379"
     assert values["metrics"] is True
     assert (values["health_storage_interval"], values["health_storage_threshold"]) == (10.0, 3)
-    assert any("http.debug.addr" in note and "main address" in note for note in settings.notes)
+    assert values["debug_addr"] == "0.0.0.0:5001"
 
 
 def test_the_token_server_example_verifies_tokens_from_its_realm(tmp_path: Path) -> None:

@@ -19,12 +19,15 @@ from tests.support.distribution import free_port, stop_process
 
 
 @contextlib.contextmanager
-def serve_with_config(config: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
-    """``regtool serve --config CONFIG ARGS`` on a free port (given with --port unless ARGS has one)."""
-    port = free_port()
+def serve_with_config(
+    config: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[tuple[str, Path]]:
+    """``regtool serve --config CONFIG ARGS`` on a free port given with --port; or, with ``port``, on that port
+    as the file (or its environment) sets it, no flag added."""
     log = config.parent / "serve.log"
     command = [sys.executable, "-m", "regtool", "serve", "--config", str(config), *args]
-    if "--port" not in args:
+    if port is None:
+        port = free_port()
         command += ["--port", str(port)]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
