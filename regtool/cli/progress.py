@@ -181,8 +181,9 @@ def retry_text(fields: dict[str, Any]) -> str:
 
 
 class HumanEvents:
-    """A terminal or log renderer, with the library's events put in words: a retry is one ``warning:`` line, the
-    other events (``key=value`` lines) are passed on only at ``verbose >= 2``. Transfers go straight through."""
+    """A terminal or log renderer, with the library's events put in words: a retry, or a mirror that did not serve
+    something, is one ``warning:`` line, the other events (``key=value`` lines) are passed on only at
+    ``verbose >= 2``. Transfers go straight through."""
 
     def __init__(self, inner: Progress, console: Console, *, verbose: int = 0) -> None:
         self._inner = inner
@@ -210,6 +211,12 @@ class HumanEvents:
             self._console.print(
                 f"warning: {retry_text(fields)}", markup=False, highlight=False, emoji=False, soft_wrap=True
             )
+        elif name == "endpoint" and fields.get("outcome") == "failed" and fields.get("mirror") and not self._verbose:
+            # Says why a blob's "failed" line is followed by its transfer from the next endpoint (-v logs it).
+            text = (
+                f"warning: {fields.get('what')} not served by mirror {fields.get('endpoint')} ({fields.get('error')})"
+            )
+            self._console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 @contextmanager

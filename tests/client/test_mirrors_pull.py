@@ -7,6 +7,7 @@ servers, not taken from regtool's own report.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from rich.console import Console
 
+from regtool.cli.progress import open_progress
 from regtool.client import Client
 from regtool.client.mirrors import RegistriesConf, parse_mirror_url, parse_registries_conf
 from regtool.digest import Digest
@@ -299,3 +302,13 @@ async def test_insecure_mirror_skips_tls_verification_for_that_host_only(tmp_pat
                 await client.pull(Reference.parse(f"{primary.host}/team/app:1"), dest)
             _check_layout(dest, image, f"{primary.host}/team/app:1")
             assert set(events.served().values()) == {f"{served_by}/team/app"}
+
+
+def test_a_mirror_that_did_not_serve_is_one_warning_line_for_a_human() -> None:
+    stream = io.StringIO()
+    with open_progress(json_lines=False, quiet=False, console=Console(file=stream)) as progress:
+        progress.event("endpoint", outcome="served", what="manifest 1", endpoint="m:5000/a", mirror=True)
+        progress.event("endpoint", outcome="failed", what="blob sha256:ab", endpoint="m:5000/a", mirror=True, error="x")
+        # The primary's failure ends the command with its own error line: no warning for it.
+        progress.event("endpoint", outcome="failed", what="blob sha256:ab", endpoint="p/a", mirror=False, error="y")
+    assert stream.getvalue() == "warning: blob sha256:ab not served by mirror m:5000/a (x)\n"
