@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from regtool.client.v2.referrers import schema_tag
+from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
 from regtool.protocol import mediatypes as mt
 from tests.cli.support import assert_user_error, in_process
@@ -20,7 +21,7 @@ from tests.support.images import write_image
 from tests.support.serve import run_serve
 from tests.sync.seed import REPOSITORIES, TAGS, seed
 from tests.sync.support import digest_at, tags_at
-from tests.sync.test_referrers import attach
+from tests.sync.test_referrers import attach, push_blob
 
 pytestmark = pytest.mark.interop
 
@@ -90,6 +91,33 @@ def test_signatures_and_sboms_arrive_with_their_image_as_the_tag_schema(
         assert proc.returncode == 0, proc.stderr
         (result,) = json.loads(proc.stdout)["results"]
         assert result["referrers"] == 4
+        # Later, an attestation is attached by cosign's tag: the unchanged image is skipped, the attestation follows.
+        with httpx.Client(base_url=source.url, timeout=30) as client:
+            config = push_blob(client, "team/signed", mt.EMPTY_JSON)
+            envelope = b'{"payloadType": "application/vnd.in-toto+json"}'
+            layer = push_blob(client, "team/signed", envelope)
+            attestation = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": mt.OCI_MANIFEST,
+                    "config": {"mediaType": mt.OCI_EMPTY, "digest": config, "size": 2},
+                    "layers": [
+                        {"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": layer, "size": len(envelope)}
+                    ],
+                }
+            ).encode()
+            att_tag = schema_tag(attached.subject) + ".att"
+            put = client.put(
+                f"/v2/team/signed/manifests/{att_tag}", content=attestation, headers={"Content-Type": mt.OCI_MANIFEST}
+            )
+            assert put.status_code == 201, put.text
+        later = in_process("sync", f"{source.host}/team/signed", distribution.host, "--json")
+        assert later.returncode == 0, later.stderr
+        (result,) = json.loads(later.stdout)["results"]
+        assert (result["status"], result["referrers"]) == ("skipped", 1)
+        assert digest_at(distribution.url, "team/signed", att_tag) == str(Digest.of(attestation))
+        quiet = in_process("sync", f"{source.host}/team/signed", distribution.host, "--json")
+        assert [(r["status"], r["referrers"]) for r in json.loads(quiet.stdout)["results"]] == [("skipped", 0)]
     name = "team/signed"
     for digest in (attached.signature, attached.sbom, attached.sbom_signature, attached.cosign):
         assert digest_at(distribution.url, name, str(digest)) == str(digest)

@@ -14,7 +14,8 @@ scope, one per-registry cap on blob connections, ``Client.per_registry``):
    streamed and verified, present blobs skipped, blobs another destination repository of this run holds
    mounted), registry -> directory ``V2Puller`` into ``<dir>/<repository>``, directory -> registry ``V2Pusher``.
    Manifests keep their bytes, so digests are kept (a trimmed index aside). Then what refers to the copied
-   manifest follows (:meth:`SyncEngine._copy_referrers`, the one place referrers plug in).
+   manifest follows (:meth:`SyncEngine._copy_referrers`, the one place referrers plug in); so does what refers
+   to a skipped one when the source's tag list has a tag-schema or cosign tag for it (no request to find out).
 4. **Prune** (``prune``): destination tags of the synced repositories that the source no longer has are deleted
    (referrer tags, ``sha256-<hex>[.sig|.att|.sbom]``, are never pruned: they follow their subject).
 
@@ -47,7 +48,7 @@ from regtool.client.sync.endpoints import (
 from regtool.client.sync.plan import ImageJob, SourceSpec
 from regtool.client.sync.trim import trim_index
 from regtool.client.tasks import run_bounded
-from regtool.client.v2.referrers import is_referrer_tag
+from regtool.client.v2.referrers import is_referrer_tag, schema_tag
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, RegistryError, RegtoolError, UsageError
 from regtool.manifest import Manifest, Platform
@@ -187,6 +188,8 @@ class _Repository:
     target: str
     source_tags: list[str] = field(default_factory=list)
     target_tags: dict[str, None] | None = None
+    # The subjects (``sha256-<hex>``) that the source's referrer tags name, worked out on first use.
+    referrer_subjects: frozenset[str] | None = None
 
 
 class SyncEngine:
@@ -392,7 +395,12 @@ class SyncEngine:
             trimmed=expected != source_digest,
         )
         if target_digest == expected:
-            return replace(base, reason="up to date")
+            referrers = 0
+            if not base.trimmed and not self.options.dry_run and _has_tagged_referrers(repo, source_digest):
+                # A signature added since the last run shows as a new tag at the source: it follows, and the
+                # image, unchanged, is not copied again.
+                referrers = await self._copy_referrers(job, source_digest, repo)
+            return replace(base, reason="up to date", referrers=referrers)
         if self.options.dry_run:
             return replace(base, status=WOULD_COPY)
         async with self._copying:
@@ -640,6 +648,15 @@ class SyncEngine:
             return await resolve_digest(self.api, ref)
         except NotFoundError:
             return None
+
+
+def _has_tagged_referrers(repo: _Repository | None, subject: Digest) -> bool:
+    """Whether the source's tag list (when it was listed) has a tag-schema or cosign tag of ``subject``."""
+    if repo is None:
+        return False
+    if repo.referrer_subjects is None:
+        repo.referrer_subjects = frozenset(tag.partition(".")[0] for tag in repo.source_tags if is_referrer_tag(tag))
+    return schema_tag(subject) in repo.referrer_subjects
 
 
 def _source_name(spec: SourceSpec) -> str:
