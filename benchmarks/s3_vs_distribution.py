@@ -17,7 +17,8 @@ upload from the store); prints the two PUT times.
 
 Run from the repository root::
 
-    python benchmarks/s3_vs_distribution.py [--rounds 3] [--small-only] [--large-mib 512] [--rehash 512]
+    python benchmarks/s3_vs_distribution.py [--rounds 3] [--small-only | --large-only] [--large-mib 512]
+    python benchmarks/s3_vs_distribution.py --rehash 256
 """
 
 from __future__ import annotations
@@ -167,14 +168,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--small-only", action="store_true", help="only the 16 x 32 MiB image")
+    parser.add_argument("--large-only", action="store_true", help="only the 2-layer image")
     parser.add_argument("--large-mib", type=int, default=512, help="layer size of the 2-layer image (default 512)")
     parser.add_argument("--rehash", type=int, default=0, metavar="MIB", help="instead: the re-read cost at commit")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="regtool-s3-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     images = {"16x32MiB": (16, 32 * MiB), f"2x{args.large_mib}MiB": (2, args.large_mib * MiB)}
-    if args.small_only:
-        images = {"16x32MiB": images["16x32MiB"]}
+    if args.small_only or args.large_only:
+        images = {k: v for k, v in images.items() if (k == "16x32MiB") == args.small_only}
     times: dict[tuple[str, str, str], list[float]] = {}
     peak = 0
     try:

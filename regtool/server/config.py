@@ -12,6 +12,7 @@ from regtool.errors import UsageError
 
 __all__ = [
     "DEFAULT_MAX_MANIFEST_BYTES",
+    "S3_MIN_PART_SIZE",
     "ProxyRemote",
     "RequestEvent",
     "RequestObserver",
@@ -22,6 +23,8 @@ __all__ = [
 
 DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 StorageKind = Literal["filesystem", "inmemory", "s3"]
+# Every part of an S3 multipart upload but the last must be at least this long.
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,14 @@ class S3Settings:
     secret_key: str | None = None
     secure: bool = True
     skip_verify: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise UsageError("s3 storage needs a bucket")
+        if self.chunk_size < S3_MIN_PART_SIZE:
+            raise UsageError(
+                f"s3 chunk size {self.chunk_size} is below S3's minimum part size {S3_MIN_PART_SIZE} (5 MiB)"
+            )
 
 
 @dataclass(frozen=True, slots=True)

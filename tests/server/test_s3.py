@@ -107,7 +107,7 @@ def test_start_up_names_endpoint_and_bucket(s3_bucket: S3Bucket) -> None:
     with pytest.raises(UsageError, match=r"refused access \(403"):
         S3Driver(wrong_key).check_reachable()
     with pytest.raises(UsageError, match="below S3's minimum part size"):
-        S3Driver(replace(s3_bucket.settings, chunk_size=PART - 1))
+        replace(s3_bucket.settings, chunk_size=PART - 1)
 
 
 def test_blob_get_and_head_redirect_to_a_presigned_url(s3_bucket: S3Bucket) -> None:

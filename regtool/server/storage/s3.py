@@ -26,18 +26,16 @@ import builtins
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from regtool.errors import UsageError
+from regtool.server.config import S3_MIN_PART_SIZE, S3Settings
 from regtool.server.storage.driver import FileInfo, PathNotFound
 from regtool.server.storage.paths import check_path
 
-if TYPE_CHECKING:
-    from regtool.server.config import S3Settings
-
 __all__ = ["MIN_PART_SIZE", "S3Driver", "make_s3_client"]
 
-MIN_PART_SIZE = 5 * 1024 * 1024
+MIN_PART_SIZE = S3_MIN_PART_SIZE
 # Objects up to this size move with one CopyObject; larger ones with parallel UploadPartCopy requests.
 COPY_PART_SIZE = 64 * 1024 * 1024
 COPY_CONCURRENCY = 8
@@ -118,8 +116,6 @@ class S3Driver:
     """The registry's files as objects in ``settings.bucket`` under ``settings.root_directory``."""
 
     def __init__(self, settings: S3Settings, client: Any | None = None) -> None:
-        if settings.chunk_size < MIN_PART_SIZE:
-            raise UsageError(f"s3 chunk size {settings.chunk_size} is below S3's minimum part size {MIN_PART_SIZE}")
         self.settings = settings
         self.bucket = settings.bucket
         self.chunk_size = settings.chunk_size
@@ -497,8 +493,9 @@ class S3Writer:
                 self._driver._delete_keys([self._key])
                 self._shadow = False
         number = len(self._parts) + 1
+        # The buffer itself is the body (no copy): one part in memory per writer, replaced once it is sent.
         response = self._client.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=self._buffer
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
         self._sent += len(self._buffer)
@@ -521,7 +518,7 @@ class S3Writer:
 
     def _complete(self) -> None:
         if self._upload_id is None:
-            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._buffer)
         else:
             if self._buffer or not self._parts:
                 self._send_part()
@@ -548,9 +545,9 @@ class S3Writer:
         if self._base is not None:
             return
         if self._upload_id is None:
-            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._buffer)
             return
         if self._buffer:
-            self._client.put_object(Bucket=self._bucket, Key=self._tail, Body=bytes(self._buffer))
+            self._client.put_object(Bucket=self._bucket, Key=self._tail, Body=self._buffer)
         elif self._tail_stored:
             self._driver._delete_keys([self._tail])
