@@ -19,6 +19,7 @@ from tests.support.distribution import free_port
 from tests.support.serve import RunningServe, run_serve
 from tests.sync.seed import INDEX_TAG, REPOSITORIES, TAGS, seed
 from tests.sync.support import digest_at, kinds, tags_at
+from tests.sync.test_referrers import SBOM, attach
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +258,18 @@ def test_an_interrupted_sync_completes_on_the_next_run(
         }
         for tag in TAGS:
             assert digest_at(dest.url, "team/app", tag) == str(pushed[f"team/app:{tag}"])
+
+
+def test_artifact_type_chooses_which_referrers_follow(tmp_path: Path) -> None:
+    with run_serve(tmp_path / "a", enable_v1=False) as a, run_serve(tmp_path / "b", enable_v1=False) as b:
+        attached = attach(a.url, "team/signed", tag_schema=False)
+        proc = in_process("sync", f"{a.host}/team/signed", b.host, "--artifact-type", SBOM, "--json")
+        assert proc.returncode == 0, proc.stderr
+        (result,) = json.loads(proc.stdout)["results"]
+        assert (result["status"], result["referrers"]) == ("copied", 1)
+        assert digest_at(b.url, "team/signed", str(attached.sbom)) == str(attached.sbom)
+        # The SBOM's signature is of another type, and so are the image's signature and cosign's tag.
+        for left in (attached.signature, attached.sbom_signature, attached.cosign):
+            assert digest_at(b.url, "team/signed", str(left)) is None
+        listed = httpx.get(f"{b.url}/v2/team/signed/referrers/{attached.subject}").json()
+        assert [entry["digest"] for entry in listed["manifests"]] == [str(attached.sbom)]
