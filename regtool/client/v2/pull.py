@@ -180,7 +180,7 @@ class V2Puller:
             if not endpoint.mirror:
                 raise
             # Said once here, and the mirror is not pinged again for the manifest.
-            chain.failed(f"registry {endpoint.ref.registry}", endpoint, exc)
+            chain.failed(f"manifest {endpoint.ref.reference}", endpoint, exc)
             return
         self.api.preconnect(base, PRECONNECT_PER_JOB * self.jobs)
 
