@@ -149,3 +149,16 @@ def test_a_blob_another_repository_cached_is_served_only_where_upstream_has_it(m
 
     assert elsewhere.status_code == 404
     assert elsewhere.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+def test_a_cache_in_memory_storage_serves_misses_from_its_reads(mirror: Mirror, tmp_path: Path) -> None:
+    # No file descriptors in memory: the bytes go out read a chunk at a time instead of by sendfile(2).
+    with run_serve(None, proxy_remotes=mirror.cache.config.proxy_remotes) as cache:
+        result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
+        again = pull(f"{cache.host}/team/app:1.0", tmp_path / "again")
+
+    assert result.digest == again.digest == mirror.image.manifest.digest
+    for digest, data in mirror.image.blobs.items():
+        assert _blob_bytes(tmp_path / "pulled", digest) == data
+    for digest in mirror.image.blobs:
+        assert len(mirror.upstream.requests.events("GET", f"/blobs/{digest}")) == 1

@@ -177,28 +177,45 @@ class FillReader:
         self.end = end
         self._file: BinaryIO | None = None
 
-    async def next_chunk(self, limit: int) -> bytes | None:
-        """The next bytes to send (None at the end); FillFailed when the blob did not verify."""
+    async def ready(self) -> int:
+        """How many bytes from ``position`` may be sent now, waiting until some may (0 at the end); FillFailed
+        when the blob did not verify."""
         fill = self.fill
         while True:
             if self.position >= self.end:
-                return None
+                return 0
             if not fill.verified and (fill.failed or fill.error is not None):
                 raise FillFailed(f"blob {fill.digest} did not arrive intact from the upstream")
             # The last byte only once the whole blob is verified: a client never completes a bad blob.
             ready = self.end if fill.verified else min(fill.written, self.end - 1)
             if self.position < ready:
-                count = min(limit, ready - self.position)
-                chunk = await anyio.to_thread.run_sync(self._read, self.position, count)
-                self.position += len(chunk)
-                return chunk
+                return ready - self.position
             await fill.changed()
+
+    async def read(self, count: int) -> bytes:
+        """``count`` bytes from ``position`` (which ``ready`` allowed), moving past them."""
+        chunk = await anyio.to_thread.run_sync(self._read, self.position, count)
+        self.position += len(chunk)
+        return chunk
+
+    async def descriptor_file(self) -> BinaryIO | None:
+        """The open file, for ``sendfile(2)`` from ``position`` on; None when the store's files have no descriptor."""
+        if self._file is None:
+            self._file = await anyio.to_thread.run_sync(self._open, self.position)
+        try:
+            self._file.fileno()
+        except (OSError, ValueError):  # in-memory storage: io.UnsupportedOperation
+            return None
+        return self._file
 
     def _read(self, offset: int, count: int) -> bytes:
         data = b""
         for _attempt in range(3):
             if self._file is None:
                 self._file = self._open(offset + len(data))
+            else:
+                # sendfile(2) sends from an offset and leaves the file's position where it was.
+                self._file.seek(offset + len(data))
             piece = self._file.read(count - len(data))
             data += piece
             if len(data) == count:

@@ -22,6 +22,7 @@ from regtool.protocol.ranges import content_range
 from regtool.server.errors import ApiError
 from regtool.server.proxy.fill import BlobFill, FillFailed, FillReader
 from regtool.server.streaming import CHUNK_SIZE, _cancel_on_disconnect, parse_range
+from regtool.server.zerocopy import ZEROCOPY, zerocopy_available
 
 __all__ = ["FillResponse"]
 
@@ -91,10 +92,21 @@ class FillResponse(Response):
 
 
 async def _send_body(reader: FillReader, scope: Scope, send: Send) -> None:
+    zero_copy = zerocopy_available(scope)
     try:
-        while (chunk := await reader.next_chunk(CHUNK_SIZE)) is not None:
-            more = reader.position < reader.end
-            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        while (count := await reader.ready()) > 0:
+            last = reader.position + count >= reader.end
+            stream = await reader.descriptor_file() if zero_copy and (count > 1 or not last) else None
+            if stream is not None:
+                # What has arrived goes out with sendfile(2) from the file being filled; the response's last byte
+                # goes the ordinary way, as in StreamResponse, so the request is recorded before the client has it.
+                span = count - 1 if last else count
+                message = {"type": ZEROCOPY, "file": stream, "offset": reader.position, "count": span}
+                await send({**message, "more_body": True})
+                reader.position += span
+                continue
+            chunk = await reader.read(min(count, CHUNK_SIZE))
+            await send({"type": "http.response.body", "body": chunk, "more_body": reader.position < reader.end})
     except FillFailed as exc:
         # Returning short of Content-Length makes the server close the connection: the client sees a transfer
         # that failed, never a complete response with bad bytes.
