@@ -163,6 +163,8 @@ class ServerConfig:
     log_level: str = "info"
     # A second listener (distribution's http.debug.addr) for /metrics and /debug/health, kept off the balancer.
     debug_addr: str | None = None
+    # Sent with every response the handler did not give them (distribution's http.headers).
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
@@ -213,6 +215,11 @@ class ServerConfig:
             debug_host, debug_port = split_host_port(self.debug_addr)
             if not debug_host or debug_port is None or debug_port > 65535:
                 raise UsageError(f"debug address {self.debug_addr!r} must be HOST:PORT")
+        for name, value in self.response_headers:
+            if not name or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name):
+                raise UsageError(f"response header name {name!r} is not an HTTP token")
+            if any(c in value for c in "\r\n\0"):
+                raise UsageError(f"response header {name} holds a line break")
         if self.redis_db < 0:
             raise UsageError(f"redis_db must not be negative, not {self.redis_db}")
         if self.health_storage_interval <= 0 or self.health_storage_threshold < 1:

@@ -420,10 +420,7 @@ def _map_http(top: _Section, values: dict[str, Any]) -> None:
     http.duration("draintimeout")
     http.note("draintimeout", "regtool finishes requests in flight on SIGTERM without a deadline")
     _map_tls(http.section("tls"), values)
-    headers = http.take("headers")
-    if headers is not None and not isinstance(headers, dict):
-        raise http.error(f"expected a mapping of header names to lists of values, not {_kind(headers)}", "headers")
-    http.note("headers", "not added: regtool sets its own headers (X-Content-Type-Options: nosniff on its pages)")
+    values["response_headers"] = _response_headers(http)
     debug = http.section("debug")
     debug_addr = debug.text("addr")
     if debug_addr:
@@ -446,6 +443,22 @@ def _map_http(top: _Section, values: dict[str, Any]) -> None:
         raise h2c.error("true: regtool serves HTTP/1.1 only", "enabled")
     h2c.finish()
     http.finish()
+
+
+def _response_headers(http: _Section) -> tuple[tuple[str, str], ...]:
+    """``http.headers``: a name and its list of values (or one value), each value one header line."""
+    headers = http.take("headers")
+    if headers is None:
+        return ()
+    if not isinstance(headers, dict):
+        raise http.error(f"expected a mapping of header names to lists of values, not {_kind(headers)}", "headers")
+    pairs: list[tuple[str, str]] = []
+    for name, listed in headers.items():
+        for value in listed if isinstance(listed, list) else [listed]:
+            if isinstance(value, bool | dict | list) or value is None:
+                raise http.error(f"{name}: expected text values, not {_kind(value)}", "headers")
+            pairs.append((str(name), str(value)))
+    return tuple(pairs)
 
 
 def _listen_address(addr: str, section: _Section) -> tuple[str, int]:

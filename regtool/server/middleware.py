@@ -34,6 +34,9 @@ class RegistryMiddleware:
         self.config = config
         self.metrics = metrics
         self.latency = config.latency_ms / 1000
+        self.extra_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in config.response_headers
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,8 +71,13 @@ class RegistryMiddleware:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = list(message.get("headers", []))
                 if version_header:
-                    message = {**message, "headers": [*message.get("headers", []), _VERSION_HEADER]}
+                    headers.append(_VERSION_HEADER)
+                if self.extra_headers:
+                    present = {name.lower() for name, _ in headers}
+                    headers += [(name, value) for name, value in self.extra_headers if name not in present]
+                message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
                 if not message.get("more_body", False):

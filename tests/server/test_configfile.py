@@ -213,13 +213,14 @@ def test_debians_file_with_a_password_file_maps_every_key(tmp_path: Path) -> Non
         "read_only": False,
         "host": "0.0.0.0",
         "port": 5000,
+        "response_headers": (("X-Content-Type-Options", "nosniff"),),
         "htpasswd": users,
         "token_service": "basic-realm",
         "health_storage_interval": 10.0,
         "health_storage_threshold": 3,
     }
     noted = [note.split(": ", 2)[1] for note in settings.notes]
-    assert noted == ["log.fields", "storage.cache.blobdescriptor", "http.headers"]
+    assert noted == ["log.fields", "storage.cache.blobdescriptor"]
 
 
 def test_distributions_dev_file_works_unchanged(tmp_path: Path) -> None:
