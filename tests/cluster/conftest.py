@@ -1,5 +1,6 @@
-"""A cluster on this machine: three ``regtool serve`` processes over one storage root, one Redis, one token key
-and htpasswd, behind haproxy (round robin, no stickiness). Each test gets its own."""
+"""A cluster on this machine: three ``regtool serve`` processes over one store (a shared filesystem root, or a
+bucket of SeaweedFS), one Redis, one token key and htpasswd, behind haproxy (round robin, no stickiness). Each test
+gets its own, once per store."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support.distribution import free_port
 from tests.support.haproxy import Balancer, run_haproxy
 from tests.support.pki import make_pki
 from tests.support.redis import RedisServer, run_redis
+from tests.support.seaweedfs import S3Bucket, s3_bucket, seaweedfs  # noqa: F401  (the fixtures, for s3)
 from tests.support.serve import ServeProcess, run_serve_process
 
 USER, PASSWORD = "ci", "cluster-secret"
@@ -25,6 +27,7 @@ USER, PASSWORD = "ci", "cluster-secret"
 
 @dataclass
 class Cluster:
+    storage: str
     root: Path
     instances: list[ServeProcess]
     debug_urls: list[str]
@@ -71,9 +74,20 @@ class Cluster:
         return counts
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(params=["filesystem", "s3"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     require_binary("haproxy")
+    store: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    if request.param == "s3":
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        settings = bucket.settings
+        assert settings.endpoint is not None
+        store = (
+            "--storage", "s3", "--s3-endpoint", settings.endpoint, "--s3-bucket", settings.bucket,
+            "--s3-region", settings.region, "--s3-path-style",
+        )  # fmt: skip
+        env = bucket.store.env()
     redis_binary = require_binary("redis-server")
     pki = make_pki(tmp_path / "pki")
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {USER: PASSWORD})
@@ -87,13 +101,19 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             "--token-key", str(pki.server_key), "--token-cert", str(pki.server_cert),
             "--token-realm", f"http://127.0.0.1:{balancer_port}/token",
             "--no-web",
+            *store,
         )  # fmt: skip
         # Metrics on a debug address per instance, as a cluster should: the main port is the balancer's.
         debug_ports = [free_port() for _ in range(3)]
         instances = [
             stack.enter_context(
                 run_serve_process(
-                    root, *args, "--debug-addr", f"127.0.0.1:{port}", log_path=tmp_path / f"instance-{n}.log"
+                    root,
+                    *args,
+                    "--debug-addr",
+                    f"127.0.0.1:{port}",
+                    log_path=tmp_path / f"instance-{n}.log",
+                    env=env,
                 )
             )
             for n, port in enumerate(debug_ports)
@@ -101,4 +121,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         balancer = stack.enter_context(
             run_haproxy(tmp_path / "haproxy", [("127.0.0.1", i.port) for i in instances], port=balancer_port)
         )
-        yield Cluster(root, instances, [f"http://127.0.0.1:{p}" for p in debug_ports], balancer, redis, stack)
+        yield Cluster(
+            request.param, root, instances, [f"http://127.0.0.1:{p}" for p in debug_ports], balancer, redis, stack
+        )

@@ -93,19 +93,24 @@ def test_kill_nine_one_instance_mid_push_and_another_mid_pull(cluster: Cluster, 
 
     pulled = tmp_path / "pulled"
     pull = regtool(cluster, "pull", ref, str(pulled), "--jobs", "4", "--json")
-    # Killed while it sends a blob: blobs are arriving (the manifest is done) and a GET is in flight there
-    # (scrapes go to the debug address, so every GET it counts is the pull's).
-    wait_for(
-        lambda: (
-            any((pulled / "blobs").rglob("*"))
-            and cluster.metric(1, "registry_http_requests_in_flight", method="GET") >= 1
-        ),
-        "a blob GET on instance 1",
-        pull,
-    )
-    cluster.instances[1].kill()
-    result = json.loads(finish(pull))
-    assert result["retries"] >= 1
+
+    def arriving() -> bool:  # the manifest is done, blobs come
+        return any((pulled / "blobs").rglob("*"))
+
+    if cluster.storage == "s3":
+        # Blob bytes come from the store (307 to a presigned URL): the instance answers the redirects only.
+        wait_for(arriving, "blobs arriving", pull)
+        cluster.instances[1].kill()
+        finish(pull)
+    else:
+        # Killed while it sends a blob (scrapes go to the debug address: every GET it counts is the pull's).
+        wait_for(
+            lambda: arriving() and cluster.metric(1, "registry_http_requests_in_flight", method="GET") >= 1,
+            "a blob GET on instance 1",
+            pull,
+        )
+        cluster.instances[1].kill()
+        assert json.loads(finish(pull))["retries"] >= 1
     assert_pulled_identical(pulled, manifest)
     assert cluster.balancer.servers_up() == 1
 
@@ -133,7 +138,8 @@ def test_concurrent_pushes_of_one_tag_leave_one_whole_image(cluster: Cluster, tm
     for push in pushes:
         finish(push)
 
-    with httpx.Client(base_url=cluster.balancer.url, timeout=30) as client:
+    # On s3 a blob GET is a 307 to the store, as clients follow it.
+    with httpx.Client(base_url=cluster.balancer.url, timeout=30, follow_redirects=True) as client:
         token = client.get(
             "/token", params={"service": "regtool", "scope": "repository:team/race:pull"}, auth=(USER, PASSWORD)
         ).json()["token"]
