@@ -162,3 +162,10 @@ def test_a_cache_in_memory_storage_serves_misses_from_its_reads(mirror: Mirror, 
         assert _blob_bytes(tmp_path / "pulled", digest) == data
     for digest in mirror.image.blobs:
         assert len(mirror.upstream.requests.events("GET", f"/blobs/{digest}")) == 1
+
+
+def test_v1_pushes_are_refused_too(mirror: Mirror) -> None:
+    response = httpx.put(f"{mirror.cache.url}/v1/repositories/team/app/", json=[])
+
+    assert response.status_code == 405
+    assert "pull-through cache" in response.text

@@ -97,6 +97,8 @@ def _store(request: Request) -> V1ImageStore:
 def _writable(request: Request) -> None:
     if context(request).config.read_only:
         raise V1Error(405, "registry is read-only")
+    if context(request).config.proxy_remotes:
+        raise V1Error(405, "registry is a pull-through cache")
 
 
 def _repository(request: Request) -> str:

@@ -280,7 +280,10 @@ class WebView:
             model.tag_rows, self._context(request).registry, name, self.cache, query=query, number=_page_number(request)
         )
         may_delete = (
-            not self.config.read_only and self.config.delete_enabled and await access.may(request, Access.delete(name))
+            not self.config.read_only
+            and not self.config.proxy_remotes
+            and self.config.delete_enabled
+            and await access.may(request, Access.delete(name))
         )
         deleted = request.query_params.get("deleted", "")[:_MAX_QUERY]
         values = {
@@ -304,7 +307,10 @@ class WebView:
             model.image_view, self._context(request).registry, name, reference, self.cache
         )
         may_delete = (
-            not self.config.read_only and self.config.delete_enabled and await access.may(request, Access.delete(name))
+            not self.config.read_only
+            and not self.config.proxy_remotes
+            and self.config.delete_enabled
+            and await access.may(request, Access.delete(name))
         )
         tag = None if ":" in reference else reference
         values = {
@@ -344,6 +350,10 @@ class WebView:
         reference = _valid_reference(_one(form, "reference"))
         if self.config.read_only:
             raise ApiError(ErrorCode.UNSUPPORTED, "the registry is read-only: nothing can be deleted", status=405)
+        if self.config.proxy_remotes:
+            raise ApiError(
+                ErrorCode.UNSUPPORTED, "the registry is a pull-through cache: nothing can be deleted", status=405
+            )
         if not self.config.delete_enabled:
             raise ApiError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry", status=405)
         await access.authorize(request, Access.delete(name))
