@@ -217,3 +217,15 @@ def test_a_registry_trusting_an_external_token_server(htpasswd: Path, token_key:
                 f"{registry.url}/v2/team/app/tags/list", headers={"Authorization": f"Bearer {foreign}"}
             )
             assert response.status_code == 401
+
+
+def test_an_external_token_server_needs_its_realm_and_a_key_needs_its_certificate(
+    token_key: tuple[Path, Path, SigningKey],
+) -> None:
+    from regtool.errors import UsageError
+    from regtool.server.config import ServerConfig
+
+    with pytest.raises(UsageError, match="external token server need its realm"):
+        ServerConfig(storage="inmemory", token_auth=True, token_cert=token_key[1])
+    with pytest.raises(UsageError, match="signing key needs its certificate"):
+        ServerConfig(storage="inmemory", token_auth=True, token_key=token_key[0], anonymous_pull=True)

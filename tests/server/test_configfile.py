@@ -394,3 +394,25 @@ def test_durations_as_distribution_writes_them(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"cannot read configuration file .*missing\.yml"):
         read_config_file(tmp_path / "missing.yml", {})
+
+
+def test_token_auth_with_regtools_signing_key_issues_and_without_it_verifies(tmp_path: Path) -> None:
+    base = (
+        "version: 0.1\nstorage: inmemory\nauth:\n  token:\n    realm: https://auth.example.com/token\n"
+        "    service: registry\n    issuer: auth-server\n    rootcertbundle: /certs/bundle.pem\n"
+    )
+    issuing = read_config_file(
+        _write(tmp_path, base + "    signingkey: /certs/key.pem\n    htpasswd: /etc/users\n"), {}
+    ).values
+    assert (issuing["token_key"], issuing["token_cert"]) == (Path("/certs/key.pem"), Path("/certs/bundle.pem"))
+    assert issuing["htpasswd"] == Path("/etc/users")
+    verifying = server_config_from_file(_write(tmp_path, base), {})
+    assert verifying.token_auth and verifying.token_key is None and verifying.htpasswd is None
+    assert verifying.token_realm == "https://auth.example.com/token"
+    assert (verifying.token_service, verifying.token_issuer) == ("registry", "auth-server")
+    message = _error(tmp_path, base.replace("    realm: https://auth.example.com/token\n", ""))
+    assert message == (
+        "auth.token.realm: missing (distribution's token auth needs realm, service, issuer, rootcertbundle)"
+    )
+    message = _error(tmp_path, base + "    jwks: /certs/jwks.json\n")
+    assert message.startswith("auth.token.jwks: not supported by regtool serve")
