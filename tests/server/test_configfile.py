@@ -416,3 +416,76 @@ def test_token_auth_with_regtools_signing_key_issues_and_without_it_verifies(tmp
     )
     message = _error(tmp_path, base + "    jwks: /certs/jwks.json\n")
     assert message.startswith("auth.token.jwks: not supported by regtool serve")
+
+
+# distribution's docs/configuration.md (v2.8.2): its development example, its override example, the s3 block of
+# its storage reference, its middleware example.
+DOCS_DEVELOPMENT = """\
+version: 0.1
+log:
+  level: debug
+storage:
+    filesystem:
+        rootdirectory: /var/lib/registry
+http:
+    addr: localhost:5000
+    secret: asecretforlocaldevelopment
+    debug:
+        addr: localhost:5001
+"""
+
+DOCS_S3 = """\
+version: 0.1
+storage:
+  s3:
+    accesskey: awsaccesskey
+    secretkey: awssecretkey
+    region: us-west-1
+    regionendpoint: http://myobjects.local
+    bucket: bucketname
+    encrypt: true
+    keyid: mykeyid
+    secure: true
+    v4auth: true
+    chunksize: 5242880
+    multipartcopychunksize: 33554432
+    multipartcopymaxconcurrency: 100
+    multipartcopythresholdsize: 33554432
+    rootdirectory: /s3/object/name/prefix
+"""
+
+
+def test_the_docs_development_example_and_its_override(tmp_path: Path) -> None:
+    environ = {"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/somewhere"}
+    config = server_config_from_file(_write(tmp_path, DOCS_DEVELOPMENT), environ)
+    assert (config.host, config.port, config.debug_addr) == ("localhost", 5000, "localhost:5001")
+    assert config.root == Path("/somewhere")
+    assert (config.http_secret, config.log_level) == ("asecretforlocaldevelopment", "debug")
+
+
+def test_the_docs_s3_block_says_which_key_regtool_cannot_honour(tmp_path: Path) -> None:
+    assert _error(tmp_path, DOCS_S3) == (
+        "storage.s3.encrypt: true: server-side encryption is not supported by regtool serve"
+    )
+    # Without encryption (and its KMS key) the rest of the block is taken as written.
+    text = DOCS_S3.replace("    encrypt: true\n", "").replace("    keyid: mykeyid\n", "")
+    settings = read_config_file(_write(tmp_path, text), {})
+    s3 = settings.values["s3"]
+    assert (s3.bucket, s3.region, s3.endpoint, s3.chunk_size) == (
+        "bucketname",
+        "us-west-1",
+        "http://myobjects.local",
+        5 * 1024 * 1024,
+    )
+    assert s3.root_directory == "s3/object/name/prefix"
+    assert sum("multipartcopy" in note for note in settings.notes) == 3
+
+
+def test_the_docs_middleware_example_is_refused_by_name(tmp_path: Path) -> None:
+    text = DOCS_DEVELOPMENT + (
+        "middleware:\n  storage:\n  - name: cloudfront\n    disabled: false\n    options:\n"
+        "      baseurl: http://d111111abcdef8.cloudfront.net\n"
+    )
+    assert _error(tmp_path, text) == (
+        "middleware: not supported by regtool serve (its storage redirect is storage.redirect)"
+    )
