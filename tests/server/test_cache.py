@@ -22,6 +22,7 @@ from regtool.protocol.errcodes import ErrorCode
 from regtool.server.cache.rediscache import RedisDescriptorCache
 from regtool.server.config import ServerConfig
 from regtool.server.errors import ApiError
+from regtool.server.storage import paths
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry
 from tests.server.helpers import digest_of, image_manifest, push_blob, push_manifest, random_blob
@@ -181,3 +182,17 @@ def test_writes_trust_the_store_not_a_stale_cache(tmp_path: Path, redis_server: 
         push_blob(client, "team/app", layer)  # the upload's commit stores the bytes, whatever the cache says
         assert client.get(f"/v2/team/app/blobs/{digest_of(layer)}").content == layer
         assert push_manifest(client, "team/app", "v1", manifest, mt.OCI_MANIFEST).status_code == 201
+
+
+def test_bytes_deleted_behind_the_cache_are_forgotten_at_the_first_get(
+    cached_serve: RunningServe, redis_server: RedisServer
+) -> None:
+    assert cached_serve.root is not None
+    with httpx.Client(base_url=cached_serve.url) as client:
+        digest = push_blob(client, "team/app", b"evicted")
+        # Deleted through the driver alone (as a tool that does not know the cache would), link left in place.
+        FilesystemDriver(cached_serve.root).delete(paths.blob_data(Digest.parse(digest)).rsplit("/", 1)[0])
+        assert client.head(f"/v2/team/app/blobs/{digest}").status_code == 200  # the cache's stale answer
+        assert client.get(f"/v2/team/app/blobs/{digest}").status_code == 404  # the store's, and the entry goes
+        assert client.head(f"/v2/team/app/blobs/{digest}").status_code == 404
+    assert redis_server.command("EXISTS", f"regtool::blobs::{digest}") == ":0\r\n"
