@@ -90,13 +90,17 @@ def _answers(port: int) -> bool:
 def run_distribution_s3(root: Path, store: SeaweedFS) -> Iterator[str]:
     """docker-registry with its s3 driver on a new bucket of ``store``; yields host:port."""
     root.mkdir(parents=True, exist_ok=True)
-    settings = store.new_bucket()
+    with store.bucket() as settings:
+        yield from _distribution_on(root, store, settings.bucket)
+
+
+def _distribution_on(root: Path, store: SeaweedFS, bucket: str) -> Iterator[str]:
     port = free_port()
     config = root / "config.yml"
     config.write_text(
         _DISTRIBUTION_CONFIG.format(
             endpoint=store.endpoint,
-            bucket=settings.bucket,
+            bucket=bucket,
             access_key=store.access_key,
             secret_key=store.secret_key,
             port=port,
@@ -125,9 +129,9 @@ def _serve_args(store: SeaweedFS, bucket: str) -> list[str]:
 @contextlib.contextmanager
 def registries(work: Path, store: SeaweedFS, round_no: int) -> Iterator[dict[str, tuple[str, int | None]]]:
     """A fresh serve and docker-registry on new buckets: name -> (host:port, pid of serve or None)."""
-    bucket = store.new_bucket().bucket
     with (
-        run_serve_process(work / f"serve-{round_no}", *_serve_args(store, bucket), env=store.env()) as serve,
+        store.bucket() as settings,
+        run_serve_process(work / f"serve-{round_no}", *_serve_args(store, settings.bucket), env=store.env()) as serve,
         run_distribution_s3(work / f"distribution-{round_no}", store) as dist,
     ):
         yield {"serve": (serve.host, serve.process.pid), "distribution": (dist, None)}
@@ -139,12 +143,11 @@ def rehash(work: Path, store: SeaweedFS, mib: int) -> None:
 
     chunk = os.urandom(mib * MiB // 4)
     digest = "sha256:" + hashlib.sha256(chunk * 4).hexdigest()
-    bucket = store.new_bucket().bucket
-    args = _serve_args(store, bucket)
     results: dict[str, list[float]] = {"same instance": [], "other instance": []}
     with (
-        run_serve_process(work / "a", *args, env=store.env()) as one,
-        run_serve_process(work / "b", *args, env=store.env()) as two,
+        store.bucket() as settings,
+        run_serve_process(work / "a", *_serve_args(store, settings.bucket), env=store.env()) as one,
+        run_serve_process(work / "b", *_serve_args(store, settings.bucket), env=store.env()) as two,
         httpx.Client(timeout=900) as client,
     ):
         for attempt in range(3):

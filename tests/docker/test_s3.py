@@ -47,7 +47,7 @@ def test_docker_pulls_through_redirects_and_pushes(
     assert len(redirected) == len(image.layer_digests) + 1  # the layers and the config, all from the store
 
     # A push into another registry on another bucket: the bytes go up, nothing can be mounted.
-    with run_serve(None, storage="s3", s3=seaweedfs.new_bucket()) as other:
+    with seaweedfs.bucket() as settings, run_serve(None, storage="s3", s3=settings) as other:
         target = f"{other.host}/pushed/app:1"
         dockerd.docker("tag", name, target)
         dockerd.docker("push", target)

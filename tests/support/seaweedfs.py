@@ -5,19 +5,21 @@ Usage in a test (import both fixtures in the tests directory's ``conftest.py``):
     from tests.support.seaweedfs import s3_bucket, seaweedfs  # noqa: F401
 
     def test_something(s3_bucket: S3Bucket) -> None:
-        s3_bucket.settings            # S3Settings for a fresh, empty bucket of its own
+        s3_bucket.settings            # S3Settings for a fresh, empty bucket of its own (deleted after the test)
         s3_bucket.store.endpoint      # http://127.0.0.1:PORT
         s3_bucket.store.env()         # AWS_* variables for a subprocess (keys, region, no CA bundle)
 
 or, outside pytest (benchmarks)::
 
-    with run_seaweedfs(Path("/tmp/weed")) as store:
-        settings = store.new_bucket("name")
+    with run_seaweedfs(Path("/tmp/weed")) as store, store.bucket() as settings:
+        ...
 
 One ``weed server`` (master, volume, filer and S3 gateway in one process) serves the whole test session: it takes
 seconds to start. Every port, the gRPC ones included, is chosen free. SigV4 is enforced (an ``s3.json`` identity),
 so a wrong signature or an expired presigned URL is refused as on AWS. It is ready when a signed CreateBucket and
-PutObject succeed. It is stopped with SIGKILL: the data is thrown away, and a graceful stop takes 15-45 s.
+PutObject succeed. Buckets are deleted after use: SeaweedFS gives each one volumes of its own (7), and
+``-volume.max=100`` runs out after 14. It is stopped with SIGKILL: the data is thrown away, and a graceful stop
+takes 15-45 s.
 """
 
 from __future__ import annotations
@@ -93,6 +95,25 @@ class SeaweedFS:
         self.client.create_bucket(Bucket=bucket)
         return self.settings(bucket, **overrides)
 
+    def drop_bucket(self, bucket: str) -> None:
+        """Empty and delete ``bucket``: each bucket holds volumes of its own (7), of the server's 100."""
+        client = self.client
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+
+    @contextlib.contextmanager
+    def bucket(self, **overrides: Any) -> Iterator[S3Settings]:
+        """A fresh bucket, dropped on exit."""
+        settings = self.new_bucket(**overrides)
+        try:
+            yield settings
+        finally:
+            self.drop_bucket(settings.bucket)
+
     def env(self) -> dict[str, str]:
         """The environment for a subprocess using this store through the standard AWS variables."""
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -117,6 +138,7 @@ def _ready(store: SeaweedFS) -> bool:
         store.client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
     except Exception:
         return False
+    store.drop_bucket(bucket)
     return True
 
 
@@ -216,6 +238,7 @@ def seaweedfs() -> Iterator[SeaweedFS]:
 
 
 @pytest.fixture
-def s3_bucket(seaweedfs: SeaweedFS) -> S3Bucket:
-    """A fresh, empty bucket for one test."""
-    return S3Bucket(seaweedfs, seaweedfs.new_bucket())
+def s3_bucket(seaweedfs: SeaweedFS) -> Iterator[S3Bucket]:
+    """A fresh, empty bucket for one test (deleted after it)."""
+    with seaweedfs.bucket() as settings:
+        yield S3Bucket(seaweedfs, settings)
