@@ -24,11 +24,11 @@ def serve_with_config(
 ) -> Iterator[tuple[str, Path]]:
     """``regtool serve --config CONFIG ARGS`` on a free port given with --port; or, with ``port``, on that port
     as the file (or its environment) sets it, no flag added."""
-    log = config.parent / "serve.log"
     command = [sys.executable, "-m", "regtool", "serve", "--config", str(config), *args]
     if port is None:
         port = free_port()
         command += ["--port", str(port)]
+    log = config.parent / f"serve-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
