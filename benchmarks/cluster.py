@@ -1,13 +1,14 @@
 """Benchmark: one ``regtool serve`` against two behind haproxy (round robin, one storage root, one Redis).
 
-Not a test. Three set-ups, each fresh (new root, new processes):
+Not a test. Three set-ups, each fresh for every round (new root, new processes, a Redis of its own):
 
 - ``direct``: one instance, clients connect to it;
 - ``haproxy-1``: the same instance behind haproxy (what the balancer itself costs);
 - ``haproxy-2``: two instances behind haproxy.
 
-In each: ``regtool push`` of an image (``--layers`` x ``--layer-mib``, incompressible), then ``regtool pull``
-of it, ``--rounds`` times (median), then ``--clients`` pulls at once (wall time of the slowest). Clients are
+In each round: ``regtool push`` of an image (``--layers`` x ``--layer-mib``, incompressible) into the empty
+store, then ``regtool pull`` of it (medians over ``--rounds``); in the last round also ``--clients`` pulls at
+once (wall time of the slowest). Clients are
 subprocesses; every process, haproxy and Redis share this machine's cores, so the two-instance figures say what
 spreading one server's Python over processes buys when the clients compete for the same CPUs. The 1-minute load
 average is printed. Only 127.0.0.1 is contacted; the work directory is removed unless ``--keep``.
@@ -61,38 +62,44 @@ def _timed(*processes: subprocess.Popen[bytes]) -> float:
 
 
 @contextlib.contextmanager
-def _setup(kind: str, work: Path) -> Iterator[str]:
-    """The registry host clients use for ``kind``."""
-    root = work / f"root-{kind}"
+def _setup(kind: str, work: Path, round_number: int) -> Iterator[str]:
+    """The registry host clients use for ``kind``: new processes over a new, empty root."""
+    root = work / f"root-{kind}-{round_number}"
     count = 2 if kind == "haproxy-2" else 1
     with contextlib.ExitStack() as stack:
         # A Redis of its own: a cache shared by two stores would describe blobs one of them lacks.
         redis_addr = stack.enter_context(run_redis()).addr
         instances = [
             stack.enter_context(
-                run_serve_process(root, "--quiet", "--no-web", "--redis", redis_addr, log_path=work / f"{kind}-{n}.log")
+                run_serve_process(
+                    root, "--quiet", "--no-web", "--redis", redis_addr, log_path=work / f"{kind}-{round_number}-{n}.log"
+                )
             )
             for n in range(count)
         ]
         if kind == "direct":
             yield instances[0].host
             return
-        balancer = stack.enter_context(run_haproxy(work / f"lb-{kind}", [("127.0.0.1", i.port) for i in instances]))
+        backends = [("127.0.0.1", i.port) for i in instances]
+        balancer = stack.enter_context(run_haproxy(work / f"lb-{kind}-{round_number}", backends))
         yield balancer.host
 
 
 def measure(kind: str, work: Path, source: Path, args: argparse.Namespace) -> dict[str, float]:
     pushes, pulls = [], []
-    with _setup(kind, work) as host:
-        for n in range(args.rounds):
-            pushes.append(_timed(_regtool(work, "push", str(source), f"{host}/bench/{kind}:{n}")))
-            dest = work / f"pulled-{kind}-{n}"
-            pulls.append(_timed(_regtool(work, "pull", f"{host}/bench/{kind}:{n}", str(dest))))
+    together = 0.0
+    for n in range(args.rounds):
+        # A fresh set-up per round: a second push into the same store would find its blobs there already.
+        with _setup(kind, work, n) as host:
+            pushes.append(_timed(_regtool(work, "push", str(source), f"{host}/bench/{kind}:1")))
+            dest = work / f"pulled-{kind}"
+            pulls.append(_timed(_regtool(work, "pull", f"{host}/bench/{kind}:1", str(dest))))
             shutil.rmtree(dest)
-        dests = [work / f"many-{kind}-{c}" for c in range(args.clients)]
-        together = _timed(*[_regtool(work, "pull", f"{host}/bench/{kind}:0", str(d)) for d in dests])
-        for dest in dests:
-            shutil.rmtree(dest)
+            if n == args.rounds - 1:
+                dests = [work / f"many-{kind}-{c}" for c in range(args.clients)]
+                together = _timed(*[_regtool(work, "pull", f"{host}/bench/{kind}:1", str(d)) for d in dests])
+                for dest in dests:
+                    shutil.rmtree(dest)
     return {"push": statistics.median(pushes), "pull": statistics.median(pulls), "together": together}
 
 
