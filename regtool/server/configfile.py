@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regtool.durations import parse_duration
 from regtool.errors import UsageError
 from regtool.server.config import ProxyRemote, S3Settings, ServerConfig
-from regtool.server.configenv import EnvOverrides, apply_environment
+from regtool.server.configenv import apply_environment
+from regtool.server.configsection import ConfigReader, ConfigSection, value_kind
 
 __all__ = ["FileSettings", "read_config_file", "server_config_from_file"]
 
@@ -39,8 +39,6 @@ _S3_MAX_CHUNK = 5 * 1024 * _MIB
 _DEFAULT_PURGE_AGE = 168 * 3600.0
 _STORAGE_SETTINGS = ("maintenance", "cache", "delete", "redirect", "tag")
 _KNOWN_DRIVERS = ("azure", "gcs", "oss", "swift", "s3", "filesystem", "inmemory")
-# A duration without a unit, which Go's decoder (distribution's) would read as nanoseconds.
-_BARE_NUMBER = re.compile(r"^\s*[+-]?\d+(\.\d*)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,8 @@ def read_config_file(path: Path, environ: Mapping[str, str] | None = None) -> Fi
         overrides = apply_environment(tree, os.environ if environ is None else environ, parse_value)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    reader = _Reader(str(path), overrides)
-    values = _map_config(_Section(reader, (), tree))
+    reader = ConfigReader(str(path), overrides)
+    values = _map_config(ConfigSection(reader, (), tree))
     return FileSettings(values, (*reader.notes, *overrides.warnings))
 
 
@@ -107,125 +105,7 @@ def _check_version(version: Any, path: Path) -> None:
         raise UsageError(f"{path}: version: {version!r} is not a configuration version regtool knows (0.1)")
 
 
-class _Reader:
-    """The file's name (for messages), where the environment set what, and the notes gathered."""
-
-    def __init__(self, source: str, overrides: EnvOverrides) -> None:
-        self.source = source
-        self.overrides = overrides
-        self.notes: list[str] = []
-
-    def where(self, path: tuple[str, ...]) -> str:
-        dotted = ".".join(path) or "(top)"
-        variable = self.overrides.origin(path)
-        return f"{self.source}: {dotted}" + (f" (from {variable})" if variable else "")
-
-
-class _Section:
-    """One mapping of the file; every key must be taken (``take``/``section``) or ``finish`` names it."""
-
-    def __init__(self, reader: _Reader, path: tuple[str, ...], data: Any) -> None:
-        if data is None:
-            data = {}
-        self.reader = reader
-        self.path = path
-        if not isinstance(data, dict):
-            raise self.error(f"expected a mapping, not {_kind(data)}")
-        self.data: dict[str, Any] = {str(k): v for k, v in data.items()}
-        self.taken: set[str] = set()
-
-    def error(self, message: str, key: str | None = None) -> UsageError:
-        path = self.path if key is None else (*self.path, key)
-        return UsageError(f"{self.reader.where(path)}: {message}")
-
-    def note(self, key: str, message: str) -> None:
-        if key in self.data:
-            self.reader.notes.append(f"{self.reader.where((*self.path, key))}: {message}")
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def take(self, key: str) -> Any:
-        self.taken.add(key)
-        return self.data.get(key)
-
-    def accept(self, *keys: str) -> None:
-        """Keys that are valid and need nothing done (their note, if any, was given by ``note``)."""
-        self.taken.update(keys)
-
-    def section(self, key: str) -> _Section:
-        return _Section(self.reader, (*self.path, key), self.take(key))
-
-    def text(self, key: str) -> str | None:
-        value = self.take(key)
-        if value is None:
-            return None
-        if isinstance(value, bool | dict | list):
-            raise self.error(f"expected a string, not {_kind(value)}", key)
-        return str(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.take(key)
-        if value is None:
-            return default
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise self.error(f"expected true or false, not {value!r}", key)
-        return value
-
-    def integer(self, key: str) -> int | None:
-        value = self.take(key)
-        if value is None:
-            return None
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(f"expected a whole number, not {value!r}", key)
-        return value
-
-    def duration(self, key: str) -> float | None:
-        """Seconds, from a duration as distribution writes it (``168h``, ``30m``, ``10s``, ``1h30m``)."""
-        value = self.take(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.error(f"{value!r} is not a duration (e.g. 10s, 30m, 168h, 1h30m)", key)
-        if _BARE_NUMBER.match(str(value)):
-            if float(value) == 0:
-                return 0.0
-            raise self.error(
-                f"{value!r} has no unit: write it as distribution does, e.g. 10s, 30m or 168h "
-                "(distribution would read a bare number as nanoseconds)",
-                key,
-            )
-        try:
-            return parse_duration(str(value))
-        except UsageError:
-            raise self.error(f"{value!r} is not a duration (e.g. 10s, 30m, 168h, 1h30m)", key) from None
-
-    def finish(self, unsupported: Mapping[str, str] | None = None) -> None:
-        """Refuse every key not taken: a specific reason from ``unsupported``, or the general one."""
-        for key in self.data:
-            if key in self.taken:
-                continue
-            reason = (unsupported or {}).get(key, "not supported by regtool serve")
-            raise self.error(reason, key)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, int | float):
-        return "a number"
-    return f"{value!r}"
-
-
-def _map_config(top: _Section) -> dict[str, Any]:
+def _map_config(top: ConfigSection) -> dict[str, Any]:
     values: dict[str, Any] = {"delete_enabled": False, "upload_purge_age": _DEFAULT_PURGE_AGE}
     top.accept("version")
     _map_log(top, values)
@@ -246,7 +126,7 @@ def _map_config(top: _Section) -> dict[str, Any]:
     return values
 
 
-def _map_log(top: _Section, values: dict[str, Any]) -> None:
+def _map_log(top: ConfigSection, values: dict[str, Any]) -> None:
     level = top.text("loglevel")
     log = top.section("log")
     level = log.text("level") or level
@@ -275,12 +155,12 @@ def _all_disabled(entries: Any) -> bool:
     return isinstance(entries, list) and all(isinstance(e, dict) and e.get("disabled") is True for e in entries)
 
 
-def _map_storage(top: _Section, values: dict[str, Any]) -> None:
+def _map_storage(top: ConfigSection, values: dict[str, Any]) -> None:
     raw = top.take("storage")
     if isinstance(raw, str):
         # distribution takes a bare driver name: "storage: inmemory".
         raw = {raw: {}}
-    storage = _Section(top.reader, ("storage",), raw)
+    storage = ConfigSection(top.reader, ("storage",), raw)
     drivers = [key for key in storage.data if key not in _STORAGE_SETTINGS]
     if not drivers:
         raise top.error("no storage driver given (filesystem, inmemory or s3)", "storage")
@@ -330,7 +210,7 @@ def _map_storage(top: _Section, values: dict[str, Any]) -> None:
     storage.finish()
 
 
-def _s3_settings(params: _Section) -> S3Settings:
+def _s3_settings(params: ConfigSection) -> S3Settings:
     bucket = params.text("bucket")
     if not bucket:
         raise params.error("no bucket parameter provided", "bucket")
@@ -372,7 +252,7 @@ def _s3_settings(params: _Section) -> S3Settings:
     )
 
 
-def _map_maintenance(maintenance: _Section, values: dict[str, Any]) -> None:
+def _map_maintenance(maintenance: ConfigSection, values: dict[str, Any]) -> None:
     purging = maintenance.section("uploadpurging")
     enabled = purging.flag("enabled", True)
     age = purging.duration("age")
@@ -383,7 +263,7 @@ def _map_maintenance(maintenance: _Section, values: dict[str, Any]) -> None:
     if not enabled:
         values["upload_purge_age"] = None
     elif dry_run:
-        purging.reader.notes.append(f"{purging.reader.where(purging.path)}: dryrun: nothing is purged")
+        purging.note("dryrun", "true: nothing is purged")
         values["upload_purge_age"] = None
     else:
         values["upload_purge_age"] = age if age is not None else _DEFAULT_PURGE_AGE
@@ -393,7 +273,7 @@ def _map_maintenance(maintenance: _Section, values: dict[str, Any]) -> None:
     maintenance.finish()
 
 
-def _map_http(top: _Section, values: dict[str, Any]) -> None:
+def _map_http(top: ConfigSection, values: dict[str, Any]) -> None:
     http = top.section("http")
     addr = http.text("addr")
     if addr is not None:
@@ -445,23 +325,23 @@ def _map_http(top: _Section, values: dict[str, Any]) -> None:
     http.finish()
 
 
-def _response_headers(http: _Section) -> tuple[tuple[str, str], ...]:
+def _response_headers(http: ConfigSection) -> tuple[tuple[str, str], ...]:
     """``http.headers``: a name and its list of values (or one value), each value one header line."""
     headers = http.take("headers")
     if headers is None:
         return ()
     if not isinstance(headers, dict):
-        raise http.error(f"expected a mapping of header names to lists of values, not {_kind(headers)}", "headers")
+        raise http.error(f"expected a mapping of header names to lists of values, not {value_kind(headers)}", "headers")
     pairs: list[tuple[str, str]] = []
     for name, listed in headers.items():
         for value in listed if isinstance(listed, list) else [listed]:
             if isinstance(value, bool | dict | list) or value is None:
-                raise http.error(f"{name}: expected text values, not {_kind(value)}", "headers")
+                raise http.error(f"{name}: expected text values, not {value_kind(value)}", "headers")
             pairs.append((str(name), str(value)))
     return tuple(pairs)
 
 
-def _listen_address(addr: str, section: _Section) -> tuple[str, int]:
+def _listen_address(addr: str, section: ConfigSection) -> tuple[str, int]:
     """HOST and PORT of ``section.addr`` (http or http.debug)."""
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -471,7 +351,7 @@ def _listen_address(addr: str, section: _Section) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def _map_tls(tls: _Section, values: dict[str, Any]) -> None:
+def _map_tls(tls: ConfigSection, values: dict[str, Any]) -> None:
     certificate, key = tls.text("certificate"), tls.text("key")
     if certificate or key:
         if not (certificate and key):
@@ -488,11 +368,11 @@ def _map_tls(tls: _Section, values: dict[str, Any]) -> None:
     tls.finish()
 
 
-def _map_auth(top: _Section, values: dict[str, Any]) -> None:
+def _map_auth(top: ConfigSection, values: dict[str, Any]) -> None:
     raw = top.take("auth")
     if isinstance(raw, str):
         raw = {raw: {}}
-    auth = _Section(top.reader, ("auth",), raw)
+    auth = ConfigSection(top.reader, ("auth",), raw)
     if len(auth.data) > 1:
         raise top.error(f"exactly one auth type, not {', '.join(auth.data)}", "auth")
     if auth.has("htpasswd"):
@@ -543,7 +423,7 @@ def _map_auth(top: _Section, values: dict[str, Any]) -> None:
     auth.finish()
 
 
-def _map_redis(top: _Section, values: dict[str, Any]) -> None:
+def _map_redis(top: ConfigSection, values: dict[str, Any]) -> None:
     if not top.has("redis"):
         top.accept("redis")
         return
@@ -574,7 +454,7 @@ def _map_redis(top: _Section, values: dict[str, Any]) -> None:
     redis.finish({"addrs": "not supported by regtool serve (one Redis server: addr)"})
 
 
-def _map_health(top: _Section, values: dict[str, Any]) -> None:
+def _map_health(top: ConfigSection, values: dict[str, Any]) -> None:
     health = top.section("health")
     storage = health.section("storagedriver")
     if storage.flag("enabled", True):
@@ -590,14 +470,12 @@ def _map_health(top: _Section, values: dict[str, Any]) -> None:
             values["health_storage_threshold"] = threshold
     else:
         storage.accept("interval", "threshold")
-        storage.reader.notes.append(
-            f"{storage.reader.where((*storage.path, 'enabled'))}: false: /debug/health still checks storage"
-        )
+        storage.note("enabled", "false: /debug/health still checks storage")
     storage.finish()
     health.finish(dict.fromkeys(("file", "http", "tcp"), "not supported by regtool serve (storage checks only)"))
 
 
-def _map_proxy(top: _Section, values: dict[str, Any]) -> None:
+def _map_proxy(top: ConfigSection, values: dict[str, Any]) -> None:
     if not top.has("proxy"):
         top.accept("proxy")
         return
@@ -616,7 +494,7 @@ def _map_proxy(top: _Section, values: dict[str, Any]) -> None:
     proxy.finish()
 
 
-def _map_extras(top: _Section) -> None:
+def _map_extras(top: ConfigSection) -> None:
     """Sections distribution has whose defaults regtool matches: accepted when they ask for nothing more."""
     notifications = top.section("notifications")
     if not _all_disabled(notifications.take("endpoints") or []):
@@ -628,9 +506,7 @@ def _map_extras(top: _Section) -> None:
     compatibility = top.section("compatibility")
     schema1 = compatibility.section("schema1")
     if schema1.flag("enabled", False):
-        schema1.reader.notes.append(
-            f"{schema1.reader.where((*schema1.path, 'enabled'))}: regtool refuses schema1 manifests (MANIFEST_INVALID)"
-        )
+        schema1.note("enabled", "regtool refuses schema1 manifests (MANIFEST_INVALID)")
     schema1.accept("signingkeyfile")
     schema1.finish()
     compatibility.finish()
@@ -646,12 +522,3 @@ def _map_extras(top: _Section) -> None:
     catalog.integer("maxentries")
     catalog.note("maxentries", "regtool pages the catalog with its own limit")
     catalog.finish()
-
-
-def with_flags(settings: FileSettings, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The file's values with ``flags`` (ServerConfig fields given on the command line) winning."""
-    merged = dict(settings.values)
-    merged.update(flags)
-    if merged.get("storage") != "filesystem":
-        merged["root"] = None
-    return merged
