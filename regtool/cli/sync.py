@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -253,11 +255,12 @@ def _bars_of(shown: Progress) -> RichProgress | None:
     """The terminal's bars behind ``shown``, when it has them (``open_progress`` wraps them in HumanEvents)."""
     from regtool.cli.progress import HumanEvents
 
-    if isinstance(shown, HumanEvents) and type(shown.inner).__name__ == "RichProgress":
-        from regtool.cli.bars import RichProgress
+    # bars.py is loaded only when a terminal shows bars: without it there are none to find.
+    if "regtool.cli.bars" not in sys.modules or not isinstance(shown, HumanEvents):
+        return None
+    from regtool.cli.bars import RichProgress
 
-        return shown.inner if isinstance(shown.inner, RichProgress) else None
-    return None
+    return shown.inner if isinstance(shown.inner, RichProgress) else None
 
 
 def _summary_line(result: SyncResult) -> str:
@@ -294,29 +297,14 @@ def _sources(
     from regtool.client.sync.semver import SemverRange
 
     extra = TagFilter(
-        include=compile_pattern(tags, option="--tags") if tags is not None else None,
-        exclude=compile_pattern(exclude, option="--exclude") if exclude is not None else None,
-        semver=SemverRange.parse(semver, where="--semver") if semver is not None else None,
+        include=(compile_pattern(tags, option="--tags"),) if tags is not None else (),
+        exclude=(compile_pattern(exclude, option="--exclude"),) if exclude is not None else (),
+        semver=(SemverRange.parse(semver, where="--semver"),) if semver is not None else (),
     )
     repos_pattern = compile_pattern(repos, option="--repos") if repos is not None else None
     if config is not None:
-        specs = []
-        for spec in config.sources:
-            chosen = spec.tags
-            specs.append(
-                SourceSpec(
-                    spec.endpoint,
-                    spec.repository,
-                    TagFilter(
-                        names=chosen.names,
-                        include=chosen.include or extra.include,
-                        exclude=extra.exclude,
-                        semver=chosen.semver or extra.semver,
-                    ),
-                    credentials=spec.credentials,
-                )
-            )
-        return specs
+        # The file's choice of tags, narrowed by the command line's filters.
+        return [replace(spec, tags=spec.tags.narrowed(extra)) for spec in config.sources]
     assert source is not None
     endpoint = parse_endpoint(source, role="SOURCE")
     names = None
@@ -325,8 +313,7 @@ def _sources(
         endpoint = RegistryEndpoint(endpoint.registry, endpoint.path)
     if repos_pattern is not None and isinstance(endpoint, RegistryEndpoint) and endpoint.path:
         raise UsageError("--repos chooses among a whole registry's repositories: give SOURCE as a registry")
-    filters = TagFilter(names=names, include=extra.include, exclude=extra.exclude, semver=extra.semver)
-    return [SourceSpec(endpoint, None, filters, repos=repos_pattern)]
+    return [SourceSpec(endpoint, None, TagFilter(names=names).narrowed(extra), repos=repos_pattern)]
 
 
 @app.command()
@@ -409,6 +396,8 @@ def sync(
             source: str | None = source_arg
             dest = dest_arg
             if config is not None:
+                if repos is not None:
+                    raise UsageError("--repos chooses among a whole registry's repositories; a sync file names its own")
                 if dest is not None:
                     raise UsageError("with --config the sources come from the file: give only DEST")
                 source, dest, skopeo = None, source_arg, load_skopeo_config(config)

@@ -188,6 +188,20 @@ def test_a_skopeo_sync_file_is_taken_as_is(
     assert "--insecure" not in proc.stderr  # the other registry is verified as ever
 
 
+def test_command_line_filters_narrow_a_skopeo_sync_file(
+    source: tuple[RunningServe, dict[str, Digest]], dest: RunningServe, tmp_path: Path
+) -> None:
+    server, _ = source
+    config = tmp_path / "sync.yaml"
+    config.write_text(SKOPEO_FILE.format(host=server.host))
+    proc = in_process("sync", "--config", str(config), dest.host, "--exclude", "dev|2\\.0\\.0", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    chosen = sorted(r["source"].removeprefix(f"{server.host}/") for r in json.loads(proc.stdout)["results"])
+    assert chosen == ["lib/base:1.2.0", "lib/base:1.2.1", "team/app:1.0.0", "team/web:2.1.0"]
+    refused = in_process("sync", "--config", str(config), dest.host, "--repos", "team/.*")
+    assert_user_error(refused, 2, "--repos", "a sync file names its own")
+
+
 def test_a_skopeo_sync_file_with_an_unknown_key_is_refused_before_anything_moves(
     source: tuple[RunningServe, dict[str, Digest]], dest: RunningServe, tmp_path: Path
 ) -> None:

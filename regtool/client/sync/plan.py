@@ -29,31 +29,34 @@ def compile_pattern(text: str, *, option: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True, slots=True)
 class TagFilter:
-    """Which tags to take: ``names`` (exactly these, when given), those that ``include`` matches as a whole, that
-    ``exclude`` does not, and whose version ``semver`` contains. Referrer tags (the tag schema's ``sha256-<hex>``,
-    cosign's ``.sig``/``.att``/``.sbom``) are never images to copy: they travel with the image they refer to."""
+    """Which tags to take: ``names`` (exactly these, when given), those that every ``include`` matches as a whole,
+    that no ``exclude`` matches, and whose version every ``semver`` range contains. Referrer tags (the tag schema's
+    ``sha256-<hex>``, cosign's ``.sig``/``.att``/``.sbom``) are never images to copy: they travel with the image
+    they refer to."""
 
     names: tuple[str, ...] | None = None
-    include: re.Pattern[str] | None = None
-    exclude: re.Pattern[str] | None = None
-    semver: SemverRange | None = None
+    include: tuple[re.Pattern[str], ...] = ()
+    exclude: tuple[re.Pattern[str], ...] = ()
+    semver: tuple[SemverRange, ...] = ()
+
+    def narrowed(self, other: TagFilter) -> TagFilter:
+        """The tags both filters take (a sync file's choice and the command line's)."""
+        names = self.names if other.names is None else other.names
+        if self.names is not None and other.names is not None:
+            names = tuple(name for name in self.names if name in other.names)
+        return TagFilter(names, self.include + other.include, self.exclude + other.exclude, self.semver + other.semver)
 
     def select(self, tags: list[str]) -> list[str]:
-        chosen = []
         wanted = None if self.names is None else set(self.names)
-        for tag in tags:
-            if is_referrer_tag(tag):
-                continue
-            if wanted is not None and tag not in wanted:
-                continue
-            if self.include is not None and self.include.fullmatch(tag) is None:
-                continue
-            if self.exclude is not None and self.exclude.fullmatch(tag) is not None:
-                continue
-            if self.semver is not None and not self.semver.matches(tag):
-                continue
-            chosen.append(tag)
-        return chosen
+        return [
+            tag
+            for tag in tags
+            if not is_referrer_tag(tag)
+            and (wanted is None or tag in wanted)
+            and all(pattern.fullmatch(tag) is not None for pattern in self.include)
+            and not any(pattern.fullmatch(tag) is not None for pattern in self.exclude)
+            and all(semver.matches(tag) for semver in self.semver)
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,13 +122,13 @@ def parse_skopeo_config(text: str, *, where: str) -> SkopeoConfig:
                 raise UsageError(f"{at}: images-by-tag-regex: {repository}: expected a regular expression")
             # skopeo searches (Go's MatchString), so the expression matches anywhere in the tag unless anchored.
             include = compile_pattern(f"(?:.*(?:{pattern}).*)", option=f"{at}: images-by-tag-regex: {repository}")
-            sources.append(SourceSpec(endpoint, repository, TagFilter(include=include), credentials=credentials))
+            sources.append(SourceSpec(endpoint, repository, TagFilter(include=(include,)), credentials=credentials))
             found += 1
         for repository, spec in _mapping(body.get("images-by-semver"), f"{at}: images-by-semver").items():
             if not isinstance(spec, str):
                 raise UsageError(f"{at}: images-by-semver: {repository}: expected a semver range")
             semver = SemverRange.parse(spec, where=f"{at}: images-by-semver: {repository}")
-            sources.append(SourceSpec(endpoint, repository, TagFilter(semver=semver), credentials=credentials))
+            sources.append(SourceSpec(endpoint, repository, TagFilter(semver=(semver,)), credentials=credentials))
             found += 1
         if not found:
             raise UsageError(f"{at}: names no images (images, images-by-tag-regex or images-by-semver)")
