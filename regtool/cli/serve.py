@@ -295,7 +295,9 @@ def serve(
         logger.setLevel(_LOG_LEVELS.get(config.log_level, logging.INFO))
         logger.propagate = False
     apis = " + ".join(api for api, on in (("v2", config.enable_v2), ("v1", config.enable_v1)) if on)
-    where = f"root {config.root}" if config.root is not None else "in memory" if config.s3 is None else "s3"
+    where = f"root {config.root}" if config.root is not None else "in memory"
+    if config.s3 is not None:
+        where = f"s3 bucket {config.s3.bucket} at {config.s3.endpoint or 'AWS'}"
     scheme = "https" if config.tls_cert is not None else "http"
     auth = "token auth" if config.token_auth else "basic auth" if config.htpasswd is not None else "no auth"
     address = f"[{config.host}]" if ":" in config.host else config.host

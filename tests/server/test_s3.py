@@ -207,6 +207,8 @@ def test_chunked_push_alternating_between_two_instances(s3_bucket: S3Bucket, tmp
         for base in (one.url, two.url):
             fetched = http.get(f"{base}/v2/r/blobs/{digest}", follow_redirects=True)
             assert fetched.status_code == 200 and digest_of(fetched.content) == digest
+    # The start line says where the registry is.
+    assert f"s3 bucket {settings.bucket} at {s3_bucket.store.endpoint}" in one.log_path.read_text()
     client = s3_bucket.store.client
     assert client.list_multipart_uploads(Bucket=settings.bucket).get("Uploads") is None
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])]
