@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -53,7 +54,10 @@ def test_a_tag_is_revalidated_upstream_on_every_request(mirror: Mirror, tmp_path
     assert "Warning" not in second.headers
 
 
-def test_a_cached_tag_is_served_stale_while_the_upstream_is_down(tmp_path: Path) -> None:
+def test_a_cached_tag_is_served_stale_while_the_upstream_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="regtool.server.access")
     with contextlib.ExitStack() as running:
         upstream = running.enter_context(run_serve(tmp_path / "upstream"))
         image = push_image(upstream.host, tmp_path, "team/app", "1.0", LAYERS)
@@ -70,6 +74,8 @@ def test_a_cached_tag_is_served_stale_while_the_upstream_is_down(tmp_path: Path)
     assert by_tag.status_code == 200
     assert by_tag.content == image.manifest.raw
     assert by_tag.headers["Warning"] == '110 - "Response is Stale"'
+    stale_lines = [r.getMessage() for r in caplog.records if r.name == "regtool.server.access"]
+    assert any("serving cached manifest team/app:1.0" in line and "as stale" in line for line in stale_lines)
     assert by_digest.status_code == 200 and "Warning" not in by_digest.headers
     assert unknown.status_code == 503
     assert unknown.json()["errors"][0]["code"] == "UNAVAILABLE"
