@@ -274,11 +274,11 @@ class SyncEngine:
         not be listed is a failure of its own and the rest go on."""
         failed: list[ImageOutcome] = []
 
-        async def listing(name: str, work: Callable[[], Awaitable[T]], empty: T) -> T:
+        async def listing(name: str, target: str, work: Callable[[], Awaitable[T]], empty: T) -> T:
             try:
                 return await work()
             except RegtoolError as exc:
-                outcome = ImageOutcome(name, str(self.target), FAILED, error=str(exc), exit_code=exc.exit_code)
+                outcome = ImageOutcome(name, target, FAILED, error=str(exc), exit_code=exc.exit_code)
                 self.progress.event("sync", **outcome.to_json())
                 if not self.options.keep_going:
                     raise
@@ -286,7 +286,7 @@ class SyncEngine:
                 return empty
 
         async def repositories_of(spec: SourceSpec) -> list[str]:
-            return await listing(_source_name(spec), lambda: self._repositories(spec), [])
+            return await listing(_source_name(spec), str(self.target), lambda: self._repositories(spec), [])
 
         named: list[tuple[SourceSpec, str]] = []
         for spec, names in zip(sources, await _gather([repositories_of(s) for s in sources]), strict=True):
@@ -303,10 +303,17 @@ class SyncEngine:
             if names is not None and not self.options.prune:
                 repo.source_tags = list(names)
                 return
-            name = f"{repo.spec.endpoint}/{repo.source}" if isinstance(repo.spec.endpoint, RegistryEndpoint) else ""
-            listed = await listing(
-                name or str(repo.spec.endpoint), lambda: self._source_tags(repo.spec.endpoint, repo.source), None
-            )
+            endpoint = repo.spec.endpoint
+            if isinstance(endpoint, RegistryEndpoint):
+                name = f"{endpoint.registry}/{repo.source}"
+            else:
+                name = str(endpoint.layout_path(repo.source))
+            target = self.target
+            if isinstance(target, RegistryEndpoint):
+                target_name = f"{target.registry}/{repo.target}"
+            else:
+                target_name = str(target.layout_path(repo.target))
+            listed = await listing(name, target_name, lambda: self._source_tags(endpoint, repo.source), None)
             if listed is None:
                 repositories.remove(repo)
             else:

@@ -35,6 +35,7 @@ from regtool.server.gc.inventory import (
     read_repository,
     revision_dir,
     stored_blobs,
+    uploading_repositories,
     v1_blobs,
 )
 from regtool.server.gc.mark import LiveSet, ManifestReader, mark
@@ -166,7 +167,12 @@ class _Run:
                 self.removed(Removal("referrer-entry", str(entry.referrer), name))
 
     def sweep_repositories(self, names: Iterable[str]) -> None:
+        # A push into an empty repository opens its upload session before it writes the repository's first link
+        # and closes it after: a repository with a session open is not empty for long, and stays.
+        uploading = uploading_repositories(self.driver)
         for name in names:
+            if name in uploading:
+                continue
             if self.options.dry_run:
                 self.removed(Removal("repository", name, name))
                 continue
@@ -177,15 +183,17 @@ class _Run:
                     self.driver.delete(f"{paths.repository_dir(name)}/{part}")
                 except PathNotFound:
                     pass
-            self._remove_empty_parents(name)
+            self._remove_empty_parents(name, uploading)
             self.removed(Removal("repository", name, name))
 
-    def _remove_empty_parents(self, name: str) -> None:
-        # A nested repository (a/b inside a) keeps its parents' directories; an empty chain of them goes.
+    def _remove_empty_parents(self, name: str, uploading: set[str]) -> None:
+        # A nested repository (a/b inside a) keeps its parents' directories; an empty chain of them goes, unless a
+        # push is creating a repository under one of them.
         components = name.split("/")
         while components:
-            directory = paths.repository_dir("/".join(components))
-            if children(self.driver, directory):
+            prefix = "/".join(components)
+            directory = paths.repository_dir(prefix)
+            if children(self.driver, directory) or any(u.startswith(f"{prefix}/") for u in uploading):
                 return
             try:
                 self.driver.delete(directory)

@@ -26,6 +26,7 @@ __all__ = [
     "read_repository",
     "revision_dir",
     "stored_blobs",
+    "uploading_repositories",
     "v1_blobs",
 ]
 
@@ -127,6 +128,21 @@ def read_repository(driver: StorageDriver, name: str) -> RepositoryInventory:
             if referrer is not None:
                 inventory.referrers.append(ReferrerEntry(subject, referrer, f"{directory}/{entry}"))
     return inventory
+
+
+def uploading_repositories(driver: StorageDriver) -> set[str]:
+    """The repositories with an upload session open (``uploads/<id>/info`` names the repository)."""
+    names: set[str] = set()
+    for upload_id in children(driver, paths.UPLOADS):
+        if not paths.UPLOAD_ID_RE.match(upload_id):
+            continue
+        try:
+            info = json.loads(driver.get_content(paths.upload_info(upload_id)))
+        except (PathNotFound, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("name"), str):
+            names.add(info["name"])
+    return names
 
 
 def stored_blobs(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo]]:
