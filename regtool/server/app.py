@@ -148,7 +148,8 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
         middleware.append(Middleware(GcMiddleware, collector=online_collector(config, registry)))
     if config.upload_purge_age is not None:
         # Abandoned upload sessions are purged after this age (checked as requests arrive).
-        middleware.append(Middleware(PurgeMiddleware, purger=UploadPurger(registry, config.upload_purge_age)))
+        purger = UploadPurger(registry, config.upload_purge_age, interval=config.upload_purge_interval)
+        middleware.append(Middleware(PurgeMiddleware, purger=purger))
     proxy = None
     if config.proxy_remotes:
         # A pull-through cache (server/proxy/): the server's only use of the client library, imported only here.

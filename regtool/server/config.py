@@ -116,6 +116,8 @@ class ServerConfig:
     enable_v2: bool = True
     latency_ms: float = 0.0
     upload_purge_age: float | None = None
+    # How often the purge looks (distribution's uploadpurging.interval); None: half the age, at most 10 minutes.
+    upload_purge_interval: float | None = None
     access_log: bool = True
     observer: RequestObserver | None = None
     # Authentication and TLS (regtool/server/auth/setup.py reads these). ``htpasswd``: Basic auth, or
@@ -169,6 +171,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.upload_purge_age is not None and self.upload_purge_age < 0:
             raise UsageError("upload_purge_age must not be negative")
+        if self.upload_purge_interval is not None and not self.upload_purge_interval > 0:
+            raise UsageError("upload_purge_interval must be more than 0 seconds")
         if self.gc_interval is not None and not self.gc_interval > 0:
             raise UsageError("gc_interval must be more than 0 seconds")
         if not self.gc_delay >= 0:

@@ -256,9 +256,12 @@ def _map_maintenance(maintenance: ConfigSection, values: dict[str, Any]) -> None
     purging = maintenance.section("uploadpurging")
     enabled = purging.flag("enabled", True)
     age = purging.duration("age")
-    purging.duration("interval")
+    interval = purging.duration("interval")
+    if interval is not None:
+        if interval <= 0:
+            raise purging.error("must be longer than 0s", "interval")
+        values["upload_purge_interval"] = interval
     dry_run = purging.flag("dryrun", False)
-    purging.note("interval", "regtool starts a purge pass on the first request after its own interval")
     purging.finish()
     if not enabled:
         values["upload_purge_age"] = None

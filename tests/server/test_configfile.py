@@ -265,7 +265,7 @@ def test_s3_redis_proxy_and_the_cluster_settings(tmp_path: Path) -> None:
     assert config.storage_redirect is False
     assert config.delete_enabled is True
     assert config.read_only is True
-    assert config.upload_purge_age == 7200.0
+    assert (config.upload_purge_age, config.upload_purge_interval) == (7200.0, 1800.0)
     assert (config.host, config.port) == ("127.0.0.1", 5050)
     assert config.public_url == "https://registry.example.com"
     assert config.http_secret == "shared-between-instances"
