@@ -39,16 +39,18 @@ class ManifestReader:
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
-        self._parsed: dict[Digest, Manifest | None] = {}
+        self._parsed: dict[Digest, Manifest] = {}
 
     def __call__(self, digest: Digest, media_type: str) -> Manifest | None:
-        # A manifest that cannot be read keeps what the tags and grace say about it, and names nothing else.
-        if digest not in self._parsed:
+        # A manifest that cannot be read keeps what the tags and grace say about it, and names nothing else. It
+        # is not remembered: it may be readable by the next mark.
+        parsed = self._parsed.get(digest)
+        if parsed is None:
             try:
-                self._parsed[digest] = parse_manifest(self.blobs.get(digest), media_type)
+                parsed = self._parsed[digest] = parse_manifest(self.blobs.get(digest), media_type)
             except (PathNotFound, ManifestError):
-                return None  # not remembered: it may be readable by the next mark
-        return self._parsed[digest]
+                return None
+        return parsed
 
 
 def _needs(manifest: Manifest) -> Iterable[Digest]:
