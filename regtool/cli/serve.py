@@ -378,10 +378,10 @@ def _gc_settings(interval: str | None, delay: str) -> dict[str, Any]:
         if delay != "1h":
             raise UsageError("--gc-delay is the grace period of --gc-interval: add --gc-interval DURATION")
         return {}
-    return {
-        "gc_interval": parse_duration(interval, what="--gc-interval"),
-        "gc_delay": parse_duration(delay, what="--gc-delay"),
-    }
+    seconds = parse_duration(interval, what="--gc-interval")
+    if seconds <= 0:
+        raise UsageError(f"--gc-interval must be longer than 0, not {interval!r}")
+    return {"gc_interval": seconds, "gc_delay": parse_duration(delay, what="--gc-delay")}
 
 
 def _refuse_serve_options_before(ctx: typer.Context) -> None:

@@ -19,6 +19,8 @@ from tests.cli.support import assert_user_error, in_process
         (("serve", "gc", "--root", "{tmp}", "--delay", "soon"), "invalid --delay 'soon'"),
         (("serve", "gc", "--config", "{tmp}/inmemory.yml"), "names inmemory storage"),
         (("serve", "gc", "--config", "{tmp}/nope.yml"), "cannot read configuration file"),
+        (("serve", "--root", "{tmp}", "--gc-interval", "0"), "--gc-interval must be longer than 0, not '0'"),
+        (("serve", "--root", "{tmp}", "--gc-interval", "1h", "--gc-delay", "-1"), "invalid --gc-delay '-1'"),
     ],
 )
 def test_refusals(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
