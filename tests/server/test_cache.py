@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +198,15 @@ def test_bytes_deleted_behind_the_cache_are_forgotten_at_the_first_get(
         assert client.get(f"/v2/team/app/blobs/{digest}").status_code == 404  # the store's, and the entry goes
         assert client.head(f"/v2/team/app/blobs/{digest}").status_code == 404
     assert redis_server.command("EXISTS", f"regtool::blobs::{digest}") == ":0\r\n"
+
+
+def test_serve_refuses_a_bad_redis_address_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "regtool", "serve", "--root", str(tmp_path / "root"), "--redis", "cache:http"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: redis address 'cache:http' must be HOST:PORT"]
+    assert not (tmp_path / "root").exists()
