@@ -129,6 +129,39 @@ def test_signatures_and_sboms_arrive_with_their_image_as_the_tag_schema(
     assert [entry["digest"] for entry in nested["manifests"]] == [str(attached.sbom_signature)]
 
 
+def test_signatures_and_sboms_cross_the_air_gap_with_their_image(tmp_path: Path, distribution: Distribution) -> None:
+    carried = tmp_path / "carried"
+    with run_serve(tmp_path / "source", enable_v1=False) as source:
+        attached = attach(source.url, "team/signed", tag_schema=False)
+        out = in_process("sync", f"{source.host}/team/signed", str(carried), "--json")
+        assert out.returncode == 0, out.stderr
+        (result,) = json.loads(out.stdout)["results"]
+        assert result["referrers"] == 4
+    layout = OciLayout.open(carried / "team/signed")
+    # The image and cosign's tag by name; the referrers by subject as untagged entries, each manifest whole.
+    assert sorted(layout.ref_names()) == sorted(["1.0", schema_tag(attached.subject) + ".sig"])
+    for digest in (attached.signature, attached.sbom, attached.sbom_signature, attached.cosign):
+        manifest = layout.manifest(digest)
+        assert all(layout.blobs.has(d.digest) for d in (manifest.config, *manifest.layers) if d is not None)
+
+    back = in_process("sync", str(carried), distribution.host, "--json")
+    assert back.returncode == 0, back.stderr
+    (result,) = json.loads(back.stdout)["results"]
+    assert (result["status"], result["referrers"]) == ("copied", 4)
+    name = "team/signed"
+    assert digest_at(distribution.url, name, "1.0") == str(attached.subject)
+    for digest in (attached.signature, attached.sbom, attached.sbom_signature, attached.cosign):
+        assert digest_at(distribution.url, name, str(digest)) == str(digest)
+    assert digest_at(distribution.url, name, schema_tag(attached.subject) + ".sig") == str(attached.cosign)
+    accept = {"Accept": mt.OCI_INDEX}
+    index = httpx.get(f"{distribution.url}/v2/{name}/manifests/{schema_tag(attached.subject)}", headers=accept).json()
+    assert {entry["digest"] for entry in index["manifests"]} == {str(attached.signature), str(attached.sbom)}
+    nested = httpx.get(f"{distribution.url}/v2/{name}/manifests/{schema_tag(attached.sbom)}", headers=accept).json()
+    assert [entry["digest"] for entry in nested["manifests"]] == [str(attached.sbom_signature)]
+    again = in_process("sync", str(carried), distribution.host, "--json")
+    assert [(r["status"], r["referrers"]) for r in json.loads(again.stdout)["results"]] == [("skipped", 0)]
+
+
 def test_prune_on_a_registry_that_deletes_only_by_digest(tmp_path: Path, distribution: Distribution) -> None:
     with run_serve(tmp_path / "source", enable_v1=False) as source:
         pushed = seed(source.host, tmp_path / "work")

@@ -564,25 +564,55 @@ class SyncEngine:
 
     async def _copy_referrers(self, job: ImageJob, source_digest: Digest, repo: _Repository | None) -> int:
         """Carry what refers to the copied manifest (signatures, SBOMs, attestations, recursively) to the target;
-        how many referrers the target lacked. The one place referrers plug into a sync: registry to registry only
-        (a directory end has nowhere to keep them), and not for a trimmed index, whose digest at the target is not
-        the one they refer to."""
+        how many referrers the target lacked. The one place referrers plug into a sync: between registries
+        (``copy_referrers``), into and out of a directory's layout (layout_referrers.py); never for a trimmed
+        index, whose digest at the target is not the one they refer to."""
+        if not self.options.referrers:
+            return 0
         source, target = job.spec.endpoint, self.target
-        if not self.options.referrers or not isinstance(source, RegistryEndpoint):
-            return 0
-        if not isinstance(target, RegistryEndpoint):
-            return 0
+        artifact_types = self.options.artifact_types or None
+        listed = repo is not None and (job.spec.tags.names is None or self.options.prune)
+        source_tags = repo.source_tags if listed and repo is not None else None
+        if isinstance(source, DirectoryEndpoint):
+            if not isinstance(target, RegistryEndpoint):
+                return 0
+            from regtool.client.sync.layout_referrers import push_referrers
+
+            layout = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
+            return await push_referrers(
+                self.api,
+                layout,
+                target.reference(job.target_repository),
+                source_digest,
+                artifact_types=artifact_types,
+                progress=self.progress,
+                jobs=self.client.jobs,
+            )
+        # Asked where the image was read: with mirrors, the source itself may be down.
+        read_from = self._source_reference(job, source)
+        if isinstance(target, DirectoryEndpoint):
+            from regtool.client.sync.layout_referrers import pull_referrers
+
+            return await pull_referrers(
+                self.api,
+                read_from,
+                target.layout_path(job.target_repository),
+                source_digest,
+                artifact_types=artifact_types,
+                tags=source_tags,
+                progress=self.progress,
+                jobs=self.client.jobs,
+                split=self.client.split,
+            )
         from regtool.client.v2.referrers import copy_referrers
 
-        listed = repo is not None and (job.spec.tags.names is None or self.options.prune)
         copies = await copy_referrers(
             self.api,
-            # Asked where the image was read: with mirrors, the source itself may be down.
-            self._source_reference(job, source),
+            read_from,
             target.reference(job.target_repository, job.tag),
             source_digest,
-            artifact_types=self.options.artifact_types or None,
-            source_tags=repo.source_tags if listed and repo is not None else None,
+            artifact_types=artifact_types,
+            source_tags=source_tags,
             progress=self.progress,
             jobs=self.client.jobs,
         )

@@ -50,6 +50,7 @@ __all__ = [
     "Referrer",
     "ReferrerCopy",
     "copy_referrers",
+    "cosign_artifact_type",
     "find_referrers",
     "has_referrers_api",
     "is_referrer_tag",
@@ -163,7 +164,7 @@ async def _direct(
         manifest = await _manifest_or_none(api, repository.with_tag(tag))
         if manifest is None:
             continue
-        descriptor = manifest.descriptor(artifact_type=_cosign_artifact_type(manifest))
+        descriptor = manifest.descriptor(artifact_type=cosign_artifact_type(manifest))
         if wanted is None or descriptor.artifact_type in wanted:
             found.append(Referrer(subject, descriptor, "cosign", tag))
     return found
@@ -225,7 +226,8 @@ async def _manifest_or_none(api: RegistryAPI, ref: Reference) -> Manifest | None
         return None
 
 
-def _cosign_artifact_type(manifest: Manifest) -> str | None:
+def cosign_artifact_type(manifest: Manifest) -> str | None:
+    """The artifact type of a manifest found by a cosign tag: its own, else its first layer's media type."""
     if manifest.artifact_type:
         return manifest.artifact_type
     if manifest.layers:
