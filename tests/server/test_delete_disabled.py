@@ -38,3 +38,11 @@ def test_an_invalid_tag_is_unknown_to_a_lookup_and_invalid_to_a_push() -> None:
         response = push_manifest(client, "app", ".INVALID", image_manifest(b"{}", []), mt.OCI_MANIFEST)
         assert response.status_code == 400
         assert response.json()["errors"][0]["code"] == "TAG_INVALID"
+
+
+def test_v1_deletes_are_refused_too() -> None:
+    with run_serve(None, delete_enabled=False) as server, httpx.Client(base_url=server.url) as client:
+        for target in ("/v1/repositories/library/app/tags/latest", "/v1/repositories/library/app/"):
+            response = client.delete(target)
+            assert response.status_code == 405, target
+            assert "deletes are disabled" in response.text

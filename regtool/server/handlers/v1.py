@@ -101,6 +101,13 @@ def _writable(request: Request) -> None:
         raise V1Error(405, "registry is a pull-through cache")
 
 
+def _deletable(request: Request) -> None:
+    """As ``_writable``, and deletes must be on (distribution's storage.delete.enabled, for v2 and v1 alike)."""
+    _writable(request)
+    if not context(request).config.delete_enabled:
+        raise V1Error(405, "deletes are disabled on this registry")
+
+
 def _repository(request: Request) -> str:
     name = str(request.path_params.get("repo", ""))
     if not name or len(name) > 255 or "\x00" in name:
@@ -379,7 +386,7 @@ async def delete_tag(request: Request) -> Response:
     tag = str(request.path_params.get("tag", ""))
     if not p1.V1_TAG_RE.match(tag):
         raise V1Error(404, f"Tag not found: {tag[:128]}")
-    _writable(request)
+    _deletable(request)
     await authorize(request, Access.delete(name))
     store = _store(request)
     try:
@@ -395,7 +402,7 @@ async def delete_tag(request: Request) -> Response:
 async def delete_repository(request: Request) -> Response:
     """``DELETE /v1/repositories/<repo>/`` and ``/tags``: 200, removing every tag; 404 when unknown."""
     name = _repository(request)
-    _writable(request)
+    _deletable(request)
     await authorize(request, Access.delete(name))
     store = _store(request)
     tags = await run_sync(store.tags, name)
