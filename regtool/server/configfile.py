@@ -385,6 +385,12 @@ def _map_auth(top: ConfigSection, values: dict[str, Any]) -> None:
             raise htpasswd.error("no path to an htpasswd file", "path")
         if Path(path).is_dir():
             raise htpasswd.error(f"{path} is a directory, not an htpasswd file", "path")
+        if not Path(path).exists():
+            # distribution would write one with a user "docker" and a random password in its log.
+            raise htpasswd.error(
+                f"{path} does not exist; regtool does not provision users: create it (htpasswd -Bc {path} USER)",
+                "path",
+            )
         values["htpasswd"] = Path(path)
         realm = htpasswd.text("realm")
         if realm:

@@ -199,6 +199,16 @@ def test_debians_file_says_precisely_why_it_cannot_start(tmp_path: Path) -> None
     assert _error(tmp_path, text) == f"auth.htpasswd.path: {htpasswd_dir} is a directory, not an htpasswd file"
 
 
+def test_a_missing_htpasswd_file_is_not_provisioned(tmp_path: Path) -> None:
+    missing = tmp_path / "nobody" / "htpasswd"
+    message = _error(tmp_path, DEBIAN.replace("/etc/docker/registry", str(missing)))
+    assert message == (
+        f"auth.htpasswd.path: {missing} does not exist; regtool does not provision users: "
+        f"create it (htpasswd -Bc {missing} USER)"
+    )
+    assert not missing.parent.exists()
+
+
 def test_debians_file_with_a_password_file_maps_every_key(tmp_path: Path) -> None:
     users = tmp_path / "htpasswd"
     users.write_text("")
