@@ -10,7 +10,9 @@ The configuration is generated per run with a free frontend port (``port=`` pick
 realm that must name the balancer before it starts). Every request is balanced on its own (HTTP mode keeps no
 affinity), so the requests of one push land on every instance. Each instance is checked with
 ``GET /debug/health`` every 500 ms and taken out after one failure (``fall 1``); ``option redispatch`` and
-``retries`` send a request whose connection was refused to another instance. A request already being answered by
+``retries`` send a request whose connection was refused to another instance; ``option splice-auto`` lets the
+kernel move blob bodies between the sockets (serve sends them with sendfile; without splicing haproxy copied
+each byte through user space and halved loopback pull speed, see BENCHMARKS.md). A request already being answered by
 an instance that dies is lost (502 or a cut body): the client's retries must cover that.
 """
 
@@ -49,6 +51,7 @@ defaults
     timeout http-request 30s
     retries 3
     option redispatch
+    option splice-auto
 
 frontend registry
     bind 127.0.0.1:{port}
