@@ -217,7 +217,7 @@ complete -c regtool -n '__fish_seen_subcommand_from sync' -l prune -d 'Delete DE
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l dry-run -d 'Show what would be copied, skipped and pruned; write nothing.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l keep-going -d 'Go on past a failed image; exit non-zero at the end, naming each failure.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l rate-limit-floor -x -d 'Keep N requests of a quota a registry states (RateLimit-Remaining, Docker Hub\'s ratelimit-remaining) in hand: slow down near it, pause at it until the quota refills.'
-complete -c regtool -n '__fish_seen_subcommand_from sync' -s j -l jobs -x -d 'Large blobs transferred at once; up to four small ones (2 MiB or less) take the place of each.'
+complete -c regtool -n '__fish_seen_subcommand_from sync' -s j -l jobs -x -d 'Tags copied at once (4N compared at once), each moving up to N large blobs or four small ones for each.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l retries -x -d 'Retries of a failed request (connection errors, timeouts, 408/429/5xx), with backoff; 0 disables.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l json -d 'Print the result as JSON on stdout; progress becomes JSON-lines events on stderr.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -s q -l quiet -d 'Show no progress.'

@@ -19,7 +19,6 @@ from regtool.cli.options import (
     Connection,
     ConnectTimeout,
     Insecure,
-    Jobs,
     JsonOutput,
     MirrorOption,
     PasswordStdin,
@@ -158,6 +157,19 @@ RateLimitFloor = Annotated[
         help="Keep N requests of a quota a registry states (RateLimit-Remaining, Docker Hub's ratelimit-remaining) "
         "in hand: slow down near it, pause at it until the quota refills.",
         rich_help_panel=_MODE,
+    ),
+]
+
+
+SyncJobs = Annotated[
+    int,
+    typer.Option(
+        "-j",
+        "--jobs",
+        min=1,
+        max=64,
+        metavar="N",
+        help="Tags copied at once (4N compared at once), each moving up to N large blobs or four small ones for each.",
     ),
 ]
 
@@ -343,7 +355,7 @@ def sync(
     dry_run: DryRun = False,
     keep_going: KeepGoing = False,
     rate_limit_floor: RateLimitFloor = None,
-    jobs: Jobs = 8,
+    jobs: SyncJobs = 8,
     retries: Retries = 3,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
