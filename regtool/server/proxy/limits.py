@@ -25,8 +25,8 @@ import anyio.to_thread
 
 from regtool.digest import Digest
 from regtool.errors import InvalidDigest
-from regtool.server.storage import paths
 from regtool.server.storage.driver import PathNotFound, StorageDriver
+from regtool.server.storage.registry import BlobStore
 
 __all__ = ["CACHE_RECORDS", "CacheLimits", "CacheReport", "enforce_cache_limits", "record_path"]
 
@@ -97,11 +97,14 @@ def enforce_cache_limits(
     max_size: int | None,
     now: float | None = None,
     recent: Mapping[Digest, float] | None = None,
+    blobs: BlobStore | None = None,
 ) -> CacheReport:
     """Remove cached blobs unused for longer than ``ttl`` seconds, then the least recently used ones until the
     cache holds at most ``max_size`` bytes; None leaves that bound off. ``recent`` holds last uses newer than the
-    records (a running cache's memory). Blocking: call it in a worker thread."""
+    records (a running cache's memory); ``blobs`` is the registry's blob store, whose descriptor cache (when it has
+    one) forgets what is removed. Blocking: call it in a worker thread."""
     now = time.time() if now is None else now
+    store = blobs if blobs is not None else BlobStore(driver)
     recent = recent or {}
     entries = [CacheEntry(e.digest, e.size, max(e.used, recent.get(e.digest, 0.0))) for e in read_records(driver)]
     entries.sort(key=lambda e: e.used)
@@ -114,20 +117,20 @@ def enforce_cache_limits(
         if not (expired or too_big):
             # Oldest first: once one entry is neither expired nor in the way of the cap, neither is any later one.
             break
-        if _remove(driver, entry):
+        if _remove(driver, store, entry):
             removed.append(entry.digest)
             freed += entry.size
         total -= entry.size
     return CacheReport(tuple(removed), freed, len(entries) - len(removed), total)
 
 
-def _remove(driver: StorageDriver, entry: CacheEntry) -> bool:
+def _remove(driver: StorageDriver, store: BlobStore, entry: CacheEntry) -> bool:
     # A blob used since the scan (its record rewritten) stays.
     current = _read_record(driver, entry.digest.algorithm, entry.digest.encoded)
     if current is not None and current.used > entry.used:
         return False
     try:
-        driver.delete(paths.blob_data(entry.digest).rsplit("/", 1)[0])
+        store.delete(entry.digest)
     except PathNotFound:
         pass
     try:
@@ -141,7 +144,7 @@ def _remove(driver: StorageDriver, entry: CacheEntry) -> bool:
 class CacheLimits:
     """A running cache's side of the bounds: records uses and enforces TTL and size as the cache is used."""
 
-    driver: StorageDriver
+    blobs: BlobStore
     ttl: float | None
     max_size: int | None
     recent: dict[Digest, float] = field(default_factory=dict)
@@ -164,7 +167,7 @@ class CacheLimits:
         self.recent[digest] = now
         if now - self._persisted.get(digest, 0.0) >= self.touch_interval:
             self._persisted[digest] = now
-            await anyio.to_thread.run_sync(write_record, self.driver, digest, size, now)
+            await anyio.to_thread.run_sync(write_record, self.blobs.driver, digest, size, now)
         await self.maybe_sweep()
 
     async def stored(self, digest: Digest, size: int) -> None:
@@ -172,7 +175,7 @@ class CacheLimits:
         now = time.time()
         self.recent[digest] = now
         self._persisted[digest] = now
-        await anyio.to_thread.run_sync(write_record, self.driver, digest, size, now)
+        await anyio.to_thread.run_sync(write_record, self.blobs.driver, digest, size, now)
         if self._bytes is not None:
             self._bytes += size
         if self.max_size is not None and (self._bytes is None or self._bytes > self.max_size):
@@ -202,4 +205,6 @@ class CacheLimits:
         return report
 
     def _enforce(self, recent: dict[Digest, float]) -> CacheReport:
-        return enforce_cache_limits(self.driver, ttl=self.ttl, max_size=self.max_size, recent=recent)
+        return enforce_cache_limits(
+            self.blobs.driver, ttl=self.ttl, max_size=self.max_size, recent=recent, blobs=self.blobs
+        )

@@ -58,7 +58,7 @@ class ProxyStore:
     def __init__(self, config: ServerConfig, registry: Registry) -> None:
         self.registry = registry
         self.upstreams = Upstreams(config.proxy_remotes)
-        self.limits = CacheLimits(registry.driver, config.proxy_ttl, config.proxy_max_size)
+        self.limits = CacheLimits(registry.blobs, config.proxy_ttl, config.proxy_max_size)
         # Fills in flight by (storage name, digest): a request joins only a fetch from its own upstream repository,
         # which is what proves the blob is that repository's to serve.
         self._fills: dict[tuple[str, Digest], BlobFill] = {}
