@@ -17,7 +17,7 @@ upload from the store); prints the two PUT times.
 
 Run from the repository root::
 
-    python benchmarks/s3_vs_distribution.py [--rounds 3] [--small-only | --large-only] [--large-mib 512]
+    python benchmarks/s3_vs_distribution.py [--rounds 3] [--pulls 1] [--small-only | --large-only] [--large-mib 512]
     python benchmarks/s3_vs_distribution.py --rehash 256
 """
 
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--small-only", action="store_true", help="only the 16 x 32 MiB image")
     parser.add_argument("--large-only", action="store_true", help="only the 2-layer image")
+    parser.add_argument("--pulls", type=int, default=1, help="pulls per image and round, alternating (default 1)")
     parser.add_argument("--large-mib", type=int, default=512, help="layer size of the 2-layer image (default 512)")
     parser.add_argument("--rehash", type=int, default=0, metavar="MIB", help="instead: the re-read cost at commit")
     args = parser.parse_args()
@@ -198,12 +199,14 @@ def main() -> None:
                             ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
                             elapsed = skopeo("copy", "--dest-tls-verify=false", f"oci:{work / image}:bench", ref)
                             times.setdefault((image, "push", server), []).append(elapsed)
-                        for server, (host, _) in order:
-                            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
-                            out = work / f"pull-{server}"
-                            elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
-                            shutil.rmtree(out)
-                            times.setdefault((image, "pull", server), []).append(elapsed)
+                        for pull_no in range(args.pulls):
+                            # Who goes first alternates on every pull, not only every round.
+                            for server, (host, _) in order if pull_no % 2 == 0 else reversed(order):
+                                ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
+                                out = work / f"pull-{server}"
+                                elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
+                                shutil.rmtree(out)
+                                times.setdefault((image, "pull", server), []).append(elapsed)
                         print(f"round {round_no + 1}/{args.rounds} {image} done", flush=True)
                     pid = servers["serve"][1]
                     assert pid is not None
