@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tests.cli.support import in_process
 from tests.gc.conftest import stored_blobs
 from tests.server.helpers import image_manifest, push_blob, push_manifest
 from tests.support.images import write_image
-from tests.support.serve import run_serve_process
+from tests.support.serve import run_serve, run_serve_process
 
 HOUR = 3600.0
 
@@ -81,3 +82,13 @@ def test_gc_options_are_checked(tmp_path: Path) -> None:
     alone = in_process("serve", "--root", str(tmp_path), "--gc-delay", "5m")
     assert alone.returncode == 2
     assert "add --gc-interval" in alone.stderr
+
+
+def test_the_collector_stops_with_the_server(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    with run_serve(root, gc_interval=0.05) as server, httpx.Client(base_url=server.url) as client:
+        orphan = Digest.parse(push_blob(client, "junk", b"left over " * 10))
+        _age(root, orphan, "junk")
+        _wait_for(lambda: orphan not in stored_blobs(root))
+        assert any(thread.name == "regtool-gc" for thread in threading.enumerate())
+    assert not any(thread.name == "regtool-gc" for thread in threading.enumerate())

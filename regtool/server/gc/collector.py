@@ -223,7 +223,10 @@ class _Run:
             except PathNotFound:
                 size = 0
             if not self.options.dry_run:
-                self.registry.cancel_upload(upload_id)
+                try:
+                    self.registry.cancel_upload(upload_id)
+                except OSError:
+                    continue  # written to while it was being removed: in use again after all
             self.removed(Removal("upload", upload_id, size=size))
 
 

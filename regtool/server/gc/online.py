@@ -1,9 +1,10 @@
 """The collector inside ``regtool serve`` (``--gc-interval``): a pass every interval, in a daemon thread.
 
 The thread starts with the first request the app serves (an app that is built and never run collects nothing)
-and sleeps between passes, so a pass never delays a request. The grace period (``--gc-delay``) is what makes
-collecting under traffic safe (see ``collector.py``); a process stopped in the middle of a pass leaves a store
-the next pass finishes. A failing pass is logged and the next one runs on time.
+and sleeps between passes, so a pass never delays a request. It stops with the app (the ASGI lifespan's
+shutdown): a pass under way ends at its next removal, which leaves a store the next pass finishes, as a process
+killed in the middle of a pass does. The grace period (``--gc-delay``) is what makes collecting under traffic
+safe (see ``collector.py``). A failing pass is logged and the next one runs on time.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from regtool.server.config import ServerConfig
 from regtool.server.gc.collector import GcOptions, collect_garbage
-from regtool.server.gc.report import GcReport
+from regtool.server.gc.report import GcReport, Removal
 from regtool.server.storage.registry import Registry
 
 __all__ = ["GcMiddleware", "OnlineCollector", "online_collector"]
@@ -40,7 +42,6 @@ class OnlineCollector:
         self.interval = interval
         self.options = options
         self.after_pass = after_pass
-        self.passes = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -54,6 +55,7 @@ class OnlineCollector:
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop the passes; a pass under way ends at its next removal. Blocking: waits for the thread."""
         self._stop.set()
         with self._lock:
             thread = self._thread
@@ -61,18 +63,27 @@ class OnlineCollector:
             thread.join()
 
     def run_once(self) -> GcReport:
-        report = collect_garbage(self.registry, self.options)
+        report = collect_garbage(self.registry, self.options, on_removed=self._stop_here_if_asked)
         if self.after_pass is not None:
             self.after_pass()
-        self.passes += 1
         return report
+
+    def _stop_here_if_asked(self, removal: Removal) -> None:
+        if self._stop.is_set():
+            raise _Stopped
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 self.run_once()
+            except _Stopped:
+                return
             except Exception:
                 logger.exception("garbage collection pass failed")
+
+
+class _Stopped(Exception):
+    """Raised between two removals of a pass when the server stops."""
 
 
 def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollector:
@@ -96,7 +107,7 @@ def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollecto
 
 
 class GcMiddleware:
-    """Starts the collector with the first HTTP request."""
+    """Starts the collector with the first HTTP request, stops it with the lifespan's shutdown."""
 
     def __init__(self, app: ASGIApp, collector: OnlineCollector) -> None:
         self.app = app
@@ -105,4 +116,15 @@ class GcMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             self.collector.start()
+        elif scope["type"] == "lifespan":
+            receive = self._stopping_on_shutdown(receive)
         await self.app(scope, receive, send)
+
+    def _stopping_on_shutdown(self, receive: Receive) -> Receive:
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await anyio.to_thread.run_sync(self.collector.stop)
+            return message
+
+        return watched
