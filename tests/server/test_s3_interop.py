@@ -8,9 +8,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
+from regtool.client import Client
+from regtool.client.v2.rangefetch import SplitPolicy
+from regtool.reference import Reference
 from regtool.server.storage.s3 import MIN_PART_SIZE
 from tests.cli.support import regtool
 from tests.conftest import require_binary
@@ -72,3 +76,24 @@ def test_regtool_pushes_and_pulls(s3_serve: RunningServe, tmp_path: Path) -> Non
     for digest, blob in images[0].blobs.items():
         assert (tmp_path / "out" / "blobs" / "sha256" / digest[7:]).read_bytes() == blob
     assert _redirected_blob_gets(s3_serve) == len(images[0].blobs)
+
+
+def test_regtool_split_download_ranges_through_redirects(s3_serve: RunningServe, tmp_path: Path) -> None:
+    # Every Range GET of a multi-connection download is redirected, and the store answers each range.
+    _top, images = write_oci_layout(tmp_path / "src", "v1", layer_count=1, layer_size=3_000_000)
+    ref = Reference.parse(f"{s3_serve.host}/interop/split:v1")
+    split = SplitPolicy(threshold=1_000_000, parts=3, remote_only=False)
+
+    async def push_then_pull() -> None:
+        async with Client(use_docker_config=False) as client:
+            await client.push(f"{tmp_path / 'src'}:v1", ref)
+        s3_serve.requests.clear()
+        async with Client(use_docker_config=False, split=split) as client:
+            await client.pull(ref, tmp_path / "out")
+
+    anyio.run(push_then_pull)
+    for digest, blob in images[0].blobs.items():
+        assert (tmp_path / "out" / "blobs" / "sha256" / digest[7:]).read_bytes() == blob
+    layer = max(images[0].blobs, key=lambda d: len(images[0].blobs[d]))
+    ranged = [e for e in s3_serve.requests.events("GET") if e.path.endswith(layer) and e.status == 307]
+    assert len(ranged) == 3
