@@ -136,7 +136,7 @@ def create_app(config: ServerConfig, *, access: AccessController | None = None) 
     if config.metrics:
         from regtool.server.metrics import ServerMetrics
 
-        metrics = ServerMetrics(None if cache is None else cache.stats)
+        metrics = ServerMetrics(cache)
     health = StorageHealth(
         driver, config.storage, interval=config.health_storage_interval, threshold=config.health_storage_threshold
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from regtool.server.cache.descriptors import CacheStats
+from regtool.server.cache.descriptors import DescriptorCache
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -39,7 +39,7 @@ def is_upload(method: str, path: str) -> bool:
 class ServerMetrics:
     """The process's metrics in their own registry (several apps in one process, as in tests, never collide)."""
 
-    def __init__(self, cache_stats: CacheStats | None = None) -> None:
+    def __init__(self, cache: DescriptorCache | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -69,8 +69,8 @@ class ServerMetrics:
             ["method"],
             registry=self.registry,
         )
-        if cache_stats is not None:
-            self.registry.register(_cache_collector(cache_stats))
+        if cache is not None:
+            self.registry.register(_cache_collector(cache))
 
     def started(self, method: str, path: str) -> None:
         self._in_flight.labels(method).inc()
@@ -97,12 +97,17 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-def _cache_collector(stats: CacheStats) -> Collector:
-    from prometheus_client.core import CounterMetricFamily
+def _cache_collector(cache: DescriptorCache) -> Collector:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.registry import Collector
 
+    stats = cache.stats
+
     class CacheCollector(Collector):
-        def collect(self) -> Iterator[CounterMetricFamily]:
+        def collect(self) -> Iterator[Metric]:
+            yield GaugeMetricFamily(
+                "registry_cache_up", "1 while the descriptor cache answers, 0 while it stands aside.", cache.available
+            )
             family = CounterMetricFamily(
                 "registry_cache_requests",
                 "Descriptor cache lookups: hit (answered by the cache), miss (sent on to the store), error "

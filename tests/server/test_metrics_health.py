@@ -116,6 +116,21 @@ def test_cache_hits_and_misses_are_counted(tmp_path: Path, redis_server: RedisSe
     assert sample(samples, "registry_cache_requests_total", result="hit") == 3
     assert sample(samples, "registry_cache_requests_total", result="miss") >= 1  # the absent blob
     assert sample(samples, "registry_cache_requests_total", result="error") == 0
+    assert sample(samples, "registry_cache_up") == 1
+
+
+@pytest.mark.interop
+def test_a_cache_standing_aside_shows(tmp_path: Path, redis_server: RedisServer) -> None:
+    with (
+        run_serve(tmp_path / "registry", redis_addr=redis_server.addr) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        digest = push_blob(client, "app", b"cached")
+        redis_server.stop()
+        assert client.head(f"/v2/app/blobs/{digest}").status_code == 200
+        samples = scrape(client)
+    assert sample(samples, "registry_cache_up") == 0
+    assert sample(samples, "registry_cache_requests_total", result="error") >= 1
 
 
 def test_metrics_are_for_loopback_peers_and_can_be_turned_off(tmp_path: Path) -> None:

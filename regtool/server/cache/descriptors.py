@@ -51,6 +51,10 @@ class CacheStats:
 class DescriptorCache(Protocol):
     stats: CacheStats
 
+    @property
+    def available(self) -> bool:
+        """False while the cache cannot be reached (every lookup a miss until it can)."""
+
     def blob(self, repository: str | None, digest: Digest) -> tuple[bool, BlobDescriptor | None]:
         """Whether ``repository`` is known to link ``digest`` (False when not known, or ``repository`` is None),
         and the blob's descriptor if known; one round trip for both."""
