@@ -102,7 +102,7 @@ def push_chunked(
     then finds the session's progress with a GET. Returns the OCI-Chunk-Min-Length the registry announced."""
     started = client.post(f"/v2/{name}/blobs/uploads/", headers={"Content-Length": "0"})
     assert started.status_code == 202
-    min_length = started.headers.get("oci-chunk-min-length")
+    min_length: str | None = started.headers.get("oci-chunk-min-length")
     chunk = _chunk_size(blob, min_length)
     location = relative_location(started)
     data, last = blob.data, -1

@@ -10,6 +10,7 @@ cancelled sessions, mounts without ``from``, Range GETs and digest mismatches on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -64,7 +65,7 @@ def test_blob_push_apis(client: httpx.Client, algorithm: str) -> None:
         assert client.get(f"/v2/{REPO}/blobs/{missing.digest}").status_code == 404
     with step("chunked single"):
         minimum = _min_chunk(client)
-    pushes = {
+    pushes: dict[str, Callable[[Blob], object]] = {
         "post only": lambda blob: post_only(client, REPO, blob),
         "post+put": lambda blob: post_put(client, REPO, blob),
         "stream": lambda blob: push_stream(client, REPO, blob),
@@ -141,7 +142,7 @@ def test_well_known_blob_contents(client: httpx.Client, algorithm: str) -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_push_api_refuses_a_bad_digest(client: httpx.Client, algorithm: str) -> None:
     minimum = _min_chunk(client)
-    pushes = {
+    pushes: dict[str, Callable[[Blob], object]] = {
         "bad digest post only": lambda blob: post_only(client, REPO, blob, bad_digest=True),
         "bad digest post+put": lambda blob: post_put(client, REPO, blob, bad_digest=True),
         "bad digest chunked": lambda blob: push_chunked(client, REPO, blob, bad_digest=True),
