@@ -3,6 +3,7 @@
 ``app``: ``app:1`` (A) and ``app:2`` (B) share a layer; C was ``app:2`` before B replaced it (untagged); sigA,
 sigC and sigD are referrers of A, C and D, and D itself was deleted by digest (sigD's subject is dead); one
 blob was uploaded and never used. ``multi:1`` is an index of two images. ``gone``'s only image lost its tag.
+D and gone's image use the layer A and B share too: it stays when they go.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def fill(url: str, host: str, tmp: Path) -> Scene:
     a = _push(host, tmp, "a", "app:1", [shared, {"a.txt": b"only in A"}])
     c = _push(host, tmp, "c", "app:2", [{"c.txt": b"only in C"}])
     b = _push(host, tmp, "b", "app:2", [shared, {"b.txt": b"only in B"}])
-    d = _push(host, tmp, "d", "app:d", [{"d.txt": b"only in D"}])
-    g = _push(host, tmp, "g", "gone:1", [{"g.txt": b"only in gone"}])
+    d = _push(host, tmp, "d", "app:d", [shared, {"d.txt": b"only in D"}])
+    g = _push(host, tmp, "g", "gone:1", [shared, {"g.txt": b"only in gone"}])
     index = write_index(tmp / "multi", "t")
     pushed = in_process("push", f"{tmp / 'multi'}:t", f"{host}/multi:1")
     assert pushed.returncode == 0, pushed.stderr
