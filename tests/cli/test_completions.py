@@ -84,3 +84,18 @@ def test_bash_script_completes(tmp_path: Path) -> None:
 def test_other_shells_parse_their_script(shell: str, name: str) -> None:
     binary = require_binary(shell)
     subprocess.run([binary, "-n", str(COMPLETIONS / name)], check=True)
+
+
+@pytest.mark.interop
+def test_a_group_completes_its_subcommands_and_their_options(tmp_path: Path) -> None:
+    require_binary("bash")
+    _, commands = command_specs()
+    serve = next(c for c in commands if c.name == "serve")
+    assert serve.subcommands == ("gc",)
+    assert "serve gc" in [c.name for c in commands]
+    assert "serve gc" not in _bash_complete(["regtool", "se"], tmp_path)
+    assert _bash_complete(["regtool", "serve", "g"], tmp_path) == ["gc"]
+    assert sorted(_bash_complete(["regtool", "serve", "--gc-"], tmp_path)) == ["--gc-delay", "--gc-interval"]
+    assert sorted(_bash_complete(["regtool", "serve", "gc", "--del"], tmp_path)) == ["--delay", "--delete-untagged"]
+    # After the subcommand, the group's own options are not offered.
+    assert _bash_complete(["regtool", "serve", "gc", "--po"], tmp_path) == []
