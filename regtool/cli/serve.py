@@ -303,7 +303,11 @@ def serve(
     address = f"[{config.host}]" if ":" in config.host else config.host
     cache = f", redis cache {config.redis_addr}" if config.redis_addr is not None else ""
     debug_line = "" if debug_sock is None else f", metrics and health on http://{config.debug_addr}"
-    stderr.print(f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}{debug_line}")
+    mirrors = ", ".join(f"{r.namespace}={r.url}" if r.namespace else r.url for r in config.proxy_remotes)
+    mirror_line = f", pull-through cache of {mirrors}" if mirrors else ""
+    stderr.print(
+        f"regtool serve: {scheme}://{address}:{config.port} ({apis}), {where}, {auth}{cache}{mirror_line}{debug_line}"
+    )
     runner.run(
         application,
         config.host,

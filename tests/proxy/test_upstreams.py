@@ -85,9 +85,12 @@ def test_serve_runs_as_a_cache_from_the_command_line(tmp_path: Path) -> None:
         with run_serve_process(tmp_path / "cache", *args) as cache:
             result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
             refused = httpx.post(f"{cache.url}/v2/team/app/blobs/uploads/")
+            upstream_url = upstream.url
+        start_line = cache.log_path.read_text().splitlines()[0]
 
     assert result.digest == image.manifest.digest
     assert refused.status_code == 405
+    assert start_line.endswith(f"pull-through cache of {upstream_url}")
 
 
 @pytest.mark.parametrize(
