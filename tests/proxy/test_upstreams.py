@@ -15,7 +15,7 @@ from regtool.cli import app
 from regtool.digest import Digest
 from regtool.protocol import mediatypes as mt
 from regtool.server.config import ProxyRemote
-from tests.auth.support import write_htpasswd
+from tests.auth.support import basic_auth_entry, write_docker_config, write_htpasswd
 from tests.conftest import require_binary
 from tests.proxy.conftest import LAYERS, cached_bytes, mirror_of, pull, push_image
 from tests.support.distribution import Distribution
@@ -112,3 +112,30 @@ def test_bad_proxy_options_are_one_line_errors(tmp_path: Path, args: list[str], 
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "root").exists()
+
+
+def test_upstream_credentials_from_dockers_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"mirror": "s3cret"})
+    with run_serve(tmp_path / "upstream", htpasswd=htpasswd, token_auth=True) as upstream:
+        image = push_image(upstream.host, tmp_path, "team/app", "1.0", LAYERS, username="mirror", password="s3cret")
+        config = write_docker_config(
+            tmp_path / "docker", {"auths": {upstream.host: basic_auth_entry("mirror", "s3cret")}}
+        )
+        monkeypatch.setenv("DOCKER_CONFIG", str(config.parent))
+        with mirror_of(upstream.url, tmp_path / "cache") as cache:
+            result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
+
+    assert result.digest == image.manifest.digest
+
+
+def test_the_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"mirror": "s3cret"})
+    with run_serve(tmp_path / "upstream", htpasswd=htpasswd) as upstream:
+        image = push_image(upstream.host, tmp_path, "team/app", "1.0", LAYERS, username="mirror", password="s3cret")
+        monkeypatch.setenv("REGTOOL_PROXY_PASSWORD", "s3cret")
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+        args = ("--proxy-remote", upstream.url, "--proxy-username", "mirror")
+        with run_serve_process(tmp_path / "cache", *args) as cache:
+            result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
+
+    assert result.digest == image.manifest.digest
