@@ -204,7 +204,8 @@ class _Run:
     # -- phase 3 ------------------------------------------------------------------------------------------------
 
     def sweep_blobs(self, live: LiveSet) -> None:
-        for digest, info in sorted(stored_blobs(self.driver), key=lambda item: str(item[0])):
+        # Streamed, in the listing's order (sorted per directory): the blob list is never held whole.
+        for digest, info in stored_blobs(self.driver):
             if digest in live.blobs or info.modified > self.cutoff:
                 continue
             if not self.options.dry_run:
