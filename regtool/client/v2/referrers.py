@@ -32,17 +32,21 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from regtool.client.progress import Progress
 from regtool.client.v2.api import RegistryAPI, json_body
 from regtool.client.v2.catalog import list_tags, pages
-from regtool.client.v2.copy import CopyResult, copy_image
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, ProtocolError
 from regtool.manifest import Descriptor, Manifest, ManifestError, parse_manifest
 from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    # Only copy_referrers copies; a sync that finds its tags up to date never loads the copy machinery.
+    from regtool.client.v2.copy import CopyResult
 
 __all__ = [
     "COSIGN_SUFFIXES",
@@ -287,6 +291,8 @@ async def copy_referrers(
     at the target already). Each referrer the target lacks is copied by digest (a cosign one to its tag); the
     rest are left alone. Where the target has no referrers API, the tag schema is merged there.
     """
+    from regtool.client.v2.copy import copy_image
+
     found = await find_referrers(api, source, subject, artifact_types=artifact_types, tags=source_tags)
     copies: list[ReferrerCopy] = []
     for referrer in found:
