@@ -54,11 +54,15 @@ class BlobFill:
         upstream: Upstream,
         name: str,
         digest: Digest,
+        threads: anyio.CapacityLimiter,
     ) -> None:
         self.registry = registry
         self.upstream = upstream
         self.name = name
         self.digest = digest
+        # The fetch holds a worker thread for the whole body: its own limiter keeps fills from taking every thread
+        # the requests' short storage calls need.
+        self.threads = threads
         self.size: int | None = None
         self.written = 0
         self.temp_path: str | None = None
@@ -125,7 +129,7 @@ class BlobFill:
             try:
                 hasher = DigestVerifier(self.digest.algorithm)
                 sink = _Sink(writer, hasher, self._advance)
-                await anyio.to_thread.run_sync(fetcher.receive, blob.exchange, sink)
+                await anyio.to_thread.run_sync(fetcher.receive, blob.exchange, sink, limiter=self.threads)
                 self._advance(sink.pending)
                 hasher.verify(self.digest, self.size)
                 # Readers may finish now; the store's fsync and rename need not hold up their last byte.

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +40,9 @@ from regtool.server.storage.registry import Registry, StoredManifest
 __all__ = ["STALE_WARNING", "CachedManifest", "ProxyStore"]
 
 access_logger = logging.getLogger("regtool.server.access")
+
+# Upstream fetches moving bodies at once; more wait for a thread (the clients waiting on them wait too).
+FILL_THREADS = 64
 
 # RFC 7234 §5.5.1: what a cache says when it serves a response it could not revalidate.
 STALE_WARNING = '110 - "Response is Stale"'
@@ -62,6 +66,7 @@ class ProxyStore:
         # Fills in flight by (storage name, digest): a request joins only a fetch from its own upstream repository,
         # which is what proves the blob is that repository's to serve.
         self._fills: dict[tuple[str, Digest], BlobFill] = {}
+        self._fill_threads = anyio.CapacityLimiter(FILL_THREADS)
 
     def upstream(self, request: Request) -> Upstream:
         return self.upstreams.select(request.query_params.get("ns"))
@@ -179,7 +184,7 @@ class ProxyStore:
                 await self.limits.used(digest, stored)
                 return local, None
             return local, _head_response(digest, upstream_size)
-        fill = BlobFill(self.registry, upstream, name, digest)
+        fill = BlobFill(self.registry, upstream, name, digest, self._fill_threads)
         self._fills[local, digest] = fill
 
         async def run() -> None:
