@@ -32,6 +32,7 @@ class Scene:
     live_default: set[Digest] = field(default_factory=set)  # blobs kept without --delete-untagged
     live_untagged: set[Digest] = field(default_factory=set)  # blobs kept with --delete-untagged
     referrers: dict[str, Digest] = field(default_factory=dict)  # "sigA" -> its digest
+    untagged: dict[str, BuiltImage] = field(default_factory=dict)  # "app" -> C, "gone" -> gone's image
 
     def freed(self, live: set[Digest]) -> int:
         return sum(len(data) for digest, data in self.blobs.items() if digest not in live)
@@ -87,6 +88,7 @@ def fill(url: str, host: str, tmp: Path) -> Scene:
     for blobs in (sig_a, sig_c, sig_d):
         scene.blobs.update(blobs)
     scene.blobs[Digest.of(orphan)] = orphan
+    scene.untagged = {"app": c, "gone": g}
     scene.tags = {"app:1": a.manifest.digest, "app:2": b.manifest.digest, "multi:1": index.manifest.digest}
     scene.referrers = {name: _manifest_digest(blobs) for name, blobs in (("A", sig_a), ("C", sig_c), ("D", sig_d))}
     tagged = set(_image_blobs(a)) | set(_image_blobs(b)) | set(sig_a) | {index.manifest.digest}
