@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from regtool.client.net.credentials import Credentials
 from regtool.client.sync.endpoints import DirectoryEndpoint, Endpoint
-from regtool.client.sync.semver import SemverRange
 from regtool.client.v2.referrers import is_referrer_tag
 from regtool.errors import UsageError
+
+if TYPE_CHECKING:
+    from regtool.client.net.credentials import Credentials
+    from regtool.client.sync.semver import SemverRange
 
 __all__ = ["ImageJob", "SourceSpec", "TagFilter", "compile_pattern"]
 
