@@ -9,7 +9,7 @@ from regtool.server.gc import GcOptions, Removal, collect_garbage
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry
 from tests.gc.conftest import Filled, stored_blobs
-from tests.server.helpers import push_manifest
+from tests.server.helpers import image_manifest, push_blob, push_manifest
 
 
 def test_a_manifest_tagged_during_the_sweep_stays_whole(filled: Filled) -> None:
@@ -35,3 +35,22 @@ def test_a_manifest_tagged_during_the_sweep_stays_whole(filled: Filled) -> None:
     for digest, data in image.blobs.items():
         assert digest in kept
         assert httpx.get(f"{url}/v2/gone/blobs/{digest}").content == data
+
+
+def test_blobs_pushed_during_the_sweep_wait_for_their_manifest(filled: Filled) -> None:
+    url = filled.server.url
+    config, layer = b'{"late": true}', b"pushed while the collector ran " * 20
+    pushed: list[str] = []
+
+    def push_blobs_now(removal: Removal) -> None:
+        if not pushed:
+            with httpx.Client(base_url=url) as client:
+                pushed.extend(push_blob(client, "late", blob) for blob in (config, layer))
+
+    registry = Registry(FilesystemDriver(filled.root))
+    collect_garbage(registry, GcOptions(delete_untagged=True, delay=0), on_removed=push_blobs_now)
+    assert len(pushed) == 2
+    with httpx.Client(base_url=url) as client:
+        raw = image_manifest(config, [layer])
+        assert push_manifest(client, "late", "1", raw, mt.OCI_MANIFEST).status_code == 201
+        assert client.get(f"/v2/late/blobs/{pushed[1]}").content == layer
