@@ -47,6 +47,9 @@ def test_concurrent_cold_pulls_fetch_each_blob_once_upstream(tmp_path: Path) -> 
 
             assert not errors, errors
             assert results == [image.manifest.digest] * 8
+            # The tag is revalidated for each pull; the manifest itself is fetched once.
+            assert len(upstream.requests.events("HEAD", "/manifests/1")) == 8
+            assert len(upstream.requests.events("GET", "/manifests/")) == 1
             for digest, data in image.blobs.items():
                 gets = upstream.requests.events("GET", f"/blobs/{digest}")
                 assert len(gets) == 1, (digest, len(gets))

@@ -67,6 +67,7 @@ class ProxyStore:
         # which is what proves the blob is that repository's to serve.
         self._fills: dict[tuple[str, Digest], BlobFill] = {}
         self._fill_threads = anyio.CapacityLimiter(FILL_THREADS)
+        self._manifest_locks: dict[tuple[str, str], anyio.Lock] = {}
 
     def upstream(self, request: Request) -> Upstream:
         return self.upstreams.select(request.query_params.get("ns"))
@@ -88,7 +89,7 @@ class ProxyStore:
         if isinstance(reference, Digest):
             cached = await self._cached_manifest(local, str(reference))
             if cached is None:
-                cached = await self._fetch_manifest(upstream, name, str(reference), None)
+                cached = await self._fetch_manifest_once(upstream, name, str(reference), None)
             await self.limits.used(cached.digest, len(cached.raw))
             return CachedManifest(cached)
         what = f"manifest {name}:{reference}"
@@ -111,7 +112,7 @@ class ProxyStore:
             return CachedManifest(cached, stale=True)
         cached = None if digest is None else await self._cached_manifest(local, str(digest))
         if cached is None:
-            cached = await self._fetch_manifest(upstream, name, str(digest or reference), reference)
+            cached = await self._fetch_manifest_once(upstream, name, str(digest or reference), reference)
         else:
             await anyio.to_thread.run_sync(self._tag, local, reference, cached.digest)
         await self.limits.used(cached.digest, len(cached.raw))
@@ -122,6 +123,25 @@ class ProxyStore:
             return await anyio.to_thread.run_sync(self.registry.get_manifest, local, reference)
         except ApiError:
             return None
+
+    async def _fetch_manifest_once(
+        self, upstream: Upstream, name: str, reference: str, tag: str | None
+    ) -> StoredManifest:
+        """``_fetch_manifest``, one at a time per manifest: the requests that waited find it cached."""
+        local = upstream.local_name(name)
+        key = (local, reference)
+        lock = self._manifest_locks.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                cached = await self._cached_manifest(local, reference) if ":" in reference else None
+                if cached is None:
+                    return await self._fetch_manifest(upstream, name, reference, tag)
+                if tag is not None:
+                    await anyio.to_thread.run_sync(self._tag, local, tag, cached.digest)
+                return cached
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._manifest_locks.pop(key, None)
 
     async def _fetch_manifest(self, upstream: Upstream, name: str, reference: str, tag: str | None) -> StoredManifest:
         try:
