@@ -177,7 +177,7 @@ complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_s
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l token-issuer -x -d 'Issuer name in tokens.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l token-ttl -x -d 'Token lifetime in seconds.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l token-key -r -F -d 'PEM key (EC P-256 or RSA) to sign tokens (default: new).'
-complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l token-cert -r -F -d 'PEM certificate of --token-key (for verifiers).'
+complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l token-cert -r -F -d 'PEM certificate chain of --token-key, or alone the root bundle of an external token server at --token-realm.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l tls-cert -r -F -d 'Serve HTTPS with this PEM certificate chain.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l tls-key -r -F -d 'PEM key of --tls-cert.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l no-web -d 'No web pages for browsers (at / by default).'

@@ -122,7 +122,12 @@ def serve(
     ] = None,
     token_cert: Annotated[
         Path | None,
-        typer.Option("--token-cert", metavar="FILE", help="PEM certificate of --token-key (for verifiers)."),
+        typer.Option(
+            "--token-cert",
+            metavar="FILE",
+            help="PEM certificate chain of --token-key, or alone the root bundle of an external token server "
+            "at --token-realm.",
+        ),
     ] = None,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", metavar="FILE", help="Serve HTTPS with this PEM certificate chain.")
