@@ -48,6 +48,9 @@ _STORAGE_FAULTS = {
     errno.EROFS: "storage is read-only (read-only file system)",
     errno.EACCES: "storage not accessible (permission denied)",
     errno.EPERM: "storage not accessible (operation not permitted)",
+    # An object store that cannot be reached or fails its requests (storage/s3.py reports them as these).
+    errno.ECONNREFUSED: "storage unreachable",
+    errno.EIO: "storage failed (I/O error)",
 }
 
 

@@ -5,6 +5,7 @@ Two drivers on one bucket stand for two processes: a writer one of them closed i
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -22,7 +23,7 @@ from regtool.server.storage.s3 import MIN_PART_SIZE, S3Driver
 from tests.cli.support import regtool
 from tests.server.helpers import digest_of, push_blob, random_blob
 from tests.support.seaweedfs import S3Bucket
-from tests.support.serve import run_serve, run_serve_process
+from tests.support.serve import free_port, run_serve, run_serve_process
 
 PART = MIN_PART_SIZE
 
@@ -245,3 +246,22 @@ def test_serve_start_up_refuses_a_bucket_it_cannot_use(s3_bucket: S3Bucket, tmp_
     assert (stray.returncode, stray.stderr.strip()) == (2, "error: the --s3-* options are for --storage s3")
     with_root = regtool(*base, "--s3-bucket", "b", "--root", str(tmp_path), cwd=tmp_path, env=env)
     assert with_root.returncode == 2 and "--root is for filesystem storage" in with_root.stderr
+
+
+def test_a_store_gone_away_is_a_storage_fault_not_a_bug(s3_bucket: S3Bucket) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    gone = S3Driver(replace(s3_bucket.settings, endpoint=closed))
+    with pytest.raises(OSError, match="object store unreachable") as caught:
+        gone.get_content("x")
+    assert caught.value.errno == errno.ECONNREFUSED
+    refused = S3Driver(replace(s3_bucket.settings, secret_key="wrong"))
+    with pytest.raises(OSError, match="object store refused access") as caught:
+        refused.stat("x")
+    assert caught.value.errno == errno.EACCES
+    with run_serve(None, storage="s3", s3=s3_bucket.settings) as server, httpx.Client(base_url=server.url) as http:
+        digest = push_blob(http, "r", random_blob(100))
+        # The store goes away under the running registry: one clear error, no traceback, no 500.
+        server.app.state.context.driver.client = gone.client
+        response = http.get(f"/v2/r/blobs/{digest}")
+        assert response.status_code == 507
+        assert response.json()["errors"][0]["message"] == f"storage unreachable while handling GET /v2/r/blobs/{digest}"

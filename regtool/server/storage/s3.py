@@ -23,10 +23,12 @@ Hidden names start with ``.``, which no driver path component does, so they are 
 from __future__ import annotations
 
 import builtins
+import errno
+import functools
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 from regtool.errors import UsageError
 from regtool.server.config import S3_MIN_PART_SIZE, S3Settings
@@ -36,6 +38,8 @@ from regtool.server.storage.paths import check_path
 __all__ = ["MIN_PART_SIZE", "S3Driver", "make_s3_client"]
 
 MIN_PART_SIZE = S3_MIN_PART_SIZE
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 # Objects up to this size move with one CopyObject; larger ones with parallel UploadPartCopy requests.
 COPY_PART_SIZE = 64 * 1024 * 1024
 COPY_CONCURRENCY = 8
@@ -82,8 +86,45 @@ def make_s3_client(settings: S3Settings, *, max_connections: int = 64) -> Any:
     )
 
 
+def _as_os_error(exc: Exception) -> OSError | None:
+    """The store's failure as the OSError the server reports as a storage fault (one line, 507), or None."""
+    from botocore.exceptions import (  # type: ignore[import-untyped]
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+    )
+
+    if isinstance(exc, EndpointConnectionError):
+        return OSError(errno.ECONNREFUSED, f"object store unreachable ({exc})")
+    if isinstance(exc, BotoCoreError):
+        return OSError(errno.EIO, f"object store request failed ({exc})")
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 403:
+            return OSError(errno.EACCES, f"object store refused access ({exc})")
+        if isinstance(status, int) and status >= 500:
+            return OSError(errno.EIO, f"object store failed ({exc})")
+    return None
+
+
+def _store_call(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Report the store's failures (unreachable, refusing, failing) as storage faults, not as bugs (500)."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            fault = _as_os_error(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    return call
+
+
 def _is_missing(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+    from botocore.exceptions import ClientError
 
     if not isinstance(exc, ClientError):
         return False
@@ -160,6 +201,7 @@ class S3Driver:
 
     # -- small files -------------------------------------------------------------------------------------------
 
+    @_store_call
     def get_content(self, path: str) -> bytes:
         key = self.key(path)
         try:
@@ -172,11 +214,13 @@ class S3Driver:
             data: bytes = body.read()
         return data
 
+    @_store_call
     def put_content(self, path: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.key(path), Body=data)
 
     # -- streams -----------------------------------------------------------------------------------------------
 
+    @_store_call
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         key = self.key(path)
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -192,6 +236,7 @@ class S3Driver:
             raise
         return io.BufferedReader(_ObjectReader(response["Body"]), buffer_size=1024 * 1024)
 
+    @_store_call
     def writer(self, path: str, *, append: bool = False) -> S3Writer:
         return S3Writer(self, self.key(path), append=append)
 
@@ -210,6 +255,7 @@ class S3Driver:
         response = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{key}/", MaxKeys=1)
         return bool(response.get("Contents"))
 
+    @_store_call
     def stat(self, path: str) -> FileInfo:
         key = self.key(path)
         head = self._head(key)
@@ -223,6 +269,7 @@ class S3Driver:
             return FileInfo(path, size, False, modified)
         raise PathNotFound(f"storage path {path!r} not found")
 
+    @_store_call
     def list(self, path: str) -> list[str]:
         prefix = f"{self.key(path)}/"
         names: builtins.list[str] = []
@@ -245,6 +292,7 @@ class S3Driver:
 
     # -- move and delete ---------------------------------------------------------------------------------------
 
+    @_store_call
     def move(self, source: str, destination: str) -> None:
         src, dst = self.key(source), self.key(destination)
         head = self._head(src)
@@ -290,6 +338,7 @@ class S3Driver:
             self.abort_upload(destination, upload_id)
             raise
 
+    @_store_call
     def delete(self, path: str) -> None:
         key = self.key(path)
         found = False
@@ -475,6 +524,7 @@ class S3Writer:
     def size(self) -> int:
         return self._base if self._base is not None else self._sent + len(self._buffer)
 
+    @_store_call
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._base is not None:
             self._continue_object(self._base)
@@ -501,6 +551,7 @@ class S3Writer:
         self._sent += len(self._buffer)
         self._buffer = bytearray()
 
+    @_store_call
     def truncate(self, size: int) -> None:
         if size > self.size:
             raise ValueError(f"cannot truncate {self._key} from {self.size} up to {size} bytes")
@@ -531,6 +582,7 @@ class S3Writer:
         self._parts, self._sent, self._upload_id, self._buffer = [], 0, None, bytearray()
         self._tail_stored = False
 
+    @_store_call
     def commit(self) -> None:
         if self._done:
             return
@@ -538,6 +590,7 @@ class S3Writer:
         if self._base is None:
             self._complete()
 
+    @_store_call
     def close(self) -> None:
         if self._done:
             return
