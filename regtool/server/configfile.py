@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from regtool.errors import UsageError
-from regtool.server.config import ProxyRemote, S3Settings, ServerConfig
+from regtool.server.config import S3_MIN_PART_SIZE, ProxyRemote, S3Settings, ServerConfig
 from regtool.server.configenv import apply_environment
 from regtool.server.configsection import ConfigReader, ConfigSection, value_kind
 
 __all__ = ["FileSettings", "read_config_file", "server_config_from_file"]
 
-_MIB = 1024 * 1024
-_S3_MIN_CHUNK = 5 * _MIB
-_S3_MAX_CHUNK = 5 * 1024 * _MIB
+# S3's largest part (its smallest is config.S3_MIN_PART_SIZE).
+_S3_MAX_CHUNK = 5 * 1024 * 1024 * 1024
 _DEFAULT_PURGE_AGE = 168 * 3600.0
 _STORAGE_SETTINGS = ("maintenance", "cache", "delete", "redirect", "tag")
 _KNOWN_DRIVERS = ("azure", "gcs", "oss", "swift", "s3", "filesystem", "inmemory")
@@ -216,8 +215,8 @@ def _s3_settings(params: ConfigSection) -> S3Settings:
         raise params.error("no bucket parameter provided", "bucket")
     endpoint = params.text("regionendpoint") or None
     chunk = params.integer("chunksize")
-    if chunk is not None and not _S3_MIN_CHUNK <= chunk <= _S3_MAX_CHUNK:
-        raise params.error(f"{chunk} is out of range: S3 parts are 5 MiB ({_S3_MIN_CHUNK}) to 5 GiB", "chunksize")
+    if chunk is not None and not S3_MIN_PART_SIZE <= chunk <= _S3_MAX_CHUNK:
+        raise params.error(f"{chunk} is out of range: S3 parts are 5 MiB ({S3_MIN_PART_SIZE}) to 5 GiB", "chunksize")
     if not params.flag("v4auth", True):
         raise params.error("false: regtool signs every request with AWS Signature Version 4", "v4auth")
     if params.flag("encrypt", False):
@@ -301,7 +300,7 @@ def _map_http(top: ConfigSection, values: dict[str, Any]) -> None:
     http.flag("relativeurls", False)
     http.note("relativeurls", "regtool's Location headers are always relative")
     http.duration("draintimeout")
-    http.note("draintimeout", "regtool finishes requests in flight on SIGTERM without a deadline")
+    http.note("draintimeout", "regtool gives requests in flight its own fixed grace period on SIGTERM")
     _map_tls(http.section("tls"), values)
     values["response_headers"] = _response_headers(http)
     debug = http.section("debug")
