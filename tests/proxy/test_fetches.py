@@ -199,3 +199,25 @@ def test_the_cache_removes_expired_content_on_its_own(tmp_path: Path) -> None:
             while cached_blob(cache, layer).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not cached_blob(cache, layer).exists()
+
+
+def test_an_upstream_body_cut_short_is_not_cached_and_a_retry_gets_the_blob(tmp_path: Path) -> None:
+    big = [{"big.bin": os.urandom(3 << 20)}]
+    with run_serve(tmp_path / "upstream") as upstream:
+        image = push_image(upstream.host, tmp_path, "team/app", "1.0", big)
+        layer = image.layers[0]
+        digest = Digest.of(layer)
+        with run_fault_proxy(upstream.port) as proxy, mirror_of(proxy.url, tmp_path / "cache") as cache:
+            proxy.add(Fault.drop(after=len(layer) // 2, path=f"/blobs/{digest}"))
+
+            with httpx.stream("GET", f"{cache.url}/v2/team/app/blobs/{digest}") as cut:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    cut.read()
+            assert not cached_blob(cache, digest).exists()
+            assert not list((cache.root or tmp_path).glob("uploads/*/data"))
+
+            result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
+
+            assert result.digest == image.manifest.digest
+            assert cached_bytes(cache, digest) == layer
+            assert len(proxy.exchanges("GET", f"/blobs/{digest}")) == 2
