@@ -45,7 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_vs_distribution import make_layout  # noqa: E402
+from benchmarks.serve_vs_distribution import make_layout, peak_rss_kib  # noqa: E402
 from benchmarks.server_cpu import cpu_seconds  # noqa: E402
 from tests.support.distribution import Distribution, run_distribution  # noqa: E402
 from tests.support.serve import run_serve_process  # noqa: E402
@@ -179,6 +179,7 @@ def main() -> None:
                 concurrent_wall = time.perf_counter() - start
                 time.sleep(0.5)  # the access log is written as each request ends
                 gets = upstream_blob_gets(upstream, since)
+                cache_rss = peak_rss_kib(cache.process.pid)
     finally:
         for child in work.iterdir():
             if not (options.keep and child.name == "layout"):
@@ -200,7 +201,7 @@ def main() -> None:
         print(f"  {a} / {b:10} wall {median[a] / median[b]:.3f}, CPU {cpu[a] / cpu[b]:.3f}  (bound: <= {bound})")
     print(
         f"\n{concurrent} concurrent cold pulls through one new cache: {concurrent_wall:.2f}s wall, "
-        f"failures: {len(failures)}"
+        f"failures: {len(failures)}, the cache's peak RSS {cache_rss / 1024:.0f} MiB"
     )
     per_blob = [gets.get(digest, 0) for digest in blobs]
     print(f"  upstream GETs per blob ({len(blobs)} blobs): {dict(Counter(per_blob))} (count -> blobs)")
