@@ -142,6 +142,7 @@ class _ObjectReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @_store_call
     def readinto(self, buffer: Any) -> int:
         data = self._body.read(len(buffer))
         buffer[: len(data)] = data
