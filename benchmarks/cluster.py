@@ -8,7 +8,8 @@ Not a test. Three set-ups, each fresh for every round (new root, new processes, 
 
 In each round: ``regtool push`` of an image (``--layers`` x ``--layer-mib``, incompressible) into the empty
 store, then ``regtool pull`` of it (medians over ``--rounds``); in the last round also ``--clients`` pulls at
-once (wall time of the slowest). Clients are
+once (wall time of the slowest). "CPU s" is what the serving side (the instances and haproxy, user + system from
+/proc) spent on one push or pull, which the machine's load does not inflate as it does wall time. Clients are
 subprocesses; every process, haproxy and Redis share this machine's cores, so the two-instance figures say what
 spreading one server's Python over processes buys when the clients compete for the same CPUs. The 1-minute load
 average is printed. Only 127.0.0.1 is contacted; the work directory is removed unless ``--keep``.
@@ -35,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.server_cpu import cpu_seconds  # noqa: E402
 from tests.support.haproxy import run_haproxy  # noqa: E402
 from tests.support.images import write_random_image  # noqa: E402
 from tests.support.redis import run_redis  # noqa: E402
@@ -62,8 +64,9 @@ def _timed(*processes: subprocess.Popen[bytes]) -> float:
 
 
 @contextlib.contextmanager
-def _setup(kind: str, work: Path, round_number: int) -> Iterator[str]:
-    """The registry host clients use for ``kind``: new processes over a new, empty root."""
+def _setup(kind: str, work: Path, round_number: int) -> Iterator[tuple[str, list[int]]]:
+    """The registry host clients use for ``kind`` (new processes over a new, empty root) and the process ids of
+    the serving side (the instances and haproxy)."""
     root = work / f"root-{kind}-{round_number}"
     count = 2 if kind == "haproxy-2" else 1
     with contextlib.ExitStack() as stack:
@@ -77,30 +80,45 @@ def _setup(kind: str, work: Path, round_number: int) -> Iterator[str]:
             )
             for n in range(count)
         ]
+        pids = [i.process.pid for i in instances]
         if kind == "direct":
-            yield instances[0].host
+            yield instances[0].host, pids
             return
         backends = [("127.0.0.1", i.port) for i in instances]
         balancer = stack.enter_context(run_haproxy(work / f"lb-{kind}-{round_number}", backends))
-        yield balancer.host
+        yield balancer.host, [*pids, balancer.process.pid]
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def measure(kind: str, work: Path, source: Path, args: argparse.Namespace) -> dict[str, float]:
-    pushes, pulls = [], []
+    pushes, pulls, push_cpu, pull_cpu = [], [], [], []
     together = 0.0
     for n in range(args.rounds):
         # A fresh set-up per round: a second push into the same store would find its blobs there already.
-        with _setup(kind, work, n) as host:
+        with _setup(kind, work, n) as (host, pids):
+            before = _cpu(pids)
             pushes.append(_timed(_regtool(work, "push", str(source), f"{host}/bench/{kind}:1")))
+            middle = _cpu(pids)
             dest = work / f"pulled-{kind}"
             pulls.append(_timed(_regtool(work, "pull", f"{host}/bench/{kind}:1", str(dest))))
+            push_cpu.append(middle - before)
+            pull_cpu.append(_cpu(pids) - middle)
             shutil.rmtree(dest)
             if n == args.rounds - 1:
                 dests = [work / f"many-{kind}-{c}" for c in range(args.clients)]
                 together = _timed(*[_regtool(work, "pull", f"{host}/bench/{kind}:1", str(d)) for d in dests])
                 for dest in dests:
                     shutil.rmtree(dest)
-    return {"push": statistics.median(pushes), "pull": statistics.median(pulls), "together": together}
+    return {
+        "push": statistics.median(pushes),
+        "pull": statistics.median(pulls),
+        "together": together,
+        "push_cpu": statistics.median(push_cpu),
+        "pull_cpu": statistics.median(pull_cpu),
+    }
 
 
 def main() -> None:
@@ -121,11 +139,17 @@ def main() -> None:
             f"{args.layers} x {args.layer_mib} MiB ({total} MiB), {args.rounds} rounds, {args.clients} clients at once"
         )
         print(f"load average before: {os.getloadavg()[0]:.2f}")
-        print(f"{'':10} {'push s':>8} {'pull s':>8} {f'{args.clients} pulls s':>12} {'MiB/s together':>15}")
+        print(
+            f"{'':10} {'push s':>8} {'pull s':>8} {f'{args.clients} pulls s':>12} {'MiB/s together':>15}"
+            f" {'push CPU s':>11} {'pull CPU s':>11}"
+        )
         for kind in ("direct", "haproxy-1", "haproxy-2"):
             r = measure(kind, work, source, args)
             rate = total * args.clients / r["together"]
-            print(f"{kind:10} {r['push']:8.2f} {r['pull']:8.2f} {r['together']:12.2f} {rate:15.0f}")
+            print(
+                f"{kind:10} {r['push']:8.2f} {r['pull']:8.2f} {r['together']:12.2f} {rate:15.0f}"
+                f" {r['push_cpu']:11.2f} {r['pull_cpu']:11.2f}"
+            )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         if args.keep:
