@@ -455,6 +455,8 @@ class S3Writer:
         # leaves it untouched): ``_base`` is its size until then.
         self._base: int | None = None
         self._done = False
+        # Closing a continued file that nothing was written to leaves the store as it is (an empty last chunk).
+        self._changed = not append
         if not append:
             self._forget_pending()
             return
@@ -466,6 +468,8 @@ class S3Writer:
         head = driver._head(key)
         if head is not None:
             self._base = int(head["ContentLength"])
+        else:
+            self._changed = True  # appending creates the file, as opening it for appending does
 
     # -- the state a previous writer left ----------------------------------------------------------------------
 
@@ -527,6 +531,9 @@ class S3Writer:
 
     @_store_call
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        self._changed = True
         if self._base is not None:
             self._continue_object(self._base)
         view = memoryview(data)
@@ -556,6 +563,9 @@ class S3Writer:
     def truncate(self, size: int) -> None:
         if size > self.size:
             raise ValueError(f"cannot truncate {self._key} from {self.size} up to {size} bytes")
+        if size == self.size:
+            return
+        self._changed = True
         if self._base is not None:
             if size < self._base:
                 self._continue_object(size)
@@ -596,7 +606,7 @@ class S3Writer:
         if self._done:
             return
         self._done = True
-        if self._base is not None:
+        if self._base is not None or not self._changed:
             return
         if self._upload_id is None:
             self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._buffer)
