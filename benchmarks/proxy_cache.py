@@ -118,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=8, help="warm-cache and plain-serve pulls, alternating")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated layout in --workdir for the next run")
     options = parser.parse_args()
@@ -153,6 +154,12 @@ def main() -> None:
                     f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1].wall:.2f}s" for k, v in times.items()),
                     flush=True,
                 )
+            pairs: list[tuple[Sample, Sample]] = []
+            with run_serve_process(work / "cache-pairs", "--quiet", "--proxy-remote", upstream.url) as cache:
+                timed_pull(cache.host, work / "pairs-first")
+                for _ in range(options.pairs):
+                    warm = timed_pull(cache.host, work / "pairs-warm", cache.process.pid, upstream.process.pid)
+                    pairs.append((warm, timed_pull(plain.host, work / "pairs-plain", plain.process.pid)))
             concurrent = options.concurrent
             with run_serve_process(work / "cache-concurrent", "--quiet", "--proxy-remote", upstream.url) as cache:
                 since = log_size(upstream)
@@ -198,7 +205,18 @@ def main() -> None:
         print(f"  {key:10} {median[key]:6.2f} | {client:5.2f} | {server:5.2f} | {cpu[key]:5.2f}   (walls: {walls})")
     for a, b, bound in (("cold", "direct", 1.2), ("warm", "plain", 1.05), ("cold", "dist cold", 1.0),
                         ("warm", "dist warm", 1.0)):  # fmt: skip
-        print(f"  {a} / {b:10} wall {median[a] / median[b]:.3f}, CPU {cpu[a] / cpu[b]:.3f}  (bound: <= {bound})")
+        paired = statistics.median(x.wall / y.wall for x, y in zip(times[a], times[b], strict=True))
+        print(
+            f"  {a} / {b:10} wall {median[a] / median[b]:.3f} (per round: {paired:.3f}), CPU {cpu[a] / cpu[b]:.3f}"
+            f"  (bound: <= {bound})"
+        )
+    warm_walls = [w.wall for w, _ in pairs]
+    plain_walls = [p.wall for _, p in pairs]
+    print(
+        f"\n{len(pairs)} warm-cache / plain-serve pulls, alternating: median {statistics.median(warm_walls):.2f}s / "
+        f"{statistics.median(plain_walls):.2f}s, median of the pairs' ratios "
+        f"{statistics.median(w / p for w, p in zip(warm_walls, plain_walls, strict=True)):.3f}"
+    )
     print(
         f"\n{concurrent} concurrent cold pulls through one new cache: {concurrent_wall:.2f}s wall, "
         f"failures: {len(failures)}, the cache's peak RSS {cache_rss / 1024:.0f} MiB"

@@ -187,10 +187,6 @@ class ProxyStore:
             await self.limits.used(digest, size)
             return local, None
         stored = await anyio.to_thread.run_sync(self.registry.blobs.size, digest)
-        # Looked up after the last await before a fill is made: no other request can start one in between.
-        fill = self._fills.get((local, digest))
-        if fill is not None:
-            return local, FillResponse(fill, runner=None, range_header=request.headers.get("range"))
         if stored is not None or request.method == "HEAD":
             # Content is shared by digest, but only a repository the upstream has it in may serve it.
             try:
@@ -204,6 +200,10 @@ class ProxyStore:
                 await self.limits.used(digest, stored)
                 return local, None
             return local, _head_response(digest, upstream_size)
+        # Looked up after the last await before a fill is made: no other request can start one in between.
+        fill = self._fills.get((local, digest))
+        if fill is not None:
+            return local, FillResponse(fill, runner=None, range_header=request.headers.get("range"))
         fill = BlobFill(self.registry, upstream, name, digest, self._fill_threads)
         self._fills[local, digest] = fill
 
