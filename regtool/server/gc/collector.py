@@ -124,10 +124,10 @@ class _Run:
 
     def _remove_revision(self, name: str, digest: Digest, media_type: str) -> None:
         # The referrers entry first: it is found from the manifest, which must still be readable for that.
-        manifest = self.read_manifest(digest, media_type)
-        if manifest is not None and manifest.subject is not None:
+        references = self.read_manifest(digest, media_type)
+        if references is not None and references.subject is not None:
             try:
-                self.driver.delete(paths.referrer_entry(name, manifest.subject.digest, digest))
+                self.driver.delete(paths.referrer_entry(name, references.subject, digest))
             except PathNotFound:
                 pass
         forget_manifest(self.registry, name, digest)

@@ -24,7 +24,7 @@ from regtool.server.gc.inventory import RepositoryInventory
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import BlobStore
 
-__all__ = ["LiveSet", "ManifestReader", "mark"]
+__all__ = ["LiveSet", "ManifestReader", "References", "mark"]
 
 
 @dataclass
@@ -34,29 +34,40 @@ class LiveSet:
     blobs: set[Digest] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class References:
+    """What a manifest names: its blobs (config and layers; foreign layers too, in case they are stored), the
+    manifests of an index, its subject."""
+
+    blobs: tuple[Digest, ...]
+    children: tuple[Digest, ...]
+    subject: Digest | None
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> References:
+        blobs = dict.fromkeys((*manifest.referenced_blobs(), *(layer.digest for layer in manifest.layers)))
+        subject = manifest.subject.digest if manifest.subject is not None else None
+        return cls(tuple(blobs), tuple(child.digest for child in manifest.manifests), subject)
+
+
 class ManifestReader:
-    """Manifests by digest, each read and parsed once per run: a digest names the same bytes in every mark."""
+    """The references of manifests by digest, each manifest read and parsed once per run (a digest names the same
+    bytes in every mark); only the references are kept, not the bytes."""
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
-        self._parsed: dict[Digest, Manifest] = {}
+        self._known: dict[Digest, References] = {}
 
-    def __call__(self, digest: Digest, media_type: str) -> Manifest | None:
+    def __call__(self, digest: Digest, media_type: str) -> References | None:
         # A manifest that cannot be read keeps what the tags and grace say about it, and names nothing else. It
         # is not remembered: it may be readable by the next mark.
-        parsed = self._parsed.get(digest)
-        if parsed is None:
+        known = self._known.get(digest)
+        if known is None:
             try:
-                parsed = self._parsed[digest] = parse_manifest(self.blobs.get(digest), media_type)
+                known = self._known[digest] = References.of(parse_manifest(self.blobs.get(digest), media_type))
             except (PathNotFound, ManifestError):
                 return None
-        return parsed
-
-
-def _needs(manifest: Manifest) -> Iterable[Digest]:
-    """The blobs a manifest names: config and layers (foreign layers too, when they happen to be stored)."""
-    yield from manifest.referenced_blobs()
-    yield from (layer.digest for layer in manifest.layers)
+        return known
 
 
 def _mark_repository(
@@ -65,13 +76,13 @@ def _mark_repository(
     name = repository.name
     parsed = {digest: read(digest, rev.media_type) for digest, rev in repository.revisions.items()}
     referrers: defaultdict[Digest, list[Digest]] = defaultdict(list)
-    for digest, manifest in parsed.items():
-        if manifest is not None and manifest.subject is not None:
-            referrers[manifest.subject.digest].append(digest)
+    for digest, references in parsed.items():
+        if references is not None and references.subject is not None:
+            referrers[references.subject].append(digest)
     pending = list(repository.tags.values())
     for digest, revision in repository.revisions.items():
-        manifest = parsed[digest]
-        is_referrer = manifest is not None and manifest.subject is not None
+        references = parsed[digest]
+        is_referrer = references is not None and references.subject is not None
         if revision.modified > cutoff or (not delete_untagged and not is_referrer):
             pending.append(digest)
     for digest, modified in repository.links.items():
@@ -86,14 +97,12 @@ def _mark_repository(
         seen.add(digest)
         live.links[name].add(digest)
         live.blobs.add(digest)
-        manifest = parsed.get(digest)
-        if manifest is None and digest not in repository.revisions:
-            continue  # a tag naming a manifest the repository lacks: its blob stays, nothing more is known
-        for blob in _needs(manifest) if manifest is not None else ():
-            live.links[name].add(blob)
-            live.blobs.add(blob)
-        if manifest is not None and manifest.is_index:
-            pending.extend(child.digest for child in manifest.manifests)
+        references = parsed.get(digest)
+        if references is not None:
+            live.links[name].update(references.blobs)
+            live.blobs.update(references.blobs)
+            pending.extend(references.children)
+        # A tag may name a manifest the repository lacks: its blob stays, nothing more is known.
         pending.extend(referrers.get(digest, ()))
 
 
