@@ -117,8 +117,8 @@ async def start_upload(request: Request) -> Response:
         return empty(202, headers)
     async with context(request).upload_locks(upload_id):
         try:
-            await _append(request, name, upload_id, 0)
-            await run_sync(registry.commit_upload, name, upload_id, digest)
+            size = await _append(request, name, upload_id, 0)
+            await run_sync(registry.commit_upload, name, upload_id, digest, size)
         except BaseException:
             await run_sync(registry.cancel_upload, upload_id)
             raise
@@ -171,8 +171,8 @@ async def close_upload(request: Request) -> Response:
             if await run_sync(registry.committed_upload, name, upload_id, digest) is None:
                 raise
             return _blob_created(name, digest)
-        await _append(request, name, upload_id, size)
-        await run_sync(registry.commit_upload, name, upload_id, digest)
+        size = await _append(request, name, upload_id, size)
+        await run_sync(registry.commit_upload, name, upload_id, digest, size)
     locks.forget(upload_id)
     return _blob_created(name, digest)
 

@@ -296,12 +296,15 @@ class Registry:
                 hasher.update(chunk)
         return hasher.digest()
 
-    def commit_upload(self, name: str, upload_id: str, expected: Digest) -> int:
+    def commit_upload(self, name: str, upload_id: str, expected: Digest, size: int | None = None) -> int:
         """Verify the upload against ``expected``, move it into place and link it; return its size.
 
-        On a mismatch the upload is removed and DIGEST_INVALID raised: nothing is stored.
+        On a mismatch the upload is removed and DIGEST_INVALID raised: nothing is stored. ``size``: the upload's
+        length, when the caller has just written it under the upload's lock (on object storage, looking it up
+        again costs several requests).
         """
-        size = self.upload_size(name, upload_id)
+        if size is None:
+            size = self.upload_size(name, upload_id)
         data = paths.upload_data(upload_id)
         # Durable before it is read back or moved: fsynced, or on object storage the multipart upload completed
         # (its bytes cannot be read before), which re-reading the upload for its digest needs.
