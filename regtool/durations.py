@@ -18,7 +18,7 @@ _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 def parse_duration(text: str, *, what: str = "duration") -> float:
     """Seconds in ``text``; UsageError naming ``what`` and the text when it is not a duration."""
-    value = text.strip().lower()
+    value = text.strip()
     try:
         seconds = float(value)
     except ValueError:

@@ -221,3 +221,32 @@ def test_an_upstream_body_cut_short_is_not_cached_and_a_retry_gets_the_blob(tmp_
             assert result.digest == image.manifest.digest
             assert cached_bytes(cache, digest) == layer
             assert len(proxy.exchanges("GET", f"/blobs/{digest}")) == 2
+
+
+def test_least_recently_used_survives_a_restart(tmp_path: Path) -> None:
+    layer = 256 << 10
+    with run_serve(tmp_path / "upstream") as upstream:
+        images = {
+            name: push_image(upstream.host, tmp_path, f"team/{name}", "1", [{f"{name}.bin": os.urandom(layer)}])
+            for name in ("a", "b", "c")
+        }
+        with mirror_of(upstream.url, tmp_path / "cache") as first:
+            pull(f"{first.host}/team/a:1", tmp_path / "a1")
+            wait_recorded(first, images["a"].blobs)
+            time.sleep(0.01)
+            pull(f"{first.host}/team/b:1", tmp_path / "b1")
+            wait_recorded(first, images["b"].blobs)
+        time.sleep(0.01)
+        # A new process on the same store: a is used again, so b is now the least recently used.
+        with mirror_of(upstream.url, tmp_path / "cache", proxy_max_size=int(2.5 * layer)) as second:
+            pull(f"{second.host}/team/a:1", tmp_path / "a2")
+            pull(f"{second.host}/team/c:1", tmp_path / "c1")
+
+            def cached(name: str) -> bool:
+                return cached_blob(second, Digest.of(images[name].layers[0])).exists()
+
+            deadline = time.monotonic() + 5
+            while cached("b") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert cached("a") and cached("c")
+            assert not cached("b")
