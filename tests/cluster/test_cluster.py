@@ -85,8 +85,13 @@ def test_kill_nine_one_instance_mid_push_and_another_mid_pull(cluster: Cluster, 
     manifest = write_random_image(tmp_path / "src", "big", count=16, size=32 << 20, gzip_layers=False)
     ref = f"{cluster.host}/team/big:1"
     push = regtool(cluster, "push", str(tmp_path / "src"), ref, "--jobs", "4", "--json")
-    # Killed while it receives blob bytes: the push loses at least that upload and must retry it elsewhere.
-    wait_for(lambda: cluster.metric(0, "registry_uploads_in_flight") >= 1, "an upload on instance 0", push)
+    # Killed while it receives blob bytes (a PUT with a body: the push's monolithic uploads; the manifests come
+    # last): the push loses at least that upload and must retry it elsewhere.
+    wait_for(
+        lambda: cluster.metric(0, "registry_http_requests_in_flight", method="PUT") >= 1,
+        "an upload on instance 0",
+        push,
+    )
     cluster.instances[0].kill()
     pushed = json.loads(finish(push))
     assert pushed["retries"] >= 1
