@@ -18,6 +18,11 @@ in parallel for large objects) and a delete; deleting a path also aborts the mul
 purged upload leaves nothing behind in the store.
 
 Hidden names start with ``.``, which no driver path component does, so they are never listed or read as data.
+
+A store that cannot be reached, refuses the keys or fails (5xx) raises OSError (ECONNREFUSED, EACCES, EIO): the
+server answers it as the storage fault it is (507, one log line), as it does a full disk. Listings are the
+store's: on SeaweedFS an emptied prefix lingers in delimiter listings for a while (the registry's readers skip an
+entry that is gone when they look).
 """
 
 from __future__ import annotations
