@@ -21,8 +21,9 @@ Hidden names start with ``.``, which no driver path component does, so they are 
 
 A store that cannot be reached, refuses the keys or fails (5xx) raises OSError (ECONNREFUSED, EACCES, EIO): the
 server answers it as the storage fault it is (507, one log line), as it does a full disk. Listings are the
-store's: on SeaweedFS an emptied prefix lingers in delimiter listings for a while (the registry's readers skip an
-entry that is gone when they look).
+store's: on SeaweedFS an emptied prefix lingers in delimiter listings for a while (a tag listing looks each tag
+up and skips one that is gone; the catalog can name a repository emptied by a collection until the store forgets
+the prefix).
 """
 
 from __future__ import annotations
