@@ -4,6 +4,7 @@ bearer auth, skopeo pulling through the cache, and ``regtool serve``'s proxy opt
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from tests.conftest import require_binary
 from tests.proxy.conftest import LAYERS, cached_bytes, mirror_of, pull, push_image
 from tests.support.distribution import Distribution
 from tests.support.distribution import distribution as distribution
+from tests.support.seaweedfs import S3Bucket
+from tests.support.seaweedfs import s3_bucket as s3_bucket
+from tests.support.seaweedfs import seaweedfs as seaweedfs
 from tests.support.serve import run_serve, run_serve_process
 
 ACCEPT = {"Accept": mt.MANIFEST_ACCEPT}
@@ -139,3 +143,25 @@ def test_the_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.M
             result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
 
     assert result.digest == image.manifest.digest
+
+
+def test_a_cache_on_object_storage(tmp_path: Path, s3_bucket: S3Bucket) -> None:
+    # An object store shows a blob only once it is stored: the first client waits for that, then gets it whole.
+    layers = [{"big.bin": os.urandom(3 << 20)}, {"small.txt": b"small"}]
+    with run_serve(tmp_path / "upstream") as upstream:
+        image = push_image(upstream.host, tmp_path, "team/app", "1.0", layers)
+        big = Digest.of(image.layers[0])
+        remotes = (ProxyRemote(upstream.url),)
+        with run_serve(
+            None, proxy_remotes=remotes, storage="s3", s3=s3_bucket.settings, storage_redirect=False
+        ) as cache:
+            first = httpx.get(f"{cache.url}/v2/team/app/blobs/{big}")
+            result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled", retries=0)
+            upstream.requests.clear()
+            again = pull(f"{cache.host}/team/app:1.0", tmp_path / "again", retries=0)
+
+    assert first.status_code == 200 and first.content == image.layers[0]
+    assert result.digest == again.digest == image.manifest.digest
+    for digest, data in image.blobs.items():
+        assert (tmp_path / "again/blobs/sha256" / digest.encoded).read_bytes() == data
+    assert upstream.requests.events("GET", "/blobs/") == []

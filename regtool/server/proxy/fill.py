@@ -25,7 +25,7 @@ from regtool.errors import RegtoolError
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.errors import ApiError
 from regtool.server.proxy.upstream import Upstream, upstream_error
-from regtool.server.storage.driver import FileWriter, PathNotFound
+from regtool.server.storage.driver import FileWriter, ObjectStoreDriver, PathNotFound
 from regtool.server.storage.registry import Registry
 
 __all__ = ["BlobFill", "FillFailed", "FillReader"]
@@ -63,6 +63,9 @@ class BlobFill:
         # The fetch holds a worker thread for the whole body: its own limiter keeps fills from taking every thread
         # the requests' short storage calls need.
         self.threads = threads
+        # A file being written can be read behind its writer on a file system (or in memory); an object store
+        # shows an object only once its upload completed, so there the readers wait for the stored blob.
+        self.readable_while_filling = not isinstance(registry.driver, ObjectStoreDriver)
         self.size: int | None = None
         self.written = 0
         self.temp_path: str | None = None
@@ -180,6 +183,7 @@ class FillReader:
         self.position = offset
         self.end = end
         self._file: BinaryIO | None = None
+        self._file_offset = 0  # where the open file's position is (an object store's reader cannot seek)
 
     async def ready(self) -> int:
         """How many bytes from ``position`` may be sent now, waiting until some may (0 at the end); FillFailed
@@ -188,10 +192,14 @@ class FillReader:
         while True:
             if self.position >= self.end:
                 return 0
-            if not fill.verified and (fill.failed or fill.error is not None):
+            streaming = fill.readable_while_filling
+            if not (fill.verified if streaming else fill.done) and (fill.failed or fill.error is not None):
                 raise FillFailed(f"blob {fill.digest} did not arrive intact from the upstream")
-            # The last byte only once the whole blob is verified: a client never completes a bad blob.
-            ready = self.end if fill.verified else min(fill.written, self.end - 1)
+            if streaming:
+                # The last byte only once the whole blob is verified: a client never completes a bad blob.
+                ready = self.end if fill.verified else min(fill.written, self.end - 1)
+            else:
+                ready = self.end if fill.done else self.position
             if self.position < ready:
                 return ready - self.position
             await fill.changed()
@@ -206,6 +214,7 @@ class FillReader:
         """The open file, for ``sendfile(2)`` from ``position`` on; None when the store's files have no descriptor."""
         if self._file is None:
             self._file = await anyio.to_thread.run_sync(self._open, self.position)
+            self._file_offset = self.position
         try:
             self._file.fileno()
         except (OSError, ValueError):  # in-memory storage: io.UnsupportedOperation
@@ -217,10 +226,13 @@ class FillReader:
         for _attempt in range(3):
             if self._file is None:
                 self._file = self._open(offset + len(data))
-            else:
-                # sendfile(2) sends from an offset and leaves the file's position where it was.
+                self._file_offset = offset + len(data)
+            elif self._file_offset != offset + len(data):
+                # sendfile(2) sent from an offset and left the file's position where it was.
                 self._file.seek(offset + len(data))
+                self._file_offset = offset + len(data)
             piece = self._file.read(count - len(data))
+            self._file_offset += len(piece)
             data += piece
             if len(data) == count:
                 return data
@@ -231,7 +243,7 @@ class FillReader:
 
     def _open(self, offset: int) -> BinaryIO:
         fill = self.fill
-        if not fill.done and fill.temp_path is not None:
+        if fill.readable_while_filling and not fill.done and fill.temp_path is not None:
             try:
                 return fill.registry.driver.reader(fill.temp_path, offset)
             except PathNotFound:
