@@ -8,6 +8,9 @@ client asking for the same blob meanwhile joins the same fetch instead of starti
 Nothing unverified is passed off as the blob: the last byte of every response cut from a fill is held back until
 the whole blob matched its digest and size; on a mismatch the blob never enters the store and each response is
 aborted (the connection closes short of its Content-Length), so clients see a failed transfer, not bad bytes.
+
+On object storage an object is readable only once its upload completed, so there the readers wait for the stored
+blob and read it from the store.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ class BlobFill:
 
     State moves on the event loop only: ``size`` once the upstream answered (``started``), ``written`` as bytes
     land in the temp file, ``verified`` once they matched the digest, then ``done`` (in the store) or ``failed``
-    (nothing stored; readers of a verified blob still finish). ``error`` is set when the
-    upstream refused before any byte (the responses that waited answer it as an error envelope).
+    (nothing stored; readers of a verified blob still finish). ``error`` is set when the upstream refused before
+    any byte (the responses that waited answer it as an error envelope).
     """
 
     def __init__(
