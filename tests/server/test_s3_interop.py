@@ -19,6 +19,7 @@ from regtool.server.storage.s3 import MIN_PART_SIZE
 from tests.cli.support import regtool
 from tests.conftest import require_binary
 from tests.server.layout import write_oci_layout
+from tests.support.distribution import run_distribution
 from tests.support.seaweedfs import S3Bucket
 from tests.support.serve import RunningServe, run_serve
 
@@ -97,3 +98,21 @@ def test_regtool_split_download_ranges_through_redirects(s3_serve: RunningServe,
     layer = max(images[0].blobs, key=lambda d: len(images[0].blobs[d]))
     ranged = [e for e in s3_serve.requests.events("GET") if e.path.endswith(layer) and e.status == 307]
     assert len(ranged) == 3
+
+
+def test_distribution_as_a_client_follows_the_redirects(s3_serve: RunningServe, tmp_path: Path) -> None:
+    # distribution 2.8.2 as a pull-through cache of serve: its Go registry client fetches serve's blobs through the
+    # 307s to the store, and a pull through it gets every byte.
+    binary = require_binary("docker-registry")
+    _top, images = write_oci_layout(tmp_path / "src", "v1", layer_count=2, layer_size=MIN_PART_SIZE + 3)
+    _skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'src'}:v1", f"docker://{s3_serve.host}/lib/app:v1")
+    s3_serve.requests.clear()
+    proxy = f"proxy:\n  remoteurl: {s3_serve.url}\n"
+    with run_distribution(tmp_path / "mirror", binary=binary, extra_config=proxy) as mirror:
+        _skopeo("copy", "--src-tls-verify=false", f"docker://{mirror.host}/lib/app:v1", f"oci:{tmp_path / 'out'}:v1")
+    for digest, blob in images[0].blobs.items():
+        assert (tmp_path / "out" / "blobs" / "sha256" / digest[7:]).read_bytes() == blob
+    # Every blob GET distribution sent (it may ask for one more than once) was a redirect: no bytes from serve.
+    gets = [e for e in s3_serve.requests.events("GET") if "/blobs/sha256:" in e.path]
+    assert {e.path.rsplit("/", 1)[1] for e in gets} == set(images[0].blobs)
+    assert {e.status for e in gets} == {307}
