@@ -57,12 +57,11 @@ _REPOSITORY_PARTS = ("_manifests", "_layers", "_referrers")
 @dataclass(frozen=True, slots=True)
 class GcOptions:
     """``delete_untagged``: untagged manifests that no live manifest needs go too. ``delay``: the grace period
-    in seconds. ``dry_run``: report, remove nothing. ``also_live``: blobs kept whatever the repositories say."""
+    in seconds. ``dry_run``: report, remove nothing."""
 
     delete_untagged: bool = False
     delay: float = DEFAULT_DELAY
     dry_run: bool = False
-    also_live: frozenset[Digest] = frozenset()
 
 
 def forget_manifest(registry: Registry, name: str, digest: Digest) -> None:
@@ -99,7 +98,7 @@ class _Run:
     def mark(self, repositories: Iterable[RepositoryInventory]) -> LiveSet:
         # A pull-through cache's blobs are the cache's to evict (its TTL and size cap), not the collector's.
         cached = {entry.digest for entry in read_records(self.driver)}
-        also_live = v1_blobs(self.driver) | cached | self.options.also_live
+        also_live = v1_blobs(self.driver) | cached
         return mark(
             self.read_manifest,
             repositories,
