@@ -57,15 +57,7 @@ def catalog(
 
     async def main() -> tuple[str, list[str]]:
         host = parse_registry(registry)
-        connection = Connection.from_options(
-            plain_http=plain_http,
-            insecure=insecure,
-            ca_cert=ca_cert,
-            username=username,
-            password_stdin=password_stdin,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
+        connection = Connection.from_command_line()
         async with connection.client(retries=retries) as client:
             return host, await client.catalog(host, protocol=protocol.value)
 

@@ -226,18 +226,7 @@ def copy(
                 )
             source_credentials = _end_credentials("src", src_username, src_password_stdin)
             target_credentials = _end_credentials("dest", dest_username, dest_password_stdin)
-            connection = Connection.from_options(
-                plain_http=plain_http,
-                insecure=insecure,
-                ca_cert=ca_cert,
-                username=username,
-                password_stdin=password_stdin,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                reads_images=True,
-                registries_conf=registries_conf,
-                mirrors=mirror,
-            )
+            connection = Connection.from_command_line()
             if referrers and ProtocolChoice.v1 in (from_protocol, to_protocol):
                 raise UsageError("--referrers needs registry v2 at both ends, not --from/--to-protocol v1")
             async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:

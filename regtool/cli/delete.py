@@ -61,15 +61,7 @@ def delete(
 
     async def main() -> tuple[Reference, Digest]:
         ref = Reference.parse(image)
-        connection = Connection.from_options(
-            plain_http=plain_http,
-            insecure=insecure,
-            ca_cert=ca_cert,
-            username=username,
-            password_stdin=password_stdin,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
+        connection = Connection.from_command_line()
         async with connection.client(retries=retries) as client:
             return ref, await client.delete(ref, protocol=protocol.value)
 

@@ -72,18 +72,7 @@ def inspect(
     async def main() -> InspectResult | bytes:
         ref = Reference.parse(image)
         wanted = None if platform is None else parse_platform(platform)
-        connection = Connection.from_options(
-            plain_http=plain_http,
-            insecure=insecure,
-            ca_cert=ca_cert,
-            username=username,
-            password_stdin=password_stdin,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            reads_images=True,
-            registries_conf=registries_conf,
-            mirrors=mirror,
-        )
+        connection = Connection.from_command_line()
         async with connection.client(retries=retries) as client:
             if raw:
                 return await client.manifest_bytes(ref, protocol=protocol.value)

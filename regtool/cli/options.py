@@ -331,6 +331,32 @@ class Connection:
             registries = load_registries_conf(registries_conf, mirrors=mirrors or ())
         return cls(plain_http, insecure, ca_cert, username or None, password, timeout, connect_timeout, registries)
 
+    @classmethod
+    def from_command_line(cls) -> Connection:
+        """``from_options`` over the connection options the running command was given (its parsed parameters).
+
+        Every registry command declares the same options under the same names; a command that reads images also
+        declares ``--registries-conf`` and ``--mirror``, and so reads registries.conf.
+        """
+        from typer._click.globals import get_current_context  # typer vendors click; 0.28 is pinned
+
+        params = get_current_context().params
+        reads_images = "registries_conf" in params
+        # click holds the values as parsed; typer makes Paths of them only for the command's own arguments.
+        ca_cert, registries_conf = (params.get(name) for name in ("ca_cert", "registries_conf"))
+        return cls.from_options(
+            plain_http=params["plain_http"],
+            insecure=params["insecure"],
+            ca_cert=None if ca_cert is None else Path(ca_cert),
+            username=params["username"],
+            password_stdin=params["password_stdin"],
+            timeout=params["timeout"],
+            connect_timeout=params["connect_timeout"],
+            reads_images=reads_images,
+            registries_conf=None if registries_conf is None else Path(registries_conf),
+            mirrors=params.get("mirror"),
+        )
+
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`regtool.client.Client`."""
         return {

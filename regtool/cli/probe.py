@@ -58,15 +58,7 @@ def probe(
 
     async def main() -> ProbeResult:
         host = parse_registry(registry)
-        connection = Connection.from_options(
-            plain_http=plain_http,
-            insecure=insecure,
-            ca_cert=ca_cert,
-            username=username,
-            password_stdin=password_stdin,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
+        connection = Connection.from_command_line()
         async with connection.client() as client:
             return await client.probe(host)
 

@@ -181,18 +181,7 @@ def pull(
                 else:
                     target = dest if dest is not None else default_dest(ref, fmt)
                 wanted = choose_platform(platform, all_platforms)
-                connection = Connection.from_options(
-                    plain_http=plain_http,
-                    insecure=insecure,
-                    ca_cert=ca_cert,
-                    username=username,
-                    password_stdin=password_stdin,
-                    timeout=timeout,
-                    connect_timeout=connect_timeout,
-                    reads_images=True,
-                    registries_conf=registries_conf,
-                    mirrors=mirror,
-                )
+                connection = Connection.from_command_line()
                 async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                     return await client.pull(
                         ref,

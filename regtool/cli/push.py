@@ -120,15 +120,7 @@ def push(
         async def main() -> PushResult:
             ref = Reference.parse(image)
             chunk = None if chunk_size is None else parse_chunk_size(chunk_size)
-            connection = Connection.from_options(
-                plain_http=plain_http,
-                insecure=insecure,
-                ca_cert=ca_cert,
-                username=username,
-                password_stdin=password_stdin,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-            )
+            connection = Connection.from_command_line()
             async with connection.client(progress=progress, jobs=jobs, retries=retries) as client:
                 return await client.push(
                     str(source), ref, protocol=protocol.value, mount_from=tuple(mount_from or ()), chunk_size=chunk

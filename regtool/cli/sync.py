@@ -431,18 +431,7 @@ def sync(
                 keep_going=keep_going,
                 images=jobs,
             )
-            connection = Connection.from_options(
-                plain_http=plain_http,
-                insecure=insecure,
-                ca_cert=ca_cert,
-                username=username,
-                password_stdin=password_stdin,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                reads_images=True,
-                registries_conf=registries_conf,
-                mirrors=mirror,
-            )
+            connection = Connection.from_command_line()
             async with connection.client(
                 progress=progress, jobs=jobs, retries=retries, rate_limit_floor=rate_limit_floor
             ) as client:

@@ -62,18 +62,7 @@ def tags(
 
     async def main() -> tuple[Reference, list[str]]:
         ref = Reference.parse_repository(repository)
-        connection = Connection.from_options(
-            plain_http=plain_http,
-            insecure=insecure,
-            ca_cert=ca_cert,
-            username=username,
-            password_stdin=password_stdin,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            reads_images=True,
-            registries_conf=registries_conf,
-            mirrors=mirror,
-        )
+        connection = Connection.from_command_line()
         async with connection.client(retries=retries) as client:
             return ref, await client.tags(ref, protocol=protocol.value)
 

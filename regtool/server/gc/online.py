@@ -99,7 +99,9 @@ def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollecto
         from regtool.server.proxy.limits import enforce_cache_limits
 
         def after_pass() -> None:
-            enforce_cache_limits(registry.driver, ttl=config.proxy_ttl, max_size=config.proxy_max_size)
+            enforce_cache_limits(
+                registry.driver, ttl=config.proxy_ttl, max_size=config.proxy_max_size, blobs=registry.blobs
+            )
 
     return OnlineCollector(
         registry, interval=config.gc_interval, options=GcOptions(delay=config.gc_delay), after_pass=after_pass
