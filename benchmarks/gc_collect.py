@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from regtool import mediatypes as mt  # noqa: E402
 from regtool.manifest import parse_manifest  # noqa: E402
-from regtool.protocol import mediatypes as mt  # noqa: E402
 from regtool.server.storage.filesystem import FilesystemDriver  # noqa: E402
 from regtool.server.storage.registry import Registry  # noqa: E402
 from tests.server.helpers import image_manifest  # noqa: E402

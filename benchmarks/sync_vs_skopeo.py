@@ -60,8 +60,8 @@ import httpx  # noqa: E402
 
 import regtool  # noqa: E402
 from benchmarks.wan import AccessLog, Run, _regtool, _rotate, _timed, latency_proxy, machine  # noqa: E402
+from regtool import mediatypes as mt  # noqa: E402
 from regtool.digest import Digest  # noqa: E402
-from regtool.protocol import mediatypes as mt  # noqa: E402
 from tests.support.distribution import Distribution, run_distribution  # noqa: E402
 from tests.support.images import gzip_bytes, tar_bytes  # noqa: E402
 from tests.support.serve import ServeProcess, run_serve_process  # noqa: E402

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, InvalidDigest
-from regtool.protocol import mediatypes as mt
 
 __all__ = [
     "MAX_INDEX_DEPTH",

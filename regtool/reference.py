@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from regtool.digest import Digest
 from regtool.errors import InvalidDigest, InvalidReference
-from regtool.protocol.grammar import NAME_COMPONENT_RE, TAG_RE, is_valid_name
+from regtool.grammar import NAME_COMPONENT_RE, TAG_RE, is_valid_name
 
 __all__ = [
     "DEFAULT_REGISTRY",

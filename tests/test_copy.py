@@ -9,12 +9,12 @@ import anyio
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.client import Client
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, UsageError
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import ImageConfig, Manifest, Platform, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.support.images import BuiltImage, image_manifest, write_random_image
 from tests.support.serve import RunningServe, run_serve

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.manifest import Descriptor, ImageConfig, ManifestError, Platform, parse_manifest
-from regtool.protocol import mediatypes as mt
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -4,11 +4,11 @@ import platform as stdlib_platform
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, UsageError
 from regtool.manifest import Descriptor, Platform
 from regtool.platform import host_platform, matches, parse_platform, select_manifest
-from regtool.protocol import mediatypes as mt
 
 
 def entry(n: int, platform: Platform | None) -> Descriptor:

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
+from regtool import mediatypes as mt
 from regtool.client.net.challenge import ChallengeError, parse_challenges
 from regtool.client.net.retry import RetryPolicy, parse_retry_after
 from regtool.client.v2.rangefetch import plan_segments
 from regtool.errors import InvalidReference
 from regtool.manifest import ManifestError, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol.ranges import parse_content_range, parse_upload_progress
 from regtool.reference import Reference
 from regtool.server.errors import ApiError

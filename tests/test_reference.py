@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from regtool.digest import Digest
 from regtool.errors import InvalidReference
-from regtool.protocol.grammar import NAME_COMPONENT
+from regtool.grammar import NAME_COMPONENT
 from regtool.reference import Reference, is_loopback_host, registry_api_host, split_host_port
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from regtool import mediatypes as mt
 from regtool.cli.app import app
 from regtool.cli.console import handle_errors, real_console, run, stderr, stdout
 from regtool.cli.units import format_bytes
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 
 if TYPE_CHECKING:

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError
 from regtool.image.compression import Compression, open_decompressed, sniff
 from regtool.manifest import Descriptor
-from regtool.protocol import mediatypes as mt
 from regtool.protocol.v1 import IMAGE_ID_RE
 
 __all__ = [

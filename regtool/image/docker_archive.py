@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
 from regtool.image.blobstore import BlobStore
@@ -53,7 +54,6 @@ from regtool.image.compression import Compression, gzip_stream, open_decompresse
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import BlobStoreSource
 from regtool.manifest import ImageConfig, Manifest, ManifestError, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol.v1 import IMAGE_ID_RE
 
 if TYPE_CHECKING:

@@ -29,12 +29,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
 from regtool.files import write_atomic
 from regtool.image.blobstore import STAGING_DIR, BlobStore
 from regtool.manifest import Descriptor, Manifest, ManifestError, parse_manifest
-from regtool.protocol import mediatypes as mt
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -10,8 +10,8 @@ import anyio
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.client import Client
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.auth.support import write_htpasswd
 from tests.cli.support import assert_user_error, in_process

@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.cli.support import Reply, assert_user_error, regtool, scripted_server, start_regtool
 from tests.support.images import image_manifest
 

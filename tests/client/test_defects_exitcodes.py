@@ -86,9 +86,9 @@ def test_a_v1_layer_that_is_not_valid_gzip_is_an_integrity_error(tmp_path: Path)
     """A layer whose gzip CRC is broken, yet consistent with its digest (so the push takes it), then pulled."""
     import json
 
+    from regtool import mediatypes as mt
     from regtool.image.oci_layout import OciLayout
     from regtool.manifest import parse_manifest
-    from regtool.protocol import mediatypes as mt
     from tests.support.serve import run_serve
 
     manifest = write_random_image(tmp_path / "src", "1.0", count=1, size=100_000)

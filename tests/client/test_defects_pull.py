@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.image.blobstore import STAGING_DIR
 from regtool.image.oci_layout import OciLayout
-from regtool.protocol import mediatypes as mt
 from tests.cli.support import Reply, assert_user_error, in_process, regtool, scripted_server
 from tests.support.images import image_manifest, write_random_image
 from tests.support.serve import run_serve

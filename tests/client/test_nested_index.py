@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.client import Client
 from regtool.errors import ImageFormatError
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import MAX_INDEX_DEPTH, Manifest, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.support.images import write_image, write_index
 from tests.support.serve import RunningServe, serve  # noqa: F401

@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.client import Client
 from regtool.digest import Digest
 from regtool.errors import (
@@ -23,7 +24,6 @@ from regtool.errors import (
     TransportError,
     UnsupportedProtocolError,
 )
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.client.fakeregistry import V2_HEADER, FakeRegistry, Reply, fake_registry
 from tests.support.images import BuiltImage, image_manifest

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
-from regtool.protocol import mediatypes as mt
 from tests.cli.support import in_process
 from tests.gc.scene import Scene, fill
 from tests.support.redis import redis_server  # noqa: F401  (the fixture, for the cache test)

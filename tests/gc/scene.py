@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.manifest import parse_manifest
-from regtool.protocol import mediatypes as mt
 from tests.cli.support import in_process
 from tests.server.helpers import image_manifest, push_blob, push_manifest
 from tests.support.images import BuiltImage, write_image, write_index

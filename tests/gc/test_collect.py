@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.cli.support import in_process
 from tests.gc.conftest import Filled, assert_pulls_identical, snapshot, stored_blobs
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
-from regtool.protocol import mediatypes as mt
 from tests.cli.support import in_process
 from tests.gc.conftest import stored_blobs
 from tests.server.helpers import image_manifest, push_blob, push_manifest

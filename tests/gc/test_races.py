@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from regtool.server.gc import GcOptions, Removal, collect_garbage
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry

@@ -11,10 +11,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Manifest, parse_manifest
-from regtool.protocol import mediatypes as mt
 
 
 def layer_tar(files: dict[str, bytes]) -> bytes:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, NotFoundError
 from regtool.image.docker_archive import read_docker_archive, synthetic_v1_ids, write_docker_archive
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import ImageConfig, parse_manifest
-from regtool.protocol import mediatypes as mt
 from tests.conftest import require_binary
 from tests.image.builders import BuiltImage, gzip_bytes, make_image, make_layout, sha256
 

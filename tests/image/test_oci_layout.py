@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, NotFoundError
 from regtool.image.oci_layout import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, OciLayout
-from regtool.protocol import mediatypes as mt
 from tests.conftest import require_binary
 from tests.image.builders import make_image, make_layout, store_image
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, NotFoundError, UsageError
 from regtool.image.docker_archive import DockerArchiveSource, write_docker_archive
 from regtool.image.source import ImageSource, OciLayoutSource, open_source, parse_source_spec
 from regtool.manifest import Descriptor
-from regtool.protocol import mediatypes as mt
 from tests.image.builders import make_image, make_layout, store_image
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import RegtoolError
-from regtool.protocol import mediatypes as mt
 from regtool.server.config import ProxyRemote
 from regtool.server.proxy.limits import enforce_cache_limits, read_records
 from tests.proxy.conftest import LAYERS, Mirror, cached_blob, cached_bytes, mirror_of, pull, push_image, wait_recorded

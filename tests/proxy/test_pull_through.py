@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import NotFoundError
-from regtool.protocol import mediatypes as mt
 from tests.proxy.conftest import LAYERS, Mirror, cached_blob, cached_bytes, mirror_of, pull, push_image
 from tests.support.serve import run_serve
 

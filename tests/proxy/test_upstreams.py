@@ -12,9 +12,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from regtool import mediatypes as mt
 from regtool.cli import app
 from regtool.digest import Digest
-from regtool.protocol import mediatypes as mt
 from regtool.server.config import ProxyRemote
 from tests.auth.support import basic_auth_entry, write_docker_config, write_htpasswd
 from tests.conftest import require_binary

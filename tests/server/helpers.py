@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 
 __all__ = ["digest_of", "image_manifest", "index_manifest", "push_blob", "push_manifest", "random_blob"]
 

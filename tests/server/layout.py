@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 
 __all__ = ["BuiltImage", "make_layer", "write_oci_layout"]
 

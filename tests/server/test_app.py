@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.errors import UsageError
-from regtool.protocol import mediatypes as mt
 from regtool.server.config import ServerConfig
 from tests.server.helpers import image_manifest, push_blob, push_manifest
 from tests.support.serve import RequestLog, RunningServe, run_serve

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import UsageError
-from regtool.protocol import mediatypes as mt
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.cache.rediscache import RedisDescriptorCache
 from regtool.server.config import ServerConfig

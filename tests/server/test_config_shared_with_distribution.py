@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.conformance.steps import relative_location, with_query
 from tests.conftest import require_binary
 from tests.server.helpers import digest_of, image_manifest, push_manifest, random_blob

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.server.helpers import digest_of, image_manifest, push_blob, push_manifest, random_blob
 from tests.support.serve import run_serve
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.server.helpers import image_manifest, index_manifest, push_blob, random_blob
 
 ODD_VALUES: list[Any] = [None, 0, -1, 1.5, 10**40, True, "", "x", "sha256:zz", [], {}, [None], {"a": None}, "é" * 50]

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.server.helpers import digest_of, image_manifest, index_manifest, push_blob, push_manifest, random_blob
 from tests.support.serve import run_serve
 

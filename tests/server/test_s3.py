@@ -260,7 +260,7 @@ def test_a_store_gone_away_is_a_storage_fault_not_a_bug(s3_bucket: S3Bucket) -> 
     assert caught.value.errno == errno.EACCES
     with (
         run_serve(None, storage="s3", s3=s3_bucket.settings) as server,
-        httpx.Client(base_url=server.url, timeout=60) as http,
+        httpx.Client(base_url=server.url, timeout=180) as http,
     ):
         digest = push_blob(http, "r", random_blob(100))
         # The store goes away under the running registry: one clear error, no traceback, no 500 (after botocore

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.server.helpers import digest_of, image_manifest, push_blob, push_manifest, random_blob
 from tests.support.distribution import free_port, stop_process
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.conftest import require_binary
 from tests.server.layout import write_oci_layout
 from tests.support.serve import RunningServe

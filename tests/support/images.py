@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Manifest, Platform, parse_manifest
-from regtool.protocol import mediatypes as mt
 
 __all__ = [
     "BuiltImage",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import httpx
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from regtool.server.config import RequestEvent
 
 __all__ = ["digest_at", "kinds", "tags_at"]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
+from regtool import mediatypes as mt
 from regtool.client import Client
 from regtool.client.v2.referrers import (
     Referrer,
@@ -24,7 +25,6 @@ from regtool.client.v2.referrers import (
 from regtool.digest import Digest
 from regtool.errors import ProtocolError
 from regtool.manifest import Descriptor, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.reference import Reference
 from tests.cli.support import regtool

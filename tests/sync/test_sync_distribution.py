@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.client.v2.referrers import schema_tag
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
-from regtool.protocol import mediatypes as mt
 from tests.cli.support import assert_user_error, in_process
 from tests.support.distribution import Distribution
 from tests.support.images import write_image

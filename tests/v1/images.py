@@ -10,10 +10,10 @@ import lzma
 import tarfile
 from pathlib import Path
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor
-from regtool.protocol import mediatypes as mt
 
 __all__ = ["build_layout", "compress", "layer_tar", "push_v2_raw"]
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError
 from regtool.image.compression import Compression
@@ -22,7 +23,6 @@ from regtool.image.convert import (
     payload_checksum,
     v1_chain_from_config,
 )
-from regtool.protocol import mediatypes as mt
 from tests.v1.images import compress, layer_tar
 
 ROOT = "a" * 64

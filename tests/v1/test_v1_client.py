@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.client import Client
 from regtool.client.v1 import pull as v1pull
 from regtool.client.v1.push import image_manifest, local_v1_layers
@@ -18,7 +19,6 @@ from regtool.errors import IntegrityError, NotFoundError, UnsupportedProtocolErr
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import open_source
 from regtool.manifest import ImageConfig
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 from tests.support.serve import RunningServe, run_serve
 from tests.v1.images import build_layout

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.cli.support import regtool
 from tests.conftest import require_binary
 from tests.support.serve import RunningServe, run_serve

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from regtool.digest import Digest
 from regtool.errors import InvalidReference, NotFoundError, UsageError
+from regtool.grammar import is_valid_name, is_valid_tag
 from regtool.image.oci_layout import REF_NAME_ANNOTATION, OciLayout
-from regtool.protocol.grammar import is_valid_name, is_valid_tag
 from regtool.reference import Reference, parse_registry
 
 __all__ = ["DirectoryEndpoint", "Endpoint", "RegistryEndpoint", "join_repository", "parse_endpoint"]

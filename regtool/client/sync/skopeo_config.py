@@ -32,7 +32,7 @@ from regtool.client.sync.endpoints import RegistryEndpoint
 from regtool.client.sync.plan import SourceSpec, TagFilter, compile_pattern
 from regtool.client.sync.semver import SemverRange
 from regtool.errors import InvalidReference, UsageError
-from regtool.protocol.grammar import is_valid_name, is_valid_tag
+from regtool.grammar import is_valid_name, is_valid_tag
 from regtool.reference import parse_registry
 
 __all__ = ["KNOWN_KEYS", "NOT_HONOURED", "SkopeoConfig", "load_skopeo_config", "parse_skopeo_config"]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from regtool import mediatypes as mt
 from regtool.client.results import InspectResult, LayerInfo
 from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.client.v1.pull import fetch_chain
 from regtool.digest import Digest
 from regtool.errors import ProtocolError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, ManifestError
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 
 __all__ = ["V1_LAYER_MEDIA_TYPE", "v1_catalog", "v1_delete", "v1_image_json", "v1_inspect", "v1_tags"]

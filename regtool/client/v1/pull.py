@@ -38,6 +38,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from regtool import mediatypes as mt
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
@@ -59,7 +60,6 @@ from regtool.image.convert import (
 )
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Manifest, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.reference import Reference
 
 __all__ = ["StoredLayer", "V1PullOutcome", "download_layer", "fetch_chain", "pull_result", "pull_v1"]

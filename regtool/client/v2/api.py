@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import httpx
 
+from regtool import mediatypes as mt
 from regtool.client.net.auth import RegistryAuth
 from regtool.client.net.blobfetch import BlobFetcher
 from regtool.client.net.connections import BODY_SENDER, KEEP_BODY, BodySender
@@ -44,7 +45,6 @@ from regtool.errors import (
     UnsupportedProtocolError,
 )
 from regtool.manifest import Manifest, ManifestError, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.protocol.errcodes import decode_v1_error, decode_v2_errors
 from regtool.reference import Reference, registry_api_host

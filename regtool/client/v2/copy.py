@@ -44,6 +44,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from regtool import mediatypes as mt
 from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.resume import UploadClaim
@@ -66,7 +67,6 @@ from regtool.image.convert import (
     v1_chain_from_config,
 )
 from regtool.manifest import Descriptor, Manifest, Platform, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.protocol.ranges import chunk_range, parse_content_range, range_request
 from regtool.reference import Reference

@@ -34,13 +34,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from regtool import mediatypes as mt
 from regtool.client.progress import Progress
 from regtool.client.v2.api import RegistryAPI, json_body
 from regtool.client.v2.catalog import list_tags, pages
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, ProtocolError
 from regtool.manifest import Descriptor, Manifest, ManifestError, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.reference import Reference
 

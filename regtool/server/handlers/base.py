@@ -10,9 +10,9 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from regtool import grammar
 from regtool.digest import Digest
 from regtool.errors import InvalidDigest
-from regtool.protocol import grammar
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.auth.base import Access
 from regtool.server.context import ServerContext

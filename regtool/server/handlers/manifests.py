@@ -11,10 +11,11 @@ import dataclasses
 from starlette.requests import Request
 from starlette.responses import Response
 
+from regtool import grammar
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.manifest import Manifest, ManifestError, parse_manifest
-from regtool.protocol import grammar, v2
-from regtool.protocol import mediatypes as mt
+from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.auth.base import Access
 from regtool.server.errors import ApiError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from regtool.protocol import v2
 from regtool.server.auth.base import Access
 from regtool.server.handlers.base import authorize, context, json_response, parse_digest, repository, run_sync

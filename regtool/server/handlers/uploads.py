@@ -11,8 +11,9 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from regtool import grammar
 from regtool.digest import Digest
-from regtool.protocol import grammar, v2
+from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode
 from regtool.protocol.ranges import parse_chunk_range, upload_progress
 from regtool.server.auth.base import Access

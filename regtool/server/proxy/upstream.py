@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
+from regtool import mediatypes as mt
 from regtool.client.client import Client
 from regtool.client.net.connections import Exchange, exchange_of
 from regtool.client.v2.api import RegistryAPI
@@ -35,7 +36,6 @@ from regtool.errors import (
     UsageError,
 )
 from regtool.manifest import Manifest
-from regtool.protocol import mediatypes as mt
 from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode
 from regtool.reference import Reference

@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import logging
 
+from regtool import grammar
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, InvalidDigest
 from regtool.image.compression import open_decompressed
 from regtool.image.convert import config_from_v1, diff_id_of, layer_media_type, oci_manifest
 from regtool.manifest import Descriptor, ManifestError, parse_manifest
-from regtool.protocol import grammar
-from regtool.protocol import mediatypes as mt
 from regtool.server.errors import ApiError
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import Registry

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import InvalidDigest
 from regtool.manifest import Descriptor, ImageConfig, Manifest, ManifestError, Platform, parse_manifest
-from regtool.protocol import mediatypes as mt
 from regtool.server.errors import ApiError
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import Registry

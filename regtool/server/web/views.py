@@ -31,10 +31,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from regtool import grammar
+from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import InvalidDigest
-from regtool.protocol import grammar
-from regtool.protocol import mediatypes as mt
 from regtool.protocol.errcodes import ErrorCode
 from regtool.reference import is_loopback_host
 from regtool.server.auth.base import Access

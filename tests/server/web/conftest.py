@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from regtool.server.auth.htpasswd import hash_password
 from tests.server.helpers import push_blob, push_manifest
 from tests.support.images import BuiltImage, image_manifest

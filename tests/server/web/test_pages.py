@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regtool.protocol import mediatypes as mt
+from regtool import mediatypes as mt
 from tests.server.helpers import push_blob, push_manifest
 from tests.server.web.conftest import ATTESTATION_TYPE, PASSWORDS, SBOM_TYPE, SIGNATURE_TYPE, Populated
 from tests.support.images import image_manifest
