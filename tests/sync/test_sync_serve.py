@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def test_a_whole_registry_is_mirrored_and_a_rerun_asks_one_head_per_tag_at_each_
             assert digest_at(dest.url, f"mirror/{repository}", tag) == str(pushed[f"{repository}:{tag}"])
     # Blobs one repository received were mounted into the next, not sent again.
     assert any("mounted" in line for line in first.stdout.splitlines())
+    # A blob the images of a repository share is asked about (or sent) once in the run, not once per image.
+    blob_heads = Counter(e.path for e in dest.requests.events() if e.method == "HEAD" and "/blobs/" in e.path)
+    assert blob_heads and max(blob_heads.values()) == 1, blob_heads.most_common(3)
 
     server.requests.clear()
     dest.requests.clear()

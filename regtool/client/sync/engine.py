@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
     from regtool.client import Client
     from regtool.client.mirrors import Endpoint as MirrorEndpoint
+    from regtool.client.v2.copy import BlobPlace
     from regtool.image.oci_layout import OciLayout
 
 __all__ = ["ImageOutcome", "SyncEngine", "SyncOptions", "SyncResult"]
@@ -208,6 +209,9 @@ class SyncEngine:
         # Where each job's image is read from (``job.name`` -> the tag's reference there): the first endpoint,
         # a mirror or the source itself, that answered for its manifest (the Client's read_chain).
         self._read_from: dict[str, Reference] = {}
+        # Blobs known to be at the target (found, uploaded or mounted by an earlier copy of this run): images that
+        # share layers ask about each shared blob once per run, not once per image.
+        self._present: set[BlobPlace] = set()
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -533,6 +537,7 @@ class SyncEngine:
             progress=self.progress,
             jobs=self.client.jobs,
             mount_from=self._mount_candidates(target.repository),
+            known_present=self._present,
         )
         moved.bytes += result.bytes_copied
         moved.copied += result.blobs_copied

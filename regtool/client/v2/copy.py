@@ -35,7 +35,7 @@ import contextlib
 import functools
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableSet, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ from regtool.protocol import v2
 from regtool.protocol.ranges import chunk_range, parse_content_range, range_request
 from regtool.reference import Reference
 
-__all__ = ["CopyResult", "copy_image"]
+__all__ = ["BlobPlace", "CopyResult", "copy_image"]
 
 _CHUNK = 1 << 20
 _CONFIG_LIMIT = 16 << 20
@@ -257,6 +257,10 @@ async def _send_stream(
     return response
 
 
+# (registry, repository, digest): where a blob is known to be present.
+BlobPlace = tuple[str, str, Digest]
+
+
 class _Uploads:
     """Blob uploads to a v2 target through push's session handling (``V2Pusher``): its mounts, and its upload
     sessions remembered on disk, so that a rerun continues an interrupted upload (see the module docstring)."""
@@ -271,6 +275,7 @@ class _Uploads:
         chunk_size: int | None,
         mount_from: Sequence[str],
         explicit: int,
+        known_present: MutableSet[BlobPlace] | None = None,
     ) -> None:
         self.api = api
         self.target = target
@@ -280,25 +285,38 @@ class _Uploads:
         self.pusher = V2Pusher(api, jobs=1, progress=progress, chunk_size=chunk_size)
         self.mount_from = tuple(mount_from)
         self.explicit = explicit
+        self.known_present: MutableSet[BlobPlace] = set() if known_present is None else known_present
 
     async def blob(self, desc: Descriptor, opener: BlobOpener) -> None:
         """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
         target, key = self.target, str(desc.digest)
+        place = (target.registry, target.repository, desc.digest)
         self.progress.start(key, f"blob {desc.digest.short}", desc.size)
+        if place in self.known_present:
+            self._skipped(key)
+            return
         async with self.api.blob_upload_lock(target.registry, target.repository, desc.digest):
+            # Another copy of this run may have put it there while this one waited for the lock.
+            if place in self.known_present:
+                self._skipped(key)
+                return
             # As in push: one process at a time continues a blob's saved session (another opens its own).
             claim = await anyio.to_thread.run_sync(self.pusher.resume.claim, target.registry, target.repository, key)
             try:
                 await self._blob(desc, opener, claim)
             finally:
                 claim.release()
+        self.known_present.add(place)
+
+    def _skipped(self, key: str) -> None:
+        self.progress.finish(key, status="skipped")
+        self.tally.skipped += 1
 
     async def _blob(self, desc: Descriptor, opener: BlobOpener, claim: UploadClaim) -> None:
         target, key = self.target, str(desc.digest)
         if await self.api.blob_size(target.registry, target.repository, desc.digest) is not None:
             await anyio.to_thread.run_sync(claim.forget)
-            self.progress.finish(key, status="skipped")
-            self.tally.skipped += 1
+            self._skipped(key)
             return
         location: str | None = None
         offset = 0
@@ -585,6 +603,7 @@ async def copy_image(
     jobs: int = 4,
     mount_from: Sequence[str] = (),
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    known_present: MutableSet[BlobPlace] | None = None,
 ) -> CopyResult:
     """Copy ``source`` to ``target``. A ``v1_source`` / ``v1_target`` session means that end speaks v1;
     otherwise it is v2 through ``api``. See the module docstring for what each direction does.
@@ -592,6 +611,10 @@ async def copy_image(
     A v2 target mounts blobs from the ``mount_from`` repositories of its registry (and, for a v2 source on the
     same registry, from the source repository) and uploads the others in one ``PUT`` up to ``chunk_size`` bytes,
     in ``PATCH`` chunks of that size above it (None: always one ``PUT``).
+
+    ``known_present`` holds the blobs already known to be at a target (filled as blobs are found, uploaded or
+    mounted): a caller copying many images that share layers passes one set to every copy, so each shared blob
+    costs one HEAD or upload for the whole run instead of one per image.
     """
     progress = progress or NullProgress()
     started = time.monotonic()
@@ -611,6 +634,7 @@ async def copy_image(
         chunk_size=chunk_size,
         mount_from=mounts,
         explicit=len(mount_from),
+        known_present=known_present,
     )
     if v1_source is None and v1_target is None:
         digest = await _v2_to_v2(api, source, target, uploads, platform, jobs)
