@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.serve_vs_distribution import LOADS, make_layout, peak_rss_kib, skopeo  # noqa: E402
 from tests.support.distribution import free_port, stop_process  # noqa: E402
+from tests.support.redis import run_redis  # noqa: E402
 from tests.support.seaweedfs import SeaweedFS, run_seaweedfs  # noqa: E402
 from tests.support.serve import run_serve_process  # noqa: E402
 
@@ -66,13 +67,13 @@ storage:
     rootdirectory: /registry
   delete:
     enabled: true
-  maintenance:
+{cache}  maintenance:
     uploadpurging:
       enabled: false
 http:
   addr: 127.0.0.1:{port}
   secret: regtool-bench
-"""
+{redis}"""
 
 
 def _answers(port: int) -> bool:
@@ -87,14 +88,15 @@ def _answers(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_distribution_s3(root: Path, store: SeaweedFS) -> Iterator[str]:
-    """docker-registry with its s3 driver on a new bucket of ``store``; yields host:port."""
+def run_distribution_s3(root: Path, store: SeaweedFS, redis: str | None = None) -> Iterator[str]:
+    """docker-registry with its s3 driver on a new bucket of ``store`` (and its blob-descriptor cache in the Redis
+    at ``redis``, when given); yields host:port."""
     root.mkdir(parents=True, exist_ok=True)
     with store.bucket() as settings:
-        yield from _distribution_on(root, store, settings.bucket)
+        yield from _distribution_on(root, store, settings.bucket, redis)
 
 
-def _distribution_on(root: Path, store: SeaweedFS, bucket: str) -> Iterator[str]:
+def _distribution_on(root: Path, store: SeaweedFS, bucket: str, redis: str | None = None) -> Iterator[str]:
     port = free_port()
     config = root / "config.yml"
     config.write_text(
@@ -104,6 +106,8 @@ def _distribution_on(root: Path, store: SeaweedFS, bucket: str) -> Iterator[str]
             access_key=store.access_key,
             secret_key=store.secret_key,
             port=port,
+            cache="  cache:\n    blobdescriptor: redis\n" if redis else "",
+            redis=f"redis:\n  addr: {redis}\n  db: 1\n" if redis else "",
         )
     )
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -127,12 +131,18 @@ def _serve_args(store: SeaweedFS, bucket: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def registries(work: Path, store: SeaweedFS, round_no: int) -> Iterator[dict[str, tuple[str, int | None]]]:
-    """A fresh serve and docker-registry on new buckets: name -> (host:port, pid of serve or None)."""
+def registries(
+    work: Path, store: SeaweedFS, round_no: int, redis: str | None = None
+) -> Iterator[dict[str, tuple[str, int | None]]]:
+    """A fresh serve and docker-registry on new buckets, each with its blob-descriptor cache in the Redis at
+    ``redis`` when given (serve in database 0, distribution in 1): name -> (host:port, pid of serve or None)."""
+    cache = ["--redis", redis] if redis else []
     with (
         store.bucket() as settings,
-        run_serve_process(work / f"serve-{round_no}", *_serve_args(store, settings.bucket), env=store.env()) as serve,
-        run_distribution_s3(work / f"distribution-{round_no}", store) as dist,
+        run_serve_process(
+            work / f"serve-{round_no}", *_serve_args(store, settings.bucket), *cache, env=store.env()
+        ) as serve,
+        run_distribution_s3(work / f"distribution-{round_no}", store, redis) as dist,
     ):
         yield {"serve": (serve.host, serve.process.pid), "distribution": (dist, None)}
 
@@ -175,6 +185,7 @@ def main() -> None:
     parser.add_argument("--pulls", type=int, default=1, help="pulls per image and round, alternating (default 1)")
     parser.add_argument("--large-mib", type=int, default=512, help="layer size of the 2-layer image (default 512)")
     parser.add_argument("--rehash", type=int, default=0, metavar="MIB", help="instead: the re-read cost at commit")
+    parser.add_argument("--redis", action="store_true", help="both registries cache blob descriptors in one Redis")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="regtool-s3-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -184,7 +195,9 @@ def main() -> None:
     times: dict[tuple[str, str, str], list[float]] = {}
     peak = 0
     try:
-        with run_seaweedfs(work / "seaweedfs") as store:
+        with run_seaweedfs(work / "seaweedfs") as store, contextlib.ExitStack() as stack:
+            redis_server = stack.enter_context(run_redis()) if args.redis else None
+            redis = redis_server.addr if redis_server is not None else None
             if args.rehash:
                 rehash(work, store, args.rehash)
                 return
@@ -192,7 +205,10 @@ def main() -> None:
                 print(f"generating {name} ...", flush=True)
                 make_layout(work / name, count, size)
             for round_no in range(args.rounds):
-                with registries(work, store, round_no) as servers:
+                if redis_server is not None:
+                    # Each round's registries are on new buckets: descriptors cached for the last ones would lie.
+                    redis_server.command("FLUSHALL")
+                with registries(work, store, round_no, redis) as servers:
                     order = list(servers.items()) if round_no % 2 == 0 else list(reversed(servers.items()))
                     for image in images:
                         for server, (host, _) in order:
