@@ -142,8 +142,6 @@ class ServerConfig:
     # Object storage (storage="s3") and whether blob GETs/HEADs answer 307 to a presigned URL on the store.
     s3: S3Settings | None = None
     storage_redirect: bool = True
-    # Shared by instances behind one balancer: signs upload state that travels between them.
-    http_secret: str | None = None
     # The blob-descriptor cache shared by instances (None: uncached).
     redis_addr: str | None = None
     redis_password: str | None = None
@@ -160,8 +158,6 @@ class ServerConfig:
     # The health endpoint for balancers: storage checked every interval, unhealthy after threshold failures.
     health_storage_interval: float = 10.0
     health_storage_threshold: int = 3
-    # The address clients use (distribution's http.host), for Location headers behind a balancer; None: the request's.
-    public_url: str | None = None
     log_level: str = "info"
     # A second listener (distribution's http.debug.addr) for /metrics and /debug/health, kept off the balancer.
     debug_addr: str | None = None

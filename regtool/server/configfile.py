@@ -287,16 +287,17 @@ def _map_http(top: ConfigSection, values: dict[str, Any]) -> None:
     if host:
         if not re.match(r"^https?://[^/]+", host):
             raise http.error(f"{host!r} is not an absolute http(s) URL", "host")
-        values["public_url"] = host.rstrip("/")
+        http.note("host", "regtool's Location headers are relative, so they hold behind any address")
     prefix = http.text("prefix")
     if prefix not in (None, "", "/"):
         raise http.error(
             f"{prefix}: not supported by regtool serve (it serves /v2/ at the root; strip the prefix in the proxy)",
             "prefix",
         )
-    secret = http.text("secret")
-    if secret:
-        values["http_secret"] = secret
+    http.text("secret")
+    # Distribution signs upload state with it so another instance can continue an upload; regtool keeps that
+    # state in storage, which every instance shares.
+    http.note("secret", "upload state lives in the shared storage, so instances need no shared secret")
     http.flag("relativeurls", False)
     http.note("relativeurls", "regtool's Location headers are always relative")
     http.duration("draintimeout")
