@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import http.client
 import os
 import platform
 import shutil
@@ -42,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serve_vs_distribution import LOADS, make_layout, peak_rss_kib, skopeo  # noqa: E402
-from tests.support.distribution import free_port, stop_process  # noqa: E402
+from tests.support.distribution import free_port, http_status, stop_process  # noqa: E402
 from tests.support.redis import run_redis  # noqa: E402
 from tests.support.seaweedfs import SeaweedFS, run_seaweedfs  # noqa: E402
 from tests.support.serve import run_serve_process  # noqa: E402
@@ -76,17 +75,6 @@ http:
 {redis}"""
 
 
-def _answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/v2/")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 @contextlib.contextmanager
 def run_distribution_s3(root: Path, store: SeaweedFS, redis: str | None = None) -> Iterator[str]:
     """docker-registry with its s3 driver on a new bucket of ``store`` (and its blob-descriptor cache in the Redis
@@ -117,7 +105,7 @@ def _distribution_on(root: Path, store: SeaweedFS, bucket: str, redis: str | Non
         )
     try:
         deadline = time.monotonic() + 20
-        while not _answers(port):
+        while http_status(port) != 200:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"docker-registry did not start; see {root / 'registry.log'}")
             time.sleep(0.05)

@@ -87,15 +87,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+def http_status(port: int, path: str = "/v2/", *, timeout: float = 1.0) -> int | None:
+    """The status of ``GET path`` on a loopback port, or None while nothing answers there (a readiness probe)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", "/v2/")
-        return conn.getresponse().status == 200
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
     except OSError:
-        return False
+        return None
     finally:
         conn.close()
+
+
+def _answers(port: int) -> bool:
+    return http_status(port) == 200
 
 
 @contextlib.contextmanager

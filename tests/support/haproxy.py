@@ -19,7 +19,6 @@ an instance that dies is lost (502 or a cut body): the client's retries must cov
 from __future__ import annotations
 
 import contextlib
-import http.client
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.distribution import free_port, stop_process
+from tests.support.distribution import free_port, http_status, stop_process
 
 __all__ = ["Balancer", "find_binary", "haproxy_config", "run_haproxy"]
 
@@ -101,17 +100,6 @@ def find_binary() -> str | None:
     return shutil.which("haproxy")
 
 
-def _answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/debug/health")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 @contextlib.contextmanager
 def run_haproxy(
     workdir: Path,
@@ -138,7 +126,7 @@ def run_haproxy(
     balancer = Balancer(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", port, config_path, stats_socket, process)
     try:
         deadline = time.monotonic() + 15
-        while not (stats_socket.exists() and _answers(port)):
+        while not (stats_socket.exists() and http_status(port, "/debug/health", timeout=2) == 200):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"haproxy did not start; see {workdir / 'haproxy.log'}")
             time.sleep(0.05)

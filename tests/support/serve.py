@@ -31,7 +31,6 @@ As a subprocess (``python -m regtool serve``, same flags as the CLI)::
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
 import os
 import signal
@@ -47,7 +46,7 @@ import pytest
 
 from regtool.server.config import RequestEvent
 from regtool.server.embedded import EmbeddedServe, RequestLog, embedded_serve
-from tests.support.distribution import free_port, stop_process
+from tests.support.distribution import free_port, http_status, stop_process
 
 __all__ = [
     "RequestEvent",
@@ -101,18 +100,6 @@ class ServeProcess:
         self.process.wait(timeout=10)
 
 
-def _answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/v2/")
-        conn.getresponse().read()
-        return True
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 @contextlib.contextmanager
 def run_serve_process(
     root: Path, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None
@@ -139,9 +126,9 @@ def run_serve_process(
                 env={**os.environ, **(env or {})},
             )
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and process.poll() is None and not _answers(port):
+        while time.monotonic() < deadline and process.poll() is None and http_status(port) is None:
             time.sleep(0.05)
-        if process.poll() is None and _answers(port):
+        if process.poll() is None and http_status(port) is not None:
             break
         stop_process(process, timeout=10)
     else:
