@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import hashlib
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_vs_distribution import LOADS, make_layout, peak_rss_kib, skopeo  # noqa: E402
+from benchmarks.serve_vs_distribution import Times, make_layout, report, timed_round  # noqa: E402
 from tests.support.distribution import free_port, http_status, stop_process  # noqa: E402
 from tests.support.redis import run_redis  # noqa: E402
 from tests.support.seaweedfs import SeaweedFS, run_seaweedfs  # noqa: E402
@@ -180,7 +179,7 @@ def main() -> None:
     images = {"16x32MiB": (16, 32 * MiB), f"2x{args.large_mib}MiB": (2, args.large_mib * MiB)}
     if args.small_only or args.large_only:
         images = {k: v for k, v in images.items() if (k == "16x32MiB") == args.small_only}
-    times: dict[tuple[str, str, str], list[float]] = {}
+    times: Times = {}
     peak = 0
     try:
         with run_seaweedfs(work / "seaweedfs") as store, contextlib.ExitStack() as stack:
@@ -197,40 +196,11 @@ def main() -> None:
                     # Each round's registries are on new buckets: descriptors cached for the last ones would lie.
                     redis_server.command("FLUSHALL")
                 with registries(work, store, round_no, redis) as servers:
-                    order = list(servers.items()) if round_no % 2 == 0 else list(reversed(servers.items()))
-                    for image in images:
-                        for server, (host, _) in order:
-                            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
-                            elapsed = skopeo("copy", "--dest-tls-verify=false", f"oci:{work / image}:bench", ref)
-                            times.setdefault((image, "push", server), []).append(elapsed)
-                        for pull_no in range(args.pulls):
-                            # Who goes first alternates on every pull, not only every round.
-                            for server, (host, _) in order if pull_no % 2 == 0 else reversed(order):
-                                ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
-                                out = work / f"pull-{server}"
-                                elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
-                                shutil.rmtree(out)
-                                times.setdefault((image, "pull", server), []).append(elapsed)
-                        print(f"round {round_no + 1}/{args.rounds} {image} done", flush=True)
-                    pid = servers["serve"][1]
-                    assert pid is not None
-                    peak = max(peak, peak_rss_kib(pid))
+                    peak = max(peak, timed_round(work, images, servers, round_no, args.pulls, times))
+                    print(f"round {round_no + 1}/{args.rounds} done", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
-    print(f"{'image':10} {'op':5} {'serve s':>9} {'distribution s':>15} {'ratio':>6}")
-    for image in images:
-        for op in ("push", "pull"):
-            ours = statistics.median(times[(image, op, "serve")])
-            theirs = statistics.median(times[(image, op, "distribution")])
-            samples = " ".join(
-                f"{server}=[{', '.join(f'{t:.2f}' for t in times[(image, op, server)])}]"
-                for server in ("serve", "distribution")
-            )
-            print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}   {samples}")
-    print(f"regtool serve peak RSS (VmHWM): {peak / 1024:.1f} MiB")
-    print(f"load average (1 min) before the timed runs: {min(LOADS):.2f} to {max(LOADS):.2f}")
+    report(images, times, peak)
 
 
 if __name__ == "__main__":

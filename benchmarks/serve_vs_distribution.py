@@ -33,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,6 +187,57 @@ def blob_rss(work: Path, gib: int) -> None:
     print(f"regtool serve RSS: {before / 1024:.1f} MiB idle, peak (VmHWM) {peak / 1024:.1f} MiB after push + pull")
 
 
+Times = dict[tuple[str, str, str], list[float]]
+
+
+def timed_round(
+    work: Path,
+    images: Iterable[str],
+    servers: dict[str, tuple[str, int | None]],
+    round_no: int,
+    pulls: int,
+    times: Times,
+) -> int:
+    """One round: skopeo pushes each image (``work/<image>``, an OCI layout) to each registry, then pulls it
+    ``pulls`` times from each, who goes first alternating; times go to ``times[(image, op, server)]``. Returns
+    serve's peak RSS so far (KiB)."""
+    order = list(servers.items()) if round_no % 2 == 0 else list(reversed(servers.items()))
+    for image in images:
+        for server, (host, _) in order:
+            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
+            elapsed = skopeo("copy", "--dest-tls-verify=false", f"oci:{work / image}:bench", ref)
+            times.setdefault((image, "push", server), []).append(elapsed)
+        for pull_no in range(pulls):
+            # Who goes first alternates on every pull, not only every round.
+            for server, (host, _) in order if pull_no % 2 == 0 else reversed(order):
+                ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
+                out = work / f"pull-{server}"
+                elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
+                shutil.rmtree(out)
+                times.setdefault((image, "pull", server), []).append(elapsed)
+    pid = servers["serve"][1]
+    assert pid is not None
+    return peak_rss_kib(pid)
+
+
+def report(images: Iterable[str], times: Times, peak_kib: int) -> None:
+    """The medians, serve / distribution ratios and every sample, serve's peak RSS and the load seen."""
+    print()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
+    print(f"{'image':10} {'op':5} {'serve s':>9} {'distribution s':>15} {'ratio':>6}")
+    for image in images:
+        for op in ("push", "pull"):
+            ours = statistics.median(times[(image, op, "serve")])
+            theirs = statistics.median(times[(image, op, "distribution")])
+            samples = " ".join(
+                f"{server}=[{', '.join(f'{t:.2f}' for t in times[(image, op, server)])}]"
+                for server in ("serve", "distribution")
+            )
+            print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}   {samples}")
+    print(f"regtool serve peak RSS (VmHWM): {peak_kib / 1024:.1f} MiB")
+    print(f"load average (1 min) before the timed runs: {min(LOADS):.2f} to {max(LOADS):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -209,46 +260,17 @@ def main() -> None:
     for name, (count, size) in images.items():
         print(f"generating {name} ...", flush=True)
         make_layout(work / name, count, size)
-    times: dict[tuple[str, str, str], list[float]] = {}
+    times: Times = {}
     peak = 0
     try:
         for round_no in range(args.rounds):
             with registries(work, round_no) as servers:
-                order = list(servers.items()) if round_no % 2 == 0 else list(reversed(servers.items()))
-                for image in images:
-                    for server, (host, _) in order:
-                        ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
-                        elapsed = skopeo("copy", "--dest-tls-verify=false", f"oci:{work / image}:bench", ref)
-                        times.setdefault((image, "push", server), []).append(elapsed)
-                    for pull_no in range(args.pulls):
-                        # Alternate who goes first on every pull, not only every round.
-                        for server, (host, _) in order if pull_no % 2 == 0 else reversed(order):
-                            ref = f"docker://{host}/bench/{image.lower()}:r{round_no}"
-                            out = work / f"pull-{server}"
-                            elapsed = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:bench")
-                            shutil.rmtree(out)
-                            times.setdefault((image, "pull", server), []).append(elapsed)
-                    print(f"round {round_no + 1}/{args.rounds} {image} done", flush=True)
-                pid = servers["serve"][1]
-                assert pid is not None
-                peak = max(peak, peak_rss_kib(pid))
+                peak = max(peak, timed_round(work, images, servers, round_no, args.pulls, times))
+                print(f"round {round_no + 1}/{args.rounds} done", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
-    print(f"{'image':10} {'op':5} {'serve s':>9} {'distribution s':>15} {'ratio':>6}")
-    for image in images:
-        for op in ("push", "pull"):
-            ours = statistics.median(times[(image, op, "serve")])
-            theirs = statistics.median(times[(image, op, "distribution")])
-            samples = " ".join(
-                f"{server}=[{', '.join(f'{t:.2f}' for t in times[(image, op, server)])}]"
-                for server in ("serve", "distribution")
-            )
-            print(f"{image:10} {op:5} {ours:9.2f} {theirs:15.2f} {ours / theirs:6.2f}   {samples}")
-    print(f"regtool serve peak RSS (VmHWM): {peak / 1024:.1f} MiB")
-    print(f"load average (1 min) before the timed runs: {min(LOADS):.2f} to {max(LOADS):.2f}")
+    report(images, times, peak)
 
 
 if __name__ == "__main__":
