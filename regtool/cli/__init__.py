@@ -7,6 +7,7 @@ completion scripts in ``completions/`` are generated from the result (``python -
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 from copy import copy as shallow_copy
 from typing import TYPE_CHECKING
@@ -21,30 +22,32 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 # async backend; the command line runs on asyncio only. Only when trio is not loaded yet, as above.
 sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
-# Each command module registers itself on ``app`` when imported. ``copy`` and ``demo`` (registry v1 work) and
-# ``login``/``logout`` (auth) join this list when they exist.
-from regtool.cli import (  # noqa: E402, F401
-    catalog,
-    copy,
-    delete,
-    demo,
-    inspect,
-    login,
-    probe,
-    pull,
-    push,
-    serve,
-    serve_gc,
-    sync,
-    tags,
-)
 from regtool.cli.app import app  # noqa: E402
 
 if TYPE_CHECKING:
     import typer
     from typer.models import CommandInfo, TyperInfo
 
-__all__ = ["app", "main"]
+__all__ = ["COMMAND_MODULES", "app", "main"]
+
+# The module that registers each command on ``app`` when imported, in the order they are registered. A run of
+# one command imports its module alone; anything that reads the command lists (the help, completions, a test
+# driving ``app``) imports them all first.
+COMMAND_MODULES = {
+    "catalog": "catalog",
+    "copy": "copy",
+    "delete": "delete",
+    "demo": "demo",
+    "inspect": "inspect",
+    "login": "login",
+    "logout": "login",
+    "probe": "probe",
+    "pull": "pull",
+    "push": "push",
+    "serve": "serve_gc",  # the serve group with its subcommands
+    "sync": "sync",
+    "tags": "tags",
+}
 
 # The commands that connect to registries through a Client built from the connection options.
 _REGISTRY_COMMANDS = frozenset(
@@ -73,19 +76,32 @@ def main() -> None:
 def _only_the_command_named(first: list[str]) -> typer.Typer:
     """``app`` with only the command that ``first`` (the first argument) names, when it names one; else ``app``.
 
-    typer turns every registered command into a click command (parameters, help texts) before parsing, ~10 ms for
-    all of them, and one run needs one. Anything else (no argument, ``--help``, ``--version``, an unknown name)
-    gets them all, so help listings and "no such command" messages stay as they were.
+    A run needs one command: its module alone is imported (the others cost 10-40 ms of imports: the server's
+    configuration, the demo's image builder), and typer turns only it into a click command (parameters, help
+    texts). Anything else (no argument, ``--help``, ``--version``, an unknown name) gets them all, so help
+    listings and "no such command" messages stay as they were.
     """
-    chosen = [info for info in app.registered_commands if first and _command_name(info) == first[0]]
-    # A group (``serve``, with its subcommands) is kept whole: its callback and subcommands are one job.
-    groups = [info for info in app.registered_groups if first and _group_name(info) == first[0]]
-    if not chosen and not groups:
+    module = COMMAND_MODULES.get(first[0]) if first else None
+    if module is None:
         return app
+    with app.only_what_is_imported():
+        importlib.import_module(f"regtool.cli.{module}")
+        chosen = [info for info in app.registered_commands if _command_name(info) == first[0]]
+        # A group (``serve``, with its subcommands) is kept whole: its callback and subcommands are one job.
+        groups = [info for info in app.registered_groups if _group_name(info) == first[0]]
     single = shallow_copy(app)
+    single.register_on_first_read(None)
     single.registered_commands = chosen
     single.registered_groups = groups
     return single
+
+
+def _register_every_command() -> None:
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        importlib.import_module(f"regtool.cli.{module}")
+
+
+app.register_on_first_read(_register_every_command)
 
 
 def _command_name(info: CommandInfo) -> str:

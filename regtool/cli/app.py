@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -23,7 +24,7 @@ from regtool.__about__ import __version__
 
 if TYPE_CHECKING:
     from typer._click import Context
-    from typer.models import CommandFunctionType
+    from typer.models import CommandFunctionType, CommandInfo, TyperInfo
 
 __all__ = ["STDOUT_CLOSED", "RegtoolCommand", "RegtoolGroup", "app", "stdout_closed"]
 
@@ -124,7 +125,54 @@ def _exit_code(fail: Callable[..., NoReturn], message: str, code: int, argv: Seq
 
 
 class _Typer(typer.Typer):
-    """typer.Typer whose commands are RegtoolCommands unless a command asks for another class."""
+    """typer.Typer whose commands are RegtoolCommands unless a command asks for another class.
+
+    Its command modules can be registered on first need (``register_on_first_read``): the first read of the
+    command lists (typer building the parser, a test, the completion generator) imports them, while a run of one
+    named command imports that command's module alone and never reads them before (``cli.main``).
+    """
+
+    _register: Callable[[], None] | None = None
+    _commands: list[CommandInfo]
+    _groups: list[TyperInfo]
+
+    def register_on_first_read(self, register: Callable[[], None] | None) -> None:
+        """Call ``register`` (which imports the command modules) when the command lists are first read; None:
+        never (the modules a run needs are imported by the caller)."""
+        self._register = register
+
+    @contextmanager
+    def only_what_is_imported(self) -> Iterator[None]:
+        """Within: the command lists hold the commands of the modules imported so far, and reading them
+        registers no more (a run of one command imports its module here)."""
+        register, self._register = self._register, None
+        try:
+            yield
+        finally:
+            self._register = register
+
+    def _registered(self) -> None:
+        register, self._register = self._register, None
+        if register is not None:
+            register()
+
+    @property
+    def registered_commands(self) -> list[CommandInfo]:
+        self._registered()
+        return self._commands
+
+    @registered_commands.setter
+    def registered_commands(self, commands: list[CommandInfo]) -> None:
+        self._commands = commands
+
+    @property
+    def registered_groups(self) -> list[TyperInfo]:
+        self._registered()
+        return self._groups
+
+    @registered_groups.setter
+    def registered_groups(self, groups: list[TyperInfo]) -> None:
+        self._groups = groups
 
     def command(
         self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs: Any

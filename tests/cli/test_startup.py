@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.main import get_command_name
 
-from regtool.cli import _REGISTRY_COMMANDS, _only_the_command_named, app
+from regtool.cli import _REGISTRY_COMMANDS, COMMAND_MODULES, _only_the_command_named, app
 from regtool.cli.console import LazyConsole
 
 
@@ -43,6 +43,29 @@ def test_the_tls_warm_up_list_is_the_commands_with_connection_options() -> None:
         if info.callback is not None and "insecure" in inspect.signature(info.callback).parameters
     }
     assert connecting == _REGISTRY_COMMANDS
+
+
+def test_every_command_has_its_module_named() -> None:
+    assert set(COMMAND_MODULES) == set(_names(app))
+
+
+@pytest.mark.parametrize("command", ["inspect", "tags", "logout", "serve"])
+def test_a_named_command_imports_its_module_alone(command: str) -> None:
+    code = (
+        "import sys; from typer.main import get_command_name; from regtool.cli import _only_the_command_named; "
+        f"single = _only_the_command_named([{command!r}]); "
+        "names = [i.name or get_command_name(i.callback.__name__) for i in single.registered_commands] "
+        "+ [g.name for g in single.registered_groups]; "
+        "print(names, sorted(m for m in sys.modules if m.startswith('regtool.cli.') and m[12:] in sys.argv[1:]))"
+    )
+    modules = sorted(set(COMMAND_MODULES.values()) | {"serve"})
+    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, check=True)
+    imported = (
+        ["regtool.cli.serve", "regtool.cli.serve_gc"]
+        if command == "serve"
+        else [f"regtool.cli.{COMMAND_MODULES[command]}"]
+    )
+    assert proc.stdout == f"{[command]} {imported}\n"
 
 
 def test_anything_else_gets_every_command() -> None:
