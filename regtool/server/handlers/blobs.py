@@ -38,12 +38,14 @@ async def get_blob(request: Request) -> Response:
         name, missed = await proxy.blob(request, name, digest)
         if missed is not None:
             return missed
-    size = await run_sync(registry.stat_blob, name, digest)
     driver = context(request).driver
     if context(request).config.storage_redirect and isinstance(driver, ObjectStoreDriver):
-        # The client fetches the bytes (and its Range) from the store itself: no blob byte passes through here.
+        # The client fetches the bytes (and its Range) from the store itself: no blob byte passes through here,
+        # and the size is the store's to tell, so the repository's link is the one thing looked up.
+        await run_sync(registry.require_linked, name, digest)
         location = driver.presigned_url(paths.blob_data(digest), request.method)
         return empty(307, {"Location": location, v2.CONTENT_DIGEST_HEADER: str(digest)})
+    size = await run_sync(registry.stat_blob, name, digest)
     headers = {
         "Content-Type": "application/octet-stream",
         v2.CONTENT_DIGEST_HEADER: str(digest),

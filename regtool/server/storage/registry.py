@@ -170,11 +170,24 @@ class Registry:
         return True
 
     def _link_stored(self, name: str, digest: Digest) -> bool:
+        # A link is a small file, so it is read, not stat-ed: on an object store a read is one request whether
+        # the link is there or not, where a stat of a missing path also asks whether it is a directory or an
+        # upload in progress.
         try:
-            self.driver.stat(paths.layer_link(name, digest))
+            self.driver.get_content(paths.layer_link(name, digest))
         except PathNotFound:
             return False
         return True
+
+    def require_linked(self, name: str, digest: Digest) -> None:
+        """BLOB_UNKNOWN unless ``name`` links blob ``digest``: all a redirect to the store needs to know, since a
+        link is written only once its blob's bytes are in place (and removed before them)."""
+        if not self.blob_linked(name, digest):
+            raise self._blob_unknown(name, digest)
+
+    @staticmethod
+    def _blob_unknown(name: str, digest: Digest) -> ApiError:
+        return ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", detail=str(digest))
 
     def stat_blob(self, name: str, digest: Digest) -> int:
         """The size of a blob linked in ``name``; BLOB_UNKNOWN otherwise."""
@@ -187,7 +200,7 @@ class Registry:
             if size is not None and self.cache is not None:
                 self.cache.remember_blob(name, digest, BlobDescriptor(size))
         if size is None:
-            raise ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", detail=str(digest))
+            raise self._blob_unknown(name, digest)
         return size
 
     def open_blob(self, name: str, digest: Digest, offset: int = 0) -> BinaryIO:
@@ -338,6 +351,10 @@ class Registry:
 
     def resolve(self, name: str, reference: str) -> Digest:
         """The digest a tag or digest reference names in ``name``; MANIFEST_UNKNOWN / NAME_UNKNOWN otherwise."""
+        return self._resolve(name, reference)[0]
+
+    def _resolve(self, name: str, reference: str) -> tuple[Digest, str]:
+        """``resolve``, with the manifest's media type read on the way (its revision link)."""
         if ":" in reference:
             digest = Digest.parse(reference)
         else:
@@ -345,13 +362,15 @@ class Registry:
                 digest = Digest.parse(self.driver.get_content(paths.tag_link(name, reference)).decode())
             except (PathNotFound, InvalidDigest, UnicodeDecodeError):
                 raise self._manifest_unknown(name, reference) from None
-        if self._manifest_media_type(name, digest) is None:
+        media_type = self._manifest_media_type(name, digest)
+        if media_type is None:
             raise self._manifest_unknown(name, reference)
-        return digest
+        return digest, media_type
 
     def _manifest_stored(self, name: str, digest: Digest) -> bool:
         try:
-            self.driver.stat(paths.manifest_revision(name, digest))
+            # Read rather than stat-ed, as a blob link is (``_link_stored``).
+            self.driver.get_content(paths.manifest_revision(name, digest))
         except PathNotFound:
             return False
         return True
@@ -378,14 +397,11 @@ class Registry:
         )
 
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
-        digest = self.resolve(name, reference)
-        media_type = self._manifest_media_type(name, digest)
+        digest, media_type = self._resolve(name, reference)
         try:
             raw = self.blobs.get(digest)
         except PathNotFound:
-            media_type = None
-        if media_type is None:
-            raise self._manifest_unknown(name, reference)
+            raise self._manifest_unknown(name, reference) from None
         return StoredManifest(raw, media_type, digest)
 
     def put_manifest(self, name: str, manifest: Manifest, tag: str | None, *, verify_references: bool = True) -> None:
