@@ -69,7 +69,7 @@ async def test_push_then_pull_round_trip_keeps_layers_and_config(tmp_path: Path)
 async def test_pull_as_docker_archive_keeps_real_v1_ids(tmp_path: Path) -> None:
     build_layout(tmp_path / "src", layers=2)
     with open_source(str(tmp_path / "src")) as source:
-        chain = [layer.image for layer in local_v1_layers(source, image_manifest(source))[0]]
+        chain = [layer.image for layer in local_v1_layers(source, await image_manifest(source))[0]]
     with run_serve(tmp_path / "root") as server:
         target = ref(server)
         await push_v1(tmp_path / "src", target)

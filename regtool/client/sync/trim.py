@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from regtool.errors import NotFoundError
 from regtool.manifest import Manifest, Platform, parse_manifest
-from regtool.platform import matches
+from regtool.platform import available_platforms, matches
 
 __all__ = ["trim_index"]
 
@@ -31,9 +31,8 @@ def trim_index(index: Manifest, platforms: Sequence[Platform], *, where: str) ->
         if entry.platform is not None and any(matches(wanted, entry.platform) for wanted in platforms)
     ]
     if not keep:
-        available = ", ".join(str(e.platform) for e in index.manifests if e.platform is not None) or "none"
         asked = ", ".join(map(str, platforms))
-        raise NotFoundError(f"{where} has no manifest for {asked}; available: {available}")
+        raise NotFoundError(f"{where} has no manifest for {asked}; available: {available_platforms(index.manifests)}")
     if len(keep) == len(index.manifests):
         return index
     document = json.loads(index.raw)

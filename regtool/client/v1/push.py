@@ -35,8 +35,8 @@ from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, UnsupportedProtocolError
 from regtool.image.convert import V1Image, payload_checksum, v1_chain_from_config
 from regtool.image.source import ImageSource, open_source
-from regtool.manifest import Manifest
-from regtool.platform import host_platform, select_manifest
+from regtool.manifest import Descriptor, Manifest
+from regtool.platform import host_platform, select_image
 from regtool.reference import Reference
 
 __all__ = [
@@ -186,15 +186,19 @@ def file_chunks(source: ImageSource, layer_digest: Digest) -> LayerOpener:
     return opener
 
 
-def image_manifest(source: ImageSource) -> Manifest:
-    """The source's image manifest; for an index, the entry of this machine's platform."""
+async def image_manifest(source: ImageSource) -> Manifest:
+    """The source's image manifest; for an index, the image of this machine's platform (``select_image``, as a
+    pull resolves one)."""
     root = source.root
-    if root.kind == "image":
-        return root
-    if root.kind == "index":
-        entry = select_manifest(root.manifests, host_platform(), where=source.description)
-        return source.manifest(entry.digest)
-    raise ImageFormatError(f"{source.description}: a {root.kind} manifest cannot be pushed over registry v1")
+    if root.kind not in {"image", "index"}:
+        raise ImageFormatError(f"{source.description}: a {root.kind} manifest cannot be pushed over registry v1")
+
+    async def local(entries: Sequence[Descriptor]) -> list[Manifest]:
+        return [source.manifest(entry.digest) for entry in entries]
+
+    resolved = await select_image(root, host_platform(), local, where=source.description)
+    assert resolved.image is not None, "select_image without optional resolves to an image"
+    return resolved.image
 
 
 def local_v1_layers(source: ImageSource, manifest: Manifest) -> tuple[list[V1Layer], bytes]:
@@ -227,7 +231,7 @@ async def push_v1(
         raise UnsupportedProtocolError(f"{ref}: registry v1 cannot push by digest; use a tag")
     started = time.monotonic()
     with await anyio.to_thread.run_sync(open_source, source_spec) as source:
-        manifest = await anyio.to_thread.run_sync(image_manifest, source)
+        manifest = await image_manifest(source)
         layers, _config = await anyio.to_thread.run_sync(local_v1_layers, source, manifest)
         stats = await push_v1_chain(api, ref.repository, ref.tag or "latest", layers, progress=progress)
         recompressed = source.recompressed

@@ -3,10 +3,11 @@
 No local copy of the image is made. Blobs stream from the source to the target and are verified on the way:
 
 - **v2 -> v2**: each missing blob (HEAD first) is streamed GET -> PUT with its digest checked; an index is
-  copied with all its child manifests, or with a ``platform`` only that platform's image manifest (chosen by
-  the pull's own plan, so an absent platform fails the same way, listing the available ones), tagged at the
-  target; manifests keep their exact bytes, so digests are unchanged. On one registry, a blob is mounted from
-  the source repository instead (``POST ?mount=&from=``), as it is from any ``mount_from`` repository.
+  copied with all its child manifests, or with a ``platform`` only that platform's image manifest (chosen as a
+  pull chooses it, ``resolve.plan_images``, so an absent platform fails the same way, listing the available
+  ones), tagged at the target; manifests keep their exact bytes, so digests are unchanged. On one registry, a
+  blob is mounted from the source repository instead (``POST ?mount=&from=``), as it is from any ``mount_from``
+  repository.
 - **v2 -> v1**: the v1 chain is derived from the config (deterministic ids, ``convert.v1_chain_from_config``)
   and each layer blob streams from the v2 GET into the v1 layer PUT; a digest mismatch aborts the PUT before
   it completes, so the registry never sees the image finished.
@@ -53,8 +54,8 @@ from regtool.client.v1.api import V1Api
 from regtool.client.v1.pull import download_layer, fetch_chain
 from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
 from regtool.client.v2.api import RegistryAPI, error_for_response
-from regtool.client.v2.pull import V2Puller
 from regtool.client.v2.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
+from regtool.client.v2.resolve import plan_images, resolve_image
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, RegistryError, UsageError
 from regtool.image.blobstore import BlobStore
@@ -413,10 +414,10 @@ class _Uploads:
 
 async def _v2_image(api: RegistryAPI, source: Reference, platform: Platform | None) -> tuple[Manifest, bytes]:
     """The source's image manifest (an index resolved to ``platform``, default this machine's) and config."""
-    # The pull's plan: the same platform choice, and the same error for a platform the index lacks.
-    manifest = (await V2Puller(api).plan(source, platform=platform, all_platforms=False)).entry
-    if manifest.kind != "image" or manifest.config is None:
-        raise ImageFormatError(f"{source}: a {manifest.kind} manifest cannot be copied to registry v1")
+    # The resolution a pull makes: the same platform choice, and the same error for a platform the index lacks.
+    manifest = (await resolve_image(api, source, platform, purpose="copy")).image
+    if manifest is None or manifest.config is None:
+        raise ImageFormatError(f"{source}: an image manifest without a config cannot be copied to registry v1")
     chunks: list[bytes] = []
     async with _v2_blob_chunks(api, source, manifest.config.digest, manifest.config.size) as stream:
         async for chunk in stream:
@@ -450,11 +451,11 @@ async def _v2_to_v2(
     platform: Platform | None,
     jobs: int,
 ) -> Digest:
-    # The pull's plan, so that --platform picks (or fails to find) the same manifest as a pull does; without a
-    # platform, the whole index tree, children first.
+    # The resolution a pull makes, so that --platform picks (or fails to find) the same manifest as a pull does;
+    # without a platform, the whole index tree, children first.
     for registry in (source.registry, target.registry):
         api.preconnect(await api.base_url(registry), PRECONNECT_PER_JOB * jobs)
-    plan = await V2Puller(api, jobs=jobs).plan(source, platform=platform, all_platforms=platform is None)
+    plan = await plan_images(api, source, platform=platform, all_platforms=platform is None, jobs=jobs)
     named = plan.entry
     _check_target_digest(target, named.digest)
     for manifest in plan.manifests:

@@ -7,10 +7,10 @@ from typing import Any
 from regtool.client.net.transport import redact_url
 from regtool.client.results import InspectResult, LayerInfo
 from regtool.client.v2.api import RegistryAPI
+from regtool.client.v2.resolve import resolve_image
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, NotFoundError, ProtocolError, RegistryError, UnsupportedProtocolError
+from regtool.errors import IntegrityError, ProtocolError, RegistryError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, Manifest, ManifestError, Platform
-from regtool.platform import host_platform, select_manifest
 from regtool.protocol import v2
 from regtool.reference import Reference
 
@@ -51,28 +51,10 @@ async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform 
     A ``platform`` the index has no entry for is a NotFoundError listing the available ones, as in a pull; without
     ``platform``, an index lacking the host's platform is described alone.
     """
-    top = await api.get_manifest(ref)
-    if top.kind == "schema1":
-        raise UnsupportedProtocolError(f"{ref}: schema1 manifests cannot be inspected by regtool")
-    platforms: tuple[str, ...] = ()
-    chosen: str | None = None
-    image: Manifest | None = top
-    if top.is_index:
-        platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
-        wanted = platform or host_platform()
-        try:
-            # The selection a pull makes (v2pull), so a platform the index lacks fails alike, listing the others.
-            entry = select_manifest(top.manifests, wanted, where=f"index {ref}")
-        except NotFoundError:
-            if platform is not None:
-                raise
-            # No entry for this machine's platform, and none was asked for: describe the index alone.
-            image = None
-        else:
-            chosen = str(entry.platform)
-            image = await api.get_manifest(ref.with_digest(entry.digest))
-            if image.kind != "image":
-                image = None
+    # The resolution a pull makes, so a platform the index lacks fails alike, listing the others; without
+    # ``platform``, an index lacking this machine's platform (or whose entry is no image) is described alone.
+    resolved = await resolve_image(api, ref, platform, purpose="inspect", optional=platform is None)
+    top, image = resolved.top, resolved.image
     config = await _config(api, ref, image) if image is not None else None
     inner = config.config if config is not None else {}
     labels = inner.get("Labels") if isinstance(inner.get("Labels"), dict) else {}
@@ -80,8 +62,8 @@ async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform 
         reference=str(ref),
         digest=top.digest,
         media_type=top.media_type,
-        platforms=platforms,
-        platform=chosen,
+        platforms=resolved.platforms,
+        platform=resolved.platform,
         manifest_digest=image.digest if image is not None else None,
         config_digest=image.config.digest if image is not None and image.config is not None else None,
         layers=tuple(LayerInfo(d.digest, d.size, d.media_type) for d in image.layers) if image is not None else (),

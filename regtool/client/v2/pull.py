@@ -2,7 +2,8 @@
 
 1. GET the manifest with the full Accept list (checked against the digest when pulling by digest).
 2. An index / manifest list: pick the platform's manifest (default: the host's), or keep every child with
-   ``all_platforms``; child manifests are fetched by digest and verified.
+   ``all_platforms``; child manifests are fetched by digest and verified (``resolve.plan_images``, the
+   resolution copy and inspect share).
 3. The configs and layers of every selected image are fetched concurrently (an anyio task group bounded by a
    CapacityLimiter of ``jobs``), each streamed into the layout's BlobStore: large reads off the connection,
    hashing and writing in a worker thread, size and digest verified before the blob appears. Blobs the layout
@@ -24,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +40,12 @@ from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.blobdownload import BlobDownloader
 from regtool.client.v2.rangefetch import SplitPolicy
-from regtool.digest import Digest
-from regtool.errors import IntegrityError, RegtoolError, TransportError, UnsupportedProtocolError, UsageError
+from regtool.client.v2.resolve import ImagePlan, plan_images
+from regtool.errors import RegtoolError, TransportError, UsageError
 from regtool.image.blobstore import STAGING_DIR
 from regtool.image.docker_archive import write_docker_archive
 from regtool.image.oci_layout import OciLayout
-from regtool.manifest import Descriptor, Manifest, Platform, index_tree
-from regtool.platform import host_platform, select_manifest
+from regtool.manifest import Descriptor, Platform
 from regtool.protocol import v2
 from regtool.reference import Reference
 
@@ -57,25 +57,6 @@ class _Tally:
     downloaded: int = 0
     skipped: int = 0
     bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What a pull stores: the manifests (children first) and the blobs they need."""
-
-    top: Manifest
-    entry: Manifest
-    manifests: tuple[Manifest, ...]
-    images: tuple[Manifest, ...]
-    platforms: tuple[str, ...]
-
-    def blobs(self) -> list[Descriptor]:
-        seen: dict[Digest, Descriptor] = {}
-        for image in self.images:
-            for desc in (image.config, *image.layers):
-                if desc is not None and not desc.urls and desc.digest not in seen:
-                    seen[desc.digest] = desc
-        return list(seen.values())
 
 
 class V2Puller:
@@ -109,7 +90,9 @@ class V2Puller:
             raise UsageError("a docker-archive holds one image: use --platform instead of --all-platforms")
         # The blob transfers find their connections open: they are made while the manifest is in flight.
         await self._preconnect(chain)
-        plan = await self.plan(ref, platform=platform, all_platforms=all_platforms, chain=chain)
+        plan = await plan_images(
+            self.api, ref, platform=platform, all_platforms=all_platforms, chain=chain, jobs=self.jobs
+        )
         for image in plan.images:
             report_image(self.progress, image)
         tally = _Tally()
@@ -184,49 +167,11 @@ class V2Puller:
             return
         self.api.preconnect(base, PRECONNECT_PER_JOB * self.jobs)
 
-    async def plan(
-        self, ref: Reference, *, platform: Platform | None, all_platforms: bool, chain: EndpointChain | None = None
-    ) -> _Plan:
-        chain = chain or EndpointChain((Endpoint(ref),), self.progress)
-        top = await chain.first(f"manifest {ref.reference}", lambda at: self.api.get_manifest(at.ref), settle=True)
-        if top.kind == "schema1":
-            raise UnsupportedProtocolError(
-                f"{ref}: the registry serves only a schema1 manifest; regtool's v2 pull needs schema2 or OCI"
-            )
-        if top.kind == "image":
-            return _Plan(top, top, (top,), (top,), ())
-        if all_platforms:
-            children = await index_tree(top, lambda entries: self._children(chain, entries), where=f"index {ref}")
-            platforms = tuple(str(d.platform) for d in top.manifests if d.platform is not None)
-            images = tuple(c for c in children if c.kind == "image")
-            return _Plan(top, top, (*children, top), images, platforms)
-        wanted = platform or host_platform()
-        chosen = select_manifest(top.manifests, wanted, where=f"index {ref}")
-        (child,) = await self._children(chain, (chosen,))
-        if child.kind != "image":
-            raise UnsupportedProtocolError(f"{ref}: platform {wanted} points at a {child.kind}, not an image")
-        return _Plan(top, child, (child,), (child,), (str(chosen.platform),))
-
-    async def _children(self, chain: EndpointChain, entries: Sequence[Descriptor]) -> list[Manifest]:
-        results: list[Manifest | None] = [None] * len(entries)
-
-        async def fetch(i: int) -> None:
-            desc = entries[i]
-            child = await chain.first(
-                f"manifest {desc.digest}", lambda at: self.api.get_manifest(at.ref.with_digest(desc.digest))
-            )
-            if child.size != desc.size:
-                raise IntegrityError(
-                    f"manifest {desc.digest}: size mismatch: index says {desc.size} bytes, got {child.size}"
-                )
-            results[i] = child
-
-        await run_bounded(range(len(entries)), fetch, self.jobs)
-        return [r for r in results if r is not None]
-
     # -- transfer ---------------------------------------------------------------------------------------
 
-    async def _fill(self, ref: Reference, layout: OciLayout, plan: _Plan, tally: _Tally, chain: EndpointChain) -> None:
+    async def _fill(
+        self, ref: Reference, layout: OciLayout, plan: ImagePlan, tally: _Tally, chain: EndpointChain
+    ) -> None:
         store = layout.blobs
         missing: list[Descriptor] = []
         for desc in plan.blobs():
