@@ -43,27 +43,59 @@ def transfer_weight(size: int | None) -> int:
 
 
 class WeightedLimiter:
-    """At most ``capacity`` units held at once; each holder takes a weight (clamped to the capacity)."""
+    """At most ``capacity`` units held at once; each holder takes a weight (clamped to the capacity).
+
+    A release hands the freed room to the waiters it now fits, in arrival order, and wakes only those: waking
+    every waiter to re-check (a condition's notify_all) costs a scheduler pass per waiter per release, which
+    grows with the square of the waiters. A small weight still passes a large one that does not fit yet."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
         self._used = 0
-        self._condition = anyio.Condition()
+        self._waiting: list[_Waiter] = []
 
     @contextlib.asynccontextmanager
     async def hold(self, weight: int) -> AsyncIterator[None]:
         weight = min(max(1, weight), self.capacity)
-        async with self._condition:
-            while self._used + weight > self.capacity:
-                await self._condition.wait()
-            self._used += weight
+        await self._acquire(weight)
         try:
             yield
         finally:
-            with anyio.CancelScope(shield=True):
-                async with self._condition:
-                    self._used -= weight
-                    self._condition.notify_all()
+            self._release(weight)
+
+    async def _acquire(self, weight: int) -> None:
+        if self._used + weight <= self.capacity:
+            self._used += weight
+            return
+        waiter = _Waiter(weight)
+        self._waiting.append(waiter)
+        try:
+            await waiter.granted.wait()
+        except BaseException:
+            if waiter.granted.is_set():  # granted as it was cancelled: the room goes to the others
+                self._release(weight)
+            else:
+                self._waiting.remove(waiter)
+            raise
+
+    def _release(self, weight: int) -> None:
+        self._used -= weight
+        waiting: list[_Waiter] = []
+        for waiter in self._waiting:
+            if self._used + waiter.weight <= self.capacity:
+                self._used += waiter.weight
+                waiter.granted.set()
+            else:
+                waiting.append(waiter)
+        self._waiting = waiting
+
+
+class _Waiter:
+    __slots__ = ("granted", "weight")
+
+    def __init__(self, weight: int) -> None:
+        self.weight = weight
+        self.granted = anyio.Event()
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -97,17 +129,28 @@ async def run_bounded(
     With ``size_of`` the items are blob transfers, bounded by weight: ``limit`` large ones, or four small ones in
     the place of each large one.
     """
-    capacity = limit * LARGE_WEIGHT if size_of is not None else limit
-    limiter = WeightedLimiter(capacity)
-
-    async def one(item: T) -> None:
-        weight = transfer_weight(size_of(item)) if size_of is not None else 1
-        async with limiter.hold(weight):
-            await func(item)
-
     try:
         async with anyio.create_task_group() as tg:
-            for item in items:
-                tg.start_soon(one, item)
+            if size_of is None:
+                # ``limit`` workers taking the items in turn: no task, and no wait for a slot, per item.
+                pending = list(items)
+                queue = iter(pending)
+
+                async def worker() -> None:
+                    for item in queue:
+                        await func(item)
+
+                for _ in range(min(max(1, limit), len(pending))):
+                    tg.start_soon(worker)
+            else:
+                limiter = WeightedLimiter(limit * LARGE_WEIGHT)
+                weigh = size_of
+
+                async def one(item: T) -> None:
+                    async with limiter.hold(transfer_weight(weigh(item))):
+                        await func(item)
+
+                for item in items:
+                    tg.start_soon(one, item)
     except BaseExceptionGroup as group:
         raise first_error(group) from None

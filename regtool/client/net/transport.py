@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -23,6 +24,10 @@ from regtool.client.net.connections import ConnectionPool, PooledConnections
 from regtool.client.tasks import first_error
 from regtool.errors import TransportError
 from regtool.reference import is_loopback_host
+
+if TYPE_CHECKING:
+    import urllib.request
+    from http.client import HTTPResponse
 
 __all__ = ["USER_AGENT", "build_http_client", "candidate_schemes", "first_in_order", "mapped_errors", "redact_url"]
 
@@ -48,7 +53,17 @@ def build_http_client(*, pool: ConnectionPool, auth: httpx.Auth | None = None) -
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
         trust_env=False,
+        cookies=_NoCookies(),
     )
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A jar that keeps nothing. Registries authenticate with headers (Basic, Bearer), not cookies, and docker's
+    client keeps none; while httpx's jar, to look for Set-Cookie, copies every response's headers into an email
+    message, a large part of what a small request costs the client."""
+
+    def extract_cookies(self, response: HTTPResponse, request: urllib.request.Request) -> None:
+        return None
 
 
 def candidate_schemes(registry: str, *, plain_http: bool = False, insecure: bool = False) -> tuple[str, ...]:
