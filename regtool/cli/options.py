@@ -98,7 +98,7 @@ RegistriesConfFile = Annotated[
         metavar="FILE",
         help="registries.conf (containers-registries.conf(5)) with mirrors, location rewrites and blocked "
         "registries for reading images. Default: $XDG_CONFIG_HOME/containers/registries.conf, else "
-        "/etc/containers/registries.conf.",
+        "/etc/containers/registries.conf. The registries.conf.d drop-ins apply over it.",
         dir_okay=False,
         rich_help_panel=_NET,
         show_default=False,

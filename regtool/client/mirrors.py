@@ -18,6 +18,14 @@ As the man page says, this applies to reading images only: pushes go where their
 Looked up from ``$XDG_CONFIG_HOME/containers/registries.conf`` (default ``~/.config``), then
 ``/etc/containers/registries.conf``; an explicit file (``--registries-conf``) must exist. ``--mirror URL`` adds
 mirrors for every registry for one run, tried before the file's.
+
+Drop-ins (containers-registries.conf.d(5)): after the main file, the ``*.conf`` files of the ``registries.conf.d``
+directories are read, each directory's in name order, and a drop-in's ``[[registry]]`` replaces the one with the
+same prefix (mirrors and all) or adds to them. Which directories, as containers/image picks them: when the user's
+registries.conf is the file read, only the user's ``registries.conf.d``; otherwise (the system's file, none, or
+an explicit ``--registries-conf FILE``, as podman's ``CONTAINERS_REGISTRIES_CONF`` and skopeo's
+``--registries-conf`` do) ``/etc/containers/registries.conf.d`` and then the user's. There is no ``FILE.d``.
+Missing directories are no error; drop-ins must be in the version 2 format.
 """
 
 from __future__ import annotations
@@ -36,11 +44,14 @@ from regtool.reference import Reference, parse_registry
 __all__ = [
     "PULL_FROM_MIRROR",
     "SYSTEM_REGISTRIES_CONF",
+    "SYSTEM_REGISTRIES_CONF_D",
     "Endpoint",
     "MirrorEntry",
     "RegistriesConf",
     "RegistryEntry",
     "default_registries_conf",
+    "drop_in_directories",
+    "drop_in_files",
     "load_registries_conf",
     "parse_mirror_url",
     "parse_registries_conf",
@@ -49,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SYSTEM_REGISTRIES_CONF = Path("/etc/containers/registries.conf")
+SYSTEM_REGISTRIES_CONF_D = Path("/etc/containers/registries.conf.d")
 PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
 # Keys of the format that belong to other jobs than finding where to pull from.
 _IGNORED_KEYS = frozenset(
@@ -83,13 +95,15 @@ class MirrorEntry:
 
 @dataclass(frozen=True, slots=True)
 class RegistryEntry:
-    """One ``[[registry]]`` table; an empty ``location`` (a ``*.`` prefix) leaves the name as it is."""
+    """One ``[[registry]]`` table; an empty ``location`` (a ``*.`` prefix) leaves the name as it is. ``source``: the
+    file it came from (the main file or a drop-in), which messages about it name."""
 
     prefix: str
     location: str
     insecure: bool = False
     blocked: bool = False
     mirrors: tuple[MirrorEntry, ...] = ()
+    source: str = ""
 
     def match_length(self, name: str) -> int | None:
         """How much of ``name`` this entry's prefix matches, or None (the man page's boundary rule)."""
@@ -129,6 +143,13 @@ class RegistriesConf:
     def with_mirrors(self, mirrors: Sequence[MirrorEntry]) -> RegistriesConf:
         return RegistriesConf(self.registries, self.source, (*self.extra_mirrors, *mirrors))
 
+    def updated_by(self, drop_in: RegistriesConf) -> RegistriesConf:
+        """This configuration with a drop-in's ``[[registry]]`` tables over it: one with a prefix already here
+        replaces that entry whole (its mirrors included), the others are added."""
+        replacing = {entry.prefix: entry for entry in drop_in.registries}
+        kept = [replacing.pop(entry.prefix, entry) for entry in self.registries]
+        return RegistriesConf((*kept, *replacing.values()), self.source, self.extra_mirrors)
+
     def entry_for(self, ref: Reference) -> tuple[RegistryEntry, int] | None:
         """The entry with the longest matching prefix and the length it matched (the first of equals wins)."""
         name = str(ref)
@@ -152,12 +173,13 @@ class RegistriesConf:
         if found is None:
             return (*endpoints, Endpoint(ref))
         entry, length = found
+        source = entry.source or self.source
         if entry.blocked:
-            raise UsageError(f"pulling {ref} is blocked by {self.source} ([[registry]] prefix {entry.prefix!r})")
+            raise UsageError(f"pulling {ref} is blocked by {source} ([[registry]] prefix {entry.prefix!r})")
         for mirror in entry.mirrors:
             if mirror.serves(ref):
-                endpoints.append(Endpoint(_rewrite(mirror.location, name, length, self.source), True, mirror.insecure))
-        primary = ref if not entry.location else _rewrite(entry.location, name, length, self.source)
+                endpoints.append(Endpoint(_rewrite(mirror.location, name, length, source), True, mirror.insecure))
+        primary = ref if not entry.location else _rewrite(entry.location, name, length, source)
         return (*endpoints, Endpoint(primary, False, entry.insecure))
 
 
@@ -173,28 +195,60 @@ def _rewrite(location: str, name: str, matched: int, source: str) -> Reference:
 # -- reading the file ---------------------------------------------------------------------------------------
 
 
+def _user_containers_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / "containers"
+
+
 def default_registries_conf() -> Path | None:
     """The file to read without ``--registries-conf``: the user's, else the system's, else None."""
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    for path in (Path(config_home) / "containers" / "registries.conf", SYSTEM_REGISTRIES_CONF):
+    for path in (_user_containers_dir() / "registries.conf", SYSTEM_REGISTRIES_CONF):
         if path.is_file():
             return path
     return None
 
 
+def drop_in_directories(main: Path | None, *, explicit: bool = False) -> tuple[Path, ...]:
+    """The ``registries.conf.d`` directories read after ``main`` (the file chosen; ``explicit`` when the user named
+    it), in order: the user's file brings only the user's directory, anything else the system's and the user's."""
+    user = _user_containers_dir()
+    if not explicit and main is not None and main == user / "registries.conf":
+        return (user / "registries.conf.d",)
+    return (SYSTEM_REGISTRIES_CONF_D, user / "registries.conf.d")
+
+
+def drop_in_files(directories: Sequence[Path]) -> list[Path]:
+    """The ``*.conf`` files of ``directories``, each directory's in name order (subdirectories and other files
+    left out); a missing directory has none."""
+    files: list[Path] = []
+    for directory in directories:
+        try:
+            entries = sorted(directory.iterdir(), key=lambda p: p.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise UsageError(f"cannot read registries.conf.d directory {directory}: {exc}") from None
+        files.extend(p for p in entries if p.name.endswith(".conf") and p.is_file())
+    return files
+
+
 def load_registries_conf(path: Path | None = None, *, mirrors: Sequence[str] = ()) -> RegistriesConf:
-    """``path`` (which must exist), or the default file when there is one, plus ``--mirror`` URLs."""
+    """``path`` (which must exist), or the default file when there is one, then the drop-ins over it
+    (``drop_in_directories``), plus ``--mirror`` URLs."""
     extra = tuple(parse_mirror_url(url) for url in mirrors)
     chosen = path if path is not None else default_registries_conf()
-    if chosen is None:
-        return RegistriesConf(extra_mirrors=extra)
+    conf = RegistriesConf() if chosen is None else parse_registries_conf(_read(chosen), source=str(chosen))
+    for drop_in in drop_in_files(drop_in_directories(chosen, explicit=path is not None)):
+        conf = conf.updated_by(parse_registries_conf(_read(drop_in), source=str(drop_in)))
+    return conf.with_mirrors(extra)
+
+
+def _read(path: Path) -> str:
     try:
-        text = chosen.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"registries.conf file not found: {chosen}") from None
+        raise UsageError(f"registries.conf file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read registries.conf file {chosen}: {exc}") from None
-    return parse_registries_conf(text, source=str(chosen)).with_mirrors(extra)
+        raise UsageError(f"cannot read registries.conf file {path}: {exc}") from None
 
 
 def parse_registries_conf(text: str, *, source: str = "registries.conf") -> RegistriesConf:
@@ -219,7 +273,7 @@ def parse_registries_conf(text: str, *, source: str = "registries.conf") -> Regi
     entries: list[RegistryEntry] = []
     seen: set[str] = set()
     for number, table in enumerate(tables, start=1):
-        entry = _registry_entry(table, f"{source}: [[registry]] #{number}")
+        entry = _registry_entry(table, f"{source}: [[registry]] #{number}", source)
         # Later tables with the same prefix are never chosen, as in containers/image.
         if entry.prefix not in seen:
             seen.add(entry.prefix)
@@ -227,7 +281,7 @@ def parse_registries_conf(text: str, *, source: str = "registries.conf") -> Regi
     return RegistriesConf(tuple(entries), source)
 
 
-def _registry_entry(table: Mapping[str, Any], where: str) -> RegistryEntry:
+def _registry_entry(table: Mapping[str, Any], where: str, source: str) -> RegistryEntry:
     _note_unknown(table, _REGISTRY_KEYS, where)
     if "pull-from-mirror" in table:
         raise UsageError(f"{where}: pull-from-mirror belongs in a [[registry.mirror]] table, not in [[registry]]")
@@ -269,6 +323,7 @@ def _registry_entry(table: Mapping[str, Any], where: str) -> RegistryEntry:
         insecure=_bool(table, "insecure", where),
         blocked=_bool(table, "blocked", where),
         mirrors=tuple(mirrors),
+        source=source,
     )
 
 
