@@ -620,6 +620,18 @@ _regtool() {
                 --storage)
                     COMPREPLY=()
                     return ;;
+                --s3-endpoint)
+                    COMPREPLY=()
+                    return ;;
+                --s3-bucket)
+                    COMPREPLY=()
+                    return ;;
+                --s3-region)
+                    COMPREPLY=()
+                    return ;;
+                --s3-root)
+                    COMPREPLY=()
+                    return ;;
                 --redis)
                     COMPREPLY=()
                     return ;;
@@ -628,7 +640,7 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--config --root --storage --redis --dry-run --delete-untagged --delay --json -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --redis --dry-run --delete-untagged --delay --json -h --help" -- "$cur"))
                 return
             fi
             ;;

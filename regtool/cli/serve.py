@@ -6,15 +6,21 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from regtool.cli.app import app
 from regtool.cli.console import fail, stderr
-
-if TYPE_CHECKING:
-    from regtool.server.config import S3Settings
+from regtool.cli.storage_options import (
+    DEFAULT_REGION,
+    S3BucketOption,
+    S3EndpointOption,
+    S3PathStyleOption,
+    S3RegionOption,
+    S3RootOption,
+    s3_settings,
+)
 
 __all__ = ["serve", "serve_app"]
 
@@ -53,19 +59,12 @@ def serve(
         typer.Option("--root", help="Storage directory (default: a per-user data directory, printed at start)."),
     ] = None,
     storage: StorageOption = "filesystem",
-    # Object storage (keys only from the standard AWS environment or the config file, never a flag).
-    s3_endpoint: Annotated[
-        str | None,
-        typer.Option("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (default: AWS).", show_default=False),
-    ] = None,
-    s3_bucket: Annotated[
-        str | None, typer.Option("--s3-bucket", help="Bucket of --storage s3 (keys: AWS_ACCESS_KEY_ID...).")
-    ] = None,
-    s3_region: Annotated[str, typer.Option("--s3-region", help="Region of the bucket.")] = "us-east-1",
-    s3_root: Annotated[str, typer.Option("--s3-root", metavar="PREFIX", help="Key prefix in the bucket.")] = "",
-    s3_path_style: Annotated[
-        bool, typer.Option("--s3-path-style", help="Address the bucket in the path, not the host name.")
-    ] = False,
+    # Object storage, as `serve gc` takes it too.
+    s3_endpoint: S3EndpointOption = None,
+    s3_bucket: S3BucketOption = None,
+    s3_region: S3RegionOption = DEFAULT_REGION,
+    s3_root: S3RootOption = "",
+    s3_path_style: S3PathStyleOption = False,
     no_storage_redirect: Annotated[
         bool,
         typer.Option("--no-storage-redirect", help="With s3: serve blob bytes, not 307 redirects to the store."),
@@ -225,7 +224,7 @@ def serve(
         fail("--root is for filesystem storage: --storage s3 keeps the registry in the bucket", 2)
     data_root = None if storage in ("inmemory", "s3") else (root or default_root()).expanduser().resolve()
     try:
-        s3 = _s3_settings(storage, s3_endpoint, s3_bucket, s3_region, s3_root, s3_path_style)
+        s3 = s3_settings(storage, s3_endpoint, s3_bucket, s3_region, s3_root, s3_path_style)
         proxy = _proxy_settings(proxy_remote or [], proxy_username, proxy_password_file, proxy_ttl, proxy_max_size)
         fields = dict(
             host=host,
@@ -323,29 +322,6 @@ def serve(
         debug=debug,
     )
     stderr.print("regtool serve: stopped")
-
-
-def _s3_settings(
-    storage: str, endpoint: str | None, bucket: str | None, region: str, prefix: str, path_style: bool
-) -> S3Settings | None:
-    """The S3Settings of the ``--s3-*`` options (None unless ``--storage s3``)."""
-    from regtool.errors import UsageError
-    from regtool.server.config import S3Settings
-
-    if storage != "s3":
-        if endpoint is not None or bucket is not None or prefix or path_style or region != "us-east-1":
-            raise UsageError("the --s3-* options are for --storage s3")
-        return None
-    if not bucket:
-        raise UsageError("--storage s3 needs --s3-bucket")
-    return S3Settings(
-        bucket=bucket,
-        region=region,
-        endpoint=endpoint,
-        root_directory=prefix,
-        force_path_style=path_style,
-        secure=endpoint is None or not endpoint.startswith("http://"),
-    )
 
 
 def _proxy_settings(

@@ -12,6 +12,16 @@ from regtool.cli.app import RegtoolCommand
 from regtool.cli.console import emit_json, fail, handle_errors, stdout
 from regtool.cli.options import JsonOutput
 from regtool.cli.serve import serve_app
+from regtool.cli.storage_options import (
+    DEFAULT_REGION,
+    S3_OPTION_NAMES,
+    S3BucketOption,
+    S3EndpointOption,
+    S3PathStyleOption,
+    S3RegionOption,
+    S3RootOption,
+    s3_settings,
+)
 from regtool.cli.units import format_bytes
 
 if TYPE_CHECKING:
@@ -46,8 +56,13 @@ def gc(
         typer.Option("--root", help="Storage directory (default: the per-user data directory serve uses)."),
     ] = None,
     storage: Annotated[
-        str, typer.Option("--storage", help="filesystem (under --root), or s3 as --config describes it.")
+        str, typer.Option("--storage", help="filesystem (under --root), or s3 (--s3-bucket, or as --config says).")
     ] = "filesystem",
+    s3_endpoint: S3EndpointOption = None,
+    s3_bucket: S3BucketOption = None,
+    s3_region: S3RegionOption = DEFAULT_REGION,
+    s3_root: S3RootOption = "",
+    s3_path_style: S3PathStyleOption = False,
     redis: Annotated[
         str | None,
         typer.Option(
@@ -85,15 +100,21 @@ def gc(
         fail(f"--storage must be filesystem or s3, not {storage!r}: gc collects stored registries", 2)
     try:
         grace = parse_duration(delay, what="--delay")
-        if storage == "s3" and config_file is None:
-            raise UsageError("--storage s3: give --config FILE with the bucket (its storage.s3 section)")
+        given = given_flags(ctx)
+        if storage == "s3" and root is not None:
+            raise UsageError("--root is for filesystem storage: --storage s3 keeps the registry in the bucket")
+        if storage == "s3" and config_file is None and s3_bucket is None:
+            raise UsageError("--storage s3 needs --s3-bucket, or --config FILE naming the bucket")
         flags: dict[str, Any] = {"storage": storage, "root": None, "s3": None}
         if storage == "filesystem":
             flags["root"] = (root or default_root()).expanduser().resolve()
+        # With --config, --storage s3 and no --s3-* options says only that the file's bucket is meant.
+        files_bucket = storage == "s3" and config_file is not None and not given & S3_OPTION_NAMES
+        if not files_bucket:
+            flags["s3"] = s3_settings(storage, s3_endpoint, s3_bucket, s3_region, s3_root, s3_path_style)
         if redis is not None:
             flags.update(redis_addr=redis, redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None)
-        # --storage s3 only says the file's storage is meant: the bucket comes from the file.
-        given = given_flags(ctx) & ({"root", "redis"} if storage == "s3" else {"storage", "root", "redis"})
+        given &= {"root", "redis", *S3_OPTION_NAMES, *(() if files_bucket else ("storage",))}
         fields = apply_config_file(config_file, flags, given)
         if storage == "s3" and fields.get("storage") != "s3":
             raise UsageError(f"--storage s3, but {config_file} names {fields.get('storage')} storage")

@@ -1,5 +1,6 @@
 """The collector works through the driver interface alone: the same scene collected on memory and on S3
-(SeaweedFS), in the server's process and by ``serve gc --config`` naming the bucket."""
+(SeaweedFS), in the server's process and by ``serve gc`` naming the bucket in a config file or in the ``--s3-*``
+options ``serve`` takes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from regtool.server.storage.registry import Registry
 from tests.cli.support import in_process
 from tests.gc.conftest import Filled, assert_pulls_identical
 from tests.gc.scene import fill
-from tests.support.seaweedfs import S3Bucket
+from tests.support.seaweedfs import S3Bucket, SeaweedFS
 from tests.support.serve import RunningServe, run_serve
 
 
@@ -72,3 +73,25 @@ def test_serve_gc_reads_the_bucket_from_the_config_file(
         assert {digest for digest, _ in stored_blobs(registry.driver)} == scene.live_default
         assert report["bytes_freed"] == scene.freed(scene.live_default)
         assert_pulls_identical(Filled(server, scene, tmp_path / "unused"), tmp_path)
+
+
+def test_serve_gc_takes_the_bucket_from_the_same_options_as_serve(
+    seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    with seaweedfs.bucket(root_directory="registry/one") as settings:
+        with run_serve(None, storage="s3", s3=settings, storage_redirect=False) as server:
+            scene = fill(server.url, server.host, tmp_path / "images")
+            options = ["--storage", "s3", "--s3-bucket", settings.bucket, "--s3-endpoint", str(settings.endpoint)]
+            options += ["--s3-region", settings.region, "--s3-root", settings.root_directory, "--s3-path-style"]
+            done = in_process("serve", "gc", *options, "--delete-untagged", "--delay", "0", "--json")
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout)
+            registry = _registry(server)
+            assert {digest for digest, _ in stored_blobs(registry.driver)} == scene.live_untagged
+            assert report["bytes_freed"] == scene.freed(scene.live_untagged)
+            assert_pulls_identical(Filled(server, scene, tmp_path / "unused"), tmp_path)
+            # The prefix was honoured: nothing was written beside it in the bucket.
+            keys = seaweedfs.client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])
+            assert keys and all(item["Key"].startswith("registry/one/") for item in keys)

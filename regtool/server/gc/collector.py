@@ -12,9 +12,15 @@ a link whose manifest went) are exactly what the next run's mark finds unreachab
 than the grace period (``delay``) is removed, and each candidate's time is read again just before it goes, so
 content pushed while the collector runs (a blob whose manifest is not pushed yet, a manifest tagged since the
 mark) stays. Marking again before each phase extends that to what became reachable during the previous phase.
-What the collector cannot see is a manifest that names a blob unreferenced for longer than the grace period,
-pushed in the moment between the last mark and that blob's removal: distribution requires a read-only registry
-for its collector for this reason; here the window is one phase of a run, not the run.
+
+A push may also re-use content the mark found unreachable: upload bytes that are stored already, mount a blob,
+or name in a manifest blobs (or, in an index, manifests) that its repository has held unreferenced for longer
+than the grace period. Each such write marks the re-used blob (``BlobStore.mark_used``, a small file beside the
+data, on every driver), and the re-check before a removal of the blob, of a link to it or of a manifest revision
+reads that mark too: content re-used after the mark is younger than the grace period and stays, with its links.
+What remains is the instant between a removal's re-check and the removal itself (a read and a delete, not a
+phase, as before): a re-use landing exactly there can still lose a link or a blob. distribution avoids it by
+requiring a read-only registry for its whole run; here no push is refused.
 
 Deletes go through the registry store (``Registry.unlink_blob``, ``BlobStore.delete``) or, for revisions, through
 :func:`forget_manifest`, so a descriptor cache in front of the store forgets what is removed.
@@ -26,15 +32,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from regtool.digest import Digest
 from regtool.server.errors import ApiError
 from regtool.server.gc.inventory import (
     RepositoryInventory,
+    blob_directories,
     children,
     read_repository,
     revision_dir,
-    stored_blobs,
     uploading_repositories,
     v1_blobs,
 )
@@ -46,12 +53,15 @@ from regtool.server.storage import paths
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import Registry
 
-__all__ = ["DEFAULT_DELAY", "GcOptions", "collect_garbage", "forget_manifest"]
+__all__ = ["DEFAULT_DELAY", "GcOptions", "Phase", "collect_garbage", "forget_manifest"]
 
 logger = logging.getLogger("regtool.server.gc")
 
 DEFAULT_DELAY = 3600.0
 _REPOSITORY_PARTS = ("_manifests", "_layers", "_referrers")
+
+# Each phase's sweep begins once its mark is taken: what is written after it is found by the removals' re-checks.
+Phase = Literal["manifests", "links", "blobs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,12 @@ class _Run:
         except PathNotFound:
             return False
 
+    def reused(self, digest: Digest) -> bool:
+        """Whether a write re-used blob (or manifest) ``digest`` within the grace period (``BlobStore.mark_used``),
+        read just before removing it or a reference to it: a push since the mark keeps what it names."""
+        used = self.registry.blobs.last_used(digest)
+        return used is not None and used > self.cutoff
+
     def inventory(self) -> list[RepositoryInventory]:
         return [read_repository(self.driver, name) for name in self.registry.repositories()]
 
@@ -116,8 +132,8 @@ class _Run:
                 if digest in live.manifests[name] or revision.modified > self.cutoff:
                     continue
                 if not self.options.dry_run:
-                    if not self.old(paths.manifest_revision(name, digest)):
-                        continue  # pushed again since the mark
+                    if not self.old(paths.manifest_revision(name, digest)) or self.reused(digest):
+                        continue  # pushed again, or named by a manifest pushed, since the mark
                     self._remove_revision(name, digest, revision.media_type)
                 self.removed(Removal("manifest", str(digest), name))
 
@@ -148,7 +164,7 @@ class _Run:
                 if digest in live.links[name] or modified > self.cutoff:
                     continue
                 if not self.options.dry_run:
-                    if not self.old(paths.layer_link(name, digest)):
+                    if not self.old(paths.layer_link(name, digest)) or self.reused(digest):
                         continue
                     try:
                         self.registry.unlink_blob(name, digest)
@@ -204,17 +220,29 @@ class _Run:
 
     def sweep_blobs(self, live: LiveSet) -> None:
         # Streamed, in the listing's order (sorted per directory): the blob list is never held whole.
-        for digest, info in stored_blobs(self.driver):
+        for digest, info in blob_directories(self.driver):
+            if info is None:
+                self._remove_stale_marker(digest)
+                continue
             if digest in live.blobs or info.modified > self.cutoff:
                 continue
             if not self.options.dry_run:
-                if not self.old(paths.blob_data(digest)):
+                if not self.old(paths.blob_data(digest)) or self.reused(digest):
                     continue
                 try:
                     self.registry.blobs.delete(digest)
                 except PathNotFound:
                     continue
             self.removed(Removal("blob", str(digest), size=info.size))
+
+    def _remove_stale_marker(self, digest: Digest) -> None:
+        # Only the marker: its blob's data may be on its way back into the directory (a new upload's commit).
+        if self.options.dry_run or self.reused(digest):
+            return
+        try:
+            self.driver.delete(paths.blob_used(digest))
+        except PathNotFound:
+            pass
 
     def sweep_uploads(self) -> None:
         for upload_id in idle_uploads(self.registry, self.options.delay, now=self.now):
@@ -249,25 +277,31 @@ def collect_garbage(
     *,
     now: float | None = None,
     on_removed: Callable[[Removal], None] | None = None,
+    on_phase: Callable[[Phase], None] | None = None,
 ) -> GcReport:
     """Remove what no tag reaches (see the module's docstring); blocking, call it in a worker thread.
 
-    ``on_removed`` is called after each removal (progress, logs), in the order of the sweep.
+    ``on_removed`` is called after each removal (progress, logs), in the order of the sweep; ``on_phase`` when a
+    phase's mark is taken, before its first removal.
     """
     options = options or GcOptions()
     run = _Run(registry, options, time.time() if now is None else now, on_removed or (lambda removal: None))
+    phase = on_phase or (lambda phase: None)
     repositories = run.inventory()
     live = run.mark(repositories)
+    phase("manifests")
     run.sweep_manifests(repositories, live)
     dead = {(r.repository, Digest.parse(r.what)) for r in run.report.removed if r.repository is not None}
     if not options.dry_run:
         repositories = run.inventory()
         live = run.mark(repositories)
         dead = set()
+    phase("links")
     run.sweep_links(repositories, live, dead)
     run.sweep_repositories(r.name for r in repositories if _would_be_empty(r, run.report.removed))
     if not options.dry_run:
         live = run.mark(run.inventory())
+    phase("blobs")
     run.sweep_blobs(live)
     run.sweep_uploads()
     if run.report.removed:

@@ -22,6 +22,7 @@ __all__ = [
     "ReferrerEntry",
     "RepositoryInventory",
     "Revision",
+    "blob_directories",
     "children",
     "read_repository",
     "revision_dir",
@@ -145,8 +146,9 @@ def uploading_repositories(driver: StorageDriver) -> set[str]:
     return names
 
 
-def stored_blobs(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo]]:
-    """Every blob's digest and its data file (``blobs/<alg>/<hex[:2]>/<hex>/data``)."""
+def blob_directories(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo | None]]:
+    """Every blob directory's digest and its data file, None for a directory without one (a re-use marker
+    written as its blob was removed)."""
     for algorithm in children(driver, paths.BLOBS):
         for prefix in children(driver, f"{paths.BLOBS}/{algorithm}"):
             for encoded in children(driver, f"{paths.BLOBS}/{algorithm}/{prefix}"):
@@ -154,8 +156,14 @@ def stored_blobs(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo]]:
                 if digest is None:
                     continue
                 info = _stat(driver, paths.blob_data(digest))
-                if info is not None and not info.is_dir:
-                    yield digest, info
+                yield digest, info if info is not None and not info.is_dir else None
+
+
+def stored_blobs(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo]]:
+    """Every blob's digest and its data file (``blobs/<alg>/<hex[:2]>/<hex>/data``)."""
+    for digest, info in blob_directories(driver):
+        if info is not None:
+            yield digest, info
 
 
 def v1_blobs(driver: StorageDriver) -> set[Digest]:

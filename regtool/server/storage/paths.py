@@ -3,6 +3,7 @@
 ::
 
     blobs/<alg>/<hex[:2]>/<hex>/data                    content-addressed blob bytes, shared by every repository
+    blobs/<alg>/<hex[:2]>/<hex>/used                    empty; written when a write re-uses the stored blob
     repositories/<name...>/_layers/<alg>/<hex>/link     the blob is in this repository (content: the digest)
     repositories/<name...>/_manifests/revisions/<alg>/<hex>/link
                                                         the manifest is in this repository (content: media type)
@@ -30,6 +31,7 @@ __all__ = [
     "UPLOAD_ID_RE",
     "V1",
     "blob_data",
+    "blob_used",
     "check_path",
     "layer_link",
     "layers_dir",
@@ -70,6 +72,10 @@ def check_path(path: str) -> str:
 
 def blob_data(digest: Digest) -> str:
     return f"{BLOBS}/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}/data"
+
+
+def blob_used(digest: Digest) -> str:
+    return f"{BLOBS}/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}/used"
 
 
 def repository_dir(name: str) -> str:

@@ -71,6 +71,21 @@ class BlobStore:
         if self.cache is not None:
             self.cache.forget_blob(digest)
 
+    def mark_used(self, digest: Digest) -> None:
+        """Record that a write re-uses stored blob ``digest`` now (its bytes uploaded again, a mount, a manifest
+        naming it): the collector reads this time again right before it would remove the blob or a link to it.
+
+        A small file of its own: refreshing the data's time would rewrite the whole blob on object storage.
+        """
+        self.driver.put_content(paths.blob_used(digest), b"")
+
+    def last_used(self, digest: Digest) -> float | None:
+        """When a write last re-used blob ``digest`` (``mark_used``), None when none has."""
+        try:
+            return self.driver.stat(paths.blob_used(digest)).modified
+        except PathNotFound:
+            return None
+
     def open(self, digest: Digest, offset: int = 0) -> BinaryIO:
         return self.driver.reader(paths.blob_data(digest), offset)
 
@@ -244,6 +259,7 @@ class Registry:
         size = self.blobs.stored_size(digest) if self._link_stored(source, digest) else None
         if size is None:
             return False
+        self.blobs.mark_used(digest)
         self.link_blob(name, digest, size)
         return True
 
@@ -330,7 +346,13 @@ class Registry:
                 f"upload to {name} hashes to {actual}, not the given {expected}",
                 detail={"expected": str(expected), "actual": str(actual)},
             )
-        if self.blobs.stored_size(expected) is None:
+        stored = self.blobs.stored_size(expected) is not None
+        if stored:
+            # The same bytes are stored already: marked as re-used, then looked for again, so a collector that
+            # removed them in between is answered by this upload's own copy.
+            self.blobs.mark_used(expected)
+            stored = self.blobs.stored_size(expected) is not None
+        if not stored:
             self.blobs.ingest(data, expected)
         self.link_blob(name, expected, size)
         self.cancel_upload(upload_id)
@@ -422,6 +444,11 @@ class Registry:
                 f"manifest for {name} references {missing[0]}, unknown to the repository",
                 detail=[str(d) for d in missing],
             )
+        if verify_references:
+            # What the manifest names may be old and unreferenced, about to be collected: marked as re-used, it
+            # is kept by a collection that marked the store before this manifest was written.
+            for reused in (*manifest.referenced_blobs(), *(c.digest for c in manifest.manifests)):
+                self.blobs.mark_used(reused)
         digest = manifest.digest
         self.blobs.put(manifest.raw, digest)
         self.link_blob(name, digest)
