@@ -83,12 +83,15 @@ def run_distribution_s3(root: Path, store: SeaweedFS, redis: str | None = None) 
         yield from _distribution_on(root, store, settings.bucket, redis)
 
 
-def _distribution_on(root: Path, store: SeaweedFS, bucket: str, redis: str | None = None) -> Iterator[str]:
+def _distribution_on(
+    root: Path, store: SeaweedFS, bucket: str, redis: str | None = None, endpoint: str | None = None
+) -> Iterator[str]:
+    """docker-registry on ``bucket``, reaching the store at ``endpoint`` (default: the store's own)."""
     port = free_port()
     config = root / "config.yml"
     config.write_text(
         _DISTRIBUTION_CONFIG.format(
-            endpoint=store.endpoint,
+            endpoint=endpoint or store.endpoint,
             bucket=bucket,
             access_key=store.access_key,
             secret_key=store.secret_key,
@@ -113,8 +116,9 @@ def _distribution_on(root: Path, store: SeaweedFS, bucket: str, redis: str | Non
         stop_process(process)
 
 
-def _serve_args(store: SeaweedFS, bucket: str) -> list[str]:
-    return ["--storage", "s3", "--s3-endpoint", store.endpoint, "--s3-bucket", bucket, "--s3-path-style", "--quiet"]
+def _serve_args(store: SeaweedFS, bucket: str, endpoint: str | None = None) -> list[str]:
+    endpoint = endpoint or store.endpoint
+    return ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-path-style", "--quiet"]
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ Faults (each applies to the first ``times`` matching requests, after ``skip`` ma
 - ``strip_range()``: forward the request without its ``Range`` header (a registry that ignores ranges).
 
 ``throttle(bytes_per_second)`` slows every body (both directions), so a test can kill a client mid-transfer.
-Every request is recorded (``Exchange``: method, path, status, request/response body bytes, the fault applied).
+Every request is recorded (``Exchange``: method, path, query, status, request/response body bytes, the fault applied).
 The proxy binds 127.0.0.1 only and connects only to 127.0.0.1.
 """
 
@@ -128,6 +128,7 @@ class Exchange:
     method: str
     path: str
     status: int = 0
+    query: str = ""
     request_bytes: int = 0
     response_bytes: int = 0
     fault: str | None = None
@@ -322,8 +323,8 @@ class FaultProxy:
     ) -> bool:
         """Relay one request and its response; False when the connection must close."""
         method, _, rest = head.first.partition(" ")
-        path = rest.rpartition(" ")[0].split("?", 1)[0]
-        exchange = Exchange(method, path)
+        path, _, query = rest.rpartition(" ")[0].partition("?")
+        exchange = Exchange(method, path, query=query)
         self._record(exchange)
         fault = self._take_fault(method, path)
         exchange.fault = fault.kind if fault else None
