@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from regtool.server.zerocopy import SENT, ZEROCOPY, send_file
+from regtool.server.zerocopy import FOLLOW, SENT, ZEROCOPY, send_file
 
 __all__ = ["ZeroCopyHttpToolsProtocol"]
 
@@ -77,7 +77,7 @@ class _ZeroCopySender:
         sent = 0
         if not cycle.disconnected and count > 0:
             try:
-                sent = await send_file(cycle.transport, file, offset, count)
+                sent = await send_file(cycle.transport, file, offset, count, follow=message.get(FOLLOW))
             finally:
                 if sent < count:
                     # Part of the body may be out: the connection cannot carry another response. A client that went

@@ -15,6 +15,10 @@ uvicorn 0.54 implements no zero-copy send and uvloop's ``loop.sendfile`` raises 
 
 The app (``streaming.StreamResponse``) falls back to chunked sends when the extension is absent: under TLS (the
 kernel cannot encrypt), for in-memory storage, or under another server.
+
+A file still being written (a pull-through cache's blob arriving from upstream) is sent in one message too: its
+``FOLLOW`` callable, run in the sending thread, says how far the file may be read and waits for its writer, so
+the transfer follows the writer without a hop through the event loop for every piece that lands.
 """
 
 from __future__ import annotations
@@ -25,18 +29,20 @@ import os
 import select
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, Protocol
 
 import anyio
 from anyio import to_thread
 
-__all__ = ["SENT", "ZEROCOPY", "send_file", "zerocopy_available"]
+__all__ = ["FOLLOW", "SENT", "ZEROCOPY", "Follow", "send_file", "zerocopy_available"]
 
 ZEROCOPY = "http.response.zerocopysend"
 # Key the server adds to a zero-copy message once it is done: the bytes that actually left (fewer when the client went
 # away), for the access log in middleware.py. Not part of ASGI; other servers leave it out.
 SENT = "regtool.sent"
+# Key of a zero-copy message whose file is still being written: a ``Follow``. Not part of ASGI either.
+FOLLOW = "regtool.follow"
 _MAX_PER_CALL = 16 * 1024 * 1024  # bytes one sendfile(2) call may move; the socket's free space limits it anyway
 _MAX_SENDS = 256  # concurrent zero-copy transfers per server; more wait for a free thread
 _SEND_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
@@ -54,16 +60,24 @@ class Transport(Protocol):
     def is_closing(self) -> bool: ...
 
 
+Follow = Callable[[int, float], int]
+"""``follow(offset, timeout)``: how far the file may be read, waiting up to ``timeout`` seconds while it ends at
+``offset``; called in the sending thread, it may raise to stop the transfer (the exception reaches the sender)."""
+
+
 def zerocopy_available(scope: Mapping[str, Any]) -> bool:
     """Whether the server offers zero-copy sends for this request."""
     return ZEROCOPY in (scope.get("extensions") or {})
 
 
-async def send_file(transport: Transport, file: BinaryIO, offset: int, count: int) -> int:
+async def send_file(
+    transport: Transport, file: BinaryIO, offset: int, count: int, *, follow: Follow | None = None
+) -> int:
     """Send ``count`` bytes of ``file`` from ``offset`` on ``transport``'s socket, after what it has buffered.
 
     Returns the bytes sent: fewer than ``count`` when the client went away or the transport was closing. Raises
-    OSError when the file ends early.
+    OSError when the file ends early. With ``follow``, the file is still being written: the transfer sends what
+    ``follow`` says is there and waits on it for the rest.
     """
     await _flushed(transport)
     sock = transport.get_extra_info("socket")
@@ -80,7 +94,7 @@ async def send_file(transport: Transport, file: BinaryIO, offset: int, count: in
         # abandon_on_cancel: a cancelled request (server shutdown) need not wait for the thread, which sees ``stop``
         # within _POLL_MS and closes its descriptors itself.
         await to_thread.run_sync(
-            _send_all, out_fd, in_fd, offset, count, progress, abandon_on_cancel=True, limiter=_send_limiter()
+            _send_all, out_fd, in_fd, offset, count, progress, follow, abandon_on_cancel=True, limiter=_send_limiter()
         )
     except _CLIENT_GONE:
         pass
@@ -116,17 +130,22 @@ async def _flushed(transport: Transport) -> None:
         delay = min(delay * 2 or 0.001, 0.05)
 
 
-def _send_all(out_fd: int, in_fd: int, offset: int, count: int, progress: _Progress) -> None:
+def _send_all(out_fd: int, in_fd: int, offset: int, count: int, progress: _Progress, follow: Follow | None) -> None:
     """Send ``count`` bytes of ``in_fd`` from ``offset`` to the non-blocking socket ``out_fd``; close both fds."""
     try:
         poller = select.poll()
         poller.register(out_fd, select.POLLOUT)
         end = offset + count
+        readable = end if follow is None else offset
         while offset < end:
             if progress.stop.is_set():
                 raise ConnectionAbortedError("the response was abandoned")
+            if follow is not None and offset >= readable:
+                # Timed waits, so an abandoned response is seen within _POLL_MS while the writer is slow.
+                readable = min(end, follow(offset, _POLL_MS / 1000))
+                continue
             try:
-                sent = os.sendfile(out_fd, in_fd, offset, min(end - offset, _MAX_PER_CALL))
+                sent = os.sendfile(out_fd, in_fd, offset, min(readable - offset, _MAX_PER_CALL))
             except BlockingIOError:
                 for _fd, events in poller.poll(_POLL_MS):
                     if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):

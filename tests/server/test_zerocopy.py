@@ -206,3 +206,72 @@ def test_send_file_returns_what_left_when_the_client_goes_away(
     with path.open("rb") as file:
         sent = anyio.run(zerocopy.send_file, _Transport(server_side), file, 0, 32 * 1024 * 1024)
     assert 0 < sent < 32 * 1024 * 1024
+
+
+class _GrowingFile:
+    """A file appended to by a writer thread a piece at a time, with the ``follow`` a sender waits on."""
+
+    def __init__(self, path: Path, data: bytes, piece: int) -> None:
+        self.path = path
+        self.data = data
+        self.piece = piece
+        self.written = 0
+        self.grown = threading.Condition()
+        path.write_bytes(b"")
+
+    def write_all(self) -> None:
+        with self.path.open("ab", buffering=0) as out:
+            for start in range(0, len(self.data), self.piece):
+                time.sleep(0.005)
+                out.write(self.data[start : start + self.piece])
+                with self.grown:
+                    self.written = min(len(self.data), start + self.piece)
+                    self.grown.notify_all()
+
+    def follow(self, offset: int, timeout: float) -> int:
+        with self.grown:
+            if self.written <= offset:
+                self.grown.wait(timeout)
+            return self.written
+
+
+def test_send_file_follows_a_file_as_it_is_written(
+    tmp_path: Path, socket_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    data = random_blob(6 * 1024 * 1024 + 123)
+    growing = _GrowingFile(tmp_path / "blob", data, 256 * 1024)
+    server_side, client_side = socket_pair
+    received = bytearray()
+    reader = _reader(client_side, received)
+    writer = threading.Thread(target=growing.write_all)
+    with growing.path.open("rb") as file:
+        writer.start()
+        sent = anyio.run(
+            lambda: zerocopy.send_file(_Transport(server_side), file, 10, len(data) - 11, follow=growing.follow)
+        )
+    writer.join(10)
+    server_side.shutdown(socket.SHUT_WR)
+    reader.join(10)
+    assert sent == len(data) - 11
+    assert bytes(received) == data[10:-1]
+
+
+def test_a_follow_that_raises_stops_the_transfer_there(
+    tmp_path: Path, socket_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(random_blob(4 * 1024 * 1024))
+    server_side, client_side = socket_pair
+    received = bytearray()
+    reader = _reader(client_side, received)
+
+    def follow(offset: int, timeout: float) -> int:
+        if offset >= 1024 * 1024:
+            raise RuntimeError("the writer failed")
+        return 1024 * 1024
+
+    with path.open("rb") as file, pytest.raises(RuntimeError, match="the writer failed"):
+        anyio.run(lambda: zerocopy.send_file(_Transport(server_side), file, 0, 4 * 1024 * 1024, follow=follow))
+    server_side.shutdown(socket.SHUT_WR)
+    reader.join(10)
+    assert bytes(received) == path.read_bytes()[: 1024 * 1024]

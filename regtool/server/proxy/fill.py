@@ -5,6 +5,11 @@ worker thread, straight from the pooled connection: ``BlobFetcher.receive``). Re
 behind the writer (``FillReader``), so the first client gets its bytes while they are being cached, and a second
 client asking for the same blob meanwhile joins the same fetch instead of starting another.
 
+A zero-copy response follows the writer from its own sending thread (``BlobFill.follow``): the fetch thread tells
+it of every piece under a lock, never waiting for the event loop, which hears of the progress only a megabyte at
+a time (for chunked readers) and of the state changes. A round trip through the event loop for each piece, and a
+new ``sendfile`` transfer for each, cost more CPU than the piece's copy.
+
 Nothing unverified is passed off as the blob: the last byte of every response cut from a fill is held back until
 the whole blob matched its digest and size; on a mismatch the blob never enters the store and each response is
 aborted (the connection closes short of its Content-Length), so clients see a failed transfer, not bad bytes.
@@ -15,12 +20,13 @@ blob and read it from the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 
 from regtool.digest import Digest, DigestVerifier
@@ -45,10 +51,10 @@ class FillFailed(Exception):
 class BlobFill:
     """The fetch of ``digest`` from ``upstream``'s ``name``, and what readers need to follow it.
 
-    State moves on the event loop only: ``size`` once the upstream answered (``started``), ``written`` as bytes
-    land in the temp file, ``verified`` once they matched the digest, then ``done`` (in the store) or ``failed``
-    (nothing stored; readers of a verified blob still finish). ``error`` is set when the upstream refused before
-    any byte (the responses that waited answer it as an error envelope).
+    State moves on the event loop: ``size`` once the upstream answered (``started``), ``verified`` once the bytes
+    matched the digest, then ``done`` (in the store) or ``failed`` (nothing stored; readers of a verified blob still
+    finish). ``error`` is set when the upstream refused before any byte (the responses that waited answer it as an
+    error envelope). ``written``, the bytes in the temp file, is moved by the fetch's thread under ``_grown``.
     """
 
     def __init__(
@@ -78,6 +84,9 @@ class BlobFill:
         self.failed = False
         self.error: ApiError | None = None
         self._changed = anyio.Event()
+        # Held for an instant by the fetch thread, the senders' threads and the event loop: ``written`` and wake-ups.
+        self._grown = threading.Condition()
+        self._unannounced = 0  # bytes written since the event loop was last told
 
     @property
     def finished(self) -> bool:
@@ -86,14 +95,33 @@ class BlobFill:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+        # After the state moved: a sending thread that finds none of it under the lock waits and is woken here.
+        with self._grown:
+            self._grown.notify_all()
+
+    def _grew(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
+        """In the fetch's thread, once ``count`` more bytes are in the temp file (so a reader told can read them)."""
+        with self._grown:
+            self.written += count
+            self._grown.notify_all()
+        self._unannounced += count
+        if self._unannounced >= NOTIFY_BYTES:
+            self._unannounced = 0
+            loop.call_soon_threadsafe(self._notify)
 
     async def changed(self) -> None:
         """Wait until the state moves on (more bytes, the head, the end)."""
         await self._changed.wait()
 
-    def _advance(self, count: int) -> None:
-        self.written += count
-        self._notify()
+    def follow(self, offset: int, timeout: float) -> int:
+        """How far the temp file may be read, for a thread sending it as it grows (``zerocopy.Follow``): waits up
+        to ``timeout`` seconds while it holds nothing past ``offset``; FillFailed once the blob cannot verify."""
+        with self._grown:
+            if self.written <= offset and not self.finished and not self.verified:
+                self._grown.wait(timeout)
+            if not self.verified and (self.failed or self.error is not None):
+                raise FillFailed(f"blob {self.digest} did not arrive intact from the upstream")
+            return self.written
 
     async def run(self) -> None:
         """Fetch, verify and store the blob; never raises (the outcome is in the state)."""
@@ -134,9 +162,10 @@ class BlobFill:
             self._notify()
             try:
                 hasher = DigestVerifier(self.digest.algorithm)
-                sink = _Sink(writer, hasher, self._advance)
+                loop = asyncio.get_running_loop()
+                sink = _Sink(writer, hasher, lambda count: self._grew(count, loop))
                 await anyio.to_thread.run_sync(fetcher.receive, blob.exchange, sink, limiter=self.threads)
-                self._advance(sink.pending)
+                self._notify()
                 hasher.verify(self.digest, self.size)
                 # Readers may finish now; the store's fsync and rename need not hold up their last byte.
                 self.verified = True
@@ -159,23 +188,21 @@ class BlobFill:
 
 
 class _Sink:
-    """Writes and hashes the upstream body in the fetch's worker thread, telling readers about it a megabyte at a
-    time (a hand-off to the event loop per socket read would cost more than the copy)."""
+    """Writes and hashes the upstream body in the fetch's worker thread. Sending threads hear of every piece at
+    once; the event loop a megabyte at a time, without the fetch waiting for it (a blocking hand-off per piece
+    would stall the fetch behind the loop)."""
 
-    def __init__(self, writer: FileWriter, hasher: DigestVerifier, advance: Callable[[int], None]) -> None:
+    def __init__(self, writer: FileWriter, hasher: DigestVerifier, grew: Callable[[int], None]) -> None:
         self.writer = writer
         self.hasher = hasher
-        self.advance = advance
-        self.pending = 0
+        self.grew = grew
 
     def __call__(self, piece: memoryview) -> None:
         self.writer.write(piece)
+        # Told before the hash, so a sending thread moves the bytes on meanwhile (the response's last byte still
+        # waits for the digest).
+        self.grew(len(piece))
         self.hasher.update(piece)
-        self.pending += len(piece)
-        if self.pending >= NOTIFY_BYTES:
-            # After the bytes are in the file, so a reader told of them can read them.
-            anyio.from_thread.run_sync(self.advance, self.pending)
-            self.pending = 0
 
 
 class FillReader:

@@ -22,7 +22,7 @@ from regtool.protocol.ranges import content_range
 from regtool.server.errors import ApiError
 from regtool.server.proxy.fill import BlobFill, FillFailed, FillReader
 from regtool.server.streaming import CHUNK_SIZE, _cancel_on_disconnect, parse_range
-from regtool.server.zerocopy import ZEROCOPY, zerocopy_available
+from regtool.server.zerocopy import FOLLOW, ZEROCOPY, zerocopy_available
 
 __all__ = ["FillResponse"]
 
@@ -98,10 +98,13 @@ async def _send_body(reader: FillReader, scope: Scope, send: Send) -> None:
             last = reader.position + count >= reader.end
             stream = await reader.descriptor_file() if zero_copy and (count > 1 or not last) else None
             if stream is not None:
-                # What has arrived goes out with sendfile(2) from the file being filled; the response's last byte
-                # goes the ordinary way, as in StreamResponse, so the request is recorded before the client has it.
-                span = count - 1 if last else count
+                # All but the response's last byte in one sendfile(2) transfer from the file being filled, whose
+                # thread follows the fill as it grows; the last byte goes the ordinary way, as in StreamResponse,
+                # so the request is recorded before the client has it.
+                span = reader.end - 1 - reader.position
                 message = {"type": ZEROCOPY, "file": stream, "offset": reader.position, "count": span}
+                if reader.fill.readable_while_filling:
+                    message[FOLLOW] = reader.fill.follow
                 await send({**message, "more_body": True})
                 reader.position += span
                 continue
