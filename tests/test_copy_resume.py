@@ -85,9 +85,11 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
         yield Setup(source, target, proxy, manifest, state)
 
 
-def _copy(setup: Setup) -> CopyResult:
+def _copy(setup: Setup, *, retries: int = 3) -> CopyResult:
+    """One copy; ``retries=0`` makes a cut upload end the run (else the run continues the session itself)."""
+
     async def main() -> CopyResult:
-        async with Client(jobs=1) as client:  # one blob at a time: the layer (largest) goes first
+        async with Client(jobs=1, retries=retries) as client:  # one blob at a time: the layer (largest) goes first
             return await client.copy(Reference.parse(setup.src), Reference.parse(setup.dest))
 
     return anyio.run(main)
@@ -121,7 +123,7 @@ def _assert_copied(setup: Setup) -> None:
 def test_a_copy_cut_mid_blob_resumes_with_only_the_rest(setup: Setup) -> None:
     setup.proxy.add(Fault.drop_request(after=CUT, method="PUT", path=UPLOADS))
     with pytest.raises(TransportError):
-        _copy(setup)
+        _copy(setup, retries=0)
     assert list(setup.state.glob("*.json"))
     _wait_until(lambda: _session_holds(setup) == CUT, "the registry to keep the bytes it received")
 
@@ -141,7 +143,7 @@ def test_a_copy_cut_mid_blob_resumes_with_only_the_rest(setup: Setup) -> None:
 def test_a_resumed_blob_whose_source_changed_is_refused_and_not_resumed_again(setup: Setup) -> None:
     setup.proxy.add(Fault.drop_request(after=CUT, method="PUT", path=UPLOADS))
     with pytest.raises(TransportError):
-        _copy(setup)
+        _copy(setup, retries=0)
     _wait_until(lambda: all(e.end is not None for e in setup.proxy.exchanges()), "the proxy to finish relaying")
     # The source now serves other bytes after the cut: only the target's check of the whole blob can see it.
     data = setup.blob_file(setup.layer)
@@ -154,6 +156,20 @@ def test_a_resumed_blob_whose_source_changed_is_refused_and_not_resumed_again(se
     assert httpx.head(f"{setup.target.url}/v2/mirror/app/blobs/{setup.layer.digest}").status_code == 404
     assert httpx.get(f"{setup.target.url}/v2/mirror/app/manifests/1.0").status_code == 404
     assert list(setup.state.glob("*.json")) == []  # the session is never continued again
+
+
+def test_a_copy_cut_mid_blob_continues_its_session_within_the_run(setup: Setup) -> None:
+    # The upload a push makes: a cut request is retried, the session asked how far it got, and the source opened
+    # again where the session stands.
+    setup.proxy.add(Fault.drop_request(after=CUT, method="PUT", path=UPLOADS))
+    result = _copy(setup)
+    _assert_copied(setup)
+    assert len(setup.proxy.exchanges("GET", UPLOADS)) == 1  # the session's status, asked once after the cut
+    sent = setup.proxy.upload_bytes(path=UPLOADS)
+    assert setup.layer.size + setup.config.size <= sent <= CUT + setup.layer.size + setup.config.size
+    rest = sent - CUT - setup.config.size  # what the retry sent of the layer: all the session did not hold
+    assert result.bytes_copied == rest + setup.config.size
+    assert result.blobs_copied == 2
 
 
 def test_copy_interrupted_by_ctrl_c_resumes_in_the_next_run(setup: Setup, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from regtool.client import Client
     from regtool.client.mirrors import Endpoint as MirrorEndpoint
-    from regtool.client.v2.copy import BlobPlace
+    from regtool.client.v2.upload import BlobPlace
     from regtool.image.oci_layout import OciLayout
 
 __all__ = ["ImageOutcome", "SyncEngine", "SyncOptions", "SyncResult"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -237,7 +237,7 @@ class RegistryAPI:
         *,
         what: str,
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
         expect: Iterable[int] | None = (200,),
         stream: bool = False,
         auth: bool = True,
@@ -253,7 +253,8 @@ class RegistryAPI:
         (shared with its other requests); without one the request has the policy's retries to itself.
         ``keep_body`` leaves a successful response's body on its connection, for a blob thread to read
         (``BlobFetcher.receive``); ``body_sender`` sends the request's body from a file instead of ``content``
-        (``BlobFetcher.body_sender``), again on every attempt.
+        (``BlobFetcher.body_sender``), again on every attempt. A ``content`` stream is read once: send it with
+        ``retry=False``.
         """
         accepted = None if expect is None else frozenset(expect)
         budget = budget if budget is not None else RetryBudget(self.retry)

@@ -17,14 +17,15 @@ No local copy of the image is made. Blobs stream from the source to the target a
   synthesized from the v1 JSON (protocols.md §6.2) and an OCI manifest pushed last.
 - **v1 -> v1**: the real v1 ids and JSON are kept; layers stream through, checked against the payload checksum.
 
-Uploads to a v2 target go through push's session handling (``V2Pusher``): the mounts, and every session
+Uploads to a v2 target go through the push's upload (``upload.BlobUploader``): the mounts, and every session
 remembered on disk (``resume.UploadStateStore``) with the offset the registry acknowledged. Blobs up to
 ``chunk_size`` go in one ``PUT``, larger ones in ``PATCH`` chunks of that size. A rerun after an interruption
 skips the blobs the target has, asks the registry how far an unfinished session got, fetches only the rest from
 the source (``Range``) and sends only that. The first part of such a resumed blob is not read again, so regtool
 cannot hash the whole: the target's digest check of the whole blob on the closing ``PUT ?digest=`` (which the
 distribution spec requires of a registry) verifies it, and a refusal there is an IntegrityError that also
-drops the session. A v1 target resumes nothing within a layer; a rerun skips the images it already has.
+drops the session. A request that fails within a run is retried alike, the source opened again where the
+session stands. A v1 target resumes nothing within a layer; a rerun skips the images it already has.
 
 A target named by digest must name the manifest that is copied (checked before anything is written; for a
 v1 source, whose manifest is built from the copied layers, before the manifest is put).
@@ -36,28 +37,26 @@ import contextlib
 import functools
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, MutableSet, Sequence
+from collections.abc import AsyncIterator, MutableSet, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 
 from regtool import mediatypes as mt
 from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
-from regtool.client.resume import UploadClaim
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.v1.api import V1Api
 from regtool.client.v1.pull import download_layer, fetch_chain
 from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
-from regtool.client.v2.api import RegistryAPI, error_for_response
-from regtool.client.v2.push import DEFAULT_CHUNK_SIZE, V2Pusher, _check_stored, _location, _with_digest
+from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.resolve import plan_images, resolve_image
+from regtool.client.v2.upload import DEFAULT_CHUNK_SIZE, BlobOpener, BlobPlace, BlobUploader, StreamBody
 from regtool.digest import Digest, DigestVerifier
-from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, RegistryError, UsageError
+from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, UsageError
 from regtool.image.blobstore import BlobStore
 from regtool.image.convert import (
     V1Image,
@@ -69,10 +68,10 @@ from regtool.image.convert import (
 )
 from regtool.manifest import Descriptor, Manifest, Platform, parse_manifest
 from regtool.protocol import v2
-from regtool.protocol.ranges import chunk_range, parse_content_range, range_request
+from regtool.protocol.ranges import parse_content_range, range_request
 from regtool.reference import Reference
 
-__all__ = ["BlobPlace", "CopyResult", "copy_image"]
+__all__ = ["CopyResult", "copy_image"]
 
 _CHUNK = 1 << 20
 _CONFIG_LIMIT = 16 << 20
@@ -124,9 +123,6 @@ class _Tally:
 
 
 # -- v2 blobs: stream out, stream in ----------------------------------------------------------------------------
-
-BlobOpener = Callable[[int], contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]]
-"""Opens a blob's bytes from an offset (0, or what an upload session holds already)."""
 
 
 @contextlib.asynccontextmanager
@@ -210,61 +206,9 @@ async def _bytes_chunks(data: bytes, offset: int) -> AsyncIterator[AsyncIterator
     yield chunks()
 
 
-class _Pieces:
-    """Cuts one stream of a blob's chunks into consecutive request bodies of given lengths."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], digest: Digest) -> None:
-        self._chunks = chunks
-        self._digest = digest
-        self._rest = b""
-
-    async def take(self, length: int) -> AsyncIterator[bytes]:
-        while length:
-            if not self._rest:
-                try:
-                    self._rest = await anext(self._chunks)
-                except StopAsyncIteration:
-                    raise IntegrityError(f"blob {self._digest}: the source ended {length} bytes early") from None
-            piece, self._rest = self._rest[:length], self._rest[length:]
-            length -= len(piece)
-            yield piece
-
-
-async def _send_stream(
-    api: RegistryAPI,
-    method: str,
-    url: str,
-    body: AsyncIterator[bytes],
-    length: int,
-    *,
-    what: str,
-    expect: tuple[int, ...],
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """One upload request with a streamed body (never retried: the body is read once)."""
-    sent = {"Content-Type": "application/octet-stream", "Content-Length": str(length), **(headers or {})}
-    request = api.http.build_request(method, url, headers=sent, content=body)
-    with mapped_errors(method, url):
-        response = await api.http.send(request, stream=True)
-    try:
-        if response.status_code not in expect:
-            with mapped_errors(method, url):
-                error_body = await response.aread()
-            raise error_for_response(response, what, error_body)
-        with mapped_errors(method, url):
-            await response.aread()
-    finally:
-        await response.aclose()
-    return response
-
-
-# (registry, repository, digest): where a blob is known to be present.
-BlobPlace = tuple[str, str, Digest]
-
-
 class _Uploads:
-    """Blob uploads to a v2 target through push's session handling (``V2Pusher``): its mounts, and its upload
-    sessions remembered on disk, so that a rerun continues an interrupted upload (see the module docstring)."""
+    """A copy's blobs into a v2 target through ``upload.BlobUploader`` (the push's upload: its mounts, and its
+    sessions remembered on disk, so that a rerun continues an interrupted upload), each from a ``StreamBody``."""
 
     def __init__(
         self,
@@ -276,137 +220,26 @@ class _Uploads:
         chunk_size: int | None,
         mount_from: Sequence[str],
         explicit: int,
+        jobs: int,
         known_present: MutableSet[BlobPlace] | None = None,
     ) -> None:
-        self.api = api
         self.target = target
         self.progress = progress
         self.tally = tally
-        # Push's own session code (open with mounts, resume, remember) is used as is, not copied.
-        self.pusher = V2Pusher(api, jobs=1, progress=progress, chunk_size=chunk_size)
+        self.uploader = BlobUploader(
+            api, progress=progress, chunk_size=chunk_size, known_present=known_present, jobs=jobs
+        )
         self.mount_from = tuple(mount_from)
         self.explicit = explicit
-        self.known_present: MutableSet[BlobPlace] = set() if known_present is None else known_present
 
     async def blob(self, desc: Descriptor, opener: BlobOpener) -> None:
         """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
-        target, key = self.target, str(desc.digest)
-        place = (target.registry, target.repository, desc.digest)
-        self.progress.start(key, f"blob {desc.digest.short}", desc.size)
-        if place in self.known_present:
-            self._skipped(key)
-            return
-        async with self.api.blob_upload_lock(target.registry, target.repository, desc.digest):
-            # Another copy of this run may have put it there while this one waited for the lock.
-            if place in self.known_present:
-                self._skipped(key)
-                return
-            # As in push: one process at a time continues a blob's saved session (another opens its own).
-            claim = await anyio.to_thread.run_sync(self.pusher.resume.claim, target.registry, target.repository, key)
-            try:
-                await self._blob(desc, opener, claim)
-            finally:
-                claim.release()
-        self.known_present.add(place)
-
-    def _skipped(self, key: str) -> None:
-        self.progress.finish(key, status="skipped")
-        self.tally.skipped += 1
-
-    async def _blob(self, desc: Descriptor, opener: BlobOpener, claim: UploadClaim) -> None:
-        target, key = self.target, str(desc.digest)
-        if await self.api.blob_size(target.registry, target.repository, desc.digest) is not None:
-            await anyio.to_thread.run_sync(claim.forget)
-            self._skipped(key)
-            return
-        location: str | None = None
-        offset = 0
-        try:
-            resumed = await self.pusher._resume_session(target, desc, key, claim)
-            if resumed is None:
-                base = await self.api.base_url(target.registry)
-                started = await self.pusher._start_session(target, base, desc, self.mount_from, self.explicit)
-                if started is None:
-                    await anyio.to_thread.run_sync(claim.forget)
-                    self.progress.finish(key, status="mounted")
-                    self.tally.mounted += 1
-                    return
-                location, minimum = started
-                await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
-            else:
-                (location, offset), minimum = resumed, 0
-            await self._send(desc, location, offset, opener, key, claim, minimum)
-        except IntegrityError:
-            # The session may hold bytes of a bad blob: drop it and its state, so that no rerun continues it.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(claim.forget)
-                if location is not None:
-                    with contextlib.suppress(Exception):
-                        await self.api.send("DELETE", location, what="cancel upload", expect=None, retry=False)
-            self.progress.finish(key, status="failed")
-            raise
-        except BaseException:
-            # Interrupted or failed on the way: the session and its state stay for the next run to continue.
-            self.progress.finish(key, status="failed")
-            raise
-        await anyio.to_thread.run_sync(claim.forget)
-        self.progress.finish(key)
-        self.tally.copied += 1
-        self.tally.bytes += desc.size - offset
-
-    async def _send(
-        self,
-        desc: Descriptor,
-        location: str,
-        offset: int,
-        opener: BlobOpener,
-        key: str,
-        claim: UploadClaim,
-        minimum: int = 0,
-    ) -> None:
-        """Send the blob from ``offset`` (what the session holds) and close the session with ``PUT ?digest=``;
-        chunks are at least ``minimum`` bytes (the registry's ``OCI-Chunk-Min-Length``), as push makes them."""
-        what = f"upload of blob {desc.digest} to {self.target.repository_ref}"
-        chunk_size = max(self.pusher.chunk_size or desc.size, minimum)
-
-        async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-            async for chunk in chunks:
-                self.progress.advance(key, len(chunk))
-                yield chunk
-
-        async with _bytes_chunks(b"", 0) if offset >= desc.size else opener(offset) as chunks:
-            pieces = _Pieces(counted(chunks), desc.digest)
-            if offset == 0 and desc.size <= chunk_size:
-                url = _with_digest(location, desc.digest)
-                response = await _send_stream(
-                    self.api, "PUT", url, pieces.take(desc.size), desc.size, what=what, expect=(201, 204)
-                )
-                _check_stored(response, desc.digest, what)
-                return
-            while offset < desc.size:
-                length = min(chunk_size, desc.size - offset)
-                response = await _send_stream(
-                    self.api,
-                    "PATCH",
-                    location,
-                    pieces.take(length),
-                    length,
-                    what=what,
-                    expect=(202, 204),
-                    headers={"Content-Range": chunk_range(offset, length)},
-                )
-                location = _location(response, what)
-                offset += length
-                await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
-        try:
-            response = await self.api.send("PUT", _with_digest(location, desc.digest), what=what, expect=(201, 204))
-        except RegistryError as exc:
-            # DIGEST_INVALID is an IntegrityError already (registry_api); a blob whose length the registry
-            # refuses is one too here, where SIZE_INVALID cannot mean a manifest too large.
-            if "SIZE_INVALID" in exc.codes:
-                raise IntegrityError(f"{what}: the registry refused the whole blob: {exc}") from None
-            raise
-        _check_stored(response, desc.digest, what)
+        body = StreamBody(opener, desc.digest)
+        done = await self.uploader.upload(self.target, desc, body, mount_from=self.mount_from, explicit=self.explicit)
+        self.tally.copied += done.status == "uploaded"
+        self.tally.skipped += done.status == "skipped"
+        self.tally.mounted += done.status == "mounted"
+        self.tally.bytes += done.bytes
 
 
 # -- reading a v2 source --------------------------------------------------------------------------------------
@@ -635,6 +468,7 @@ async def copy_image(
         chunk_size=chunk_size,
         mount_from=mounts,
         explicit=len(mount_from),
+        jobs=jobs,
         known_present=known_present,
     )
     if v1_source is None and v1_target is None:

@@ -1,0 +1,678 @@
+"""One blob into a v2 repository: the one upload path push, copy and sync (through copy) take.
+
+``BlobUploader.upload(target, descriptor, body)`` makes a blob present in a repository (protocols.md §4.6):
+
+1. Known present this run (``known_present``), or ``HEAD`` finds it with its size -> skipped.
+2. A session this machine remembers (``resume.UploadStateStore``, one owner at a time) is asked how far it got
+   (GET upload status) and continued from there; one the registry no longer knows is forgotten.
+3. Else with ``mount_from``: ``POST uploads/?mount=<digest>&from=<repo>`` for each; 201 -> mounted. A 202 opens
+   an ordinary session, which is used. Otherwise ``POST uploads/`` (202 + Location).
+4. One ``PUT <location>?digest=`` with the whole blob (monolithic, up to ``chunk_size``), or ``PATCH`` chunks
+   with ``Content-Range`` (at least the registry's ``OCI-Chunk-Min-Length``), each acknowledged offset saved,
+   then an empty ``PUT ?digest=``. Each response's Location is the next request's target (relative or absolute,
+   with its own query, such as distribution's ``_state``).
+
+A failed attempt (a connection error, a retried status) is retried under one ``RetryBudget`` for all of the blob's
+requests: the session is asked how far it got and the rest is sent. A session that vanished (404 /
+BLOB_UPLOAD_UNKNOWN) means a fresh one, a few times at most. Bytes that do not match the digest (the source's own
+check, or the registry's DIGEST_INVALID / SIZE_INVALID on the closing ``PUT``) are an IntegrityError that also
+drops the session and its saved state, so no rerun continues it.
+
+Where the bytes come from is an ``UploadBody``: ``FileBody`` sends a local file from worker threads
+(``BlobFetcher.body_sender``: a reused buffer, each piece hashed before it goes; push), ``StreamBody`` a stream
+opened from an offset, such as another registry's GET (copy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, MutableSet, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from regtool.client.net.blobfetch import FetchCancelled, SourceTruncated
+from regtool.client.net.retry import RetryBudget
+from regtool.client.net.transport import redact_url
+from regtool.client.progress import NullProgress, Progress
+from regtool.client.resume import UploadClaim, UploadStateStore
+from regtool.client.tasks import LARGE_WEIGHT, first_error
+from regtool.client.v2.api import RegistryAPI
+from regtool.digest import Digest, DigestVerifier
+from regtool.errors import AuthError, IntegrityError, NotFoundError, ProtocolError, RegistryError, TransportError
+from regtool.image.source import ImageSource
+from regtool.manifest import Descriptor
+from regtool.protocol import v2
+from regtool.protocol.ranges import chunk_range, parse_upload_progress
+from regtool.reference import Reference
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
+    "READ_SIZE",
+    "BlobOpener",
+    "BlobPlace",
+    "BlobUploader",
+    "FileBody",
+    "StreamBody",
+    "UploadBody",
+    "Uploaded",
+]
+
+# Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size. Large enough that the extra
+# round trips cost nothing measurable; small enough that an interrupted upload of a big layer resumes from a
+# recent chunk boundary on registries (distribution among them) that drop a chunk cut mid-body.
+DEFAULT_CHUNK_SIZE = 256 << 20
+READ_SIZE = 1 << 20
+# The smallest ``--chunk-size`` the CLI takes: below it every chunk costs a round trip for next to no bytes (a
+# 1 MiB blob in 1-byte chunks is a million requests). A registry's OCI-Chunk-Min-Length can raise it further.
+MIN_CHUNK_SIZE = 64 << 10
+# How often one blob may find its session gone and start a fresh one: enough for a session another client
+# closed plus one purged under us, few enough that a registry forgetting every session fails the upload.
+_SESSIONS_GONE_MAX = 2
+
+# (registry, repository, digest): where a blob is known to be present.
+BlobPlace = tuple[str, str, Digest]
+
+BlobOpener = Callable[[int], contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]]
+"""Opens a blob's bytes from an offset (0, or what an upload session holds already)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """How a blob came to be present: ``uploaded`` (``bytes`` sent, from where a session stood), ``mounted``, or
+    ``skipped`` (it was there)."""
+
+    status: str
+    bytes: int = 0
+
+
+class UploadBody(Protocol):
+    """Where an upload's bytes come from."""
+
+    async def send(
+        self,
+        api: RegistryAPI,
+        method: str,
+        url: str,
+        offset: int,
+        length: int,
+        *,
+        what: str,
+        headers: Mapping[str, str],
+        expect: tuple[int, ...],
+        advance: Callable[[int], None],
+    ) -> httpx.Response:
+        """One request (never retried by itself) carrying ``length`` bytes of the blob from ``offset``;
+        ``advance`` is told of the bytes as they go."""
+        ...
+
+    async def confirm(self) -> None:
+        """Called before the ``PUT`` that commits the blob: IntegrityError unless its bytes match the digest."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of what the body holds open."""
+        ...
+
+
+class _SourceCheck:
+    """The digest of one local blob, taken from its bytes as they are sent, in file order.
+
+    ``feed(offset, piece)`` sees each piece before it goes out. Bytes sent again (after a redirect, or a retry from
+    an earlier offset) are not hashed twice; bytes a resumed session already holds are read from the file first.
+    The piece that completes the blob raises IntegrityError instead of going out when the digest does not
+    match, so the registry never receives a whole wrong blob. Pieces arrive from worker threads, hence the lock.
+    """
+
+    def __init__(self, src: ImageSource, desc: Descriptor) -> None:
+        self._src = src
+        self._desc = desc
+        self._verifier = DigestVerifier(desc.digest.algorithm)
+        self._lock = threading.Lock()
+
+    def feed(self, offset: int, piece: bytes | memoryview) -> None:
+        with self._lock:
+            end = offset + len(piece)
+            position = self._verifier.size
+            if end <= position:
+                return
+            if offset > position:
+                self._read_to(offset)
+                position = offset
+            self._verifier.update(piece[position - offset :])
+            if end >= self._desc.size:
+                self._verify()
+
+    def confirm(self) -> None:
+        """Verify the whole blob (reading what this run did not send)."""
+        with self._lock:
+            self._read_to(self._desc.size)
+            self._verify()
+
+    def _read_to(self, offset: int) -> None:
+        position = self._verifier.size
+        if position >= offset:
+            return
+        with self._src.open_blob(self._desc.digest) as f:
+            f.seek(position)
+            remaining = offset - position
+            while remaining:
+                data = f.read(min(READ_SIZE, remaining))
+                if not data:
+                    raise IntegrityError(
+                        f"blob {self._desc.digest}: the source file ended {remaining} bytes early "
+                        f"({self._src.description})"
+                    )
+                self._verifier.update(data)
+                remaining -= len(data)
+
+    def _verify(self) -> None:
+        actual = self._verifier.digest()
+        if self._verifier.size != self._desc.size or actual != self._desc.digest:
+            raise IntegrityError(
+                f"blob {self._desc.digest}: the source's bytes hash to {actual}, not to the digest the manifest "
+                f"names; refused before the registry stored it ({self._src.description})"
+            )
+
+
+class FileBody:
+    """A blob of a local image source, sent from the file in the exchange's worker thread
+    (``BlobFetcher.body_sender``: a reused buffer, each piece hashed before it goes, so a corrupt source is refused
+    before the registry commits it). ``threads`` bounds the worker threads all of a job's bodies hold at once."""
+
+    def __init__(self, src: ImageSource, desc: Descriptor, threads: anyio.CapacityLimiter) -> None:
+        self._src = src
+        self._desc = desc
+        self._threads = threads
+        self._check = _SourceCheck(src, desc)
+
+    async def send(
+        self,
+        api: RegistryAPI,
+        method: str,
+        url: str,
+        offset: int,
+        length: int,
+        *,
+        what: str,
+        headers: Mapping[str, str],
+        expect: tuple[int, ...],
+        advance: Callable[[int], None],
+    ) -> httpx.Response:
+        if method == "PUT" and length == 0:
+            # A zero-length blob has no piece to check on its way out.
+            await self.confirm()
+        fetcher = api.fetcher
+        assert fetcher is not None, "a RegistryAPI that moves blobs has a BlobFetcher"
+        digest = self._desc.digest
+        cancel = threading.Event()
+        counter = [0]
+        reported = 0
+        outcome: list[httpx.Response] = []
+
+        def count(n: int) -> None:
+            counter[0] += n
+
+        sender = fetcher.body_sender(
+            lambda: self._src.open_blob(digest), offset, length, on_bytes=count, cancel=cancel, inspect=self._check.feed
+        )
+
+        async def ticker() -> None:
+            # The thread counts; the event loop reports, ten times a second at most.
+            nonlocal reported
+            try:
+                while True:
+                    await anyio.sleep(0.1)
+                    if counter[0] != reported:
+                        advance(counter[0] - reported)
+                        reported = counter[0]
+            finally:
+                cancel.set()
+
+        async def exchange(scope: anyio.CancelScope) -> None:
+            try:
+                async with self._threads:
+                    outcome.append(
+                        await api.send(
+                            method,
+                            url,
+                            what=what,
+                            headers={**headers, "Content-Length": str(length)},
+                            expect=expect,
+                            retry=False,
+                            body_sender=sender,
+                        )
+                    )
+            finally:
+                scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                tg.start_soon(exchange, tg.cancel_scope)
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if isinstance(error, SourceTruncated):
+                raise IntegrityError(f"blob {digest}: {error} ({self._src.description})") from None
+            if isinstance(error, FetchCancelled):
+                raise anyio.get_cancelled_exc_class()() from None
+            raise error from None
+        if counter[0] != reported:
+            advance(counter[0] - reported)
+        return outcome[0]
+
+    async def confirm(self) -> None:
+        await anyio.to_thread.run_sync(self._check.confirm)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Pieces:
+    """Cuts one stream of a blob's chunks into consecutive request bodies of given lengths."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], digest: Digest) -> None:
+        self._chunks = chunks
+        self._digest = digest
+        self._rest = b""
+
+    async def take(self, length: int) -> AsyncIterator[bytes]:
+        while length:
+            if not self._rest:
+                try:
+                    self._rest = await anext(self._chunks)
+                except StopAsyncIteration:
+                    raise IntegrityError(f"blob {self._digest}: the source ended {length} bytes early") from None
+            piece, self._rest = self._rest[:length], self._rest[length:]
+            length -= len(piece)
+            yield piece
+
+
+class StreamBody:
+    """A blob read from a stream that ``opener`` opens at an offset; the stream checks what it can itself (a
+    whole blob's digest, holding its last chunk back until it matched). One stream serves consecutive requests;
+    a request from another offset (a retry) opens it again there."""
+
+    def __init__(self, opener: BlobOpener, digest: Digest) -> None:
+        self._opener = opener
+        self._digest = digest
+        self._stack = contextlib.AsyncExitStack()
+        self._pieces: _Pieces | None = None
+        self._position = 0
+
+    async def send(
+        self,
+        api: RegistryAPI,
+        method: str,
+        url: str,
+        offset: int,
+        length: int,
+        *,
+        what: str,
+        headers: Mapping[str, str],
+        expect: tuple[int, ...],
+        advance: Callable[[int], None],
+    ) -> httpx.Response:
+        pieces = await self._at(offset) if length else None
+
+        async def body() -> AsyncIterator[bytes]:
+            if pieces is not None:
+                async for piece in pieces.take(length):
+                    advance(len(piece))
+                    yield piece
+
+        try:
+            response = await api.send(
+                method,
+                url,
+                what=what,
+                headers={"Content-Type": "application/octet-stream", **headers, "Content-Length": str(length)},
+                content=body(),
+                expect=expect,
+                retry=False,
+            )
+        except BaseException:
+            # How much of the stream went is unknown: the next request opens it again where it starts.
+            await self.aclose()
+            raise
+        self._position = offset + length
+        return response
+
+    async def _at(self, offset: int) -> _Pieces:
+        if self._pieces is None or self._position != offset:
+            await self.aclose()
+            chunks = await self._stack.enter_async_context(self._opener(offset))
+            self._pieces, self._position = _Pieces(chunks, self._digest), offset
+        return self._pieces
+
+    async def confirm(self) -> None:
+        # The stream verified the blob before its last chunk went (or, resumed mid-blob, the registry's digest
+        # check on the closing PUT does).
+        return None
+
+    async def aclose(self) -> None:
+        self._pieces = None
+        with anyio.CancelScope(shield=True):
+            await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
+
+
+class _SessionGone(Exception):
+    """The registry no longer knows the upload session (404 / BLOB_UPLOAD_UNKNOWN): open a fresh one."""
+
+    def __init__(self, error: NotFoundError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class BlobUploader:
+    """Makes blobs present in v2 repositories through ``api``; one per job (a push, a copy, a sync run).
+
+    ``chunk_size`` None means monolithic uploads. ``known_present`` holds the blobs known to be at a target (filled
+    as blobs are found, uploaded or mounted): a job that passes one set to every upload asks about a shared blob
+    once. ``jobs`` bounds the worker threads file bodies hold at once (``jobs`` large blobs, or four small ones in
+    the place of each, as ``tasks.run_bounded`` schedules them).
+    """
+
+    def __init__(
+        self,
+        api: RegistryAPI,
+        *,
+        progress: Progress | None = None,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        resume: UploadStateStore | None = None,
+        known_present: MutableSet[BlobPlace] | None = None,
+        jobs: int = 8,
+    ) -> None:
+        self.api = api
+        self.progress = progress or NullProgress()
+        self.chunk_size = chunk_size
+        # Upload sessions are remembered on disk so a later run (or retry) continues them.
+        self.resume = resume if resume is not None else UploadStateStore()
+        self.known_present: MutableSet[BlobPlace] = set() if known_present is None else known_present
+        self.threads = anyio.CapacityLimiter(max(1, jobs) * LARGE_WEIGHT)
+
+    def file_body(self, src: ImageSource, desc: Descriptor) -> FileBody:
+        """A body from ``src``'s file of ``desc``, sharing this uploader's worker threads."""
+        return FileBody(src, desc, self.threads)
+
+    async def upload(
+        self,
+        target: Reference,
+        desc: Descriptor,
+        body: UploadBody,
+        *,
+        mount_from: Sequence[str] = (),
+        explicit: int = 0,
+    ) -> Uploaded:
+        """Make ``desc`` present in ``target``'s repository: skipped, mounted, resumed, or uploaded from ``body``.
+
+        Mounts are tried from ``mount_from`` in order; the first ``explicit`` of them were named by the user, whose
+        errors are the user's to see; a refusal from the rest (inferred: a source layout's origin, a copy's
+        source repository) just means uploading instead.
+        """
+        key = str(desc.digest)
+        place = (target.registry, target.repository, desc.digest)
+        self.progress.start(key, desc.digest.short, desc.size)
+        try:
+            if place in self.known_present:
+                outcome = Uploaded("skipped")
+            else:
+                async with self.api.blob_upload_lock(*place):
+                    # Another job of this run may have put it there while this one waited for the lock.
+                    if place in self.known_present:
+                        outcome = Uploaded("skipped")
+                    else:
+                        outcome = await self._claimed(target, desc, body, tuple(mount_from), explicit)
+        except BaseException:
+            self.progress.finish(key, status="failed")
+            raise
+        finally:
+            await body.aclose()
+        self.known_present.add(place)
+        self.progress.finish(key, status="done" if outcome.status == "uploaded" else outcome.status)
+        return outcome
+
+    async def _claimed(
+        self, target: Reference, desc: Descriptor, body: UploadBody, mount_from: tuple[str, ...], explicit: int
+    ) -> Uploaded:
+        # One process at a time continues a blob's saved session (another opens its own).
+        key = str(desc.digest)
+        claim = await anyio.to_thread.run_sync(self.resume.claim, target.registry, target.repository, key)
+        opened: list[str] = []
+        try:
+            return await self._owned(target, desc, body, claim, mount_from, explicit, opened)
+        except IntegrityError:
+            # The session may hold bytes of a bad blob: drop it and its state, so that no rerun continues it.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(claim.forget)
+                if opened:
+                    with contextlib.suppress(Exception):
+                        await self.api.send("DELETE", opened[-1], what="cancel upload", expect=None, retry=False)
+            raise
+        finally:
+            # Interrupted or failed on the way: the session and its state stay for the next run to continue.
+            claim.release()
+
+    async def _owned(
+        self,
+        target: Reference,
+        desc: Descriptor,
+        body: UploadBody,
+        claim: UploadClaim,
+        mount_from: tuple[str, ...],
+        explicit: int,
+        opened: list[str],
+    ) -> Uploaded:
+        """Skip, mount or upload one blob whose saved session this process owns (``claim``).
+
+        All the requests for the blob share one retry budget (the HEADs, the status GET, the upload's PATCHes
+        and PUTs, and the retries of the whole upload here), so the attempts never exceed the policy's.
+        """
+        key = str(desc.digest)
+        budget = RetryBudget(self.api.retry)
+        if await self._present(target, desc, budget):
+            await anyio.to_thread.run_sync(claim.forget)
+            return Uploaded("skipped")
+        retrying = False
+        sessions_gone = 0
+        while True:
+            try:
+                # A retry: the last attempt may have stored the blob after all (its answer was lost).
+                if retrying and await self._present(target, desc, budget):
+                    offset = desc.size
+                    break
+                resumed = await self._resume_session(desc, key, claim, budget)
+                if resumed is None:
+                    started = await self._start_session(target, desc, mount_from, explicit)
+                    if started is None:
+                        await anyio.to_thread.run_sync(claim.forget)
+                        return Uploaded("mounted")
+                    location, minimum = started
+                    offset = 0
+                    await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
+                else:
+                    (location, offset), minimum = resumed, 0
+                opened.append(location)
+                async with self.api.host_slot(location, desc.size):
+                    await self._send(target, desc, body, location, claim, budget, offset, minimum)
+                break
+            except _SessionGone as gone:
+                # Closed, purged or never known (another client finished it): a fresh session, not a failure.
+                await anyio.to_thread.run_sync(claim.forget)
+                sessions_gone += 1
+                if sessions_gone > _SESSIONS_GONE_MAX:
+                    raise gone.error from None
+                self.progress.event("session-gone", key=key, reason=str(gone.error))
+                retrying = True
+            except (TransportError, RegistryError) as exc:
+                status = getattr(exc, "status", None)
+                if status == 416:
+                    # The session holds other bytes than we thought (a chunk landed after all): start over.
+                    await anyio.to_thread.run_sync(claim.forget)
+                retryable = isinstance(exc, TransportError) or (
+                    status is not None and (status in self.api.retry.statuses or status == 416)
+                )
+                if not retryable or budget.exhausted:
+                    raise
+                attempt = budget.take()
+                delay = self.api.retry.backoff(attempt)
+                self.api.retry_log.record(
+                    f"upload of blob {desc.digest.short}",
+                    attempt=attempt + 1,
+                    delay=delay,
+                    reason=str(exc),
+                    of=budget.attempts,
+                )
+                await anyio.sleep(delay)
+                retrying = True
+        await anyio.to_thread.run_sync(claim.forget)
+        return Uploaded("uploaded", desc.size - offset)
+
+    async def _present(self, target: Reference, desc: Descriptor, budget: RetryBudget) -> bool:
+        size = await self.api.blob_size(target.registry, target.repository, desc.digest, budget=budget)
+        # -1: present, the registry named no length.
+        return size is not None and size in {desc.size, -1}
+
+    async def _resume_session(
+        self, desc: Descriptor, key: str, claim: UploadClaim, budget: RetryBudget
+    ) -> tuple[str, int] | None:
+        """The remembered session of this blob (``claim``'s) and the bytes it holds (GET upload status), or None."""
+        state = await anyio.to_thread.run_sync(claim.load)
+        if state is None or state.size != desc.size:
+            return None
+        what = f"upload of blob {desc.digest}"
+        try:
+            response = await self.api.send(
+                "GET", state.location, what=f"status of {what}", expect=(200, 204), budget=budget
+            )
+        except (NotFoundError, RegistryError):
+            # Purged, finished or unknown to this registry: a new session it is.
+            await anyio.to_thread.run_sync(claim.forget)
+            return None
+        held = parse_upload_progress(response.headers.get("Range"))
+        if held is None or held > desc.size:
+            await anyio.to_thread.run_sync(claim.forget)
+            return None
+        location = _location(response, what) if response.headers.get("Location") else state.location
+        self.progress.event("resume", key=key, offset=held, size=desc.size)
+        if held:
+            self.progress.advance(key, held)
+        return location, held
+
+    async def _start_session(
+        self, target: Reference, desc: Descriptor, mount_from: Sequence[str], explicit: int
+    ) -> tuple[str, int] | None:
+        """The upload URL of a new session and the smallest chunk the registry takes (its
+        ``OCI-Chunk-Min-Length``, 0 when it names none), or None when a mount made the upload unnecessary."""
+        what = f"blob {desc.digest}"
+        base = await self.api.base_url(target.registry)
+        for position, source_repo in enumerate(mount_from):
+            if source_repo == target.repository:
+                continue
+            url = base + v2.uploads_path(target.repository, mount=str(desc.digest), **{"from": source_repo})
+            try:
+                response = await self.api.send(
+                    "POST", url, what=f"mount of {what} from {source_repo}", expect=(201, 202)
+                )
+            except (AuthError, NotFoundError, RegistryError):
+                if position < explicit:
+                    raise
+                continue
+            if response.status_code == 201:
+                return None
+            # 202: the registry opened an upload session instead; use it (and stop trying other sources).
+            return _location(response, what), _chunk_min_length(response)
+        url = base + v2.uploads_path(target.repository)
+        response = await self.api.send("POST", url, what=f"upload of {what}", expect=(202,))
+        return _location(response, what), _chunk_min_length(response)
+
+    async def _send(
+        self,
+        target: Reference,
+        desc: Descriptor,
+        body: UploadBody,
+        location: str,
+        claim: UploadClaim,
+        budget: RetryBudget,
+        offset: int,
+        minimum: int,
+    ) -> None:
+        """Send the blob from ``offset`` (what the session holds already) and close the session.
+
+        Chunks are the larger of ``chunk_size`` and the registry's ``minimum`` (``OCI-Chunk-Min-Length``). A
+        session the registry answers 404 / BLOB_UPLOAD_UNKNOWN for raises ``_SessionGone``.
+        """
+        key = str(desc.digest)
+        what = f"upload of blob {desc.digest} to {target.repository_ref}"
+        chunk = None if self.chunk_size is None else max(self.chunk_size, minimum)
+
+        def advance(n: int) -> None:
+            self.progress.advance(key, n)
+
+        octets = {"Content-Type": "application/octet-stream"}
+        try:
+            if offset == 0 and (chunk is None or desc.size <= chunk):
+                url = _with_digest(location, desc.digest)
+                response = await body.send(
+                    self.api, "PUT", url, 0, desc.size, what=what, headers=octets, expect=(201, 204), advance=advance
+                )
+            else:
+                step = chunk if chunk is not None else desc.size
+                while offset < desc.size:
+                    length = min(step, desc.size - offset)
+                    headers = {**octets, "Content-Range": chunk_range(offset, length)}
+                    response = await body.send(
+                        self.api,
+                        "PATCH",
+                        location,
+                        offset,
+                        length,
+                        what=what,
+                        headers=headers,
+                        expect=(202, 204),
+                        advance=advance,
+                    )
+                    location = _location(response, what)
+                    offset += length
+                    await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
+                # The PUT commits what the session holds: only for bytes that hashed to the digest.
+                await body.confirm()
+                url = _with_digest(location, desc.digest)
+                response = await self.api.send("PUT", url, what=what, expect=(201, 204), budget=budget)
+        except NotFoundError as exc:
+            # A retried close whose first attempt did store the blob (its answer was lost) finds no session too.
+            size = await self.api.blob_size(target.registry, target.repository, desc.digest, budget=budget)
+            if size == desc.size:
+                return
+            raise _SessionGone(exc) from None
+        except RegistryError as exc:
+            # DIGEST_INVALID is an IntegrityError already (api.error_for_response); a blob whose length the
+            # registry refuses is one too here, where SIZE_INVALID cannot mean a manifest too large.
+            if "SIZE_INVALID" in exc.codes:
+                raise IntegrityError(f"{what}: the registry refused the whole blob: {exc}") from None
+            raise
+        header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
+        if header and Digest.is_valid(header) and Digest.parse(header) != desc.digest:
+            raise IntegrityError(f"{what}: the registry stored {header} (at {redact_url(response.url)})")
+
+
+def _location(response: httpx.Response, what: str) -> str:
+    value = response.headers.get("Location")
+    if not value:
+        raise ProtocolError(f"{what}: no Location in the HTTP {response.status_code} from {redact_url(response.url)}")
+    return str(response.url.join(value))
+
+
+def _chunk_min_length(response: httpx.Response) -> int:
+    value = (response.headers.get(v2.OCI_CHUNK_MIN_LENGTH_HEADER) or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
+
+
+def _with_digest(location: str, digest: Digest) -> str:
+    return str(httpx.URL(location).copy_merge_params({"digest": str(digest)}))
