@@ -29,6 +29,7 @@ Each finished image is a ``sync`` progress event (its :meth:`ImageOutcome.to_jso
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -225,7 +226,13 @@ class SyncEngine:
             if spec.credentials is not None and isinstance(spec.endpoint, RegistryEndpoint):
                 # A source's own credentials (a skopeo sync file's), before any given or found for its registry.
                 self.client.auth.use_for(spec.endpoint.registry, spec.credentials)
-        repositories, unlisted = await self._expand(sources)
+        expanded: list[tuple[list[_Repository], list[ImageOutcome]]] = []
+
+        async def expand() -> None:
+            expanded.append(await self._expand(sources))
+
+        await _gather([expand(), self._reach_target()])
+        repositories, unlisted = expanded[0]
         # One job per target tag, however many sources chose it (a skopeo file may name a repository twice).
         jobs = list(
             {
@@ -234,8 +241,6 @@ class SyncEngine:
                 for tag in repo.spec.tags.select(repo.source_tags)
             }.values()
         )
-        if self.options.immutable_tags or self.options.prune:
-            await self._list_target_tags(repositories)
         self.progress.event("sync-plan", images=len(jobs), repositories=len(repositories))
         if isinstance(self.target, DirectoryEndpoint) and not self.options.dry_run:
             # Made before the copies start, so that no pull sees a layout it created (and would remove on failure)
@@ -303,6 +308,13 @@ class SyncEngine:
                 raise UsageError(f"{seen[repo.target]} and {origin} would both be synced to {repo.target}")
 
         async def tags(repo: _Repository) -> None:
+            if self.options.immutable_tags or self.options.prune:
+                # The target's tags are listed beside the source's, not in a round of their own after them.
+                await _gather([source_tags(repo), self._list_target_tags(repo)])
+            else:
+                await source_tags(repo)
+
+        async def source_tags(repo: _Repository) -> None:
             names = repo.spec.tags.names
             if names is not None and not self.options.prune:
                 repo.source_tags = list(names)
@@ -359,22 +371,25 @@ class SyncEngine:
             return f"{self.target.layout_path(job.target_repository)}:{job.tag}"
         return f"{self.target.registry}/{job.target_repository}:{job.tag}"
 
-    async def _list_target_tags(self, repositories: list[_Repository]) -> None:
+    async def _list_target_tags(self, repo: _Repository) -> None:
         target = self.target
+        if isinstance(target, DirectoryEndpoint):
+            tags = await anyio.to_thread.run_sync(target.tags, repo.target)
+            repo.target_tags = dict.fromkeys(tags)
+            return
+        from regtool.client.v2.catalog import list_tags
 
-        async def one(repo: _Repository) -> None:
-            if isinstance(target, DirectoryEndpoint):
-                tags = await anyio.to_thread.run_sync(target.tags, repo.target)
-                repo.target_tags = dict.fromkeys(tags)
-                return
-            from regtool.client.v2.catalog import list_tags
+        try:
+            repo.target_tags = dict.fromkeys(await list_tags(self.api, target.reference(repo.target)))
+        except NotFoundError:
+            repo.target_tags = {}
 
-            try:
-                repo.target_tags = dict.fromkeys(await list_tags(self.api, target.reference(repo.target)))
-            except NotFoundError:
-                repo.target_tags = {}
-
-        await run_bounded(repositories, one, self.options.images)
+    async def _reach_target(self) -> None:
+        """Find where the target registry answers (its ``/v2/``) while the sources are listed, instead of in the
+        first comparisons after them. A failure is left for the target's own requests to report."""
+        if isinstance(self.target, RegistryEndpoint):
+            with contextlib.suppress(RegtoolError):
+                await self.api.base_url(self.target.registry)
 
     # -- one image ----------------------------------------------------------------------------------------
 
