@@ -28,7 +28,8 @@ per request burst and once more per new connection, as in ``wan.py``; one proxy 
 run), and ``loopback``, where both are reached directly and interpreter start-up weighs most. The tools alternate
 and their order rotates every run.
 
-Requests are counted at the servers (the source's and the destination's access logs) for each phase; "per no-op
+CPU is each tool's own (user + system, summed over its invocations; the registries' is not counted). Requests
+are counted at the servers (the source's and the destination's access logs) for each phase; "per no-op
 tag" is the no-op re-sync's requests at both ends divided by the number of tags. After each first sync the
 destination is checked, untimed, on loopback: every tag present, with the source's manifest digest.
 
@@ -220,6 +221,7 @@ class Phase:
     source_requests: int
     dest_requests: int
     load: float
+    cpu_seconds: float = 0.0  # the tool's own user + system CPU (the registries' not counted)
 
     @property
     def requests(self) -> int:
@@ -234,7 +236,7 @@ class Results:
 
 def _sync_all(
     argvs: list[list[str]], tool: str, source_log: AccessLog, dest_log: AccessLog
-) -> tuple[float, int, int, float]:
+) -> tuple[float, int, int, float, float]:
     source_log.mark()
     dest_log.mark()
     runs: list[Run] = [_timed(tool, argv) for argv in argvs]
@@ -243,6 +245,7 @@ def _sync_all(
         len(source_log.since_mark()),
         len(dest_log.since_mark()),
         runs[0].load,
+        sum(r.cpu_seconds or 0.0 for r in runs),
     )
 
 
@@ -263,11 +266,11 @@ def one_run(
         dest_log = AccessLog(registry.log_path)
         argvs = sync_argvs(tool, mode, source_host, catalog, dest_host, work)
         for kind in ("first", "noop"):
-            seconds, at_source, at_dest, load = _sync_all(argvs, tool, source_log, dest_log)
-            phases.append(Phase(tool, setting, mode, kind, seconds, at_source, at_dest, load))
+            seconds, at_source, at_dest, load, cpu = _sync_all(argvs, tool, source_log, dest_log)
+            phases.append(Phase(tool, setting, mode, kind, seconds, at_source, at_dest, load, cpu))
             print(
-                f"  {setting} {mode} run {run + 1} {tool:8} {kind:5} {seconds:7.2f} s  requests {at_source} + {at_dest}"
-                f"  load {load:.2f}",
+                f"  {setting} {mode} run {run + 1} {tool:8} {kind:5} {seconds:7.2f} s  CPU {cpu:5.2f} s  requests "
+                f"{at_source} + {at_dest}  load {load:.2f}",
                 flush=True,
             )
             if kind == "first":
@@ -302,9 +305,9 @@ def report(results: Results, args: argparse.Namespace, catalog: Catalog, started
         f"`each` is one per repository ({len(catalog.images)}, times summed), `all` one for every repository (the "
         "same skopeo sync YAML file). Requests: logged by the source and the destination (min-max over the runs).",
         "",
-        "| setting | invocations | sync | regtool | skopeo | regtool / skopeo | requests r / s "
+        "| setting | invocations | sync | regtool | skopeo | regtool / skopeo | CPU r / s | requests r / s "
         "| requests per tag r / s | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     samples: list[str] = []
     cases = [(s, m) for s in SETTINGS for m in MODES if any((p.setting, p.mode) == (s, m) for p in results.phases)]
@@ -318,12 +321,14 @@ def report(results: Results, args: argparse.Namespace, catalog: Catalog, started
             if not all(by.values()):
                 continue
             med = {t: _median(by[t]) for t in TOOLS}
+            cpu = " / ".join(f"{statistics.median(p.cpu_seconds for p in by[t]):.2f} s" for t in TOOLS)
             requests = " / ".join(_range([p.requests for p in by[t]]) for t in TOOLS)
             per_tag = " / ".join(_range([p.requests / tags for p in by[t]], "{:.2f}") for t in TOOLS)
             loads = [p.load for t in TOOLS for p in by[t]]
             out.append(
                 f"| {label} | {mode} | {name} | {med['regtool']:.2f} s | {med['skopeo']:.2f} s "
-                f"| **{med['regtool'] / med['skopeo']:.2f}** | {requests} | {per_tag} | {_range(loads, '{:.2f}')} |"
+                f"| **{med['regtool'] / med['skopeo']:.2f}** | {cpu} | {requests} | {per_tag} "
+                f"| {_range(loads, '{:.2f}')} |"
             )
             samples.append(
                 f"{label} {mode} {name}: "

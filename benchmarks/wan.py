@@ -93,6 +93,7 @@ class Run:
     load: float  # the 1-minute load average just before the run
     requests: int | None = None  # HTTP requests the registry logged during the run
     connections: int | None = None  # connections the proxy accepted during the run (None: no proxy)
+    cpu_seconds: float | None = None  # user + system CPU of the child (and of what it waited for)
 
 
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time, for the peak RSS of the child alone
@@ -124,7 +125,7 @@ def _timed(tool: str, argv: Sequence[str]) -> Run:
     if GNU_TIME:
         rss_kib = int(rss_file.read_text().split()[-1])
         rss_file.unlink()
-    return Run(tool, seconds, rss_kib / 1024, load)
+    return Run(tool, seconds, rss_kib / 1024, load, cpu_seconds=usage.ru_utime + usage.ru_stime)
 
 
 def _regtool() -> list[str]:
