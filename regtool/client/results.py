@@ -5,12 +5,14 @@ The CLI renders the fields for humans and prints ``to_json()`` for machines; bot
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from regtool.digest import Digest
 
 __all__ = [
+    "CopyResult",
     "InspectResult",
     "LayerInfo",
     "ProbeEvidence",
@@ -19,7 +21,31 @@ __all__ = [
     "PushResult",
     "V1Info",
     "V2Info",
+    "fields_json",
 ]
+
+
+def fields_json(result: Any, *, omit_none: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A result's fields as JSON values, in the order they are declared: digests as strings, tuples as lists,
+    nested results by their own ``to_json``, ``seconds`` to the millisecond; ``omit_none`` fields only when set."""
+    data: dict[str, Any] = {}
+    for item in dataclasses.fields(result):
+        value = getattr(result, item.name)
+        if value is None and item.name in omit_none:
+            continue
+        data[item.name] = round(value, 3) if item.name == "seconds" else _json_value(value)
+    return data
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Digest):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    to_json = getattr(value, "to_json", None)
+    return to_json() if callable(to_json) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +59,7 @@ class ProbeEvidence:
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "status": self.status, "error": self.error, "headers": self.headers, "note": self.note}
+        return fields_json(self)
 
     def __str__(self) -> str:
         seen = f"HTTP {self.status}" if self.status is not None else f"error: {self.error}"
@@ -72,7 +98,7 @@ class V1Info:
     status: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"found": self.found, "version": self.version, "standalone": self.standalone, "status": self.status}
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,24 +154,11 @@ class PullResult:
     blobs_downloaded: int = 0
     blobs_skipped: int = 0
     bytes_downloaded: int = 0
-    seconds: float = 0.0
     retries: int = 0
+    seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": str(self.digest),
-            "media_type": self.media_type,
-            "dest": self.dest,
-            "format": self.format,
-            "protocol": self.protocol,
-            "platforms": list(self.platforms),
-            "blobs_downloaded": self.blobs_downloaded,
-            "blobs_skipped": self.blobs_skipped,
-            "bytes_downloaded": self.bytes_downloaded,
-            "retries": self.retries,
-            "seconds": round(self.seconds, 3),
-        }
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,23 +174,11 @@ class PushResult:
     blobs_mounted: int = 0
     bytes_uploaded: int = 0
     recompressed: bool = False
-    seconds: float = 0.0
     retries: int = 0
+    seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": str(self.digest),
-            "media_type": self.media_type,
-            "protocol": self.protocol,
-            "blobs_uploaded": self.blobs_uploaded,
-            "blobs_skipped": self.blobs_skipped,
-            "blobs_mounted": self.blobs_mounted,
-            "bytes_uploaded": self.bytes_uploaded,
-            "recompressed": self.recompressed,
-            "retries": self.retries,
-            "seconds": round(self.seconds, 3),
-        }
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +188,7 @@ class LayerInfo:
     media_type: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": str(self.digest), "size": self.size, "media_type": self.media_type}
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,6 @@ class InspectResult:
     platform: str | None = None
     manifest_digest: Digest | None = None
     config_digest: Digest | None = None
-    layers: tuple[LayerInfo, ...] = ()
     os: str | None = None
     architecture: str | None = None
     variant: str | None = None
@@ -214,6 +214,7 @@ class InspectResult:
     cmd: tuple[str, ...] | None = None
     env: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    layers: tuple[LayerInfo, ...] = ()
 
     @property
     def size(self) -> int:
@@ -221,22 +222,26 @@ class InspectResult:
         return sum(layer.size for layer in self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": str(self.digest),
-            "media_type": self.media_type,
-            "platforms": list(self.platforms),
-            "platform": self.platform,
-            "manifest_digest": str(self.manifest_digest) if self.manifest_digest else None,
-            "config_digest": str(self.config_digest) if self.config_digest else None,
-            "os": self.os,
-            "architecture": self.architecture,
-            "variant": self.variant,
-            "created": self.created,
-            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
-            "cmd": list(self.cmd) if self.cmd is not None else None,
-            "env": list(self.env),
-            "labels": dict(self.labels),
-            "layers": [layer.to_json() for layer in self.layers],
-            "size": self.size,
-        }
+        return {**fields_json(self), "size": self.size}
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """A finished copy: both ends and protocols, the target manifest digest (v2) or top image id (v1)."""
+
+    source: str
+    target: str
+    source_protocol: str
+    target_protocol: str
+    digest: Digest | None = None
+    image_id: str | None = None
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    bytes_copied: int = 0
+    seconds: float = 0.0
+    # Referrer manifests carried after the image (copy --referrers); None: not asked for.
+    referrers: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return fields_json(self, omit_none=("referrers",))

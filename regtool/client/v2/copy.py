@@ -38,9 +38,7 @@ import functools
 import tempfile
 import time
 from collections.abc import AsyncIterator, MutableSet, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -48,13 +46,21 @@ import anyio.to_thread
 from regtool import mediatypes as mt
 from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
+from regtool.client.results import CopyResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.v1.api import V1Api
 from regtool.client.v1.pull import download_layer, fetch_chain
 from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.resolve import plan_images, resolve_image
-from regtool.client.v2.upload import DEFAULT_CHUNK_SIZE, BlobOpener, BlobPlace, BlobUploader, StreamBody
+from regtool.client.v2.upload import (
+    DEFAULT_CHUNK_SIZE,
+    BlobOpener,
+    BlobPlace,
+    BlobUploader,
+    StreamBody,
+    UploadTally,
+)
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, UsageError
 from regtool.image.blobstore import BlobStore
@@ -75,51 +81,6 @@ __all__ = ["CopyResult", "copy_image"]
 
 _CHUNK = 1 << 20
 _CONFIG_LIMIT = 16 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class CopyResult:
-    """A finished copy: both ends and protocols, the target manifest digest (v2) or top image id (v1)."""
-
-    source: str
-    target: str
-    source_protocol: str
-    target_protocol: str
-    digest: Digest | None
-    image_id: str | None
-    blobs_copied: int
-    blobs_skipped: int
-    bytes_copied: int
-    seconds: float
-    blobs_mounted: int = 0
-    # Referrer manifests carried after the image (copy --referrers); None: not asked for.
-    referrers: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = {
-            "source": self.source,
-            "target": self.target,
-            "source_protocol": self.source_protocol,
-            "target_protocol": self.target_protocol,
-            "digest": str(self.digest) if self.digest is not None else None,
-            "image_id": self.image_id,
-            "blobs_copied": self.blobs_copied,
-            "blobs_skipped": self.blobs_skipped,
-            "blobs_mounted": self.blobs_mounted,
-            "bytes_copied": self.bytes_copied,
-            "seconds": round(self.seconds, 3),
-        }
-        if self.referrers is not None:
-            data["referrers"] = self.referrers
-        return data
-
-
-@dataclass
-class _Tally:
-    copied: int = 0
-    skipped: int = 0
-    mounted: int = 0
-    bytes: int = 0
 
 
 # -- v2 blobs: stream out, stream in ----------------------------------------------------------------------------
@@ -216,7 +177,7 @@ class _Uploads:
         target: Reference,
         *,
         progress: Progress,
-        tally: _Tally,
+        tally: UploadTally,
         chunk_size: int | None,
         mount_from: Sequence[str],
         explicit: int,
@@ -235,11 +196,9 @@ class _Uploads:
     async def blob(self, desc: Descriptor, opener: BlobOpener) -> None:
         """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
         body = StreamBody(opener, desc.digest)
-        done = await self.uploader.upload(self.target, desc, body, mount_from=self.mount_from, explicit=self.explicit)
-        self.tally.copied += done.status == "uploaded"
-        self.tally.skipped += done.status == "skipped"
-        self.tally.mounted += done.status == "mounted"
-        self.tally.bytes += done.bytes
+        self.tally.count(
+            await self.uploader.upload(self.target, desc, body, mount_from=self.mount_from, explicit=self.explicit)
+        )
 
 
 # -- reading a v2 source --------------------------------------------------------------------------------------
@@ -325,7 +284,7 @@ async def _v2_to_v1(
     v1_target: V1Api,
     platform: Platform | None,
     progress: Progress,
-    tally: _Tally,
+    tally: UploadTally,
 ) -> str:
     manifest, config = await _v2_image(api, source, platform)
     chain = v1_chain_from_config(config)
@@ -336,9 +295,7 @@ async def _v2_to_v1(
         for image, descriptor in zip(chain, manifest.layers, strict=True)
     ]
     stats = await push_v1_chain(v1_target, target.repository, target.tag or "latest", layers, progress=progress)
-    tally.copied += stats.uploaded
-    tally.skipped += stats.skipped
-    tally.bytes += stats.bytes_uploaded
+    tally.uploaded, tally.skipped, tally.bytes = stats.uploaded, stats.skipped, stats.bytes_uploaded
     return chain[-1].id
 
 
@@ -371,7 +328,7 @@ def _v1_layer_opener(v1_source: V1Api, image_id: str, json_bytes: bytes, expecte
 
 
 async def _v1_to_v1(
-    source: Reference, target: Reference, v1_source: V1Api, v1_target: V1Api, progress: Progress, tally: _Tally
+    source: Reference, target: Reference, v1_source: V1Api, v1_target: V1Api, progress: Progress, tally: UploadTally
 ) -> str:
     _top, chain_ids, metas = await fetch_chain(v1_source, source)
     layers: list[V1Layer] = []
@@ -384,9 +341,7 @@ async def _v1_to_v1(
             V1Layer(image, meta.size, _v1_layer_opener(v1_source, image_id, meta.json, meta.payload_checksums))
         )
     stats = await push_v1_chain(v1_target, target.repository, target.tag or "latest", layers, progress=progress)
-    tally.copied += stats.uploaded
-    tally.skipped += stats.skipped
-    tally.bytes += stats.bytes_uploaded
+    tally.uploaded, tally.skipped, tally.bytes = stats.uploaded, stats.skipped, stats.bytes_uploaded
     return chain_ids[-1]
 
 
@@ -452,7 +407,7 @@ async def copy_image(
     """
     progress = progress or NullProgress()
     started = time.monotonic()
-    tally = _Tally()
+    tally = UploadTally()
     digest: Digest | None = None
     image_id: str | None = None
     if v1_target is not None and target.digest is not None:
@@ -487,7 +442,7 @@ async def copy_image(
         target_protocol="v1" if v1_target is not None else "v2",
         digest=digest,
         image_id=image_id,
-        blobs_copied=tally.copied,
+        blobs_copied=tally.uploaded,
         blobs_skipped=tally.skipped,
         bytes_copied=tally.bytes,
         seconds=time.monotonic() - started,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
@@ -25,7 +24,7 @@ from regtool.client.results import PushResult
 from regtool.client.resume import UploadStateStore
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.v2.api import RegistryAPI
-from regtool.client.v2.upload import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, READ_SIZE, BlobUploader
+from regtool.client.v2.upload import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, READ_SIZE, BlobUploader, UploadTally
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, InvalidReference, UsageError
 from regtool.image.source import ImageSource, open_source
@@ -33,14 +32,6 @@ from regtool.manifest import Descriptor, Manifest, index_tree
 from regtool.reference import Reference
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "MIN_CHUNK_SIZE", "READ_SIZE", "V2Pusher"]
-
-
-@dataclass
-class _Tally:
-    uploaded: int = 0
-    skipped: int = 0
-    mounted: int = 0
-    bytes: int = 0
 
 
 class V2Pusher:
@@ -100,7 +91,7 @@ class V2Pusher:
                     blobs.setdefault(desc.digest, desc)
         base = await self.api.base_url(ref.registry)
         self.api.preconnect(base, min(len(blobs), PRECONNECT_PER_JOB * self.jobs))
-        tally = _Tally()
+        tally = UploadTally()
         sources = (*mount_from, *(_known_origin(src, ref, mount_from)))
 
         async def one(desc: Descriptor) -> None:
@@ -108,11 +99,7 @@ class V2Pusher:
             if size != desc.size:
                 raise IntegrityError(f"blob {desc.digest}: the source has {size} bytes, the manifest says {desc.size}")
             body = self.uploader.file_body(src, desc)
-            done = await self.uploader.upload(ref, desc, body, mount_from=sources, explicit=len(mount_from))
-            tally.uploaded += done.status == "uploaded"
-            tally.skipped += done.status == "skipped"
-            tally.mounted += done.status == "mounted"
-            tally.bytes += done.bytes
+            tally.count(await self.uploader.upload(ref, desc, body, mount_from=sources, explicit=len(mount_from)))
 
         await run_bounded(sorted(blobs.values(), key=lambda d: -d.size), one, self.jobs, size_of=lambda d: d.size)
         for child in children:

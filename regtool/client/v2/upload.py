@@ -58,8 +58,10 @@ __all__ = [
     "BlobPlace",
     "BlobUploader",
     "FileBody",
+    "Part",
     "StreamBody",
     "UploadBody",
+    "UploadTally",
     "Uploaded",
 ]
 
@@ -91,24 +93,40 @@ class Uploaded:
     bytes: int = 0
 
 
+@dataclass
+class UploadTally:
+    """What a job's uploads came to."""
+
+    uploaded: int = 0
+    skipped: int = 0
+    mounted: int = 0
+    bytes: int = 0
+
+    def count(self, outcome: Uploaded) -> None:
+        self.uploaded += outcome.status == "uploaded"
+        self.skipped += outcome.status == "skipped"
+        self.mounted += outcome.status == "mounted"
+        self.bytes += outcome.bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One upload request: ``length`` bytes of the blob from ``offset``, sent to ``url`` by ``method``."""
+
+    method: str
+    url: str
+    offset: int
+    length: int
+    what: str
+    headers: Mapping[str, str]
+    expect: tuple[int, ...]
+
+
 class UploadBody(Protocol):
     """Where an upload's bytes come from."""
 
-    async def send(
-        self,
-        api: RegistryAPI,
-        method: str,
-        url: str,
-        offset: int,
-        length: int,
-        *,
-        what: str,
-        headers: Mapping[str, str],
-        expect: tuple[int, ...],
-        advance: Callable[[int], None],
-    ) -> httpx.Response:
-        """One request (never retried by itself) carrying ``length`` bytes of the blob from ``offset``;
-        ``advance`` is told of the bytes as they go."""
+    async def send(self, api: RegistryAPI, part: Part, advance: Callable[[int], None]) -> httpx.Response:
+        """One request (never retried by itself) carrying ``part``; ``advance`` is told of the bytes as they go."""
         ...
 
     async def confirm(self) -> None:
@@ -191,20 +209,8 @@ class FileBody:
         self._threads = threads
         self._check = _SourceCheck(src, desc)
 
-    async def send(
-        self,
-        api: RegistryAPI,
-        method: str,
-        url: str,
-        offset: int,
-        length: int,
-        *,
-        what: str,
-        headers: Mapping[str, str],
-        expect: tuple[int, ...],
-        advance: Callable[[int], None],
-    ) -> httpx.Response:
-        if method == "PUT" and length == 0:
+    async def send(self, api: RegistryAPI, part: Part, advance: Callable[[int], None]) -> httpx.Response:
+        if part.method == "PUT" and part.length == 0:
             # A zero-length blob has no piece to check on its way out.
             await self.confirm()
         fetcher = api.fetcher
@@ -219,7 +225,12 @@ class FileBody:
             counter[0] += n
 
         sender = fetcher.body_sender(
-            lambda: self._src.open_blob(digest), offset, length, on_bytes=count, cancel=cancel, inspect=self._check.feed
+            lambda: self._src.open_blob(digest),
+            part.offset,
+            part.length,
+            on_bytes=count,
+            cancel=cancel,
+            inspect=self._check.feed,
         )
 
         async def ticker() -> None:
@@ -239,11 +250,11 @@ class FileBody:
                 async with self._threads:
                     outcome.append(
                         await api.send(
-                            method,
-                            url,
-                            what=what,
-                            headers={**headers, "Content-Length": str(length)},
-                            expect=expect,
+                            part.method,
+                            part.url,
+                            what=part.what,
+                            headers={**part.headers, "Content-Length": str(part.length)},
+                            expect=part.expect,
                             retry=False,
                             body_sender=sender,
                         )
@@ -305,42 +316,30 @@ class StreamBody:
         self._pieces: _Pieces | None = None
         self._position = 0
 
-    async def send(
-        self,
-        api: RegistryAPI,
-        method: str,
-        url: str,
-        offset: int,
-        length: int,
-        *,
-        what: str,
-        headers: Mapping[str, str],
-        expect: tuple[int, ...],
-        advance: Callable[[int], None],
-    ) -> httpx.Response:
-        pieces = await self._at(offset) if length else None
+    async def send(self, api: RegistryAPI, part: Part, advance: Callable[[int], None]) -> httpx.Response:
+        pieces = await self._at(part.offset) if part.length else None
 
         async def body() -> AsyncIterator[bytes]:
             if pieces is not None:
-                async for piece in pieces.take(length):
+                async for piece in pieces.take(part.length):
                     advance(len(piece))
                     yield piece
 
         try:
             response = await api.send(
-                method,
-                url,
-                what=what,
-                headers={"Content-Type": "application/octet-stream", **headers, "Content-Length": str(length)},
+                part.method,
+                part.url,
+                what=part.what,
+                headers={**part.headers, "Content-Length": str(part.length)},
                 content=body(),
-                expect=expect,
+                expect=part.expect,
                 retry=False,
             )
         except BaseException:
             # How much of the stream went is unknown: the next request opens it again where it starts.
             await self.aclose()
             raise
-        self._position = offset + length
+        self._position = part.offset + part.length
         return response
 
     async def _at(self, offset: int) -> _Pieces:
@@ -618,26 +617,15 @@ class BlobUploader:
         octets = {"Content-Type": "application/octet-stream"}
         try:
             if offset == 0 and (chunk is None or desc.size <= chunk):
-                url = _with_digest(location, desc.digest)
-                response = await body.send(
-                    self.api, "PUT", url, 0, desc.size, what=what, headers=octets, expect=(201, 204), advance=advance
-                )
+                put = Part("PUT", _with_digest(location, desc.digest), 0, desc.size, what, octets, (201, 204))
+                response = await body.send(self.api, put, advance)
             else:
                 step = chunk if chunk is not None else desc.size
                 while offset < desc.size:
                     length = min(step, desc.size - offset)
                     headers = {**octets, "Content-Range": chunk_range(offset, length)}
-                    response = await body.send(
-                        self.api,
-                        "PATCH",
-                        location,
-                        offset,
-                        length,
-                        what=what,
-                        headers=headers,
-                        expect=(202, 204),
-                        advance=advance,
-                    )
+                    patch = Part("PATCH", location, offset, length, what, headers, (202, 204))
+                    response = await body.send(self.api, patch, advance)
                     location = _location(response, what)
                     offset += length
                     await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
