@@ -277,10 +277,11 @@ class Client:
 
     async def _pull_v1(self, ref: Reference, dest: Path, *, format: str, jobs: int = 1) -> PullResult:
         # The serial parent-chain walk lives in v1pull.py.
-        from regtool.client.v1.pull import pull_result
+        from regtool.client.v1.pull import pull_v1
 
         session = await self._v1_session(ref.registry)
-        result = await pull_result(session, ref, dest, format=format, progress=self.progress, jobs=jobs)
+        outcome = await pull_v1(session, ref, dest, format=format, progress=self.progress, jobs=jobs)
+        result = outcome.result(ref, dest, format)
         self.progress.event("summary", **result.to_json())
         return result
 

@@ -62,7 +62,7 @@ from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Manifest, parse_manifest
 from regtool.reference import Reference
 
-__all__ = ["StoredLayer", "V1PullOutcome", "download_layer", "fetch_chain", "pull_result", "pull_v1"]
+__all__ = ["StoredLayer", "V1PullOutcome", "download_layer", "fetch_chain", "pull_v1"]
 
 _CHUNK = 1 << 20
 _RESUMES = 5
@@ -79,6 +79,20 @@ class V1PullOutcome:
     layers_downloaded: int
     bytes_downloaded: int
     seconds: float
+
+    def result(self, ref: Reference, dest: Path, format: str) -> PullResult:
+        """This pull of ``ref`` into ``dest`` as the client reports every pull (protocol ``v1``)."""
+        return PullResult(
+            reference=str(ref),
+            digest=self.manifest.digest,
+            media_type=self.manifest.media_type,
+            dest=str(dest),
+            format=format,
+            protocol="v1",
+            blobs_downloaded=self.layers_downloaded,
+            bytes_downloaded=self.bytes_downloaded,
+            seconds=self.seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,28 +355,4 @@ async def _pull_into(
         layers_downloaded=len(layers),
         bytes_downloaded=sum(layer.received for layer in layers),
         seconds=time.monotonic() - started,
-    )
-
-
-async def pull_result(
-    api: V1Api,
-    ref: Reference,
-    dest: Path,
-    *,
-    format: str = "oci",
-    progress: Progress | None = None,
-    jobs: int = 1,
-) -> PullResult:
-    """:func:`pull_v1`, reported as the client's PullResult (protocol ``v1``)."""
-    outcome = await pull_v1(api, ref, dest, format=format, progress=progress, jobs=jobs)
-    return PullResult(
-        reference=str(ref),
-        digest=outcome.manifest.digest,
-        media_type=outcome.manifest.media_type,
-        dest=str(dest),
-        format=format,
-        protocol="v1",
-        blobs_downloaded=outcome.layers_downloaded,
-        bytes_downloaded=outcome.bytes_downloaded,
-        seconds=outcome.seconds,
     )

@@ -48,7 +48,7 @@ from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.results import CopyResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
-from regtool.client.v1.api import V1Api
+from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.client.v1.pull import download_layer, fetch_chain
 from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
 from regtool.client.v2.api import RegistryAPI
@@ -327,16 +327,23 @@ def _v1_layer_opener(v1_source: V1Api, image_id: str, json_bytes: bytes, expecte
     return opener
 
 
+async def _v1_image(v1_source: V1Api, metas: dict[str, V1ImageMeta], image_id: str) -> tuple[V1ImageMeta, V1Image]:
+    """An image of the chain: its metadata as the chain walk found it (else fetched now), its JSON checked to
+    name ``image_id``."""
+    meta = metas.get(image_id) or await v1_source.image_json(image_id)
+    image = parse_v1_json(meta.json, where=f"v1 image {image_id} at {v1_source.endpoint}")
+    if image.id != image_id:
+        raise IntegrityError(f"v1 image {image_id} at {v1_source.endpoint}: its JSON says id {image.id}")
+    return meta, image
+
+
 async def _v1_to_v1(
     source: Reference, target: Reference, v1_source: V1Api, v1_target: V1Api, progress: Progress, tally: UploadTally
 ) -> str:
     _top, chain_ids, metas = await fetch_chain(v1_source, source)
     layers: list[V1Layer] = []
     for image_id in chain_ids:
-        meta = metas.get(image_id) or await v1_source.image_json(image_id)
-        image: V1Image = parse_v1_json(meta.json, where=f"v1 image {image_id} at {v1_source.endpoint}")
-        if image.id != image_id:
-            raise IntegrityError(f"v1 image {image_id} at {v1_source.endpoint}: its JSON says id {image.id}")
+        meta, image = await _v1_image(v1_source, metas, image_id)
         layers.append(
             V1Layer(image, meta.size, _v1_layer_opener(v1_source, image_id, meta.json, meta.payload_checksums))
         )
@@ -356,10 +363,7 @@ async def _v1_to_v2(
         spool = BlobStore(Path(spool_dir))
         for image_id in chain_ids:
             # Serial, root first, as a v1 pull: one spooled layer on disk at a time.
-            meta = metas.get(image_id) or await v1_source.image_json(image_id)
-            image = parse_v1_json(meta.json, where=f"v1 image {image_id} at {v1_source.endpoint}")
-            if image.id != image_id:
-                raise IntegrityError(f"v1 image {image_id} at {v1_source.endpoint}: its JSON says id {image.id}")
+            meta, _image = await _v1_image(v1_source, metas, image_id)
             stored = await download_layer(v1_source, spool, image_id, meta, NullProgress())
             path = spool.path(stored.descriptor.digest)
             try:
