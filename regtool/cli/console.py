@@ -145,7 +145,8 @@ def warn(message: str) -> None:
         stderr.file.write(json.dumps(record) + "\n")
         stderr.file.flush()
     else:
-        stderr.print(f"warning: {_one_line(message)}", markup=False, highlight=False)
+        # emoji=False too: a plain line then goes out without loading rich (LazyConsole's plain path).
+        stderr.print(f"warning: {_one_line(message)}", markup=False, highlight=False, emoji=False)
 
 
 def emit_json(value: Any) -> None:
