@@ -35,6 +35,7 @@ _NOUNS: dict[RemovalKind, tuple[str, str]] = {
     "referrer-entry": ("referrers entry", "referrers entries"),
     "link": ("repository link", "repository links"),
     "repository": ("repository", "repositories"),
+    "v1-image": ("v1 image", "v1 images"),
     "blob": ("blob", "blobs"),
     "upload": ("upload session", "upload sessions"),
 }

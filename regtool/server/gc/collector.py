@@ -43,10 +43,10 @@ from regtool.server.gc.inventory import (
     read_repository,
     revision_dir,
     uploading_repositories,
-    v1_blobs,
 )
 from regtool.server.gc.mark import LiveSet, ManifestReader, mark
 from regtool.server.gc.report import GcReport, Removal
+from regtool.server.gc.v1 import V1Mark, mark_v1, sweep_v1_images
 from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
 from regtool.server.storage import paths
@@ -90,6 +90,7 @@ class _Run:
         self.report = GcReport(options.dry_run)
         self.read_manifest = ManifestReader(registry.blobs)
         self._on_removed = on_removed
+        self.v1: V1Mark | None = None
 
     def removed(self, removal: Removal) -> None:
         self.report.removed.append(removal)
@@ -114,7 +115,8 @@ class _Run:
     def mark(self, repositories: Iterable[RepositoryInventory]) -> LiveSet:
         # A pull-through cache's blobs are the cache's to evict (its TTL and size cap), not the collector's.
         cached = {entry.digest for entry in read_records(self.driver)}
-        also_live = v1_blobs(self.driver) | cached
+        self.v1 = mark_v1(self.driver, self.cutoff)
+        also_live = self.v1.blobs | cached
         return mark(
             self.read_manifest,
             repositories,
@@ -180,6 +182,10 @@ class _Run:
                     except PathNotFound:
                         continue
                 self.removed(Removal("referrer-entry", str(entry.referrer), name))
+
+    def sweep_v1_images(self) -> None:
+        assert self.v1 is not None, "marked first"
+        sweep_v1_images(self.driver, self.v1, cutoff=self.cutoff, dry_run=self.options.dry_run, removed=self.removed)
 
     def sweep_repositories(self, names: Iterable[str]) -> None:
         # A push into an empty repository opens its upload session before it writes the repository's first link
@@ -298,6 +304,7 @@ def collect_garbage(
         dead = set()
     phase("links")
     run.sweep_links(repositories, live, dead)
+    run.sweep_v1_images()
     run.sweep_repositories(r.name for r in repositories if _would_be_empty(r, run.report.removed))
     if not options.dry_run:
         live = run.mark(run.inventory())

@@ -1,5 +1,5 @@
 """What the store holds, read through the driver alone: each repository's tags, manifest revisions, blob links
-and referrers entries, the blobs, and the blobs other stores keep alive (v1 images, the pull-through cache).
+and referrers entries, the blobs, and the repositories an upload is open for (v1 images: ``gc/v1.py``).
 
 Entries that cannot be read (a link removed while it is listed, a file that is not a digest) are left out: the
 collector never removes what it did not see, and a listing is only a snapshot of a store others write to.
@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 
 from regtool.digest import Digest
 from regtool.errors import InvalidDigest
-from regtool.manifest import Descriptor, ManifestError
 from regtool.server.storage import paths
 from regtool.server.storage.driver import FileInfo, PathNotFound, StorageDriver
-from regtool.server.storage.v1images import V1Error, image_file
 
 __all__ = [
     "ReferrerEntry",
@@ -28,10 +26,7 @@ __all__ = [
     "revision_dir",
     "stored_blobs",
     "uploading_repositories",
-    "v1_blobs",
 ]
-
-V1_IMAGES = f"{paths.V1}/images"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,24 +159,3 @@ def stored_blobs(driver: StorageDriver) -> Iterator[tuple[Digest, FileInfo]]:
     for digest, info in blob_directories(driver):
         if info is not None:
             yield digest, info
-
-
-def v1_blobs(driver: StorageDriver) -> set[Digest]:
-    """The blobs the v1 image store uses: each image's layer, and the layer as v2 shows it when that differs.
-
-    v1 images have no garbage collection of their own (a v1 image is kept while the store has it), so their
-    blobs are always live.
-    """
-    found: set[Digest] = set()
-    for image_id in children(driver, V1_IMAGES):
-        try:
-            found.add(Digest.parse(driver.get_content(image_file(image_id, "layer")).decode()))
-        except (PathNotFound, InvalidDigest, UnicodeDecodeError, V1Error):
-            pass
-        try:
-            # Written by v1mirror: a bzip2 or xz layer is shown over v2 as its decompressed tar, another blob.
-            record = json.loads(driver.get_content(image_file(image_id, "_v2layer")))
-            found.add(Descriptor.from_json(record["descriptor"]).digest)
-        except (PathNotFound, ValueError, KeyError, TypeError, ManifestError, V1Error):
-            pass
-    return found

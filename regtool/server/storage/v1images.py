@@ -14,6 +14,7 @@
     v1/repositories/<ns>/<repo>/json            the same, for the repository
     v1/repositories/<ns>/<repo>/_index_images   [{"id": .., "checksum"?: ..}] as PUT by clients
     v1/_uploads/<uuid>                          a layer being received (moved into blobs/ once hashed)
+    v1/_written                                 a fresh token after each image JSON or tag written
 
 Layer bytes live in the content-addressed blob store that the v2 API uses too, so the same gzip layer pushed
 over v1 and over v2 is stored once. Repository name components are escaped into the storage grammar (``%xx``
@@ -47,11 +48,13 @@ __all__ = [
     "load_json",
     "user_agent_metadata",
     "v1_repository_dir",
+    "write_token",
 ]
 
 _IMAGES = f"{paths.V1}/images"
 _REPOSITORIES = f"{paths.V1}/repositories"
 _UPLOADS = f"{paths.V1}/_uploads"
+_WRITTEN = f"{paths.V1}/_written"
 _MAX_NAME = 255
 # An escaped component must fit a file name (NAME_MAX), and the directory must leave room under
 # paths.MAX_PATH_LENGTH for the files in it ("_json_<tag>", at most 134 characters).
@@ -120,6 +123,15 @@ def image_file(image_id: str, name: str) -> str:
     return f"{_image_dir(image_id)}/{name}"
 
 
+def write_token(driver: StorageDriver) -> bytes | None:
+    """The token the last image JSON or tag write left (None before the first): the garbage collector reads it
+    before marking v1 images and again before each removal, and marks again when it changed."""
+    try:
+        return driver.get_content(_WRITTEN)
+    except PathNotFound:
+        return None
+
+
 class V1ImageStore:
     """v1 images, tags and repository indexes over ``driver``; layers in the shared ``blobs`` store."""
 
@@ -147,6 +159,10 @@ class V1ImageStore:
             self.driver.delete(path)
         except PathNotFound:
             pass
+
+    def _written(self) -> None:
+        # A token, not a time: the collector compares it for equality, so no clock's resolution can hide a write.
+        self.driver.put_content(_WRITTEN, uuid.uuid4().hex.encode())
 
     # -- images ---------------------------------------------------------------------------------------------
 
@@ -189,6 +205,9 @@ class V1ImageStore:
         self._delete(f"{directory}/_checksum")
         self.driver.put_content(f"{directory}/json", raw)
         self.driver.put_content(f"{directory}/ancestry", json.dumps([image_id, *parent_ancestry]).encode())
+        # After the image is written: a collection that marked before it sees the token change and marks again,
+        # finding the parent chain this image re-uses.
+        self._written()
 
     def get_json(self, image_id: str) -> V1ImageInfo:
         """``GET /v1/images/<id>/json``: the bytes, layer size and payload checksums of a complete image."""
@@ -269,10 +288,16 @@ class V1ImageStore:
         directory = _image_dir(image_id)
         writer.commit()
         digest = blob.digest()
-        if self.blobs.size(digest) is None:
-            self.blobs.ingest(upload, digest)
-        else:
+        stored = self.blobs.size(digest) is not None
+        if stored:
+            # The same layer is stored already: marked as re-used (see Registry.commit_upload), then looked for
+            # again in the store itself, so a collector that removed it in between is answered by this copy.
+            self.blobs.mark_used(digest)
+            stored = self.blobs.stored_size(digest) is not None
+        if stored:
             self._delete(upload)
+        else:
+            self.blobs.ingest(upload, digest)
         self.driver.put_content(f"{directory}/layer", str(digest).encode())
         self.driver.put_content(f"{directory}/_checksum", json.dumps([payload]).encode())
 
@@ -346,6 +371,7 @@ class V1ImageStore:
         directory = v1_repository_dir(name)
         encoded = json.dumps(metadata, sort_keys=True).encode()
         self.driver.put_content(f"{directory}/tag_{tag}", image_id.encode())
+        self._written()
         self.driver.put_content(f"{directory}/_json_{tag}", encoded)
         self.driver.put_content(f"{directory}/json", encoded)
 
