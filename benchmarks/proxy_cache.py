@@ -14,9 +14,14 @@ times ``regtool pull`` (the CLI, a fresh process per pull, into a fresh director
 Then once: 8 concurrent cold pulls (8 CLI processes at once) through a new regtool cache, counting the upstream's
 GETs of each blob in its access log (the cache's promise: exactly one per blob).
 
+``--baseline DIR`` adds, in every round, a cold pull through a new cache run from another regtool source tree
+(``DIR`` holds its ``regtool`` package: ``git archive <commit> regtool | tar -x -C DIR``), in alternating order
+with the current code's cold pull: before/after figures from the same minutes of a shared machine. The client is
+the current code's in every pull.
+
 Run from the repository root::
 
-    python benchmarks/proxy_cache.py [--rounds 3] [--workdir /tmp/regtool-proxy-bench] [--keep]
+    python benchmarks/proxy_cache.py [--rounds 3] [--workdir /tmp/regtool-proxy-bench] [--keep] [--baseline DIR]
 
 Only 127.0.0.1 is contacted. Prints medians of the wall time and of the CPU seconds each pull cost (the client's,
 from its rusage, and the serving registries', from /proc: on a shared 2-CPU machine CPU is the steadier
@@ -61,11 +66,15 @@ def regtool(*args: str) -> None:
 
 @dataclass(frozen=True)
 class Sample:
-    """One pull: wall seconds, the client's CPU seconds, the serving registries' CPU seconds."""
+    """One pull: wall seconds, the client's CPU seconds, each serving registry's CPU seconds (the cache first)."""
 
     wall: float
     client_cpu: float
-    server_cpu: float
+    server_cpus: tuple[float, ...]
+
+    @property
+    def server_cpu(self) -> float:
+        return sum(self.server_cpus)
 
 
 def _children_cpu() -> float:
@@ -83,7 +92,7 @@ def timed_pull(host: str, dest: Path, *servers: int) -> Sample:
     regtool("pull", "--quiet", f"{host}/{IMAGE}", str(dest))
     wall = time.perf_counter() - start
     client = _children_cpu() - client_before
-    server = sum(cpu_seconds(pid) - cpu for pid, cpu in zip(servers, before, strict=True))
+    server = tuple(cpu_seconds(pid) - cpu for pid, cpu in zip(servers, before, strict=True))
     shutil.rmtree(dest, ignore_errors=True)
     return Sample(wall, client, server)
 
@@ -114,6 +123,16 @@ def layer_digests(layout: Path) -> list[str]:
     return [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
 
 
+def baseline_cold(tree: Path, root: Path, upstream: Distribution, pulls: Path) -> Sample:
+    """A cold pull through a new cache run from the source tree ``tree`` (its ``regtool`` package)."""
+    # PYTHONSAFEPATH: ``python -m`` would otherwise put the current directory (this repository) first on sys.path.
+    env = {"PYTHONPATH": str(tree.resolve()), "PYTHONSAFEPATH": "1"}
+    with run_serve_process(root, "--quiet", "--proxy-remote", upstream.url, env=env) as cache:
+        sample = timed_pull(cache.host, pulls / "baseline", cache.process.pid, upstream.process.pid)
+    shutil.rmtree(root, ignore_errors=True)
+    return sample
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -121,13 +140,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="warm-cache and plain-serve pulls, alternating")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated layout in --workdir for the next run")
+    parser.add_argument("--baseline", type=Path, default=None, help="also cold pulls through a cache run from DIR")
     options = parser.parse_args()
     work = options.workdir or Path(tempfile.mkdtemp(prefix="regtool-proxy-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     layout = work / "layout"
     make_layout(layout, 16, 32 * MiB)
     blobs = layer_digests(layout)
-    times: dict[str, list[Sample]] = {k: [] for k in ("direct", "cold", "warm", "plain", "dist cold", "dist warm")}
+    kinds = ("direct", "cold", "warm", "plain", "dist cold", "dist warm", *(("baseline",) if options.baseline else ()))
+    times: dict[str, list[Sample]] = {k: [] for k in kinds}
     loads: list[float] = []
     try:
         with (
@@ -142,9 +163,13 @@ def main() -> None:
                 up = upstream.process.pid
                 times["direct"].append(timed_pull(upstream.host, pulls / "direct", up))
                 times["plain"].append(timed_pull(plain.host, pulls / "plain", plain.process.pid))
+                if options.baseline is not None and round_no % 2 == 0:
+                    times["baseline"].append(baseline_cold(options.baseline, work / f"base{round_no}", upstream, pulls))
                 with run_serve_process(work / f"cache{round_no}", "--quiet", "--proxy-remote", upstream.url) as cache:
                     times["cold"].append(timed_pull(cache.host, pulls / "cold", cache.process.pid, up))
                     times["warm"].append(timed_pull(cache.host, pulls / "warm", cache.process.pid, up))
+                if options.baseline is not None and round_no % 2 == 1:
+                    times["baseline"].append(baseline_cold(options.baseline, work / f"base{round_no}", upstream, pulls))
                 with distribution_cache(work / f"dist{round_no}", upstream) as dist:
                     times["dist cold"].append(timed_pull(dist.host, pulls / "dist-cold", dist.process.pid, up))
                     times["dist warm"].append(timed_pull(dist.host, pulls / "dist-warm", dist.process.pid, up))
@@ -203,8 +228,15 @@ def main() -> None:
         server = statistics.median(t.server_cpu for t in samples)
         walls = ", ".join(f"{t.wall:.2f}" for t in samples)
         print(f"  {key:10} {median[key]:6.2f} | {client:5.2f} | {server:5.2f} | {cpu[key]:5.2f}   (walls: {walls})")
-    for a, b, bound in (("cold", "direct", 1.2), ("warm", "plain", 1.05), ("cold", "dist cold", 1.0),
-                        ("warm", "dist warm", 1.0)):  # fmt: skip
+    for key in ("cold", "warm", *(("baseline",) if options.baseline else ())):
+        cache_cpu = statistics.median(t.server_cpus[0] for t in times[key])
+        print(f"  the cache's own CPU-s, {key}: {cache_cpu:.2f} (per pull: "
+              + ", ".join(f"{t.server_cpus[0]:.2f}" for t in times[key]) + ")")  # fmt: skip
+    comparisons = [("cold", "direct", 1.2), ("warm", "plain", 1.05), ("cold", "dist cold", 1.0),
+                   ("warm", "dist warm", 1.0)]  # fmt: skip
+    if options.baseline is not None:
+        comparisons += [("baseline", "direct", 1.2), ("cold", "baseline", 1.0)]
+    for a, b, bound in comparisons:
         paired = statistics.median(x.wall / y.wall for x, y in zip(times[a], times[b], strict=True))
         print(
             f"  {a} / {b:10} wall {median[a] / median[b]:.3f} (per round: {paired:.3f}), CPU {cpu[a] / cpu[b]:.3f}"
