@@ -58,19 +58,31 @@ _REGISTRY_COMMANDS = frozenset(
 def main() -> None:
     """Run the ``regtool`` command line."""
     first = sys.argv[1:2]
-    command = _only_the_command_named(first)
-    if first and first[0] in _REGISTRY_COMMANDS:
-        # Their client's TLS context (~20 ms of loading the CA store, the https attempt needs it even on a loopback
-        # registry) is built in a thread while the command's imports run.
+    if first and first[0] in _REGISTRY_COMMANDS and _may_verify_tls(sys.argv[2:]):
+        # The system CA store (~20 ms to load) is loaded in a thread while the command's imports run, ready for
+        # the first TLS handshake.
         from regtool.client.net.tls import warm_default_context
 
         warm_default_context()
+    command = _only_the_command_named(first)
     try:
         command()
     finally:
         # The interpreter's last collection at exit walks every object the imports made (~30 ms of a ~0.3 s
         # start-up); frozen objects are skipped. Files and sockets are closed explicitly before this point.
         gc.freeze()
+
+
+def _may_verify_tls(args: list[str]) -> bool:
+    """Whether a registry command with these arguments may verify a server's certificate with the system CA
+    store: not with ``--plain-http`` or ``--insecure``, and not when it names a registry on this machine (usually
+    plain HTTP, asked over https and http at once: the store is loaded only if the https side answers in TLS)."""
+    from regtool.reference import is_loopback_host
+
+    if "--plain-http" in args or "--insecure" in args:
+        return False
+    hosts = (arg.removeprefix("docker://").partition("/")[0] for arg in args if not arg.startswith("-"))
+    return not any(is_loopback_host(host) for host in hosts)
 
 
 def _only_the_command_named(first: list[str]) -> typer.Typer:

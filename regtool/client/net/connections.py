@@ -35,6 +35,8 @@ import anyio.to_thread
 import httpcore
 import httpx
 
+from regtool.client.net.tls import TrustOnDemand
+
 __all__ = [
     "BODY_SENDER",
     "KEEP_BODY",
@@ -82,11 +84,60 @@ class _HTTPSConnection(http.client.HTTPSConnection):
 
     io_timeout: float | None = None
 
+    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.tls_context = context
+
     def connect(self) -> None:
-        _connect(self, super().connect)
+        _connect(self, self._connect_tls)
+
+    def _connect_tls(self) -> None:
+        context = self.tls_context
+        if not isinstance(context, TrustOnDemand) or context.trusted:
+            super().connect()
+            return
+        # The context's CA store is loaded only if the server answers in TLS: a plain-HTTP registry (a loopback
+        # one, asked over https and http at once) fails this handshake without the client ever loading it.
+        http.client.HTTPConnection.connect(self)
+        self.sock = context.wrap_socket(self.sock, server_hostname=self.host, do_handshake_on_connect=False)
+        if _answers_in_tls(self.sock, self.timeout):
+            context.load_trust()
+        self.sock.do_handshake()
 
     def getresponse(self) -> http.client.HTTPResponse:
         return _response(self, super().getresponse)
+
+
+def _answers_in_tls(sock: ssl.SSLSocket, timeout: float | None) -> bool:
+    """Send the ClientHello and say whether the server's answer begins a TLS handshake record: False for text (an
+    HTTP server's 400) or a connection closed or reset, where the handshake can only fail before any certificate
+    is checked. It only peeks: the handshake then reads the answer itself and fails as it would have. No answer
+    within ``timeout`` is a timeout, as the handshake's would be."""
+    sock.setblocking(False)
+    try:
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            pass  # the ClientHello is sent; the answer is awaited
+        except OSError:  # ssl.SSLError included: the handshake below meets it again and says what it is
+            return False
+        else:
+            return True
+        readable, _, _ = select.select([sock], [], [], timeout)
+        if not readable:
+            raise TimeoutError("timed out")
+        try:
+            # The raw socket's recv: SSLSocket.recv would decrypt (and refuses flags).
+            first = socket.socket.recv(sock, 1, socket.MSG_PEEK)
+        except OSError:
+            return False
+    finally:
+        sock.settimeout(timeout)
+    return first == _TLS_HANDSHAKE_RECORD
+
+
+# The content type byte that begins every TLS record carrying a handshake message (a ServerHello).
+_TLS_HANDSHAKE_RECORD = b"\x16"
 
 
 def _connect(conn: _HTTPConnection | _HTTPSConnection, connect: Callable[[], None]) -> None:

@@ -8,21 +8,28 @@
   registries.conf entry with ``insecure = true``).
 
 ``TLSContexts`` builds one ``ssl.SSLContext`` per distinct configuration and caches it: hosts without a
-certs.d directory share the default context (and so a connection pool). A program about to connect can have the
-first default context built ahead, in a thread, with ``warm_default_context()``.
+certs.d directory share the default context (and so a connection pool).
+
+Building a context is cheap; loading the system CA store into it is not (~20 ms of parsing every CA). So a
+verifying context is a :class:`TrustOnDemand`: it loads the store only when a server first answers in TLS, just
+before the certificate is checked (``connections.py`` sends the ClientHello, looks at the answer's first byte,
+then calls ``load_trust``). A loopback registry on plain HTTP, asked over https and http at once, never makes a
+client load it. A program about to connect to a far registry can have the store loaded ahead, in a thread, with
+``warm_default_context()``.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from regtool.errors import UsageError
 
-__all__ = ["CERTS_D_ENV", "DEFAULT_CERTS_D", "TLSContexts", "TLSSettings", "warm_default_context"]
+__all__ = ["CERTS_D_ENV", "DEFAULT_CERTS_D", "TLSContexts", "TLSSettings", "TrustOnDemand", "warm_default_context"]
 
 CERTS_D_ENV = "REGTOOL_CERTS_D"
 DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
@@ -120,11 +127,13 @@ class TLSContexts:
             self._by_host[host] = self._insecure
 
     def _build(self, files: HostFiles, *, insecure: bool = False) -> ssl.SSLContext:
-        context = _new_default_context()
         if insecure or self.settings.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
+            # Verifies nothing, so trusts nothing: no CA store to load.
+            unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            unverified.check_hostname = False
+            unverified.verify_mode = ssl.CERT_NONE
+            return unverified
+        context = _new_default_context()
         for ca in (*((self.settings.ca_cert,) if self.settings.ca_cert is not None else ()), *files.cas):
             try:
                 context.load_verify_locations(cafile=str(ca))
@@ -140,51 +149,77 @@ class TLSContexts:
         return context
 
 
-class _Warming(threading.Thread):
-    def __init__(self) -> None:
-        # Not a daemon: a run that ends quickly (a usage error) has the interpreter wait for the CA load at exit,
-        # instead of finalizing (and OpenSSL cleaning up) under it, which crashed with SIGSEGV.
-        super().__init__(name="regtool-tls-warm-up", daemon=False)
-        self.context: ssl.SSLContext | None = None
+class TrustOnDemand(ssl.SSLContext):
+    """A verifying client context (what ``ssl.create_default_context()`` makes) whose system CA store is loaded by
+    ``load_trust()``, once, when a connection first needs it. Thread-safe: a second caller waits for the first.
 
-    def run(self) -> None:
-        try:
-            self.context = ssl.create_default_context()
-        except Exception:
-            pass  # the context is then built where it is needed, and the error raised there as always
+    OpenSSL consults the context's store when the server's certificate arrives, so the store may be loaded after
+    a socket was wrapped with the context, as long as it is before the handshake reads the server's answer.
+    """
+
+    _lock: threading.Lock
+    _trusted: bool
+
+    @classmethod
+    def create(cls) -> TrustOnDemand:
+        context = cls(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode CERT_REQUIRED, check_hostname: as the default context
+        context._lock = threading.Lock()
+        context._trusted = False
+        keylog = os.environ.get("SSLKEYLOGFILE")
+        if keylog and not sys.flags.ignore_environment:  # as ssl.create_default_context does
+            context.keylog_filename = keylog
+        return context
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the system CA store is loaded (or the context verifies nothing)."""
+        return self._trusted or self.verify_mode == ssl.CERT_NONE
+
+    def load_trust(self) -> None:
+        """Load the system CA store (``load_default_certs``), unless done already."""
+        with self._lock:
+            if not self._trusted:
+                self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+                self._trusted = True
 
 
-# The context warm_default_context() is building, until a TLSContexts takes it: each warmed context is used once.
-_warming: _Warming | None = None
+# The default context warm_default_context() made, its store loading in a thread, until a TLSContexts takes it:
+# each warmed context is used once.
+_warmed: TrustOnDemand | None = None
 _warming_lock = threading.Lock()
 
 
 def warm_default_context() -> None:
-    """Start building a default context (``ssl.create_default_context()``) in a background thread.
+    """Make the next default context now and load the system CA store into it in a background thread.
 
-    Loading the system CA store takes ~20 ms, with the GIL released. A program that will connect soon (the CLI,
-    at start-up) calls this first, so that the loading overlaps its imports instead of delaying the first
-    request; the next ``TLSContexts`` to need a new context takes this one. Calling it again before then does
-    nothing.
+    A program that will soon connect to a registry over https (the CLI, at start-up, for a registry that is not on
+    this machine) calls this first, so that the loading overlaps its imports instead of delaying the handshake;
+    the next ``TLSContexts`` takes this context, and a handshake that needs the store before it is loaded waits
+    for it. Calling it again before then does nothing.
     """
-    global _warming
+    global _warmed
     with _warming_lock:
-        if _warming is not None:
+        if _warmed is not None:
             return
-        _warming = _Warming()
-        _warming.start()
+        _warmed = TrustOnDemand.create()
+        # Not a daemon: a run that ends quickly (a usage error) has the interpreter wait for the CA load at exit,
+        # instead of finalizing (and OpenSSL cleaning up) under it, which crashed with SIGSEGV.
+        threading.Thread(target=_load_quietly, args=(_warmed,), name="regtool-tls-warm-up").start()
 
 
-def _new_default_context() -> ssl.SSLContext:
-    """The warmed-up context when one was started (waiting for it if need be), else a newly built one."""
-    global _warming
+def _load_quietly(context: TrustOnDemand) -> None:
+    try:
+        context.load_trust()
+    except Exception:
+        pass  # the store is then loaded where it is needed, and the error raised there as always
+
+
+def _new_default_context() -> TrustOnDemand:
+    """The warmed-up context when one was made, else a new one (its store loaded when first needed)."""
+    global _warmed
     with _warming_lock:
-        warming, _warming = _warming, None
-    if warming is not None:
-        warming.join()
-        if warming.context is not None:
-            return warming.context
-    return ssl.create_default_context()
+        warmed, _warmed = _warmed, None
+    return warmed if warmed is not None else TrustOnDemand.create()
 
 
 def _reason(exc: Exception) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -42,7 +43,10 @@ def build_http_client(*, pool: ConnectionPool, auth: httpx.Auth | None = None) -
     The pool carries the TLS settings per host and applies the timeouts (connect, then each read and write);
     httpx is given the same values, which its errors then name.
     """
-    transport = httpx.AsyncHTTPTransport()
+    # The transport's own pool, and the TLS context httpx would build for it (its certifi bundle: ~20 ms of
+    # loading CAs per client), go unused: the pool's connections do TLS with the contexts of ``net/tls.py``. So
+    # it is given a context that is cheap to make and trusts nothing.
+    transport = httpx.AsyncHTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     # httpx builds an httpcore pool and offers no way to pass another; ``_pool`` is where httpx 0.27/0.28 keep
     # it, and all the transport does with it is hand it each request (mocks patch the transport, above it).
     transport._pool = cast("httpcore.AsyncConnectionPool", PooledConnections(pool))
