@@ -3,7 +3,7 @@
 ::
 
     blobs/<alg>/<hex[:2]>/<hex>/data                    content-addressed blob bytes, shared by every repository
-    blobs/<alg>/<hex[:2]>/<hex>/used                    empty; written when a write re-uses the stored blob
+    blobs/<alg>/<hex[:2]>/<hex>/used                    when a write last re-used the stored blob (its time)
     repositories/<name...>/_layers/<alg>/<hex>/link     the blob is in this repository (content: the digest)
     repositories/<name...>/_manifests/revisions/<alg>/<hex>/link
                                                         the manifest is in this repository (content: media type)

@@ -75,15 +75,17 @@ class BlobStore:
         """Record that a write re-uses stored blob ``digest`` now (its bytes uploaded again, a mount, a manifest
         naming it): the collector reads this time again right before it would remove the blob or a link to it.
 
-        A small file of its own: refreshing the data's time would rewrite the whole blob on object storage.
+        A small file of its own: refreshing the data's time would rewrite the whole blob on object storage. The
+        time is its content, not its modification time: a read is one request on object storage, where a stat
+        of a missing key takes three.
         """
-        self.driver.put_content(paths.blob_used(digest), b"")
+        self.driver.put_content(paths.blob_used(digest), repr(time.time()).encode())
 
     def last_used(self, digest: Digest) -> float | None:
         """When a write last re-used blob ``digest`` (``mark_used``), None when none has."""
         try:
-            return self.driver.stat(paths.blob_used(digest)).modified
-        except PathNotFound:
+            return float(self.driver.get_content(paths.blob_used(digest)))
+        except (PathNotFound, ValueError):
             return None
 
     def open(self, digest: Digest, offset: int = 0) -> BinaryIO:
