@@ -108,7 +108,8 @@ def time_requests(layout: Path, hosts: dict[str, str], rounds: int) -> None:
     GETs (answered 307, not followed) of a pull, ``rounds`` times; prints medians in ms and the ratio."""
     import httpx
 
-    manifest = json.loads((layout / "manifest.json").read_bytes())
+    algorithm, _, encoded = json.loads((layout / "index.json").read_bytes())["manifests"][0]["digest"].partition(":")
+    manifest = json.loads((layout / "blobs" / algorithm / encoded).read_bytes())
     blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
     samples: dict[tuple[str, str], list[float]] = {}
     clients = {name: httpx.Client(base_url=f"http://{host}", timeout=30) for name, host in hosts.items()}
