@@ -8,8 +8,8 @@ Live manifests of a repository, from its roots:
 - the children of a live index, and the referrers of a live manifest (a manifest whose ``subject`` is live).
 
 A live manifest keeps its own blob, its config and its layers, both as blobs and as links in its repository.
-A link written within the grace period keeps itself and its blob (a blob pushed before its manifest). Blobs the
-v1 image store or the pull-through cache use are live whatever the repositories say.
+A link written within the grace period keeps itself and its blob (a blob pushed before its manifest). Blobs that
+live v1 images (``v1.py``) or the pull-through cache use are live whatever the repositories say.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ __all__ = ["V1Mark", "mark_v1", "sweep_v1_images"]
 
 _IMAGES = f"{paths.V1}/images"
 _REPOSITORIES = f"{paths.V1}/repositories"
-# Files of a v1 repository's directory whose names start with "_" as escaped name components (nested
-# repositories) do; "_json_<tag>" may be either and is told apart by a stat.
+# In a v1 repository's directory, nested repositories' escaped names start with "_", and so do these files;
+# "_json_<tag>" may be either (a repository named "json_<x>"), so it is told apart by a stat.
 _REPOSITORY_FILES = ("_index_images", "_private")
 
 
