@@ -117,6 +117,13 @@ def test_untagged_images_stay_for_the_grace_period(tmp_path: Path) -> None:
         assert kept.returncode == 0, kept.stderr
         assert json.loads(kept.stdout)["removed"] == []
 
+        dry = in_process("serve", "gc", "--root", str(root), "--delay", "0", "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        would = {(r["kind"], r["what"]) for r in json.loads(dry.stdout)["removed"]}
+        assert {("v1-image", parent.id), ("v1-image", child.id)} <= would
+        assert {("blob", str(parent.digest)), ("blob", str(child.digest))} <= would
+        assert_served(client, parent, child)
+
         done = in_process("serve", "gc", "--root", str(root), "--delay", "0")
         assert done.returncode == 0, done.stderr
         assert f"removed v1 image {parent.id}\n" in done.stdout
