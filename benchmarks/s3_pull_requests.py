@@ -11,7 +11,8 @@ last component (``link``, ``data``), or by the S3 operation for requests on the 
 
 Then, on the instances that reach the store directly, the pull's registry requests are timed one by one
 (``--rounds`` times, the registries alternating who goes first): the manifest GET and each blob GET, answered
-307 and not followed; the median per request shows each registry's own part of a pull, without the bytes.
+307 and not followed; the median per request shows each registry's own part of a pull, without the bytes, and
+the registry process's CPU time (user + system, /proc) over those requests, per pull.
 
 Run from the repository root::
 
@@ -70,6 +71,22 @@ class Instances:
     pusher: str
     puller: str
     proxy: FaultProxy
+    pusher_pid: int
+
+
+def process_of(config: Path) -> int:
+    """The pid of the docker-registry started with ``config`` (run_distribution_on yields its address only)."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and str(config).encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                return int(entry.name)
+    raise RuntimeError(f"no process serves {config}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(stack: contextlib.ExitStack, work: Path, store: SeaweedFS, registry: str, redis: str | None) -> Instances:
@@ -80,14 +97,14 @@ def start(stack: contextlib.ExitStack, work: Path, store: SeaweedFS, registry: s
         cache = ["--redis", redis] if redis else []
         direct = _serve_args(store, settings.bucket)
         counted = _serve_args(store, settings.bucket, endpoint=proxy.url)
-        pusher = stack.enter_context(run_serve_process(work / "a", *direct, *cache, env=store.env())).host
+        direct_serve = stack.enter_context(run_serve_process(work / "a", *direct, *cache, env=store.env()))
         puller = stack.enter_context(run_serve_process(work / "b", *counted, *cache, env=store.env())).host
-    else:
-        for instance in ("a", "b"):
-            (work / instance).mkdir(parents=True, exist_ok=True)
-        pusher = stack.enter_context(run_distribution_on(work / "a", store, settings.bucket, redis))
-        puller = stack.enter_context(run_distribution_on(work / "b", store, settings.bucket, redis, proxy.url))
-    return Instances(pusher, puller, proxy)
+        return Instances(direct_serve.host, puller, proxy, direct_serve.process.pid)
+    for instance in ("a", "b"):
+        (work / instance).mkdir(parents=True, exist_ok=True)
+    pusher = stack.enter_context(run_distribution_on(work / "a", store, settings.bucket, redis))
+    puller = stack.enter_context(run_distribution_on(work / "b", store, settings.bucket, redis, proxy.url))
+    return Instances(pusher, puller, proxy, process_of(work / "a" / "config.yml"))
 
 
 def count_pull(work: Path, instances: Instances) -> Counter[str]:
@@ -103,20 +120,23 @@ def count_pull(work: Path, instances: Instances) -> Counter[str]:
     return found
 
 
-def time_requests(layout: Path, hosts: dict[str, str], rounds: int) -> None:
+def time_requests(layout: Path, registries: dict[str, Instances], rounds: int) -> None:
     """Per request, on the instances that reach the store directly, interleaved: the manifest GET and the blob
-    GETs (answered 307, not followed) of a pull, ``rounds`` times; prints medians in ms and the ratio."""
+    GETs (answered 307, not followed) of a pull, ``rounds`` times; prints medians in ms and the ratio, and each
+    registry's CPU time per pull's requests."""
     import httpx
 
     algorithm, _, encoded = json.loads((layout / "index.json").read_bytes())["manifests"][0]["digest"].partition(":")
     manifest = json.loads((layout / "blobs" / algorithm / encoded).read_bytes())
     blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
     samples: dict[tuple[str, str], list[float]] = {}
-    clients = {name: httpx.Client(base_url=f"http://{host}", timeout=30) for name, host in hosts.items()}
+    clients = {name: httpx.Client(base_url=f"http://{i.pusher}", timeout=30) for name, i in registries.items()}
+    cpu = dict.fromkeys(registries, 0.0)
     try:
         for round_no in range(rounds):
             order = list(clients.items()) if round_no % 2 == 0 else list(reversed(clients.items()))
             for name, client in order:
+                cpu[name] -= cpu_seconds(registries[name].pusher_pid)
                 accept = {"Accept": manifest["mediaType"]}
                 started = time.perf_counter()
                 assert client.get("/v2/bench/image/manifests/1", headers=accept).status_code == 200
@@ -125,6 +145,7 @@ def time_requests(layout: Path, hosts: dict[str, str], rounds: int) -> None:
                     started = time.perf_counter()
                     assert client.get(f"/v2/bench/image/blobs/{digest}").status_code == 307
                     samples.setdefault((name, "blob GET (307)"), []).append(time.perf_counter() - started)
+                cpu[name] += cpu_seconds(registries[name].pusher_pid)
     finally:
         for client in clients.values():
             client.close()
@@ -133,6 +154,8 @@ def time_requests(layout: Path, hosts: dict[str, str], rounds: int) -> None:
         count = len(samples[("serve", request)])
         figures = f"serve {ours:6.2f} ms  distribution {theirs:6.2f} ms  ratio {ours / theirs:.2f}"
         print(f"{request:15} {figures}  ({count} each)")
+    ours, theirs = (cpu[name] / rounds * 1000 for name in ("serve", "distribution"))
+    print(f"CPU per pull's requests: serve {ours:.1f} ms, distribution {theirs:.1f} ms (process user + system)")
 
 
 def main() -> None:
@@ -161,7 +184,7 @@ def main() -> None:
                 print(f"{name:12} store requests {sum(found.values()):3}  ({details}); presigned fetches {presigned}")
             if args.rounds:
                 print(f"load average (1 min) before the timed requests: {os.getloadavg()[0]:.2f}")
-                time_requests(layout, {name: i.pusher for name, i in registries.items()}, args.rounds)
+                time_requests(layout, registries, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -93,6 +93,10 @@ def test_a_pull_without_a_cache(s3_serve: RunningServe) -> None:
         missing = digest_of(b"never pushed")
         assert http.get(f"/v2/team/app/blobs/{missing}").json()["errors"][0]["code"] == "BLOB_UNKNOWN"
         assert store.take() == {"GetObject link": 1}
+        # Stored, but not linked in this repository: refused as well, not redirected to.
+        for method in ("GET", "HEAD"):
+            assert http.request(method, f"/v2/team/other/blobs/{blobs[1]}").status_code == 404
+        assert store.take() == {"GetObject link": 2}
 
 
 def test_a_pull_with_redis(s3_serve_cached: RunningServe) -> None:
@@ -111,7 +115,7 @@ def test_a_pull_with_redis(s3_serve_cached: RunningServe) -> None:
             assert store.take() == {}
 
 
-def test_a_deleted_blob_is_not_redirected_to(s3_serve_cached: RunningServe, s3_bucket: S3Bucket) -> None:
+def test_a_deleted_blob_is_not_redirected_to(s3_serve_cached: RunningServe) -> None:
     with httpx.Client(base_url=s3_serve_cached.url) as http:
         blobs, _ = push_image(http, "team/app")
         layer = blobs[1]
