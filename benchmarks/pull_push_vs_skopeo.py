@@ -57,9 +57,10 @@ class Run:
     seconds: float
     rss_mib: float
     load: float = 0.0  # the 1-minute load average just before the run
+    cpu_seconds: float = 0.0  # the child's user + system CPU time: what load on the machine does not inflate
 
     def _replace_tool(self, tool: str) -> Run:
-        return Run(tool, self.seconds, self.rss_mib, self.load)
+        return Run(tool, self.seconds, self.rss_mib, self.load, self.cpu_seconds)
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
@@ -75,7 +76,7 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
         process.stderr.close()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}): {stderr[-2000:]}")
-    return Run(Path(argv[0]).name, seconds, usage.ru_maxrss / 1024, load)
+    return Run(Path(argv[0]).name, seconds, usage.ru_maxrss / 1024, load, usage.ru_utime + usage.ru_stime)
 
 
 def _regtool() -> list[str]:
@@ -130,7 +131,7 @@ def _pull_runs(
             else:
                 argv = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"oci:{dest}:bench"]
             run = _timed(argv, _regtool_env(tool, baseline))
-            results.append(Run(tool, run.seconds, run.rss_mib, run.load))
+            results.append(run._replace_tool(tool))
             shutil.rmtree(dest, ignore_errors=True)
     return results
 
@@ -148,7 +149,7 @@ def _push_runs(layout: Path, name: str, runs: int, jobs: int, work: Path, baseli
                 else:
                     argv = ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"]
                 run = _timed(argv, _regtool_env(tool, baseline))
-            results.append(Run(tool, run.seconds, run.rss_mib, run.load))
+            results.append(run._replace_tool(tool))
             shutil.rmtree(root, ignore_errors=True)
     return results
 
@@ -213,7 +214,9 @@ def _archive_pull_runs(registry: Distribution, layout: Path, name: str, runs: in
     return results
 
 
-def _copy_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+def _copy_runs(
+    registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path, baseline: Path | None
+) -> list[Run]:
     source = f"{registry.host}/bench/{name}:1"
     subprocess.run(
         ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{source}"],
@@ -222,12 +225,12 @@ def _copy_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs:
     )
     results: list[Run] = []
     for i in range(runs):
-        for tool in ("regtool", "skopeo"):
+        for tool in _tools(baseline):
             root = work / f"copy-registry-{tool}-{name}-{i}"
             shutil.rmtree(root, ignore_errors=True)
             with run_distribution(root) as target:
                 dest = f"{target.host}/bench/{name}:1"
-                if tool == "regtool":
+                if tool != "skopeo":
                     argv = [*_regtool(), "copy", "--quiet", "--jobs", str(jobs), source, dest]
                 else:
                     argv = [
@@ -238,9 +241,14 @@ def _copy_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs:
                         f"docker://{source}",
                         f"docker://{dest}",
                     ]
-                results.append(_timed(argv)._replace_tool(tool))
+                results.append(_timed(argv, _regtool_env(tool, baseline))._replace_tool(tool))
             shutil.rmtree(root, ignore_errors=True)
     return results
+
+
+def _present(results: list[Run]) -> list[str]:
+    """The contestants of ``results``, in the order they first ran."""
+    return list(dict.fromkeys(r.tool for r in results))
 
 
 def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
@@ -265,6 +273,8 @@ def _report(kind: str, name: str, results: list[Run]) -> tuple[float, float]:
             f"(runs {', '.join(f'{r.seconds:.2f}' for r in layout)}); archive / layout {med_ours / med_layout:4.2f}",
             flush=True,
         )
+    cpu = {tool: statistics.median(r.cpu_seconds for r in results if r.tool == tool) for tool in _present(results)}
+    print(f"{kind:4} {name:7} CPU seconds (median) " + ", ".join(f"{t} {c:.2f}" for t, c in cpu.items()), flush=True)
     base = [r for r in results if r.tool == "baseline"]
     if base:
         med_base = statistics.median(r.seconds for r in base)
@@ -304,7 +314,7 @@ def main() -> None:
         layout = _image(args.work, count, mib)
         if args.copy:
             with run_distribution(args.work / f"registry-{name}") as registry:
-                results = _copy_runs(registry, layout, name, args.runs, args.jobs, args.work)
+                results = _copy_runs(registry, layout, name, args.runs, args.jobs, args.work, args.baseline)
             shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
             _report("copy", name, results)
             continue
