@@ -1,17 +1,20 @@
 """Start-up cost of the ``regtool`` console script: small commands, interleaved across builds, medians.
 
-    python benchmarks/startup.py [--runs 11] [--kinds version,help,tiny,tinypush] [BUILD ...]
+    python benchmarks/startup.py [--runs 11] [--kinds version,help,inspect,tags,tiny,tinypush] [BUILD ...]
 
 A BUILD is a directory holding a ``regtool/`` package (say an older commit's, from ``git archive``), put first on
 ``PYTHONPATH``; ``-`` (the default) is the installed one. Every build's bytecode is compiled first, so no build
 pays compilation during the runs. The kinds:
 
 - ``version``: ``regtool --version``; ``help``: ``regtool --help``;
+- ``inspect``, ``tags``: the one-shot commands, ``regtool inspect`` of that image and ``regtool tags`` of its
+  repository (three requests and two);
 - ``tiny``: ``regtool pull -q`` of a one-layer image of 1 KiB from Debian's docker-registry on 127.0.0.1, into a
   fresh directory (nearly all of it is start-up, probe, manifest and two fsyncs);
 - ``tinypush``: ``regtool push -q`` of that image to a new repository.
 
-Prints the median of each kind per build and the 1-minute load average range seen before the runs.
+Prints the median wall time and CPU seconds (user + system, of the process and its children) of each kind per
+build, each build's ratio to the first, and the 1-minute load average range seen before the runs.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import regtool
 from tests.support.distribution import run_distribution
 from tests.support.images import write_random_image
 
-KINDS = ("version", "help", "tiny", "tinypush")
+KINDS = ("version", "help", "inspect", "tags", "tiny", "tinypush")
 
 
 def _argv(kind: str, host: str, layout: Path, out: Path, repo: str) -> list[str]:
@@ -40,6 +44,10 @@ def _argv(kind: str, host: str, layout: Path, out: Path, repo: str) -> list[str]
         return [regtool, "--version"]
     if kind == "help":
         return [regtool, "--help"]
+    if kind == "inspect":
+        return [regtool, "inspect", f"{host}/bench/tiny:1"]
+    if kind == "tags":
+        return [regtool, "tags", f"{host}/bench/tiny"]
     if kind == "tiny":
         return [regtool, "pull", "-q", f"{host}/bench/tiny:1", str(out)]
     if kind == "tinypush":
@@ -55,13 +63,15 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     for build in args.builds:
-        package = Path(build) / "regtool" if build != "-" else None
-        if package is not None and not package.is_dir():
+        # The installed one too: with PYTHONDONTWRITEBYTECODE set, a module edited since its last compilation
+        # would be compiled again in every run.
+        package = Path(build) / "regtool" if build != "-" else Path(regtool.__file__).parent
+        if not package.is_dir():
             parser.error(f"{build} holds no regtool/ package")
-        if package is not None:
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
     work = Path(tempfile.mkdtemp(prefix="regtool-startup-"))
     times: dict[tuple[str, str], list[float]] = {(kind, build): [] for kind in kinds for build in args.builds}
+    cpu: dict[tuple[str, str], list[float]] = {(kind, build): [] for kind in kinds for build in args.builds}
     loads: list[float] = []
     try:
         layout = work / "tiny"
@@ -80,14 +90,26 @@ def main() -> None:
                         os.sync()
                         loads.append(os.getloadavg()[0])
                         started = time.perf_counter()
-                        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+                        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+                        _, status, usage = os.wait4(proc.pid, 0)
                         times[kind, build].append(time.perf_counter() - started)
+                        cpu[kind, build].append(usage.ru_utime + usage.ru_stime)
+                        if os.waitstatus_to_exitcode(status) != 0:
+                            raise SystemExit(f"{' '.join(argv)} failed")
                         shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    first = args.builds[0]
     for kind in kinds:
-        medians = "  ".join(f"{build}: {statistics.median(times[kind, build]):.3f} s" for build in args.builds)
-        print(f"{kind:9} {medians}")
+        cells = []
+        for build in args.builds:
+            wall, used = statistics.median(times[kind, build]), statistics.median(cpu[kind, build])
+            cell = f"{build}: {wall:.3f} s ({used:.3f} CPU-s)"
+            if build != first:
+                base_wall, base_cpu = statistics.median(times[kind, first]), statistics.median(cpu[kind, first])
+                cell += f" = {wall / base_wall:.2f} / {used / base_cpu:.2f} of {first}"
+            cells.append(cell)
+        print(f"{kind:9} {'  '.join(cells)}")
     print(f"{args.runs} runs each, interleaved; load average (1 min) {min(loads):.2f}-{max(loads):.2f}")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from regtool.__about__ import __version__
-from regtool.digest import Digest
 from regtool.errors import (
     AuthError,
     CancelledTransfer,
@@ -26,13 +25,14 @@ from regtool.errors import (
     UnsupportedProtocolError,
     UsageError,
 )
-from regtool.manifest import Platform
-from regtool.reference import Reference
 
 if TYPE_CHECKING:
     from regtool.client import Client
     from regtool.client.progress import NullProgress, Progress
     from regtool.client.results import InspectResult, LayerInfo, ProbeResult, PullResult, PushResult
+    from regtool.digest import Digest
+    from regtool.manifest import Platform
+    from regtool.reference import Reference
 
 __all__ = [
     "AuthError",
@@ -64,9 +64,13 @@ __all__ = [
 
 
 # The client (and httpx under it) is imported on first use, so that ``import regtool.<anything>`` (the CLI's
-# ``--version`` and ``--help``, ``regtool serve``) does not pay for it.
+# ``--version`` and ``--help``, ``regtool serve``) does not pay for it; the value classes too (typing,
+# dataclasses, hashlib), which ``--version`` does not need.
 _LAZY = {
     "Client": "regtool.client",
+    "Digest": "regtool.digest",
+    "Platform": "regtool.manifest",
+    "Reference": "regtool.reference",
     "NullProgress": "regtool.client.progress",
     "Progress": "regtool.client.progress",
     "InspectResult": "regtool.client.results",

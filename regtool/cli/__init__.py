@@ -90,9 +90,11 @@ def _only_the_command_named(first: list[str]) -> typer.Typer:
 
     A run needs one command: its module alone is imported (the others cost 10-40 ms of imports: the server's
     configuration, the demo's image builder), and typer turns only it into a click command (parameters, help
-    texts). Anything else (no argument, ``--help``, ``--version``, an unknown name) gets them all, so help
-    listings and "no such command" messages stay as they were.
+    texts). ``--version`` needs none. Anything else (no argument, ``--help``, an unknown name) gets them all, so
+    help listings and "no such command" messages stay as they were.
     """
+    if first == ["--version"]:  # answered by the root's eager option, before any command is looked at
+        return _app_with([], [])
     module = COMMAND_MODULES.get(first[0]) if first else None
     if module is None:
         return app
@@ -101,9 +103,13 @@ def _only_the_command_named(first: list[str]) -> typer.Typer:
         chosen = [info for info in app.registered_commands if _command_name(info) == first[0]]
         # A group (``serve``, with its subcommands) is kept whole: its callback and subcommands are one job.
         groups = [info for info in app.registered_groups if _group_name(info) == first[0]]
+    return _app_with(chosen, groups)
+
+
+def _app_with(commands: list[CommandInfo], groups: list[TyperInfo]) -> typer.Typer:
     single = shallow_copy(app)
     single.register_on_first_read(None)
-    single.registered_commands = chosen
+    single.registered_commands = commands
     single.registered_groups = groups
     return single
 

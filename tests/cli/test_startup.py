@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
 import subprocess
 import sys
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,9 @@ from typer.main import get_command_name
 
 from regtool.cli import _REGISTRY_COMMANDS, COMMAND_MODULES, _only_the_command_named, app
 from regtool.cli.console import LazyConsole
+from tests.cli.support import in_process
+from tests.support.images import write_random_image
+from tests.support.serve import RunningServe, serve  # noqa: F401  (the fixture)
 
 
 def _names(typer_app: typer.Typer) -> list[str]:
@@ -69,8 +74,63 @@ def test_a_named_command_imports_its_module_alone(command: str) -> None:
 
 
 def test_anything_else_gets_every_command() -> None:
-    for first in ([], ["--help"], ["--version"], ["pul"], ["-h"]):
+    for first in ([], ["--help"], ["pul"], ["-h"]):
         assert _only_the_command_named(first) is app
+
+
+# Run as ``python -c CODE ARGS...``: runs the command line with ARGS, then prints which of the modules named in the
+# environment's REGTOOL_WATCH were imported, and every load of CA certificates (system store or file).
+_RUN_AND_REPORT = """
+import atexit, os, ssl, sys
+loads = []
+real_default, real_file = ssl.SSLContext.load_default_certs, ssl.SSLContext.load_verify_locations
+def load_default(context, *args): loads.append("system store"); return real_default(context, *args)
+def load_file(context, *args, **kwargs): loads.append("file"); return real_file(context, *args, **kwargs)
+ssl.SSLContext.load_default_certs, ssl.SSLContext.load_verify_locations = load_default, load_file
+watched = os.environ["REGTOOL_WATCH"].split()
+atexit.register(lambda: print("imported", sorted(m for m in watched if m in sys.modules), "CA loads", loads))
+sys.argv = ["regtool", *sys.argv[1:]]
+from regtool.cli import main
+main()
+"""
+
+# What no one-shot command needs: the other commands, v1's walk and the local image formats, the server.
+_NOT_FOR_ONE_SHOTS = [
+    *(f"regtool.cli.{module}" for module in ("catalog", "copy", "demo", "pull", "push", "serve", "serve_gc", "sync")),
+    "regtool.client.v1.pull",
+    "regtool.image.docker_archive",
+    "regtool.image.compression",
+    "regtool.server",
+]
+
+
+def _run_and_report(*args: str, watch: list[str]) -> str:
+    env = {**os.environ, "REGTOOL_WATCH": " ".join(watch)}
+    env.pop("SSL_CERT_FILE", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()[-1]
+
+
+def test_version_builds_no_command_and_loads_no_value_module() -> None:
+    watch = ["regtool.cli.options", "regtool.digest", "regtool.manifest", "regtool.reference", "httpx"]
+    watch += [f"regtool.cli.{module}" for module in set(COMMAND_MODULES.values())]
+    assert _run_and_report("--version", watch=watch) == "imported [] CA loads []"
+
+
+@pytest.mark.parametrize("command", ["inspect", "tags"])
+def test_a_one_shot_on_a_plain_http_loopback_registry_loads_no_ca_store_and_no_v1(
+    command: str,
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    layout = tmp_path / "layout"
+    write_random_image(layout, "1", count=1, size=1024)
+    assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/one/shot:1").returncode == 0
+    target = f"{serve.host}/one/shot:1" if command == "inspect" else f"{serve.host}/one/shot"
+    assert _run_and_report(command, target, watch=_NOT_FOR_ONE_SHOTS) == "imported [] CA loads []"
 
 
 def test_light_modules_do_not_import_httpx_or_rich() -> None:

@@ -20,7 +20,6 @@ from typing import Any
 from regtool import mediatypes as mt
 from regtool.client.results import InspectResult, LayerInfo
 from regtool.client.v1.api import V1Api, V1ImageMeta
-from regtool.client.v1.pull import fetch_chain
 from regtool.digest import Digest
 from regtool.errors import ProtocolError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, ManifestError
@@ -55,6 +54,10 @@ async def v1_catalog(api: V1Api) -> list[str]:
 async def _top(api: V1Api, ref: Reference) -> tuple[str, list[str], dict[str, V1ImageMeta]]:
     if ref.digest is not None:
         raise UnsupportedProtocolError(f"{ref}: registry v1 has no digests; name the image by tag")
+    # Here, not at the top: the client imports this module for every listing, and the pull module brings the
+    # image formats (docker-archive, compression) that only a v1 walk needs.
+    from regtool.client.v1.pull import fetch_chain
+
     return await fetch_chain(api, ref)
 
 
