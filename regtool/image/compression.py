@@ -31,7 +31,7 @@ import io
 import lzma
 import zlib
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from isal import igzip, isal_zlib
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GZIP_LEVEL",
+    "ByteSink",
     "Compression",
     "GzipResult",
     "gzip_stream",
@@ -216,7 +217,13 @@ class GzipResult:
     diff_size: int
 
 
-def gzip_stream(src: IO[bytes], dst: IO[bytes], *, level: int = GZIP_LEVEL) -> GzipResult:
+class ByteSink(Protocol):
+    """Where ``gzip_stream`` writes: a file, or anything else taking bytes in order."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+def gzip_stream(src: IO[bytes], dst: ByteSink, *, level: int = GZIP_LEVEL) -> GzipResult:
     """Gzip ``src`` into ``dst`` deterministically, hashing both sides on the way.
 
     The gzip header is fixed (ISA-L's: no name, mtime 0, OS byte 255), so equal input gives equal output on the

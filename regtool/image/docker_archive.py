@@ -31,26 +31,24 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Self
 
 from regtool import mediatypes as mt
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
+from regtool.image.archive_layers import LayerCompression, archive_errors
 from regtool.image.blobstore import BlobStore
-from regtool.image.compression import Compression, gzip_stream, open_decompressed, sniff
+from regtool.image.compression import Compression, GzipResult, open_decompressed, sniff
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import BlobStoreSource
 from regtool.manifest import ImageConfig, Manifest, ManifestError, parse_manifest
@@ -59,11 +57,12 @@ from regtool.protocol.v1 import IMAGE_ID_RE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from _typeshed import WriteableBuffer
 
 __all__ = [
     "DockerArchiveSource",
+    "OpenedArchive",
     "V1Image",
+    "open_docker_archive",
     "read_docker_archive",
     "synthetic_v1_ids",
     "write_docker_archive",
@@ -322,25 +321,6 @@ def _member_map(tar: tarfile.TarFile, archive: Path) -> dict[str, tarfile.TarInf
     return members
 
 
-@contextlib.contextmanager
-def _archive_errors(archive: Path) -> Iterator[None]:
-    """Errors of reading a damaged archive (a cut or corrupt tar, its outer compression) -> ImageFormatError.
-
-    OS errors with an errno (disk full writing the recompressed layers, permissions) are not the archive's fault
-    and pass through; the decompressors' own ``OSError("Invalid data stream")`` and the like have none.
-    """
-    try:
-        yield
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
-        raise ImageFormatError(
-            f"docker-archive {archive}: truncated or corrupt ({exc or type(exc).__name__})"
-        ) from None
-    except OSError as exc:
-        if exc.errno is not None:
-            raise
-        raise ImageFormatError(f"docker-archive {archive}: truncated or corrupt ({exc})") from None
-
-
 def _read_member(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path) -> IO[bytes]:
     member = members.get(name.removeprefix("./"))
     if member is None:
@@ -391,15 +371,111 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
     ``ref`` picks an image by RepoTag (``repo:tag``, or just the tag) when the archive holds several.
     ImageFormatError names the archive and what is wrong; IntegrityError when a layer does not match its diff_id.
     """
-    path = Path(path)
-    tmp_dir = Path(tempfile.mkdtemp(prefix="regtool-archive-", dir=work_dir))
-    store = BlobStore(tmp_dir)
-    try:
+    with open_docker_archive(path, ref, work_dir=work_dir) as opened:
+        opened.layers.start()
+        return opened.source()
+
+
+class OpenedArchive:
+    """An image of a docker-archive, checked and ready to compress: what a push reads before the layers.
+
+    ``layers.start()`` gzips the layers in threads (``archive_layers.LayerCompression``: each a ``GrowingBlob``
+    a push may upload while it grows); ``layer_result(i)`` waits for one and checks it against the config's
+    diff_id; ``source()`` waits for all and builds the schema2 manifest over them: the ImageSource, which then owns
+    the work directory. ``close()`` stops the threads and, unless ``source()`` took it, removes the directory.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        ref: str | None,
+        entry: dict[str, Any],
+        config_bytes: bytes,
+        diff_ids: list[str],
+        layers: LayerCompression,
+        layer_sizes: list[int],
+        tar: tarfile.TarFile,
+        work_dir: Path,
+    ) -> None:
+        self.path = path
+        self.ref = ref
+        self.entry = entry
+        self.config_bytes = config_bytes
+        self.diff_ids = diff_ids
+        self.layers = layers
+        # The layers' tar sizes (uncompressed), known before any is read.
+        self.layer_sizes = layer_sizes
+        self._tar = tar
+        self._work_dir: Path | None = work_dir
+
+    def layer_result(self, index: int, cancel: threading.Event | None = None) -> GzipResult:
+        """Layer ``index`` once compressed: IntegrityError when its tar does not hash to the config's diff_id."""
+        result = self.layers.blobs[index].result(cancel)
+        if str(result.diff_id) != self.diff_ids[index]:
+            raise IntegrityError(
+                f"docker-archive {self.path}: layer {self.layers.names[index]}: content hashes to "
+                f"{result.diff_id}, but the config's diff_id is {self.diff_ids[index]}"
+            )
+        return result
+
+    def source(self) -> DockerArchiveSource:
+        """Wait for every layer and build the ImageSource (it owns the work directory from here on)."""
+        results = [self.layer_result(i) for i in range(len(self.diff_ids))]
+        store = self.layers.store
+        layers = [{"mediaType": mt.DOCKER_LAYER, "size": r.size, "digest": str(r.digest)} for r in results]
+        config_digest = store.put_bytes(None, self.config_bytes)
+        manifest_doc = {
+            "schemaVersion": 2,
+            "mediaType": mt.DOCKER_MANIFEST_V2,
+            "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(self.config_bytes), "digest": str(config_digest)},
+            "layers": layers,
+        }
+        raw = json.dumps(manifest_doc, indent=3).encode()
+        store.put_bytes(None, raw)
         try:
-            tar = tarfile.open(path, "r:*")
-        except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
-            raise ImageFormatError(f"docker-archive {path}: not a readable tar ({exc})") from None
-        with tar, _archive_errors(path):
+            root = parse_manifest(raw)
+        except ManifestError as exc:  # pragma: no cover - built above
+            raise ImageFormatError(f"docker-archive {self.path}: {exc}") from None
+        tags = tuple(_repo_tags(self.entry))
+        owned, self._work_dir = self._work_dir, None
+        return DockerArchiveSource(
+            store,
+            root,
+            archive_path=self.path,
+            repo_tags=tags,
+            ref_name=self.ref or (tags[0] if tags else None),
+            owned_dir=owned,
+        )
+
+    def close(self) -> None:
+        self.layers.close()
+        self._tar.close()
+        if self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            self._work_dir = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | None = None) -> OpenedArchive:
+    """Read and check a docker-archive's manifest.json, config and layer members, without compressing anything.
+
+    ``ref`` picks an image by RepoTag (``repo:tag``, or just the tag) when the archive holds several; the layers
+    are gzipped into a new directory under ``work_dir`` (default: the system's temp directory). ImageFormatError
+    names the archive and what is wrong.
+    """
+    path = Path(path)
+    try:
+        tar = tarfile.open(path, "r:*")
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ImageFormatError(f"docker-archive {path}: not a readable tar ({exc})") from None
+    tmp_dir: Path | None = None
+    try:
+        with archive_errors(path):
             members = _member_map(tar, path)
             try:
                 entries = json.loads(_read_json(tar, members, "manifest.json", path))
@@ -418,39 +494,27 @@ def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
                 raise ImageFormatError(
                     f"docker-archive {path}: config has {len(config.diff_ids)} diff_ids for {len(layer_names)} layers"
                 )
-            layers: list[dict[str, Any]] = []
-            compressed = _compress_layers(tar, members, [str(name) for name in layer_names], path, store)
-            for i, (name, result) in enumerate(zip(layer_names, compressed, strict=True)):
-                if str(result[1]) != config.diff_ids[i]:
-                    raise IntegrityError(
-                        f"docker-archive {path}: layer {name}: content hashes to {result[1]}, "
-                        f"but the config's diff_id is {config.diff_ids[i]}"
-                    )
-                layers.append({"mediaType": mt.DOCKER_LAYER, "size": result[2], "digest": str(result[0])})
-        config_digest = store.put_bytes(None, config_bytes)
-        manifest_doc = {
-            "schemaVersion": 2,
-            "mediaType": mt.DOCKER_MANIFEST_V2,
-            "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config_bytes), "digest": str(config_digest)},
-            "layers": layers,
-        }
-        raw = json.dumps(manifest_doc, indent=3).encode()
-        store.put_bytes(None, raw)
-        try:
-            root = parse_manifest(raw)
-        except ManifestError as exc:  # pragma: no cover - built above
-            raise ImageFormatError(f"docker-archive {path}: {exc}") from None
-        tags = tuple(_repo_tags(entry))
-        return DockerArchiveSource(
-            store,
-            root,
-            archive_path=path,
-            repo_tags=tags,
-            ref_name=ref or (tags[0] if tags else None),
-            owned_dir=tmp_dir,
+            names = [str(name) for name in layer_names]
+            for name in names:
+                _read_member(tar, members, name, path).close()  # every layer exists and is a file, before any work
+            with path.open("rb") as probe:
+                plain_tar = sniff(probe.read(_SNIFF)) is Compression.NONE
+            headers = [members[name.removeprefix("./")] for name in names]
+            parallel = plain_tar and all(m.isreg() and not m.issparse() for m in headers)
+        tmp_dir = Path(tempfile.mkdtemp(prefix="regtool-archive-", dir=work_dir))
+        layers = LayerCompression(
+            path,
+            names,
+            BlobStore(tmp_dir),
+            regular=headers if parallel else None,
+            open_member=lambda index: _read_member(tar, members, names[index], path),
         )
+        sizes = [header.size for header in headers]
+        return OpenedArchive(path, ref, entry, config_bytes, list(config.diff_ids), layers, sizes, tar, tmp_dir)
     except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tar.close()
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
 
 
@@ -466,80 +530,3 @@ def _check_named_digest(name: str, data: bytes, archive: Path) -> None:
     actual = Digest.of(data, algorithm)
     if actual.encoded != stem:
         raise IntegrityError(f"docker-archive {archive}: {name!r} hashes to {actual}, not to its name")
-
-
-def _compress_layers(
-    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], names: list[str], archive: Path, store: BlobStore
-) -> list[tuple[Digest, Digest, int]]:
-    """Gzip every layer member into ``store``, in ``names``' order; (blob digest, diff_id, blob size) each.
-
-    ``docker save`` writes a plain tar, where each member is a byte range of the file: then every layer is read
-    through its own file handle and compressed in its own thread, one per core (the compressor and the hashes
-    release the GIL). A compressed archive can only be read front to back, one member at a time.
-    """
-    for name in names:
-        _read_member(tar, members, name, archive).close()  # every layer exists and is a file, before any work
-    with archive.open("rb") as probe:
-        plain_tar = sniff(probe.read(_SNIFF)) is Compression.NONE
-    regular = [members[name.removeprefix("./")] for name in names]
-    if not plain_tar or len(names) < 2 or not all(m.isreg() and not m.issparse() for m in regular):
-        return [_compress_member(_read_member(tar, members, name, archive), name, archive, store) for name in names]
-
-    def compress(index: int) -> tuple[Digest, Digest, int]:
-        member = regular[index]
-        with archive.open("rb") as raw:
-            raw.seek(member.offset_data)
-            where = f"docker-archive {archive}: layer {names[index]}"
-            return _compress_member(
-                io.BufferedReader(_Slice(raw, member.size, where), _CHUNK), names[index], archive, store
-            )
-
-    workers = min(len(names), os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regtool-gzip") as pool:
-        futures = [pool.submit(compress, i) for i in range(len(names))]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-class _Slice(io.RawIOBase):
-    """``size`` bytes of ``raw`` from its current position: one member of a plain tar; short data is an error."""
-
-    def __init__(self, raw: io.BufferedReader, size: int, where: str) -> None:
-        self._raw = raw
-        self._left = size
-        self._where = where
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: WriteableBuffer) -> int:
-        out = memoryview(b).cast("B")[: self._left]
-        if not out:
-            return 0
-        n = self._raw.readinto(out)
-        if not n:
-            raise ImageFormatError(f"{self._where}: the archive ends {self._left} bytes into the layer")
-        self._left -= n
-        return n
-
-
-def _compress_member(member: IO[bytes], name: str, archive: Path, store: BlobStore) -> tuple[Digest, Digest, int]:
-    """Gzip one layer member's bytes into ``store``; returns (blob digest, diff_id, blob size).
-
-    No fsync: the store is this run's scratch directory, removed when the push ends, crash or not.
-    """
-    out, tmp = store.new_temp_file()
-    try:
-        with out, member:
-            with open_decompressed(member, what=f"docker-archive {archive}: layer {name}") as plain:
-                result = gzip_stream(plain, out)
-        store.adopt(tmp, result.digest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return result.digest, result.diff_id, result.size

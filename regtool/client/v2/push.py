@@ -14,7 +14,7 @@ pulled layout came from, when it is on the same registry.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anyio
 import anyio.to_thread
@@ -24,10 +24,17 @@ from regtool.client.results import PushResult
 from regtool.client.resume import UploadStateStore
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.v2.api import RegistryAPI
-from regtool.client.v2.upload import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, READ_SIZE, BlobUploader, UploadTally
+from regtool.client.v2.upload import (
+    DEFAULT_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    READ_SIZE,
+    BlobUploader,
+    Uploaded,
+    UploadTally,
+)
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, InvalidReference, UsageError
-from regtool.image.source import ImageSource, open_source
+from regtool.image.source import ImageSource, open_source, parse_source_spec
 from regtool.manifest import Descriptor, Manifest, index_tree
 from regtool.reference import Reference
 
@@ -55,6 +62,12 @@ class V2Pusher:
 
     async def push(self, source: str, ref: Reference, *, mount_from: Sequence[str] = ()) -> PushResult:
         started = time.monotonic()
+        kind, path, source_ref = parse_source_spec(source)
+        if kind == "docker-archive":
+            # Its layers are compressed while they upload (see archivepush), not before.
+            from regtool.client.v2.archivepush import push_archive
+
+            return await push_archive(self, path, source_ref, ref, mount_from=mount_from, started=started)
         src = await anyio.to_thread.run_sync(open_source, source)
         try:
             return await self.push_source(src, ref, mount_from=mount_from, started=started)
@@ -64,9 +77,16 @@ class V2Pusher:
                 await anyio.to_thread.run_sync(src.close)
 
     async def push_source(
-        self, src: ImageSource, ref: Reference, *, mount_from: Sequence[str] = (), started: float | None = None
+        self,
+        src: ImageSource,
+        ref: Reference,
+        *,
+        mount_from: Sequence[str] = (),
+        started: float | None = None,
+        uploaded: Mapping[Digest, Uploaded] | None = None,
     ) -> PushResult:
-        """Push an already opened ImageSource to ``ref``."""
+        """Push an already opened ImageSource to ``ref``; ``uploaded`` are blobs already sent (counted, not sent)."""
+        uploaded = uploaded or {}
         started = time.monotonic() if started is None else started
         retries_before = self.api.retry_log.count
         root = src.root
@@ -95,6 +115,9 @@ class V2Pusher:
         sources = (*mount_from, *(_known_origin(src, ref, mount_from)))
 
         async def one(desc: Descriptor) -> None:
+            if desc.digest in uploaded:
+                tally.count(uploaded[desc.digest])
+                return
             size = src.blob_size(desc.digest)
             if size != desc.size:
                 raise IntegrityError(f"blob {desc.digest}: the source has {size} bytes, the manifest says {desc.size}")

@@ -1,0 +1,251 @@
+"""Push a docker-archive: each layer uploaded while it is being gzipped, the manifest built once all are up.
+
+A docker-archive holds uncompressed layers, so a push must gzip them, and their digests (which every blob upload
+and the manifest name) are known only once compressed. Compressing everything first and uploading afterwards costs
+the sum of the two; here a layer still being compressed goes up as a stream, so the push costs about the larger
+of them (skopeo does the same):
+
+1. ``open_docker_archive`` checks the archive and ``layers.start()`` gzips the layers in threads (one per core),
+   each into a ``GrowingBlob`` in the work directory.
+2. For each layer, once its compression has begun: ``POST`` an upload session, then ``PATCH`` requests whose
+   bodies follow the growing file (``Transfer-Encoding: chunked``, no ``Content-Range``: a stream the registry
+   appends, at most ``chunk_size`` bytes per request), then, once the layer's tar matched its diff_id, ``PUT
+   ?digest=`` with the digest the compressor computed. A layer compressed before its turn came takes the
+   ordinary upload (step 3).
+3. The schema2 manifest is built over the compressed layers (the same bytes as ``read_docker_archive``'s:
+   deterministic for a given regtool version), and ``V2Pusher.push_source`` pushes the config, any layer not
+   streamed, and the manifest, which is put last.
+
+A stream cut by the network or refused by the registry is not retried as a stream: its session is cancelled, and
+the layer, whose compressed bytes are whole in the work directory by then, takes the ordinary upload of step 3
+(HEAD, retries, resumable sessions). A damaged archive or a layer not matching its diff_id cancels every stream,
+and no manifest is put.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from regtool.client.net.connections import BodySender
+from regtool.client.tasks import first_error, run_bounded
+from regtool.client.v2.upload import READ_SIZE, Uploaded
+from regtool.client.v2.upload import _location as _location  # the one reading of an upload's Location
+from regtool.digest import Digest
+from regtool.errors import NotFoundError, ProtocolError, RegistryError, TransportError
+from regtool.image.docker_archive import OpenedArchive, open_docker_archive
+from regtool.image.growing_blob import GrowingBlob
+from regtool.protocol import v2
+from regtool.protocol.ranges import parse_upload_progress
+from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client.progress import Progress
+    from regtool.client.results import PushResult
+    from regtool.client.v2.push import V2Pusher
+    from regtool.image.compression import GzipResult
+
+__all__ = ["push_archive"]
+
+# A layer whose tar is at most this size is simply waited for: it compresses in milliseconds, and the ordinary
+# upload can then skip it when the registry has it.
+_STREAM_MIN = 4 << 20
+
+
+async def push_archive(
+    pusher: V2Pusher,
+    path: Path,
+    archive_ref: str | None,
+    ref: Reference,
+    *,
+    mount_from: Sequence[str] = (),
+    started: float | None = None,
+) -> PushResult:
+    """Push the image ``archive_ref`` (or the only one) of the docker-archive at ``path`` to ``ref``."""
+    started = time.monotonic() if started is None else started
+    opened = await anyio.to_thread.run_sync(open_docker_archive, path, archive_ref)
+    source = None
+    try:
+        opened.layers.start()
+        streamer = _LayerStreamer(pusher, opened, ref)
+        base = await pusher.api.base_url(ref.registry)
+        pusher.api.preconnect(base, len(opened.diff_ids))
+        await run_bounded(range(len(opened.diff_ids)), streamer.stream, pusher.jobs)
+        source = await anyio.to_thread.run_sync(opened.source)
+        streamed = {source.root.layers[index].digest: outcome for index, outcome in streamer.streamed.items()}
+        result = await pusher.push_source(source, ref, mount_from=mount_from, started=started, uploaded=streamed)
+        # A stream handed over to the ordinary upload counts as a retry of its layer.
+        return dataclasses.replace(result, retries=result.retries + streamer.handed_over)
+    finally:
+        # Shielded: a cancelled push must still stop the compressor threads and remove the work directory.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(opened.close)
+            if source is not None:
+                await anyio.to_thread.run_sync(source.close)
+
+
+class _LayerStreamer:
+    """Uploads an opened archive's layers as they compress; ``streamed`` holds the layers it finished."""
+
+    def __init__(self, pusher: V2Pusher, opened: OpenedArchive, ref: Reference) -> None:
+        self.api = pusher.api
+        self.progress = pusher.progress
+        self.chunk_size = pusher.uploader.chunk_size
+        self.opened = opened
+        self.ref = ref
+        self.streamed: dict[int, Uploaded] = {}
+        self.handed_over = 0
+
+    async def stream(self, index: int) -> None:
+        blob = self.opened.layers.blobs[index]
+        cancel = threading.Event()
+        try:
+            if self.opened.layer_sizes[index] <= _STREAM_MIN:
+                await anyio.to_thread.run_sync(blob.result, cancel, abandon_on_cancel=True)
+                return
+            await anyio.to_thread.run_sync(blob.wait_started, cancel, abandon_on_cancel=True)
+            if blob.done:
+                return
+            await self._stream(index, blob, cancel)
+        finally:
+            cancel.set()
+
+    async def _stream(self, index: int, blob: GrowingBlob[GzipResult], cancel: threading.Event) -> None:
+        key = f"layer {index}"
+        diff_id = self.opened.diff_ids[index]
+        what = f"streamed upload of layer {self.opened.layers.names[index]} to {self.ref.repository_ref}"
+        self.progress.start(key, Digest.parse(diff_id).short if Digest.is_valid(diff_id) else key, None)
+        base = await self.api.base_url(self.ref.registry)
+        location = ""
+        try:
+            response = await self.api.send(
+                "POST", base + v2.uploads_path(self.ref.repository), what=what, expect=(202,)
+            )
+            location = _location(response, what)
+            offset = 0
+            while True:
+                body = _FollowingBody(blob, offset, self.chunk_size, cancel)
+                response = await self._patch(location, what, body, key)
+                location = _location(response, what)
+                held = parse_upload_progress(response.headers.get("Range"))
+                offset = held if held is not None else offset + body.sent
+                if body.at_end:
+                    break
+            result = await anyio.to_thread.run_sync(self.opened.layer_result, index, cancel, abandon_on_cancel=True)
+            if offset != result.size:
+                raise ProtocolError(f"{what}: the registry holds {offset} of the layer's {result.size} bytes")
+            url = str(httpx.URL(location).copy_merge_params({"digest": str(result.digest)}))
+            response = await self.api.send("PUT", url, what=what, expect=(201, 204))
+            header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
+            if header and Digest.is_valid(header) and Digest.parse(header) != result.digest:
+                raise ProtocolError(f"{what}: the registry stored {header}, not {result.digest}")
+        except (TransportError, RegistryError, NotFoundError) as exc:
+            # The compressed bytes stay in the work directory: the ordinary upload takes the layer from there.
+            await self._cancel(location)
+            self.progress.finish(key, status="failed")
+            self.api.retry_log.record(what, attempt=1, delay=0.0, reason=f"{exc}; uploading it from its file")
+            self.handed_over += 1
+            return
+        except BaseException:
+            await self._cancel(location)
+            self.progress.finish(key, status="failed")
+            raise
+        self.streamed[index] = Uploaded("uploaded", result.size)
+        self.progress.finish(key)
+
+    async def _patch(self, location: str, what: str, body: _FollowingBody, key: str) -> httpx.Response:
+        """One streamed PATCH, its progress reported from the event loop while the thread sends."""
+        reported = 0
+        outcome: list[httpx.Response] = []
+
+        async def ticker() -> None:
+            nonlocal reported
+            while True:
+                await anyio.sleep(0.1)
+                reported = _report(self.progress, key, body.sent, reported)
+
+        async def exchange(scope: anyio.CancelScope) -> None:
+            try:
+                outcome.append(
+                    await self.api.send(
+                        "PATCH",
+                        location,
+                        what=what,
+                        headers={"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"},
+                        expect=(202, 204),
+                        retry=False,
+                        body_sender=body.sender,
+                    )
+                )
+            finally:
+                scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                tg.start_soon(exchange, tg.cancel_scope)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        _report(self.progress, key, body.sent, reported)
+        return outcome[0]
+
+    async def _cancel(self, location: str) -> None:
+        """Drop a session this stream opened (best effort: an abandoned one is purged by the registry anyway)."""
+        if not location:
+            return
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await self.api.send("DELETE", location, what="cancel upload", expect=None, retry=False)
+
+
+def _report(progress: Progress, key: str, sent: int, reported: int) -> int:
+    if sent > reported:
+        progress.advance(key, sent - reported)
+        return sent
+    return reported
+
+
+class _FollowingBody:
+    """One PATCH body: the growing blob from ``offset``, at most ``limit`` bytes, in HTTP/1.1 chunks.
+
+    The sender runs in the exchange's worker thread and is called again from the start when the request is sent
+    again (a 401's token, a redirect). ``at_end``: the blob ended within this body.
+    """
+
+    def __init__(self, blob: GrowingBlob[GzipResult], offset: int, limit: int | None, cancel: threading.Event) -> None:
+        self._blob = blob
+        self._offset = offset
+        self._limit = limit
+        self._cancel = cancel
+        self.sent = 0
+        self.at_end = False
+
+    @property
+    def sender(self) -> BodySender:
+        return self._send
+
+    def _send(self, conn: http.client.HTTPConnection) -> None:
+        self.sent = 0
+        self.at_end = False
+        view = memoryview(bytearray(READ_SIZE))
+        with self._blob.follow(self._offset, self._cancel) as reader:
+            while self._limit is None or self.sent < self._limit:
+                room = len(view) if self._limit is None else min(len(view), self._limit - self.sent)
+                n = reader.readinto(view[:room])
+                if not n:
+                    self.at_end = True
+                    break
+                conn.send(b"%x\r\n" % n)
+                conn.send(view[:n])
+                conn.send(b"\r\n")
+                self.sent += n
+        conn.send(b"0\r\n\r\n")

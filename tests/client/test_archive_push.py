@@ -1,0 +1,179 @@
+"""A docker-archive push uploads each layer while it is gzipped, against a real ``regtool serve`` and distribution.
+
+What must hold: the digests are those of the compress-first path (``read_docker_archive``: deterministic for a
+given regtool version), the pulled bytes equal the work directory's, a damaged archive or a cut stream leaves no
+tagged image and no work directory, and a stream the network cuts is finished from the compressed file.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regtool.client import Client
+from regtool.errors import ImageFormatError, IntegrityError
+from regtool.image.docker_archive import read_docker_archive, write_docker_archive
+from regtool.image.oci_layout import OciLayout
+from regtool.reference import Reference
+from tests.support.distribution import Distribution, distribution  # noqa: F401
+from tests.support.faultproxy import Fault, run_fault_proxy
+from tests.support.images import write_random_image
+from tests.support.serve import RunningServe, serve  # noqa: F401
+
+pytestmark = pytest.mark.anyio
+
+# Above archivepush's _STREAM_MIN (4 MiB), so the layers go up as streams.
+LAYER_SIZE = 12 << 20
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    layout_path = tmp_path / "layout"
+    manifest = write_random_image(layout_path, "1.0", count=2, size=LAYER_SIZE, gzip_layers=False)
+    layout = OciLayout.open(layout_path)
+    assert manifest.config is not None
+    config = layout.read_blob(manifest.config.digest)
+    return write_docker_archive(layout, manifest, config, ["team/app:1.0"], tmp_path / "app.tar")
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Iterator[Path]:
+    """The temp directory the push's work directory is made in, to see it removed afterwards."""
+    path = tmp_path / "tmp"
+    path.mkdir()
+    before = tempfile.tempdir
+    tempfile.tempdir = str(path)
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = before
+
+
+def _reference(host: str, name: str) -> Reference:
+    return Reference.parse(f"{host}/{name}:1.0")
+
+
+async def test_streamed_push_to_distribution_has_the_compress_first_digests(
+    archive: Path,
+    distribution: Distribution,  # noqa: F811
+    tmp_path: Path,
+    work_dir: Path,
+) -> None:
+    with read_docker_archive(archive) as expected:
+        expected_layers = [
+            expected.store.path(layer.digest).read_bytes() for layer in expected.root.layers
+        ]  # the compress-first path's bytes
+        expected_digest = expected.root.digest
+        expected_layer_digests = [layer.digest for layer in expected.root.layers]
+    ref = _reference(distribution.host, "team/app")
+    with run_fault_proxy(distribution.port) as proxy:
+        async with Client() as client:
+            pushed = await client.push(str(archive), Reference.parse(f"{proxy.host}/team/app:1.0"))
+        patches = proxy.exchanges("PATCH", r"/blobs/uploads/")
+    assert pushed.digest == expected_digest
+    assert pushed.blobs_uploaded == 3 and pushed.recompressed
+    # Both layers went up as streams: PATCHes carrying them, before their digests were known.
+    assert sorted(e.request_bytes for e in patches) == sorted(len(b) for b in expected_layers)
+    assert list(work_dir.iterdir()) == []
+    async with Client() as client:
+        pulled = await client.pull(ref, tmp_path / "pulled")
+    assert pulled.digest == expected_digest
+    manifest = OciLayout.open(tmp_path / "pulled").manifest(OciLayout.open(tmp_path / "pulled").resolve(None))
+    assert [layer.digest for layer in manifest.layers] == expected_layer_digests
+    for layer, data in zip(manifest.layers, expected_layers, strict=True):
+        assert (tmp_path / "pulled" / "blobs" / "sha256" / layer.digest.encoded).read_bytes() == data
+
+
+async def test_streamed_push_to_serve_is_pulled_back_as_the_same_archive(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+    work_dir: Path,
+) -> None:
+    ref = _reference(serve.host, "team/app")
+    async with Client() as client:
+        pushed = await client.push(str(archive), ref)
+        streamed = [e for e in serve.requests.events() if e.method == "PATCH"]
+        again = await client.push(str(archive), ref)
+        pulled = await client.pull(ref, tmp_path / "back.tar")
+    assert again.digest == pushed.digest
+    assert [e.status for e in streamed] == [202, 202]
+    assert all(e.received > LAYER_SIZE for e in streamed)
+    assert pulled.digest == pushed.digest
+    with tarfile.open(archive) as original, tarfile.open(tmp_path / "back.tar") as back:
+        for member in original.getmembers():
+            if member.name.endswith("layer.tar"):
+                first, second = original.extractfile(member), back.extractfile(member.name)
+                assert first is not None and second is not None
+                assert first.read() == second.read()
+    assert list(work_dir.iterdir()) == []
+
+
+def _flip(path: Path, position: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(position)
+        byte = f.read(1)
+        f.seek(position)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+async def test_a_layer_not_matching_its_diff_id_tags_nothing(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+    work_dir: Path,
+) -> None:
+    _flip(archive, archive.stat().st_size // 3)  # inside the first layer's data
+    ref = _reference(serve.host, "team/bad")
+    async with Client() as client:
+        with pytest.raises(IntegrityError, match=r"app\.tar.*diff_id"):
+            await client.push(str(archive), ref)
+    with httpx.Client(base_url=serve.url) as http:
+        assert http.head("/v2/team/bad/manifests/1.0").status_code == 404
+    closes = [e for e in serve.requests.events() if e.method == "PUT" and "digest=" in e.query]
+    assert len(closes) <= 1  # the damaged layer's upload was never closed (the other one may have been)
+    assert list(work_dir.iterdir()) == []
+
+
+async def test_an_archive_cut_inside_a_layer_is_a_format_error(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+    work_dir: Path,
+) -> None:
+    cut = tmp_path / "cut.tar"
+    with archive.open("rb") as src, cut.open("wb") as dst:
+        dst.write(src.read(LAYER_SIZE + LAYER_SIZE // 2))
+    ref = _reference(serve.host, "team/cut")
+    async with Client() as client:
+        with pytest.raises(ImageFormatError, match=r"cut\.tar.*truncated"):
+            await client.push(str(cut), ref)
+    with httpx.Client(base_url=serve.url) as http:
+        assert http.head("/v2/team/cut/manifests/1.0").status_code == 404
+    assert list(work_dir.iterdir()) == []
+
+
+async def test_a_stream_cut_by_the_network_is_finished_from_the_compressed_file(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+    work_dir: Path,
+) -> None:
+    with read_docker_archive(archive) as expected:
+        expected_digest = expected.root.digest
+    with run_fault_proxy(serve.port) as proxy:
+        proxy.add(Fault.drop_request(after=3 << 20, method="PATCH", path=r"/blobs/uploads/"))
+        async with Client() as client:
+            pushed = await client.push(str(archive), Reference.parse(f"{proxy.host}/team/cut:1.0"))
+        dropped = [e for e in proxy.exchanges("PATCH") if e.fault == "drop_request"]
+        closes = proxy.exchanges("PUT", r"/blobs/uploads/")
+    assert len(dropped) == 1
+    assert pushed.digest == expected_digest and pushed.blobs_uploaded == 3
+    assert pushed.retries >= 1
+    assert len(closes) == 3  # two layers (one streamed, one from its file) and the config
+    with httpx.Client(base_url=serve.url) as http:
+        assert http.head("/v2/team/cut/manifests/1.0").status_code == 200
+    assert list(work_dir.iterdir()) == []
