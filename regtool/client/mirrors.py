@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +252,8 @@ def _read(path: Path) -> str:
 
 def parse_registries_conf(text: str, *, source: str = "registries.conf") -> RegistriesConf:
     """Parse the TOML text of a registries.conf; UsageError naming ``source`` and the entry for anything wrong."""
+    import tomllib  # here: most command lines run where no registries.conf exists
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
