@@ -169,15 +169,15 @@ def _archive(work: Path, layout: Path, name: str) -> Path:
     return archive
 
 
-def _archive_push_runs(archive: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+def _archive_push_runs(archive: Path, name: str, runs: int, jobs: int, work: Path, baseline: Path | None) -> list[Run]:
     results: list[Run] = []
     for i in range(runs):
-        for tool in ("regtool", "skopeo"):
+        for tool in _tools(baseline):
             root = work / f"push-registry-{tool}-{name}-{i}"
             shutil.rmtree(root, ignore_errors=True)
             with run_distribution(root) as registry:
                 image = f"{registry.host}/bench/{name}:1"
-                if tool == "regtool":
+                if tool != "skopeo":
                     argv = [*_regtool(), "push", "--quiet", "--jobs", str(jobs), str(archive), image]
                 else:
                     argv = [
@@ -187,7 +187,7 @@ def _archive_push_runs(archive: Path, name: str, runs: int, jobs: int, work: Pat
                         f"docker-archive:{archive}",
                         f"docker://{image}",
                     ]
-                results.append(_timed(argv)._replace_tool(tool))
+                results.append(_timed(argv, _regtool_env(tool, baseline))._replace_tool(tool))
             shutil.rmtree(root, ignore_errors=True)
     return results
 
@@ -326,7 +326,11 @@ def main() -> None:
                 shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
                 _report("pull", f"{name}.tar", results)
             if not args.skip_push:
-                _report("push", f"{name}.tar", _archive_push_runs(archive, name, args.runs, args.jobs, args.work))
+                _report(
+                    "push",
+                    f"{name}.tar",
+                    _archive_push_runs(archive, name, args.runs, args.jobs, args.work, args.baseline),
+                )
             continue
         if not args.skip_pull:
             with run_distribution(args.work / f"registry-{name}") as registry:
