@@ -97,6 +97,7 @@ main()
 # What no one-shot command needs: the other commands, v1's walk and the local image formats, the server.
 _NOT_FOR_ONE_SHOTS = [
     *(f"regtool.cli.{module}" for module in ("catalog", "copy", "demo", "pull", "push", "serve", "serve_gc", "sync")),
+    "regtool.client.v1.api",
     "regtool.client.v1.pull",
     "regtool.image.docker_archive",
     "regtool.image.compression",

@@ -15,15 +15,17 @@ content-derived) 64-hex ids. So over v1:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regtool import mediatypes as mt
 from regtool.client.results import InspectResult, LayerInfo
-from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.digest import Digest
 from regtool.errors import ProtocolError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, ManifestError
 from regtool.reference import Reference
+
+if TYPE_CHECKING:  # a v1 session is opened (and its module imported) only when v1 is used
+    from regtool.client.v1.api import V1Api, V1ImageMeta
 
 __all__ = ["V1_LAYER_MEDIA_TYPE", "v1_catalog", "v1_delete", "v1_image_json", "v1_inspect", "v1_tags"]
 
