@@ -18,7 +18,7 @@ import lzma
 import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -81,16 +81,21 @@ class LayerCompression:
         self.blobs: list[GrowingBlob[GzipResult]] = [GrowingBlob(f"layer {name}") for name in names]
         self._pool: ThreadPoolExecutor | None = None
 
-    def start(self) -> None:
-        """Start compressing (returns at once); the layers are begun in order."""
-        parallel = self._regular is not None and len(self.names) > 1
-        workers = min(len(self.names), os.cpu_count() or 1) if parallel else 1
+    def start(self, known: Mapping[int, GzipResult] | None = None) -> None:
+        """Start compressing (returns at once); the layers are begun in order. ``known`` layers are not
+        compressed: their blobs end at once with the given result (and no file)."""
+        known = known or {}
+        for index, result in known.items():
+            self.blobs[index].finish(result)
+        todo = [index for index in range(len(self.names)) if index not in known]
+        parallel = self._regular is not None and len(todo) > 1
+        workers = min(len(todo), os.cpu_count() or 1) if parallel else 1
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="regtool-gzip")
         if parallel:
-            for index in range(len(self.names)):
+            for index in todo:
                 self._pool.submit(self._compress, index, self._open_slice)
-        else:
-            self._pool.submit(self._compress_in_order)
+        elif todo:
+            self._pool.submit(self._compress_in_order, todo)
 
     def results(self) -> list[GzipResult]:
         """Wait for every layer; the first failure in layer order is raised."""
@@ -104,13 +109,13 @@ class LayerCompression:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _compress_in_order(self) -> None:
-        for index in range(len(self.names)):
+    def _compress_in_order(self, todo: list[int]) -> None:
+        for position, index in enumerate(todo):
             if not self._compress(index, self._open_member):
                 # A sequential tar cannot skip a broken member: the layers after it fail with it.
                 error = ImageFormatError(f"docker-archive {self.archive}: not read past layer {self.names[index]}")
-                for blob in self.blobs[index + 1 :]:
-                    blob.fail(error)
+                for later in todo[position + 1 :]:
+                    self.blobs[later].fail(error)
                 return
 
     def _open_slice(self, index: int) -> IO[bytes]:

@@ -33,6 +33,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
+import isal
 from isal import igzip, isal_zlib
 
 from regtool.digest import Digest, DigestVerifier
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GZIP_LEVEL",
+    "GZIP_VARIANT",
     "ByteSink",
     "Compression",
     "GzipResult",
@@ -61,6 +63,8 @@ _IsalError = cast("type[Exception]", isal_zlib.error)
 
 # ISA-L's levels run 0-3; 2 is its default, faster than 1 on tars and within a few percent of zlib's level 6.
 GZIP_LEVEL = isal_zlib.ISAL_DEFAULT_COMPRESSION
+# What decides ``gzip_stream``'s bytes: equal variants give equal digests for equal tars.
+GZIP_VARIANT = f"gzip-isal-{isal.__version__}-{GZIP_LEVEL}"
 _CHUNK = 1 << 20
 _SNIFF_LEN = 512
 

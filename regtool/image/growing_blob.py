@@ -144,9 +144,9 @@ class GrowingBlob(Generic[T]):
         self.wait_started(cancel)
         with self._cond:
             path = self._path
-        if path is None:  # the writer failed before it began
+        if path is None:  # the writer failed before it began (raised here), or the blob ended with no file
             self.result(cancel)
-            raise BlobAborted(self._name)  # pragma: no cover - result() raised the writer's error
+            raise BlobAborted(f"{self._name}: no file")
         f = io.FileIO(path, "rb")
         with f:
             yield GrowingReader(self, f.fileno(), offset, cancel)

@@ -41,6 +41,13 @@ def archive(tmp_path: Path) -> Path:
     return write_docker_archive(layout, manifest, config, ["team/app:1.0"], tmp_path / "app.tar")
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own upload state and memory of compressed layers."""
+    monkeypatch.setenv("REGTOOL_STATE_DIR", str(tmp_path / "state" / "uploads"))
+    return tmp_path / "state"
+
+
 @pytest.fixture
 def work_dir(tmp_path: Path) -> Iterator[Path]:
     """The temp directory the push's work directory is made in, to see it removed afterwards."""
@@ -99,11 +106,16 @@ async def test_streamed_push_to_serve_is_pulled_back_as_the_same_archive(
     async with Client() as client:
         pushed = await client.push(str(archive), ref)
         streamed = [e for e in serve.requests.events() if e.method == "PATCH"]
+        serve.requests.clear()
         again = await client.push(str(archive), ref)
+        after = serve.requests.events()
         pulled = await client.pull(ref, tmp_path / "back.tar")
-    assert again.digest == pushed.digest
     assert [e.status for e in streamed] == [202, 202]
     assert all(e.received > LAYER_SIZE for e in streamed)
+    # Again: the remembered compressed digests are found at the registry; nothing is compressed or sent.
+    assert again.digest == pushed.digest
+    assert (again.blobs_skipped, again.blobs_uploaded, again.bytes_uploaded) == (3, 0, 0)
+    assert not [e for e in after if e.method in {"POST", "PATCH"}]
     assert pulled.digest == pushed.digest
     with tarfile.open(archive) as original, tarfile.open(tmp_path / "back.tar") as back:
         for member in original.getmembers():

@@ -5,8 +5,10 @@ and the manifest name) are known only once compressed. Compressing everything fi
 the sum of the two; here a layer still being compressed goes up as a stream, so the push costs about the larger
 of them (skopeo does the same):
 
-1. ``open_docker_archive`` checks the archive and ``layers.start()`` gzips the layers in threads (one per core),
-   each into a ``GrowingBlob`` in the work directory.
+1. ``open_docker_archive`` checks the archive. A layer whose compressed digest this machine remembers
+   (``layermemo``: diff_id -> gzip digest, for this compressor build) and the target has (HEAD) is neither
+   compressed nor sent. ``layers.start()`` gzips the others in threads (one per core), each into a
+   ``GrowingBlob`` in the work directory.
 2. For each layer, once its compression has begun: ``POST`` an upload session, then ``PATCH`` requests whose
    bodies follow the growing file (``Transfer-Encoding: chunked``, no ``Content-Range``: a stream the registry
    appends, at most ``chunk_size`` bytes per request), then, once the layer's tar matched its diff_id, ``PUT
@@ -37,12 +39,14 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from regtool.client.layermemo import LayerMemo, Remembered
 from regtool.client.net.connections import BodySender
 from regtool.client.tasks import first_error, run_bounded
 from regtool.client.v2.upload import READ_SIZE, Uploaded
 from regtool.client.v2.upload import _location as _location  # the one reading of an upload's Location
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, ProtocolError, RegistryError, TransportError
+from regtool.image.compression import GZIP_VARIANT, GzipResult
 from regtool.image.docker_archive import OpenedArchive, open_docker_archive
 from regtool.image.growing_blob import GrowingBlob
 from regtool.protocol import v2
@@ -53,7 +57,6 @@ if TYPE_CHECKING:
     from regtool.client.progress import Progress
     from regtool.client.results import PushResult
     from regtool.client.v2.push import V2Pusher
-    from regtool.image.compression import GzipResult
 
 __all__ = ["push_archive"]
 
@@ -76,12 +79,18 @@ async def push_archive(
     opened = await anyio.to_thread.run_sync(open_docker_archive, path, archive_ref)
     source = None
     try:
-        opened.layers.start()
-        streamer = _LayerStreamer(pusher, opened, ref)
+        memo = LayerMemo(GZIP_VARIANT)
         base = await pusher.api.base_url(ref.registry)
         pusher.api.preconnect(base, len(opened.diff_ids))
+        known = await _present_layers(pusher, opened, ref, memo)
+        opened.layers.start(known)
+        streamer = _LayerStreamer(pusher, opened, ref)
+        streamer.streamed.update((index, Uploaded("skipped")) for index in known)
         await run_bounded(range(len(opened.diff_ids)), streamer.stream, pusher.jobs)
         source = await anyio.to_thread.run_sync(opened.source)
+        pairs = zip(opened.diff_ids, source.root.layers, strict=True)
+        remembered = {Digest.parse(diff_id): Remembered(layer.digest, layer.size) for diff_id, layer in pairs}
+        await anyio.to_thread.run_sync(memo.put_all, remembered)
         streamed = {source.root.layers[index].digest: outcome for index, outcome in streamer.streamed.items()}
         result = await pusher.push_source(source, ref, mount_from=mount_from, started=started, uploaded=streamed)
         # A stream handed over to the ordinary upload counts as a retry of its layer.
@@ -92,6 +101,27 @@ async def push_archive(
             await anyio.to_thread.run_sync(opened.close)
             if source is not None:
                 await anyio.to_thread.run_sync(source.close)
+
+
+async def _present_layers(
+    pusher: V2Pusher, opened: OpenedArchive, ref: Reference, memo: LayerMemo
+) -> dict[int, GzipResult]:
+    """The layers whose compressed blob this machine remembers and the target has (HEAD): no need to compress
+    or send them. Their results carry the config's diff_id, which the remembered blob was compressed from."""
+    found: dict[int, GzipResult] = {}
+
+    async def one(index: int) -> None:
+        text = opened.diff_ids[index]
+        diff_id = Digest.parse(text) if Digest.is_valid(text) else None
+        remembered = None if diff_id is None else await anyio.to_thread.run_sync(memo.get, diff_id)
+        if diff_id is None or remembered is None:
+            return
+        size = await pusher.api.blob_size(ref.registry, ref.repository, remembered.digest)
+        if size in {remembered.size, -1}:
+            found[index] = GzipResult(remembered.digest, remembered.size, diff_id, opened.layer_sizes[index])
+
+    await run_bounded(range(len(opened.diff_ids)), one, pusher.jobs)
+    return found
 
 
 class _LayerStreamer:
@@ -107,6 +137,8 @@ class _LayerStreamer:
         self.handed_over = 0
 
     async def stream(self, index: int) -> None:
+        if index in self.streamed:
+            return
         blob = self.opened.layers.blobs[index]
         cancel = threading.Event()
         try:
