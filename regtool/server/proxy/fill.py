@@ -84,7 +84,8 @@ class BlobFill:
         self.failed = False
         self.error: ApiError | None = None
         self._changed = anyio.Event()
-        # Held for an instant by the fetch thread, the senders' threads and the event loop: ``written`` and wake-ups.
+        # ``written`` and the wake-ups of the threads sending it, moved by the fetch thread. Never taken on the event
+        # loop: a thread preempted while holding it (a busy machine) would stall every request for that long.
         self._grown = threading.Condition()
         self._unannounced = 0  # bytes written since the event loop was last told
 
@@ -95,9 +96,6 @@ class BlobFill:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
-        # After the state moved: a sending thread that finds none of it under the lock waits and is woken here.
-        with self._grown:
-            self._grown.notify_all()
 
     def _grew(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         """In the fetch's thread, once ``count`` more bytes are in the temp file (so a reader told can read them)."""
@@ -115,7 +113,9 @@ class BlobFill:
 
     def follow(self, offset: int, timeout: float) -> int:
         """How far the temp file may be read, for a thread sending it as it grows (``zerocopy.Follow``): waits up
-        to ``timeout`` seconds while it holds nothing past ``offset``; FillFailed once the blob cannot verify."""
+        to ``timeout`` seconds while it holds nothing past ``offset``; FillFailed once the blob cannot verify.
+
+        Woken by every write; the end of the fetch (rare next to a write) is seen at the next timed wake-up."""
         with self._grown:
             if self.written <= offset and not self.finished and not self.verified:
                 self._grown.wait(timeout)
