@@ -53,19 +53,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield Store(server, registry)
 
 
-def _collect_while(store: Store, phase: Phase, push: Callable[[httpx.Client], None], **options: bool) -> list[str]:
-    """Collect with ``push`` made when ``phase``'s mark is taken; the kinds of what went."""
+def _collect_while(store: Store, writes: dict[Phase, Callable[[httpx.Client], None]], **options: bool) -> list[str]:
+    """Collect with each of ``writes`` made when its phase's mark is taken; what went, as "kind what"."""
     time.sleep(GRACE + 0.1)
-    pushed: list[Phase] = []
+    made: list[Phase] = []
 
     def at(reached: Phase) -> None:
-        if reached == phase:
+        if reached in writes:
             with httpx.Client(base_url=store.server.url) as client:
-                push(client)
-            pushed.append(reached)
+                writes[reached](client)
+            made.append(reached)
 
     report = collect_garbage(store.registry, GcOptions(delay=GRACE, **options), on_phase=at)
-    assert pushed == [phase]
+    assert made == list(writes)
     return [f"{removal.kind} {removal.what}" for removal in report.removed]
 
 
@@ -95,7 +95,7 @@ def test_the_same_bytes_uploaded_again_after_the_last_mark(store: Store, tmp_pat
         assert [push_blob(client, "new", blob) for blob in (CONFIG, LAYER)] == list(blobs)
         assert push_manifest(client, "new", "1", manifest, mt.OCI_MANIFEST).status_code == 201
 
-    removed = _collect_while(store, "blobs", push_again)
+    removed = _collect_while(store, {"blobs": push_again})
     _assert_pulls(store, "new:1", {**blobs, str(Digest.of(manifest)): manifest}, tmp_path)
     # The old repository's links went in the phase before; the bytes, re-used since, stayed.
     assert sorted(removed) == [*sorted(f"link {digest}" for digest in blobs), "repository old"]
@@ -109,26 +109,31 @@ def test_a_manifest_naming_blobs_its_repository_linked_long_ago(store: Store, tm
     def push_manifest_only(client: httpx.Client) -> None:
         assert push_manifest(client, "app", "1", manifest, mt.OCI_MANIFEST).status_code == 201
 
-    removed = _collect_while(store, "links", push_manifest_only)
+    removed = _collect_while(store, {"links": push_manifest_only})
     _assert_pulls(store, "app:1", {**blobs, str(Digest.of(manifest)): manifest}, tmp_path)
     assert removed == []
 
 
-def test_a_mount_from_a_repository_about_to_lose_its_links(store: Store, tmp_path: Path) -> None:
+def test_a_mount_after_the_last_mark_from_a_repository_whose_manifest_went(store: Store, tmp_path: Path) -> None:
     with httpx.Client(base_url=store.server.url) as client:
-        blobs = _orphans(client, "old")
-    manifest = image_manifest(CONFIG, [LAYER])
+        blobs = _orphans(client, "src")
+        named = image_manifest(CONFIG, [LAYER])
+        assert push_manifest(client, "src", "1", named, mt.OCI_MANIFEST).status_code == 201
+    manifest = image_manifest(CONFIG, [LAYER], annotations={"copy": "mounted"})
+
+    def delete_the_manifest(client: httpx.Client) -> None:
+        # Live when the links were marked, so src keeps its links; gone when the blobs are marked.
+        assert client.delete(f"/v2/src/manifests/{Digest.of(named)}").status_code == 202
 
     def mount_and_push(client: httpx.Client) -> None:
         for digest in blobs:
-            mounted = client.post("/v2/new/blobs/uploads/", params={"mount": digest, "from": "old"})
+            mounted = client.post("/v2/new/blobs/uploads/", params={"mount": digest, "from": "src"})
             assert mounted.status_code == 201, mounted.text
         assert push_manifest(client, "new", "1", manifest, mt.OCI_MANIFEST).status_code == 201
 
-    removed = _collect_while(store, "links", mount_and_push)
+    removed = _collect_while(store, {"links": delete_the_manifest, "blobs": mount_and_push})
     _assert_pulls(store, "new:1", {**blobs, str(Digest.of(manifest)): manifest}, tmp_path)
-    # The source's links stay too: a blob re-used anywhere keeps every link to it for one more grace period.
-    assert removed == []
+    assert removed == [f"blob {Digest.of(named)}"]  # the deleted manifest's own bytes, which nothing re-used
 
 
 def test_an_index_naming_an_untagged_manifest(store: Store, tmp_path: Path) -> None:
@@ -142,7 +147,7 @@ def test_an_index_naming_an_untagged_manifest(store: Store, tmp_path: Path) -> N
         assert push_manifest(client, "app", "multi", index, mt.OCI_INDEX).status_code == 201
 
     # Untagged at the mark: with --delete-untagged the child, its links and its blobs would all go.
-    removed = _collect_while(store, "manifests", push_index, delete_untagged=True)
+    removed = _collect_while(store, {"manifests": push_index}, delete_untagged=True)
     served = httpx.get(f"{store.server.url}/v2/app/manifests/multi", headers={"Accept": mt.OCI_INDEX})
     assert (served.status_code, served.content) == (200, index)
     # A pull stores the platform's image, not the index itself.

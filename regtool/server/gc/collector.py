@@ -13,14 +13,19 @@ than the grace period (``delay``) is removed, and each candidate's time is read 
 content pushed while the collector runs (a blob whose manifest is not pushed yet, a manifest tagged since the
 mark) stays. Marking again before each phase extends that to what became reachable during the previous phase.
 
-A push may also re-use content the mark found unreachable: upload bytes that are stored already, mount a blob,
-or name in a manifest blobs (or, in an index, manifests) that its repository has held unreferenced for longer
-than the grace period. Each such write marks the re-used blob (``BlobStore.mark_used``, a small file beside the
-data, on every driver), and the re-check before a removal of the blob, of a link to it or of a manifest revision
-reads that mark too: content re-used after the mark is younger than the grace period and stays, with its links.
+A push may also re-use content the mark found unreachable, and each way it can leaves a trace the re-check
+reads, on every driver:
+
+- a manifest written into a repository (naming blobs the repository has linked, unreferenced, for longer than
+  the grace period, or untagged manifests as an index's children) replaces the repository's write token
+  (``_manifests/written``, once per manifest); before each removal of one of its manifests or links the token is
+  read again, and when it changed the repository is marked again, so the new manifest's content stays;
+- the same bytes uploaded again, or a blob mounted, marks the blob as used (``BlobStore.mark_used``, a small
+  file beside the data whose content is the time), read again before the blob's removal.
+
 What remains is the instant between a removal's re-check and the removal itself (a read and a delete, not a
-phase, as before): a re-use landing exactly there can still lose a link or a blob. distribution avoids it by
-requiring a read-only registry for its whole run; here no push is refused.
+phase): a re-use landing exactly there can still lose a link or a blob. distribution avoids it by requiring a
+read-only registry for its whole run; here no push is refused.
 
 Deletes go through the registry store (``Registry.unlink_blob``, ``BlobStore.delete``) or, for revisions, through
 :func:`forget_manifest`, so a descriptor cache in front of the store forgets what is removed.
@@ -40,11 +45,12 @@ from regtool.server.gc.inventory import (
     RepositoryInventory,
     blob_directories,
     children,
+    manifests_token,
     read_repository,
     revision_dir,
     uploading_repositories,
 )
-from regtool.server.gc.mark import LiveSet, ManifestReader, mark
+from regtool.server.gc.mark import LiveSet, ManifestReader, mark, mark_repository
 from regtool.server.gc.report import GcReport, Removal
 from regtool.server.gc.v1 import V1Mark, mark_v1, sweep_v1_images
 from regtool.server.proxy.limits import read_records
@@ -104,10 +110,21 @@ class _Run:
             return False
 
     def reused(self, digest: Digest) -> bool:
-        """Whether a write re-used blob (or manifest) ``digest`` within the grace period (``BlobStore.mark_used``),
-        read just before removing it or a reference to it: a push since the mark keeps what it names."""
+        """Whether a write re-used blob ``digest`` within the grace period (``BlobStore.mark_used``: its bytes
+        uploaded again, a mount), read just before removing it."""
         used = self.registry.blobs.last_used(digest)
         return used is not None and used > self.cutoff
+
+    def remark_if_written(self, repository: RepositoryInventory, live: LiveSet) -> None:
+        """Mark ``repository`` again into ``live`` when a manifest was written into it since its mark (its token
+        changed): called just before one of its manifests or links goes, so what a manifest pushed meanwhile
+        names (blobs the repository linked long ago, untagged children of an index) stays."""
+        if manifests_token(self.driver, repository.name) == repository.written:
+            return
+        fresh = read_repository(self.driver, repository.name)
+        options = self.options
+        mark_repository(self.read_manifest, fresh, live, delete_untagged=options.delete_untagged, cutoff=self.cutoff)
+        repository.written = fresh.written
 
     def inventory(self) -> list[RepositoryInventory]:
         return [read_repository(self.driver, name) for name in self.registry.repositories()]
@@ -134,7 +151,8 @@ class _Run:
                 if digest in live.manifests[name] or revision.modified > self.cutoff:
                     continue
                 if not self.options.dry_run:
-                    if not self.old(paths.manifest_revision(name, digest)) or self.reused(digest):
+                    self.remark_if_written(repository, live)
+                    if digest in live.manifests[name] or not self.old(paths.manifest_revision(name, digest)):
                         continue  # pushed again, or named by a manifest pushed, since the mark
                     self._remove_revision(name, digest, revision.media_type)
                 self.removed(Removal("manifest", str(digest), name))
@@ -166,7 +184,8 @@ class _Run:
                 if digest in live.links[name] or modified > self.cutoff:
                     continue
                 if not self.options.dry_run:
-                    if not self.old(paths.layer_link(name, digest)) or self.reused(digest):
+                    self.remark_if_written(repository, live)
+                    if digest in live.links[name] or not self.old(paths.layer_link(name, digest)):
                         continue
                     try:
                         self.registry.unlink_blob(name, digest)

@@ -22,6 +22,7 @@ __all__ = [
     "Revision",
     "blob_directories",
     "children",
+    "manifests_token",
     "read_repository",
     "revision_dir",
     "stored_blobs",
@@ -53,6 +54,7 @@ class RepositoryInventory:
     revisions: dict[Digest, Revision] = field(default_factory=dict)
     links: dict[Digest, float] = field(default_factory=dict)  # digest -> when the link was written
     referrers: list[ReferrerEntry] = field(default_factory=list)
+    written: bytes | None = None  # the repository's manifest write token, read before the rest
 
     @property
     def empty(self) -> bool:
@@ -94,8 +96,17 @@ def revision_dir(name: str, digest: Digest) -> str:
     return paths.manifest_revision(name, digest).rsplit("/", 1)[0]
 
 
+def manifests_token(driver: StorageDriver, name: str) -> bytes | None:
+    """The token the repository's last manifest write left (``Registry.put_manifest``), None before the first."""
+    try:
+        return driver.get_content(paths.manifests_written(name))
+    except PathNotFound:
+        return None
+
+
 def read_repository(driver: StorageDriver, name: str) -> RepositoryInventory:
-    inventory = RepositoryInventory(name)
+    # The token first: a manifest written while the rest is read changes it, and the collector reads again.
+    inventory = RepositoryInventory(name, written=manifests_token(driver, name))
     for tag in children(driver, paths.tags_dir(name)):
         try:
             inventory.tags[tag] = Digest.parse(driver.get_content(paths.tag_link(name, tag)).decode())

@@ -24,7 +24,7 @@ from regtool.server.gc.inventory import RepositoryInventory
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import BlobStore
 
-__all__ = ["LiveSet", "ManifestReader", "References", "mark"]
+__all__ = ["LiveSet", "ManifestReader", "References", "mark", "mark_repository"]
 
 
 @dataclass
@@ -70,9 +70,10 @@ class ManifestReader:
         return known
 
 
-def _mark_repository(
+def mark_repository(
     read: ManifestReader, repository: RepositoryInventory, live: LiveSet, *, delete_untagged: bool, cutoff: float
 ) -> None:
+    """Add what is live in ``repository`` to ``live`` (marking a repository again adds what it gained since)."""
     name = repository.name
     parsed = {digest: read(digest, rev.media_type) for digest, rev in repository.revisions.items()}
     referrers: defaultdict[Digest, list[Digest]] = defaultdict(list)
@@ -117,6 +118,6 @@ def mark(
     """The live set of ``repositories``; ``cutoff`` is the time before which nothing counts as recent."""
     live = LiveSet()
     for repository in repositories:
-        _mark_repository(read, repository, live, delete_untagged=delete_untagged, cutoff=cutoff)
+        mark_repository(read, repository, live, delete_untagged=delete_untagged, cutoff=cutoff)
     live.blobs.update(also_live)
     return live

@@ -8,6 +8,7 @@
     repositories/<name...>/_manifests/revisions/<alg>/<hex>/link
                                                         the manifest is in this repository (content: media type)
     repositories/<name...>/_manifests/tags/<tag>/current/link     the tag (content: the manifest digest)
+    repositories/<name...>/_manifests/written           a fresh token after each manifest written (gc reads it)
     repositories/<name...>/_referrers/<alg>/<subject hex>/<alg>-<hex>  a referrer (content: its descriptor JSON)
     uploads/<uuid>/data                                 an upload in progress (never visible as a blob)
     uploads/<uuid>/info                                 {"name": <repository>, "started": <unix time>}
@@ -36,6 +37,7 @@ __all__ = [
     "layer_link",
     "layers_dir",
     "manifest_revision",
+    "manifests_written",
     "referrer_entry",
     "referrers_dir",
     "repository_dir",
@@ -92,6 +94,10 @@ def layer_link(name: str, digest: Digest) -> str:
 
 def manifest_revision(name: str, digest: Digest) -> str:
     return f"{repository_dir(name)}/_manifests/revisions/{digest.algorithm}/{digest.encoded}/link"
+
+
+def manifests_written(name: str) -> str:
+    return f"{repository_dir(name)}/_manifests/written"
 
 
 def tags_dir(name: str) -> str:

@@ -72,8 +72,8 @@ class BlobStore:
             self.cache.forget_blob(digest)
 
     def mark_used(self, digest: Digest) -> None:
-        """Record that a write re-uses stored blob ``digest`` now (its bytes uploaded again, a mount, a manifest
-        naming it): the collector reads this time again right before it would remove the blob or a link to it.
+        """Record that a write re-uses stored blob ``digest`` now (its bytes uploaded again, a mount): the
+        collector reads this time again right before it would remove the blob.
 
         A small file of its own: refreshing the data's time would rewrite the whole blob on object storage. The
         time is its content, not its modification time: a read is one request on object storage, where a stat
@@ -446,11 +446,6 @@ class Registry:
                 f"manifest for {name} references {missing[0]}, unknown to the repository",
                 detail=[str(d) for d in missing],
             )
-        if verify_references:
-            # What the manifest names may be old and unreferenced, about to be collected: marked as re-used, it
-            # is kept by a collection that marked the store before this manifest was written.
-            for reused in (*manifest.referenced_blobs(), *(c.digest for c in manifest.manifests)):
-                self.blobs.mark_used(reused)
         digest = manifest.digest
         self.blobs.put(manifest.raw, digest)
         self.link_blob(name, digest)
@@ -464,6 +459,9 @@ class Registry:
             )
         if tag is not None:
             self.driver.put_content(paths.tag_link(name, tag), str(digest).encode())
+        # Last, once the manifest is in place: a collector that marked the repository before it sees the token
+        # change and marks it again, so what the manifest names (blobs it linked long ago, untagged children) stays.
+        self.driver.put_content(paths.manifests_written(name), uuid.uuid4().hex.encode())
 
     def tag_manifest(self, name: str, tag: str, digest: Digest) -> None:
         """Point ``tag`` of ``name`` at manifest ``digest``, which the repository holds already."""
