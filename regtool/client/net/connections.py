@@ -115,24 +115,22 @@ def _answers_in_tls(sock: ssl.SSLSocket, timeout: float | None) -> bool:
     within ``timeout`` is a timeout, as the handshake's would be."""
     sock.setblocking(False)
     try:
-        try:
-            sock.do_handshake()
-        except ssl.SSLWantReadError:
-            pass  # the ClientHello is sent; the answer is awaited
-        except OSError:  # ssl.SSLError included: the handshake below meets it again and says what it is
-            return False
-        else:
-            return True
-        readable, _, _ = select.select([sock], [], [], timeout)
-        if not readable:
-            raise TimeoutError("timed out")
-        try:
-            # The raw socket's recv: SSLSocket.recv would decrypt (and refuses flags).
-            first = socket.socket.recv(sock, 1, socket.MSG_PEEK)
-        except OSError:
-            return False
+        sock.do_handshake()
+    except ssl.SSLWantReadError:
+        pass  # the ClientHello is sent; the answer is awaited
+    except OSError:  # ssl.SSLError included: the handshake that follows meets it again and says what it is
+        return False
+    else:
+        return True
     finally:
         sock.settimeout(timeout)
+    try:
+        # The raw socket's recv (SSLSocket.recv would decrypt, and refuses flags), waiting up to ``timeout``.
+        first = socket.socket.recv(sock, 1, socket.MSG_PEEK)
+    except TimeoutError:
+        raise
+    except OSError:
+        return False
     return first == _TLS_HANDSHAKE_RECORD
 
 
