@@ -147,7 +147,15 @@ class GrowingBlob(Generic[T]):
         if path is None:  # the writer failed before it began (raised here), or the blob ended with no file
             self.result(cancel)
             raise BlobAborted(f"{self._name}: no file")
-        f = io.FileIO(path, "rb")
+        try:
+            f = io.FileIO(path, "rb")
+        except FileNotFoundError:
+            # Moved by the writer just now: it names the new path when it finishes, right after the move.
+            self.result(cancel)
+            with self._cond:
+                path = self._path
+            assert path is not None
+            f = io.FileIO(path, "rb")
         with f:
             yield GrowingReader(self, f.fileno(), offset, cancel)
 

@@ -189,3 +189,20 @@ async def test_a_stream_cut_by_the_network_is_finished_from_the_compressed_file(
     with httpx.Client(base_url=serve.url) as http:
         assert http.head("/v2/team/cut/manifests/1.0").status_code == 200
     assert list(work_dir.iterdir()) == []
+
+
+async def test_streams_are_cut_into_patches_of_the_chunk_size(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+) -> None:
+    with read_docker_archive(archive) as expected:
+        expected_digest, layers = expected.root.digest, expected.root.layers
+    chunk = 2 << 20
+    async with Client() as client:
+        pushed = await client.push(str(archive), _reference(serve.host, "team/chunks"), chunk_size=chunk)
+    patches = [e for e in serve.requests.events() if e.method == "PATCH"]
+    assert pushed.digest == expected_digest
+    assert len(patches) >= 2 * (LAYER_SIZE // chunk)
+    assert [(e.status, e.received) for e in patches if e.status != 202 or e.received > chunk] == []
+    assert pushed.retries == 0  # every layer went up as its stream
+    assert sum(e.received for e in patches) == sum(layer.size for layer in layers)

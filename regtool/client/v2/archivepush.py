@@ -11,9 +11,9 @@ of them (skopeo does the same):
    ``GrowingBlob`` in the work directory.
 2. For each layer, once its compression has begun: ``POST`` an upload session, then ``PATCH`` requests whose
    bodies follow the growing file (``Transfer-Encoding: chunked``, no ``Content-Range``: a stream the registry
-   appends, at most ``chunk_size`` bytes per request), then, once the layer's tar matched its diff_id, ``PUT
-   ?digest=`` with the digest the compressor computed. A layer compressed before its turn came takes the
-   ordinary upload (step 3).
+   appends, at most ``chunk_size`` bytes per request, or the registry's ``OCI-Chunk-Min-Length`` when larger),
+   then, once the layer's tar matched its diff_id, ``PUT ?digest=`` with the digest the compressor computed. A
+   layer compressed before its turn came takes the ordinary upload (step 3).
 3. The schema2 manifest is built over the compressed layers (the same bytes as ``read_docker_archive``'s:
    deterministic for a given regtool version), and ``V2Pusher.push_source`` pushes the config, any layer not
    streamed, and the manifest, which is put last.
@@ -42,8 +42,9 @@ import httpx
 from regtool.client.layermemo import LayerMemo, Remembered
 from regtool.client.net.connections import BodySender
 from regtool.client.tasks import first_error, run_bounded
-from regtool.client.v2.upload import READ_SIZE, Uploaded
-from regtool.client.v2.upload import _location as _location  # the one reading of an upload's Location
+
+# The upload's own readings of a session's Location and OCI-Chunk-Min-Length headers.
+from regtool.client.v2.upload import READ_SIZE, Uploaded, _chunk_min_length, _location
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, ProtocolError, RegistryError, TransportError
 from regtool.image.compression import GZIP_VARIANT, GzipResult
@@ -164,9 +165,11 @@ class _LayerStreamer:
                 "POST", base + v2.uploads_path(self.ref.repository), what=what, expect=(202,)
             )
             location = _location(response, what)
+            # The registry's smallest chunk raises ours, as for any chunked upload.
+            limit = None if self.chunk_size is None else max(self.chunk_size, _chunk_min_length(response))
             offset = 0
             while True:
-                body = _FollowingBody(blob, offset, self.chunk_size, cancel)
+                body = _FollowingBody(blob, offset, limit, cancel)
                 response = await self._patch(location, what, body, key)
                 location = _location(response, what)
                 held = parse_upload_progress(response.headers.get("Range"))
