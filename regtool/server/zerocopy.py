@@ -112,9 +112,9 @@ class _Progress:
 
 
 def _send_limiter() -> anyio.CapacityLimiter:
-    # A transfer holds its thread for as long as the client takes to read. On anyio's default limiter (40 threads,
-    # shared with every file open, read and upload hash of the server) 40 slow downloads would stall all other
-    # requests; sends get their own, larger pool instead, one per event loop.
+    # A transfer holds its thread for as long as the client takes to read (and a followed file's writer to write).
+    # On anyio's default limiter (40 threads, shared with every file open, read and upload hash of the server) 40
+    # slow downloads would stall all other requests; sends get their own, larger pool instead, one per event loop.
     loop = asyncio.get_running_loop()
     limiter = _SEND_LIMITERS.get(loop)
     if limiter is None:
