@@ -3,7 +3,8 @@
 The sweep runs in phases, each against a fresh mark of the store as it is then:
 
 1. unreachable manifest revisions (and their referrers entries);
-2. repository links nothing live names, referrers entries whose manifest is gone, repositories left empty;
+2. repository links nothing live names, referrers entries whose manifest is gone, v1 images no v1 tag reaches
+   (``v1.py``), repositories left empty;
 3. blob data, last, and upload sessions idle for longer than the grace period.
 
 References go before the data they name, so at every instant each live manifest still has its blobs and links:
