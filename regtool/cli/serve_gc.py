@@ -87,7 +87,7 @@ def gc(
     ] = "1h",
     json_output: JsonOutput = False,
 ) -> None:
-    """Collect garbage: remove manifests, blobs, links and upload sessions that no tag reaches."""
+    """Collect garbage: remove manifests, blobs, links, v1 images and upload sessions that no tag reaches."""
     from regtool.cli.serve_config import apply_config_file, given_flags
     from regtool.durations import parse_duration
     from regtool.errors import UsageError
