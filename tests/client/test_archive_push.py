@@ -206,3 +206,37 @@ async def test_streams_are_cut_into_patches_of_the_chunk_size(
     assert [(e.status, e.received) for e in patches if e.status != 202 or e.received > chunk] == []
     assert pushed.retries == 0  # every layer went up as its stream
     assert sum(e.received for e in patches) == sum(layer.size for layer in layers)
+
+
+class _Recorded:
+    """A Progress that adds up what each transfer was told."""
+
+    def __init__(self) -> None:
+        self.advanced: dict[str, int] = {}
+        self.finished: dict[str, str] = {}
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        self.advanced.setdefault(key, 0)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        self.advanced[key] += nbytes
+
+    def finish(self, key: str, *, status: str = "done") -> None:
+        self.finished[key] = status
+
+    def event(self, name: str, **fields: object) -> None:
+        pass
+
+
+async def test_a_streamed_layer_reports_its_bytes_as_they_go(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+) -> None:
+    with read_docker_archive(archive) as expected:
+        sizes = sorted(layer.size for layer in expected.root.layers)
+    progress = _Recorded()
+    async with Client(progress=progress) as client:
+        await client.push(str(archive), _reference(serve.host, "team/progress"))
+    streamed = [key for key in progress.advanced if key.startswith("layer ")]
+    assert sorted(progress.advanced[key] for key in streamed) == sizes
+    assert {progress.finished[key] for key in streamed} == {"done"}

@@ -31,17 +31,18 @@ import dataclasses
 import http.client
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import httpx
 
 from regtool.client.layermemo import LayerMemo, Remembered
 from regtool.client.net.connections import BodySender
-from regtool.client.tasks import first_error, run_bounded
+from regtool.client.tasks import run_bounded
 
 # The upload's own readings of a session's Location and OCI-Chunk-Min-Length headers.
 from regtool.client.v2.upload import READ_SIZE, Uploaded, _chunk_min_length, _location
@@ -55,7 +56,6 @@ from regtool.protocol.ranges import parse_upload_progress
 from regtool.reference import Reference
 
 if TYPE_CHECKING:
-    from regtool.client.progress import Progress
     from regtool.client.results import PushResult
     from regtool.client.v2.push import V2Pusher
 
@@ -64,6 +64,8 @@ __all__ = ["push_archive"]
 # A layer whose tar is at most this size is simply waited for: it compresses in milliseconds, and the ordinary
 # upload can then skip it when the registry has it.
 _STREAM_MIN = 4 << 20
+# How often a stream's sending thread reports its progress to the event loop (each report waits for the loop).
+_REPORT_EVERY = 4 << 20
 
 
 async def push_archive(
@@ -169,8 +171,8 @@ class _LayerStreamer:
             limit = None if self.chunk_size is None else max(self.chunk_size, _chunk_min_length(response))
             offset = 0
             while True:
-                body = _FollowingBody(blob, offset, limit, cancel)
-                response = await self._patch(location, what, body, key)
+                body = _FollowingBody(blob, offset, limit, cancel, lambda n: self.progress.advance(key, n))
+                response = await self._patch(location, what, body)
                 location = _location(response, what)
                 held = parse_upload_progress(response.headers.get("Range"))
                 offset = held if held is not None else offset + body.sent
@@ -198,41 +200,17 @@ class _LayerStreamer:
         self.streamed[index] = Uploaded("uploaded", result.size)
         self.progress.finish(key)
 
-    async def _patch(self, location: str, what: str, body: _FollowingBody, key: str) -> httpx.Response:
-        """One streamed PATCH, its progress reported from the event loop while the thread sends."""
-        reported = 0
-        outcome: list[httpx.Response] = []
-
-        async def ticker() -> None:
-            nonlocal reported
-            while True:
-                await anyio.sleep(0.1)
-                reported = _report(self.progress, key, body.sent, reported)
-
-        async def exchange(scope: anyio.CancelScope) -> None:
-            try:
-                outcome.append(
-                    await self.api.send(
-                        "PATCH",
-                        location,
-                        what=what,
-                        headers={"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"},
-                        expect=(202, 204),
-                        retry=False,
-                        body_sender=body.sender,
-                    )
-                )
-            finally:
-                scope.cancel()
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ticker)
-                tg.start_soon(exchange, tg.cancel_scope)
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
-        _report(self.progress, key, body.sent, reported)
-        return outcome[0]
+    async def _patch(self, location: str, what: str, body: _FollowingBody) -> httpx.Response:
+        """One streamed PATCH (its body told of progress by the sending thread itself)."""
+        return await self.api.send(
+            "PATCH",
+            location,
+            what=what,
+            headers={"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"},
+            expect=(202, 204),
+            retry=False,
+            body_sender=body.sender,
+        )
 
     async def _cancel(self, location: str) -> None:
         """Drop a session this stream opened (best effort: an abandoned one is purged by the registry anyway)."""
@@ -242,13 +220,6 @@ class _LayerStreamer:
             await self.api.send("DELETE", location, what="cancel upload", expect=None, retry=False)
 
 
-def _report(progress: Progress, key: str, sent: int, reported: int) -> int:
-    if sent > reported:
-        progress.advance(key, sent - reported)
-        return sent
-    return reported
-
-
 class _FollowingBody:
     """One PATCH body: the growing blob from ``offset``, at most ``limit`` bytes, in HTTP/1.1 chunks.
 
@@ -256,11 +227,20 @@ class _FollowingBody:
     again (a 401's token, a redirect). ``at_end``: the blob ended within this body.
     """
 
-    def __init__(self, blob: GrowingBlob[GzipResult], offset: int, limit: int | None, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        blob: GrowingBlob[GzipResult],
+        offset: int,
+        limit: int | None,
+        cancel: threading.Event,
+        advance: Callable[[int], None],
+    ) -> None:
         self._blob = blob
         self._offset = offset
         self._limit = limit
         self._cancel = cancel
+        self._advance = advance
+        self._reported = 0
         self.sent = 0
         self.at_end = False
 
@@ -283,4 +263,13 @@ class _FollowingBody:
                 conn.send(view[:n])
                 conn.send(b"\r\n")
                 self.sent += n
+                self._report(_REPORT_EVERY)
         conn.send(b"0\r\n\r\n")
+        self._report(0)
+
+    def _report(self, step: int) -> None:
+        """Tell the progress (on the event loop) of the bytes sent beyond what it was told, every ``step`` bytes.
+        A request sent again counts from its start, so what a repeat sends again is not told twice."""
+        if self.sent > self._reported + step:
+            anyio.from_thread.run_sync(self._advance, self.sent - self._reported)
+            self._reported = self.sent
