@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from regtool import mediatypes as mt
+from regtool.server.gc import GcOptions, collect_garbage
 from regtool.server.storage.s3 import S3Driver
 from tests.server.helpers import digest_of, image_manifest, push_blob, push_manifest, random_blob
 from tests.support.redis import RedisServer
@@ -124,3 +125,14 @@ def test_a_deleted_blob_is_not_redirected_to(s3_serve_cached: RunningServe) -> N
         assert http.delete(f"/v2/team/app/blobs/{layer}").status_code == 202
         for method in ("GET", "HEAD"):
             assert http.request(method, f"/v2/team/app/blobs/{layer}").status_code == 404
+
+
+def test_a_collected_blob_is_not_redirected_to(s3_serve_cached: RunningServe) -> None:
+    with httpx.Client(base_url=s3_serve_cached.url) as http:
+        blobs, manifest = push_image(http, "team/app")
+        assert all(http.get(f"/v2/team/app/blobs/{digest}").status_code == 307 for digest in blobs)  # cached now
+        assert http.delete(f"/v2/team/app/manifests/{manifest}").status_code == 202
+        collect_garbage(s3_serve_cached.app.state.context.registry, GcOptions(delay=0))
+        for method in ("GET", "HEAD"):
+            for digest in blobs:
+                assert http.request(method, f"/v2/team/app/blobs/{digest}").status_code == 404
