@@ -53,6 +53,7 @@ __all__ = [
     "gzip_stream",
     "is_tar",
     "open_decompressed",
+    "peek",
     "sniff",
     "zstd_available",
 ]
@@ -131,7 +132,9 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _peek(stream: IO[bytes], n: int) -> tuple[bytes, IO[bytes]]:
+def peek(stream: IO[bytes], n: int) -> tuple[bytes, IO[bytes]]:
+    """``stream``'s first ``n`` bytes, and a reader that yields them again then the rest (seeking back when it
+    can; object-store and socket readers cannot)."""
     head = stream.read(n)
     try:
         seekable = stream.seekable()
@@ -149,7 +152,7 @@ def open_decompressed(stream: IO[bytes], *, what: str = "layer") -> BinaryIO:
     Closing the returned reader does not close ``stream``. Corrupt or truncated compressed data raises
     ImageFormatError naming ``what`` while reading; so does zstd on a Python without it, at once.
     """
-    head, stream = _peek(stream, _SNIFF_LEN)
+    head, stream = peek(stream, _SNIFF_LEN)
     kind = sniff(head)
     inner: io.BufferedIOBase | IO[bytes]
     if kind is Compression.NONE:

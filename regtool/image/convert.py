@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from regtool import mediatypes as mt
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError
-from regtool.image.compression import Compression, open_decompressed, sniff
+from regtool.image.compression import Compression, open_decompressed, peek, sniff
 from regtool.manifest import Descriptor
 from regtool.protocol.v1 import IMAGE_ID_RE
 
@@ -241,12 +241,11 @@ class LayerInfo:
 
 def diff_id_of(stream: BinaryIO, *, what: str = "layer") -> LayerInfo:
     """Sniff ``stream``'s compression and hash its decompressed bytes: the diff_id of a layer blob."""
-    head = stream.read(8)
+    head, reader = peek(stream, 8)
     kind = sniff(head)
-    stream.seek(-len(head), 1)
     verifier = DigestVerifier()
     try:
-        with open_decompressed(stream, what=what) as tar:
+        with open_decompressed(reader, what=what) as tar:
             while chunk := tar.read(_CHUNK):
                 verifier.update(chunk)
     except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
