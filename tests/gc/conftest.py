@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from regtool.digest import Digest
 from tests.cli.support import in_process
 from tests.gc.scene import Scene, fill
 from tests.support.redis import redis_server  # noqa: F401  (the fixture, for the cache test)
-from tests.support.seaweedfs import s3_bucket, seaweedfs  # noqa: F401  (the fixtures, for the s3 driver)
+from tests.support.seaweedfs import S3Bucket, s3_bucket, seaweedfs  # noqa: F401  (the fixtures, for the s3 driver)
 from tests.support.serve import RunningServe, run_serve
 
 
@@ -23,6 +24,15 @@ class Filled:
     server: RunningServe
     scene: Scene
     root: Path
+
+
+def serve_on(driver: str, request: pytest.FixtureRequest, tmp_path: Path) -> AbstractContextManager[RunningServe]:
+    """A real serve on ``driver`` (filesystem, inmemory, or s3 on a fresh SeaweedFS bucket, blobs served, not
+    redirected, so a test reads them through serve)."""
+    if driver == "s3":
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        return run_serve(None, storage="s3", s3=bucket.settings, storage_redirect=False)
+    return run_serve(tmp_path / "registry" if driver == "filesystem" else None)
 
 
 @pytest.fixture

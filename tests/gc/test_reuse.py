@@ -23,9 +23,9 @@ from regtool.server.gc.collector import Phase
 from regtool.server.gc.inventory import stored_blobs
 from regtool.server.storage.registry import Registry
 from tests.cli.support import in_process
+from tests.gc.conftest import serve_on
 from tests.server.helpers import image_manifest, index_manifest, push_blob, push_manifest
-from tests.support.seaweedfs import S3Bucket
-from tests.support.serve import RunningServe, run_serve
+from tests.support.serve import RunningServe
 
 # On SeaweedFS a time is whole seconds: content pushed more than a second before the run is older than a grace
 # period of one second, and anything written during the run is younger.
@@ -42,12 +42,7 @@ class Store:
 
 @pytest.fixture(params=["filesystem", "inmemory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "s3":
-        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-        context = run_serve(None, storage="s3", s3=bucket.settings, storage_redirect=False)
-    else:
-        context = run_serve(tmp_path / "registry" if request.param == "filesystem" else None)
-    with context as server:
+    with serve_on(request.param, request, tmp_path) as server:
         registry = server.app.state.context.registry
         assert isinstance(registry, Registry)
         yield Store(server, registry)

@@ -21,7 +21,7 @@ from regtool.server.gc.collector import Phase
 from regtool.server.gc.inventory import stored_blobs
 from regtool.server.storage.registry import Registry
 from tests.cli.support import in_process
-from tests.support.seaweedfs import S3Bucket
+from tests.gc.conftest import serve_on
 from tests.support.serve import RunningServe, run_serve
 from tests.v1.images import compress, layer_tar
 
@@ -137,12 +137,7 @@ def test_untagged_images_stay_for_the_grace_period(tmp_path: Path) -> None:
 # its compression without seeking back.
 @pytest.fixture(params=["filesystem", "inmemory", "s3"])
 def v1_serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServe]:
-    if request.param == "s3":
-        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-        context = run_serve(None, storage="s3", s3=bucket.settings, storage_redirect=False)
-    else:
-        context = run_serve(tmp_path / "registry" if request.param == "filesystem" else None)
-    with context as server:
+    with serve_on(request.param, request, tmp_path) as server:
         yield server
 
 
