@@ -20,7 +20,8 @@ first; ``regtool.image.convert.V1Image`` fits) to keep the real ids and JSON byt
 
 ``read_docker_archive(path, ref)`` turns an archive into an ImageSource for push: each layer gzipped
 deterministically into a temporary BlobStore (``recompressed`` is True), a Docker schema2 manifest built over
-them, the config unchanged.
+them, the config unchanged. ``open_docker_archive`` is its first half (the archive checked, nothing compressed
+yet): a push starts the compression itself and uploads each layer while it grows (``client/v2/archivepush``).
 
 Example::
 
