@@ -7,6 +7,8 @@ tagged image and no work directory, and a stream the network cuts is finished fr
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -240,3 +242,25 @@ async def test_a_streamed_layer_reports_its_bytes_as_they_go(
     streamed = [key for key in progress.advanced if key.startswith("layer ")]
     assert sorted(progress.advanced[key] for key in streamed) == sizes
     assert {progress.finished[key] for key in streamed} == {"done"}
+
+
+async def test_a_compressed_archive_streams_its_layers_one_after_the_other(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A gzipped archive is read front to back: its layers compress in order, each streamed as it goes."""
+    packed = tmp_path / "app.tar.gz"
+    with archive.open("rb") as src, gzip.open(packed, "wb", compresslevel=1) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    with read_docker_archive(archive) as expected:
+        expected_digest = expected.root.digest
+    ref = _reference(serve.host, "team/packed")
+    async with Client() as client:
+        pushed = await client.push(str(packed), ref)
+        again = await client.push(str(packed), ref)
+    patches = [e for e in serve.requests.events() if e.method == "PATCH"]
+    assert pushed.digest == expected_digest == again.digest
+    assert (pushed.blobs_uploaded, pushed.retries) == (3, 0)
+    assert [e.status for e in patches] == [202, 202] and all(e.received > LAYER_SIZE for e in patches)
+    assert (again.blobs_skipped, again.bytes_uploaded) == (3, 0)
