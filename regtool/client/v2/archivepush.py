@@ -43,9 +43,14 @@ import httpx
 from regtool.client.layermemo import LayerMemo, Remembered
 from regtool.client.net.connections import BodySender
 from regtool.client.tasks import run_bounded
-
-# The upload's own readings of a session's Location and OCI-Chunk-Min-Length headers.
-from regtool.client.v2.upload import READ_SIZE, Uploaded, _chunk_min_length, _location
+from regtool.client.v2.upload import (
+    READ_SIZE,
+    Uploaded,
+    check_stored_digest,
+    chunk_min_length,
+    upload_location,
+    with_digest,
+)
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, ProtocolError, RegistryError, TransportError
 from regtool.image.compression import GZIP_VARIANT, GzipResult
@@ -166,14 +171,14 @@ class _LayerStreamer:
             response = await self.api.send(
                 "POST", base + v2.uploads_path(self.ref.repository), what=what, expect=(202,)
             )
-            location = _location(response, what)
+            location = upload_location(response, what)
             # The registry's smallest chunk raises ours, as for any chunked upload.
-            limit = None if self.chunk_size is None else max(self.chunk_size, _chunk_min_length(response))
+            limit = None if self.chunk_size is None else max(self.chunk_size, chunk_min_length(response))
             offset = 0
             while True:
                 body = _FollowingBody(blob, offset, limit, cancel, lambda n: self.progress.advance(key, n))
                 response = await self._patch(location, what, body)
-                location = _location(response, what)
+                location = upload_location(response, what)
                 held = parse_upload_progress(response.headers.get("Range"))
                 offset = held if held is not None else offset + body.sent
                 if body.at_end:
@@ -181,11 +186,8 @@ class _LayerStreamer:
             result = await anyio.to_thread.run_sync(self.opened.layer_result, index, cancel, abandon_on_cancel=True)
             if offset != result.size:
                 raise ProtocolError(f"{what}: the registry holds {offset} of the layer's {result.size} bytes")
-            url = str(httpx.URL(location).copy_merge_params({"digest": str(result.digest)}))
-            response = await self.api.send("PUT", url, what=what, expect=(201, 204))
-            header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
-            if header and Digest.is_valid(header) and Digest.parse(header) != result.digest:
-                raise ProtocolError(f"{what}: the registry stored {header}, not {result.digest}")
+            response = await self.api.send("PUT", with_digest(location, result.digest), what=what, expect=(201, 204))
+            check_stored_digest(response, result.digest, what)
         except (TransportError, RegistryError, NotFoundError) as exc:
             # The compressed bytes stay in the work directory: the ordinary upload takes the layer from there.
             await self._cancel(location)

@@ -63,6 +63,10 @@ __all__ = [
     "UploadBody",
     "UploadTally",
     "Uploaded",
+    "check_stored_digest",
+    "chunk_min_length",
+    "upload_location",
+    "with_digest",
 ]
 
 # Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size. Large enough that the extra
@@ -558,7 +562,7 @@ class BlobUploader:
         if held is None or held > desc.size:
             await anyio.to_thread.run_sync(claim.forget)
             return None
-        location = _location(response, what) if response.headers.get("Location") else state.location
+        location = upload_location(response, what) if response.headers.get("Location") else state.location
         self.progress.event("resume", key=key, offset=held, size=desc.size)
         if held:
             self.progress.advance(key, held)
@@ -586,10 +590,10 @@ class BlobUploader:
             if response.status_code == 201:
                 return None
             # 202: the registry opened an upload session instead; use it (and stop trying other sources).
-            return _location(response, what), _chunk_min_length(response)
+            return upload_location(response, what), chunk_min_length(response)
         url = base + v2.uploads_path(target.repository)
         response = await self.api.send("POST", url, what=f"upload of {what}", expect=(202,))
-        return _location(response, what), _chunk_min_length(response)
+        return upload_location(response, what), chunk_min_length(response)
 
     async def _send(
         self,
@@ -617,7 +621,7 @@ class BlobUploader:
         octets = {"Content-Type": "application/octet-stream"}
         try:
             if offset == 0 and (chunk is None or desc.size <= chunk):
-                put = Part("PUT", _with_digest(location, desc.digest), 0, desc.size, what, octets, (201, 204))
+                put = Part("PUT", with_digest(location, desc.digest), 0, desc.size, what, octets, (201, 204))
                 response = await body.send(self.api, put, advance)
             else:
                 step = chunk if chunk is not None else desc.size
@@ -626,12 +630,12 @@ class BlobUploader:
                     headers = {**octets, "Content-Range": chunk_range(offset, length)}
                     patch = Part("PATCH", location, offset, length, what, headers, (202, 204))
                     response = await body.send(self.api, patch, advance)
-                    location = _location(response, what)
+                    location = upload_location(response, what)
                     offset += length
                     await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
                 # The PUT commits what the session holds: only for bytes that hashed to the digest.
                 await body.confirm()
-                url = _with_digest(location, desc.digest)
+                url = with_digest(location, desc.digest)
                 response = await self.api.send("PUT", url, what=what, expect=(201, 204), budget=budget)
         except NotFoundError as exc:
             # A retried close whose first attempt did store the blob (its answer was lost) finds no session too.
@@ -645,22 +649,30 @@ class BlobUploader:
             if "SIZE_INVALID" in exc.codes:
                 raise IntegrityError(f"{what}: the registry refused the whole blob: {exc}") from None
             raise
-        header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
-        if header and Digest.is_valid(header) and Digest.parse(header) != desc.digest:
-            raise IntegrityError(f"{what}: the registry stored {header} (at {redact_url(response.url)})")
+        check_stored_digest(response, desc.digest, what)
 
 
-def _location(response: httpx.Response, what: str) -> str:
+def upload_location(response: httpx.Response, what: str) -> str:
+    """Where an upload session goes on: the answer's Location, resolved against its URL."""
     value = response.headers.get("Location")
     if not value:
         raise ProtocolError(f"{what}: no Location in the HTTP {response.status_code} from {redact_url(response.url)}")
     return str(response.url.join(value))
 
 
-def _chunk_min_length(response: httpx.Response) -> int:
+def chunk_min_length(response: httpx.Response) -> int:
+    """The smallest chunk the registry takes (OCI-Chunk-Min-Length), 0 when it states none."""
     value = (response.headers.get(v2.OCI_CHUNK_MIN_LENGTH_HEADER) or "").strip()
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
 
 
-def _with_digest(location: str, digest: Digest) -> str:
+def check_stored_digest(response: httpx.Response, digest: Digest, what: str) -> None:
+    """IntegrityError when a closed upload's answer says the registry stored another digest than ``digest``."""
+    header = response.headers.get(v2.CONTENT_DIGEST_HEADER)
+    if header and Digest.is_valid(header) and Digest.parse(header) != digest:
+        raise IntegrityError(f"{what}: the registry stored {header} (at {redact_url(response.url)})")
+
+
+def with_digest(location: str, digest: Digest) -> str:
+    """The session URL that closes an upload as ``digest``."""
     return str(httpx.URL(location).copy_merge_params({"digest": str(digest)}))
