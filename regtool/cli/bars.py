@@ -25,7 +25,7 @@ from rich.progress import Progress as _RichBars
 from rich.table import Table
 from rich.text import Text
 
-from regtool.cli.progress import _event_text, _label, _Transfer
+from regtool.cli.progress import Transfer, event_text, transfer_label
 from regtool.cli.units import format_bytes
 
 __all__ = ["RichProgress"]
@@ -105,7 +105,7 @@ class RichProgress:
             refresh_per_second=8,
         )
         self._lock = threading.Lock()
-        self._transfers: dict[str, _Transfer] = {}
+        self._transfers: dict[str, Transfer] = {}
         self._total: TaskID | None = None
         self._expected = 0
 
@@ -138,7 +138,7 @@ class RichProgress:
     def start(self, key: str, description: str, total: int | None) -> None:
         with self._lock:
             aggregate = self._aggregate()
-            transfer = _Transfer(_label(key, description), total)
+            transfer = Transfer(transfer_label(key, description), total)
             transfer.task = self._bars.add_task(escape(transfer.label), total=total)
             self._transfers[key] = transfer
             self._expected += total or 0
@@ -173,4 +173,4 @@ class RichProgress:
     def event(self, name: str, **fields: Any) -> None:
         if name in ("summary", "progress"):
             return
-        self._bars.console.print(f"[yellow]{escape(_event_text(name, fields))}[/]")
+        self._bars.console.print(f"[yellow]{escape(event_text(name, fields))}[/]")

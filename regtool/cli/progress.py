@@ -40,16 +40,20 @@ __all__ = [
     "JsonLinesProgress",
     "PlainProgress",
     "RichProgress",
+    "Transfer",
+    "event_text",
     "format_bytes",
     "open_progress",
     "retry_text",
+    "transfer_label",
 ]
 
 # One "progress" JSON line per blob at most this often (seconds); start and done are always written.
 JSON_PROGRESS_INTERVAL = 0.5
 
 
-def _label(key: str, description: str) -> str:
+def transfer_label(key: str, description: str) -> str:
+    """How a transfer is named on a line or a bar: its description, a digest shortened."""
     # Digests are long: show the algorithm and 12 hex digits, as docker does.
     text = description or key
     algorithm, sep, encoded = text.partition(":")
@@ -58,13 +62,16 @@ def _label(key: str, description: str) -> str:
     return text
 
 
-def _event_text(name: str, fields: dict[str, Any]) -> str:
+def event_text(name: str, fields: dict[str, Any]) -> str:
+    """An event as one human line: its name and its fields as key=value."""
     details = " ".join(f"{k}={v}" for k, v in fields.items())
     return f"{name}: {details}" if details else name
 
 
 @dataclass
-class _Transfer:
+class Transfer:
+    """One blob on its way, as the human renderers count it."""
+
     label: str
     total: int | None
     done: int = 0
@@ -77,7 +84,7 @@ class PlainProgress:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._lock = threading.Lock()
-        self._transfers: dict[str, _Transfer] = {}
+        self._transfers: dict[str, Transfer] = {}
 
     def __enter__(self) -> PlainProgress:
         return self
@@ -91,7 +98,7 @@ class PlainProgress:
 
     def start(self, key: str, description: str, total: int | None) -> None:
         with self._lock:
-            self._transfers[key] = _Transfer(_label(key, description), total)
+            self._transfers[key] = Transfer(transfer_label(key, description), total)
 
     def advance(self, key: str, nbytes: int) -> None:
         with self._lock:
@@ -111,7 +118,7 @@ class PlainProgress:
         if name in ("summary", "progress"):
             return
         with self._lock:
-            self._write(_event_text(name, fields))
+            self._write(event_text(name, fields))
 
 
 class JsonLinesProgress:
@@ -124,7 +131,7 @@ class JsonLinesProgress:
         self._stream = stream
         self._interval = interval
         self._lock = threading.Lock()
-        self._transfers: dict[str, _Transfer] = {}
+        self._transfers: dict[str, Transfer] = {}
         self._last: dict[str, float] = {}
 
     def __enter__(self) -> JsonLinesProgress:
@@ -140,7 +147,7 @@ class JsonLinesProgress:
 
     def start(self, key: str, description: str, total: int | None) -> None:
         with self._lock:
-            self._transfers[key] = _Transfer(description, total)
+            self._transfers[key] = Transfer(description, total)
             self._last[key] = time.monotonic()
             self._write("start", {"key": key, "description": description, "total": total})
 

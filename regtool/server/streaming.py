@@ -26,7 +26,7 @@ from regtool.server.errors import ApiError
 from regtool.server.storage.driver import FileWriter
 from regtool.server.zerocopy import ZEROCOPY, zerocopy_available
 
-__all__ = ["CHUNK_SIZE", "ByteRange", "StreamResponse", "parse_range", "receive_into"]
+__all__ = ["CHUNK_SIZE", "ByteRange", "StreamResponse", "cancel_on_disconnect", "parse_range", "receive_into"]
 
 CHUNK_SIZE = 1024 * 1024
 READ_AHEAD = 2  # chunks read ahead of the socket
@@ -93,7 +93,7 @@ class StreamResponse(Response):
             sender, receiver = anyio.create_memory_object_stream[bytes](READ_AHEAD)
             async with anyio.create_task_group() as group:
                 group.start_soon(self._read_into, stream, sender)
-                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
                 async with receiver:
                     remaining = self.length
                     async for chunk in receiver:
@@ -135,7 +135,8 @@ def _has_descriptor(stream: BinaryIO) -> bool:
     return True
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away (a task beside a response that streams a body)."""
     # uvicorn drops the body of a send() after the client went away instead of raising, so without this a
     # dropped download would still read the whole blob from disk.
     while (await receive())["type"] != "http.disconnect":

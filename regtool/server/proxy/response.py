@@ -21,7 +21,7 @@ from regtool.protocol.errcodes import ErrorCode
 from regtool.protocol.ranges import content_range
 from regtool.server.errors import ApiError
 from regtool.server.proxy.fill import BlobFill, FillFailed, FillReader
-from regtool.server.streaming import CHUNK_SIZE, _cancel_on_disconnect, parse_range
+from regtool.server.streaming import CHUNK_SIZE, cancel_on_disconnect, parse_range
 from regtool.server.zerocopy import FOLLOW, ZEROCOPY, zerocopy_available
 
 __all__ = ["FillResponse"]
@@ -84,7 +84,7 @@ class FillResponse(Response):
         reader = FillReader(fill, first, last + 1)
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
                 await _send_body(reader, scope, send)
                 group.cancel_scope.cancel()
         finally:
