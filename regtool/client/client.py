@@ -189,6 +189,9 @@ class Client:
         from regtool.client.probe import probe_registry
 
         result = self._probes.get(registry)
+        if result is None and protocol != "v1" and self.api.v2_shown(registry):
+            # A real request showed v2 already: the probe would only repeat it.
+            return "v2"
         # A forced v1 needs the v1 ping, which an auto probe skips once it found v2.
         if result is None or (protocol == "v1" and result.v2.found and not result.v1.found):
             result = await probe_registry(self.api, registry, check_v1=protocol == "v1")
@@ -209,6 +212,19 @@ class Client:
         if result.v1.found:
             return "v1"
         raise UnsupportedProtocolError(f"no registry API found at {registry}: {seen}")
+
+    async def _v2_by_first_request(self, registry: str, protocol: str, over_v2: Callable[[], Awaitable[T]]) -> T:
+        """``over_v2()`` with its first request to ``registry`` standing in for the probe's ``GET /v2/`` (one round
+        trip less, as containerd does), where nothing is known of ``registry`` yet and ``protocol`` allows v2; raises
+        ``NoV2Answer`` (nothing done) when that answer shows no v2 API, for the caller to probe instead."""
+        from regtool.client.v2.api import NoV2Answer
+
+        if protocol not in _PROTOCOLS:
+            raise UsageError(f"unknown protocol {protocol!r}: expected auto, v1 or v2")
+        if protocol == "v1" or registry in self._probes:
+            raise NoV2Answer(f"registry {registry}: the probe decides")
+        with self.api.first_request_locates(registry):
+            return await over_v2()
 
     def allow_insecure(self, registry: str) -> None:
         """Skip TLS verification for ``registry`` alone, and let it fall back to plain HTTP when https fails (a
@@ -258,22 +274,30 @@ class Client:
             format = "docker-archive" if dest.suffix == ".tar" else "oci"
         if format == "docker-archive" and dest.is_dir():
             raise UsageError(f"cannot write a docker-archive to {dest}: it is a directory")
+        from regtool.client.v2.api import NoV2Answer
+
         chain = self.read_chain(ref)
+
+        async def over_v2() -> PullResult:
+            from regtool.client.v2.pull import V2Puller
+
+            puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress, split=self.split)
+            result = await puller.pull(
+                ref, dest, format=format, platform=platform, all_platforms=all_platforms, chain=chain
+            )
+            self.progress.event("summary", **result.to_json())
+            return result
+
         # Mirrors are v2 registries; probing the primary first would make a pull fail while it is down.
         if chain.has_mirrors and protocol != "v1":
-            chosen = "v2"
-        else:
+            return await over_v2()
+        try:
+            return await self._v2_by_first_request(chain.primary.ref.registry, protocol, over_v2)
+        except NoV2Answer:
             chosen = await self._protocol_for(chain.primary.ref.registry, protocol)
         if chosen == "v1":
             return await self._pull_v1(chain.primary.ref, dest, format=format, jobs=v1_jobs)
-        from regtool.client.v2.pull import V2Puller
-
-        puller = V2Puller(self.api, jobs=self.jobs, progress=self.progress, split=self.split)
-        result = await puller.pull(
-            ref, dest, format=format, platform=platform, all_platforms=all_platforms, chain=chain
-        )
-        self.progress.event("summary", **result.to_json())
-        return result
+        return await over_v2()
 
     async def _pull_v1(self, ref: Reference, dest: Path, *, format: str, jobs: int = 1) -> PullResult:
         # The serial parent-chain walk lives in v1pull.py.
@@ -405,7 +429,13 @@ class Client:
         over_v1: Callable[[V1Api], Awaitable[T]],
     ) -> T:
         """``over_v2()``, or ``over_v1`` on a v1 session, as ``protocol`` says (``auto``: v2 when the probe finds
-        it, else v1). The probe's ``GET /v2/`` is the one the v2 calls would make first anyway."""
+        it, else v1). ``over_v2``'s first request stands in for the probe's ``GET /v2/`` where it can."""
+        from regtool.client.v2.api import NoV2Answer
+
+        try:
+            return await self._v2_by_first_request(registry, protocol, over_v2)
+        except NoV2Answer:
+            pass
         try:
             chosen = await self._protocol_for(registry, protocol)
         except TransportError:

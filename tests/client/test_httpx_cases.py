@@ -31,7 +31,6 @@ async def _pull(dest: Path, **kwargs: object) -> object:
 
 
 async def test_manifest_unknown(httpx_mock: HTTPXMock, tmp_path: Path) -> None:
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
     httpx_mock.add_response(
         url=f"https://{HOST}/v2/team/app/manifests/1",
         status_code=404,
@@ -92,10 +91,14 @@ async def test_probe_gives_up_on_a_lasting_503_and_reports_it(httpx_mock: HTTPXM
     httpx_mock.add_response(url=f"https://{HOST}/v2/", status_code=503, headers={"Retry-After": "0"}, is_reusable=True)
     # v1 answers, but a failing v2 must not turn into a quiet v1 pull (any other request fails the test).
     httpx_mock.add_response(url=f"https://{HOST}/v1/_ping", headers={"X-Docker-Registry-Version": "0.9.1"}, json={})
+    # The manifest GET goes first, in place of the ping; its lasting 503 says nothing of v2, so the probe decides.
+    manifest = f"https://{HOST}/v2/a/b/manifests/1"
+    httpx_mock.add_response(url=manifest, status_code=503, headers={"Retry-After": "0"}, is_reusable=True)
     async with Client(retries=2) as client:
         with pytest.raises(RegistryError, match="HTTP 503"):
             await client.pull(Reference.parse(f"{HOST}/a/b:1"), tmp_path / "out")
     assert len(httpx_mock.get_requests(url=f"https://{HOST}/v2/")) == 3
+    assert len(httpx_mock.get_requests(url=manifest)) == 3
     assert not (tmp_path / "out").exists()
 
 
@@ -149,7 +152,6 @@ async def test_delete_unsupported_is_a_clear_error(httpx_mock: HTTPXMock) -> Non
 
 
 async def test_tags_follow_link_pagination(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
     httpx_mock.add_response(
         url=f"https://{HOST}/v2/team/app/tags/list",
         headers={"Link": '</v2/team/app/tags/list?n=2&last=b>; rel="next"'},
@@ -169,7 +171,6 @@ async def test_tags_follow_link_pagination(httpx_mock: HTTPXMock) -> None:
 
 async def test_bearer_flow_token_cache_and_scopes(httpx_mock: HTTPXMock) -> None:
     challenge = f'Bearer realm="https://auth.example/token",service="{HOST}",scope="repository:team/app:pull"'
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
     url = f"https://{HOST}/v2/team/app/tags/list"
     httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": challenge}, match_headers={})
     httpx_mock.add_response(
@@ -195,7 +196,6 @@ async def test_token_refused_is_auth_error_without_credentials_in_message(httpx_
     from regtool.errors import AuthError
 
     challenge = 'Bearer realm="https://auth.example/token",service="svc"'
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
     httpx_mock.add_response(
         url=f"https://{HOST}/v2/team/app/tags/list", status_code=401, headers={"WWW-Authenticate": challenge}
     )
@@ -210,7 +210,6 @@ async def test_token_refused_is_auth_error_without_credentials_in_message(httpx_
 
 async def test_anonymous_token_and_basic_challenge(httpx_mock: HTTPXMock) -> None:
     challenge = 'Bearer realm="https://auth.example/token",service="svc"'
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
     url = f"https://{HOST}/v2/team/app/tags/list"
     httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": challenge})
     httpx_mock.add_response(

@@ -94,8 +94,8 @@ def test_auto_stays_on_v2_where_the_registry_has_it(serve: RunningServe, tmp_pat
     assert pushed.returncode == 0, pushed.stderr
     serve.requests.clear()
     assert regtool("tags", f"{serve.host}/team/app", cwd=tmp_path).stdout == "1.0\n"
-    # The probe's GET /v2/ is the one request a v2 listing makes before its own anyway.
-    assert [(e.method, e.path) for e in serve.requests.take()] == [("GET", "/v2/"), ("GET", "/v2/team/app/tags/list")]
+    # No GET /v2/ first: the listing's own answer shows the v2 API, so auto asks nothing else.
+    assert [(e.method, e.path) for e in serve.requests.take()] == [("GET", "/v2/team/app/tags/list")]
     inspected = regtool("inspect", f"{serve.host}/team/app:1.0", "--json", cwd=tmp_path)
     assert json.loads(inspected.stdout)["media_type"] == "application/vnd.oci.image.manifest.v1+json"
     missing = regtool("tags", f"{serve.host}/team/nothing", cwd=tmp_path)

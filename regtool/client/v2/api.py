@@ -1,7 +1,10 @@
 """A small registry v2 API layer over httpx, shared by pull, push and the everyday commands.
 
-It knows where a registry lives (scheme chosen once per registry by pinging ``/v2/``: https first, http only
-where allowed, never after https answered), sends requests with the retry policy, and turns error responses
+It knows where a registry lives (scheme chosen once per registry: https first, http only where allowed, never
+after https answered), found by pinging ``/v2/``, or, where the caller lets it (``first_request_locates``), by the
+first real request itself, sent on every allowed scheme at once: an answer that shows the v2 API (its version
+header, a v2 error body, a 200 JSON object) fixes the scheme and spares the ping's round trip; any other answer is
+``NoV2Answer`` and the caller asks the probe instead. It sends requests with the retry policy, and turns error responses
 into regtool errors with the registry's error envelope decoded into the message:
 
 - 404, or the codes NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN      -> NotFoundError
@@ -18,8 +21,9 @@ every command, not a "not found".
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -49,11 +53,19 @@ from regtool.protocol import v2
 from regtool.protocol.errcodes import decode_v1_error, decode_v2_errors
 from regtool.reference import Reference, registry_api_host
 
-__all__ = ["MAX_MANIFEST_BYTES", "NOT_FOUND_CODES", "RegistryAPI", "error_for_response"]
+__all__ = ["MAX_MANIFEST_BYTES", "NOT_FOUND_CODES", "NoV2Answer", "RegistryAPI", "error_for_response"]
 
 NOT_FOUND_CODES = frozenset({"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
 MAX_MANIFEST_BYTES = 8 << 20
 _ERROR_BODY_LIMIT = 64 << 10
+# Registries whose first request may stand in for the ping, in the task (and its children) that said so.
+_LOCATING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("regtool_locating", default=frozenset())
+
+
+class NoV2Answer(Exception):
+    """The first request to a registry, sent in place of the ping, got no answer that shows the v2 API (or none at
+    all, or one to retry): nothing was changed anywhere, and the caller decides v2 or v1 by the probe, as without
+    it. Never escapes ``Client``."""
 
 
 def error_for_response(response: httpx.Response, what: str, body: bytes = b"") -> RegtoolError:
@@ -102,6 +114,8 @@ class RegistryAPI:
         self.plain_http = plain_http
         self.insecure = insecure
         self._bases: dict[str, str] = {}
+        # Registries whose v2 API a real request showed (first_request_locates): no probe is needed for them.
+        self._v2_shown: set[str] = set()
         self._base_locks: dict[str, anyio.Lock] = {}
         # Bases whose GET /v2/ did not look like a registry's, with the status it answered.
         self._not_v2: dict[str, int] = {}
@@ -127,6 +141,9 @@ class RegistryAPI:
         known = self._bases.get(registry)
         if known is not None:
             return known
+        if registry in _LOCATING.get():
+            # A request that cannot stand in for the ping came first: the caller probes instead.
+            raise NoV2Answer(f"registry {registry}: its first request is not one that shows v2")
         lock = self._base_locks.setdefault(registry, anyio.Lock())
         async with lock:
             known = self._bases.get(registry)
@@ -221,6 +238,32 @@ class RegistryAPI:
                 url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80), count
             )
 
+    @contextlib.contextmanager
+    def first_request_locates(self, registry: str) -> Iterator[None]:
+        """Inside, the first request to ``registry`` (``first_request``) finds its base without a ping, and raises
+        ``NoV2Answer`` when its answer does not show the v2 API; only for callers that catch it."""
+        token = _LOCATING.set(_LOCATING.get() | {registry})
+        try:
+            yield
+        finally:
+            _LOCATING.reset(token)
+
+    def v2_shown(self, registry: str) -> bool:
+        """Whether a real request to ``registry`` showed its v2 API (so the probe would only repeat it)."""
+        return registry in self._v2_shown
+
+    async def preconnect_registry(self, registry: str, count: int) -> None:
+        """``preconnect`` to ``registry``'s base (pinged for first where unknown). Where the first request is to
+        find the base, to the scheme it is likely to settle on, without waiting: https where it is the only one
+        allowed, else plain http, whose connects cost nothing when the registry turns out to speak TLS, where TLS
+        handshakes with a plain-HTTP port would be threads spent failing."""
+        if registry not in self._bases and registry in _LOCATING.get():
+            schemes = self.schemes(registry)
+            scheme = "http" if "http" in schemes else schemes[0]
+            self.preconnect(f"{scheme}://{registry_api_host(registry)}", count)
+            return
+        self.preconnect(await self.base_url(registry), count)
+
     def remember_base(self, registry: str, base: str) -> None:
         """Record where ``registry`` lives (the probe found out already)."""
         self._bases[registry] = base
@@ -245,8 +288,10 @@ class RegistryAPI:
         budget: RetryBudget | None = None,
         keep_body: bool = False,
         body_sender: BodySender | None = None,
+        check: bool = True,
     ) -> httpx.Response:
-        """Send a request, retrying per the policy; raise the mapped error unless the status is in ``expect``.
+        """Send a request, retrying per the policy; raise the mapped error unless the status is in ``expect``
+        (``check=False``: return that response too, once its retries are spent).
 
         With ``stream`` the body is left unread (the caller closes the response); otherwise it is read.
         ``expect=None`` accepts any status. ``budget`` is the retries of the operation this request belongs to
@@ -302,7 +347,7 @@ class RegistryAPI:
                 )
                 await anyio.sleep(delay)
                 continue
-            if not ok:
+            if not ok and check:
                 try:
                     body = await _read_limited(response, _ERROR_BODY_LIMIT)
                 finally:
@@ -333,6 +378,84 @@ class RegistryAPI:
         finally:
             await response.aclose()
 
+    async def first_request(
+        self,
+        method: str,
+        registry: str,
+        path: str,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        limit: int | None = None,
+    ) -> tuple[httpx.Response, bytes] | None:
+        """``method`` (GET or HEAD) ``path`` on ``registry`` in place of the ping, when ``first_request_locates``
+        says so and its base is unknown: on every allowed scheme at once, the first in order that answers winning
+        (as the ping). The response (closed) and its body (at most ``limit`` bytes, else all of it, which fills
+        ``content``); an error status raises the mapped error. None where the request is to go the ordinary way
+        (``url``)."""
+        if registry in self._bases or registry not in _LOCATING.get():
+            return None
+        host = registry_api_host(registry)
+
+        async def fetch(url: str, budget: RetryBudget | None = None) -> tuple[httpx.Response, bytes] | None:
+            # Without a budget, sent once: the next scheme is the fallback, and after the last the probe.
+            try:
+                response = await self.send(
+                    method,
+                    url,
+                    what=what,
+                    headers=headers,
+                    stream=True,
+                    retry=budget is not None,
+                    budget=budget,
+                    check=False,
+                )
+            except TransportError:
+                if budget is not None:
+                    raise
+                return None
+            try:
+                if limit is None:
+                    with mapped_errors(method, url):
+                        body = await response.aread()
+                else:
+                    body = await _read_limited(response, limit, method)
+            except TransportError:
+                if budget is not None:
+                    raise
+                return None
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            return response, body
+
+        answer = await first_in_order(self.schemes(registry), lambda scheme: fetch(f"{scheme}://{host}{path}"))
+        if answer is None:
+            raise NoV2Answer(f"{what}: no answer from {registry}")
+        scheme, (response, body) = answer
+        budget = RetryBudget(self.retry)
+        if self.retry.allows(method, response.status_code) and not budget.exhausted:
+            # The scheme is settled (it answered); the request's other attempts go the ordinary way.
+            url = str(response.request.url)
+            attempt = budget.take()
+            delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
+            reason = f"HTTP {response.status_code}"
+            self.retry_log.record(
+                f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason, of=budget.attempts
+            )
+            await anyio.sleep(delay)
+            again = await fetch(url, budget)
+            assert again is not None, "a fetch with a budget raises its transport error"
+            response, body = again
+        status = response.status_code
+        if not _shows_v2(response, body):
+            raise NoV2Answer(f"{what}: HTTP {status} from {redact_url(response.request.url)}")
+        self._bases[registry] = f"{scheme}://{host}"
+        self._v2_shown.add(registry)
+        if status != 200:
+            raise self.error_for(response, what, body[:_ERROR_BODY_LIMIT])
+        return response, body
+
     # -- manifests --------------------------------------------------------------------------------------
 
     async def get_manifest(self, ref: Reference, *, accept: str = mt.MANIFEST_ACCEPT) -> Manifest:
@@ -342,18 +465,31 @@ class RegistryAPI:
         and a ``Docker-Content-Digest`` header must match the bytes (schema1 aside, whose header digest is of
         the unsigned payload).
         """
-        url = await self.url(ref.registry, v2.manifest_path(ref.repository, ref.reference))
+        path = v2.manifest_path(ref.repository, ref.reference)
         what = f"manifest {ref}"
-        async with self.stream("GET", url, what=what, headers={"Accept": accept}) as response:
-            raw = await _read_limited(response, MAX_MANIFEST_BYTES + 1, method="GET")
+        headers = {"Accept": accept}
+        first = await self.first_request(
+            "GET", ref.registry, path, what=what, headers=headers, limit=MAX_MANIFEST_BYTES + 1
+        )
+        if first is not None:
+            response, raw = first
+            url = str(response.request.url)
+        else:
+            url = await self.url(ref.registry, path)
+            async with self.stream("GET", url, what=what, headers=headers) as response:
+                raw = await _read_limited(response, MAX_MANIFEST_BYTES + 1, method="GET")
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ProtocolError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes (from {redact_url(url)})")
         content_type = response.headers.get("Content-Type")
         return check_manifest(raw, content_type, ref, url, response.headers.get(v2.CONTENT_DIGEST_HEADER))
 
     async def head_manifest(self, ref: Reference, *, accept: str = mt.MANIFEST_ACCEPT) -> httpx.Response:
-        url = await self.url(ref.registry, v2.manifest_path(ref.repository, ref.reference))
-        return await self.send("HEAD", url, what=f"manifest {ref}", headers={"Accept": accept})
+        path = v2.manifest_path(ref.repository, ref.reference)
+        what, headers = f"manifest {ref}", {"Accept": accept}
+        first = await self.first_request("HEAD", ref.registry, path, what=what, headers=headers)
+        if first is not None:
+            return first[0]
+        return await self.send("HEAD", await self.url(ref.registry, path), what=what, headers=headers)
 
     async def put_manifest(self, ref: Reference, manifest: Manifest) -> Digest:
         """PUT ``manifest``'s exact bytes under ``ref``'s tag (or digest); returns the digest of the bytes."""
@@ -388,6 +524,23 @@ class RegistryAPI:
             return None
         length = response.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else -1
+
+
+def _shows_v2(response: httpx.Response, body: bytes) -> bool:
+    """Whether an answer to a request under ``/v2/`` comes from a registry v2 API: the ping's rules (the API
+    version header, a v2 error body, a 200 JSON object), the error body with any error status here (a code that
+    names something of the v2 API: not found, unauthorized, too many requests)."""
+    version = response.headers.get(v2.API_VERSION_HEADER)
+    if version is not None and v2.API_VERSION in version.split():
+        return True
+    status = response.status_code
+    if status != 200:
+        # UNSUPPORTED is how a server without the route says so (serve with v2 off): no sign of the v2 API.
+        return bool({item.code for item in decode_v2_errors(body)} - {"UNSUPPORTED"})
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
 
 
 def _reason(exc: Exception, method: str, url: str) -> str:

@@ -158,14 +158,12 @@ class V2Puller:
     async def _preconnect(self, chain: EndpointChain) -> None:
         endpoint = chain.endpoints[0]
         try:
-            base = await self.api.base_url(endpoint.ref.registry)
+            await self.api.preconnect_registry(endpoint.ref.registry, PRECONNECT_PER_JOB * self.jobs)
         except RegtoolError as exc:
             if not endpoint.mirror:
                 raise
             # Said once here, and the mirror is not pinged again for the manifest.
             chain.failed(f"manifest {endpoint.ref.reference}", endpoint, exc)
-            return
-        self.api.preconnect(base, PRECONNECT_PER_JOB * self.jobs)
 
     # -- transfer ---------------------------------------------------------------------------------------
 
