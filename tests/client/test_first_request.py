@@ -1,0 +1,148 @@
+"""No ``GET /v2/`` ping before the first real request: the manifest or tags request itself shows the v2 API and
+settles the scheme (one round trip less); an answer that shows no v2 API leaves the decision to the probe, as before.
+
+Against the real serve (plain HTTP on loopback: https is tried at once and loses), serve with token auth, and the
+scriptable fake registry for a ping that a real server would answer differently from its repositories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from regtool.client import Client
+from regtool.errors import UnsupportedProtocolError
+from regtool.image.oci_layout import OciLayout
+from regtool.reference import Reference
+from regtool.server.config import RequestEvent
+from tests.auth.conftest import USERS, token_key  # noqa: F401
+from tests.auth.support import run_auth_serve, write_htpasswd
+from tests.client.fakeregistry import V2_HEADER, Reply, fake_registry
+from tests.support.images import BuiltImage, write_image
+from tests.support.serve import RunningServe, run_serve
+
+pytestmark = pytest.mark.anyio
+
+
+def _image(tmp_path: Path) -> BuiltImage:
+    return write_image(tmp_path / "src", "1.0", [{"etc/motd": b"no ping"}, {"bin/app": b"\x7fELF" + bytes(5000)}])
+
+
+def _assert_pulled(layout_dir: Path, image: BuiltImage) -> None:
+    (entry,) = OciLayout.open(layout_dir).entries()
+    assert entry.digest == image.manifest.digest
+    for digest, data in image.blobs.items():
+        assert (layout_dir / "blobs" / digest.algorithm / digest.encoded).read_bytes() == data
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[tuple[RunningServe, BuiltImage]]:
+    image = _image(tmp_path)
+    with run_serve() as server:
+        yield server, image
+
+
+async def _push(server_host: str, tmp_path: Path, **client: object) -> Reference:
+    ref = Reference.parse(f"{server_host}/team/app:1.0")
+    async with Client(**client) as c:  # type: ignore[arg-type]
+        await c.push(f"{tmp_path / 'src'}:1.0", ref)
+    return ref
+
+
+async def test_pull_inspect_tags_send_no_ping(seeded: tuple[RunningServe, BuiltImage], tmp_path: Path) -> None:
+    server, image = seeded
+    ref = await _push(server.host, tmp_path)
+    server.requests.clear()
+    async with Client() as client:
+        pulled = await client.pull(ref, tmp_path / "out")
+        inspected = await client.inspect(ref)
+        tags = await client.tags(Reference.parse_repository(f"{server.host}/team/app"))
+    assert pulled.protocol == "v2" and pulled.digest == image.manifest.digest
+    _assert_pulled(tmp_path / "out", image)
+    assert inspected.digest == image.manifest.digest and tags == ["1.0"]
+    events = server.requests.take()
+    assert (events[0].method, events[0].path) == ("GET", "/v2/team/app/manifests/1.0")
+    assert not [e for e in events if e.path in {"/v2/", "/v1/_ping"}], [(e.method, e.path) for e in events]
+
+
+async def test_one_shot_commands_make_only_their_own_requests(
+    seeded: tuple[RunningServe, BuiltImage], tmp_path: Path
+) -> None:
+    server, image = seeded
+    ref = await _push(server.host, tmp_path)
+    server.requests.clear()
+    async with Client() as client:
+        assert (await client.manifest_bytes(ref)) == image.manifest.raw
+    async with Client() as client:
+        assert await client.tags(Reference.parse_repository(f"{server.host}/team/app")) == ["1.0"]
+    async with Client() as client:
+        assert (await client.delete(ref)) == image.manifest.digest
+    seen = [(e.method, e.path, e.status) for e in server.requests.take()]
+    manifest = "/v2/team/app/manifests/1.0"
+    assert seen == [
+        ("GET", manifest, 200),
+        ("GET", "/v2/team/app/tags/list", 200),
+        ("HEAD", manifest, 200),
+        ("DELETE", f"/v2/team/app/manifests/{image.manifest.digest}", 202),
+    ]
+
+
+async def test_token_auth_needs_one_repository_token_and_no_ping(
+    tmp_path: Path,
+    token_key: tuple[Path, Path, object],  # noqa: F811
+) -> None:
+    image = _image(tmp_path)
+    events: list[RequestEvent] = []
+    acl = tmp_path / "acl"
+    acl.write_text("alice * *\n")
+    with run_auth_serve(
+        tmp_path / "registry",
+        htpasswd=write_htpasswd(tmp_path / "htpasswd", USERS),
+        token_auth=True,
+        anonymous_pull=True,
+        auth_acl=acl,
+        token_key=token_key[0],
+        token_cert=token_key[1],
+        observer=events.append,
+    ) as server:
+        ref = await _push(server.host, tmp_path, username="alice", password=USERS["alice"])
+        events.clear()
+        async with Client() as client:  # anonymous: the token the manifest's own 401 asks for
+            pulled = await client.pull(ref, tmp_path / "out")
+    assert pulled.digest == image.manifest.digest
+    _assert_pulled(tmp_path / "out", image)
+    manifest = "/v2/team/app/manifests/1.0"
+    assert [(e.method, e.path, e.status) for e in events[:3]] == [
+        ("GET", manifest, 401),
+        ("GET", "/token", 200),
+        ("GET", manifest, 200),
+    ]
+    tokens = [e for e in events if e.path == "/token"]
+    assert len(tokens) == 1 and "scope=repository%3Ateam%2Fapp%3Apull" in tokens[0].query
+    assert not [e for e in events if e.path == "/v2/"]
+
+
+async def test_public_repository_behind_a_401_ping() -> None:
+    with fake_registry() as fake:
+        challenge = f'Bearer realm="{fake.url}/token",service="fake"'
+        fake.route("GET", "/v2/", Reply(401, {**V2_HEADER, "WWW-Authenticate": challenge}, b""))
+        fake.route("GET", "/v2/team/app/tags/list", Reply(200, {}, b'{"name":"team/app","tags":["a","b"]}'))
+        async with Client(use_docker_config=False) as client:
+            assert await client.tags(Reference.parse_repository(f"{fake.host}/team/app")) == ["a", "b"]
+        # No ping, and so no token for it: the repository answered as it is.
+        assert [(method, path) for method, path, _ in fake.requests] == [("GET", "/v2/team/app/tags/list")]
+
+
+async def test_a_web_server_that_is_no_registry_is_still_told_apart() -> None:
+    with fake_registry() as fake:
+        not_found = Reply(404, {"Content-Type": "text/plain"}, b"404 page not found")
+        for path in ("/v2/", "/v2/team/app/manifests/1", "/v1/_ping"):
+            fake.route("GET", path, not_found)
+        async with Client(use_docker_config=False) as client:
+            with pytest.raises(UnsupportedProtocolError, match=f"no registry API found at {fake.host}") as caught:
+                await client.inspect(Reference.parse(f"{fake.host}/team/app:1"))
+        assert caught.value.exit_code == 7
+        # The manifest's answer showed no v2 API: the probe asked both pings, as it always did.
+        assert [path for _, path, _ in fake.requests] == ["/v2/team/app/manifests/1", "/v2/", "/v1/_ping"]
