@@ -37,7 +37,7 @@ import fcntl
 import os
 import secrets
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, TypeVar
 
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import IntegrityError, NotFoundError, UsageError
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import TracebackType
 
-__all__ = ["STAGING_DIR", "BlobStore", "BlobWriter"]
+__all__ = ["STAGING_DIR", "BlobFollower", "BlobStore", "BlobWriter"]
 
 _T = TypeVar("_T")
 
@@ -213,6 +213,15 @@ def _open_locked(path: Path) -> int | None:
         os.close(fd)
 
 
+class BlobFollower(Protocol):
+    """Sees a blob's bytes as its writer appends them, in the writer's thread (``layer_unpack`` decompresses a
+    layer this way while it downloads); ``end`` says whether the blob committed (verified) or was aborted."""
+
+    def feed(self, data: memoryview) -> None: ...
+
+    def end(self, committed: bool) -> None: ...
+
+
 class BlobWriter:
     """Writes one blob into the store's staging area; ``commit`` verifies and publishes it.
 
@@ -239,6 +248,8 @@ class BlobWriter:
         self._done = False
         self._file: IO[bytes] = os.fdopen(fd, "r+b", buffering=0)
         self._verifier = DigestVerifier(digest.algorithm)
+        # Set right after opening, before any write (it sees nothing of a resumed partial).
+        self.follower: BlobFollower | None = None
         try:
             self._load_partial(resume)
         except BaseException:
@@ -277,6 +288,8 @@ class BlobWriter:
                 continue
             view = view[written:]
         self._verifier.update(buf)
+        if self.follower is not None:
+            self.follower.feed(memoryview(buf))
 
     def commit(self) -> Path:
         """Verify digest and size, fsync, and atomically rename into ``blobs/``; returns the blob's path.
@@ -307,6 +320,8 @@ class BlobWriter:
             raise
         self._done = True
         self._file.close()
+        if self.follower is not None:
+            self.follower.end(committed=True)
         return target
 
     def abort(self, keep_partial: bool = True) -> None:
@@ -314,6 +329,8 @@ class BlobWriter:
         if self._done:
             return
         self._done = True
+        if self.follower is not None:
+            self.follower.end(committed=False)
         try:
             if keep_partial and self._shared:
                 with contextlib.suppress(OSError):

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import lzma
@@ -56,7 +57,9 @@ from regtool.manifest import ImageConfig, Manifest, ManifestError, parse_manifes
 from regtool.protocol.v1 import IMAGE_ID_RE
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
+
+    from regtool.image.layer_unpack import UnpackedLayer
 
 
 __all__ = [
@@ -74,6 +77,8 @@ _BLOCK = 512
 _MAX_JSON = 16 << 20
 _SNIFF = 8
 _TAIL = 64 << 10
+# What copy_file_range raises where it cannot copy between two files (old kernels, some filesystems).
+_NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 
 
 class V1Image(Protocol):
@@ -155,8 +160,41 @@ class _TarOut:
         self._f.write(header)
         self._f.seek(end)
 
+    def add_file(self, name: str, src: Path, size: int) -> None:
+        """Copy the file ``src`` of ``size`` bytes into a member named ``name``, kernel-side where it can."""
+        self._f.write(_header(_tarinfo(name, size)))
+        self._f.flush()
+        start = self._f.tell()
+        with src.open("rb") as f:
+            copied = _copy_range(f.fileno(), self._f.fileno(), size, start)
+            if copied < size:  # no kernel-side copy between these files: the rest through user space
+                f.seek(copied)
+                self._f.seek(start + copied)
+                shutil.copyfileobj(f, self._f, _CHUNK)
+                copied = self._f.tell() - start
+        if copied != size:
+            raise ImageFormatError(f"tar member {name!r}: {src} held {copied} bytes, {size} expected")
+        self._f.seek(start + size)
+        self._pad(size)
+
     def finish(self) -> None:
         self._f.write(bytes(2 * _BLOCK))
+
+
+def _copy_range(src: int, dst: int, size: int, at: int) -> int:
+    """Copy up to ``size`` bytes from ``src``'s start to ``dst`` at ``at`` with copy_file_range (no pass
+    through user space, and a reflink where the filesystem has them); how many were copied (0: not available)."""
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(src, dst, size - copied, copied, at + copied)
+            if n == 0:
+                break
+            copied += n
+    except (AttributeError, OSError) as exc:
+        if copied or (isinstance(exc, OSError) and exc.errno not in _NO_COPY_RANGE):
+            raise
+    return copied
 
 
 def _legacy_json(config: dict[str, Any], v1id: str, parent: str | None, *, top: bool) -> bytes:
@@ -179,11 +217,13 @@ def write_docker_archive(
     *,
     v1_chain: Sequence[V1Image] | None = None,
     consume: bool = False,
+    unpacked: Mapping[Digest, UnpackedLayer] | None = None,
 ) -> Path:
     """Write the image ``manifest`` (its blobs in ``source``) as a docker-archive at ``out_path``.
 
     ``consume`` removes each layer blob from ``source`` once it is in the archive (a scratch layout's: the
-    kernel then drops its pages instead of writing them to disk).
+    kernel then drops its pages instead of writing them to disk). ``unpacked`` holds layers already decompressed
+    beside their blobs (``layer_unpack``): those are copied in whole; the others are decompressed here.
 
     ``repo_tags`` are ``repo:tag`` names for manifest.json and ``repositories``. ``v1_chain``, root first and one
     per layer, keeps real v1 ids and JSON. IntegrityError when the config does not match the manifest or a layer
@@ -236,19 +276,28 @@ def write_docker_archive(
                 tar.add_dir(v1id)
                 tar.add_bytes(f"{v1id}/VERSION", b"1.0")
                 tar.add_bytes(f"{v1id}/json", legacy)
-                verifier = DigestVerifier(expected_diff_ids[i].algorithm)
-                with (
-                    store.open_reader(layer.digest) as blob,
-                    open_decompressed(blob, what=f"layer {layer.digest}") as r,
-                ):
-                    tar.add_stream(f"{v1id}/layer.tar", r, verifier)
-                if verifier.digest() != expected_diff_ids[i]:
+                ready = (unpacked or {}).get(layer.digest)
+                if ready is not None and ready.diff_id.algorithm == expected_diff_ids[i].algorithm:
+                    diff_id = ready.diff_id
+                    if diff_id == expected_diff_ids[i]:
+                        tar.add_file(f"{v1id}/layer.tar", ready.path, ready.size)
+                else:
+                    verifier = DigestVerifier(expected_diff_ids[i].algorithm)
+                    with (
+                        store.open_reader(layer.digest) as blob,
+                        open_decompressed(blob, what=f"layer {layer.digest}") as r,
+                    ):
+                        tar.add_stream(f"{v1id}/layer.tar", r, verifier)
+                    diff_id = verifier.digest()
+                if diff_id != expected_diff_ids[i]:
                     raise IntegrityError(
-                        f"layer {layer.digest}: uncompressed content hashes to {verifier.digest()}, "
+                        f"layer {layer.digest}: uncompressed content hashes to {diff_id}, "
                         f"but the config's diff_id is {expected_diff_ids[i]}"
                     )
                 if consume and layer.digest not in {other.digest for other in manifest.layers[i + 1 :]}:
                     store.remove(layer.digest)
+                    if ready is not None:
+                        ready.path.unlink(missing_ok=True)
             config_name = f"{manifest.config.digest.encoded}.json"
             tar.add_bytes(config_name, config_bytes)
             entry = {"Config": config_name, "RepoTags": list(repo_tags), "Layers": [f"{i}/layer.tar" for i in ids]}

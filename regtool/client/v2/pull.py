@@ -13,8 +13,9 @@
 With mirrors (an ``EndpointChain``), each manifest and each blob is asked of the mirrors in order and of the
 primary last (endpoints.py); the image is named by the reference pulled, wherever its bytes came from.
 
-A docker-archive is pulled into a temporary layout next to the destination and then written by
-``write_docker_archive``. Any integrity failure raises IntegrityError naming the blob and the registry URL;
+A docker-archive is pulled into a temporary layout next to the destination, each layer decompressed beside its
+blob while it downloads (``layer_unpack.UnpackingStore``), and then written by ``write_docker_archive``, which
+copies those layers in whole. Any integrity failure raises IntegrityError naming the blob and the registry URL;
 nothing of that blob remains in the destination. A pull into a new layout that fails for any reason but the
 network (or Ctrl-C) removes what it created; the partial downloads of other blobs stay for a resume, and the
 error says so. A destination that cannot be written is a UsageError naming it (not the temporary directory).
@@ -42,8 +43,9 @@ from regtool.client.v2.blobdownload import BlobDownloader
 from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.client.v2.resolve import ImagePlan, plan_images
 from regtool.errors import RegtoolError, TransportError, UsageError
-from regtool.image.blobstore import STAGING_DIR
+from regtool.image.blobstore import STAGING_DIR, BlobStore
 from regtool.image.docker_archive import write_docker_archive
+from regtool.image.layer_unpack import UnpackingStore
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Platform
 from regtool.protocol import v2
@@ -119,15 +121,22 @@ class V2Puller:
             with _writable(dest):
                 work.parent.mkdir(parents=True, exist_ok=True)
                 layout = OciLayout.open(work, create=True, durable=False)
+                unpacking = UnpackingStore(work, layers={layer.digest for layer in plan.entry.layers})
             try:
-                await self._fill(ref, layout, plan, tally, chain)
+                await self._fill(ref, layout, plan, tally, chain, store=unpacking)
                 assert plan.entry.config is not None
                 config = layout.read_blob(plan.entry.config.digest)
                 tag = f"{ref.repository_ref}:{ref.tag}" if ref.tag else ref.repository_ref
                 with _writable(dest):
                     await anyio.to_thread.run_sync(
                         lambda: write_docker_archive(
-                            layout, plan.entry, config, [tag] if ref.tag else [], dest, consume=True
+                            layout,
+                            plan.entry,
+                            config,
+                            [tag] if ref.tag else [],
+                            dest,
+                            consume=True,
+                            unpacked=unpacking.unpacked(),
                         )
                     )
             except BaseException as exc:
@@ -168,9 +177,17 @@ class V2Puller:
     # -- transfer ---------------------------------------------------------------------------------------
 
     async def _fill(
-        self, ref: Reference, layout: OciLayout, plan: ImagePlan, tally: _Tally, chain: EndpointChain
+        self,
+        ref: Reference,
+        layout: OciLayout,
+        plan: ImagePlan,
+        tally: _Tally,
+        chain: EndpointChain,
+        *,
+        store: BlobStore | None = None,
     ) -> None:
-        store = layout.blobs
+        """Fetch the plan's missing blobs into ``store`` (default: the layout's own), then name the image."""
+        store = store or layout.blobs
         missing: list[Descriptor] = []
         for desc in plan.blobs():
             if store.size(desc.digest) == desc.size:
