@@ -192,7 +192,9 @@ def _archive_push_runs(archive: Path, name: str, runs: int, jobs: int, work: Pat
     return results
 
 
-def _archive_pull_runs(registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path) -> list[Run]:
+def _archive_pull_runs(
+    registry: Distribution, layout: Path, name: str, runs: int, jobs: int, work: Path, baseline: Path | None
+) -> list[Run]:
     image = f"{registry.host}/bench/{name}:1"
     subprocess.run(
         ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{image}"],
@@ -201,7 +203,7 @@ def _archive_pull_runs(registry: Distribution, layout: Path, name: str, runs: in
     )
     results: list[Run] = []
     for i in range(runs):
-        for tool in ("regtool", "skopeo", "layout"):
+        for tool in (*_tools(baseline), "layout"):
             dest = work / f"pull-{tool}-{name}-{i}" / ("out" if tool == "layout" else "out.tar")
             shutil.rmtree(dest.parent, ignore_errors=True)
             dest.parent.mkdir(parents=True)
@@ -209,7 +211,7 @@ def _archive_pull_runs(registry: Distribution, layout: Path, name: str, runs: in
                 argv = ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"docker-archive:{dest}:x:1"]
             else:
                 argv = [*_regtool(), "pull", "--quiet", "--jobs", str(jobs), image, str(dest)]
-            results.append(_timed(argv)._replace_tool(tool))
+            results.append(_timed(argv, _regtool_env(tool, baseline))._replace_tool(tool))
             shutil.rmtree(dest.parent, ignore_errors=True)
     return results
 
@@ -322,7 +324,7 @@ def main() -> None:
             archive = _archive(args.work, layout, name)
             if not args.skip_pull:
                 with run_distribution(args.work / f"registry-{name}") as registry:
-                    results = _archive_pull_runs(registry, layout, name, args.runs, args.jobs, args.work)
+                    results = _archive_pull_runs(registry, layout, name, args.runs, args.jobs, args.work, args.baseline)
                 shutil.rmtree(args.work / f"registry-{name}", ignore_errors=True)
                 _report("pull", f"{name}.tar", results)
             if not args.skip_push:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import lzma
 import os
@@ -12,8 +13,9 @@ import pytest
 
 from regtool.digest import Digest
 from regtool.errors import IntegrityError
-from regtool.image.layer_unpack import UNPACK_DIR, UnpackingStore
-from tests.support.images import tar_bytes
+from regtool.image.docker_archive import write_docker_archive
+from regtool.image.layer_unpack import UNPACK_DIR, UnpackedLayer, UnpackingStore
+from tests.support.images import BuiltImage, image_manifest, tar_bytes
 
 
 def _tar(size: int = 300_000) -> bytes:
@@ -115,3 +117,56 @@ def test_a_resumed_partial_and_a_blob_not_named_a_layer_are_not_unpacked(tmp_pat
     _write(store, config)
     assert store.unpacked() == {} and _side_files(tmp_path) == []
     assert store.path(digest).read_bytes() == blob
+
+
+def _unpacked_image(tmp_path: Path) -> tuple[UnpackingStore, BuiltImage]:
+    image = image_manifest([{"etc/motd": b"hello"}, {"data.bin": os.urandom(200_000)}, {"etc/motd": b"bye"}])
+    store = UnpackingStore(tmp_path / "work", layers=set(image.layer_digests))
+    for data in image.blobs.values():
+        _write(store, data)
+    return store, image
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "no-copy_file_range"])
+def test_the_archive_from_unpacked_layers_is_byte_for_byte_the_decompressed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    store, image = _unpacked_image(tmp_path)
+    unpacked = store.unpacked()
+    assert set(unpacked) == set(image.layer_digests)
+    write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "reference.tar")
+    if not kernel_copy:
+
+        def refuse(*args: object) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "fast.tar", unpacked=unpacked)
+    assert (tmp_path / "fast.tar").read_bytes() == (tmp_path / "reference.tar").read_bytes()
+
+
+def test_an_unpacked_layer_with_the_wrong_diff_id_leaves_no_archive(tmp_path: Path) -> None:
+    store, image = _unpacked_image(tmp_path)
+    layer = image.layer_digests[1]
+    unpacked = dict(store.unpacked())
+    unpacked[layer] = UnpackedLayer(unpacked[layer].path, unpacked[layer].size, Digest.of(b"other"))
+    with pytest.raises(IntegrityError) as caught:
+        write_docker_archive(store, image.manifest, image.config, [], tmp_path / "app.tar", unpacked=unpacked)
+    assert str(caught.value) == (
+        f"layer {layer}: uncompressed content hashes to {Digest.of(b'other')}, "
+        f"but the config's diff_id is {image.diff_ids[1]}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_a_layer_twice_in_the_image_is_copied_twice_and_consumed_after_the_last(tmp_path: Path) -> None:
+    image = image_manifest([{"etc/motd": b"hello"}, {"data.bin": os.urandom(50_000)}, {"etc/motd": b"hello"}])
+    store = UnpackingStore(tmp_path / "work", layers=set(image.layer_digests))
+    for data in image.blobs.values():
+        _write(store, data)
+    write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "reference.tar")
+    fast = tmp_path / "fast.tar"
+    write_docker_archive(store, image.manifest, image.config, ["app:1"], fast, consume=True, unpacked=store.unpacked())
+    assert fast.read_bytes() == (tmp_path / "reference.tar").read_bytes()
+    assert _side_files(tmp_path / "work") == []
+    assert not any(store.has(digest) for digest in image.layer_digests)

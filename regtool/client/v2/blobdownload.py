@@ -290,7 +290,8 @@ class _Sink:
         writer.write(data)
         self._box.count += len(data)
         self._pending += len(data)
-        if self._pending >= WRITEBACK_EVERY:
+        # A scratch store's blobs are read back and deleted at once: writing them to disk would be wasted.
+        if self._pending >= WRITEBACK_EVERY and writer.store.durable:
             self._pending = 0
             self._writeback(writer)
 
