@@ -4,8 +4,8 @@ It knows where a registry lives (scheme chosen once per registry: https first, h
 after https answered), found by pinging ``/v2/``, or, where the caller lets it (``first_request_locates``), by the
 first real request itself, sent on every allowed scheme at once: an answer that shows the v2 API (its version
 header, a v2 error body, a 200 JSON object) fixes the scheme and spares the ping's round trip; any other answer is
-``NoV2Answer`` and the caller asks the probe instead. It sends requests with the retry policy, and turns error responses
-into regtool errors with the registry's error envelope decoded into the message:
+``NoV2Answer`` and the caller asks the probe instead. It sends requests with the retry policy, and turns error
+responses into regtool errors with the registry's error envelope decoded into the message:
 
 - 404, or the codes NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN      -> NotFoundError
 - 401 / 403                                                            -> AuthError
@@ -338,14 +338,8 @@ class RegistryAPI:
             status = response.status_code
             ok = accepted is None or status in accepted
             if not ok and retry and self.retry.allows(method, status) and not budget.exhausted:
-                attempt = budget.take()
-                delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
                 await response.aclose()
-                reason = f"HTTP {status}"
-                self.retry_log.record(
-                    f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason, of=budget.attempts
-                )
-                await anyio.sleep(delay)
+                await self._pause_to_retry(method, url, response, budget)
                 continue
             if not ok and check:
                 try:
@@ -360,6 +354,16 @@ class RegistryAPI:
                 finally:
                     await response.aclose()
             return response
+
+    async def _pause_to_retry(self, method: str, url: str, response: httpx.Response, budget: RetryBudget) -> None:
+        """Take a retry of ``budget`` for ``response``'s status, log it and wait (``Retry-After``, else backoff)."""
+        attempt = budget.take()
+        delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
+        reason = f"HTTP {response.status_code}"
+        self.retry_log.record(
+            f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason, of=budget.attempts
+        )
+        await anyio.sleep(delay)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -437,13 +441,7 @@ class RegistryAPI:
         if self.retry.allows(method, response.status_code) and not budget.exhausted:
             # The scheme is settled (it answered); the request's other attempts go the ordinary way.
             url = str(response.request.url)
-            attempt = budget.take()
-            delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
-            reason = f"HTTP {response.status_code}"
-            self.retry_log.record(
-                f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason, of=budget.attempts
-            )
-            await anyio.sleep(delay)
+            await self._pause_to_retry(method, url, response, budget)
             again = await fetch(url, budget)
             assert again is not None, "a fetch with a budget raises its transport error"
             response, body = again
