@@ -43,6 +43,7 @@ import tarfile
 import tempfile
 import threading
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Self
 
@@ -269,6 +270,10 @@ def write_docker_archive(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     tmp = Path(tmp_name)
+    # Deleting a consumed layer frees its cached pages, which takes the kernel a while for a large layer: one
+    # thread does it while the next layer is copied in.
+    discard = ThreadPoolExecutor(1, thread_name_prefix="archive-discard") if consume else None
+    discarded: list[Future[None]] = []
     try:
         with os.fdopen(fd, "w+b") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp makes it 0600
@@ -302,10 +307,8 @@ def write_docker_archive(
                         f"layer {layer.digest}: uncompressed content hashes to {diff_id}, "
                         f"but the config's diff_id is {expected_diff_ids[i]}"
                     )
-                if consume and layer.digest not in {other.digest for other in manifest.layers[i + 1 :]}:
-                    store.remove(layer.digest)
-                    if ready is not None:
-                        ready.path.unlink(missing_ok=True)
+                if discard and layer.digest not in {other.digest for other in manifest.layers[i + 1 :]}:
+                    discarded.append(discard.submit(_discard, store, layer.digest, ready))
             config_name = f"{manifest.config.digest.encoded}.json"
             tar.add_bytes(config_name, config_bytes)
             entry = {"Config": config_name, "RepoTags": list(repo_tags), "Layers": [f"{i}/layer.tar" for i in ids]}
@@ -317,13 +320,24 @@ def write_docker_archive(
                     repositories.setdefault(name, {})[tag] = ids[-1]
                 tar.add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
             tar.finish()
+            for done in discarded:
+                done.result()
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if discard is not None:
+            discard.shutdown(wait=True)
     return out_path
+
+
+def _discard(store: BlobStore, digest: Digest, unpacked: UnpackedLayer | None) -> None:
+    store.remove(digest)
+    if unpacked is not None:
+        unpacked.path.unlink(missing_ok=True)
 
 
 class DockerArchiveSource(BlobStoreSource):
