@@ -43,8 +43,9 @@ __all__ = ["UNPACK_DIR", "UnpackedLayer", "UnpackingStore"]
 UNPACK_DIR = ".regtool-unpack"
 # Enough for every compression magic ``sniff`` knows.
 _MAGIC_LEN = 6
-# Output per decompress call: a small blob that inflates hugely still goes out in pieces of this size.
-_OUT_CHUNK = 1 << 20
+# Output per decompress call: a small blob that inflates hugely still goes out in pieces of this size. Larger
+# pieces are allocated by mmap and returned at once, smaller ones cost more calls (BENCHMARKS.md has both).
+_OUT_CHUNK = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
