@@ -127,13 +127,19 @@ def _unpacked_image(tmp_path: Path) -> tuple[UnpackingStore, BuiltImage]:
     return store, image
 
 
-@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "no-copy_file_range"])
+@pytest.mark.parametrize(
+    ("kernel_copy", "skip"),
+    [(True, None), (False, None), (True, 1)],
+    ids=["copy_file_range", "no-copy_file_range", "mixed"],
+)
 def test_the_archive_from_unpacked_layers_is_byte_for_byte_the_decompressed_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool, skip: int | None
 ) -> None:
     store, image = _unpacked_image(tmp_path)
-    unpacked = store.unpacked()
+    unpacked = dict(store.unpacked())
     assert set(unpacked) == set(image.layer_digests)
+    if skip is not None:  # a layer the follower gave up on is decompressed from its blob, between copied ones
+        del unpacked[image.layer_digests[skip]]
     write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "reference.tar")
     if not kernel_copy:
 
