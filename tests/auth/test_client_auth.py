@@ -166,6 +166,30 @@ async def test_token_auth_push_pull_with_one_token_per_scope(
     assert all(e.status == 200 for e in token_requests)
 
 
+async def test_pull_asks_one_repository_token_and_sends_no_ping(
+    token_serve: tuple[AuthServe, list[RequestEvent]], tmp_path: Path
+) -> None:
+    server, events = token_serve
+    image = _image(tmp_path)
+    ref = Reference.parse(f"{server.host}/team/app:1.0")
+    async with Client(username="alice", password=USERS["alice"]) as client:
+        await client.push(f"{tmp_path / 'src'}:1.0", ref)
+    events.clear()
+    async with Client() as client:  # anonymous: the token the manifest's own 401 asks for
+        pulled = await client.pull(ref, tmp_path / "out")
+    assert pulled.digest == image.manifest.digest
+    _assert_pulled(tmp_path / "out", image)
+    manifest = "/v2/team/app/manifests/1.0"
+    assert [(e.method, e.path, e.status) for e in events[:3]] == [
+        ("GET", manifest, 401),
+        ("GET", "/token", 200),
+        ("GET", manifest, 200),
+    ]
+    tokens = [e for e in events if e.path == "/token"]
+    assert len(tokens) == 1 and "scope=repository%3Ateam%2Fapp%3Apull" in tokens[0].query
+    assert not [e for e in events if e.path == "/v2/"]
+
+
 async def test_anonymous_pull_and_denied_push(
     token_serve: tuple[AuthServe, list[RequestEvent]], tmp_path: Path
 ) -> None:

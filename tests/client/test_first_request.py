@@ -1,8 +1,9 @@
 """No ``GET /v2/`` ping before the first real request: the manifest or tags request itself shows the v2 API and
 settles the scheme (one round trip less); an answer that shows no v2 API leaves the decision to the probe, as before.
 
-Against the real serve (plain HTTP on loopback: https is tried at once and loses), serve with token auth, and the
-scriptable fake registry for a ping that a real server would answer differently from its repositories.
+Against the real serve (plain HTTP on loopback: https is tried at once and loses) and the scriptable fake registry
+for a ping that a real server would answer differently from its repositories; with token auth in
+tests/auth/test_client_auth.py.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from regtool.client import Client
 from regtool.errors import UnsupportedProtocolError
 from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference
-from regtool.server.config import RequestEvent
-from tests.auth.conftest import USERS, token_key  # noqa: F401
-from tests.auth.support import run_auth_serve, write_htpasswd
 from tests.client.fakeregistry import V2_HEADER, Reply, fake_registry
 from tests.support.images import BuiltImage, write_image
 from tests.support.serve import RunningServe, run_serve
@@ -87,41 +85,6 @@ async def test_one_shot_commands_make_only_their_own_requests(
         ("HEAD", manifest, 200),
         ("DELETE", f"/v2/team/app/manifests/{image.manifest.digest}", 202),
     ]
-
-
-async def test_token_auth_needs_one_repository_token_and_no_ping(
-    tmp_path: Path,
-    token_key: tuple[Path, Path, object],  # noqa: F811
-) -> None:
-    image = _image(tmp_path)
-    events: list[RequestEvent] = []
-    acl = tmp_path / "acl"
-    acl.write_text("alice * *\n")
-    with run_auth_serve(
-        tmp_path / "registry",
-        htpasswd=write_htpasswd(tmp_path / "htpasswd", USERS),
-        token_auth=True,
-        anonymous_pull=True,
-        auth_acl=acl,
-        token_key=token_key[0],
-        token_cert=token_key[1],
-        observer=events.append,
-    ) as server:
-        ref = await _push(server.host, tmp_path, username="alice", password=USERS["alice"])
-        events.clear()
-        async with Client() as client:  # anonymous: the token the manifest's own 401 asks for
-            pulled = await client.pull(ref, tmp_path / "out")
-    assert pulled.digest == image.manifest.digest
-    _assert_pulled(tmp_path / "out", image)
-    manifest = "/v2/team/app/manifests/1.0"
-    assert [(e.method, e.path, e.status) for e in events[:3]] == [
-        ("GET", manifest, 401),
-        ("GET", "/token", 200),
-        ("GET", manifest, 200),
-    ]
-    tokens = [e for e in events if e.path == "/token"]
-    assert len(tokens) == 1 and "scope=repository%3Ateam%2Fapp%3Apull" in tokens[0].query
-    assert not [e for e in events if e.path == "/v2/"]
 
 
 async def test_public_repository_behind_a_401_ping() -> None:
