@@ -14,7 +14,6 @@ import pytest
 
 from regtool.client import Client
 from regtool.errors import AuthError, RegtoolError, TransportError
-from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference
 from regtool.server.auth.jwt import SigningKey
 from regtool.server.config import RequestEvent
@@ -27,7 +26,7 @@ from tests.auth.support import (
     write_docker_config,
 )
 from tests.client.fakeregistry import V2_HEADER, Reply, fake_registry
-from tests.support.images import BuiltImage, write_image
+from tests.support.images import BuiltImage, assert_layout_holds, write_image
 from tests.support.pki import Pki
 from tests.support.serve import free_port
 
@@ -40,14 +39,6 @@ def _image(tmp_path: Path) -> BuiltImage:
     return write_image(tmp_path / "src", "1.0", [{"etc/motd": b"hello auth"}, {"bin/app": b"\x7fELF" + bytes(3000)}])
 
 
-def _assert_pulled(layout_dir: Path, image: BuiltImage) -> None:
-    layout = OciLayout.open(layout_dir)
-    (entry,) = layout.entries()
-    assert entry.digest == image.manifest.digest
-    for digest, data in image.blobs.items():
-        assert (layout_dir / "blobs" / digest.algorithm / digest.encoded).read_bytes() == data
-
-
 async def _push_pull(server: AuthServe, tmp_path: Path, image: BuiltImage, **client: object) -> None:
     ref = Reference.parse(f"{server.host}/team/app:1.0")
     async with Client(**client) as c:  # type: ignore[arg-type]
@@ -56,7 +47,7 @@ async def _push_pull(server: AuthServe, tmp_path: Path, image: BuiltImage, **cli
     async with Client(**client) as c:  # type: ignore[arg-type]
         pulled = await c.pull(ref, tmp_path / "out")
     assert pulled.digest == image.manifest.digest
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
 
 
 def _assert_clean(exc: BaseException, *secrets: str) -> None:
@@ -178,7 +169,7 @@ async def test_pull_asks_one_repository_token_and_sends_no_ping(
     async with Client() as client:  # anonymous: the token the manifest's own 401 asks for
         pulled = await client.pull(ref, tmp_path / "out")
     assert pulled.digest == image.manifest.digest
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
     manifest = "/v2/team/app/manifests/1.0"
     assert [(e.method, e.path, e.status) for e in events[:3]] == [
         ("GET", manifest, 401),
@@ -200,7 +191,7 @@ async def test_anonymous_pull_and_denied_push(
         await client.push(f"{tmp_path / 'src'}:1.0", ref)
     async with Client() as client:  # no credentials anywhere: an anonymous token
         await client.pull(ref, tmp_path / "anon")
-    _assert_pulled(tmp_path / "anon", image)
+    assert_layout_holds(tmp_path / "anon", image)
     async with Client(username="bob", password=USERS["bob"]) as client:
         with pytest.raises(AuthError) as caught:
             await client.push(f"{tmp_path / 'src'}:1.0", Reference.parse(f"{server.host}/team/bob:1.0"))
@@ -372,7 +363,7 @@ async def test_authorization_is_not_sent_to_another_host_on_a_redirect(tmp_path:
         assert {r[1] for r in storage.requests} == {f"/store/{d.encoded}" for d in image.blobs} | {"/store/manifest"}
         assert not any("authorization" in r[2] for r in storage.requests)
         assert any(r[2].get("authorization") == basic for r in registry.requests)
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
 
 
 # -- TLS ------------------------------------------------------------------------------------------------------

@@ -17,13 +17,12 @@ import pytest
 
 from regtool.client import Client
 from regtool.errors import AuthError
-from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference
 from regtool.server.auth.jwt import SigningKey
 from tests.auth.conftest import USERS
 from tests.auth.support import basic_auth_entry, install_helper, run_auth_serve, write_docker_config
 from tests.support.distribution import stop_process
-from tests.support.images import BuiltImage, write_image
+from tests.support.images import BuiltImage, assert_layout_holds, write_image
 from tests.support.pki import Pki
 from tests.support.serve import free_port
 
@@ -103,13 +102,6 @@ def _image(tmp_path: Path) -> BuiltImage:
     return write_image(tmp_path / "src", "1.0", [{"etc/motd": b"interop"}, {"bin/app": b"\x7fELF" + bytes(2000)}])
 
 
-def _assert_pulled(layout_dir: Path, image: BuiltImage) -> None:
-    (entry,) = OciLayout.open(layout_dir).entries()
-    assert entry.digest == image.manifest.digest
-    for digest, data in image.blobs.items():
-        assert (layout_dir / "blobs" / digest.algorithm / digest.encoded).read_bytes() == data
-
-
 @pytest.fixture
 def tls_htpasswd_registry(tmp_path: Path, pki: Pki, htpasswd: Path) -> Iterator[Registry]:
     auth = f"  htpasswd:\n    realm: basic-realm\n    path: {htpasswd}"
@@ -139,7 +131,7 @@ async def test_distribution_htpasswd_tls_with_docker_config(
         assert pushed.digest == image.manifest.digest
         pulled = await client.pull(ref, tmp_path / "out")
     assert pulled.digest == image.manifest.digest
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
 
 
 async def test_distribution_htpasswd_tls_with_credential_helper(
@@ -157,7 +149,7 @@ async def test_distribution_htpasswd_tls_with_credential_helper(
     async with Client(ca_cert=pki.ca_cert) as client:
         await client.push(f"{tmp_path / 'src'}:1.0", ref)
         await client.pull(ref, tmp_path / "out")
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
     assert "get" in (tmp_path / "helper.log").read_text().split()
 
 
@@ -189,7 +181,7 @@ async def test_distribution_trusts_serve_token_issuer(
                 with pytest.raises(AuthError) as caught:
                     await client.tags(ref)
             assert "wrong-one" not in str(caught.value)
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
 
 
 def _skopeo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -232,4 +224,4 @@ async def test_skopeo_pushes_to_serve_with_auth_behind_tls(
         async with Client(ca_cert=pki.ca_cert, username="alice", password=USERS["alice"]) as client:
             pulled = await client.pull(Reference.parse(f"{server.host}/team/skopeo:1.0"), tmp_path / "out")
         assert pulled.digest == image.manifest.digest
-        _assert_pulled(tmp_path / "out", image)
+        assert_layout_holds(tmp_path / "out", image)

@@ -15,10 +15,9 @@ import pytest
 
 from regtool.client import Client
 from regtool.errors import UnsupportedProtocolError
-from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference
 from tests.client.fakeregistry import V2_HEADER, Reply, fake_registry
-from tests.support.images import BuiltImage, write_image
+from tests.support.images import BuiltImage, assert_layout_holds, write_image
 from tests.support.serve import RunningServe, run_serve
 
 pytestmark = pytest.mark.anyio
@@ -26,13 +25,6 @@ pytestmark = pytest.mark.anyio
 
 def _image(tmp_path: Path) -> BuiltImage:
     return write_image(tmp_path / "src", "1.0", [{"etc/motd": b"no ping"}, {"bin/app": b"\x7fELF" + bytes(5000)}])
-
-
-def _assert_pulled(layout_dir: Path, image: BuiltImage) -> None:
-    (entry,) = OciLayout.open(layout_dir).entries()
-    assert entry.digest == image.manifest.digest
-    for digest, data in image.blobs.items():
-        assert (layout_dir / "blobs" / digest.algorithm / digest.encoded).read_bytes() == data
 
 
 @pytest.fixture
@@ -58,7 +50,7 @@ async def test_pull_inspect_tags_send_no_ping(seeded: tuple[RunningServe, BuiltI
         inspected = await client.inspect(ref)
         tags = await client.tags(Reference.parse_repository(f"{server.host}/team/app"))
     assert pulled.protocol == "v2" and pulled.digest == image.manifest.digest
-    _assert_pulled(tmp_path / "out", image)
+    assert_layout_holds(tmp_path / "out", image)
     assert inspected.digest == image.manifest.digest and tags == ["1.0"]
     events = server.requests.take()
     assert (events[0].method, events[0].path) == ("GET", "/v2/team/app/manifests/1.0")

@@ -144,6 +144,15 @@ def write_image(
     return image
 
 
+def assert_layout_holds(layout_dir: Path, image: BuiltImage) -> None:
+    """The OCI layout at ``layout_dir`` holds ``image`` alone: its one entry is the image's manifest, and every
+    blob the image has is there with the same bytes."""
+    (entry,) = OciLayout.open(layout_dir).entries()
+    assert entry.digest == image.manifest.digest
+    for digest, data in image.blobs.items():
+        assert (layout_dir / "blobs" / digest.algorithm / digest.encoded).read_bytes() == data
+
+
 def write_index(
     path: Path,
     tag: str | None,
