@@ -69,6 +69,16 @@ def wait_recorded(cache: RunningServe, digests: Iterable[Digest], timeout: float
         time.sleep(0.02)
 
 
+def wait_no_uploads(cache: RunningServe, timeout: float = 5.0) -> None:
+    """Wait until the cache holds no upload data: a failed fill's sending threads abort their clients' responses
+    as soon as the fetch fails, a moment before the event loop discards the partial file."""
+    assert cache.root is not None
+    deadline = time.monotonic() + timeout
+    while (left := list(cache.root.glob("uploads/*/data"))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not left
+
+
 def cached_bytes(cache: RunningServe, digest: Digest) -> bytes:
     """The bytes the cache stored for ``digest``, once it has."""
     wait_recorded(cache, [digest])

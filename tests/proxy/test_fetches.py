@@ -16,7 +16,17 @@ from regtool.digest import Digest
 from regtool.errors import RegtoolError
 from regtool.server.config import ProxyRemote
 from regtool.server.proxy.limits import enforce_cache_limits, read_records
-from tests.proxy.conftest import LAYERS, Mirror, cached_blob, cached_bytes, mirror_of, pull, push_image, wait_recorded
+from tests.proxy.conftest import (
+    LAYERS,
+    Mirror,
+    cached_blob,
+    cached_bytes,
+    mirror_of,
+    pull,
+    push_image,
+    wait_no_uploads,
+    wait_recorded,
+)
 from tests.support.faultproxy import Fault, run_fault_proxy
 from tests.support.serve import run_serve
 
@@ -76,7 +86,7 @@ def test_a_corrupted_upstream_blob_never_enters_the_cache_and_the_client_fails(t
                 pull(f"{cache.host}/team/app:1.0", tmp_path / "bad", retries=1)
 
             assert not cached_blob(cache, digest).exists()
-            assert not list((cache.root or tmp_path).glob("uploads/*/data"))
+            wait_no_uploads(cache)
 
             proxy.clear_faults()
             good = pull(f"{cache.host}/team/app:1.0", tmp_path / "good")
@@ -216,7 +226,7 @@ def test_an_upstream_body_cut_short_is_not_cached_and_a_retry_gets_the_blob(tmp_
                 with pytest.raises(httpx.RemoteProtocolError):
                     cut.read()
             assert not cached_blob(cache, digest).exists()
-            assert not list((cache.root or tmp_path).glob("uploads/*/data"))
+            wait_no_uploads(cache)
 
             result = pull(f"{cache.host}/team/app:1.0", tmp_path / "pulled")
 
