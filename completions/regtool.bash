@@ -703,7 +703,7 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--config --repos --tags --exclude --semver --platform --preserve-digests --no-referrers --artifact-type --immutable-tags --prune --dry-run --keep-going --rate-limit-floor -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --repos --tags --exclude --semver --platform --preserve-digests --no-referrers --artifact-type --referrers-recheck --immutable-tags --prune --dry-run --keep-going --rate-limit-floor -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0

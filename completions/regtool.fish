@@ -217,6 +217,7 @@ complete -c regtool -n '__fish_seen_subcommand_from sync' -l platform -x -d 'Cop
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l preserve-digests -d 'Refuse any change of digest (a --platform trim fails instead).'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l no-referrers -d 'Leave signatures, SBOMs and attestations behind.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l artifact-type -x -d 'Copy only referrers of this artifact type (repeatable).'
+complete -c regtool -n '__fish_seen_subcommand_from sync' -l referrers-recheck -d 'Also ask SOURCE for the referrers of every tag DEST has already, and copy the ones DEST lacks (a signature attached later by the referrers API alone).'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l immutable-tags -d 'A tag DEST has already is skipped without asking SOURCE (tags never move).'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l prune -d 'Delete DEST tags that SOURCE no longer has, in the repositories being synced.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l dry-run -d 'Show what would be copied, skipped and pruned; write nothing.'

@@ -118,6 +118,16 @@ ArtifactType = Annotated[
         rich_help_panel=_MODE,
     ),
 ]
+ReferrersRecheck = Annotated[
+    bool,
+    typer.Option(
+        "--referrers-recheck",
+        help="Also ask SOURCE for the referrers of every tag DEST has already, and copy the ones DEST lacks (a "
+        "signature attached later by the referrers API alone). Costs per unchanged tag: one referrers request at "
+        "a registry SOURCE plus one per referrer found, and one HEAD per referrer found at a registry DEST.",
+        rich_help_panel=_MODE,
+    ),
+]
 ImmutableTags = Annotated[
     bool,
     typer.Option(
@@ -182,6 +192,10 @@ def image_line(outcome: dict[str, Any]) -> str:
         text += f"  {format_bytes(outcome['bytes'])}"
         if outcome["blobs_mounted"]:
             text += f" ({outcome['blobs_mounted']} blob(s) mounted)"
+    if outcome.get("referrers"):
+        text += f"  {outcome['referrers']} referrer(s) copied"
+    if outcome.get("referrers_missing"):
+        text += f"  would copy referrer(s): {', '.join(outcome['referrers_missing'])}"
     if outcome.get("trimmed") and status != "failed":
         text += f"  platforms trimmed: digest {outcome['source_digest']} becomes {outcome['digest']}"
     if status == "failed":
@@ -292,7 +306,13 @@ def _summary_line(result: SyncResult) -> str:
     ]
     done = ", ".join(parts) or "nothing to do"
     moved = f"{format_bytes(data['bytes'])} in {data['seconds']:.2f} s"
-    return f"{'dry run: ' if result.dry_run else ''}{data['images']} image(s): {done}; {moved}"
+    line = f"{'dry run: ' if result.dry_run else ''}{data['images']} image(s): {done}; {moved}"
+    if data["referrers_rechecked"]:
+        line += (
+            f"; referrers rechecked for {data['referrers_rechecked']} unchanged tag(s): "
+            f"{data['recheck_requests']} request(s)"
+        )
+    return line
 
 
 def _sources(
@@ -350,6 +370,7 @@ def sync(
     preserve_digests: PreserveDigests = False,
     no_referrers: NoReferrers = False,
     artifact_type: ArtifactType = None,
+    referrers_recheck: ReferrersRecheck = False,
     immutable_tags: ImmutableTags = False,
     prune: Prune = False,
     dry_run: DryRun = False,
@@ -373,9 +394,10 @@ def sync(
 ) -> None:
     """Mirror repositories and tags from SOURCE to DEST, copying only what changed.
 
-    Each tag costs one HEAD at each end when DEST is up to date. Blobs DEST has are skipped, blobs in another DEST
-    repository are mounted; manifests keep their bytes, so digests are kept (registry -> directory -> registry
-    too). One line per image (copied, mounted, skipped, failed). Ctrl-C stops; the next run resumes.
+    Each tag costs one HEAD at each end when DEST is up to date (--referrers-recheck adds the referrers requests
+    it names). Blobs DEST has are skipped, blobs in another DEST repository are mounted; manifests keep their
+    bytes, so digests are kept (registry -> directory -> registry too). One line per image (copied, mounted,
+    skipped, failed). Ctrl-C stops; the next run resumes.
 
     Example: regtool sync registry.example.com/team/app localhost:5000/mirror
     """
@@ -425,6 +447,7 @@ def sync(
                 preserve_digests=preserve_digests,
                 referrers=not no_referrers,
                 artifact_types=tuple(artifact_type or ()),
+                referrers_recheck=referrers_recheck,
                 immutable_tags=immutable_tags,
                 prune=prune,
                 dry_run=dry_run,

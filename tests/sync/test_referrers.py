@@ -72,7 +72,7 @@ def push_blob(client: httpx.Client, name: str, data: bytes) -> str:
     return digest
 
 
-def _push_referrer(
+def push_referrer(
     client: httpx.Client,
     name: str,
     artifact_type: str,
@@ -110,11 +110,11 @@ def attach(url: str, name: str, *, tag_schema: bool) -> Attached:
         response = push_manifest(client, name, "1.0", image.manifest.raw, image.manifest.media_type)
         assert response.status_code == 201, response.text
         subject = image.manifest.descriptor()
-        signature = _push_referrer(client, name, SIGNATURE, b"signed", subject)
-        sbom = _push_referrer(client, name, SBOM, b'{"spdxVersion": "SPDX-2.3"}', subject)
-        sbom_signature = _push_referrer(client, name, SIGNATURE, b"signed sbom", sbom)
+        signature = push_referrer(client, name, SIGNATURE, b"signed", subject)
+        sbom = push_referrer(client, name, SBOM, b'{"spdxVersion": "SPDX-2.3"}', subject)
+        sbom_signature = push_referrer(client, name, SIGNATURE, b"signed sbom", sbom)
         cosign_tag = schema_tag(subject.digest) + ".sig"
-        cosign = _push_referrer(client, name, COSIGN_SIG, b'{"critical": {}}', None, tag=cosign_tag)
+        cosign = push_referrer(client, name, COSIGN_SIG, b'{"critical": {}}', None, tag=cosign_tag)
         if tag_schema:
             for parent, entries in ((subject, [signature, sbom]), (sbom, [sbom_signature])):
                 index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [e.to_json() for e in entries]}
@@ -281,7 +281,7 @@ async def test_write_tag_schema_refuses_a_tag_that_holds_an_image(distribution: 
 
 def _push_extra(url: str, attached: Attached) -> Descriptor:
     with httpx.Client(base_url=url, timeout=30) as client:
-        return _push_referrer(
+        return push_referrer(
             client, "team/app", "application/vnd.example.vex", b"vex", attached.image.manifest.descriptor()
         )
 

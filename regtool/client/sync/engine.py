@@ -16,6 +16,12 @@ scope, one per-registry cap on blob connections, ``Client.per_registry``):
    Manifests keep their bytes, so digests are kept (a trimmed index aside). Then what refers to the copied
    manifest follows (:meth:`SyncEngine._copy_referrers`, the one place referrers plug in); so does what refers
    to a skipped one when the source's tag list has a tag-schema or cosign tag for it (no request to find out).
+   With ``referrers_recheck``, every skipped tag's referrers are also asked for (the referrers API, else the tag
+   schema, plus cosign's tags) and the ones the target lacks are copied: a signature attached by the API alone
+   to an unchanged image arrives too. That costs requests the HEAD-only comparison does not make: one referrers
+   request per tag at a registry source (and one per referrer found, recursively), one HEAD per referrer found
+   at a registry target (none at a directory end); each outcome counts the requests it sent
+   (``recheck_requests``).
 4. **Prune** (``prune``): destination tags of the synced repositories that the source no longer has are deleted
    (referrer tags, ``sha256-<hex>[.sig|.att|.sbom]``, are never pruned: they follow their subject).
 
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
 
     from regtool.client import Client
     from regtool.client.mirrors import Endpoint as MirrorEndpoint
+    from regtool.client.sync.referrer_gaps import MissingReferrer
     from regtool.client.v2.upload import BlobPlace
     from regtool.image.oci_layout import OciLayout
 
@@ -91,17 +98,21 @@ class SyncOptions:
     referrers: bool = True
     artifact_types: tuple[str, ...] = ()
     images: int = 8
+    referrers_recheck: bool = False
 
     def __post_init__(self) -> None:
         if self.images < 1:
             raise UsageError(f"images at once must be at least 1, got {self.images}")
+        if self.referrers_recheck and not self.referrers:
+            raise UsageError("--referrers-recheck asks for referrers that --no-referrers leaves behind: give one")
 
 
 @dataclass(frozen=True, slots=True)
 class ImageOutcome:
     """What happened to one tag: ``status`` (copied, mounted, skipped, failed, would-copy; pruned, would-prune),
     the digest at the target, and what moved. ``trimmed``: the target's index keeps fewer platforms than the
-    source's, so its digest differs from ``source_digest``."""
+    source's, so its digest differs from ``source_digest``. For a tag whose referrers were rechecked,
+    ``recheck_requests`` is the requests that cost and, in a dry run, ``referrers_missing`` what would be copied."""
 
     source: str
     target: str
@@ -117,6 +128,8 @@ class ImageOutcome:
     reason: str | None = None
     error: str | None = None
     exit_code: int | None = None
+    recheck_requests: int | None = None
+    referrers_missing: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -134,6 +147,9 @@ class ImageOutcome:
         }
         if self.reason is not None:
             data["reason"] = self.reason
+        if self.recheck_requests is not None:
+            data["recheck_requests"] = self.recheck_requests
+            data["referrers_missing"] = list(self.referrers_missing)
         if self.error is not None:
             data["error"] = self.error
             data["exit_code"] = self.exit_code
@@ -167,6 +183,9 @@ class SyncResult:
             "pruned": self.count(PRUNED),
             "would_prune": self.count(WOULD_PRUNE),
             "bytes": sum(o.bytes for o in self.images),
+            "referrers": sum(o.referrers for o in self.images),
+            "referrers_rechecked": sum(1 for o in self.images if o.recheck_requests is not None),
+            "recheck_requests": sum(o.recheck_requests or 0 for o in self.images),
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
             "failures": [o.to_json() for o in self.failures],
@@ -217,6 +236,19 @@ class SyncEngine:
     # -- the run ----------------------------------------------------------------------------------------
 
     async def run(self, sources: Sequence[SourceSpec]) -> SyncResult:
+        if not self.options.referrers_recheck:
+            return await self._run(sources)
+        from regtool.client.sync.request_count import RequestCounting
+
+        # The client reports each request to its current progress: counted there, per rechecked tag.
+        shown = self.client.progress
+        self.client.progress = RequestCounting(shown)
+        try:
+            return await self._run(sources)
+        finally:
+            self.client.progress = shown
+
+    async def _run(self, sources: Sequence[SourceSpec]) -> SyncResult:
         started = time.monotonic()
         for spec in sources:
             if isinstance(spec.endpoint, DirectoryEndpoint) and isinstance(self.target, DirectoryEndpoint):
@@ -421,12 +453,17 @@ class SyncEngine:
             trimmed=expected != source_digest,
         )
         if target_digest == expected:
+            skipped = replace(base, reason="up to date")
+            if base.trimmed:
+                return skipped
+            if self.options.referrers_recheck:
+                return await self._recheck_referrers(skipped, job, source_digest, repo)
             referrers = 0
-            if not base.trimmed and not self.options.dry_run and _has_tagged_referrers(repo, source_digest):
+            if not self.options.dry_run and _has_tagged_referrers(repo, source_digest):
                 # A signature added since the last run shows as a new tag at the source: it follows, and the
                 # image, unchanged, is not copied again.
                 referrers = await self._copy_referrers(job, source_digest, repo)
-            return replace(base, reason="up to date", referrers=referrers)
+            return replace(skipped, referrers=referrers)
         if self.options.dry_run:
             return replace(base, status=WOULD_COPY)
         async with self._copying:
@@ -442,6 +479,53 @@ class SyncEngine:
             blobs_skipped=moved.skipped,
             referrers=referrers,
         )
+
+    async def _recheck_referrers(
+        self, skipped: ImageOutcome, job: ImageJob, source_digest: Digest, repo: _Repository | None
+    ) -> ImageOutcome:
+        """An up-to-date tag's referrers asked for at the source; those the target lacks copied (listed in a dry
+        run), with the requests that cost."""
+        from regtool.client.sync.request_count import counting
+
+        with counting() as count:
+            if self.options.dry_run:
+                missing = await self._missing_referrers(job, source_digest, repo)
+                return replace(skipped, recheck_requests=count.requests, referrers_missing=tuple(map(str, missing)))
+            copied = await self._copy_referrers(job, source_digest, repo)
+        return replace(skipped, referrers=copied, recheck_requests=count.requests)
+
+    async def _missing_referrers(
+        self, job: ImageJob, source_digest: Digest, repo: _Repository | None
+    ) -> list[MissingReferrer]:
+        """What ``_copy_referrers`` would copy for the tag, found without writing."""
+        from regtool.client.sync.referrer_gaps import missing_at_layout, missing_at_registry
+
+        source, target = job.spec.endpoint, self.target
+        artifact_types = self.options.artifact_types or None
+        read: Reference | OciLayout
+        if isinstance(source, DirectoryEndpoint):
+            read = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
+        else:
+            read = self._source_reference(job, source)
+        tags = self._listed_source_tags(job, repo)
+        if isinstance(target, DirectoryEndpoint):
+            layout = await anyio.to_thread.run_sync(target.open_layout, job.target_repository)
+            return await missing_at_layout(
+                self.api, read, layout, source_digest, artifact_types=artifact_types, source_tags=tags
+            )
+        return await missing_at_registry(
+            self.api,
+            read,
+            target.reference(job.target_repository, job.tag),
+            source_digest,
+            artifact_types=artifact_types,
+            source_tags=tags,
+        )
+
+    def _listed_source_tags(self, job: ImageJob, repo: _Repository | None) -> list[str] | None:
+        """The source repository's whole tag list when the run listed it (not when the tags were named)."""
+        listed = repo is not None and (job.spec.tags.names is None or self.options.prune)
+        return repo.source_tags if listed and repo is not None else None
 
     async def _source_digest(self, job: ImageJob) -> Digest:
         endpoint = job.spec.endpoint
@@ -591,8 +675,7 @@ class SyncEngine:
             return 0
         source, target = job.spec.endpoint, self.target
         artifact_types = self.options.artifact_types or None
-        listed = repo is not None and (job.spec.tags.names is None or self.options.prune)
-        source_tags = repo.source_tags if listed and repo is not None else None
+        source_tags = self._listed_source_tags(job, repo)
         if isinstance(source, DirectoryEndpoint):
             if not isinstance(target, RegistryEndpoint):
                 return 0

@@ -38,7 +38,7 @@ from regtool.manifest import Descriptor, Manifest
 from regtool.protocol import v2
 from regtool.reference import Reference
 
-__all__ = ["LayoutReferrer", "layout_referrers", "pull_referrers", "push_referrers"]
+__all__ = ["LayoutReferrer", "layout_lacks", "layout_referrers", "present_at", "pull_referrers", "push_referrers"]
 
 
 async def pull_referrers(
@@ -59,17 +59,23 @@ async def pull_referrers(
     found = await find_referrers(api, repository, subject, artifact_types=artifact_types, tags=tags)
     layout = await anyio.to_thread.run_sync(OciLayout.open, path)
     entries = await anyio.to_thread.run_sync(layout.entries)
-    names = {d.annotations.get(REF_NAME_ANNOTATION) for d in entries}
-    listed = {d.digest for d in entries}
     pulled = 0
     for referrer in found:
-        if referrer.digest in listed and (referrer.tag is None or referrer.tag in names):
+        if not layout_lacks(entries, referrer.digest, referrer.tag):
             continue
         ref = Reference(repository.registry, repository.repository, referrer.tag, referrer.digest)
         puller = V2Puller(api, jobs=jobs, progress=progress, split=split)
         await puller.pull(ref, path, format="oci", all_platforms=True)
         pulled += 1
     return pulled
+
+
+def layout_lacks(entries: Collection[Descriptor], digest: Digest, tag: str | None) -> bool:
+    """Whether a layout whose index.json lists ``entries`` lacks the referrer ``digest`` (or, for a cosign
+    referrer, its ``tag``)."""
+    if tag is not None:
+        return not any(d.digest == digest and d.annotations.get(REF_NAME_ANNOTATION) == tag for d in entries)
+    return not any(d.digest == digest for d in entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +153,7 @@ async def push_referrers(
             by_subject.setdefault(referrer.subject, []).append(
                 manifest.descriptor(artifact_type=referrer.artifact_type)
             )
-        if not await _present(api, destination, manifest.digest):
+        if not await present_at(api, destination, manifest.digest):
             source = BlobStoreSource(layout.blobs, manifest, description=f"oci:{layout.path}@{manifest.digest}")
             await V2Pusher(api, jobs=jobs, progress=progress).push_source(source, destination)
             pushed += 1
@@ -157,7 +163,7 @@ async def push_referrers(
     return pushed
 
 
-async def _present(api: RegistryAPI, ref: Reference, digest: Digest) -> bool:
+async def present_at(api: RegistryAPI, ref: Reference, digest: Digest) -> bool:
     """Whether ``ref`` names ``digest`` at its registry: one HEAD."""
     try:
         response = await api.head_manifest(ref)
