@@ -11,11 +11,15 @@ auth flow, redirects to storage with Authorization dropped across origins, retri
 body left on the pooled connection (``RegistryAPI.send(keep_body=True)``); ``receive`` then reads that body in a
 worker thread into the caller's sink. A body cut short raises ``BodyBroken`` with the bytes that arrived.
 
-``BlobFetcher.send_file`` is the upload side: a PUT/PATCH whose body is a slice of a local file, sent from the
+``BlobFetcher.body_sender`` is the upload side: a PUT/PATCH whose body is a slice of a local file, sent from the
 reused buffer, where ``inspect`` sees every piece before it is sent (a push hashes its source that way; an
 exception from ``inspect`` stops the body before that piece, so the request never completes); ``sendfile(2)``
 on plain HTTP when nothing inspects. 307/308 re-send it; the final response (any status) is returned for the
 caller to judge. Socket errors stay ``OSError``.
+
+``BlobFetcher.relay_sender`` joins the two for a copy between registries: the body of a GET from one registry,
+read by the thread that writes it into a PUT/PATCH to the other (``ResponseReader``: the source's failures are
+``BodyBroken``, never the sending connection's), so a relayed blob costs no event-loop hand-off per piece.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "BodyBroken",
     "FetchCancelled",
     "ResponseHead",
+    "ResponseReader",
     "SourceTruncated",
 ]
 
@@ -124,19 +129,33 @@ class BlobFetcher:
                     return
                 if offset:
                     body.seek(offset)
-                remaining = length
-                while remaining:
-                    if cancel is not None and cancel.is_set():
-                        raise FetchCancelled("cancelled")
-                    n = body.readinto(view[: min(len(view), remaining)])  # type: ignore[attr-defined]
-                    if not n:
-                        raise SourceTruncated(f"the source ended {remaining} bytes before the expected end")
-                    if inspect is not None:
-                        inspect(offset + length - remaining, view[:n])
-                    conn.send(view[:n])
-                    remaining -= n
-                    if on_bytes is not None:
-                        on_bytes(n)
+                _pump(conn, body.readinto, view, offset, length, on_bytes, cancel, inspect)  # type: ignore[attr-defined]
+
+        return send
+
+    def relay_sender(
+        self,
+        source: ResponseReader,
+        offset: int,
+        length: int,
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+        inspect: Callable[[int, memoryview], None] | None = None,
+    ) -> BodySender:
+        """What sends the next ``length`` bytes of another response's body (``source``, a GET from another
+        registry) as a request's body: read from that connection and written to this one by the same worker
+        thread, through one reused buffer. ``offset`` is where the bytes sit in the blob (what ``inspect`` is
+        told). The source cannot be read twice, so a second attempt (an auth retry, a redirect) raises BodyBroken
+        for the caller to open the source again."""
+        attempts = [0]
+
+        def send(conn: http.client.HTTPConnection) -> None:
+            attempts[0] += 1
+            if attempts[0] > 1:
+                raise BodyBroken(0, "a relayed body cannot be sent a second time")
+            view = memoryview(bytearray(min(BUFFER_SIZE, max(length, 1))))
+            _pump(conn, source.readinto, view, offset, length, on_bytes, cancel, inspect)
 
         return send
 
@@ -173,27 +192,75 @@ class BlobFetcher:
         on_bytes: Callable[[int], None] | None,
         cancel: threading.Event | None,
     ) -> int:
-        buffer = bytearray(BUFFER_SIZE)
-        view = memoryview(buffer)
-        received = 0
+        reader = ResponseReader(response)
+        view = memoryview(bytearray(BUFFER_SIZE))
         while True:
             if cancel is not None and cancel.is_set():
                 raise FetchCancelled("cancelled")
-            try:
-                n = response.readinto(view)
-            except http.client.IncompleteRead as exc:
-                raise BodyBroken(received + len(exc.partial), "connection closed before the end of the body") from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise BodyBroken(received, str(exc) or type(exc).__name__) from None
+            n = reader.readinto(view)
             if not n:
-                # http.client returns 0 at a premature EOF instead of raising; ``length`` is what was still due.
-                if response.length:
-                    raise BodyBroken(received, f"connection closed {response.length} bytes before the end of the body")
-                return received
+                return reader.received
             sink(view[:n])
-            received += n
             if on_bytes is not None:
                 on_bytes(n)
+
+
+class ResponseReader:
+    """A response's body read straight from its connection, its failures told apart from anything else's: a
+    connection that breaks, or ends before the body does, raises BodyBroken with the bytes that arrived (so a relay
+    never takes the source's failure for the sending connection's). At the body's end the connection is given back
+    at once."""
+
+    def __init__(self, response: _Body) -> None:
+        self._response = response
+        self.received = 0
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            n = self._response.readinto(buffer)
+        except http.client.IncompleteRead as exc:
+            raise BodyBroken(self.received + len(exc.partial), "connection closed before the end of the body") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise BodyBroken(self.received, str(exc) or type(exc).__name__) from None
+        if not n:
+            # http.client returns 0 at a premature EOF instead of raising; ``length`` is what was still due.
+            if self._response.length:
+                raise BodyBroken(
+                    self.received, f"connection closed {self._response.length} bytes before the end of the body"
+                )
+            return 0
+        self.received += n
+        if self._response.length == 0 and len(buffer):
+            # The last byte is in: one more (empty) read hands a pooled connection back without waiting for a
+            # reader that stops at the length it wanted.
+            self._response.readinto(buffer[:0])
+        return n
+
+
+def _pump(
+    conn: http.client.HTTPConnection,
+    readinto: Callable[[memoryview], int],
+    view: memoryview,
+    offset: int,
+    length: int,
+    on_bytes: Callable[[int], None] | None,
+    cancel: threading.Event | None,
+    inspect: Callable[[int, memoryview], None] | None,
+) -> None:
+    """Send ``length`` bytes read by ``readinto`` through ``view``, each piece shown to ``inspect`` first."""
+    remaining = length
+    while remaining:
+        if cancel is not None and cancel.is_set():
+            raise FetchCancelled("cancelled")
+        n = readinto(view[: min(len(view), remaining)])
+        if not n:
+            raise SourceTruncated(f"the source ended {remaining} bytes before the expected end")
+        if inspect is not None:
+            inspect(offset + length - remaining, view[:n])
+        conn.send(view[:n])
+        remaining -= n
+        if on_bytes is not None:
+            on_bytes(n)
 
 
 def _has_fileno(stream: BinaryIO) -> bool:

@@ -36,14 +36,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, MutableSet, Sequence
+from collections.abc import AsyncIterator, Callable, MutableSet, Sequence
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from regtool import mediatypes as mt
+from regtool.client.net.blobfetch import BodyBroken, ResponseReader, SourceTruncated
+from regtool.client.net.connections import BodySender, exchange_of
 from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.results import CopyResult
@@ -58,11 +62,15 @@ from regtool.client.v2.upload import (
     BlobOpener,
     BlobPlace,
     BlobUploader,
+    Part,
+    SourceCheck,
     StreamBody,
+    UploadBody,
     UploadTally,
+    send_threaded,
 )
 from regtool.digest import Digest, DigestVerifier
-from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, UsageError
+from regtool.errors import ImageFormatError, IntegrityError, ProtocolError, TransportError, UsageError
 from regtool.image.blobstore import BlobStore
 from regtool.image.convert import (
     V1Image,
@@ -102,12 +110,7 @@ async def _v2_blob_chunks(
     async with api.stream("GET", url, what=what, headers=headers, expect=(200, 206) if offset else (200,)) as response:
         whole = response.status_code == 200
         if not whole:
-            served = parse_content_range(response.headers.get("Content-Range"))
-            if served is None or served[:2] != (offset, size - 1) or served[2] not in (None, size):
-                raise ProtocolError(
-                    f"{what}: asked for bytes {offset}-{size - 1}/{size}, got Content-Range "
-                    f"{response.headers.get('Content-Range')!r} (from {redact_url(url)})"
-                )
+            _check_content_range(response, offset, size, what, url)
 
         async def chunks() -> AsyncIterator[bytes]:
             verifier = DigestVerifier(digest.algorithm) if whole else None
@@ -141,6 +144,16 @@ async def _v2_blob_chunks(
         yield chunks()
 
 
+def _check_content_range(response: httpx.Response, offset: int, size: int, what: str, url: str) -> None:
+    """ProtocolError unless a 206 serves exactly the rest of the blob from ``offset``."""
+    served = parse_content_range(response.headers.get("Content-Range"))
+    if served is None or served[:2] != (offset, size - 1) or served[2] not in (None, size):
+        raise ProtocolError(
+            f"{what}: asked for bytes {offset}-{size - 1}/{size}, got Content-Range "
+            f"{response.headers.get('Content-Range')!r} (from {redact_url(url)})"
+        )
+
+
 @contextlib.asynccontextmanager
 async def _file_chunks(path: Path, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
     """A verified local file (a spooled v1 layer) from ``offset``."""
@@ -165,6 +178,111 @@ async def _bytes_chunks(data: bytes, offset: int) -> AsyncIterator[AsyncIterator
             yield data[offset:]
 
     yield chunks()
+
+
+class _RelayBody:
+    """A blob relayed from the source registry's GET into the target's upload request: one worker thread reads
+    the GET's body from its connection and writes it to the request's (``BlobFetcher.relay_sender``), through one
+    reused buffer, hashing each piece on the way (``SourceCheck``: the piece that completes a wrong blob is never
+    sent). One GET serves consecutive requests (``PATCH`` chunks); a request from another offset (a retry) opens
+    the source again there, with a ``Range``."""
+
+    def __init__(self, api: RegistryAPI, source: Reference, desc: Descriptor, threads: anyio.CapacityLimiter) -> None:
+        self._api = api
+        self._source = source
+        self._desc = desc
+        self._threads = threads
+        self._check = SourceCheck(desc, f"from {source.registry}/{source.repository}")
+        self._response: httpx.Response | None = None
+        self._reader: ResponseReader | None = None
+        self._position = 0
+        self._url = ""
+
+    async def send(self, api: RegistryAPI, part: Part, advance: Callable[[int], None]) -> httpx.Response:
+        fetcher = api.fetcher
+        assert fetcher is not None, "a RegistryAPI that moves blobs has a BlobFetcher"
+        if part.length == 0:
+            # A zero-length blob: nothing to fetch, its digest checked as it is.
+            await self.confirm()
+            return await send_threaded(api, part, advance, self._threads, lambda count, cancel: lambda conn: None)
+        reader = await self._at(part.offset)
+
+        def sender_for(count: Callable[[int], None], cancel: threading.Event) -> BodySender:
+            return fetcher.relay_sender(
+                reader, part.offset, part.length, on_bytes=count, cancel=cancel, inspect=self._check.feed
+            )
+
+        try:
+            response = await send_threaded(api, part, advance, self._threads, sender_for)
+        except BaseException as error:
+            # How much of the source went is unknown: the next request opens it again where it starts.
+            await self.aclose()
+            if isinstance(error, BodyBroken):
+                raise TransportError(
+                    f"blob {self._desc.digest}: {error.reason} (GET {redact_url(self._url)})"
+                ) from None
+            if isinstance(error, SourceTruncated):
+                raise IntegrityError(
+                    f"blob {self._desc.digest}: {error}: shorter than its descriptor (from {redact_url(self._url)})"
+                ) from None
+            raise
+        self._position = part.offset + part.length
+        return response
+
+    async def _at(self, offset: int) -> ResponseReader:
+        if self._reader is not None and self._position == offset:
+            return self._reader
+        await self.aclose()
+        digest, size = self._desc.digest, self._desc.size
+        self._url = url = await self._api.url(self._source.registry, v2.blob_path(self._source.repository, str(digest)))
+        what = f"blob {digest} of {self._source.repository_ref}"
+        headers = {"Range": range_request(offset)} if offset else None
+        response = await self._api.send(
+            "GET", url, what=what, headers=headers, expect=(200, 206) if offset else (200,), stream=True, keep_body=True
+        )
+        try:
+            exchange = exchange_of(response)
+            if exchange is None:
+                raise ProtocolError(f"{what}: the response did not come over regtool's connections")
+            start = 0 if response.status_code == 200 else offset
+            if start:
+                _check_content_range(response, offset, size, what, url)
+            length = response.headers.get("Content-Length")
+            if length is not None and (not length.isdigit() or int(length) != size - start):
+                raise IntegrityError(
+                    f"{what}: Content-Length {length} but {size - start} bytes expected from {redact_url(url)}"
+                )
+            reader = ResponseReader(exchange)
+            if start < offset:
+                # The registry ignored the Range: the bytes the session holds already are read (and hashed).
+                await anyio.to_thread.run_sync(self._skip, reader, offset, limiter=self._threads)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise
+        self._response, self._reader, self._position = response, reader, offset
+        return reader
+
+    def _skip(self, reader: ResponseReader, offset: int) -> None:
+        view = memoryview(bytearray(min(_CHUNK, offset)))
+        position = 0
+        while position < offset:
+            n = reader.readinto(view[: min(len(view), offset - position)])
+            if not n:
+                raise IntegrityError(f"blob {self._desc.digest}: the source ended at byte {position} of {offset}")
+            self._check.feed(position, view[:n])
+            position += n
+
+    async def confirm(self) -> None:
+        # A blob relayed whole was verified before its last piece went; one resumed mid-blob is verified by the
+        # target's digest check on the closing PUT (module docstring).
+        await anyio.to_thread.run_sync(self._check.confirm)
+
+    async def aclose(self) -> None:
+        response, self._response, self._reader = self._response, None, None
+        if response is not None:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
 
 class _Uploads:
@@ -195,7 +313,13 @@ class _Uploads:
 
     async def blob(self, desc: Descriptor, opener: BlobOpener) -> None:
         """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
-        body = StreamBody(opener, desc.digest)
+        await self._upload(desc, StreamBody(opener, desc.digest))
+
+    async def relay(self, desc: Descriptor, api: RegistryAPI, source: Reference) -> None:
+        """The same for a blob of a v2 ``source``, relayed from its GET (``_RelayBody``)."""
+        await self._upload(desc, _RelayBody(api, source, desc, self.uploader.threads))
+
+    async def _upload(self, desc: Descriptor, body: UploadBody) -> None:
         self.tally.count(
             await self.uploader.upload(self.target, desc, body, mount_from=self.mount_from, explicit=self.explicit)
         )
@@ -257,10 +381,7 @@ async def _v2_to_v2(
         report_image(uploads.progress, image)
 
     async def one(descriptor: Descriptor) -> None:
-        def opener(offset: int) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
-            return _v2_blob_chunks(api, source, descriptor.digest, descriptor.size, offset)
-
-        await uploads.blob(descriptor, opener)
+        await uploads.relay(descriptor, api, source)
 
     # Largest first, so the long transfers start early and the tail is short.
     await run_bounded(sorted(plan.blobs(), key=lambda d: -d.size), one, jobs, size_of=lambda d: d.size)

@@ -29,13 +29,14 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from regtool.client.net.blobfetch import FetchCancelled, SourceTruncated
+from regtool.client.net.connections import BodySender
 from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress
@@ -59,12 +60,14 @@ __all__ = [
     "BlobUploader",
     "FileBody",
     "Part",
+    "SourceCheck",
     "StreamBody",
     "UploadBody",
     "UploadTally",
     "Uploaded",
     "check_stored_digest",
     "chunk_min_length",
+    "send_threaded",
     "upload_location",
     "with_digest",
 ]
@@ -142,64 +145,141 @@ class UploadBody(Protocol):
         ...
 
 
-class _SourceCheck:
-    """The digest of one local blob, taken from its bytes as they are sent, in file order.
+class SourceCheck:
+    """The digest of one blob, taken from its bytes as they are sent, in blob order.
 
     ``feed(offset, piece)`` sees each piece before it goes out. Bytes sent again (after a redirect, or a retry from
-    an earlier offset) are not hashed twice; bytes a resumed session already holds are read from the file first.
-    The piece that completes the blob raises IntegrityError instead of going out when the digest does not
-    match, so the registry never receives a whole wrong blob. Pieces arrive from worker threads, hence the lock.
+    an earlier offset) are not hashed twice. Bytes a resumed session already holds are read through ``backfill``
+    (a local file, opened anew); without one (a stream from another registry, which cannot be read again cheaply)
+    the check gives up on the whole from that hole on, and the registry's digest check on the closing ``PUT``
+    verifies it. The piece that completes the blob raises IntegrityError instead of going out when the digest does
+    not match, so the registry never receives a whole wrong blob. Pieces arrive from worker threads, hence the lock.
     """
 
-    def __init__(self, src: ImageSource, desc: Descriptor) -> None:
-        self._src = src
+    def __init__(self, desc: Descriptor, description: str, backfill: Callable[[], BinaryIO] | None = None) -> None:
         self._desc = desc
+        self._description = description
+        self._backfill = backfill
         self._verifier = DigestVerifier(desc.digest.algorithm)
+        self._holed = False
         self._lock = threading.Lock()
 
     def feed(self, offset: int, piece: bytes | memoryview) -> None:
         with self._lock:
+            if self._holed:
+                return
             end = offset + len(piece)
             position = self._verifier.size
             if end <= position:
                 return
             if offset > position:
-                self._read_to(offset)
+                if not self._read_to(offset):
+                    return
                 position = offset
             self._verifier.update(piece[position - offset :])
             if end >= self._desc.size:
                 self._verify()
 
     def confirm(self) -> None:
-        """Verify the whole blob (reading what this run did not send)."""
+        """Verify the whole blob (reading what this run did not send, where there is a file to read it from)."""
         with self._lock:
-            self._read_to(self._desc.size)
-            self._verify()
+            if self._read_to(self._desc.size):
+                self._verify()
 
-    def _read_to(self, offset: int) -> None:
+    def _read_to(self, offset: int) -> bool:
+        """Hash the bytes up to ``offset``; False when they cannot be read (the check is then given up)."""
         position = self._verifier.size
         if position >= offset:
-            return
-        with self._src.open_blob(self._desc.digest) as f:
+            return True
+        if self._backfill is None:
+            self._holed = True
+            return False
+        with self._backfill() as f:
             f.seek(position)
             remaining = offset - position
             while remaining:
                 data = f.read(min(READ_SIZE, remaining))
                 if not data:
                     raise IntegrityError(
-                        f"blob {self._desc.digest}: the source file ended {remaining} bytes early "
-                        f"({self._src.description})"
+                        f"blob {self._desc.digest}: the source file ended {remaining} bytes early ({self._description})"
                     )
                 self._verifier.update(data)
                 remaining -= len(data)
+        return True
 
     def _verify(self) -> None:
         actual = self._verifier.digest()
         if self._verifier.size != self._desc.size or actual != self._desc.digest:
             raise IntegrityError(
                 f"blob {self._desc.digest}: the source's bytes hash to {actual}, not to the digest the manifest "
-                f"names; refused before the registry stored it ({self._src.description})"
+                f"names; refused before the registry stored it ({self._description})"
             )
+
+
+async def send_threaded(
+    api: RegistryAPI,
+    part: Part,
+    advance: Callable[[int], None],
+    threads: anyio.CapacityLimiter,
+    sender_for: Callable[[Callable[[int], None], threading.Event], BodySender],
+) -> httpx.Response:
+    """Send ``part`` with a body written to the request's connection by its worker thread: ``sender_for(count,
+    cancel)`` builds the sender, which tells ``count`` of the bytes it sent and stops when ``cancel`` is set.
+
+    The thread counts and the event loop reports, ten times a second at most, so progress costs the transfer no
+    hand-offs. ``threads`` bounds the worker threads a job's bodies hold at once. What the sender raises comes out
+    as it is (SourceTruncated, BodyBroken, ...), except FetchCancelled, which is the caller's cancellation.
+    """
+    cancel = threading.Event()
+    counter = [0]
+    reported = 0
+    outcome: list[httpx.Response] = []
+
+    def count(n: int) -> None:
+        counter[0] += n
+
+    sender = sender_for(count, cancel)
+
+    async def ticker() -> None:
+        nonlocal reported
+        try:
+            while True:
+                await anyio.sleep(0.1)
+                if counter[0] != reported:
+                    advance(counter[0] - reported)
+                    reported = counter[0]
+        finally:
+            cancel.set()
+
+    async def exchange(scope: anyio.CancelScope) -> None:
+        try:
+            async with threads:
+                outcome.append(
+                    await api.send(
+                        part.method,
+                        part.url,
+                        what=part.what,
+                        headers={**part.headers, "Content-Length": str(part.length)},
+                        expect=part.expect,
+                        retry=False,
+                        body_sender=sender,
+                    )
+                )
+        finally:
+            scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            tg.start_soon(exchange, tg.cancel_scope)
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if isinstance(error, FetchCancelled):
+            raise anyio.get_cancelled_exc_class()() from None
+        raise error from None
+    if counter[0] != reported:
+        advance(counter[0] - reported)
+    return outcome[0]
 
 
 class FileBody:
@@ -211,7 +291,7 @@ class FileBody:
         self._src = src
         self._desc = desc
         self._threads = threads
-        self._check = _SourceCheck(src, desc)
+        self._check = SourceCheck(desc, src.description, backfill=lambda: src.open_blob(desc.digest))
 
     async def send(self, api: RegistryAPI, part: Part, advance: Callable[[int], None]) -> httpx.Response:
         if part.method == "PUT" and part.length == 0:
@@ -220,66 +300,21 @@ class FileBody:
         fetcher = api.fetcher
         assert fetcher is not None, "a RegistryAPI that moves blobs has a BlobFetcher"
         digest = self._desc.digest
-        cancel = threading.Event()
-        counter = [0]
-        reported = 0
-        outcome: list[httpx.Response] = []
 
-        def count(n: int) -> None:
-            counter[0] += n
-
-        sender = fetcher.body_sender(
-            lambda: self._src.open_blob(digest),
-            part.offset,
-            part.length,
-            on_bytes=count,
-            cancel=cancel,
-            inspect=self._check.feed,
-        )
-
-        async def ticker() -> None:
-            # The thread counts; the event loop reports, ten times a second at most.
-            nonlocal reported
-            try:
-                while True:
-                    await anyio.sleep(0.1)
-                    if counter[0] != reported:
-                        advance(counter[0] - reported)
-                        reported = counter[0]
-            finally:
-                cancel.set()
-
-        async def exchange(scope: anyio.CancelScope) -> None:
-            try:
-                async with self._threads:
-                    outcome.append(
-                        await api.send(
-                            part.method,
-                            part.url,
-                            what=part.what,
-                            headers={**part.headers, "Content-Length": str(part.length)},
-                            expect=part.expect,
-                            retry=False,
-                            body_sender=sender,
-                        )
-                    )
-            finally:
-                scope.cancel()
+        def sender_for(count: Callable[[int], None], cancel: threading.Event) -> BodySender:
+            return fetcher.body_sender(
+                lambda: self._src.open_blob(digest),
+                part.offset,
+                part.length,
+                on_bytes=count,
+                cancel=cancel,
+                inspect=self._check.feed,
+            )
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ticker)
-                tg.start_soon(exchange, tg.cancel_scope)
-        except BaseExceptionGroup as group:
-            error = first_error(group)
-            if isinstance(error, SourceTruncated):
-                raise IntegrityError(f"blob {digest}: {error} ({self._src.description})") from None
-            if isinstance(error, FetchCancelled):
-                raise anyio.get_cancelled_exc_class()() from None
-            raise error from None
-        if counter[0] != reported:
-            advance(counter[0] - reported)
-        return outcome[0]
+            return await send_threaded(api, part, advance, self._threads, sender_for)
+        except SourceTruncated as error:
+            raise IntegrityError(f"blob {digest}: {error} ({self._src.description})") from None
 
     async def confirm(self) -> None:
         await anyio.to_thread.run_sync(self._check.confirm)
