@@ -38,6 +38,7 @@ _NOUNS: dict[RemovalKind, tuple[str, str]] = {
     "v1-image": ("v1 image", "v1 images"),
     "blob": ("blob", "blobs"),
     "upload": ("upload session", "upload sessions"),
+    "v1-upload": ("v1 layer upload", "v1 layer uploads"),
 }
 
 
@@ -146,7 +147,7 @@ def gc(
 def _line(verb: str, removal: Removal) -> str:
     noun = _NOUNS[removal.kind][0]
     where = f" from {removal.repository}" if removal.repository and removal.kind != "repository" else ""
-    size = f" ({format_bytes(removal.size)})" if removal.kind in ("blob", "upload") else ""
+    size = f" ({format_bytes(removal.size)})" if removal.kind in ("blob", "upload", "v1-upload") else ""
     return f"{verb} {noun} {removal.what}{where}{size}"
 
 

@@ -5,7 +5,8 @@ The sweep runs in phases, each against a fresh mark of the store as it is then:
 1. unreachable manifest revisions (and their referrers entries);
 2. repository links nothing live names, referrers entries whose manifest is gone, v1 images no v1 tag reaches
    (``v1.py``), repositories left empty;
-3. blob data, last, and upload sessions idle for longer than the grace period.
+3. blob data, last, and upload sessions (v2, and v1 layer uploads: ``v1uploads.py``) idle for longer than the
+   grace period.
 
 References go before the data they name, so at every instant each live manifest still has its blobs and links:
 a run killed anywhere leaves a store that serves every live image, whose leftovers (a blob whose last link went,
@@ -54,6 +55,7 @@ from regtool.server.gc.inventory import (
 from regtool.server.gc.mark import LiveSet, ManifestReader, mark, mark_repository
 from regtool.server.gc.report import GcReport, Removal
 from regtool.server.gc.v1 import V1Mark, mark_v1, sweep_v1_images
+from regtool.server.gc.v1uploads import sweep_v1_uploads
 from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
 from regtool.server.storage import paths
@@ -283,6 +285,9 @@ class _Run:
                     continue  # written to while it was being removed: in use again after all
             self.removed(Removal("upload", upload_id, size=size))
 
+    def sweep_v1_uploads(self) -> None:
+        sweep_v1_uploads(self.driver, cutoff=self.cutoff, dry_run=self.options.dry_run, removed=self.removed)
+
 
 def _would_be_empty(repository: RepositoryInventory, removals: list[Removal]) -> bool:
     gone = {(r.kind, r.what) for r in removals if r.repository == repository.name}
@@ -331,6 +336,7 @@ def collect_garbage(
     phase("blobs")
     run.sweep_blobs(live)
     run.sweep_uploads()
+    run.sweep_v1_uploads()
     if run.report.removed:
         logger.info(
             "garbage collection%s: %d item(s), %d bytes freed",

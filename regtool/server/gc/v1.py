@@ -2,10 +2,14 @@
 
 The v1 image store (``storage/v1images.py``) keeps each image in ``v1/images/<id>/``, its layer in the shared blob
 store. Live are the images in the ancestry of an image a v1 tag names, and in the ancestry of an image written
-within the grace period (a v1 push writes its images first and tags the top one last). A live image keeps its
-layer blob and the decompressed layer the v2 API shows for it (``_v2layer``). The directory of any other image
-goes in the collector's second phase, with the repository links; its blobs go in the third with the other
-unreachable blobs, unless v2 still uses them (the manifest made for a v1 tag stays while v2's rules keep it).
+within the grace period (a v1 push writes its images first and tags the top one last) or whose layer upload was
+active within it (``v1uploads.py``). An image a push left incomplete (its JSON without a layer, or without the
+checksum PUT that ends it) is an image like any other here: kept while a tag reaches it or it is recent.
+
+A live image keeps its layer blob and the decompressed layer the v2 API shows for it (``_v2layer``). The
+directory of any other image goes in the collector's second phase, with the repository links; its blobs go in
+the third with the other unreachable blobs, unless v2 still uses them (the manifest made for a v1 tag stays while
+v2's rules keep it).
 v1 repositories stay: what is left of one after its tags were deleted is the metadata search lists.
 
 A v1 push may re-use an image the mark found unreachable: a new image naming it as its parent, or a tag naming
@@ -26,6 +30,7 @@ from regtool.manifest import Descriptor, ManifestError
 from regtool.protocol.v1 import IMAGE_ID_RE
 from regtool.server.gc.inventory import children
 from regtool.server.gc.report import Removal
+from regtool.server.gc.v1uploads import active_upload_images
 from regtool.server.storage import paths
 from regtool.server.storage.driver import PathNotFound, StorageDriver
 from regtool.server.storage.v1images import V1Error, image_file, write_token
@@ -56,6 +61,7 @@ def mark_v1(driver: StorageDriver, cutoff: float) -> V1Mark:
     images = frozenset(i for i in children(driver, _IMAGES) if IMAGE_ID_RE.match(i))
     roots = set(_tagged_images(driver, _REPOSITORIES))
     roots.update(i for i in images if (newest := last_written(driver, i)) is not None and newest > cutoff)
+    roots.update(active_upload_images(driver, cutoff))
     live: set[str] = set()
     for root in roots:
         live.update(_ancestry(driver, root))

@@ -7,13 +7,15 @@
     v1/images/<id>/layer              a link: "sha256:<hex>" of the layer bytes in the shared blobs/ store
     v1/images/<id>/_checksum          ["sha256:<payload>"]: sha256(json + "\\n" + layer), computed on upload
     v1/images/<id>/_inprogress        present from the json PUT until the checksum PUT verified the payload
+    v1/images/<id>/_layer_upload      the id of the last layer upload begun for the image
     v1/images/<id>/_v2layer           the layer as the v2 API shows it, and its diff_id (v1mirror.py)
     v1/images/<id>/_v2manifest        the digest of the v2 manifest made for the image (v1mirror.py)
     v1/repositories/<ns>/<repo>/tag_<tag>       the image id a tag names
     v1/repositories/<ns>/<repo>/_json_<tag>     {last_update, docker_version, ..., arch, os, kernel}
     v1/repositories/<ns>/<repo>/json            the same, for the repository
     v1/repositories/<ns>/<repo>/_index_images   [{"id": .., "checksum"?: ..}] as PUT by clients
-    v1/_uploads/<uuid>                          a layer being received (moved into blobs/ once hashed)
+    v1/_uploads/<uuid>/data                     a layer being received (moved into blobs/ once hashed)
+    v1/_uploads/<uuid>/image                    the image id that layer is for, written before its first byte
     v1/_written                                 a fresh token after each image JSON or tag written
 
 Layer bytes live in the content-addressed blob store that the v2 API uses too, so the same gzip layer pushed
@@ -41,6 +43,9 @@ from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDrive
 from regtool.server.storage.registry import BlobStore
 
 __all__ = [
+    "UPLOAD_DATA",
+    "UPLOAD_IMAGE",
+    "V1_UPLOADS",
     "V1Error",
     "V1ImageInfo",
     "V1ImageStore",
@@ -53,7 +58,9 @@ __all__ = [
 
 _IMAGES = f"{paths.V1}/images"
 _REPOSITORIES = f"{paths.V1}/repositories"
-_UPLOADS = f"{paths.V1}/_uploads"
+V1_UPLOADS = f"{paths.V1}/_uploads"
+UPLOAD_DATA = "data"
+UPLOAD_IMAGE = "image"
 _WRITTEN = f"{paths.V1}/_written"
 _MAX_NAME = 255
 # An escaped component must fit a file name (NAME_MAX), and the directory must leave room under
@@ -121,6 +128,10 @@ def _image_dir(image_id: str) -> str:
 def image_file(image_id: str, name: str) -> str:
     """The driver path of file ``name`` in image ``image_id``'s directory (for data kept beside the image)."""
     return f"{_image_dir(image_id)}/{name}"
+
+
+def _upload_dir(upload: str) -> str:
+    return upload.rsplit("/", 1)[0]
 
 
 def write_token(driver: StorageDriver) -> bytes | None:
@@ -280,7 +291,15 @@ class V1ImageStore:
             raise V1Error(404, "Image not found")
         if not self.in_progress(image_id):
             raise V1Error(409, "Image already exists")
-        upload = f"{_UPLOADS}/{uuid.uuid4()}"
+        upload_id = str(uuid.uuid4())
+        directory = f"{V1_UPLOADS}/{upload_id}"
+        # Both before the first byte. The upload names its image, so the garbage collector keeps an image whose
+        # layer is still arriving and finds an upload a crash left (on object storage its bytes may be only the
+        # parts of a multipart upload, which no listing shows). The image's directory names the upload, so its
+        # newest file says a push came back to it, however long ago its JSON was written.
+        self.driver.put_content(f"{directory}/{UPLOAD_IMAGE}", image_id.encode())
+        self.driver.put_content(f"{_image_dir(image_id)}/_layer_upload", upload_id.encode())
+        upload = f"{directory}/{UPLOAD_DATA}"
         return upload, self.driver.writer(upload), raw
 
     def finish_layer(self, image_id: str, upload: str, writer: FileWriter, blob: DigestVerifier, payload: str) -> None:
@@ -294,16 +313,15 @@ class V1ImageStore:
             # again in the store itself, so a collector that removed it in between is answered by this copy.
             self.blobs.mark_used(digest)
             stored = self.blobs.stored_size(digest) is not None
-        if stored:
-            self._delete(upload)
-        else:
+        if not stored:
             self.blobs.ingest(upload, digest)
+        self._delete(_upload_dir(upload))
         self.driver.put_content(f"{directory}/layer", str(digest).encode())
         self.driver.put_content(f"{directory}/_checksum", json.dumps([payload]).encode())
 
     def abort_layer(self, upload: str, writer: FileWriter) -> None:
         writer.close()
-        self._delete(upload)
+        self._delete(_upload_dir(upload))
 
     def put_checksum(self, image_id: str, payload: str | None) -> None:
         """``PUT /v1/images/<id>/checksum``: verify the client's payload checksum and end the upload."""
