@@ -22,21 +22,29 @@ credentials.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
 
 if TYPE_CHECKING:
     from regtool.client.client import Client
+    from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
 
 __all__ = ["Client", "InspectResult", "ProbeResult", "PullResult", "PushResult"]
 
+# Client (and httpx under it) is imported on first use, so that the light modules of this package (tls,
+# progress) can be imported without it: the CLI starts building its TLS context before that import. The results
+# too: a command creates only the result classes it returns (results/).
+_MODULE_OF = {
+    "Client": "regtool.client.client",
+    "InspectResult": "regtool.client.results",
+    "ProbeResult": "regtool.client.results",
+    "PullResult": "regtool.client.results",
+    "PushResult": "regtool.client.results",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # Client (and httpx under it) is imported on first use, so that the light modules of this package (tls,
-    # progress, results) can be imported without it: the CLI starts building its TLS context before that import.
-    if name == "Client":
-        from regtool.client.client import Client
-
-        return Client
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -23,9 +23,8 @@ from regtool.client.net.retry import RetryPolicy
 from regtool.client.net.tls import TLSContexts, TLSSettings
 from regtool.client.net.transport import build_http_client
 from regtool.client.progress import NullProgress, Progress, add_http_events
-from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
 from regtool.client.v2.api import RegistryAPI
-from regtool.client.v2.rangefetch import SplitPolicy
+from regtool.client.v2.splitpolicy import SplitPolicy
 from regtool.errors import RegistryError, TransportError, UnsupportedProtocolError, UsageError
 
 if TYPE_CHECKING:
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
     from regtool.client.endpoints import EndpointChain
     from regtool.client.mirrors import Endpoint, RegistriesConf
+    from regtool.client.results import InspectResult, ProbeResult, PullResult, PushResult
     from regtool.client.v1.api import V1Api
     from regtool.client.v2.copy import CopyResult
     from regtool.digest import Digest

@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from regtool import mediatypes as mt
-from regtool.client.results import InspectResult, LayerInfo
 from regtool.digest import Digest
 from regtool.errors import ProtocolError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, ManifestError
 from regtool.reference import Reference
 
 if TYPE_CHECKING:  # a v1 session is opened (and its module imported) only when v1 is used
+    from regtool.client.results import InspectResult
     from regtool.client.v1.api import V1Api, V1ImageMeta
 
 __all__ = ["V1_LAYER_MEDIA_TYPE", "v1_catalog", "v1_delete", "v1_image_json", "v1_inspect", "v1_tags"]
@@ -72,6 +72,9 @@ async def v1_image_json(api: V1Api, ref: Reference) -> bytes:
 
 async def v1_inspect(api: V1Api, ref: Reference) -> InspectResult:
     """Describe the image ``ref``'s tag names from the image JSONs of its chain (no layer is downloaded)."""
+    # Here: ``tags`` and ``catalog`` import this module for their v1 side, and need no inspect result.
+    from regtool.client.results import InspectResult, LayerInfo
+
     top, chain, metas = await _top(api, ref)
     for image_id in chain:
         if image_id not in metas:

@@ -44,8 +44,6 @@ from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.client.v2.resolve import ImagePlan, plan_images
 from regtool.errors import RegtoolError, TransportError, UsageError
 from regtool.image.blobstore import STAGING_DIR, BlobStore
-from regtool.image.docker_archive import write_docker_archive
-from regtool.image.layer_unpack import UnpackingStore
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Platform
 from regtool.protocol import v2
@@ -117,6 +115,11 @@ class V2Puller:
         else:
             if plan.entry.kind != "image":
                 raise UsageError(f"{ref}: a docker-archive holds one image, got {plan.entry.kind}")
+            # Here: the archive writer and the unpacking store bring tarfile, gzip and ISA-L, which a pull into
+            # a layout never uses.
+            from regtool.image.docker_archive import write_docker_archive
+            from regtool.image.layer_unpack import UnpackingStore
+
             work = dest.parent / f".{dest.name}.regtool-pull"
             with _writable(dest):
                 work.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -42,11 +41,11 @@ from regtool.client.net.transport import redact_url
 from regtool.client.progress import Progress
 from regtool.client.tasks import first_error
 from regtool.client.v2.api import RegistryAPI
-from regtool.errors import IntegrityError, ProtocolError, TransportError, UsageError
+from regtool.client.v2.splitpolicy import DEFAULT_PARTS, DEFAULT_THRESHOLD, SplitPolicy
+from regtool.errors import IntegrityError, ProtocolError, TransportError
 from regtool.image.blobstore import BlobWriter
 from regtool.manifest import Descriptor
 from regtool.protocol.ranges import parse_content_range, range_request
-from regtool.reference import is_loopback_host
 
 __all__ = [
     "DEFAULT_PARTS",
@@ -58,34 +57,8 @@ __all__ = [
     "plan_segments",
 ]
 
-DEFAULT_THRESHOLD = 512 << 20
-DEFAULT_PARTS = 4
 _COPY_CHUNK = 1 << 20
 _TICK = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class SplitPolicy:
-    """Blobs with at least ``threshold`` bytes still to fetch are fetched over ``parts`` connections.
-
-    ``remote_only`` (the default) leaves registries on this machine to one stream: nothing there limits a
-    connection, and splitting only adds work (BENCHMARKS.md).
-    """
-
-    threshold: int = DEFAULT_THRESHOLD
-    parts: int = DEFAULT_PARTS
-    remote_only: bool = True
-
-    def __post_init__(self) -> None:
-        if self.parts < 2:
-            raise UsageError(f"a split download needs at least 2 connections, got {self.parts}")
-        if self.threshold < 1:
-            raise UsageError(f"the split threshold must be positive, got {self.threshold}")
-
-    def applies(self, remaining: int, url: str) -> bool:
-        if self.remote_only and is_loopback_host(urlsplit(url).netloc):
-            return False
-        return remaining >= self.threshold and remaining >= self.parts
 
 
 @dataclass(frozen=True, slots=True)
