@@ -94,11 +94,17 @@ from regtool.cli import main
 main()
 """
 
-# What no one-shot command needs: the other commands, v1's walk and the local image formats, the server.
+# What no one-shot command needs: the other commands, v1's walk and the local image formats, the server, blob
+# downloads, and the results of the other operations.
 _NOT_FOR_ONE_SHOTS = [
     *(f"regtool.cli.{module}" for module in ("catalog", "copy", "demo", "pull", "push", "serve", "serve_gc", "sync")),
     "regtool.client.v1.api",
     "regtool.client.v1.pull",
+    "regtool.client.v2.rangefetch",
+    "regtool.client.v2.blobdownload",
+    "regtool.client.results.probe",
+    "regtool.client.results.transfer",
+    "regtool.image.blobstore",
     "regtool.image.docker_archive",
     "regtool.image.compression",
     "regtool.server",
@@ -132,6 +138,28 @@ def test_a_one_shot_on_a_plain_http_loopback_registry_loads_no_ca_store_and_no_v
     assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/one/shot:1").returncode == 0
     target = f"{serve.host}/one/shot:1" if command == "inspect" else f"{serve.host}/one/shot"
     assert _run_and_report(command, target, watch=_NOT_FOR_ONE_SHOTS) == "imported [] CA loads []"
+
+
+def test_a_pull_into_a_layout_loads_no_archive_writer_and_no_other_results(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    layout = tmp_path / "layout"
+    write_random_image(layout, "1", count=1, size=1024)
+    assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/one/pull:1").returncode == 0
+    watch = [
+        "regtool.image.docker_archive",
+        "regtool.image.layer_unpack",
+        "regtool.image.compression",
+        "tarfile",
+        "isal",
+        "regtool.client.results.image",
+        "regtool.client.results.probe",
+        "regtool.client.results.transfer",
+    ]
+    report = _run_and_report("pull", "-q", f"{serve.host}/one/pull:1", str(tmp_path / "out"), watch=watch)
+    assert report == "imported ['regtool.client.results.transfer'] CA loads []"
+    assert (tmp_path / "out" / "index.json").is_file()
 
 
 def test_light_modules_do_not_import_httpx_or_rich() -> None:
