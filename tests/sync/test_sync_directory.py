@@ -62,7 +62,7 @@ def test_immutable_tags_skip_what_the_destination_has_without_asking_the_source(
         assert digest_at(b.url, "team/app", "1") == moved
 
 
-def test_a_directory_source_lists_its_layouts_and_two_directories_are_refused(tmp_path: Path) -> None:
+def test_a_directory_source_lists_its_layouts_and_a_directory_inside_itself_is_refused(tmp_path: Path) -> None:
     write_image(tmp_path / "carried/team/app", "1.0", [{"a.txt": b"a"}])
     write_image(tmp_path / "carried/lib/base", "2.0", [{"b.txt": b"b"}])
     with run_serve(tmp_path / "b", enable_v1=False) as b:
@@ -70,9 +70,10 @@ def test_a_directory_source_lists_its_layouts_and_two_directories_are_refused(tm
         assert proc.returncode == 0, proc.stderr
         assert tags_at(b.url, "m/team/app") == ["1.0"]
         assert tags_at(b.url, "m/lib/base") == []
-    refused = in_process("sync", str(tmp_path / "carried"), str(tmp_path / "elsewhere"))
-    assert_user_error(refused, 2, "both ends are directories")
-    assert not (tmp_path / "elsewhere").exists()
+    for inside in (tmp_path / "carried", tmp_path / "carried/copy", tmp_path):
+        refused = in_process("sync", str(tmp_path / "carried"), str(inside))
+        assert_user_error(refused, 2, "one directory is inside the other")
+    assert not (tmp_path / "carried/copy").exists()
     missing = in_process("sync", str(tmp_path / "absent"), "127.0.0.1:1/x")
     assert_user_error(missing, 2, "no such directory")
 

@@ -12,7 +12,8 @@ scope, one per-registry cap on blob connections, ``Client.per_registry``):
    and trimmed first, and the trimmed digest is what the destination must have.
 3. **Copy** what differs through the client library's own paths: registry -> registry ``copy_image`` (blobs
    streamed and verified, present blobs skipped, blobs another destination repository of this run holds
-   mounted), registry -> directory ``V2Puller`` into ``<dir>/<repository>``, directory -> registry ``V2Pusher``.
+   mounted), registry -> directory ``V2Puller`` into ``<dir>/<repository>``, directory -> registry ``V2Pusher``,
+   directory -> directory ``layout_copy`` (blob by blob through the target's verified, resumable writers).
    Manifests keep their bytes, so digests are kept (a trimmed index aside). Then what refers to the copied
    manifest follows (:meth:`SyncEngine._copy_referrers`, the one place referrers plug in); so does what refers
    to a skipped one when the source's tag list has a tag-schema or cosign tag for it (no request to find out).
@@ -252,9 +253,7 @@ class SyncEngine:
         started = time.monotonic()
         for spec in sources:
             if isinstance(spec.endpoint, DirectoryEndpoint) and isinstance(self.target, DirectoryEndpoint):
-                raise UsageError(
-                    f"{spec.endpoint} -> {self.target}: both ends are directories; copy the directory instead"
-                )
+                _refuse_overlap(spec.endpoint, self.target)
             if spec.credentials is not None and isinstance(spec.endpoint, RegistryEndpoint):
                 # A source's own credentials (a skopeo sync file's), before any given or found for its registry.
                 self.client.auth.use_for(spec.endpoint.registry, spec.credentials)
@@ -623,7 +622,8 @@ class SyncEngine:
             if trimmed is not None:
                 await self.api.put_manifest(dst, trimmed)
         else:
-            raise UsageError(f"{source} -> {target}: both ends are directories; copy the directory instead")
+            assert isinstance(source, DirectoryEndpoint) and isinstance(target, DirectoryEndpoint)
+            await self._directory_to_directory(source, target, job, digest, trimmed, moved)
         return moved
 
     async def _registry_to_registry(self, source: Reference, target: Reference, moved: _Moved) -> None:
@@ -666,6 +666,33 @@ class SyncEngine:
         moved.mounted += result.blobs_mounted
         moved.skipped += result.blobs_skipped
 
+    async def _directory_to_directory(
+        self,
+        source: DirectoryEndpoint,
+        target: DirectoryEndpoint,
+        job: ImageJob,
+        digest: Digest,
+        trimmed: Manifest | None,
+        moved: _Moved,
+    ) -> None:
+        """One tag between layouts: the image's tree (a trimmed index: the children it keeps, read from the source,
+        and the trimmed index itself) copied blob by blob, verified, and tagged last."""
+        from regtool.client.sync.layout_copy import copy_layout_image
+
+        src, dst = await _gather(
+            [
+                anyio.to_thread.run_sync(source.open_layout, job.source_repository),
+                anyio.to_thread.run_sync(target.open_layout, job.target_repository),
+            ]
+        )
+        root = trimmed if trimmed is not None else await anyio.to_thread.run_sync(src.manifest, digest)
+        copied = await copy_layout_image(
+            src, dst, root, ref_name=job.tag, progress=self.progress, jobs=self.client.jobs
+        )
+        moved.bytes += copied.bytes
+        moved.copied += copied.copied
+        moved.skipped += copied.skipped
+
     async def _copy_referrers(self, job: ImageJob, source_digest: Digest, repo: _Repository | None) -> int:
         """Carry what refers to the copied manifest (signatures, SBOMs, attestations, recursively) to the target;
         how many referrers the target lacked. The one place referrers plug into a sync: between registries
@@ -677,11 +704,21 @@ class SyncEngine:
         artifact_types = self.options.artifact_types or None
         source_tags = self._listed_source_tags(job, repo)
         if isinstance(source, DirectoryEndpoint):
-            if not isinstance(target, RegistryEndpoint):
-                return 0
+            layout = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
+            if isinstance(target, DirectoryEndpoint):
+                from regtool.client.sync.layout_copy import copy_layout_referrers
+
+                into = await anyio.to_thread.run_sync(target.open_layout, job.target_repository)
+                return await copy_layout_referrers(
+                    layout,
+                    into,
+                    source_digest,
+                    artifact_types=artifact_types,
+                    progress=self.progress,
+                    jobs=self.client.jobs,
+                )
             from regtool.client.sync.layout_referrers import push_referrers
 
-            layout = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
             return await push_referrers(
                 self.api,
                 layout,
@@ -797,6 +834,14 @@ def _has_tagged_referrers(repo: _Repository | None, subject: Digest) -> bool:
     if repo.referrer_subjects is None:
         repo.referrer_subjects = frozenset(tag.partition(".")[0] for tag in repo.source_tags if is_referrer_tag(tag))
     return schema_tag(subject) in repo.referrer_subjects
+
+
+def _refuse_overlap(source: DirectoryEndpoint, target: DirectoryEndpoint) -> None:
+    """A directory synced into itself, or into a directory inside the other, would find its own copies as
+    repositories on the next run: refused."""
+    here, there = source.root.resolve(), target.root.resolve()
+    if here == there or here in there.parents or there in here.parents:
+        raise UsageError(f"{source} -> {target}: one directory is inside the other; give two separate directories")
 
 
 def _source_name(spec: SourceSpec) -> str:
