@@ -27,11 +27,14 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
+
+import anyio
 
 from regtool.client.net.connections import BodySender, ConnectionPool, Exchange
+from regtool.client.tasks import first_error
 
 __all__ = [
     "BUFFER_SIZE",
@@ -41,11 +44,16 @@ __all__ = [
     "ResponseHead",
     "ResponseReader",
     "SourceTruncated",
+    "run_reported",
 ]
+
+T = TypeVar("T")
 
 BUFFER_SIZE = 1 << 20
 # Cancellation (Ctrl-C) is seen between slices; 1 MiB keeps that prompt on a slow link too.
 _SENDFILE_SLICE = 1 << 20
+# How often the event loop reports the bytes a transfer's thread counted.
+_TICK = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,3 +277,50 @@ def _has_fileno(stream: BinaryIO) -> bool:
     except (OSError, AttributeError, ValueError):
         return False
     return True
+
+
+async def run_reported(
+    work: Callable[[], Awaitable[T]],
+    moved: Callable[[], int],
+    advance: Callable[[int], None],
+    cancel: threading.Event,
+) -> T:
+    """Await ``work`` (a transfer whose bytes a worker thread moves and counts in ``moved()``) while the event
+    loop reports them: ``advance`` is told what ``moved()`` grew by, ten times a second at most and once at the
+    end, so progress costs the transfer no hand-off per piece. ``cancel`` is set as soon as the work ends or is
+    cancelled, for the thread's loop to see. The work's error comes out alone, not in a group; FetchCancelled as
+    the event loop's own cancellation."""
+    reported = moved()
+    outcome: list[T] = []
+
+    async def ticker() -> None:
+        nonlocal reported
+        try:
+            while True:
+                await anyio.sleep(_TICK)
+                now = moved()
+                if now != reported:
+                    advance(now - reported)
+                    reported = now
+        finally:
+            cancel.set()
+
+    async def run(scope: anyio.CancelScope) -> None:
+        try:
+            outcome.append(await work())
+        finally:
+            scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            tg.start_soon(run, tg.cancel_scope)
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if isinstance(error, FetchCancelled):
+            raise anyio.get_cancelled_exc_class()() from None
+        raise error from None
+    now = moved()
+    if now != reported:
+        advance(now - reported)
+    return outcome[0]

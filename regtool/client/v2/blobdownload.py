@@ -24,12 +24,12 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, ResponseHead
+from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, ResponseHead, run_reported
 from regtool.client.net.connections import exchange_of
 from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress
-from regtool.client.tasks import LARGE_WEIGHT, first_error
+from regtool.client.tasks import LARGE_WEIGHT
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
 from regtool.errors import IntegrityError, ProtocolError, TransportError
@@ -40,7 +40,6 @@ from regtool.protocol.ranges import parse_content_range, range_request
 __all__ = ["BlobDownloader"]
 
 WRITEBACK_EVERY = 8 << 20
-_TICK = 0.1
 
 
 @dataclass
@@ -232,44 +231,21 @@ class BlobDownloader:
             finally:
                 sink.close()
 
-        reported = box.count
-        received = 0
-
-        async def ticker() -> None:
-            nonlocal reported
+        async def fetch() -> int:
             try:
-                while True:
-                    await anyio.sleep(_TICK)
-                    now = box.count
-                    if now != reported:
-                        self.progress.advance(key, now - reported)
-                        reported = now
-            finally:
-                cancel.set()
-
-        async def fetch(scope: anyio.CancelScope) -> None:
-            nonlocal received
-            try:
-                received = await anyio.to_thread.run_sync(run, limiter=self._threads)
+                return await anyio.to_thread.run_sync(run, limiter=self._threads)
             except BodyBroken as exc:
                 raise _Broken(box.count - start_count, exc.reason) from None
-            finally:
-                scope.cancel()
+
+        def advance(n: int) -> None:
+            self.progress.advance(key, n)
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ticker)
-                tg.start_soon(fetch, tg.cancel_scope)
-        except BaseExceptionGroup as group:
-            error = first_error(group)
-            if isinstance(error, FetchCancelled):
-                raise anyio.get_cancelled_exc_class()() from None
-            if isinstance(error, IntegrityError) and "(from " not in str(error):
-                raise IntegrityError(f"{error} (from {redact_url(url)})") from None
-            raise error from None
-        if box.count != reported:
-            self.progress.advance(key, box.count - reported)
-        return received
+            return await run_reported(fetch, lambda: box.count, advance, cancel)
+        except IntegrityError as error:
+            if "(from " in str(error):
+                raise
+            raise IntegrityError(f"{error} (from {redact_url(url)})") from None
 
 
 class _Sink:

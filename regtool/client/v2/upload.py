@@ -35,13 +35,13 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.net.blobfetch import FetchCancelled, SourceTruncated
+from regtool.client.net.blobfetch import SourceTruncated, run_reported
 from regtool.client.net.connections import BodySender
 from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.resume import UploadClaim, UploadStateStore
-from regtool.client.tasks import LARGE_WEIGHT, first_error
+from regtool.client.tasks import LARGE_WEIGHT
 from regtool.client.v2.api import RegistryAPI
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import AuthError, IntegrityError, NotFoundError, ProtocolError, RegistryError, TransportError
@@ -224,62 +224,30 @@ async def send_threaded(
     sender_for: Callable[[Callable[[int], None], threading.Event], BodySender],
 ) -> httpx.Response:
     """Send ``part`` with a body written to the request's connection by its worker thread: ``sender_for(count,
-    cancel)`` builds the sender, which tells ``count`` of the bytes it sent and stops when ``cancel`` is set.
-
-    The thread counts and the event loop reports, ten times a second at most, so progress costs the transfer no
-    hand-offs. ``threads`` bounds the worker threads a job's bodies hold at once. What the sender raises comes out
-    as it is (SourceTruncated, BodyBroken, ...), except FetchCancelled, which is the caller's cancellation.
-    """
+    cancel)`` builds the sender, which tells ``count`` of the bytes it sent and stops when ``cancel`` is set
+    (``blobfetch.run_reported`` reports them). ``threads`` bounds the worker threads a job's bodies hold at once.
+    What the sender raises comes out as it is (SourceTruncated, BodyBroken, ...)."""
     cancel = threading.Event()
     counter = [0]
-    reported = 0
-    outcome: list[httpx.Response] = []
 
     def count(n: int) -> None:
         counter[0] += n
 
     sender = sender_for(count, cancel)
 
-    async def ticker() -> None:
-        nonlocal reported
-        try:
-            while True:
-                await anyio.sleep(0.1)
-                if counter[0] != reported:
-                    advance(counter[0] - reported)
-                    reported = counter[0]
-        finally:
-            cancel.set()
+    async def exchange() -> httpx.Response:
+        async with threads:
+            return await api.send(
+                part.method,
+                part.url,
+                what=part.what,
+                headers={**part.headers, "Content-Length": str(part.length)},
+                expect=part.expect,
+                retry=False,
+                body_sender=sender,
+            )
 
-    async def exchange(scope: anyio.CancelScope) -> None:
-        try:
-            async with threads:
-                outcome.append(
-                    await api.send(
-                        part.method,
-                        part.url,
-                        what=part.what,
-                        headers={**part.headers, "Content-Length": str(part.length)},
-                        expect=part.expect,
-                        retry=False,
-                        body_sender=sender,
-                    )
-                )
-        finally:
-            scope.cancel()
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
-            tg.start_soon(exchange, tg.cancel_scope)
-    except BaseExceptionGroup as group:
-        error = first_error(group)
-        if isinstance(error, FetchCancelled):
-            raise anyio.get_cancelled_exc_class()() from None
-        raise error from None
-    if counter[0] != reported:
-        advance(counter[0] - reported)
-    return outcome[0]
+    return await run_reported(exchange, lambda: counter[0], advance, cancel)
 
 
 class FileBody:
