@@ -589,7 +589,7 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--config --host --port --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --no-storage-redirect --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix --proxy-remote --proxy-username --proxy-password-file --proxy-ttl --proxy-max-size --redis --no-metrics --debug-addr --gc-interval --gc-delay -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --host --port --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --no-storage-redirect --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix --proxy-remote --proxy-username --proxy-password-file --proxy-ttl --proxy-max-size --redis --no-metrics --debug-addr --gc-interval --gc-delay --gc-delete-untagged -h --help" -- "$cur"))
                 return
             fi
             pos=0; skip=0

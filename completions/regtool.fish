@@ -192,6 +192,7 @@ complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_s
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l debug-addr -x -d 'Serve /metrics (to anyone) and /debug/health here too, and /metrics no more on the main port.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l gc-interval -x -d 'Collect garbage (as `serve gc` does) every DURATION (e.g. 1h) while serving.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l gc-delay -x -d 'Grace period of --gc-interval: keep what is younger than this.'
+complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -l gc-delete-untagged -d '--gc-interval removes untagged manifests too, as `serve gc --delete-untagged` (kept by default).'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -s h -l help -d 'Show this message and exit.'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and not __fish_seen_subcommand_from gc' -a 'gc'
 complete -c regtool -n '__fish_seen_subcommand_from serve; and __fish_seen_subcommand_from gc' -l config -r -F -d 'distribution\'s config.yml naming the storage (s3 too); flags given here override it.'

@@ -202,6 +202,13 @@ def serve(
             "--gc-delay", metavar="DURATION", help="Grace period of --gc-interval: keep what is younger than this."
         ),
     ] = "1h",
+    gc_delete_untagged: Annotated[
+        bool,
+        typer.Option(
+            "--gc-delete-untagged",
+            help="--gc-interval removes untagged manifests too, as `serve gc --delete-untagged` (kept by default).",
+        ),
+    ] = False,
 ) -> None:
     """Run a registry speaking v2 / OCI distribution (and v1) until interrupted."""
     if ctx.invoked_subcommand is not None:
@@ -258,7 +265,7 @@ def serve(
             redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None,
             metrics=not no_metrics,
             debug_addr=debug_addr,
-            **_gc_settings(gc_interval, gc_delay),
+            **_gc_settings(gc_interval, gc_delay, gc_delete_untagged),
             **proxy,
         )
         config = ServerConfig(**apply_config_file(config_file, fields, given_flags(ctx)))
@@ -354,19 +361,25 @@ def _proxy_settings(
     }
 
 
-def _gc_settings(interval: str | None, delay: str) -> dict[str, Any]:
-    """The ServerConfig fields of ``--gc-interval`` and ``--gc-delay``."""
+def _gc_settings(interval: str | None, delay: str, delete_untagged: bool) -> dict[str, Any]:
+    """The ServerConfig fields of ``--gc-interval``, ``--gc-delay`` and ``--gc-delete-untagged``."""
     from regtool.durations import parse_duration
     from regtool.errors import UsageError
 
     if interval is None:
         if delay != "1h":
             raise UsageError("--gc-delay is the grace period of --gc-interval: add --gc-interval DURATION")
+        if delete_untagged:
+            raise UsageError("--gc-delete-untagged says what --gc-interval removes: add --gc-interval DURATION")
         return {}
     seconds = parse_duration(interval, what="--gc-interval")
     if seconds <= 0:
         raise UsageError(f"--gc-interval must be longer than 0, not {interval!r}")
-    return {"gc_interval": seconds, "gc_delay": parse_duration(delay, what="--gc-delay")}
+    return {
+        "gc_interval": seconds,
+        "gc_delay": parse_duration(delay, what="--gc-delay"),
+        "gc_delete_untagged": delete_untagged,
+    }
 
 
 def _refuse_serve_options_before(ctx: typer.Context) -> None:

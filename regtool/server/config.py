@@ -150,9 +150,11 @@ class ServerConfig:
     proxy_remotes: tuple[ProxyRemote, ...] = ()
     proxy_ttl: float = 168 * 3600.0
     proxy_max_size: int | None = None
-    # The online garbage collector: every gc_interval seconds (None: never), sparing what is younger than gc_delay.
+    # The online garbage collector: every gc_interval seconds (None: never), sparing what is younger than gc_delay;
+    # untagged manifests no live manifest needs go too with gc_delete_untagged (serve gc --delete-untagged).
     gc_interval: float | None = None
     gc_delay: float = 3600.0
+    gc_delete_untagged: bool = False
     # Prometheus text at /metrics.
     metrics: bool = True
     # The health endpoint for balancers: storage checked every interval, unhealthy after threshold failures.

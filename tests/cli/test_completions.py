@@ -95,7 +95,8 @@ def test_a_group_completes_its_subcommands_and_their_options(tmp_path: Path) -> 
     assert "serve gc" in [c.name for c in commands]
     assert "serve gc" not in _bash_complete(["regtool", "se"], tmp_path)
     assert _bash_complete(["regtool", "serve", "g"], tmp_path) == ["gc"]
-    assert sorted(_bash_complete(["regtool", "serve", "--gc-"], tmp_path)) == ["--gc-delay", "--gc-interval"]
+    gc_options = ["--gc-delay", "--gc-delete-untagged", "--gc-interval"]
+    assert sorted(_bash_complete(["regtool", "serve", "--gc-"], tmp_path)) == gc_options
     assert sorted(_bash_complete(["regtool", "serve", "gc", "--del"], tmp_path)) == ["--delay", "--delete-untagged"]
     # After the subcommand, the group's own options are not offered.
     assert _bash_complete(["regtool", "serve", "gc", "--po"], tmp_path) == []

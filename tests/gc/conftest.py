@@ -16,12 +16,12 @@ from tests.cli.support import in_process
 from tests.gc.scene import Scene, fill
 from tests.support.redis import redis_server  # noqa: F401  (the fixture, for the cache test)
 from tests.support.seaweedfs import S3Bucket, s3_bucket, seaweedfs  # noqa: F401  (the fixtures, for the s3 driver)
-from tests.support.serve import RunningServe, run_serve
+from tests.support.serve import RunningServe, ServeProcess, run_serve
 
 
 @dataclass
 class Filled:
-    server: RunningServe
+    server: RunningServe | ServeProcess
     scene: Scene
     root: Path
 

@@ -87,7 +87,8 @@ class _Stopped(Exception):
 
 
 def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollector:
-    """The collector ``config`` asks for (``gc_interval`` set): untagged manifests kept, as ``serve gc`` does.
+    """The collector ``config`` asks for (``gc_interval`` set): untagged manifests kept, as ``serve gc`` does,
+    unless ``gc_delete_untagged`` (``serve gc --delete-untagged``; the grace period spares recent ones alike).
 
     A pull-through cache's TTL and size cap are enforced after each pass too, so they hold on a server nobody
     asks (the cache itself enforces them only as it is used). Its last uses are read from its records, which the
@@ -103,9 +104,8 @@ def online_collector(config: ServerConfig, registry: Registry) -> OnlineCollecto
                 registry.driver, ttl=config.proxy_ttl, max_size=config.proxy_max_size, blobs=registry.blobs
             )
 
-    return OnlineCollector(
-        registry, interval=config.gc_interval, options=GcOptions(delay=config.gc_delay), after_pass=after_pass
-    )
+    options = GcOptions(delete_untagged=config.gc_delete_untagged, delay=config.gc_delay)
+    return OnlineCollector(registry, interval=config.gc_interval, options=options, after_pass=after_pass)
 
 
 class GcMiddleware:
