@@ -64,6 +64,12 @@ def main() -> None:
         from regtool.client.net.tls import warm_default_context
 
         warm_default_context()
+    if first and first[0] in _REGISTRY_COMMANDS:
+        # The registry's connections are opened in a thread while the command's modules import, ready for the
+        # first requests (the ones this command line surely makes: preconnect.py decides).
+        from regtool.cli import preconnect
+
+        preconnect.start(sys.argv[1:])
     command = _only_the_command_named(first)
     try:
         command()

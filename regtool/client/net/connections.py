@@ -23,7 +23,6 @@ regtool's.
 from __future__ import annotations
 
 import http.client
-import select
 import socket
 import ssl
 import threading
@@ -35,6 +34,8 @@ import anyio.to_thread
 import httpcore
 import httpx
 
+from regtool.client.net import parking
+from regtool.client.net.schemes import default_port
 from regtool.client.net.tls import TrustOnDemand
 
 __all__ = [
@@ -71,6 +72,18 @@ class _HTTPConnection(http.client.HTTPConnection):
     """Connects within the connection's ``timeout``, then waits up to ``io_timeout`` for each read or write."""
 
     io_timeout: float | None = None
+    scheme = "http"
+    # Whether the TCP connection was one the CLI opened at start-up (``parking``), not dialled for this request.
+    took_parked = False
+
+    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._create_connection = self._parked_or_dialled
+
+    def _parked_or_dialled(
+        self, address: tuple[str, int], timeout: float | None, source_address: tuple[str, int] | None = None
+    ) -> socket.socket:
+        return _parked_or_dialled(self, address, timeout, source_address)
 
     def connect(self) -> None:
         _connect(self, super().connect)
@@ -83,10 +96,18 @@ class _HTTPSConnection(http.client.HTTPSConnection):
     """As _HTTPConnection; the TLS handshake counts as connecting."""
 
     io_timeout: float | None = None
+    scheme = "https"
+    took_parked = False
 
     def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self.tls_context = context
+        self._create_connection = self._parked_or_dialled
+
+    def _parked_or_dialled(
+        self, address: tuple[str, int], timeout: float | None, source_address: tuple[str, int] | None = None
+    ) -> socket.socket:
+        return _parked_or_dialled(self, address, timeout, source_address)
 
     def connect(self) -> None:
         _connect(self, self._connect_tls)
@@ -136,6 +157,22 @@ def _answers_in_tls(sock: ssl.SSLSocket, timeout: float | None) -> bool:
 
 # The content type byte that begins every TLS record carrying a handshake message (a ServerHello).
 _TLS_HANDSHAKE_RECORD = b"\x16"
+
+
+def _parked_or_dialled(
+    conn: _HTTPConnection | _HTTPSConnection,
+    address: tuple[str, int],
+    timeout: float | None,
+    source_address: tuple[str, int] | None,
+) -> socket.socket:
+    """The TCP connection under ``conn``: one opened ahead at start-up (``parking``) when there is one for its
+    origin, else a new one, as ``http.client`` makes it."""
+    parked = parking.take(conn.scheme, address[0], address[1], timeout if timeout is not None else 0.0)
+    if parked is None:
+        return socket.create_connection(address, timeout, source_address)
+    parked.settimeout(timeout)
+    conn.took_parked = True
+    return parked
 
 
 def _connect(conn: _HTTPConnection | _HTTPSConnection, connect: Callable[[], None]) -> None:
@@ -252,14 +289,7 @@ class ConnectionPool:
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """An idle connection the server has closed (or sent something unasked on) reads as ready: do not reuse it."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+    return conn.sock is None or parking.dropped(conn.sock)
 
 
 class PooledConnections:
@@ -319,7 +349,8 @@ class Exchange:
         self._source = source
         self._request = request
         url = request.url
-        self._origin = (url.scheme.decode("ascii"), url.host.decode("ascii"), url.port or _default_port(url.scheme))
+        scheme = url.scheme.decode("ascii")
+        self._origin = (scheme, url.host.decode("ascii"), url.port or default_port(scheme))
         self._conn: http.client.HTTPConnection | None = None
         self._response: http.client.HTTPResponse | None = None
         self._lock = threading.Lock()
@@ -345,10 +376,11 @@ class Exchange:
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
-                # A kept-alive connection the server closed as the request went out: the request was not
-                # processed, so an idempotent one is sent once more on a fresh connection. Not one whose body
-                # a sender streamed: part of it may have reached an upload session.
-                if reused and attempt == 0 and method in _IDEMPOTENT and sender is None:
+                # A kept-alive (or parked) connection the server closed as the request went out: the request
+                # was not processed, so an idempotent one is sent once more on a fresh connection. Not one whose
+                # body a sender streamed: part of it may have reached an upload session.
+                waited = reused or getattr(conn, "took_parked", False)
+                if waited and attempt == 0 and method in _IDEMPOTENT and sender is None:
                     continue
                 raise httpcore.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
             except BaseException as exc:
@@ -518,10 +550,6 @@ class _Stream:
 
     async def aclose(self) -> None:
         self._exchange.abandon()
-
-
-def _default_port(scheme: bytes) -> int:
-    return 443 if scheme == b"https" else 80
 
 
 def _reraise(exc: BaseException, *, connected: bool) -> NoReturn:

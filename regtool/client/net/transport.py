@@ -22,9 +22,9 @@ import httpx
 
 from regtool.__about__ import __version__
 from regtool.client.net.connections import ConnectionPool, PooledConnections
+from regtool.client.net.schemes import candidate_schemes
 from regtool.client.tasks import first_error
 from regtool.errors import TransportError
-from regtool.reference import is_loopback_host
 
 if TYPE_CHECKING:
     import urllib.request
@@ -68,15 +68,6 @@ class _NoCookies(http.cookiejar.CookieJar):
 
     def extract_cookies(self, response: HTTPResponse, request: urllib.request.Request) -> None:
         return None
-
-
-def candidate_schemes(registry: str, *, plain_http: bool = False, insecure: bool = False) -> tuple[str, ...]:
-    """The schemes to try for ``registry``, in order (protocols.md §3)."""
-    if plain_http:
-        return ("http",)
-    if insecure or is_loopback_host(registry):
-        return ("https", "http")
-    return ("https",)
 
 
 async def first_in_order(

@@ -1,0 +1,271 @@
+"""Connections to the registry a command line names, opened while the command's modules are still importing.
+
+A run that talks to a far registry spends its start-up importing (typer, httpx, the client) before its first
+request, and that request then waits for a TCP handshake. ``start(argv)``, called by ``main`` before those
+imports, reads the command line and, when it names a registry the run will surely contact, has one daemon thread
+resolve the host and open the connections the run's first wave wants, parked (``regtool.client.net.parking``)
+where the Client's connection pool takes them instead of dialling.
+
+The reading is conservative: it knows each registry command's options (a test keeps this table equal to the
+commands' own), and anything it does not recognise (an unknown option, ``--help``, ``--``, a reference that does
+not parse, a missing argument) means no pre-connect; the command then parses and reports as it always did. Hosts
+the run might not contact are never dialled: reads go where registries.conf and ``--mirror`` send them (the first
+endpoint the run will try; a blocked one is not dialled), ``login`` only without a password prompt, ``logout``,
+``sync``, ``serve`` and ``demo`` never.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from regtool.errors import RegtoolError
+from regtool.reference import Reference, parse_registry, registry_api_host, split_host_port
+
+__all__ = ["COMMAND_SHAPES", "FIRST_WAVE", "CommandShape", "EarlyConnect", "Target", "early_connect_for", "start"]
+
+# Connections parked for a command that moves blobs: its first request and the first blob transfers, which it
+# would otherwise open while the manifest is in flight.
+FIRST_WAVE = 4
+
+_SHARED_FLAGS = frozenset({"--json", "-v", "--verbose", "--plain-http", "--insecure", "--password-stdin"})
+_SHARED_VALUES = frozenset({"--ca-cert", "-u", "--username", "--timeout", "--connect-timeout"})
+_QUIET = frozenset({"-q", "--quiet"})
+_READS = frozenset({"--registries-conf", "--mirror"})
+_TRANSFERS = frozenset({"-j", "--jobs", "--retries", "--timeline"})
+
+# What a positional argument is: an image or repository read (registries.conf applies), an image written, a
+# registry's host[:port], or a local path.
+READ, REPOSITORY, WRITE, REGISTRY, LOCAL = "read", "repository", "write", "registry", "local"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandShape:
+    """A registry command's arguments: ``positionals`` (their kinds, the last ``optional`` of them may be left
+    out), its flags and its options that take a value, every spelling; ``connections`` to park per registry."""
+
+    positionals: tuple[str, ...]
+    flags: frozenset[str]
+    values: frozenset[str]
+    optional: int = 0
+    connections: int = 1
+
+
+COMMAND_SHAPES: dict[str, CommandShape] = {
+    "pull": CommandShape(
+        (READ, LOCAL),
+        _SHARED_FLAGS | _QUIET | {"--all-platforms"},
+        _SHARED_VALUES | _READS | _TRANSFERS | {"--format", "--platform", "--protocol", "--v1-jobs"},
+        optional=1,
+        connections=FIRST_WAVE,
+    ),
+    "copy": CommandShape(
+        (READ, WRITE),
+        _SHARED_FLAGS | _QUIET | {"--referrers", "--src-password-stdin", "--dest-password-stdin"},
+        _SHARED_VALUES
+        | _READS
+        | _TRANSFERS
+        | {"--from-protocol", "--to-protocol", "--platform", "--mount-from", "--chunk-size"}
+        | {"--src-username", "--dest-username"},
+        connections=FIRST_WAVE,
+    ),
+    "push": CommandShape(
+        (LOCAL, WRITE),
+        _SHARED_FLAGS | _QUIET,
+        _SHARED_VALUES | _TRANSFERS | {"--mount-from", "--chunk-size", "--protocol"},
+        connections=FIRST_WAVE,
+    ),
+    "inspect": CommandShape(
+        (READ,), _SHARED_FLAGS | {"--raw"}, _SHARED_VALUES | _READS | {"--platform", "--protocol", "--retries"}
+    ),
+    "tags": CommandShape((REPOSITORY,), _SHARED_FLAGS, _SHARED_VALUES | _READS | {"--protocol", "--retries"}),
+    "delete": CommandShape((WRITE,), _SHARED_FLAGS, _SHARED_VALUES | {"--protocol", "--retries"}),
+    "catalog": CommandShape((REGISTRY,), _SHARED_FLAGS, _SHARED_VALUES | {"--protocol", "--retries"}),
+    "probe": CommandShape((REGISTRY,), _SHARED_FLAGS, _SHARED_VALUES),
+    "login": CommandShape((REGISTRY,), _SHARED_FLAGS, _SHARED_VALUES),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A registry the command line names: ``ref`` for an image read (registries.conf may send it elsewhere)."""
+
+    registry: str
+    connections: int
+    ref: Reference | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyConnect:
+    """What to open: each target's connections, with the command line's scheme and timeout options."""
+
+    targets: tuple[Target, ...]
+    plain_http: bool = False
+    insecure: bool = False
+    connect_timeout: float | None = None
+    registries_conf: str | None = None
+    mirrors: tuple[str, ...] = ()
+
+
+def start(argv: Sequence[str]) -> None:
+    """Open the connections ``argv`` (the command and its arguments) will want, in a daemon thread, if any."""
+    try:
+        plan = early_connect_for(argv, os.environ)
+    except Exception:  # the command reads its arguments again, and reports what is wrong with them
+        return
+    if plan is not None:
+        threading.Thread(target=_open, args=(plan,), name="regtool-early-connect", daemon=True).start()
+
+
+def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyConnect | None:
+    """The connections to open for ``argv``, or None when the command line is not one that surely reaches the
+    registries it names."""
+    if not argv or argv[0] not in COMMAND_SHAPES:
+        return None
+    shape = COMMAND_SHAPES[argv[0]]
+    read = _read_arguments(argv[1:], shape)
+    if read is None:
+        return None
+    positionals, flags, values = read
+    if argv[0] == "login" and "--password-stdin" not in flags and "REGTOOL_PASSWORD" not in environ:
+        return None  # a prompt first: the user may never answer it
+    targets = []
+    for kind, text in zip(shape.positionals, positionals, strict=False):
+        target = _target(kind, text, shape.connections)
+        if target is None and kind != LOCAL:
+            return None
+        if target is not None:
+            targets.append(target)
+    connect_timeout = None
+    if "--connect-timeout" in values:
+        connect_timeout = float(values["--connect-timeout"][-1])
+        if not connect_timeout > 0:
+            return None
+    conf = values.get("--registries-conf")
+    return EarlyConnect(
+        tuple(targets),
+        plain_http="--plain-http" in flags,
+        insecure="--insecure" in flags,
+        connect_timeout=connect_timeout,
+        registries_conf=conf[-1] if conf else None,
+        mirrors=tuple(values.get("--mirror", ())),
+    )
+
+
+def _read_arguments(
+    args: Sequence[str], shape: CommandShape
+) -> tuple[list[str], set[str], dict[str, list[str]]] | None:
+    """Positionals, flags and option values, as click would read them; None for anything not in ``shape``."""
+    positionals: list[str] = []
+    flags: set[str] = set()
+    values: dict[str, list[str]] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "-" or not arg.startswith("-"):  # "-": standard output, as pull's DEST
+            positionals.append(arg)
+            continue
+        name, equals, value = arg.partition("=")
+        if name in shape.values and (not equals or name.startswith("--")):
+            if not equals:  # the value is the next argument, whatever it looks like
+                if i == len(args):
+                    return None
+                value, i = args[i], i + 1
+            values.setdefault(name, []).append(value)
+        elif not equals and (name in shape.flags or _VERBOSE.fullmatch(name)):
+            flags.add(name)
+        else:
+            return None
+    if not len(shape.positionals) - shape.optional <= len(positionals) <= len(shape.positionals):
+        return None
+    return positionals, flags, values
+
+
+_VERBOSE = re.compile(r"-vv+")
+
+
+def _target(kind: str, text: str, connections: int) -> Target | None:
+    try:
+        if kind == READ:
+            ref = Reference.parse(text)
+            return Target(ref.registry, connections, ref)
+        if kind == REPOSITORY:
+            ref = Reference.parse_repository(text)
+            return Target(ref.registry, connections, ref)
+        if kind == WRITE:
+            return Target(Reference.parse(text).registry, connections)
+        if kind == REGISTRY:
+            return Target(parse_registry(text), connections)
+    except RegtoolError:
+        pass
+    return None
+
+
+def _open(plan: EarlyConnect) -> None:
+    """Dial each target's origins and park the connections (in the daemon thread)."""
+    from regtool.client.net import parking
+    from regtool.client.net.schemes import candidate_schemes, default_port
+
+    for target in plan.targets:
+        try:
+            where = _read_from(target, plan)
+        except Exception:  # the command meets the same problem and reports it
+            return
+        if where is None:
+            continue
+        registry, insecure = where
+        schemes = candidate_schemes(registry, plain_http=plan.plain_http, insecure=plan.insecure or insecure)
+        # Where https and http are both allowed, the data goes over http (the pool pre-connects there): https
+        # gets one connection, for its attempt at the first request.
+        data_scheme = "http" if "http" in schemes else "https"
+        host, port = split_host_port(registry_api_host(registry))
+        # Parked per scheme: the https attempt must not take the connections the data will want, nor wait.
+        by_port: dict[int, dict[str, int]] = {}
+        for scheme in schemes:
+            each = port if port is not None else default_port(scheme)
+            by_port.setdefault(each, {})[scheme] = target.connections if scheme == data_scheme else 1
+        for each, counts in by_port.items():
+            parking.dial_and_park(host, each, counts, plan.connect_timeout or _DIAL_TIMEOUT)
+
+
+# How long the thread tries to connect without --connect-timeout. It bounds the thread only: a pool that needs an
+# origin being dialled waits for that dial no longer than its own connect timeout, then dials itself.
+_DIAL_TIMEOUT = 10.0
+
+
+def _read_from(target: Target, plan: EarlyConnect) -> tuple[str, bool] | None:
+    """Where the run reads ``target`` first (registry, insecure): registries.conf's and ``--mirror``'s first
+    endpoint for an image read; None when registries.conf blocks it."""
+    if target.ref is None:
+        return target.registry, False
+    from regtool.client import mirrors
+
+    if plan.registries_conf is None and not plan.mirrors and not _may_redirect(mirrors.default_registries_conf()):
+        return target.registry, False
+    conf = mirrors.load_registries_conf(
+        None if plan.registries_conf is None else Path(plan.registries_conf), mirrors=plan.mirrors
+    )
+    try:
+        first = conf.pull_endpoints(target.ref)[0]
+    except RegtoolError:  # blocked
+        return None
+    return first.ref.registry, first.insecure
+
+
+# A line that may open a ``[[registry]]`` table (or the version 1 format's ``[registries.*]``), or set ``registry``
+# inline: a registries.conf without one (comments, short-name aliases) sends no read elsewhere.
+_REGISTRY_TABLE = re.compile(r"""^\s*(\[[^\n]*registr|["']?registr)""", re.MULTILINE)
+
+
+def _may_redirect(main: Path | None) -> bool:
+    """Whether the default registries.conf or a drop-in that applies over it could change where reads go."""
+    from regtool.client import mirrors
+
+    files = [] if main is None else [main]
+    files += mirrors.drop_in_files(mirrors.drop_in_directories(main))
+    return any(_REGISTRY_TABLE.search(path.read_text(encoding="utf-8")) for path in files)

@@ -1,0 +1,231 @@
+"""The start-up pre-connect (``regtool/cli/preconnect.py``): which command lines open a registry's connections
+while the command imports, to which host and port, and that a real run through ``main`` uses them.
+
+The argv reading is checked over every registry command's shape, and its table of options against the commands'
+own (click's), so a new option cannot make it misread a command line; the thread against real listeners; the whole
+path with ``python -m regtool`` against the real serve behind a relay that counts connections.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from regtool.cli import _REGISTRY_COMMANDS, _register_every_command, app, preconnect
+from regtool.cli.preconnect import COMMAND_SHAPES, EarlyConnect, Target, early_connect_for
+from regtool.client.net import parking
+from regtool.reference import Reference
+from tests.cli.support import regtool
+from tests.support.connrelay import run_connection_relay
+from tests.support.images import assert_layout_holds, write_image
+from tests.support.serve import RunningServe, serve  # noqa: F401  (the fixture)
+
+NO_ENV: dict[str, str] = {}
+
+
+def _registries(argv: list[str], environ: dict[str, str] | None = None) -> list[str] | None:
+    plan = early_connect_for(argv, NO_ENV if environ is None else environ)
+    return None if plan is None else [target.registry for target in plan.targets]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # pull IMAGE [DEST]
+        (["pull", "reg.example:5000/team/app:1", "out"], ["reg.example:5000"]),
+        (["pull", "-q", "--jobs", "4", "reg.example/team/app@sha256:" + "a" * 64], ["reg.example"]),
+        (["pull", "busybox", "-", "--format=docker-archive"], ["docker.io"]),
+        (
+            ["pull", "-vv", "--platform", "linux/arm64", "--all-platforms", "127.0.0.1:5000/a:1", "d"],
+            ["127.0.0.1:5000"],
+        ),
+        (["pull", "-j", "2", "--v1-jobs", "3", "--protocol", "v1", "localhost:5000/a"], ["localhost:5000"]),
+        (["pull"], None),  # missing IMAGE: the command says so
+        (["pull", "a", "b", "c"], None),  # one too many
+        (["pull", "--help"], None),
+        (["pull", "reg.example/a", "--bogus"], None),
+        (["pull", "-qv", "reg.example/a"], None),  # combined short flags: not read here
+        (["pull", "-j8", "reg.example/a"], None),  # a value stuck to a short option
+        (["pull", "--", "reg.example/a"], None),
+        (["pull", "reg.example/a", "--jobs"], None),  # the value is missing
+        (["pull", "Reg.Example/UPPER"], None),  # not a reference
+        # inspect IMAGE, tags REPOSITORY, delete IMAGE
+        (["inspect", "--raw", "--json", "reg.example/a:1"], ["reg.example"]),
+        (["inspect", "reg.example/a:1", "extra"], None),
+        (["tags", "reg.example:443/team/app", "--protocol", "v2"], ["reg.example:443"]),
+        (["tags", "reg.example/team/app:1"], None),  # tags takes no tag
+        (["delete", "-u", "ci", "--password-stdin", "reg.example/a@sha256:" + "b" * 64], ["reg.example"]),
+        # copy SOURCE TARGET, push SOURCE IMAGE
+        (["copy", "a.example/x:1", "b.example:5000/y:1", "--mount-from", "z"], ["a.example", "b.example:5000"]),
+        (["copy", "--src-username", "u", "--src-password-stdin", "a.example/x:1"], None),
+        (["push", "./layout:1", "reg.example/team/app:1", "--chunk-size", "16MiB"], ["reg.example"]),
+        (["push", "image.tar", "-", "--json"], None),  # "-" is not a registry
+        # catalog, probe, login: REGISTRY
+        (["catalog", "reg.example:5000"], ["reg.example:5000"]),
+        (["catalog", "reg.example:5000/team"], None),  # a registry takes no path
+        (["probe", "--plain-http", "docker://reg.example"], ["reg.example"]),
+        (["login", "-u", "ci", "--password-stdin", "reg.example"], ["reg.example"]),
+        (["login", "-u", "ci", "reg.example"], None),  # a password prompt first
+        # never
+        (["logout", "reg.example"], None),
+        (["sync", "reg.example/team/app", "localhost:5000/mirror"], None),
+        (["serve", "--port", "5000"], None),
+        (["demo"], None),
+        (["--version"], None),
+        ([], None),
+    ],
+)
+def test_which_registries_a_command_line_names(argv: list[str], expected: list[str] | None) -> None:
+    assert _registries(argv) == expected
+
+
+def test_login_with_the_password_in_the_environment() -> None:
+    assert _registries(["login", "-u", "ci", "reg.example"], {"REGTOOL_PASSWORD": "x"}) == ["reg.example"]
+
+
+def test_the_connection_options_are_read() -> None:
+    plan = early_connect_for(
+        ["pull", "--insecure", "--connect-timeout", "2.5", "--mirror", "http://m.example", "reg.example/a:1"], NO_ENV
+    )
+    assert plan == EarlyConnect(
+        (Target("reg.example", preconnect.FIRST_WAVE, Reference.parse("reg.example/a:1")),),
+        insecure=True,
+        connect_timeout=2.5,
+        mirrors=("http://m.example",),
+    )
+    assert early_connect_for(["inspect", "--connect-timeout", "0", "reg.example/a"], NO_ENV) is None
+
+
+def test_the_table_knows_every_option_of_every_registry_command() -> None:
+    """Each shape lists exactly the command's options (flags apart from those taking a value) and its arguments."""
+    _register_every_command()
+    group = typer.main.get_command(app)
+    assert set(COMMAND_SHAPES) == _REGISTRY_COMMANDS - {"sync"}
+    for name, shape in COMMAND_SHAPES.items():
+        command = group.commands[name]  # type: ignore[attr-defined]
+        flags: set[str] = set()
+        values: set[str] = set()
+        arguments: list[bool] = []
+        for param in command.params:
+            if param.param_type_name == "argument":
+                arguments.append(param.required)
+                continue
+            spellings = {*param.opts, *param.secondary_opts}
+            (flags if param.is_flag or param.count else values).update(spellings)
+        assert (name, set(shape.flags)) == (name, flags)
+        assert (name, set(shape.values)) == (name, values)
+        assert len(shape.positionals) == len(arguments)
+        assert arguments.count(False) == shape.optional
+
+
+# -- the thread, against real listeners ------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_parked_connections() -> Iterator[None]:
+    parking.release_all()
+    yield
+    parking.release_all()
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def _listener(opened: list[socket.socket]) -> int:
+    sock = socket.create_server(("127.0.0.1", 0))
+    opened.append(sock)
+    port: int = sock.getsockname()[1]
+    return port
+
+
+def _finish_thread() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "regtool-early-connect":
+            thread.join(10)
+
+
+def test_the_thread_parks_the_connections_for_each_scheme(listeners: list[socket.socket]) -> None:
+    port = _listener(listeners)
+    preconnect.start(["pull", f"127.0.0.1:{port}/team/app:1", "out"])
+    _finish_thread()
+    # A loopback registry is asked over https and http at once: one for the https attempt, the wave for http.
+    assert parking.parked_count("https", "127.0.0.1", port) == 1
+    assert parking.parked_count("http", "127.0.0.1", port) == preconnect.FIRST_WAVE
+
+
+def test_plain_http_parks_for_http_alone(listeners: list[socket.socket]) -> None:
+    port = _listener(listeners)
+    preconnect.start(["tags", "--plain-http", f"127.0.0.1:{port}/team/app"])
+    _finish_thread()
+    assert parking.parked_count("http", "127.0.0.1", port) == 1
+    assert parking.parked_count("https", "127.0.0.1", port) == 0
+
+
+def _conf(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "registries.conf"
+    path.write_text(text)
+    return path
+
+
+def test_a_read_goes_to_the_mirror_registries_conf_names_first(listeners: list[socket.socket], tmp_path: Path) -> None:
+    primary, mirror = _listener(listeners), _listener(listeners)
+    conf = _conf(
+        tmp_path,
+        f'[[registry]]\nprefix = "127.0.0.1:{primary}"\nlocation = "127.0.0.1:{primary}"\n'
+        f'[[registry.mirror]]\nlocation = "127.0.0.1:{mirror}"\n',
+    )
+    preconnect.start(["inspect", "--plain-http", "--registries-conf", str(conf), f"127.0.0.1:{primary}/a:1"])
+    _finish_thread()
+    assert parking.parked_count("http", "127.0.0.1", mirror) == 1
+    assert parking.parked_count("http", "127.0.0.1", primary) == 0
+    listeners[0].setblocking(False)
+    with pytest.raises(BlockingIOError):  # nothing ever connected to the primary
+        listeners[0].accept()
+
+
+def test_a_blocked_registry_is_not_contacted(listeners: list[socket.socket], tmp_path: Path) -> None:
+    port = _listener(listeners)
+    conf = _conf(tmp_path, f'[[registry]]\nlocation = "127.0.0.1:{port}"\nblocked = true\n')
+    preconnect.start(["pull", "--registries-conf", str(conf), f"127.0.0.1:{port}/a:1"])
+    _finish_thread()
+    listeners[0].setblocking(False)
+    with pytest.raises(BlockingIOError):
+        listeners[0].accept()
+
+
+def test_a_write_ignores_registries_conf(listeners: list[socket.socket], tmp_path: Path) -> None:
+    port = _listener(listeners)
+    conf = _conf(tmp_path, f'[[registry]]\nlocation = "127.0.0.1:{port}"\nblocked = true\n')
+    # push takes no --registries-conf: a blocked entry there is about reads, and pushes go where they say.
+    preconnect.start(["push", "--plain-http", str(conf), f"127.0.0.1:{port}/a:1"])
+    _finish_thread()
+    assert parking.parked_count("http", "127.0.0.1", port) == preconnect.FIRST_WAVE
+
+
+# -- the whole path: main, then the command --------------------------------------------------------------------
+
+
+def test_a_real_pull_through_main_uses_what_was_parked(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+    image = write_image(tmp_path / "src", "1.0", [{"a": b"early"}, {"b": bytes(20000)}])
+    pushed = regtool("push", "-q", f"{tmp_path / 'src'}:1.0", f"{serve.host}/team/app:1.0", cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    with run_connection_relay(serve.port) as relay:
+        result = regtool("pull", "-q", "--plain-http", f"{relay.host}/team/app:1.0", "out", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        # The first connections accepted are the ones parked at start-up, opened before the command's imports;
+        # the manifest went over one of them.
+        manifest = b"GET /v2/team/app/manifests/1.0 "
+        assert relay.accepted >= preconnect.FIRST_WAVE
+        assert any(relay.first_bytes(i).startswith(manifest) for i in range(preconnect.FIRST_WAVE))
+    assert_layout_holds(tmp_path / "out", image)
