@@ -162,6 +162,25 @@ def test_a_pull_into_a_layout_loads_no_archive_writer_and_no_other_results(
     assert (tmp_path / "out" / "index.json").is_file()
 
 
+def test_a_no_op_sync_loads_no_results_and_no_transfer_code(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    layout = tmp_path / "layout"
+    write_random_image(layout, "1", count=1, size=1024)
+    assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/one/sync:1").returncode == 0
+    argv = ("sync", "--quiet", f"{serve.host}/one/sync", f"{serve.host}/mirror")
+    assert in_process(*argv).returncode == 0  # the first run copies; the second finds nothing to do
+    watch = [
+        "regtool.client.results.image",
+        "regtool.client.results.probe",
+        "regtool.client.results.transfer",
+        "regtool.client.v2.rangefetch",
+        "regtool.image.docker_archive",
+    ]
+    assert _run_and_report(*argv, watch=watch) == "imported [] CA loads []"
+
+
 def test_light_modules_do_not_import_httpx_or_rich() -> None:
     code = (
         "import sys, regtool.cli, regtool.client.net.tls, regtool.client.progress, regtool.cli.progress; "

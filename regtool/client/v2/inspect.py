@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regtool.client.net.transport import redact_url
-from regtool.client.results import InspectResult, LayerInfo
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.resolve import resolve_image
 from regtool.digest import Digest
@@ -13,6 +12,9 @@ from regtool.errors import IntegrityError, ProtocolError, RegistryError, Unsuppo
 from regtool.manifest import ImageConfig, Manifest, ManifestError, Platform
 from regtool.protocol import v2
 from regtool.reference import Reference
+
+if TYPE_CHECKING:
+    from regtool.client.results import InspectResult
 
 __all__ = ["delete_manifest", "inspect_image", "resolve_digest"]
 
@@ -51,6 +53,9 @@ async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform 
     A ``platform`` the index has no entry for is a NotFoundError listing the available ones, as in a pull; without
     ``platform``, an index lacking the host's platform is described alone.
     """
+    # Here: sync and delete use this module's digest lookups and return no inspect result.
+    from regtool.client.results import InspectResult, LayerInfo
+
     # The resolution a pull makes, so a platform the index lacks fails alike, listing the others; without
     # ``platform``, an index lacking this machine's platform (or whose entry is no image) is described alone.
     resolved = await resolve_image(api, ref, platform, purpose="inspect", optional=platform is None)
