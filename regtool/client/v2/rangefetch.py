@@ -34,12 +34,11 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, FetchCancelled
+from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, run_reported
 from regtool.client.net.connections import exchange_of
 from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import Progress
-from regtool.client.tasks import first_error
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.splitpolicy import DEFAULT_PARTS, DEFAULT_THRESHOLD, SplitPolicy
 from regtool.errors import IntegrityError, ProtocolError, TransportError
@@ -58,7 +57,6 @@ __all__ = [
 ]
 
 _COPY_CHUNK = 1 << 20
-_TICK = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,32 +146,20 @@ class SplitDownload:
         already = sum(p.held() for p in self.parts[1:])
         if already:
             self.progress.advance(self.key, already)
-        reported = 0
 
-        async def ticker() -> None:
-            nonlocal reported
-            while True:
-                await anyio.sleep(_TICK)
-                reported = self._report(reported)
-
-        async def fetch_all(scope: anyio.CancelScope) -> None:
+        async def fetch_all() -> None:
             async with anyio.create_task_group() as parts:
                 for part in self.parts:
                     parts.start_soon(self._fetch_part, part, cancel)
-            scope.cancel()
+
+        def advance(n: int) -> None:
+            self.progress.advance(self.key, n)
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ticker)
-                tg.start_soon(fetch_all, tg.cancel_scope)
-        except BaseExceptionGroup as group:
-            error = first_error(group)
-            if isinstance(error, RangeNotSupported | IntegrityError | ProtocolError):
-                await anyio.to_thread.run_sync(self.discard)
-            raise error from None
-        finally:
-            cancel.set()
-        self._report(reported)
+            await run_reported(fetch_all, lambda: sum(p.received for p in self.parts), advance, cancel)
+        except (RangeNotSupported, IntegrityError, ProtocolError):
+            await anyio.to_thread.run_sync(self.discard)
+            raise
         try:
             await anyio.to_thread.run_sync(self._merge)
         except BaseException:
@@ -187,12 +173,6 @@ class SplitDownload:
             assert part.path is not None
             with contextlib.suppress(OSError):
                 part.path.unlink()
-
-    def _report(self, reported: int) -> int:
-        now = sum(p.received for p in self.parts)
-        if now != reported:
-            self.progress.advance(self.key, now - reported)
-        return now
 
     def _merge(self) -> None:
         """Append the part files to the writer in order (hashing them there), then remove them."""
