@@ -640,9 +640,24 @@ _regtool() {
                     return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--config --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --redis --dry-run --delete-untagged --delay --json -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --redis --dry-run -d --delete-untagged -m --delay --json -h --help" -- "$cur"))
                 return
             fi
+            pos=0; skip=0
+            for ((i = i + 1; i < COMP_CWORD; i++)); do
+                if ((skip)); then skip=0; continue; fi
+                case "${COMP_WORDS[i]}" in
+                    --config|--root|--storage|--s3-endpoint|--s3-bucket|--s3-region|--s3-root|--redis|--delay) skip=1 ;;
+                    -*) ;;
+                    *) ((pos++)) ;;
+                esac
+            done
+            case "$pos" in
+                0)
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    ;;
+            esac
             ;;
         sync)
             case "$prev" in

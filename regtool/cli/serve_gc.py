@@ -45,6 +45,14 @@ _NOUNS: dict[RemovalKind, tuple[str, str]] = {
 @serve_app.command("gc", cls=RegtoolCommand)
 def gc(
     ctx: typer.Context,
+    config_argument: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[CONFIG]",
+            help="The same as --config, placed as distribution's `registry garbage-collect CONFIG` takes it.",
+            show_default=False,
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option(
@@ -73,10 +81,15 @@ def gc(
             help="The servers' descriptor cache, told what is removed (password from REGTOOL_REDIS_PASSWORD).",
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    # -d and -m are distribution's short names for the same two flags.
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-d", help="Say what would be removed; remove nothing.")
+    ] = False,
     delete_untagged: Annotated[
         bool,
-        typer.Option("--delete-untagged", help="Remove untagged manifests too (kept by default, as distribution)."),
+        typer.Option(
+            "--delete-untagged", "-m", help="Remove untagged manifests too (kept by default, as distribution)."
+        ),
     ] = False,
     delay: Annotated[
         str,
@@ -100,6 +113,14 @@ def gc(
 
     if storage not in ("filesystem", "s3"):
         fail(f"--storage must be filesystem or s3, not {storage!r}: gc collects stored registries", 2)
+    if config_argument is not None:
+        if config_file is not None:
+            fail(
+                f"two configuration files ({config_argument} and --config {config_file}): give one",
+                2,
+                json_lines=json_output,
+            )
+        config_file = config_argument
     try:
         grace = parse_duration(delay, what="--delay")
         given = given_flags(ctx)
