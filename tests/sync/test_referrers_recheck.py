@@ -206,6 +206,20 @@ def test_serve_to_serve_recheck_uses_the_api_at_both_ends(source: RunningServe, 
         assert at_target == {"HEAD manifests": 2 + 3, "GET referrers": 1}
         assert "referrers rechecked for 2 unchanged tag(s): 9 request(s)" in again.stdout
 
+        # With --immutable-tags SOURCE is not asked about the tags: the target's digest names the subject.
+        with httpx.Client(base_url=source.url, timeout=30) as client:
+            subject = parse_manifest(
+                client.get(f"/v2/team/app/manifests/{attached.subject}", headers={"Accept": mt.MANIFEST_ACCEPT}).content
+            ).descriptor()
+            vex = push_referrer(client, "team/app", "application/vnd.example.vex", b"vex", subject)
+        source.requests.clear()
+        kept, results, _ = sync_json(f"{source.host}/team/app", target.host, "--immutable-tags", "--referrers-recheck")
+        assert kept["skipped"] == 2 and kept["referrers"] == 1
+        assert results[SIGNED]["reason"] == "immutable tag present" and results[SIGNED]["referrers"] == 1
+        assert not [e.path for e in source.requests.events() if e.path.endswith(("/manifests/1.0", "/manifests/2.0"))]
+        assert vex.digest in referrers_at(target.host, "team/app", attached.subject)
+        assert digest_at(target.url, "team/app", str(vex.digest)) == str(vex.digest)
+
 
 def test_a_recheck_carries_a_late_signature_across_a_directory(source: RunningServe, tmp_path: Path) -> None:
     carried = tmp_path / "carried"

@@ -429,7 +429,15 @@ class SyncEngine:
         repo = known.get(job.target_repository)
         if self.options.immutable_tags and repo is not None and repo.target_tags is not None:
             if job.tag in repo.target_tags:
-                return ImageOutcome(source_name, target_name, SKIPPED, reason="immutable tag present")
+                kept = ImageOutcome(source_name, target_name, SKIPPED, reason="immutable tag present")
+                if not self.options.referrers_recheck or self.options.platforms:
+                    return kept
+                # SOURCE is not asked about the tag: the target's digest names the image whose referrers are
+                # rechecked (unless --platform trimmed it, when they refer to another digest).
+                digest = await self._target_digest(job)
+                if digest is None:
+                    return kept
+                return await self._recheck_referrers(replace(kept, digest=digest), job, digest, repo)
         source_digest, target_digest = await _gather([self._source_digest(job), self._target_digest(job)])
         assert source_digest is not None
         wanted: Manifest | None = None
