@@ -2,10 +2,10 @@
 
 No local copy of the image is made. Blobs stream from the source to the target and are verified on the way:
 
-- **v2 -> v2**: each missing blob (HEAD first) is streamed GET -> PUT with its digest checked; an index is
-  copied with all its child manifests, or with a ``platform`` only that platform's image manifest (chosen as a
-  pull chooses it, ``resolve.plan_images``, so an absent platform fails the same way, listing the available
-  ones), tagged at the target; manifests keep their exact bytes, so digests are unchanged. On one registry, a
+- **v2 -> v2**: each missing blob (HEAD first) is relayed GET -> PUT by one worker thread, its digest checked
+  on the way (``_RelayBody``); an index is copied with all its child manifests, or with a ``platform`` only
+  that platform's image manifest (chosen as a pull chooses it, ``resolve.plan_images``, so an absent platform
+  fails the same way, listing the available ones), tagged at the target; manifests keep their exact bytes, so digests are unchanged. On one registry, a
   blob is mounted from the source repository instead (``POST ?mount=&from=``), as it is from any ``mount_from``
   repository.
 - **v2 -> v1**: the v1 chain is derived from the config (deterministic ids, ``convert.v1_chain_from_config``)
@@ -34,12 +34,12 @@ v1 source, whose manifest is built from the copied layers, before the manifest i
 from __future__ import annotations
 
 import contextlib
-import functools
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, MutableSet, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
@@ -59,12 +59,11 @@ from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.resolve import plan_images, resolve_image
 from regtool.client.v2.upload import (
     DEFAULT_CHUNK_SIZE,
-    BlobOpener,
+    BlobFiles,
     BlobPlace,
     BlobUploader,
     Part,
     SourceCheck,
-    StreamBody,
     UploadBody,
     UploadTally,
     send_threaded,
@@ -154,30 +153,15 @@ def _check_content_range(response: httpx.Response, offset: int, size: int, what:
         )
 
 
-@contextlib.asynccontextmanager
-async def _file_chunks(path: Path, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
-    """A verified local file (a spooled v1 layer) from ``offset``."""
-    f = await anyio.to_thread.run_sync(path.open, "rb")
-    try:
-        await anyio.to_thread.run_sync(f.seek, offset)
+class _Spool:
+    """A copy's scratch store of a v1 source's layers (and the config built from them), read by ``FileBody``."""
 
-        async def chunks() -> AsyncIterator[bytes]:
-            while chunk := await anyio.to_thread.run_sync(f.read, _CHUNK):
-                yield chunk
+    def __init__(self, store: BlobStore, description: str) -> None:
+        self.store = store
+        self.description = description
 
-        yield chunks()
-    finally:
-        # Synchronous on purpose: in a cancelled scope an awaited close would never run (a leaked file).
-        f.close()
-
-
-@contextlib.asynccontextmanager
-async def _bytes_chunks(data: bytes, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
-    async def chunks() -> AsyncIterator[bytes]:
-        if data[offset:]:
-            yield data[offset:]
-
-    yield chunks()
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        return self.store.open_reader(digest)
 
 
 class _RelayBody:
@@ -287,7 +271,8 @@ class _RelayBody:
 
 class _Uploads:
     """A copy's blobs into a v2 target through ``upload.BlobUploader`` (the push's upload: its mounts, and its
-    sessions remembered on disk, so that a rerun continues an interrupted upload), each from a ``StreamBody``."""
+    sessions remembered on disk, so that a rerun continues an interrupted upload): relayed from a v2 source's GET,
+    or sent from a spooled file."""
 
     def __init__(
         self,
@@ -311,9 +296,9 @@ class _Uploads:
         self.mount_from = tuple(mount_from)
         self.explicit = explicit
 
-    async def blob(self, desc: Descriptor, opener: BlobOpener) -> None:
-        """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from ``opener``."""
-        await self._upload(desc, StreamBody(opener, desc.digest))
+    async def file(self, desc: Descriptor, files: BlobFiles) -> None:
+        """Make ``desc`` present at the target: skipped, mounted, resumed, or uploaded from its file in ``files``."""
+        await self._upload(desc, self.uploader.file_body(files, desc))
 
     async def relay(self, desc: Descriptor, api: RegistryAPI, source: Reference) -> None:
         """The same for a blob of a v2 ``source``, relayed from its GET (``_RelayBody``)."""
@@ -481,22 +466,21 @@ async def _v1_to_v2(
     descriptors: list[Descriptor] = []
     diff_ids: list[str] = []
     with tempfile.TemporaryDirectory(prefix="regtool-copy-") as spool_dir:
-        spool = BlobStore(Path(spool_dir))
+        spool = _Spool(BlobStore(Path(spool_dir)), f"{source} (spooled)")
         for image_id in chain_ids:
             # Serial, root first, as a v1 pull: one spooled layer on disk at a time.
             meta, _image = await _v1_image(v1_source, metas, image_id)
-            stored = await download_layer(v1_source, spool, image_id, meta, NullProgress())
-            path = spool.path(stored.descriptor.digest)
+            stored = await download_layer(v1_source, spool.store, image_id, meta, NullProgress())
             try:
-                await uploads.blob(stored.descriptor, functools.partial(_file_chunks, path))
+                await uploads.file(stored.descriptor, spool)
             finally:
-                path.unlink(missing_ok=True)
+                spool.store.path(stored.descriptor.digest).unlink(missing_ok=True)
             jsons.append(meta.json)
             descriptors.append(stored.descriptor)
             diff_ids.append(str(stored.diff_id))
-    config = config_from_v1(jsons, diff_ids)
-    config_descriptor = Descriptor(mt.OCI_CONFIG, Digest.of(config), len(config))
-    await uploads.blob(config_descriptor, functools.partial(_bytes_chunks, config))
+        config = config_from_v1(jsons, diff_ids)
+        config_descriptor = Descriptor(mt.OCI_CONFIG, spool.store.put_bytes(None, config), len(config))
+        await uploads.file(config_descriptor, spool)
     raw = oci_manifest(config_descriptor, descriptors)
     manifest = parse_manifest(raw, mt.OCI_MANIFEST)
     # Built from the copied layers, so known only now: checked before anything names it.

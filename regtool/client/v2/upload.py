@@ -19,15 +19,16 @@ check, or the registry's DIGEST_INVALID / SIZE_INVALID on the closing ``PUT``) a
 drops the session and its saved state, so no rerun continues it.
 
 Where the bytes come from is an ``UploadBody``: ``FileBody`` sends a local file from worker threads
-(``BlobFetcher.body_sender``: a reused buffer, each piece hashed before it goes; push), ``StreamBody`` a stream
-opened from an offset, such as another registry's GET (copy).
+(``BlobFetcher.body_sender``: a reused buffer, each piece hashed before it goes; push, and a copy from a v1
+source, whose layers are spooled), and a copy between v2 registries relays the source's GET from the same kind of
+thread (``copy._RelayBody``); both through ``send_threaded`` and checked by ``SourceCheck``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, MutableSet, Sequence
+from collections.abc import Callable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -45,7 +46,6 @@ from regtool.client.tasks import LARGE_WEIGHT
 from regtool.client.v2.api import RegistryAPI
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import AuthError, IntegrityError, NotFoundError, ProtocolError, RegistryError, TransportError
-from regtool.image.source import ImageSource
 from regtool.manifest import Descriptor
 from regtool.protocol import v2
 from regtool.protocol.ranges import chunk_range, parse_upload_progress
@@ -55,13 +55,12 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "MIN_CHUNK_SIZE",
     "READ_SIZE",
-    "BlobOpener",
+    "BlobFiles",
     "BlobPlace",
     "BlobUploader",
     "FileBody",
     "Part",
     "SourceCheck",
-    "StreamBody",
     "UploadBody",
     "UploadTally",
     "Uploaded",
@@ -87,8 +86,19 @@ _SESSIONS_GONE_MAX = 2
 # (registry, repository, digest): where a blob is known to be present.
 BlobPlace = tuple[str, str, Digest]
 
-BlobOpener = Callable[[int], contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]]
-"""Opens a blob's bytes from an offset (0, or what an upload session holds already)."""
+
+class BlobFiles(Protocol):
+    """Where a ``FileBody`` reads its blob: a local image source (``image.source.ImageSource``), or a copy's spool
+    of a v1 source's layers."""
+
+    @property
+    def description(self) -> str:
+        """A short human name of where the files are, for messages."""
+        ...
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        """Open a blob for reading (from its start)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +265,7 @@ class FileBody:
     (``BlobFetcher.body_sender``: a reused buffer, each piece hashed before it goes, so a corrupt source is refused
     before the registry commits it). ``threads`` bounds the worker threads all of a job's bodies hold at once."""
 
-    def __init__(self, src: ImageSource, desc: Descriptor, threads: anyio.CapacityLimiter) -> None:
+    def __init__(self, src: BlobFiles, desc: Descriptor, threads: anyio.CapacityLimiter) -> None:
         self._src = src
         self._desc = desc
         self._threads = threads
@@ -289,83 +299,6 @@ class FileBody:
 
     async def aclose(self) -> None:
         return None
-
-
-class _Pieces:
-    """Cuts one stream of a blob's chunks into consecutive request bodies of given lengths."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], digest: Digest) -> None:
-        self._chunks = chunks
-        self._digest = digest
-        self._rest = b""
-
-    async def take(self, length: int) -> AsyncIterator[bytes]:
-        while length:
-            if not self._rest:
-                try:
-                    self._rest = await anext(self._chunks)
-                except StopAsyncIteration:
-                    raise IntegrityError(f"blob {self._digest}: the source ended {length} bytes early") from None
-            piece, self._rest = self._rest[:length], self._rest[length:]
-            length -= len(piece)
-            yield piece
-
-
-class StreamBody:
-    """A blob read from a stream that ``opener`` opens at an offset; the stream checks what it can itself (a
-    whole blob's digest, holding its last chunk back until it matched). One stream serves consecutive requests;
-    a request from another offset (a retry) opens it again there."""
-
-    def __init__(self, opener: BlobOpener, digest: Digest) -> None:
-        self._opener = opener
-        self._digest = digest
-        self._stack = contextlib.AsyncExitStack()
-        self._pieces: _Pieces | None = None
-        self._position = 0
-
-    async def send(self, api: RegistryAPI, part: Part, advance: Callable[[int], None]) -> httpx.Response:
-        pieces = await self._at(part.offset) if part.length else None
-
-        async def body() -> AsyncIterator[bytes]:
-            if pieces is not None:
-                async for piece in pieces.take(part.length):
-                    advance(len(piece))
-                    yield piece
-
-        try:
-            response = await api.send(
-                part.method,
-                part.url,
-                what=part.what,
-                headers={**part.headers, "Content-Length": str(part.length)},
-                content=body(),
-                expect=part.expect,
-                retry=False,
-            )
-        except BaseException:
-            # How much of the stream went is unknown: the next request opens it again where it starts.
-            await self.aclose()
-            raise
-        self._position = part.offset + part.length
-        return response
-
-    async def _at(self, offset: int) -> _Pieces:
-        if self._pieces is None or self._position != offset:
-            await self.aclose()
-            chunks = await self._stack.enter_async_context(self._opener(offset))
-            self._pieces, self._position = _Pieces(chunks, self._digest), offset
-        return self._pieces
-
-    async def confirm(self) -> None:
-        # The stream verified the blob before its last chunk went (or, resumed mid-blob, the registry's digest
-        # check on the closing PUT does).
-        return None
-
-    async def aclose(self) -> None:
-        self._pieces = None
-        with anyio.CancelScope(shield=True):
-            await self._stack.aclose()
-        self._stack = contextlib.AsyncExitStack()
 
 
 class _SessionGone(Exception):
@@ -403,7 +336,7 @@ class BlobUploader:
         self.known_present: MutableSet[BlobPlace] = set() if known_present is None else known_present
         self.threads = anyio.CapacityLimiter(max(1, jobs) * LARGE_WEIGHT)
 
-    def file_body(self, src: ImageSource, desc: Descriptor) -> FileBody:
+    def file_body(self, src: BlobFiles, desc: Descriptor) -> FileBody:
         """A body from ``src``'s file of ``desc``, sharing this uploader's worker threads."""
         return FileBody(src, desc, self.threads)
 
