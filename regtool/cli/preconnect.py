@@ -3,8 +3,8 @@
 A run that talks to a far registry spends its start-up importing (typer, httpx, the client) before its first
 request, and that request then waits for a TCP handshake. ``start(argv)``, called by ``main`` before those
 imports, reads the command line and, when it names a registry the run will surely contact, has one daemon thread
-resolve the host and open the connections the run's first wave wants, parked (``regtool.client.net.parking``)
-where the Client's connection pool takes them instead of dialling.
+resolve the host and open one connection for each scheme the run's first request will try there, parked
+(``regtool.client.net.parking``) where the Client's connection pool takes them instead of dialling.
 
 The reading is conservative: it knows each registry command's options (a test keeps this table equal to the
 commands' own), and anything it does not recognise (an unknown option, ``--help``, ``--``, a reference that does
@@ -26,11 +26,7 @@ from pathlib import Path
 from regtool.errors import RegtoolError
 from regtool.reference import Reference, parse_registry, registry_api_host, split_host_port
 
-__all__ = ["COMMAND_SHAPES", "FIRST_WAVE", "CommandShape", "EarlyConnect", "Target", "early_connect_for", "start"]
-
-# Connections parked for a command that moves blobs: its first request and the first blob transfers, which it
-# would otherwise open while the manifest is in flight.
-FIRST_WAVE = 4
+__all__ = ["COMMAND_SHAPES", "CommandShape", "EarlyConnect", "Target", "early_connect_for", "start"]
 
 _SHARED_FLAGS = frozenset({"--json", "-v", "--verbose", "--plain-http", "--insecure", "--password-stdin"})
 _SHARED_VALUES = frozenset({"--ca-cert", "-u", "--username", "--timeout", "--connect-timeout"})
@@ -46,13 +42,12 @@ READ, REPOSITORY, WRITE, REGISTRY, LOCAL = "read", "repository", "write", "regis
 @dataclass(frozen=True, slots=True)
 class CommandShape:
     """A registry command's arguments: ``positionals`` (their kinds, the last ``optional`` of them may be left
-    out), its flags and its options that take a value, every spelling; ``connections`` to park per registry."""
+    out), its flags and its options that take a value, every spelling."""
 
     positionals: tuple[str, ...]
     flags: frozenset[str]
     values: frozenset[str]
     optional: int = 0
-    connections: int = 1
 
 
 COMMAND_SHAPES: dict[str, CommandShape] = {
@@ -61,7 +56,6 @@ COMMAND_SHAPES: dict[str, CommandShape] = {
         _SHARED_FLAGS | _QUIET | {"--all-platforms"},
         _SHARED_VALUES | _READS | _TRANSFERS | {"--format", "--platform", "--protocol", "--v1-jobs"},
         optional=1,
-        connections=FIRST_WAVE,
     ),
     "copy": CommandShape(
         (READ, WRITE),
@@ -71,13 +65,11 @@ COMMAND_SHAPES: dict[str, CommandShape] = {
         | _TRANSFERS
         | {"--from-protocol", "--to-protocol", "--platform", "--mount-from", "--chunk-size"}
         | {"--src-username", "--dest-username"},
-        connections=FIRST_WAVE,
     ),
     "push": CommandShape(
         (LOCAL, WRITE),
         _SHARED_FLAGS | _QUIET,
         _SHARED_VALUES | _TRANSFERS | {"--mount-from", "--chunk-size", "--protocol"},
-        connections=FIRST_WAVE,
     ),
     "inspect": CommandShape(
         (READ,), _SHARED_FLAGS | {"--raw"}, _SHARED_VALUES | _READS | {"--platform", "--protocol", "--retries"}
@@ -95,7 +87,6 @@ class Target:
     """A registry the command line names: ``ref`` for an image read (registries.conf may send it elsewhere)."""
 
     registry: str
-    connections: int
     ref: Reference | None = None
 
 
@@ -135,7 +126,7 @@ def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyC
         return None  # a prompt first: the user may never answer it
     targets = []
     for kind, text in zip(shape.positionals, positionals, strict=False):
-        target = _target(kind, text, shape.connections)
+        target = _target(kind, text)
         if target is None and kind != LOCAL:
             return None
         if target is not None:
@@ -189,18 +180,18 @@ def _read_arguments(
 _VERBOSE = re.compile(r"-vv+")
 
 
-def _target(kind: str, text: str, connections: int) -> Target | None:
+def _target(kind: str, text: str) -> Target | None:
     try:
         if kind == READ:
             ref = Reference.parse(text)
-            return Target(ref.registry, connections, ref)
+            return Target(ref.registry, ref)
         if kind == REPOSITORY:
             ref = Reference.parse_repository(text)
-            return Target(ref.registry, connections, ref)
+            return Target(ref.registry, ref)
         if kind == WRITE:
-            return Target(Reference.parse(text).registry, connections)
+            return Target(Reference.parse(text).registry)
         if kind == REGISTRY:
-            return Target(parse_registry(text), connections)
+            return Target(parse_registry(text))
     except RegtoolError:
         pass
     return None
@@ -220,15 +211,14 @@ def _open(plan: EarlyConnect) -> None:
             continue
         registry, insecure = where
         schemes = candidate_schemes(registry, plain_http=plan.plain_http, insecure=plan.insecure or insecure)
-        # Where https and http are both allowed, the data goes over http (the pool pre-connects there): https
-        # gets one connection, for its attempt at the first request.
-        data_scheme = "http" if "http" in schemes else "https"
         host, port = split_host_port(registry_api_host(registry))
-        # Parked per scheme: the https attempt must not take the connections the data will want, nor wait.
+        # One connection per scheme: the first request goes out over every scheme allowed at once (a loopback
+        # registry: https and http). The blob connections that follow are dialled by the pull itself while that
+        # request is in flight, and are ready as soon as parked ones would be (measured: parking four instead of
+        # one changed nothing).
         by_port: dict[int, dict[str, int]] = {}
         for scheme in schemes:
-            each = port if port is not None else default_port(scheme)
-            by_port.setdefault(each, {})[scheme] = target.connections if scheme == data_scheme else 1
+            by_port.setdefault(port if port is not None else default_port(scheme), {})[scheme] = 1
         for each, counts in by_port.items():
             parking.dial_and_park(host, each, counts, plan.connect_timeout or _DIAL_TIMEOUT)
 

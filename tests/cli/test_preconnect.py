@@ -8,6 +8,7 @@ path with ``python -m regtool`` against the real serve behind a relay that count
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from regtool.client.net import parking
 from regtool.reference import Reference
 from tests.cli.support import regtool
 from tests.support.connrelay import run_connection_relay
-from tests.support.images import assert_layout_holds, write_image
+from tests.support.images import write_image
 from tests.support.serve import RunningServe, serve  # noqa: F401  (the fixture)
 
 NO_ENV: dict[str, str] = {}
@@ -93,7 +94,7 @@ def test_the_connection_options_are_read() -> None:
         ["pull", "--insecure", "--connect-timeout", "2.5", "--mirror", "http://m.example", "reg.example/a:1"], NO_ENV
     )
     assert plan == EarlyConnect(
-        (Target("reg.example", preconnect.FIRST_WAVE, Reference.parse("reg.example/a:1")),),
+        (Target("reg.example", Reference.parse("reg.example/a:1")),),
         insecure=True,
         connect_timeout=2.5,
         mirrors=("http://m.example",),
@@ -158,9 +159,9 @@ def test_the_thread_parks_the_connections_for_each_scheme(listeners: list[socket
     port = _listener(listeners)
     preconnect.start(["pull", f"127.0.0.1:{port}/team/app:1", "out"])
     _finish_thread()
-    # A loopback registry is asked over https and http at once: one for the https attempt, the wave for http.
+    # A loopback registry is asked over https and http at once: one connection for each.
     assert parking.parked_count("https", "127.0.0.1", port) == 1
-    assert parking.parked_count("http", "127.0.0.1", port) == preconnect.FIRST_WAVE
+    assert parking.parked_count("http", "127.0.0.1", port) == 1
 
 
 def test_plain_http_parks_for_http_alone(listeners: list[socket.socket]) -> None:
@@ -209,23 +210,30 @@ def test_a_write_ignores_registries_conf(listeners: list[socket.socket], tmp_pat
     # push takes no --registries-conf: a blocked entry there is about reads, and pushes go where they say.
     preconnect.start(["push", "--plain-http", str(conf), f"127.0.0.1:{port}/a:1"])
     _finish_thread()
-    assert parking.parked_count("http", "127.0.0.1", port) == preconnect.FIRST_WAVE
+    assert parking.parked_count("http", "127.0.0.1", port) == 1
 
 
 # -- the whole path: main, then the command --------------------------------------------------------------------
 
 
-def test_a_real_pull_through_main_uses_what_was_parked(serve: RunningServe, tmp_path: Path) -> None:  # noqa: F811
+def test_a_real_run_through_main_sends_its_first_request_over_the_parked_connection(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The relay cuts the first connection it accepts as its request arrives. A connection the pool dialled itself
+    would not be tried again (the request may have been processed), so the command would fall back to the ping;
+    a parked one is, at once, on a fresh connection: no ping proves the first request went over the parked one."""
     image = write_image(tmp_path / "src", "1.0", [{"a": b"early"}, {"b": bytes(20000)}])
     pushed = regtool("push", "-q", f"{tmp_path / 'src'}:1.0", f"{serve.host}/team/app:1.0", cwd=tmp_path)
     assert pushed.returncode == 0, pushed.stderr
-    with run_connection_relay(serve.port) as relay:
-        result = regtool("pull", "-q", "--plain-http", f"{relay.host}/team/app:1.0", "out", cwd=tmp_path)
+    serve.requests.clear()
+    with run_connection_relay(serve.port, cut_first=1, cut_at="request") as relay:
+        result = regtool(
+            "inspect", "--json", "--plain-http", "--retries", "0", f"{relay.host}/team/app:1.0", cwd=tmp_path
+        )
         assert result.returncode == 0, result.stderr
-        assert result.stderr == ""
-        # The first connections accepted are the ones parked at start-up, opened before the command's imports;
-        # the manifest went over one of them.
-        manifest = b"GET /v2/team/app/manifests/1.0 "
-        assert relay.accepted >= preconnect.FIRST_WAVE
-        assert any(relay.first_bytes(i).startswith(manifest) for i in range(preconnect.FIRST_WAVE))
-    assert_layout_holds(tmp_path / "out", image)
+        assert json.loads(result.stdout)["digest"] == str(image.manifest.digest)
+        assert relay.first_bytes(0).startswith(b"GET /v2/team/app/manifests/1.0 ")
+    paths = [event.path for event in serve.requests.take()]
+    assert paths[0] == "/v2/team/app/manifests/1.0"
+    assert "/v2/" not in paths, paths

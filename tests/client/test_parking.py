@@ -58,6 +58,22 @@ async def test_the_first_request_goes_over_the_parked_connection(
         assert parking.parked_count("http", "127.0.0.1", relay.port) == 0
 
 
+async def test_a_pull_uses_the_parked_connection(seeded: tuple[RunningServe, BuiltImage], tmp_path: Path) -> None:
+    server, image = seeded
+    await _push(server, tmp_path)
+    with run_connection_relay(server.port) as relay:
+        assert parking.dial_and_park("127.0.0.1", relay.port, {"http": 1}, 5.0) == 1
+        assert relay.wait_accepted(1)
+        async with Client(plain_http=True, retries=0, jobs=1) as client:
+            pulled = await client.pull(Reference.parse(f"{relay.host}/team/app:1.0"), tmp_path / "out")
+        assert pulled.digest == image.manifest.digest
+        assert_layout_holds(tmp_path / "out", image)
+        # The connection opened before the client existed carried one of the pull's requests (its pre-connect took
+        # it in place of dialling: left parked, it would have carried nothing).
+        assert relay.first_bytes(0).startswith(b"GET /v2/team/app/")
+        assert parking.parked_count("http", "127.0.0.1", relay.port) == 0
+
+
 async def test_a_parked_connection_is_kept_for_its_scheme(
     seeded: tuple[RunningServe, BuiltImage], tmp_path: Path
 ) -> None:
@@ -102,7 +118,9 @@ async def test_a_parked_connection_the_server_closed_fails_nothing(
         # Not even the first request failed: a failed one would have had the client fall back to the ping.
         assert [e.path for e in server.requests.take() if e.path in {"/v2/", "/v1/_ping"}] == []
         if cut_at == "request":  # the parked connection was used, and cut under its request
-            assert relay.first_bytes(0).startswith(b"GET /v2/team/app/manifests/1.0 ")
+            # (a pull's connections opened ahead wait in its pool, where the manifest or a blob may take them)
+            first = b"GET /v2/team/app/manifests/1.0 " if command == "inspect" else b"GET /v2/team/app/"
+            assert relay.first_bytes(0).startswith(first)
         assert parking.parked_count("http", "127.0.0.1", relay.port) == 0
 
 
