@@ -5,9 +5,9 @@ No local copy of the image is made. Blobs stream from the source to the target a
 - **v2 -> v2**: each missing blob (HEAD first) is relayed GET -> PUT by one worker thread, its digest checked
   on the way (``_RelayBody``); an index is copied with all its child manifests, or with a ``platform`` only
   that platform's image manifest (chosen as a pull chooses it, ``resolve.plan_images``, so an absent platform
-  fails the same way, listing the available ones), tagged at the target; manifests keep their exact bytes, so digests are unchanged. On one registry, a
-  blob is mounted from the source repository instead (``POST ?mount=&from=``), as it is from any ``mount_from``
-  repository.
+  fails the same way, listing the available ones), tagged at the target; manifests keep their exact bytes, so
+  digests are unchanged. On one registry, a blob is mounted from the source repository instead (``POST
+  ?mount=&from=``), as it is from any ``mount_from`` repository.
 - **v2 -> v1**: the v1 chain is derived from the config (deterministic ids, ``convert.v1_chain_from_config``)
   and each layer blob streams from the v2 GET into the v1 layer PUT; a digest mismatch aborts the PUT before
   it completes, so the registry never sees the image finished.
