@@ -36,6 +36,7 @@ _NOUNS: dict[RemovalKind, tuple[str, str]] = {
     "link": ("repository link", "repository links"),
     "repository": ("repository", "repositories"),
     "v1-image": ("v1 image", "v1 images"),
+    "v1-repository": ("v1 repository", "v1 repositories"),
     "blob": ("blob", "blobs"),
     "upload": ("upload session", "upload sessions"),
     "v1-upload": ("v1 layer upload", "v1 layer uploads"),

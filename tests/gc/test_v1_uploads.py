@@ -272,3 +272,34 @@ def test_images_a_tag_reaches_stay_with_their_unfinished_parent(live_serve: Runn
         report = collect_garbage(_registry(live_serve), GcOptions(delay=GRACE, delete_untagged=True))
         assert [r for r in report.removed if r.kind == "v1-image"] == []
         assert client.get(f"/v1/images/{parent}/json").status_code == 400  # there, being uploaded
+
+
+def test_a_repository_a_push_never_tagged_goes(store: Store, tmp_path: Path) -> None:
+    with store.run(tmp_path / "serve") as server, httpx.Client(base_url=server.url) as client:
+        # Two pushes stopped after their first request (the image list) and an image JSON.
+        for name in ("team/gone", "team/cut"):
+            listed = client.put(f"/v1/repositories/{name}/", json=[{"id": _json_only(client)}])
+            assert listed.status_code == 200, listed.text
+        # Tagged once, its tag deleted since: its metadata stays, as docker-registry kept it.
+        once = push_image(client, compress(layer_tar(22), "gzip"))
+        tag(client, "team/once", "1", once)
+        assert client.delete("/v1/repositories/team/once/tags/1").status_code == 200
+        # A tagged repository nested in one never tagged: only the parent's own files go.
+        tag(client, "team/cut/sub", "1", once)
+
+        assert _removed(_gc(store, delay="1h"), "v1-repository") == {}
+        time.sleep(GRACE + 0.5)
+        assert set(_removed(_gc(store, "--dry-run"), "v1-repository")) == {"team/gone", "team/cut"}
+        assert client.get("/v1/repositories/team/gone/images").status_code == 200
+        done = _gc(store)
+        assert set(_removed(done, "v1-repository")) == {"team/gone", "team/cut"}
+
+        for name in ("team/gone", "team/cut"):
+            assert client.get(f"/v1/repositories/{name}/images").status_code == 404
+        if not isinstance(store.driver, S3Driver):
+            # SeaweedFS lists an emptied prefix for a while (storage/s3.py): search would name it until it forgets.
+            assert client.get("/v1/search", params={"q": "gone"}).json()["results"] == []
+        assert client.get("/v1/repositories/team/cut/sub/tags").json() == {"1": once.id}
+        assert [r["name"] for r in client.get("/v1/search", params={"q": "once"}).json()["results"]] == ["team/once"]
+        assert_served(client, once)
+    assert _removed(_gc(store), "v1-repository") == {}

@@ -4,7 +4,7 @@ The sweep runs in phases, each against a fresh mark of the store as it is then:
 
 1. unreachable manifest revisions (and their referrers entries);
 2. repository links nothing live names, referrers entries whose manifest is gone, v1 images no v1 tag reaches
-   (``v1.py``), repositories left empty;
+   (``v1.py``) and v1 repositories a push never tagged (``v1repositories.py``), repositories left empty;
 3. blob data, last, and upload sessions (v2, and v1 layer uploads: ``v1uploads.py``) idle for longer than the
    grace period.
 
@@ -55,6 +55,7 @@ from regtool.server.gc.inventory import (
 from regtool.server.gc.mark import LiveSet, ManifestReader, mark, mark_repository
 from regtool.server.gc.report import GcReport, Removal
 from regtool.server.gc.v1 import V1Mark, mark_v1, sweep_v1_images
+from regtool.server.gc.v1repositories import sweep_v1_repositories
 from regtool.server.gc.v1uploads import sweep_v1_uploads
 from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
@@ -208,6 +209,8 @@ class _Run:
     def sweep_v1_images(self) -> None:
         assert self.v1 is not None, "marked first"
         sweep_v1_images(self.driver, self.v1, cutoff=self.cutoff, dry_run=self.options.dry_run, removed=self.removed)
+        options = self.options
+        sweep_v1_repositories(self.driver, cutoff=self.cutoff, dry_run=options.dry_run, removed=self.removed)
 
     def sweep_repositories(self, names: Iterable[str]) -> None:
         # A push into an empty repository opens its upload session before it writes the repository's first link

@@ -8,14 +8,16 @@ from typing import Any, Literal
 
 __all__ = ["GcReport", "Removal", "RemovalKind"]
 
-RemovalKind = Literal["manifest", "referrer-entry", "link", "repository", "v1-image", "blob", "upload", "v1-upload"]
+RemovalKind = Literal[
+    "manifest", "referrer-entry", "link", "repository", "v1-image", "v1-repository", "blob", "upload", "v1-upload"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Removal:
-    """One thing removed: ``what`` is a digest (a repository's name for ``repository``, an id for ``upload``,
-    ``v1-upload`` and ``v1-image``); ``size`` is the bytes freed (blob and upload data; 0 for links and other
-    small files)."""
+    """One thing removed: ``what`` is a digest (a repository's name for ``repository`` and ``v1-repository``, an
+    id for ``upload``, ``v1-upload`` and ``v1-image``); ``size`` is the bytes freed (blob and upload data; 0 for
+    links and other small files)."""
 
     kind: RemovalKind
     what: str

@@ -10,7 +10,8 @@ A live image keeps its layer blob and the decompressed layer the v2 API shows fo
 directory of any other image goes in the collector's second phase, with the repository links; its blobs go in
 the third with the other unreachable blobs, unless v2 still uses them (the manifest made for a v1 tag stays while
 v2's rules keep it).
-v1 repositories stay: what is left of one after its tags were deleted is the metadata search lists.
+v1 repositories stay once tagged: what is left of one after its tags were deleted is the metadata search lists
+(one a push never tagged goes: ``v1repositories.py``).
 
 A v1 push may re-use an image the mark found unreachable: a new image naming it as its parent, or a tag naming
 it. Each image JSON and tag written leaves a new write token (``write_token``); the token is read before a mark

@@ -51,6 +51,7 @@ __all__ = [
     "V1ImageStore",
     "image_file",
     "load_json",
+    "unescape_component",
     "user_agent_metadata",
     "v1_repository_dir",
     "write_token",
@@ -455,13 +456,14 @@ class V1ImageStore:
             except PathNotFound:
                 continue
             for repo in sorted(repos):
-                name = _unescape(namespace) + "/" + _unescape(repo)
+                name = unescape_component(namespace) + "/" + unescape_component(repo)
                 if query in name:
                     found.append(name)
         return found
 
 
-def _unescape(component: str) -> str:
+def unescape_component(component: str) -> str:
+    """One component of a repository's storage directory back to the component of its name."""
     return unquote(component[1:].replace("=", "%"))
 
 
