@@ -58,18 +58,18 @@ _REGISTRY_COMMANDS = frozenset(
 def main() -> None:
     """Run the ``regtool`` command line."""
     first = sys.argv[1:2]
-    if first and first[0] in _REGISTRY_COMMANDS and _may_verify_tls(sys.argv[2:]):
-        # The system CA store (~20 ms to load) is loaded in a thread while the command's imports run, ready for
-        # the first TLS handshake.
-        from regtool.client.net.tls import warm_default_context
-
-        warm_default_context()
     if first and first[0] in _REGISTRY_COMMANDS:
         # The registry's connections are opened in a thread while the command's modules import, ready for the
-        # first requests (the ones this command line surely makes: preconnect.py decides).
+        # first request (when this command line surely makes it: preconnect.py decides).
         from regtool.cli import preconnect
 
         preconnect.start(sys.argv[1:])
+        if _may_verify_tls(sys.argv[2:]):
+            # The system CA store (~20 ms to load) is loaded in a thread while the command's imports run, ready
+            # for the first TLS handshake.
+            from regtool.client.net.tls import warm_default_context
+
+            warm_default_context()
     command = _only_the_command_named(first)
     try:
         command()

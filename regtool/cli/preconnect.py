@@ -122,8 +122,8 @@ def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyC
     if read is None:
         return None
     positionals, flags, values = read
-    if argv[0] == "login" and "--password-stdin" not in flags and "REGTOOL_PASSWORD" not in environ:
-        return None  # a prompt first: the user may never answer it
+    if not _credentials_complete(argv[0], flags, values, environ):
+        return None  # a prompt first (login; the user may never answer it), or a usage error
     targets = []
     for kind, text in zip(shape.positionals, positionals, strict=False):
         target = _target(kind, text)
@@ -145,6 +145,27 @@ def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyC
         registries_conf=conf[-1] if conf else None,
         mirrors=tuple(values.get("--mirror", ())),
     )
+
+
+def _credentials_complete(
+    command: str, flags: set[str], values: dict[str, list[str]], environ: Mapping[str, str]
+) -> bool:
+    """Whether the credentials are as the command requires before it connects: a username with its password and
+    a password with its username (``-u``/``REGTOOL_USERNAME`` with ``--password-stdin``/``REGTOOL_PASSWORD``; copy's
+    ``--src-``/``--dest-`` pairs with ``REGTOOL_SRC_PASSWORD``/``REGTOOL_DEST_PASSWORD``), one password on stdin at
+    most; and for ``login``, which prompts for what is missing, a password given."""
+    pairs = [("-u", "--username", "--password-stdin", "REGTOOL_PASSWORD")]
+    pairs += [
+        (f"--{end}-username", "", f"--{end}-password-stdin", f"REGTOOL_{end.upper()}_PASSWORD")
+        for end in ("src", "dest")
+    ]
+    for short, long, stdin, variable in pairs:
+        username = bool(values.get(short) or values.get(long) or (short == "-u" and environ.get("REGTOOL_USERNAME")))
+        if username != (stdin in flags or variable in environ):
+            return False
+    if command == "login" and "--password-stdin" not in flags and "REGTOOL_PASSWORD" not in environ:
+        return False
+    return sum(flag.endswith("password-stdin") for flag in flags) <= 1
 
 
 def _read_arguments(

@@ -85,8 +85,43 @@ def test_which_registries_a_command_line_names(argv: list[str], expected: list[s
     assert _registries(argv) == expected
 
 
-def test_login_with_the_password_in_the_environment() -> None:
-    assert _registries(["login", "-u", "ci", "reg.example"], {"REGTOOL_PASSWORD": "x"}) == ["reg.example"]
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["login", "-u", "ci", "reg.example"], {"REGTOOL_PASSWORD": "x"}, ["reg.example"]),
+        (["login", "reg.example"], {"REGTOOL_USERNAME": "ci", "REGTOOL_PASSWORD": "x"}, ["reg.example"]),
+        (["pull", "reg.example/a"], {"REGTOOL_USERNAME": "ci", "REGTOOL_PASSWORD": "x"}, ["reg.example"]),
+        (["pull", "-u", "ci", "reg.example/a"], {}, None),  # no password: a usage error before any connection
+        (["pull", "reg.example/a"], {"REGTOOL_USERNAME": "ci"}, None),
+        (["pull", "reg.example/a"], {"REGTOOL_PASSWORD": "x"}, None),  # a password without a username
+        (
+            ["copy", "--src-username", "u", "a.example/x", "b.example/y"],
+            {"REGTOOL_SRC_PASSWORD": "x"},
+            ["a.example", "b.example"],
+        ),
+        (["copy", "--dest-username", "u", "a.example/x", "b.example/y"], {}, None),
+        (["copy", "--dest-password-stdin", "a.example/x", "b.example/y"], {}, None),
+        (
+            [
+                "copy",
+                "-u",
+                "u",
+                "--password-stdin",
+                "--src-username",
+                "v",
+                "--src-password-stdin",
+                "a.example/x",
+                "b.example/y",
+            ],
+            {},
+            None,
+        ),
+    ],
+)
+def test_credentials_the_command_would_refuse_mean_no_pre_connect(
+    argv: list[str], environ: dict[str, str], expected: list[str] | None
+) -> None:
+    assert _registries(argv, environ) == expected
 
 
 def test_the_connection_options_are_read() -> None:
