@@ -265,7 +265,7 @@ def serve(
             redis_password=os.environ.get("REGTOOL_REDIS_PASSWORD") or None,
             metrics=not no_metrics,
             debug_addr=debug_addr,
-            **_gc_settings(gc_interval, gc_delay, gc_delete_untagged),
+            **_gc_settings(gc_interval, gc_delay, gc_delete_untagged, from_file=config_file is not None),
             **proxy,
         )
         config = ServerConfig(**apply_config_file(config_file, fields, given_flags(ctx)))
@@ -361,11 +361,17 @@ def _proxy_settings(
     }
 
 
-def _gc_settings(interval: str | None, delay: str, delete_untagged: bool) -> dict[str, Any]:
-    """The ServerConfig fields of ``--gc-interval``, ``--gc-delay`` and ``--gc-delete-untagged``."""
+def _gc_settings(interval: str | None, delay: str, delete_untagged: bool, *, from_file: bool) -> dict[str, Any]:
+    """The ServerConfig fields of ``--gc-interval``, ``--gc-delay`` and ``--gc-delete-untagged``.
+
+    ``from_file``: a configuration file may set the interval (``storage.maintenance.gc``), so the other two are
+    taken alone and ServerConfig checks what the file and the flags give together.
+    """
     from regtool.durations import parse_duration
     from regtool.errors import UsageError
 
+    if interval is None and from_file:
+        return {"gc_delay": parse_duration(delay, what="--gc-delay"), "gc_delete_untagged": delete_untagged}
     if interval is None:
         if delay != "1h":
             raise UsageError("--gc-delay is the grace period of --gc-interval: add --gc-interval DURATION")

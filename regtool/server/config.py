@@ -175,6 +175,10 @@ class ServerConfig:
             raise UsageError("gc_interval must be more than 0 seconds")
         if not self.gc_delay >= 0:
             raise UsageError("gc_delay must not be negative")
+        if self.gc_delete_untagged and self.gc_interval is None:
+            raise UsageError(
+                "gc_delete_untagged needs gc_interval (serve --gc-interval, or storage.maintenance.gc.interval)"
+            )
         if self.storage not in ("filesystem", "inmemory", "s3"):
             raise UsageError(f"unknown storage {self.storage!r}: expected filesystem, inmemory or s3")
         if (self.storage == "s3") != (self.s3 is not None):

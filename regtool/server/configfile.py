@@ -14,7 +14,9 @@ says otherwise.
 Two keys are regtool's own, under ``auth.token``: ``signingkey`` (the PEM key whose certificate chain is
 ``rootcertbundle``) and ``htpasswd`` (the users of the built-in token endpoint). With them serve issues tokens
 at ``/token``, and instances sharing the file share the key; without ``signingkey`` serve only verifies tokens
-from the external token server at ``realm``, as distribution does.
+from the external token server at ``realm``, as distribution does. ``storage.maintenance.gc`` is regtool's too
+(``enabled``, ``interval``, ``delay``, ``deleteuntagged``: the online collector of ``serve --gc-interval``);
+distribution ignores keys it does not know under ``maintenance``, so one file still serves both.
 """
 
 from __future__ import annotations
@@ -272,7 +274,26 @@ def _map_maintenance(maintenance: ConfigSection, values: dict[str, Any]) -> None
     readonly = maintenance.section("readonly")
     values["read_only"] = readonly.flag("enabled", False)
     readonly.finish()
+    _map_gc(maintenance.section("gc"), values)
     maintenance.finish()
+
+
+def _map_gc(gc: ConfigSection, values: dict[str, Any]) -> None:
+    """regtool's own ``storage.maintenance.gc`` (distribution ignores keys it does not know there): the online
+    collector, as ``serve --gc-interval``, ``--gc-delay`` and ``--gc-delete-untagged`` set it."""
+    enabled = gc.flag("enabled", True)
+    interval = gc.duration("interval")
+    delay = gc.duration("delay")
+    delete_untagged = gc.flag("deleteuntagged", False)
+    gc.finish()
+    if not enabled or not gc.data:
+        return
+    if interval is None or interval <= 0:
+        raise gc.error("how often a pass runs: must be longer than 0s", "interval")
+    values["gc_interval"] = interval
+    if delay is not None:
+        values["gc_delay"] = delay
+    values["gc_delete_untagged"] = delete_untagged
 
 
 def _map_http(top: ConfigSection, values: dict[str, Any]) -> None:
