@@ -303,3 +303,26 @@ def test_a_repository_a_push_never_tagged_goes(store: Store, tmp_path: Path) -> 
         assert [r["name"] for r in client.get("/v1/search", params={"q": "once"}).json()["results"]] == ["team/once"]
         assert_served(client, once)
     assert _removed(_gc(store), "v1-repository") == {}
+
+
+def test_a_stalled_layer_removed_meanwhile_is_refused_and_pushed_again(live_serve: RunningServe) -> None:
+    with httpx.Client(base_url=live_serve.url) as client:
+        image_id = _json_only(client)
+        stalled = HalfSentLayer(live_serve.port, image_id, 3 * MIB)
+        stalled.send(2 * MIB)
+        registry = _registry(live_serve)
+        _wait_for_upload(registry.driver, MIB)
+        time.sleep(GRACE + 0.3)  # nothing more arrives for longer than the grace period: the push looks dead
+        report = collect_garbage(registry, GcOptions(delay=GRACE))
+        assert sorted(r.kind for r in report.removed if r.kind.startswith("v1")) == ["v1-image", "v1-upload"]
+        stalled.send(len(stalled.body) - stalled.sent)
+        answer = b""
+        while not answer.endswith(b"}") and (piece := stalled.sock.recv(4096)):
+            answer += piece
+        stalled.sock.close()
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        error = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert error == {"error": "Layer upload removed after being idle too long: push the image again"}
+        assert list(v1_uploads(registry.driver)) == []
+        assert client.get(f"/v1/images/{image_id}/json").status_code == 404
+        assert_served(client, push_image(client, stalled.body))

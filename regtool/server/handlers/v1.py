@@ -33,6 +33,7 @@ from regtool.protocol.ranges import content_range
 from regtool.server.auth.base import Access, permitted
 from regtool.server.errors import ApiError, storage_error
 from regtool.server.handlers.base import authorize, context, run_sync
+from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.v1images import V1Error, V1ImageStore, load_json, user_agent_metadata
 from regtool.server.storage.v1mirror import expose_tag, withdraw_tags
 from regtool.server.streaming import StreamResponse, parse_range, receive_into
@@ -269,6 +270,11 @@ async def put_layer(request: Request) -> Response:
         await receive_into(request, writer, hasher)
         payload = "sha256:" + hasher.payload.hexdigest()
         await run_sync(store.finish_layer, image_id, upload, writer, hasher, payload)
+    except PathNotFound:
+        # Only the upload itself can be missing here: the garbage collector removed it, the body having stalled
+        # for longer than its grace period.
+        await run_sync(store.abort_layer, upload, writer)
+        raise V1Error(400, "Layer upload removed after being idle too long: push the image again") from None
     except BaseException:
         await run_sync(store.abort_layer, upload, writer)
         raise
