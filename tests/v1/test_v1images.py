@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regtool.server.storage import paths
-from regtool.server.storage.v1images import V1Error, _escape_component, _unescape, v1_repository_dir
+from regtool.server.storage.v1images import V1Error, _escape_component, unescape_component, v1_repository_dir
 
 components = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(
     lambda c: "/" not in c
@@ -19,7 +19,7 @@ def test_any_component_is_one_safe_path_component(component: str) -> None:
     escaped = _escape_component(component)
     assert paths.check_path(f"v1/repositories/{escaped}") == f"v1/repositories/{escaped}"
     assert "/" not in escaped
-    assert _unescape(escaped) == component
+    assert unescape_component(escaped) == component
 
 
 def test_repository_dirs() -> None:
