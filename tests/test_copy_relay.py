@@ -94,9 +94,7 @@ def _assert_copied(setup: Setup) -> None:
         got = _target_blob(setup, desc)
         assert got.status_code == 200
         assert got.content == setup.blob_bytes(desc)
-    tagged = httpx.get(
-        f"{setup.target.url}/v2/mirror/app/manifests/1.0", headers={"Accept": setup.manifest.media_type}
-    )
+    tagged = httpx.get(f"{setup.target.url}/v2/mirror/app/manifests/1.0", headers={"Accept": setup.manifest.media_type})
     assert tagged.content == setup.manifest.raw
 
 
