@@ -32,7 +32,6 @@ same conditions. Nothing here is a test: the numbers go to BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import platform
 import shutil
@@ -46,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import regtool  # noqa: E402
+from benchmarks.bytecode import compile_for_runs  # noqa: E402
 from tests.support.distribution import Distribution, run_distribution  # noqa: E402
 from tests.support.images import write_random_image  # noqa: E402
 
@@ -91,14 +90,6 @@ def _image(work: Path, count: int, mib: int) -> Path:
         print(f"generating {count} x {mib} MiB image in {layout} ...", flush=True)
         write_random_image(layout, "bench", count=count, size=mib << 20)
     return layout
-
-
-def _compile_bytecode(baseline: Path | None) -> None:
-    # An installed regtool has its bytecode (pip compiles it); a working tree under PYTHONDONTWRITEBYTECODE=1 or
-    # with sources newer than their .pyc would compile every module again on every run, ~50 ms of "start-up".
-    packages = [Path(regtool.__file__).parent] + ([baseline / "regtool"] if baseline is not None else [])
-    for package in packages:
-        compileall.compile_dir(str(package), quiet=1)
 
 
 def _tools(baseline: Path | None) -> tuple[str, ...]:
@@ -300,7 +291,7 @@ def main() -> None:
     parser.add_argument("--archive", action="store_true", help="push from and pull into docker-archives instead")
     parser.add_argument("--copy", action="store_true", help="copy registry to registry instead")
     args = parser.parse_args()
-    _compile_bytecode(args.baseline)
+    compile_for_runs(*([args.baseline] if args.baseline is not None else []))
     if shutil.which("skopeo") is None:
         raise SystemExit("skopeo is not installed")
     args.work.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import regtool
+from benchmarks.bytecode import compile_for_runs
 from tests.support.distribution import run_distribution
 from tests.support.images import write_random_image
 
@@ -63,12 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     for build in args.builds:
-        # The installed one too: with PYTHONDONTWRITEBYTECODE set, a module edited since its last compilation
-        # would be compiled again in every run.
         package = Path(build) / "regtool" if build != "-" else Path(regtool.__file__).parent
         if not package.is_dir():
             parser.error(f"{build} holds no regtool/ package")
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    compile_for_runs(*(Path(build) for build in args.builds if build != "-"))
     work = Path(tempfile.mkdtemp(prefix="regtool-startup-"))
     times: dict[tuple[str, str], list[float]] = {(kind, build): [] for kind in kinds for build in args.builds}
     cpu: dict[tuple[str, str], list[float]] = {(kind, build): [] for kind in kinds for build in args.builds}

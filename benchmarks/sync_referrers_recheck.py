@@ -22,7 +22,6 @@ BENCHMARKS.md. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import datetime
 import json
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-import regtool  # noqa: E402
+from benchmarks.bytecode import compile_for_runs  # noqa: E402
 from benchmarks.sync_vs_skopeo import PREFIX, Catalog, source_registry  # noqa: E402
 from benchmarks.wan import AccessLog, _regtool, _rotate, _timed, latency_proxy, machine  # noqa: E402
 from regtool import mediatypes as mt  # noqa: E402
@@ -223,8 +222,7 @@ def main() -> None:
         parser.error(f"settings are {', '.join(SETTINGS)}; targets {', '.join(TARGETS)}")
     if "distribution" in targets and shutil.which("docker-registry") is None:
         raise SystemExit("docker-registry is not installed")
-    # A working tree may lack bytecode and would compile on every run (start-up).
-    compileall.compile_dir(str(Path(regtool.__file__).parent), quiet=1)
+    compile_for_runs()
     args.work.mkdir(parents=True, exist_ok=True)
     work = args.work.resolve()
     started = _now()

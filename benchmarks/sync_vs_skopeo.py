@@ -40,7 +40,6 @@ Nothing here is a test. The source registry and the destinations are removed at 
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import datetime
 import http.client
@@ -59,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-import regtool  # noqa: E402
+from benchmarks.bytecode import compile_for_runs  # noqa: E402
 from benchmarks.wan import AccessLog, Run, _regtool, _rotate, _timed, latency_proxy, machine  # noqa: E402
 from regtool import mediatypes as mt  # noqa: E402
 from regtool.digest import Digest  # noqa: E402
@@ -379,8 +378,7 @@ def main() -> None:
     for binary in ("skopeo", "docker-registry"):
         if shutil.which(binary) is None:
             raise SystemExit(f"{binary} is not installed")
-    # An installed regtool has its bytecode; a working tree may not, and would compile on every run (start-up).
-    compileall.compile_dir(str(Path(regtool.__file__).parent), quiet=1)
+    compile_for_runs()
     if "regtool" in tools:
         preflight = subprocess.run([*_regtool(), "sync", "--help"], capture_output=True, text=True)
         if preflight.returncode != 0:
