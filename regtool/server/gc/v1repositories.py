@@ -31,18 +31,25 @@ _PUSH_FILES = ("_index_images", "_private")
 class _Directory:
     path: str
     name: str  # the repository's name, ``namespace/repo``
-    files: dict[str, float]  # file name -> when written
+    tagged: bool  # a tag, or the metadata a tag PUT leaves: the repository is kept
+    files: dict[str, float]  # file name -> when written (of an untagged repository)
     nested: tuple[str, ...]  # directories inside: nested repositories
 
     @property
     def never_tagged(self) -> bool:
-        return bool(self.files) and all(name in _PUSH_FILES for name in self.files)
+        return not self.tagged and bool(self.files) and all(name in _PUSH_FILES for name in self.files)
 
 
 def _read(driver: StorageDriver, path: str, name: str) -> _Directory | None:
+    entries = children(driver, path)
+    # Names alone tell a tagged repository: its files are not stat-ed (one request each on object storage),
+    # only what may be a nested repository (a "_" name that is not one of the repository's own files).
+    tagged = any(entry == "json" or entry.startswith("tag_") for entry in entries)
     files: dict[str, float] = {}
     nested: list[str] = []
-    for entry in children(driver, path):
+    for entry in entries:
+        if entry == "json" or entry.startswith("tag_") or (tagged and entry in _PUSH_FILES):
+            continue
         try:
             info = driver.stat(f"{path}/{entry}")
         except PathNotFound:
@@ -51,9 +58,9 @@ def _read(driver: StorageDriver, path: str, name: str) -> _Directory | None:
             nested.append(entry)
         else:
             files[entry] = info.modified
-    if not files and not nested:
+    if not entries:
         return None
-    return _Directory(path, name, files, tuple(nested))
+    return _Directory(path, name, tagged, files, tuple(nested))
 
 
 def _repositories(driver: StorageDriver) -> Iterator[_Directory]:
