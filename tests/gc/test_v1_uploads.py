@@ -5,11 +5,16 @@ nothing, a v1-tagged image stays, and an image whose layer is still arriving kee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import lzma
 import os
 import secrets
 import socket
+import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,8 +28,9 @@ import pytest
 from regtool.cli.units import format_bytes
 from regtool.server.gc import GcOptions, collect_garbage
 from regtool.server.gc.collector import Phase
+from regtool.server.gc.inventory import children
 from regtool.server.gc.v1uploads import v1_uploads
-from regtool.server.storage.driver import StorageDriver
+from regtool.server.storage.driver import PathNotFound, StorageDriver
 from regtool.server.storage.registry import Registry
 from regtool.server.storage.s3 import S3Driver
 from tests.cli.support import in_process
@@ -326,3 +332,63 @@ def test_a_stalled_layer_removed_meanwhile_is_refused_and_pushed_again(live_serv
         assert list(v1_uploads(registry.driver)) == []
         assert client.get(f"/v1/images/{image_id}/json").status_code == 404
         assert_served(client, push_image(client, stalled.body))
+
+
+class _Zeros(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        view[:] = bytes(len(view))
+        return len(view)
+
+
+def _xz_layer_of_zeros(size: int) -> bytes:
+    """An xz tar whose one file is ``size`` zero bytes: a small upload that decompresses to a large blob."""
+    out = io.BytesIO()
+    with lzma.open(out, "wb", preset=0) as xz, tarfile.open(fileobj=xz, mode="w|") as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(_Zeros(), 1 << 20))
+    return out.getvalue()
+
+
+def _temp_uploads(driver: StorageDriver) -> dict[str, int]:
+    """The upload area's entries and the bytes of their data so far (0 when it has none yet)."""
+    held: dict[str, int] = {}
+    for upload_id in children(driver, "uploads"):
+        try:
+            held[upload_id] = driver.stat(f"uploads/{upload_id}/data").size
+        except PathNotFound:
+            held[upload_id] = 0
+    return held
+
+
+def test_a_v1_tag_killed_while_its_layer_decompresses_leaves_an_upload_gc_finds(store: Store, tmp_path: Path) -> None:
+    # An xz layer is shown over v2 decompressed: the tag PUT writes that blob through the upload area.
+    layer = _xz_layer_of_zeros(200 * MIB)
+    with store.run(tmp_path / "serve") as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        image = push_image(client, layer)
+        tagging = threading.Thread(target=lambda: _put_tag_ignoring_errors(server.url, image.id), daemon=True)
+        tagging.start()
+        deadline = time.monotonic() + 60
+        while not any(_temp_uploads(store.driver).values()):
+            assert time.monotonic() < deadline, "the decompressed layer never started"
+            time.sleep(0.02)
+        server.kill()
+        tagging.join(timeout=10)
+    ((upload_id, held),) = _temp_uploads(store.driver).items()
+    assert 0 < held < 200 * MIB
+
+    time.sleep(GRACE + 0.5)
+    done = _gc(store)
+    assert _removed(done, "upload") == {upload_id: held}
+    assert _multipart_uploads(store.driver) == []
+    with pytest.raises(PathNotFound):
+        store.driver.stat(f"uploads/{upload_id}/info")
+
+
+def _put_tag_ignoring_errors(url: str, image_id: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.put(f"{url}/v1/repositories/team/big/tags/1", content=json.dumps(image_id), timeout=60)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from regtool import grammar
 from regtool import mediatypes as mt
@@ -30,6 +31,7 @@ from regtool.image.compression import open_decompressed
 from regtool.image.convert import config_from_v1, diff_id_of, layer_media_type, oci_manifest
 from regtool.manifest import Descriptor, ManifestError, parse_manifest
 from regtool.server.errors import ApiError
+from regtool.server.storage import paths
 from regtool.server.storage.driver import PathNotFound
 from regtool.server.storage.registry import Registry
 from regtool.server.storage.v1images import V1Error, V1ImageStore, image_file
@@ -119,6 +121,10 @@ def _store_decompressed(registry: Registry, blob: Digest, diff_id: Digest, image
         return
     path, writer = registry.blobs.temp_writer()
     try:
+        # Started like an upload session (no repository: no client can reach it), so one a stopped server left
+        # is found and purged by its age, on object storage too, where its bytes may be only multipart parts.
+        started = json.dumps({"started": time.time()}).encode()
+        registry.driver.put_content(paths.upload_info(path.split("/")[-2]), started)
         try:
             with registry.blobs.open(blob) as stream, open_decompressed(stream, what=f"v1 layer {image_id}") as tar:
                 while chunk := tar.read(_CHUNK):
