@@ -20,8 +20,8 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from regtool.errors import RegtoolError
 from regtool.reference import Reference, parse_registry, registry_api_host, split_host_port
@@ -39,8 +39,7 @@ _TRANSFERS = frozenset({"-j", "--jobs", "--retries", "--timeline"})
 READ, REPOSITORY, WRITE, REGISTRY, LOCAL = "read", "repository", "write", "registry", "local"
 
 
-@dataclass(frozen=True, slots=True)
-class CommandShape:
+class CommandShape(NamedTuple):
     """A registry command's arguments: ``positionals`` (their kinds, the last ``optional`` of them may be left
     out), its flags and its options that take a value, every spelling."""
 
@@ -82,16 +81,14 @@ COMMAND_SHAPES: dict[str, CommandShape] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """A registry the command line names: ``ref`` for an image read (registries.conf may send it elsewhere)."""
 
     registry: str
     ref: Reference | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EarlyConnect:
+class EarlyConnect(NamedTuple):
     """What to open: each target's connections, with the command line's scheme and timeout options."""
 
     targets: tuple[Target, ...]
@@ -189,7 +186,7 @@ def _read_arguments(
                     return None
                 value, i = args[i], i + 1
             values.setdefault(name, []).append(value)
-        elif not equals and (name in shape.flags or _VERBOSE.fullmatch(name)):
+        elif not equals and (name in shape.flags or _is_verbose_count(name)):
             flags.add(name)
         else:
             return None
@@ -198,7 +195,9 @@ def _read_arguments(
     return positionals, flags, values
 
 
-_VERBOSE = re.compile(r"-vv+")
+def _is_verbose_count(name: str) -> bool:
+    """``-vv``, ``-vvv``: click's count option repeated in one argument."""
+    return len(name) > 2 and name.strip("v") == "-"
 
 
 def _target(kind: str, text: str) -> Target | None:
@@ -268,9 +267,12 @@ def _read_from(target: Target, plan: EarlyConnect) -> tuple[str, bool] | None:
     return first.ref.registry, first.insecure
 
 
-# A line that may open a ``[[registry]]`` table (or the version 1 format's ``[registries.*]``), or set ``registry``
-# inline: a registries.conf without one (comments, short-name aliases) sends no read elsewhere.
-_REGISTRY_TABLE = re.compile(r"""^\s*(\[[^\n]*registr|["']?registr)""", re.MULTILINE)
+# A registries.conf sends reads elsewhere only through ``[[registry]]`` tables (or the version 1 format's
+# ``[registries.*]``, which the command refuses): a header that names them, or a top-level ``registry = [...]``
+# before the first header. Anything else (comments, short-name aliases) is not parsed here.
+_REGISTRY_HEADER = re.compile(r"^\s*\[[^\n]*registr", re.MULTILINE)
+_TOP_LEVEL_REGISTRY = re.compile(r"""^\s*["']?registr""", re.MULTILINE)
+_FIRST_HEADER = re.compile(r"^\s*\[", re.MULTILINE)
 
 
 def _may_redirect(main: Path | None) -> bool:
@@ -279,4 +281,10 @@ def _may_redirect(main: Path | None) -> bool:
 
     files = [] if main is None else [main]
     files += mirrors.drop_in_files(mirrors.drop_in_directories(main))
-    return any(_REGISTRY_TABLE.search(path.read_text(encoding="utf-8")) for path in files)
+    return any(_names_registries(path.read_text(encoding="utf-8")) for path in files)
+
+
+def _names_registries(text: str) -> bool:
+    header = _FIRST_HEADER.search(text)
+    top_level = text if header is None else text[: header.start()]
+    return bool(_REGISTRY_HEADER.search(text) or _TOP_LEVEL_REGISTRY.search(top_level))

@@ -229,6 +229,40 @@ def test_a_read_goes_to_the_mirror_registries_conf_names_first(listeners: list[s
         listeners[0].accept()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[[registry]]\nprefix = "{primary}"\nlocation = "{primary}"\n[[registry.mirror]]\nlocation = "{mirror}"\n',
+        'registry = [{{ prefix = "{primary}", location = "{primary}", mirror = [{{ location = "{mirror}" }}] }}]\n',
+    ],
+)
+def test_the_default_registries_conf_is_read(
+    listeners: list[socket.socket], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The user's registries.conf (XDG) with a mirror, as a table or inline: the mirror is dialled."""
+    primary, mirror = (f"127.0.0.1:{_listener(listeners)}" for _ in range(2))
+    (tmp_path / "containers").mkdir()
+    (tmp_path / "containers" / "registries.conf").write_text(text.format(primary=primary, mirror=mirror))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    preconnect.start(["pull", "--plain-http", f"{primary}/a:1"])
+    _finish_thread()
+    assert parking.parked_count("http", "127.0.0.1", int(mirror.rpartition(":")[2])) == 1
+    assert parking.parked_count("http", "127.0.0.1", int(primary.rpartition(":")[2])) == 0
+
+
+def test_short_name_aliases_send_nothing_elsewhere(
+    listeners: list[socket.socket], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _listener(listeners)
+    (tmp_path / "containers").mkdir()
+    aliases = '# [[registry]] in a comment\n[aliases]\n"registry" = "docker.io/library/registry"\n'
+    (tmp_path / "containers" / "registries.conf").write_text(aliases)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    preconnect.start(["inspect", "--plain-http", f"127.0.0.1:{port}/a:1"])
+    _finish_thread()
+    assert parking.parked_count("http", "127.0.0.1", port) == 1
+
+
 def test_a_blocked_registry_is_not_contacted(listeners: list[socket.socket], tmp_path: Path) -> None:
     port = _listener(listeners)
     conf = _conf(tmp_path, f'[[registry]]\nlocation = "127.0.0.1:{port}"\nblocked = true\n')

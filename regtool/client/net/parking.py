@@ -66,7 +66,9 @@ def _connect_many(host: str, port: int, count: int, timeout: float) -> list[sock
     """Non-blocking connects to the first address of ``host`` that accepts any, as ``socket.create_connection``
     tries them in order."""
     deadline = time.monotonic() + timeout
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+    # An ASCII name as bytes: the socket module would encode a str with the idna codec, an import of its own.
+    name = host.encode("ascii") if host.isascii() else host
+    for family, kind, proto, _, address in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
         pending: dict[int, socket.socket] = {}
         for _ in range(count):
             sock = socket.socket(family, kind, proto)
