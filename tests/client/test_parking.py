@@ -17,6 +17,7 @@ from regtool.client.net import parking
 from regtool.reference import Reference
 from tests.support.connrelay import run_connection_relay
 from tests.support.images import BuiltImage, assert_layout_holds, write_image
+from tests.support.pki import make_pki
 from tests.support.serve import RunningServe, run_serve
 
 pytestmark = pytest.mark.anyio
@@ -122,6 +123,24 @@ async def test_a_parked_connection_the_server_closed_fails_nothing(
             first = b"GET /v2/team/app/manifests/1.0 " if command == "inspect" else b"GET /v2/team/app/"
             assert relay.first_bytes(0).startswith(first)
         assert parking.parked_count("http", "127.0.0.1", relay.port) == 0
+
+
+async def test_tls_is_done_over_a_parked_connection(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    image = write_image(tmp_path / "src", "1.0", [{"etc/motd": b"over TLS"}])
+    with run_serve(tls_cert=pki.server_cert, tls_key=pki.server_key) as server:
+        async with Client(ca_cert=pki.ca_cert) as client:
+            await client.push(f"{tmp_path / 'src'}:1.0", Reference.parse(f"{server.host}/team/app:1.0"))
+        with run_connection_relay(server.port) as relay:
+            assert parking.dial_and_park("127.0.0.1", relay.port, {"https": 1}, 5.0) == 1
+            assert relay.wait_accepted(1)
+            async with Client(ca_cert=pki.ca_cert, retries=0) as client:
+                inspected = await client.inspect(Reference.parse(f"{relay.host}/team/app:1.0"))
+            assert inspected.digest == image.manifest.digest
+            # The connection parked before the client began the TLS handshake (a handshake record, then the
+            # certificate checked against the CA as on any connection).
+            assert relay.first_bytes(0)[:1] == b"\x16"
+            assert parking.parked_count("https", "127.0.0.1", relay.port) == 0
 
 
 def test_connections_that_cannot_be_opened_are_not_parked() -> None:
