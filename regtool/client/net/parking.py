@@ -51,6 +51,7 @@ def dial_and_park(host: str, port: int, counts: Mapping[str, int], timeout: floa
     except OSError:
         pass
     finally:
+        connected = len(opened)
         with _changed:
             for key, count in zip(keys, counts.values(), strict=True):
                 _parked.setdefault(key, []).extend(opened[:count])
@@ -59,7 +60,7 @@ def dial_and_park(host: str, port: int, counts: Mapping[str, int], timeout: floa
                 if not _dialling[key]:
                     del _dialling[key]
             _changed.notify_all()
-    return sum(len(_parked.get(key, ())) for key in keys)
+    return connected
 
 
 def _connect_many(host: str, port: int, count: int, timeout: float) -> list[socket.socket]:
@@ -70,13 +71,18 @@ def _connect_many(host: str, port: int, count: int, timeout: float) -> list[sock
     name = host.encode("ascii") if host.isascii() else host
     for family, kind, proto, _, address in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
         pending: dict[int, socket.socket] = {}
-        for _ in range(count):
-            sock = socket.socket(family, kind, proto)
-            sock.setblocking(False)
-            if sock.connect_ex(address) not in {0, errno.EINPROGRESS}:
+        try:
+            for _ in range(count):
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                if sock.connect_ex(address) not in {0, errno.EINPROGRESS}:
+                    sock.close()
+                    continue
+                pending[sock.fileno()] = sock
+        except OSError:  # out of descriptors, say: the ones made are closed, and nothing is parked
+            for sock in pending.values():
                 sock.close()
-                continue
-            pending[sock.fileno()] = sock
+            raise
         connected = _await_connects(pending, deadline)
         if connected:
             return connected
