@@ -7,8 +7,9 @@ resolve the host and open one connection for each scheme the run's first request
 (``regtool.client.net.parking``) where the Client's connection pool takes them instead of dialling.
 
 The reading is conservative: it knows each registry command's options (a test keeps this table equal to the
-commands' own), and anything it does not recognise (an unknown option, ``--help``, ``--``, a reference that does
-not parse, a missing argument) means no pre-connect; the command then parses and reports as it always did. Hosts
+commands' own), and anything it does not recognise or the command would refuse (an unknown option, ``--help``,
+``--``, a reference that does not parse, a missing argument, a value out of its range, a username without its
+password) means no pre-connect; the command then parses and reports as it always did. Hosts
 the run might not contact are never dialled: reads go where registries.conf and ``--mirror`` send them (the first
 endpoint the run will try; a blocked one is not dialled), ``login`` only without a password prompt, ``logout``,
 ``sync``, ``serve`` and ``demo`` never.
@@ -26,13 +27,33 @@ from typing import NamedTuple
 from regtool.errors import RegtoolError
 from regtool.reference import Reference, parse_registry, registry_api_host, split_host_port
 
-__all__ = ["COMMAND_SHAPES", "CommandShape", "EarlyConnect", "Target", "early_connect_for", "start"]
+__all__ = [
+    "CHOICES",
+    "COMMAND_SHAPES",
+    "EXISTING_FILES",
+    "INT_RANGES",
+    "POSITIVE_FLOATS",
+    "CommandShape",
+    "EarlyConnect",
+    "Target",
+    "early_connect_for",
+    "start",
+]
 
 _SHARED_FLAGS = frozenset({"--json", "-v", "--verbose", "--plain-http", "--insecure", "--password-stdin"})
 _SHARED_VALUES = frozenset({"--ca-cert", "-u", "--username", "--timeout", "--connect-timeout"})
 _QUIET = frozenset({"-q", "--quiet"})
 _READS = frozenset({"--registries-conf", "--mirror"})
 _TRANSFERS = frozenset({"-j", "--jobs", "--retries", "--timeline"})
+
+# Option values the command checks before it connects, checked here alike (a test holds these to the commands'
+# declarations): with a value it would refuse, the run ends in a usage error and nothing is dialled.
+INT_RANGES = {"-j": (1, 64), "--jobs": (1, 64), "--v1-jobs": (1, 64), "--retries": (0, 100)}
+_PROTOCOLS = frozenset({"auto", "v1", "v2"})
+CHOICES = {"--protocol": _PROTOCOLS, "--from-protocol": _PROTOCOLS, "--to-protocol": _PROTOCOLS}
+CHOICES["--format"] = frozenset({"oci", "docker-archive"})
+POSITIVE_FLOATS = frozenset({"--timeout", "--connect-timeout"})
+EXISTING_FILES = frozenset({"--ca-cert"})
 
 # What a positional argument is: an image or repository read (registries.conf applies), an image written, a
 # registry's host[:port], or a local path.
@@ -119,8 +140,8 @@ def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyC
     if read is None:
         return None
     positionals, flags, values = read
-    if not _credentials_complete(argv[0], flags, values, environ):
-        return None  # a prompt first (login; the user may never answer it), or a usage error
+    if not _values_valid(values) or not _credentials_complete(argv[0], flags, values, environ):
+        return None  # a usage error, or (login) a prompt first that the user may never answer
     targets = []
     for kind, text in zip(shape.positionals, positionals, strict=False):
         target = _target(kind, text)
@@ -128,11 +149,7 @@ def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyC
             return None
         if target is not None:
             targets.append(target)
-    connect_timeout = None
-    if "--connect-timeout" in values:
-        connect_timeout = float(values["--connect-timeout"][-1])
-        if not connect_timeout > 0:
-            return None
+    connect_timeout = float(values["--connect-timeout"][-1]) if "--connect-timeout" in values else None
     conf = values.get("--registries-conf")
     return EarlyConnect(
         tuple(targets),
@@ -142,6 +159,27 @@ def early_connect_for(argv: Sequence[str], environ: Mapping[str, str]) -> EarlyC
         registries_conf=conf[-1] if conf else None,
         mirrors=tuple(values.get("--mirror", ())),
     )
+
+
+def _values_valid(values: dict[str, list[str]]) -> bool:
+    """Whether every value that ``INT_RANGES``, ``CHOICES``, ``POSITIVE_FLOATS`` and ``EXISTING_FILES`` name is one
+    the command accepts."""
+    try:
+        for name, given in values.items():
+            for value in given:
+                if name in INT_RANGES:
+                    low, high = INT_RANGES[name]
+                    if not low <= int(value) <= high:
+                        return False
+                elif name in CHOICES and value.lower() not in CHOICES[name]:
+                    return False
+                elif name in POSITIVE_FLOATS and not float(value) > 0:
+                    return False
+                elif name in EXISTING_FILES and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+                    return False
+    except ValueError:
+        return False
+    return True
 
 
 def _credentials_complete(

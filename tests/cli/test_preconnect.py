@@ -124,6 +124,32 @@ def test_credentials_the_command_would_refuse_mean_no_pre_connect(
     assert _registries(argv, environ) == expected
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pull", "--jobs", "0", "reg.example/a"],
+        ["pull", "-j", "65", "reg.example/a"],
+        ["pull", "--jobs", "many", "reg.example/a"],
+        ["pull", "--v1-jobs=0", "reg.example/a"],
+        ["tags", "--retries", "101", "reg.example/a"],
+        ["pull", "--format", "tarball", "reg.example/a"],
+        ["copy", "--to-protocol", "v3", "a.example/x", "b.example/y"],
+        ["inspect", "--timeout", "-1", "reg.example/a"],
+        ["inspect", "--connect-timeout", "nan", "reg.example/a"],
+        ["probe", "--ca-cert", "/nonexistent/ca.pem", "reg.example"],
+    ],
+)
+def test_a_value_the_command_would_refuse_means_no_pre_connect(argv: list[str]) -> None:
+    assert _registries(argv) is None
+
+
+def test_accepted_values_still_pre_connect(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    argv = ["pull", "-j", "64", "--retries", "0", "--format", "OCI", "--protocol", "V2", "--ca-cert", str(ca)]
+    assert _registries([*argv, "--timeout", "0.5", "reg.example/a"]) == ["reg.example"]
+
+
 def test_the_connection_options_are_read() -> None:
     plan = early_connect_for(
         ["pull", "--insecure", "--connect-timeout", "2.5", "--mirror", "http://m.example", "reg.example/a:1"], NO_ENV
@@ -157,6 +183,33 @@ def test_the_table_knows_every_option_of_every_registry_command() -> None:
         assert (name, set(shape.values)) == (name, values)
         assert len(shape.positionals) == len(arguments)
         assert arguments.count(False) == shape.optional
+
+
+def test_the_values_checked_are_the_ones_the_commands_declare() -> None:
+    """Every range, choice, number and existing file a registry command declares for an option is checked, alike."""
+    _register_every_command()
+    group = typer.main.get_command(app)
+    ranges: dict[str, tuple[int, int]] = {}
+    choices: dict[str, frozenset[str]] = {}
+    floats: set[str] = set()
+    files: set[str] = set()
+    for name in COMMAND_SHAPES:
+        for param in group.commands[name].params:  # type: ignore[attr-defined]
+            kind = param.type
+            for spelling in param.opts if param.param_type_name == "option" else ():
+                if type(kind).__name__ == "IntRange":
+                    ranges[spelling] = (kind.min, kind.max)
+                elif hasattr(kind, "choices"):
+                    assert not kind.case_sensitive
+                    choices[spelling] = frozenset(kind.choices)
+                elif type(kind).__name__ == "FloatParamType":
+                    floats.add(spelling)
+                elif getattr(kind, "exists", False):
+                    files.add(spelling)
+    assert ranges == preconnect.INT_RANGES
+    assert choices == preconnect.CHOICES
+    assert floats == preconnect.POSITIVE_FLOATS
+    assert files == preconnect.EXISTING_FILES
 
 
 # -- the thread, against real listeners ------------------------------------------------------------------------
