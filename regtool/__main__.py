@@ -1,3 +1,3 @@
-from regtool.cli import main
+from regtool.console import main
 
 main()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import typer
     from typer.models import CommandInfo, TyperInfo
 
-__all__ = ["COMMAND_MODULES", "app", "main"]
+__all__ = ["COMMAND_MODULES", "app", "main", "prepare", "run"]
 
 # The module that registers each command on ``app`` when imported, in the order they are registered. A run of
 # one command imports its module alone; anything that reads the command lists (the help, completions, a test
@@ -56,21 +56,39 @@ _REGISTRY_COMMANDS = frozenset(
 
 
 def main() -> None:
-    """Run the ``regtool`` command line."""
-    first = sys.argv[1:2]
-    if first and first[0] in _REGISTRY_COMMANDS:
+    """Run the ``regtool`` command line with ``sys.argv`` (``regtool.console.main`` is the console script)."""
+    run(prepare(sys.argv[1:]))
+
+
+def prepare(args: list[str]) -> typer.Typer:
+    """What a run of ``args`` needs before its command runs, in place: ``app`` with that command alone, its
+    modules imported, and for a registry command, its connection opened and the CA store loading in threads."""
+    first = args[:1]
+    registry_command = bool(first) and first[0] in _REGISTRY_COMMANDS
+    if registry_command:
         # The registry's connections are opened in a thread while the command's modules import, ready for the
         # first request (when this command line surely makes it: preconnect.py decides).
         from regtool.cli import preconnect
 
-        preconnect.start(sys.argv[1:])
-        if _may_verify_tls(sys.argv[2:]):
+        preconnect.start(args)
+        if _may_verify_tls(args[1:]):
             # The system CA store (~20 ms to load) is loaded in a thread while the command's imports run, ready
             # for the first TLS handshake.
             from regtool.client.net.tls import warm_default_context
 
             warm_default_context()
     command = _only_the_command_named(first)
+    if registry_command:
+        # What every registry command imports once it runs (its Client, the event loop's backend), imported
+        # here with the rest, before the console script turns the collector back on.
+        import anyio._backends._asyncio  # noqa: F401
+
+        import regtool.client.client  # noqa: F401
+    return command
+
+
+def run(command: typer.Typer) -> None:
+    """Run the command ``prepare`` made ready."""
     try:
         command()
     finally:

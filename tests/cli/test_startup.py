@@ -226,3 +226,28 @@ def test_lazy_console_prints_what_rich_prints(objects: tuple[str, ...], options:
             console.print(*objects, **options)
         written.append(out.getvalue())
     assert written[0] == written[1]
+
+
+def test_the_console_script_imports_without_the_collector_and_runs_the_command_with_it() -> None:
+    code = """
+import gc, sys
+import regtool.cli as cli
+seen = []
+real_prepare, real_run = cli.prepare, cli.run
+def prepare(args):
+    seen.append(("prepare", gc.isenabled()))
+    return real_prepare(args)
+def run(command):
+    seen.append(("run", gc.isenabled(), gc.get_freeze_count() > 0))
+    real_run(command)
+cli.prepare, cli.run = prepare, run
+sys.argv = ["regtool", "--version"]
+from regtool.console import main
+try:
+    main()
+except SystemExit:
+    pass
+print(seen)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert proc.stdout.splitlines()[-1] == "[('prepare', False), ('run', True, True)]"
