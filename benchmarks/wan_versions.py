@@ -13,9 +13,11 @@ median of the per-round differences after - before, which the load's drift does 
 ``regtool`` runs as the venv's console script with ``PYTHONPATH`` set to the tree (the script's directory comes
 first on ``sys.path``, so the tree wins over the editable install; ``python -m`` would put the working directory
 first instead). A tree from before the console script became ``regtool.console:main`` needs a one-line
-``regtool/console.py`` (``from regtool.cli import main``). ``--commands``: ``pull`` (into a fresh OCI layout; skopeo copies into one), ``inspect`` and ``tags``
-(skopeo ``inspect --no-tags`` and ``list-tags``) through the proxy, and ``loopback``: ``regtool tags`` straight to
-the registry, before against after, for what the start-up costs (wall and CPU seconds). Nothing here is a test.
+``regtool/console.py`` (``from regtool.cli import main``).
+
+``--commands``: ``pull`` (into a fresh OCI layout; skopeo copies into one), ``inspect`` and ``tags`` (skopeo
+``inspect --no-tags`` and ``list-tags``) through the proxy, and ``loopback``: ``regtool tags`` straight to the
+registry, before against after, for what the start-up costs (wall and CPU seconds). Nothing here is a test.
 """
 
 from __future__ import annotations
