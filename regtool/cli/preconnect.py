@@ -265,8 +265,8 @@ def _open(plan: EarlyConnect) -> None:
             where = _read_from(target, plan)
         except Exception:  # the command meets the same problem and reports it
             return
-        if where is None:
-            continue
+        if where is None:  # blocked: the run stops there, before it reaches any registry
+            return
         registry, insecure = where
         schemes = candidate_schemes(registry, plain_http=plan.plain_http, insecure=plan.insecure or insecure)
         host, port = split_host_port(registry_api_host(registry))

@@ -326,6 +326,17 @@ def test_a_blocked_registry_is_not_contacted(listeners: list[socket.socket], tmp
         listeners[0].accept()
 
 
+def test_a_copy_from_a_blocked_registry_dials_neither_end(listeners: list[socket.socket], tmp_path: Path) -> None:
+    source, target = _listener(listeners), _listener(listeners)
+    conf = _conf(tmp_path, f'[[registry]]\nlocation = "127.0.0.1:{source}"\nblocked = true\n')
+    preconnect.start(["copy", "--registries-conf", str(conf), f"127.0.0.1:{source}/a:1", f"127.0.0.1:{target}/a:1"])
+    _finish_thread()
+    for listener in listeners:
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
 def test_a_write_ignores_registries_conf(listeners: list[socket.socket], tmp_path: Path) -> None:
     port = _listener(listeners)
     conf = _conf(tmp_path, f'[[registry]]\nlocation = "127.0.0.1:{port}"\nblocked = true\n')
