@@ -149,3 +149,15 @@ def test_connections_that_cannot_be_opened_are_not_parked() -> None:
     # Nothing listens there any more: the dial fails, quietly, and the pool would dial (and report) itself.
     assert parking.dial_and_park("127.0.0.1", port, {"http": 2}, 5.0) == 0
     assert parking.parked_count("http", "127.0.0.1", port) == 0
+
+
+def test_connections_left_parked_are_closed_by_release_all() -> None:
+    """What ``main``'s run leaves unused is closed at exit (``release_all`` is registered with atexit)."""
+    with run_connection_relay(1) as relay:
+        assert parking.dial_and_park("127.0.0.1", relay.port, {"https": 1, "http": 1}, 5.0) == 2
+        assert relay.wait_accepted(2)
+        parking.release_all()
+        # The relay reads the end of each connection, nothing before it.
+        assert relay.wait_cut(0) and relay.wait_cut(1)
+        assert relay.first_bytes(0) == relay.first_bytes(1) == b""
+        assert parking.parked_count("https", "127.0.0.1", relay.port) == 0

@@ -52,7 +52,8 @@ class ConnectionRelay:
             return self._firsts[index]
 
     def wait_cut(self, index: int, timeout: float = 5.0) -> bool:
-        """Wait until connection ``index`` (one of the first ``cut_first``) has been closed by the relay."""
+        """Wait until the relay has closed connection ``index``: one of the first ``cut_first``, or one the client
+        ended before sending anything."""
         if not self.wait_accepted(index + 1, timeout):
             return False
         with self._lock:
