@@ -8,7 +8,8 @@ So the benchmarks compile regtool (and any older build they compare), and the in
 
 from __future__ import annotations
 
-import compileall
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -18,7 +19,8 @@ __all__ = ["compile_for_runs"]
 
 
 def compile_for_runs(*builds: Path) -> None:
-    """Compile the installed regtool, the ``regtool`` packages of ``builds`` and the site-packages."""
-    for package in (Path(regtool.__file__).parent, *(build / "regtool" for build in builds)):
-        compileall.compile_dir(str(package), quiet=1)
-    compileall.compile_dir(sysconfig.get_paths()["purelib"], quiet=1, workers=0)
+    """Compile the installed regtool, the ``regtool`` packages of ``builds`` and the site-packages, in a child
+    process (compiling here would grow this process, whose size every child it spawns starts from)."""
+    packages = [Path(regtool.__file__).parent, *(build / "regtool" for build in builds)]
+    directories = [*map(str, packages), sysconfig.get_paths()["purelib"]]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *directories], check=True)

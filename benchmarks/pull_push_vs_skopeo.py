@@ -20,8 +20,9 @@ the cost of writing an archive (decompressing every layer) shows next to the lay
 With ``--copy``: registry to registry, ``regtool copy --quiet SRC DST`` vs ``skopeo copy docker://SRC
 docker://DST``, from one docker-registry into a fresh one each run (nothing to skip or mount).
 
-Wall time is measured around the child process; peak RSS is the child's ``ru_maxrss`` (os.wait4). ``sync`` runs
-before every timed run so one run's dirty pages are not written back during the next. Prints a table and the
+Wall time is measured around the child process; peak RSS is the child's alone (``benchmarks/childrun.py``: GNU
+time's ``%M``). ``sync`` runs before every timed run so one run's dirty pages are not written back during the next.
+Prints a table and the
 median ratios (regtool / skopeo), with the range of the 1-minute load average seen just before the runs (the
 figures mean little when it is above ~1 on a 2-CPU machine). ``--baseline DIR`` adds a third contestant, interleaved
 with the other two: the same ``regtool`` command with ``DIR`` (a directory holding another version's ``regtool``
@@ -38,7 +39,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bytecode import compile_for_runs  # noqa: E402
+from benchmarks.childrun import run_child  # noqa: E402
 from tests.support.distribution import Distribution, run_distribution  # noqa: E402
 from tests.support.images import write_random_image  # noqa: E402
 
@@ -63,19 +64,8 @@ class Run:
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> Run:
-    os.sync()
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}): {stderr[-2000:]}")
-    return Run(Path(argv[0]).name, seconds, usage.ru_maxrss / 1024, load, usage.ru_utime + usage.ru_stime)
+    run = run_child(argv, env)
+    return Run(Path(argv[0]).name, run.seconds, run.rss_mib, run.load, run.cpu_seconds)
 
 
 def _regtool() -> list[str]:

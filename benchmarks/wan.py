@@ -70,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import regtool  # noqa: E402
+from benchmarks.childrun import GNU_TIME, run_child  # noqa: E402
 from tests.support.distribution import Distribution, free_port, run_distribution, stop_process  # noqa: E402
 from tests.support.images import write_random_image  # noqa: E402
 from tests.support.serve import run_serve_process  # noqa: E402
@@ -96,36 +97,10 @@ class Run:
     cpu_seconds: float | None = None  # user + system CPU of the child (and of what it waited for)
 
 
-GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time, for the peak RSS of the child alone
-
-
 def _timed(tool: str, argv: Sequence[str]) -> Run:
-    """Run ``argv`` after ``sync``; wall time and peak RSS of the child; exit on failure with its stderr.
-
-    The peak RSS comes from GNU time (``%M``) when installed: ``ru_maxrss`` of a child that this process spawns
-    directly (os.wait4) also counts this process's own peak, which the child inherits with the address space it
-    is forked or vforked from (about 55 MiB here, with regtool and the test support imported). time forks from a
-    ~1 MiB process and adds about a millisecond to the wall time, the same for every contestant.
-    """
-    rss_file = Path(tempfile.gettempdir()) / f"regtool-wan-rss-{os.getpid()}"
-    command = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv] if GNU_TIME else list(argv)
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child cannot block on a full pipe
-        os.sync()
-        load = os.getloadavg()[0]
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            errors.seek(0)
-            stderr = errors.read().decode(errors="replace")
-            raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}): {stderr[-2000:]}")
-    rss_kib = usage.ru_maxrss
-    if GNU_TIME:
-        rss_kib = int(rss_file.read_text().split()[-1])
-        rss_file.unlink()
-    return Run(tool, seconds, rss_kib / 1024, load, cpu_seconds=usage.ru_utime + usage.ru_stime)
+    """Run ``argv``: wall time, peak RSS and CPU of the child alone (``benchmarks/childrun.py``)."""
+    run = run_child(argv)
+    return Run(tool, run.seconds, run.rss_mib, run.load, cpu_seconds=run.cpu_seconds)
 
 
 def _regtool() -> list[str]:
