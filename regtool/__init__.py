@@ -25,6 +25,7 @@ from regtool.errors import (
     UnsupportedProtocolError,
     UsageError,
 )
+from regtool.lazy import import_on_first_use
 
 if TYPE_CHECKING:
     from regtool.client import Client
@@ -82,11 +83,4 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'regtool' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return import_on_first_use(__name__, name, _LAZY)

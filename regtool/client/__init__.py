@@ -22,8 +22,9 @@ credentials.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from regtool.lazy import import_on_first_use
 
 if TYPE_CHECKING:
     from regtool.client.client import Client
@@ -44,7 +45,4 @@ _MODULE_OF = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return import_on_first_use(__name__, name, _MODULE_OF)

@@ -8,8 +8,9 @@ a one-shot command, and a command only ever returns its own results.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from regtool.lazy import import_on_first_use
 
 if TYPE_CHECKING:
     from regtool.client.results.fields import fields_json
@@ -31,27 +32,18 @@ __all__ = [
 ]
 
 _MODULE_OF = {
-    "CopyResult": "transfer",
-    "InspectResult": "image",
-    "LayerInfo": "image",
-    "ProbeEvidence": "probe",
-    "ProbeResult": "probe",
-    "PullResult": "transfer",
-    "PushResult": "transfer",
-    "V1Info": "probe",
-    "V2Info": "probe",
-    "fields_json": "fields",
+    "CopyResult": "regtool.client.results.transfer",
+    "InspectResult": "regtool.client.results.image",
+    "LayerInfo": "regtool.client.results.image",
+    "ProbeEvidence": "regtool.client.results.probe",
+    "ProbeResult": "regtool.client.results.probe",
+    "PullResult": "regtool.client.results.transfer",
+    "PushResult": "regtool.client.results.transfer",
+    "V1Info": "regtool.client.results.probe",
+    "V2Info": "regtool.client.results.probe",
+    "fields_json": "regtool.client.results.fields",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return import_on_first_use(__name__, name, _MODULE_OF)
