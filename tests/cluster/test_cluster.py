@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -87,12 +88,7 @@ def test_kill_nine_one_instance_mid_push_and_another_mid_pull(cluster: Cluster, 
     push = regtool(cluster, "push", str(tmp_path / "src"), ref, "--jobs", "4", "--json")
     # Killed while it receives blob bytes (a PUT with a body: the push's monolithic uploads; the manifests come
     # last): the push loses at least that upload and must retry it elsewhere.
-    wait_for(
-        lambda: cluster.metric(0, "registry_http_requests_in_flight", method="PUT") >= 1,
-        "an upload on instance 0",
-        push,
-    )
-    cluster.instances[0].kill()
+    kill_mid_request(cluster, 0, "PUT", push)
     pushed = json.loads(finish(push))
     assert pushed["retries"] >= 1
 
@@ -109,15 +105,32 @@ def test_kill_nine_one_instance_mid_push_and_another_mid_pull(cluster: Cluster, 
         finish(pull)
     else:
         # Killed while it sends a blob (scrapes go to the debug address: every GET it counts is the pull's).
-        wait_for(
-            lambda: arriving() and cluster.metric(1, "registry_http_requests_in_flight", method="GET") >= 1,
-            "a blob GET on instance 1",
-            pull,
-        )
-        cluster.instances[1].kill()
+        wait_for(arriving, "blobs arriving", pull)
+        kill_mid_request(cluster, 1, "GET", pull)
         assert json.loads(finish(pull))["retries"] >= 1
     assert_pulled_identical(pulled, manifest)
     assert cluster.balancer.servers_up() == 1
+
+
+def kill_mid_request(cluster: Cluster, n: int, method: str, process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL instance ``n`` while it holds a request of the transfer: stopped (SIGSTOP) as soon as its metrics
+    show a ``method`` request in flight, it can finish nothing more, so once haproxy has relayed what was already
+    in the sockets, its count of the requests it has there says whether one is still unfinished; if that one
+    ended between the scrape and the stop, the instance is resumed and watched again. So the kill always costs the
+    transfer a request (which its retries must cover)."""
+    instance = cluster.instances[n].process
+    while True:
+        wait_for(
+            lambda: cluster.metric(n, "registry_http_requests_in_flight", method=method) >= 1,
+            f"a {method} on instance {n}",
+            process,
+        )
+        instance.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)
+        if cluster.balancer.sessions(n) >= 1:
+            cluster.instances[n].kill()
+            return
+        instance.send_signal(signal.SIGCONT)
 
 
 def wait_for(condition: object, what: str, process: subprocess.Popen[bytes] | None = None) -> None:

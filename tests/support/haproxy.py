@@ -75,6 +75,14 @@ class Balancer:
 
     def servers_up(self) -> int:
         """How many instances haproxy considers up now (from its stats socket)."""
+        return sum(1 for row in self._servers() if row["status"] == "UP")
+
+    def sessions(self, n: int) -> int:
+        """The requests haproxy has at backend ``n`` now (its current sessions there)."""
+        return sum(int(row["scur"] or 0) for row in self._servers() if row["svname"] == f"i{n}")
+
+    def _servers(self) -> list[dict[str, str]]:
+        """``show stat``'s rows of the backend's servers."""
         import socket
 
         with socket.socket(socket.AF_UNIX) as sock:
@@ -86,7 +94,7 @@ class Balancer:
         lines = data.decode().splitlines()
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return sum(1 for row in rows if row["svname"] not in ("FRONTEND", "BACKEND") and row["status"] == "UP")
+        return [row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")]
 
     def wait_until_up(self, count: int, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
