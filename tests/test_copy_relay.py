@@ -133,3 +133,16 @@ def test_a_flipped_byte_from_the_source_never_completes_the_blob_at_the_target(s
     assert httpx.get(f"{setup.target.url}/v2/mirror/app/manifests/1.0").status_code == 404
     assert not list((setup.tmp / "b").glob("uploads/*"))
     assert list((setup.tmp / "state").glob("*.json")) == []
+
+
+def test_the_two_registries_are_asked_about_at_once(setup: Setup) -> None:
+    # The source's answer to the ping is held back: the target's ping arrives while it is, not after.
+    setup.proxy.add(Fault.stall(1.0, path=r"^/v2/$"))
+    setup.target.requests.clear()
+    _copy(setup)
+    _assert_copied(setup)
+    (source_ping,) = setup.proxy.exchanges("GET", r"^/v2/$")
+    target_pings = [e for e in setup.target.requests.events() if e.method == "GET" and e.path == "/v2/"]
+    assert target_pings
+    assert source_ping.end is not None
+    assert target_pings[0].start < source_ping.end - 0.5

@@ -23,6 +23,7 @@ from regtool.client.net.retry import RetryPolicy
 from regtool.client.net.tls import TLSContexts, TLSSettings
 from regtool.client.net.transport import build_http_client
 from regtool.client.progress import NullProgress, Progress, add_http_events
+from regtool.client.tasks import both
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.splitpolicy import SplitPolicy
 from regtool.errors import RegistryError, TransportError, UnsupportedProtocolError, UsageError
@@ -389,14 +390,23 @@ class Client:
             if credentials is not None:
                 self.auth.use_for(end.registry, credentials)
         chain = self.read_chain(source)
-        if chain.has_mirrors and source_protocol != "v1":
-            # The copy reads from the first endpoint that serves the manifest (as containers/image does).
-            served = await chain.first(f"manifest {source.reference}", self._serves_manifest)
-            source, src = served.ref, "v2"
+
+        async def source_end() -> tuple[Reference, str]:
+            if chain.has_mirrors and source_protocol != "v1":
+                # The copy reads from the first endpoint that serves the manifest (as containers/image does).
+                served = await chain.first(f"manifest {source.reference}", self._serves_manifest)
+                return served.ref, "v2"
+            return chain.primary.ref, await self._protocol_for(chain.primary.ref.registry, source_protocol)
+
+        async def target_end() -> str:
+            return await self._protocol_for(target.registry, target_protocol)
+
+        if chain.primary.ref.registry == target.registry:
+            # One registry: its probe, made once, answers for both ends.
+            (source, src), dst = await source_end(), await target_end()
         else:
-            source = chain.primary.ref
-            src = await self._protocol_for(source.registry, source_protocol)
-        dst = await self._protocol_for(target.registry, target_protocol)
+            # Two registries are asked at once: on far ones, one round trip instead of two.
+            (source, src), dst = await both(source_end, target_end)
         v1_source = await self._v1_session(source.registry) if src == "v1" else None
         v1_target = await self._v1_session(target.registry) if dst == "v1" else None
         result = await copy_image(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
 
@@ -22,12 +22,14 @@ __all__ = [
     "PRECONNECT_PER_JOB",
     "SMALL_BLOB",
     "WeightedLimiter",
+    "both",
     "first_error",
     "run_bounded",
     "transfer_weight",
 ]
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 # A blob of at most SMALL_BLOB bytes weighs 1, a larger one LARGE_WEIGHT; capacities are jobs * LARGE_WEIGHT.
 SMALL_BLOB = 2 << 20
@@ -154,3 +156,19 @@ async def run_bounded(
                     tg.start_soon(one, item)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
+
+
+async def both(first: Callable[[], Awaitable[T]], second: Callable[[], Awaitable[U]]) -> tuple[T, U]:
+    """``await first()`` and ``await second()`` at once; the first error wins (the other is cancelled)."""
+    results: list[object] = [None, None]
+
+    async def run(index: int, func: Callable[[], Awaitable[object]]) -> None:
+        results[index] = await func()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, 0, first)
+            tg.start_soon(run, 1, second)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    return cast("T", results[0]), cast("U", results[1])

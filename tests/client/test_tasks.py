@@ -1,11 +1,12 @@
-"""run_bounded and WeightedLimiter: the bounds hold, room freed goes to the waiters that fit, errors come out alone."""
+"""run_bounded, both and WeightedLimiter: the bounds hold, room freed goes to the waiters that fit, errors come out
+alone."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from regtool.client.tasks import LARGE_WEIGHT, SMALL_BLOB, WeightedLimiter, run_bounded
+from regtool.client.tasks import LARGE_WEIGHT, SMALL_BLOB, WeightedLimiter, both, run_bounded
 from regtool.errors import NotFoundError
 
 pytestmark = pytest.mark.anyio
@@ -171,3 +172,39 @@ async def test_room_granted_to_a_waiter_cancelled_before_it_ran_is_given_back() 
     with anyio.fail_after(1):
         async with limiter.hold(1):
             pass
+
+
+async def test_both_awaits_the_two_at_once_and_returns_both_results() -> None:
+    second_started = anyio.Event()
+
+    async def first() -> int:
+        # Returns only once the second has started: awaited one after the other, this would wait forever.
+        await second_started.wait()
+        return 1
+
+    async def second() -> str:
+        second_started.set()
+        return "two"
+
+    with anyio.fail_after(5):
+        assert await both(first, second) == (1, "two")
+
+
+async def test_both_raises_the_first_error_alone_and_cancels_the_other() -> None:
+    cancelled = False
+
+    async def slow() -> int:
+        nonlocal cancelled
+        try:
+            await anyio.sleep(10)
+        except anyio.get_cancelled_exc_class():
+            cancelled = True
+            raise
+        return 1
+
+    async def failing() -> int:
+        raise NotFoundError("registry b is gone")
+
+    with anyio.fail_after(5), pytest.raises(NotFoundError, match="registry b is gone"):
+        await both(slow, failing)
+    assert cancelled
