@@ -79,8 +79,9 @@ _BLOCK = 512
 _MAX_JSON = 16 << 20
 _SNIFF = 8
 _TAIL = 64 << 10
-# What copy_file_range raises where it cannot copy between two files (old kernels, some filesystems).
+# How much of a layer is copied into the archive before its pages are handed to writeback (_copy_range).
 _WRITEBACK = 32 << 20
+# What copy_file_range raises where it cannot copy between two files (old kernels, some filesystems).
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 
 
