@@ -406,7 +406,7 @@ class Client:
             (source, src), dst = await source_end(), await target_end()
         else:
             # Two registries are asked at once: on far ones, one round trip instead of two.
-            (source, src), dst = await both(source_end, target_end)
+            (source, src), dst = await both(source_end(), target_end())
         v1_source = await self._v1_session(source.registry) if src == "v1" else None
         v1_target = await self._v1_session(target.registry) if dst == "v1" else None
         result = await copy_image(

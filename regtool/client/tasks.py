@@ -12,8 +12,8 @@ trips, while the bandwidth and CPU that ``jobs`` guards are not what they use.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 import anyio
 
@@ -24,6 +24,7 @@ __all__ = [
     "WeightedLimiter",
     "both",
     "first_error",
+    "gather",
     "run_bounded",
     "transfer_weight",
 ]
@@ -158,17 +159,18 @@ async def run_bounded(
         raise first_error(group) from None
 
 
-async def both(first: Callable[[], Awaitable[T]], second: Callable[[], Awaitable[U]]) -> tuple[T, U]:
-    """``await first()`` and ``await second()`` at once; the first error wins (the other is cancelled)."""
-    results: list[object] = [None, None]
+async def gather(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await ``calls`` concurrently; their results in order (the first error is raised alone)."""
+    results: list[Any] = [None] * len(calls)
 
-    async def run(index: int, func: Callable[[], Awaitable[object]]) -> None:
-        results[index] = await func()
+    async def one(index: int) -> None:
+        results[index] = await calls[index]
 
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run, 0, first)
-            tg.start_soon(run, 1, second)
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
-    return cast("T", results[0]), cast("U", results[1])
+    await run_bounded(range(len(calls)), one, max(1, len(calls)))
+    return results
+
+
+async def both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """``gather`` of two calls of different types, typed."""
+    one, two = await gather([first, second])
+    return cast("T", one), cast("U", two)

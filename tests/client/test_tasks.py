@@ -1,5 +1,5 @@
-"""run_bounded, both and WeightedLimiter: the bounds hold, room freed goes to the waiters that fit, errors come out
-alone."""
+"""run_bounded, gather/both and WeightedLimiter: the bounds hold, room freed goes to the waiters that fit, errors
+come out alone."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ async def test_both_awaits_the_two_at_once_and_returns_both_results() -> None:
         return "two"
 
     with anyio.fail_after(5):
-        assert await both(first, second) == (1, "two")
+        assert await both(first(), second()) == (1, "two")
 
 
 async def test_both_raises_the_first_error_alone_and_cancels_the_other() -> None:
@@ -206,5 +206,5 @@ async def test_both_raises_the_first_error_alone_and_cancels_the_other() -> None
         raise NotFoundError("registry b is gone")
 
     with anyio.fail_after(5), pytest.raises(NotFoundError, match="registry b is gone"):
-        await both(slow, failing)
+        await both(slow(), failing())
     assert cancelled

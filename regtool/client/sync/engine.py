@@ -55,7 +55,7 @@ from regtool.client.sync.endpoints import (
 )
 from regtool.client.sync.plan import ImageJob, SourceSpec
 from regtool.client.sync.trim import trim_index
-from regtool.client.tasks import run_bounded
+from regtool.client.tasks import gather, run_bounded
 from regtool.client.v2.referrers import is_referrer_tag, schema_tag
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, RegistryError, RegtoolError, UsageError
@@ -262,7 +262,7 @@ class SyncEngine:
         async def expand() -> None:
             expanded.append(await self._expand(sources))
 
-        await _gather([expand(), self._reach_target()])
+        await gather([expand(), self._reach_target()])
         repositories, unlisted = expanded[0]
         # One job per target tag, however many sources chose it (a skopeo file may name a repository twice).
         jobs = list(
@@ -329,7 +329,7 @@ class SyncEngine:
             return await listing(_source_name(spec), str(self.target), lambda: self._repositories(spec), [])
 
         named: list[tuple[SourceSpec, str]] = []
-        for spec, names in zip(sources, await _gather([repositories_of(s) for s in sources]), strict=True):
+        for spec, names in zip(sources, await gather([repositories_of(s) for s in sources]), strict=True):
             named.extend((spec, name) for name in names)
         repositories = [_Repository(spec, name, self._target_repository(spec, name)) for spec, name in named]
         seen: dict[str, str] = {}
@@ -341,7 +341,7 @@ class SyncEngine:
         async def tags(repo: _Repository) -> None:
             if self.options.immutable_tags or self.options.prune:
                 # The target's tags are listed beside the source's, not in a round of their own after them.
-                await _gather([source_tags(repo), self._list_target_tags(repo)])
+                await gather([source_tags(repo), self._list_target_tags(repo)])
             else:
                 await source_tags(repo)
 
@@ -438,7 +438,7 @@ class SyncEngine:
                 if digest is None:
                     return kept
                 return await self._recheck_referrers(replace(kept, digest=digest), job, digest, repo)
-        source_digest, target_digest = await _gather([self._source_digest(job), self._target_digest(job)])
+        source_digest, target_digest = await gather([self._source_digest(job), self._target_digest(job)])
         assert source_digest is not None
         wanted: Manifest | None = None
         expected = source_digest
@@ -687,7 +687,7 @@ class SyncEngine:
         and the trimmed index itself) copied blob by blob, verified, and tagged last."""
         from regtool.client.sync.layout_copy import copy_layout_image
 
-        src, dst = await _gather(
+        src, dst = await gather(
             [
                 anyio.to_thread.run_sync(source.open_layout, job.source_repository),
                 anyio.to_thread.run_sync(target.open_layout, job.target_repository),
@@ -818,7 +818,7 @@ class SyncEngine:
                 raise
         digest = await resolve_digest(self.api, ref)
         staying = [t for t in (repo.target_tags or {}) if t in set(repo.source_tags) or is_referrer_tag(t)]
-        shared = await _gather([self._digest_or_none(ref.with_tag(t)) for t in staying])
+        shared = await gather([self._digest_or_none(ref.with_tag(t)) for t in staying])
         if digest in shared:
             raise RegistryError(
                 f"cannot prune {ref}: the registry deletes only by digest, and {digest} is also tagged "
@@ -857,14 +857,3 @@ def _source_name(spec: SourceSpec) -> str:
     if spec.repository is not None and isinstance(endpoint, RegistryEndpoint):
         return f"{endpoint.registry}/{spec.repository}"
     return str(endpoint)
-
-
-async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:
-    """Await ``calls`` concurrently; their results in order (the first error is raised alone)."""
-    results: list[Any] = [None] * len(calls)
-
-    async def one(index: int) -> None:
-        results[index] = await calls[index]
-
-    await run_bounded(range(len(calls)), one, max(1, len(calls)))
-    return results
