@@ -1,0 +1,150 @@
+"""What a no-op re-sync costs at least on this machine, with the stack the project is built on, beside regtool's.
+
+    python benchmarks/sync_floor.py [--runs 7] [--repos 4] [--tags 25] [--work DIR]
+
+The setting of ``sync_vs_skopeo.py``'s loopback no-op (``all``): ``regtool serve`` holds ``--repos`` x ``--tags``
+small images, a docker-registry (distribution 2.8.2) already holds their copy under ``mirror/``, and nothing has
+changed since. Interleaved, each a fresh process, timed around the child (wall, and its user + system CPU):
+
+- ``python``: the interpreter alone (``python -c pass``);
+- ``stack``: the interpreter importing what any command of this project stands on (asyncio, httpx, typer, PyYAML
+  for the skopeo file), with the collector off as the console script runs its imports;
+- ``httpx-minimal``: the least a no-op re-sync can do with httpx (this file, ``--minimal``): import the stack,
+  list every repository's tags at the source, then HEAD each tag's manifest at both ends, 8 tags at a time over
+  one ``httpx.AsyncClient`` with its own transport (httpcore's pool; 8 was the fastest of 4, 8, 16 and 32, since
+  that pool looks at every connection for every request), and compare the digests: the same 2 requests per tag
+  as regtool's no-op, and nothing else (no skopeo file, credentials, mirrors, retries, rate limits, output or
+  referrers);
+- ``regtool``: ``regtool sync --quiet --config FILE DEST/mirror``;
+- ``skopeo``: ``skopeo sync --src yaml --dest docker --dest-tls-verify=false FILE DEST/mirror``.
+
+Each line's ratio to skopeo says where a bound on "no-op re-sync / skopeo's" can stand at best: the
+``httpx-minimal`` line is a floor for any client written on httpx, run on these 2 cores beside the two registries.
+Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_TAGS_AT_ONCE = 8
+_ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+
+async def _minimal_noop(source: str, dest: str, repos: list[str]) -> int:
+    import httpx
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as client:
+        tag_lists = await asyncio.gather(*(client.get(f"http://{source}/v2/{repo}/tags/list") for repo in repos))
+        work = [(repo, tag) for repo, listing in zip(repos, tag_lists, strict=True) for tag in listing.json()["tags"]]
+        pending = iter(work)
+        differing = 0
+
+        async def compare() -> None:
+            nonlocal differing
+            for repo, tag in pending:
+                at_source, at_dest = await asyncio.gather(
+                    client.head(f"http://{source}/v2/{repo}/manifests/{tag}", headers={"Accept": _ACCEPT}),
+                    client.head(f"http://{dest}/v2/mirror/{repo}/manifests/{tag}", headers={"Accept": _ACCEPT}),
+                )
+                if at_source.headers.get("docker-content-digest") != at_dest.headers.get("docker-content-digest"):
+                    differing += 1
+
+        await asyncio.gather(*(compare() for _ in range(_TAGS_AT_ONCE)))
+    return differing
+
+
+def _minimal_main(argv: list[str]) -> None:
+    import gc
+
+    gc.disable()
+    import httpx  # noqa: F401
+    import typer  # noqa: F401
+    import yaml  # noqa: F401
+
+    gc.enable()
+    source, dest, *repos = argv
+    differing = asyncio.run(_minimal_noop(source, dest, repos))
+    if differing:
+        raise SystemExit(f"{differing} tags differ between {source} and {dest}")
+
+
+def main() -> None:
+    from benchmarks.bytecode import compile_for_runs
+    from benchmarks.childrun import run_child
+    from benchmarks.sync_vs_skopeo import source_registry, sync_argvs
+    from benchmarks.wan import machine
+    from tests.support.distribution import run_distribution
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--repos", type=int, default=4)
+    parser.add_argument("--tags", type=int, default=25)
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args()
+    compile_for_runs()
+    work = args.work or Path(tempfile.mkdtemp(prefix="regtool-sync-floor-"))
+    python = sys.executable
+    times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    loads: list[float] = []
+    try:
+        with source_registry(work, args.repos, args.tags) as (server, catalog), run_distribution(work / "dest") as dest:
+            regtool_argv = sync_argvs("regtool", "all", server.host, catalog, dest.host, work)[0]
+            subprocess.run(regtool_argv, check=True, stdout=subprocess.DEVNULL)
+            contestants = {
+                "python": [python, "-c", "pass"],
+                "stack": [python, "-c", "import gc; gc.disable(); import asyncio, httpx, typer, yaml"],
+                "httpx-minimal": [python, __file__, "--minimal", server.host, dest.host, *catalog.images],
+                "regtool": regtool_argv,
+                "skopeo": sync_argvs("skopeo", "all", server.host, catalog, dest.host, work)[0],
+            }
+            for argv in contestants.values():  # once each, untimed: page cache, skopeo's blob-info cache
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for run in range(args.runs):
+                names = list(contestants)
+                names = names[run % len(names) :] + names[: run % len(names)]
+                for name in names:
+                    child = run_child(contestants[name])
+                    times.setdefault(name, []).append(child.seconds)
+                    cpu.setdefault(name, []).append(child.cpu_seconds)
+                    loads.append(child.load)
+                print(f"run {run + 1}: " + "  ".join(f"{n} {times[n][-1]:.3f}" for n in contestants), flush=True)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    skopeo = statistics.median(times["skopeo"])
+    print()
+    print(f"{'; '.join(machine())}; {args.runs} interleaved runs, load (1 min) {min(loads):.2f}-{max(loads):.2f}")
+    print()
+    print("| contestant | wall (median) | CPU s (median) | / skopeo's wall |")
+    print("|---|---|---|---|")
+    for name in times:
+        wall = statistics.median(times[name])
+        print(f"| {name} | {wall:.3f} s | {statistics.median(cpu[name]):.3f} | {wall / skopeo:.2f} |")
+    for name in times:
+        print(f"samples {name}: " + " ".join(f"{t:.3f}" for t in times[name]))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--minimal"]:
+        _minimal_main(sys.argv[2:])
+    else:
+        main()
