@@ -1,22 +1,37 @@
-"""Layers decompressed while their blobs are written: what a pull into a docker-archive keeps beside its blobs.
+"""Layers decompressed while they download, straight into the docker-archive a pull writes.
 
-A docker-archive holds every layer uncompressed. Decompressing (and hashing the diff_id) only after the download
-would add a second pass over every layer once the network is done; instead the pull's scratch store is an
-``UnpackingStore``, which follows each chosen layer's ``BlobWriter``: every chunk appended to the compressed blob
-is decompressed at once, in the writer's thread, into a side file beside it and hashed there. When the blob
-commits (its compressed digest verified) the side file is an ``UnpackedLayer``: a tar whose size and sha256 are
-known, which ``write_docker_archive`` copies into the archive kernel-side.
+A pull into a docker-archive downloads its blobs into an ``UnpackingStore``, which knows the image. As soon as
+the config's blob is committed, the store plans the archive (``archive_writer.plan_archive``: its members and
+their order are fixed by the image alone) and opens its ``ArchiveWriter``. Each layer's ``BlobWriter`` is
+followed by an unpacker: every chunk appended to the compressed blob is decompressed at once, in the writer's
+thread, and hashed for the diff_id. Where the bytes go:
 
-This is only a head start, never the judge: anything unusual (a resumed partial, a layer compressed with bzip2,
-xz or zstd, several gzip members, corrupt data, a full disk) drops the side file, and the archive writer then
-reads that layer from its committed blob with ``open_decompressed`` as before, with the same checks and errors.
-The diff_id is checked against the config when the archive is written, for both ways alike.
+- the layer whose turn it is (every layer before it is in the archive) writes straight into the archive;
+- a layer whose turn has not come writes into a side file. When its turn comes while it still downloads, what
+  it holds so far is copied into the archive (kernel-side) and the rest goes straight in; when it is complete
+  before its turn, it is copied in whole then.
+
+So the archive grows while the layers download, each layer written into it once; only a layer ahead of its
+turn takes a detour through a side file. A layer's place is filled once its diff_id matches the config's, and
+whoever fills one takes the next turns (copies the side files of the layers already complete behind it). A
+layer's compressed blob and side file are deleted (in a thread) once its place is filled.
+
+This is only a head start, never the judge: anything unusual (a resumed partial, a layer compressed with
+bzip2, xz or zstd, several gzip members, corrupt data, a wrong diff_id, a full disk) leaves that layer to
+``finish``, which decompresses it from its committed blob (``docker_archive.write_layer_from_blob``) with the
+same checks and errors as ``write_docker_archive``. ``finish`` fills every place still empty, writes what
+follows the layers and renames the archive into place; until then it is a temporary file in the store's
+directory, which ``close`` removes. A layer the image names twice goes through a side file, copied into each
+place.
 
 Example::
 
-    store = UnpackingStore(work_dir, layers={layer.digest for layer in manifest.layers})
-    ...download every blob into ``store``...
-    write_docker_archive(store, manifest, config, tags, out, unpacked=store.unpacked())
+    store = UnpackingStore(work_dir, manifest, ["app:1"], Path("app.tar"))
+    try:
+        ...download every blob into ``store``...
+        store.finish()
+    finally:
+        store.close()
 """
 
 from __future__ import annotations
@@ -24,21 +39,26 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import threading
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from isal import isal_zlib
 
 from regtool.digest import Digest, DigestVerifier
+from regtool.image.archive_writer import ArchiveWriter, plan_archive
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.image.compression import Compression, sniff
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Sequence
 
-__all__ = ["UNPACK_DIR", "UnpackedLayer", "UnpackingStore"]
+    from regtool.manifest import Manifest
+
+__all__ = ["UNPACK_DIR", "UnpackingStore"]
 
 UNPACK_DIR = ".regtool-unpack"
 # Enough for every compression magic ``sniff`` knows.
@@ -46,70 +66,304 @@ _MAGIC_LEN = 6
 # Output per decompress call: a small blob that inflates hugely still goes out in pieces of this size. Larger
 # pieces raised the pull's peak RSS, smaller ones cost more CPU in calls (BENCHMARKS.md).
 _OUT_CHUNK = 256 << 10
+# The diff_id an unpacker computes; a config naming another algorithm has its layers decompressed by ``finish``.
+_DIFF_ID_ALGORITHM = "sha256"
 
 
 @dataclass(frozen=True, slots=True)
-class UnpackedLayer:
-    """A layer's uncompressed tar in a side file: its path, size and sha256 (to compare with the diff_id)."""
+class _SideFile:
+    """A layer's uncompressed tar, complete in a side file: its path, size and diff_id."""
 
     path: Path
     size: int
     diff_id: Digest
 
 
-class UnpackingStore(BlobStore):
-    """A scratch BlobStore (no fsyncs) that decompresses the blobs of ``layers`` while they are written."""
+@dataclass(slots=True)
+class _Layer:
+    """One layer blob of the image: its places in the archive, and how far it got."""
 
-    def __init__(self, root: Path, *, layers: Collection[Digest]) -> None:
+    places: list[int] = field(default_factory=list)
+    unpacker: _Unpacker | None = None
+    side: _SideFile | None = None
+    filled: int = 0
+
+
+# The archive's writer is held by the thread filling places from side files (or by ``finish``), not by a layer.
+_FILLING = object()
+
+
+class UnpackingStore(BlobStore):
+    """A scratch BlobStore (no fsyncs) that writes the docker-archive of ``image`` while its blobs arrive."""
+
+    def __init__(self, root: Path, image: Manifest, repo_tags: Sequence[str], out_path: Path) -> None:
         super().__init__(root, durable=False)
-        self._layers = frozenset(layers)
         self.unpack_dir = self.root / UNPACK_DIR
+        self._image = image
+        self._repo_tags = tuple(repo_tags)
+        self._out_path = Path(out_path)
         self._lock = threading.Lock()
-        self._unpacked: dict[Digest, UnpackedLayer] = {}
+        self._layers: dict[Digest, _Layer] = {}
+        for index, layer in enumerate(image.layers):
+            self._layers.setdefault(layer.digest, _Layer()).places.append(index)
+        self._writer: ArchiveWriter | None = None
+        # Who may write into the archive now: the unpacker of the layer at its turn, _FILLING, or nobody (None).
+        self._holder: object | None = None
+        self._closed = False
+        self._discard = ThreadPoolExecutor(1, thread_name_prefix="archive-discard")
+        self._discarded: list[Future[None]] = []
+        if image.config is not None and self.has(image.config.digest):  # a pull resumed in this directory
+            self._config_arrived()
+
+    # -- what the pull calls -------------------------------------------------------------------------------
 
     def open_writer(self, digest: Digest, size: int | None, *, resume: bool = True) -> BlobWriter:
         writer = super().open_writer(digest, size, resume=resume)
-        # A resumed partial's first bytes were never seen here: that layer is read from its blob afterwards.
-        if digest in self._layers and not writer.offset:
-            try:
-                writer.follower = _Unpacker(self, digest)
-            except OSError:
-                pass  # no side file: the archive writer decompresses this layer from its blob
+        if self._image.config is not None and digest == self._image.config.digest:
+            writer.follower = _ConfigWatch(self)
+        # A resumed partial's first bytes were never seen here: that layer is read from its blob by ``finish``.
+        elif digest in self._layers and not writer.offset:
+            unpacker = _Unpacker(self, digest)
+            if self._started(unpacker):
+                writer.follower = unpacker
         return writer
 
-    def unpacked(self) -> Mapping[Digest, UnpackedLayer]:
-        """The layers whose side files are complete, by compressed digest."""
-        with self._lock:
-            return dict(self._unpacked)
+    def finish(self) -> Path:
+        """Fill every place still empty (from side files, else from the committed blobs), write the rest and
+        rename the archive into place. Call once every writer is closed. The errors of ``write_docker_archive``."""
+        from regtool.image.docker_archive import write_layer_from_blob
 
-    def _done(self, digest: Digest, layer: UnpackedLayer) -> None:
+        if self._writer is None:
+            self._open_archive()
+        writer = self._writer
+        assert writer is not None
         with self._lock:
-            previous = self._unpacked.get(digest)
-            self._unpacked[digest] = layer
-        if previous is not None:  # a second writer of the same blob: same content, one side file is enough
-            previous.path.unlink(missing_ok=True)
+            self._holder = _FILLING
+        while writer.placed < len(writer.plan.layers):
+            digest = writer.plan.layers[writer.placed].digest
+            side = self._layers[digest].side
+            if side is not None and self._uses_side_files(writer.placed):
+                self._fill_from(writer, digest, side)
+            else:
+                write_layer_from_blob(writer, self)
+                self._filled(digest)
+        path = writer.commit()
+        self._writer = None
+        self._discard.shutdown(wait=True)
+        for done in self._discarded:
+            done.result()
+        return path
+
+    def close(self) -> None:
+        """Remove the temporary archive and the side files (after a failure; nothing left after ``finish``)."""
+        with self._lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.discard()
+        self._discard.shutdown(wait=True)
+        shutil.rmtree(self.unpack_dir, ignore_errors=True)
+
+    # -- turns ---------------------------------------------------------------------------------------------
+
+    def _config_arrived(self) -> None:
+        """Plan the archive and start on it; a config that cannot be planned is left for ``finish`` to report."""
+        try:
+            opened = self._open_archive()
+        except Exception:
+            return
+        if opened:
+            self._take_turns()
+
+    def _open_archive(self) -> bool:
+        """Plan the archive and open its writer, held by the caller; False when there already is one."""
+        assert self._image.config is not None
+        config = self.read_bytes(self._image.config.digest)
+        plan = plan_archive(self._image, config, self._repo_tags, self._out_path)
+        self.unpack_dir.mkdir(parents=True, exist_ok=True)
+        writer = ArchiveWriter(plan, tmp_dir=self.unpack_dir)
+        with self._lock:
+            opened = self._writer is None and not self._closed
+            if opened:
+                self._writer = writer
+                self._holder = _FILLING
+        if not opened:
+            writer.discard()
+        return opened
+
+    def _started(self, unpacker: _Unpacker) -> bool:
+        """A layer's download starts; False when its tar is already complete here (a second writer)."""
+        with self._lock:
+            layer = self._layers[unpacker.digest]
+            if layer.side is not None or layer.filled:
+                return False
+            layer.unpacker = unpacker
+            if self._holder is None and self._at_turn(unpacker.digest):
+                self._holder = unpacker
+                unpacker.promoted = True
+        return True
+
+    def _at_turn(self, digest: Digest) -> bool:
+        """Whether the layer ``digest`` may go straight into the archive now (called under the lock)."""
+        writer = self._writer
+        if writer is None or writer.placed == len(writer.plan.layers):
+            return False
+        layer = self._layers[digest]
+        return (
+            writer.plan.layers[writer.placed].digest == digest
+            and len(layer.places) == 1
+            and self._uses_side_files(writer.placed)
+        )
+
+    def _uses_side_files(self, index: int) -> bool:
+        assert self._writer is not None
+        return self._writer.plan.diff_ids[index].algorithm == _DIFF_ID_ALGORITHM
+
+    def _take_turns(self) -> None:
+        """Called by the holder of the writer: fill places from complete side files, then hand the writer to
+        the layer at its turn if it is downloading, or to nobody (its unpacker, or ``finish``, takes it)."""
+        while True:
+            with self._lock:
+                writer = self._writer
+                if writer is None or writer.placed == len(writer.plan.layers):
+                    self._holder = None
+                    return
+                index = writer.placed
+                digest = writer.plan.layers[index].digest
+                layer = self._layers[digest]
+                side = layer.side
+                if side is None or not self._uses_side_files(index):
+                    self._holder = None
+                    if layer.unpacker is not None and self._at_turn(digest):
+                        self._holder = layer.unpacker
+                        layer.unpacker.promoted = True
+                    return
+            try:
+                self._fill_from(writer, digest, side)
+            except Exception:  # ``finish`` fills this place again and reports what went wrong
+                with self._lock:
+                    self._holder = None
+                return
+
+    def _fill_from(self, writer: ArchiveWriter, digest: Digest, side: _SideFile) -> None:
+        fd = os.open(side.path, os.O_RDONLY)
+        try:
+            writer.begin_layer()
+            writer.copy_from(fd, side.size)
+        finally:
+            os.close(fd)
+        writer.end_layer(side.diff_id)
+        self._filled(digest)
+
+    def _filled(self, digest: Digest) -> None:
+        """One place of ``digest`` is in the archive; after its last one, its blob and side file go."""
+        with self._lock:
+            layer = self._layers[digest]
+            layer.filled += 1
+            if layer.filled < len(layer.places) or self._closed:
+                return
+            side = layer.side
+            self._discarded.append(self._discard.submit(self._forget, digest, side))
+
+    def _forget(self, digest: Digest, side: _SideFile | None) -> None:
+        # Deleting a large file frees its cached pages, which takes the kernel a while: done here, in a thread
+        # of its own, while the download goes on.
+        self.remove(digest)
+        if side is not None:
+            side.path.unlink(missing_ok=True)
+
+    # -- what the unpackers report -------------------------------------------------------------------------
+
+    def _straight_in(self, unpacker: _Unpacker, diff_id: Digest) -> None:
+        """An unpacker that wrote its layer straight into the archive is done: the place is filled, next turn."""
+        writer = self._writer
+        assert writer is not None
+        try:
+            writer.end_layer(diff_id)
+        except Exception:  # a wrong diff_id: ``finish`` decompresses the blob again and raises the error
+            self._gave_up(unpacker)
+            return
+        with self._lock:
+            self._layers[unpacker.digest].unpacker = None
+            self._holder = _FILLING
+        self._filled(unpacker.digest)
+        self._take_turns()
+
+    def _in_side_file(self, unpacker: _Unpacker, side: _SideFile) -> None:
+        """An unpacker's layer is complete in its side file: its place is filled when its turn comes."""
+        with self._lock:
+            layer = self._layers[unpacker.digest]
+            if layer.unpacker is not unpacker:
+                mine = False
+                stale = True
+            else:
+                stale = False
+                layer.unpacker = None
+                layer.side = side
+                # Its turn came meanwhile (the writer was handed to it), or came while nobody held the writer.
+                mine = self._holder is unpacker or (
+                    self._holder is None and self._writer is not None and self._next_is(unpacker.digest)
+                )
+                if mine:
+                    self._holder = _FILLING
+        if stale:
+            side.path.unlink(missing_ok=True)
+        elif mine:
+            self._take_turns()
+
+    def _next_is(self, digest: Digest) -> bool:
+        writer = self._writer
+        assert writer is not None
+        return writer.placed < len(writer.plan.layers) and writer.plan.layers[writer.placed].digest == digest
+
+    def _gave_up(self, unpacker: _Unpacker) -> None:
+        with self._lock:
+            layer = self._layers[unpacker.digest]
+            if layer.unpacker is unpacker:
+                layer.unpacker = None
+            if self._holder is unpacker:
+                self._holder = None
+
+
+class _ConfigWatch:
+    """Follows the config's writer: once the config is committed, the archive can be planned."""
+
+    def __init__(self, store: UnpackingStore) -> None:
+        self._store = store
+
+    def feed(self, data: memoryview) -> None:
+        pass
+
+    def end(self, committed: bool) -> None:
+        if committed:
+            self._store._config_arrived()
 
 
 class _Unpacker:
-    """Follows one writer: sniffs, decompresses (gzip, or none) and hashes into a side file; gives up quietly."""
+    """Follows one layer's writer: sniffs, decompresses (gzip, or none) and hashes, into a side file or, once
+    ``promoted`` (its turn has come), straight into the archive; gives up quietly on anything unusual."""
 
     def __init__(self, store: UnpackingStore, digest: Digest) -> None:
         self._store = store
-        self._digest = digest
-        store.unpack_dir.mkdir(parents=True, exist_ok=True)
-        self._path = store.unpack_dir / f"{digest.encoded}.{secrets.token_hex(6)}.tar"
-        self._fd: int | None = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.digest = digest
+        # Set by the store under its lock, read here without it: once True it stays True.
+        self.promoted = False
+        self._direct = False
+        self._done = False
+        self._side_fd: int | None = None
+        self._side_path = store.unpack_dir / f"{digest.encoded}.{secrets.token_hex(6)}.tar"
+        self._side_size = 0
         self._head = b""
         self._kind: Compression | None = None
         self._inflate: isal_zlib.Decompress | None = None
-        self._hash = DigestVerifier("sha256")
+        self._hash = DigestVerifier(_DIFF_ID_ALGORITHM)
 
     def feed(self, data: memoryview) -> None:
-        if self._fd is None:
+        if self._done:
             return
         try:
             self._feed(bytes(data) if self._kind is None else data)
-        except Exception:  # the archive writer meets the same bytes again and reports them
+        except Exception:  # ``finish`` meets the same bytes again and reports them
             self._give_up()
 
     def _feed(self, data: bytes | memoryview) -> None:
@@ -139,14 +393,38 @@ class _Unpacker:
             raise _Unusual(f"{self._kind.value} layer")
 
     def _emit(self, data: bytes | memoryview) -> None:
-        assert self._fd is not None
         self._hash.update(data)
+        if self.promoted and not self._direct:
+            self._go_straight_in()
+        if self._direct:
+            writer = self._store._writer
+            assert writer is not None
+            writer.write(data)
+            return
+        fd = self._open_side()
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
+            view = view[os.write(fd, view) :]
+        self._side_size += len(data)
+
+    def _open_side(self) -> int:
+        if self._side_fd is None:
+            self._store.unpack_dir.mkdir(parents=True, exist_ok=True)
+            self._side_fd = os.open(self._side_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        return self._side_fd
+
+    def _go_straight_in(self) -> None:
+        """The layer's turn has come: what the side file holds goes into the archive, and from here on the rest."""
+        writer = self._store._writer
+        assert writer is not None
+        writer.begin_layer()
+        if self._side_fd is not None:
+            writer.copy_from(self._side_fd, self._side_size)
+            self._drop_side()
+        self._direct = True
 
     def end(self, committed: bool) -> None:
-        if self._fd is None:
+        if self._done:
             return
         if not committed:
             self._give_up()
@@ -161,20 +439,34 @@ class _Unpacker:
                 self._emit(self._inflate.flush())
                 if not self._inflate.eof:
                     raise _Unusual("gzip data cut short")
-            os.close(self._fd)
+            if self.promoted and not self._direct:
+                self._go_straight_in()
+            if not self._direct:
+                self._open_side()
+                assert self._side_fd is not None
+                os.close(self._side_fd)
+                self._side_fd = None
         except Exception:  # as in feed
             self._give_up()
             return
-        self._fd = None
-        self._store._done(self._digest, UnpackedLayer(self._path, self._hash.size, self._hash.digest()))
+        self._done = True
+        if self._direct:
+            self._store._straight_in(self, self._hash.digest())
+        else:
+            self._store._in_side_file(self, _SideFile(self._side_path, self._side_size, self._hash.digest()))
 
     def _give_up(self) -> None:
-        if self._fd is not None:
+        self._done = True
+        self._drop_side()
+        self._store._gave_up(self)
+
+    def _drop_side(self) -> None:
+        if self._side_fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        self._path.unlink(missing_ok=True)
+                os.close(self._side_fd)
+            self._side_fd = None
+        self._side_path.unlink(missing_ok=True)
 
 
 class _Unusual(Exception):
-    """A layer the fast path leaves to ``open_decompressed``."""
+    """A layer the fast path leaves to ``finish``."""

@@ -1,73 +1,259 @@
-"""UnpackingStore: layers decompressed beside their blobs while written, and every unusual layer left alone."""
+"""UnpackingStore: the docker-archive written while its blobs arrive, in any order, byte for byte what
+``write_docker_archive`` writes from a store; every unusual layer left to ``finish``, which fails as the writer does."""
 
 from __future__ import annotations
 
 import bz2
 import errno
 import gzip
+import json
 import lzma
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO
 
 import pytest
 
+from regtool import mediatypes as mt
 from regtool.digest import Digest
-from regtool.errors import IntegrityError
+from regtool.errors import ImageFormatError, IntegrityError, RegtoolError
+from regtool.image import compression, docker_archive
+from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.image.docker_archive import write_docker_archive
-from regtool.image.layer_unpack import UNPACK_DIR, UnpackedLayer, UnpackingStore
-from tests.support.images import BuiltImage, image_manifest, tar_bytes
+from regtool.image.layer_unpack import UnpackingStore
+from regtool.manifest import Manifest, parse_manifest
+from tests.support.images import tar_bytes
+
+TAGS = ["example.com/app:1"]
+PIECE = 4096
+
+
+@dataclass(frozen=True)
+class _Image:
+    manifest: Manifest
+    config: bytes
+    layers: tuple[bytes, ...]
+
+    @property
+    def config_digest(self) -> Digest:
+        return Digest.of(self.config)
+
+
+def _image(blobs: list[bytes], tars: list[bytes] | None = None) -> _Image:
+    """An image of the layer ``blobs``; its diff_ids are those of ``tars`` (default: the blobs gunzipped)."""
+    tars = tars if tars is not None else [gzip.decompress(blob) for blob in blobs]
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(t)) for t in tars]},
+        }
+    ).encode()
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": str(Digest.of(config)), "size": len(config)},
+        "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(Digest.of(b)), "size": len(b)} for b in blobs],
+    }
+    return _Image(parse_manifest(json.dumps(doc).encode(), mt.OCI_MANIFEST), config, tuple(blobs))
 
 
 def _tar(size: int = 300_000) -> bytes:
     return tar_bytes({"data.bin": os.urandom(size), "etc/motd": b"hello\n" * 1000})
 
 
-def _write(store: UnpackingStore, blob: bytes, piece: int = 4096) -> Digest:
-    digest = Digest.of(blob)
-    with store.open_writer(digest, len(blob)) as writer:
+def _gzip_image(count: int = 3) -> _Image:
+    return _image([gzip.compress(_tar(), compresslevel=1, mtime=0) for _ in range(count)])
+
+
+def _reference(tmp_path: Path, image: _Image) -> Path:
+    store = BlobStore(tmp_path / "reference-store")
+    for blob in (image.config, *image.layers):
+        store.put_bytes(None, blob)
+    return write_docker_archive(store, image.manifest, image.config, TAGS, tmp_path / "reference.tar")
+
+
+def _store(tmp_path: Path, image: _Image) -> UnpackingStore:
+    return UnpackingStore(tmp_path / "work", image.manifest, TAGS, tmp_path / "app.tar")
+
+
+def _write(store: UnpackingStore, blob: bytes, piece: int = PIECE) -> None:
+    with store.open_writer(Digest.of(blob), len(blob)) as writer:
         for at in range(0, len(blob), piece):
             writer.write(blob[at : at + piece])
         writer.commit()
-    return digest
 
 
-def _side_files(root: Path) -> list[Path]:
-    unpack = root / UNPACK_DIR
-    return sorted(unpack.iterdir()) if unpack.is_dir() else []
+def _interleaved(store: UnpackingStore, blobs: list[bytes], piece: int = PIECE) -> None:
+    """Every blob's writer open at once, a piece of each in turn, as concurrent downloads write them."""
+    writers = [(store.open_writer(Digest.of(blob), len(blob)), blob) for blob in blobs]
+    at = 0
+    while any(at < len(blob) for _, blob in writers):
+        for writer, blob in writers:
+            if at < len(blob):
+                writer.write(blob[at : at + piece])
+        at += piece
+    for writer, _ in writers:
+        writer.commit()
+
+
+def _unpack_files(store: UnpackingStore) -> list[str]:
+    return sorted(p.name for p in store.unpack_dir.iterdir()) if store.unpack_dir.is_dir() else []
+
+
+def _side_files(store: UnpackingStore) -> list[str]:
+    """The layers' side files (the temporary archive beside them is ``.<name>.<random>.tmp``)."""
+    return [name for name in _unpack_files(store) if name.endswith(".tar")]
+
+
+class _Fallbacks:
+    """Counts the layers decompressed from their blobs (by ``finish`` or ``write_docker_archive``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = compression.open_decompressed
+
+        def counting(stream: IO[bytes], *, what: str = "layer") -> BinaryIO:
+            self.calls += 1
+            return real(stream, what=what)
+
+        monkeypatch.setattr(docker_archive, "open_decompressed", counting)
+
+
+def _finish(store: UnpackingStore) -> Path:
+    try:
+        return store.finish()
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("piece", [1, 5, 4096, 1 << 20])
-def test_a_gzip_layer_is_decompressed_beside_its_blob_whatever_the_write_sizes(tmp_path: Path, piece: int) -> None:
-    tar = _tar(20_000 if piece == 1 else 300_000)
-    blob = gzip.compress(tar, compresslevel=6, mtime=0)
-    store = UnpackingStore(tmp_path, layers={Digest.of(blob)})
-    digest = _write(store, blob, piece)
-    layer = store.unpacked()[digest]
-    assert layer.path.read_bytes() == tar
-    assert (layer.size, layer.diff_id) == (len(tar), Digest.of(tar))
-    assert store.path(digest).read_bytes() == blob
+def test_layers_arriving_in_order_go_straight_into_the_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    image = _image([gzip.compress(_tar(20_000 if piece < 10 else 300_000), mtime=0) for _ in range(2)])
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    first = image.layers[0]
+    with store.open_writer(Digest.of(first), len(first)) as writer:
+        half = len(first) // 2
+        for at in range(0, half, piece):
+            writer.write(first[at : min(at + piece, half)])
+        # No side file: the layer at its turn is decompressed into the temporary archive, which grows.
+        (archive,) = _unpack_files(store)
+        assert archive.startswith(".app.tar.") and archive.endswith(".tmp")
+        assert (store.unpack_dir / archive).stat().st_size > half
+        for at in range(half, len(first), piece):
+            writer.write(first[at : at + piece])
+        writer.commit()
+    _write(store, image.layers[1], piece)
+    assert _side_files(store) == [] and not (tmp_path / "app.tar").exists()
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 0
+    assert not any(store.has(Digest.of(layer)) for layer in image.layers), "each layer's blob goes once placed"
+    assert not store.unpack_dir.exists()
 
 
-def test_a_layer_that_inflates_far_beyond_its_pieces_comes_out_whole(tmp_path: Path) -> None:
-    tar = tar_bytes({"zeros": bytes(40 << 20)})
-    blob = gzip.compress(tar, compresslevel=9, mtime=0)
-    store = UnpackingStore(tmp_path, layers={Digest.of(blob)})
-    digest = _write(store, blob, 1 << 20)
-    layer = store.unpacked()[digest]
-    assert (layer.size, layer.diff_id) == (len(tar), Digest.of(tar))
+def _all_in_already(store: UnpackingStore, image: _Image) -> bool:
+    """Every layer's tar is in the temporary archive (placed while the blobs arrived, before ``finish``)."""
+    (archive,) = [name for name in _unpack_files(store) if name.endswith(".tmp")]
+    return (store.unpack_dir / archive).stat().st_size > sum(len(gzip.decompress(blob)) for blob in image.layers)
 
 
-@pytest.mark.parametrize("blob", [_tar(), b"abc"], ids=["tar", "shorter-than-a-magic"])
-def test_a_plain_layer_is_copied_as_it_is(tmp_path: Path, blob: bytes) -> None:
-    store = UnpackingStore(tmp_path, layers={Digest.of(blob)})
-    digest = _write(store, blob)
-    layer = store.unpacked()[digest]
-    assert layer.path.read_bytes() == blob and layer.diff_id == Digest.of(blob)
+def _reverse(store: UnpackingStore, image: _Image) -> None:
+    _write(store, image.config)
+    for blob in reversed(image.layers):
+        _write(store, blob)
+    assert _all_in_already(store, image)
+
+
+def _interleave_all(store: UnpackingStore, image: _Image) -> None:
+    _write(store, image.config)
+    _interleaved(store, list(image.layers))
+    assert _all_in_already(store, image)
+
+
+def _config_last(store: UnpackingStore, image: _Image) -> None:
+    _interleaved(store, list(image.layers))
+    assert len(_side_files(store)) == len(image.layers)
+    _write(store, image.config)
+    assert _all_in_already(store, image)
+
+
+def _config_midway(store: UnpackingStore, image: _Image) -> None:
+    # The layers' first halves go to side files; the config's arrival hands the first layer its place, then
+    # each layer's turn comes while it is still downloading (what it holds so far is copied, the rest goes in).
+    writers: list[tuple[BlobWriter, bytes]] = []
+    for blob in image.layers:
+        writer = store.open_writer(Digest.of(blob), len(blob))
+        writer.write(blob[: len(blob) // 2])
+        writers.append((writer, blob))
+    assert len(_side_files(store)) == len(image.layers)
+    _write(store, image.config)
+    for index, (writer, blob) in enumerate(writers):
+        writer.write(blob[len(blob) // 2 : -10])
+        # At its turn, the layer's next bytes took its side file into the archive.
+        assert len(_side_files(store)) == len(image.layers) - index - 1
+        writer.write(blob[-10:])
+        writer.commit()
+
+
+def _config_there_already(store: UnpackingStore, image: _Image) -> None:
+    for blob in image.layers:
+        _write(store, blob)
+
+
+@pytest.mark.parametrize(
+    "arrive",
+    [_reverse, _interleave_all, _config_last, _config_midway],
+    ids=["last-layer-first", "interleaved", "config-last", "config-midway"],
+)
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "no-copy_file_range"])
+def test_layers_in_any_order_make_the_same_archive(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    arrive: Callable[[UnpackingStore, _Image], None],
+    kernel_copy: bool,
+) -> None:
+    image = _gzip_image()
+    reference = _reference(tmp_path, image).read_bytes()
+    if not kernel_copy:
+
+        def refuse(*args: object) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    arrive(store, image)
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 0, "every layer was decompressed while it arrived"
+
+
+def test_a_config_already_in_the_work_directory_plans_the_archive_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = _gzip_image(2)
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    BlobStore(tmp_path / "work").put_bytes(None, image.config)  # what an interrupted pull left
+    store = _store(tmp_path, image)
+    assert len(_unpack_files(store)) == 1, "the temporary archive is open before any layer arrives"
+    _config_there_already(store, image)
+    assert _side_files(store) == []
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 0
 
 
 @pytest.mark.parametrize(
     "pack",
     [
+        lambda t: t,
+        lambda t: b"abc",
         lambda t: bz2.compress(t),
         lambda t: lzma.compress(t),
         lambda t: gzip.compress(t[:1000], mtime=0) + gzip.compress(t[1000:], mtime=0),
@@ -75,104 +261,140 @@ def test_a_plain_layer_is_copied_as_it_is(tmp_path: Path, blob: bytes) -> None:
         lambda t: gzip.compress(t, mtime=0)[:-5000],
         lambda t: (lambda g: g[:2000] + bytes(500) + g[2500:])(gzip.compress(t, mtime=0)),
     ],
-    ids=["bzip2", "xz", "two-gzip-members", "zero-padding", "cut-short", "corrupt"],
+    ids=["plain", "shorter-than-a-magic", "bzip2", "xz", "two-gzip-members", "zero-padding", "cut-short", "corrupt"],
 )
-def test_an_unusual_layer_is_left_to_the_archive_writer(tmp_path: Path, pack: object) -> None:
-    blob = pack(_tar())  # type: ignore[operator]
-    store = UnpackingStore(tmp_path, layers={Digest.of(blob)})
-    digest = _write(store, blob)
-    assert store.unpacked() == {}
-    assert _side_files(tmp_path) == []
-    assert store.path(digest).read_bytes() == blob
-
-
-def test_an_aborted_or_mismatching_blob_leaves_no_side_file(tmp_path: Path) -> None:
-    blob = gzip.compress(_tar(), mtime=0)
-    digest = Digest.of(blob)
-    store = UnpackingStore(tmp_path, layers={digest})
-    with store.open_writer(digest, len(blob)) as writer:
-        writer.write(blob[:10_000])
-        writer.abort(keep_partial=True)
-    assert _side_files(tmp_path) == []
-    wrong = Digest.of(b"something else")
-    store = UnpackingStore(tmp_path, layers={wrong})
-    with pytest.raises(IntegrityError), store.open_writer(wrong, len(blob), resume=False) as writer:
-        writer.write(blob)
-        writer.commit()
-    assert store.unpacked() == {} and _side_files(tmp_path) == []
-
-
-def test_a_resumed_partial_and_a_blob_not_named_a_layer_are_not_unpacked(tmp_path: Path) -> None:
-    blob = gzip.compress(_tar(), mtime=0)
-    digest = Digest.of(blob)
-    store = UnpackingStore(tmp_path, layers={digest})
-    with store.open_writer(digest, len(blob)) as writer:
-        writer.write(blob[:10_000])
-        writer.abort(keep_partial=True)
-    with store.open_writer(digest, len(blob), resume=True) as writer:
-        assert writer.offset == 10_000
-        writer.write(blob[10_000:])
-        writer.commit()
-    config = b'{"rootfs": {}}'
-    _write(store, config)
-    assert store.unpacked() == {} and _side_files(tmp_path) == []
-    assert store.path(digest).read_bytes() == blob
-
-
-def _unpacked_image(tmp_path: Path) -> tuple[UnpackingStore, BuiltImage]:
-    image = image_manifest([{"etc/motd": b"hello"}, {"data.bin": os.urandom(200_000)}, {"etc/motd": b"bye"}])
-    store = UnpackingStore(tmp_path / "work", layers=set(image.layer_digests))
-    for data in image.blobs.values():
-        _write(store, data)
-    return store, image
-
-
-@pytest.mark.parametrize(
-    ("kernel_copy", "skip"),
-    [(True, None), (False, None), (True, 1)],
-    ids=["copy_file_range", "no-copy_file_range", "mixed"],
-)
-def test_the_archive_from_unpacked_layers_is_byte_for_byte_the_decompressed_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool, skip: int | None
+@pytest.mark.parametrize("where", [0, 1], ids=["at-its-turn", "ahead-of-its-turn"])
+def test_an_unusual_layer_ends_as_the_archive_writer_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pack: Callable[[bytes], bytes], where: int
 ) -> None:
-    store, image = _unpacked_image(tmp_path)
-    unpacked = dict(store.unpacked())
-    assert set(unpacked) == set(image.layer_digests)
-    if skip is not None:  # a layer the follower gave up on is decompressed from its blob, between copied ones
-        del unpacked[image.layer_digests[skip]]
-    write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "reference.tar")
-    if not kernel_copy:
+    tar = _tar()
+    odd = pack(tar)
+    usual = gzip.compress(_tar(), mtime=0)
+    blobs = [odd, usual] if where == 0 else [usual, odd]
+    odd_tar = odd if odd == b"abc" else tar
+    image = _image(blobs, [odd_tar, gzip.decompress(usual)] if where == 0 else [gzip.decompress(usual), odd_tar])
+    expected: bytes | RegtoolError
+    try:
+        expected = _reference(tmp_path, image).read_bytes()
+    except RegtoolError as exc:
+        expected = exc
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    for blob in reversed(blobs):  # the second layer first: ahead of its turn it goes to a side file
+        _write(store, blob)
+    if isinstance(expected, bytes):
+        assert _finish(store).read_bytes() == expected
+    else:
+        with pytest.raises(type(expected)) as caught:
+            _finish(store)
+        assert str(caught.value) == str(expected)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["reference-store", "work"]
+        assert not store.unpack_dir.exists()
+    # Only the unusual layer was decompressed again from its blob; a plain one needs no decompressing.
+    assert fallbacks.calls == (0 if odd in {tar, b"abc"} else 1)
 
-        def refuse(*args: object) -> int:
-            raise OSError(errno.EXDEV, "cross-device")
 
-        monkeypatch.setattr(os, "copy_file_range", refuse)
-    write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "fast.tar", unpacked=unpacked)
-    assert (tmp_path / "fast.tar").read_bytes() == (tmp_path / "reference.tar").read_bytes()
-
-
-def test_an_unpacked_layer_with_the_wrong_diff_id_leaves_no_archive(tmp_path: Path) -> None:
-    store, image = _unpacked_image(tmp_path)
-    layer = image.layer_digests[1]
-    unpacked = dict(store.unpacked())
-    unpacked[layer] = UnpackedLayer(unpacked[layer].path, unpacked[layer].size, Digest.of(b"other"))
+@pytest.mark.parametrize("wrong", [0, 1], ids=["straight-in", "from-a-side-file"])
+def test_a_layer_with_the_wrong_diff_id_leaves_no_archive(tmp_path: Path, wrong: int) -> None:
+    blobs = [gzip.compress(_tar(), mtime=0) for _ in range(2)]
+    tars = [gzip.decompress(blob) for blob in blobs]
+    tars[wrong] = b"not the layer"
+    image = _image(blobs, tars)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    for blob in reversed(blobs) if wrong else blobs:
+        _write(store, blob)
     with pytest.raises(IntegrityError) as caught:
-        write_docker_archive(store, image.manifest, image.config, [], tmp_path / "app.tar", unpacked=unpacked)
+        _finish(store)
     assert str(caught.value) == (
-        f"layer {layer}: uncompressed content hashes to {Digest.of(b'other')}, "
-        f"but the config's diff_id is {image.diff_ids[1]}"
+        f"layer {Digest.of(blobs[wrong])}: uncompressed content hashes to {Digest.of(gzip.decompress(blobs[wrong]))}, "
+        f"but the config's diff_id is {Digest.of(b'not the layer')}"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert not store.unpack_dir.exists()
 
 
-def test_a_layer_twice_in_the_image_is_copied_twice_and_consumed_after_the_last(tmp_path: Path) -> None:
-    image = image_manifest([{"etc/motd": b"hello"}, {"data.bin": os.urandom(50_000)}, {"etc/motd": b"hello"}])
-    store = UnpackingStore(tmp_path / "work", layers=set(image.layer_digests))
-    for data in image.blobs.values():
-        _write(store, data)
-    write_docker_archive(store, image.manifest, image.config, ["app:1"], tmp_path / "reference.tar")
-    fast = tmp_path / "fast.tar"
-    write_docker_archive(store, image.manifest, image.config, ["app:1"], fast, consume=True, unpacked=store.unpacked())
-    assert fast.read_bytes() == (tmp_path / "reference.tar").read_bytes()
-    assert _side_files(tmp_path / "work") == []
-    assert not any(store.has(digest) for digest in image.layer_digests)
+def test_a_layer_twice_in_the_image_fills_both_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared, other = (gzip.compress(_tar(50_000), mtime=0) for _ in range(2))
+    image = _image([shared, other, shared])
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    _interleaved(store, [shared, other])
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 0
+    assert not store.has(Digest.of(shared)) and not store.has(Digest.of(other))
+
+
+def test_a_download_started_over_writes_its_layer_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _gzip_image(2)
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    first = image.layers[0]
+    # A body cut short without a resume, then a registry that ignored the Range: the writer starts over.
+    with store.open_writer(Digest.of(first), len(first)) as writer:
+        writer.write(first[:100_000])
+        writer.abort(keep_partial=False)
+    # Bytes that do not match the digest: the commit fails, the layer is fetched again from byte 0.
+    with pytest.raises(IntegrityError), store.open_writer(Digest.of(first), len(first), resume=False) as writer:
+        writer.write(image.layers[1][: len(first)])
+        writer.commit()
+    _write(store, first)
+    _write(store, image.layers[1])
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 0, "the last attempt went straight in"
+
+
+def test_a_resumed_partial_is_decompressed_from_its_blob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _gzip_image(2)
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    first = image.layers[0]
+    with store.open_writer(Digest.of(first), len(first)) as writer:
+        writer.write(first[:10_000])
+        writer.abort(keep_partial=True)
+    with store.open_writer(Digest.of(first), len(first), resume=True) as writer:
+        assert writer.offset == 10_000
+        writer.write(first[10_000:])
+        writer.commit()
+    _write(store, image.layers[1])
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 1
+
+
+def test_close_after_a_failed_download_leaves_the_blobs_for_a_resume(tmp_path: Path) -> None:
+    image = _gzip_image(2)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    _write(store, image.layers[1])
+    with store.open_writer(Digest.of(image.layers[0]), len(image.layers[0])) as writer:
+        writer.write(image.layers[0][:50_000])
+        writer.abort(keep_partial=True)
+    store.close()
+    assert not store.unpack_dir.exists() and not (tmp_path / "app.tar").exists()
+    assert store.has(Digest.of(image.layers[1])) and store.has(image.config_digest)
+    resumed = _store(tmp_path, image)
+    with resumed.open_writer(Digest.of(image.layers[0]), len(image.layers[0])) as writer:
+        writer.write(image.layers[0][writer.offset :])
+        writer.commit()
+    assert _finish(resumed).read_bytes() == _reference(tmp_path, image).read_bytes()
+
+
+def test_an_image_the_archive_cannot_hold_is_refused_by_finish(tmp_path: Path) -> None:
+    blobs = [gzip.compress(_tar(), mtime=0) for _ in range(2)]
+    image = _image(blobs, [gzip.decompress(blobs[0])])  # one diff_id for two layers
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    for blob in blobs:
+        _write(store, blob)
+    with pytest.raises(ImageFormatError) as caught:
+        _finish(store)
+    assert str(caught.value) == f"{tmp_path / 'app.tar'}: the config lists 1 diff_ids for 2 layers"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert not store.unpack_dir.exists()

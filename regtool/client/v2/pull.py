@@ -13,12 +13,13 @@
 With mirrors (an ``EndpointChain``), each manifest and each blob is asked of the mirrors in order and of the
 primary last (endpoints.py); the image is named by the reference pulled, wherever its bytes came from.
 
-A docker-archive is pulled into a temporary layout next to the destination, each layer decompressed beside its
-blob while it downloads (``layer_unpack.UnpackingStore``), and then written by ``write_docker_archive``, which
-copies those layers in whole. Any integrity failure raises IntegrityError naming the blob and the registry URL;
-nothing of that blob remains in the destination. A pull into a new layout that fails for any reason but the
-network (or Ctrl-C) removes what it created; the partial downloads of other blobs stay for a resume, and the
-error says so. A destination that cannot be written is a UsageError naming it (not the temporary directory).
+A docker-archive is pulled into a temporary layout next to the destination, whose store writes the archive while
+the blobs arrive (``layer_unpack.UnpackingStore``: planned from the config, fetched first; each layer decompressed
+straight into it when its turn comes) and renames it into place at the end. Any integrity failure raises
+IntegrityError naming the blob and the registry URL; nothing of that blob remains in the destination. A pull
+into a new layout that fails for any reason but the network (or Ctrl-C) removes what it created; the partial
+downloads of other blobs stay for a resume, and the error says so. A destination that cannot be written is a
+UsageError naming it (not the temporary directory).
 """
 
 from __future__ import annotations
@@ -117,32 +118,21 @@ class V2Puller:
                 raise UsageError(f"{ref}: a docker-archive holds one image, got {plan.entry.kind}")
             # Here: the archive writer and the unpacking store bring tarfile, gzip and ISA-L, which a pull into
             # a layout never uses.
-            from regtool.image.docker_archive import write_docker_archive
             from regtool.image.layer_unpack import UnpackingStore
 
             work = dest.parent / f".{dest.name}.regtool-pull"
+            tags = [f"{ref.repository_ref}:{ref.tag}"] if ref.tag else []
             with _writable(dest):
                 work.parent.mkdir(parents=True, exist_ok=True)
                 layout = OciLayout.open(work, create=True, durable=False)
-                unpacking = UnpackingStore(work, layers={layer.digest for layer in plan.entry.layers})
+                unpacking = UnpackingStore(work, plan.entry, tags, dest)
             try:
                 await self._fill(ref, layout, plan, tally, chain, store=unpacking)
-                assert plan.entry.config is not None
-                config = layout.read_blob(plan.entry.config.digest)
-                tag = f"{ref.repository_ref}:{ref.tag}" if ref.tag else ref.repository_ref
                 with _writable(dest):
-                    await anyio.to_thread.run_sync(
-                        lambda: write_docker_archive(
-                            layout,
-                            plan.entry,
-                            config,
-                            [tag] if ref.tag else [],
-                            dest,
-                            consume=True,
-                            unpacked=unpacking.unpacked(),
-                        )
-                    )
+                    await anyio.to_thread.run_sync(unpacking.finish)
             except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(unpacking.close)
                 # An interrupted or network-failed pull keeps its work layout (and the partial
                 # blobs in its staging area) so the next pull to the same tarball resumes; other failures clean up.
                 if isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
@@ -209,9 +199,12 @@ class V2Puller:
             tally.downloaded += 1
             tally.bytes += got
 
-        # Largest first, so the long transfers start early and the tail is short.
+        # Configs first (a docker-archive is planned from its config, and written while its layers arrive), then
+        # largest first, so the long transfers start early and the tail is short.
+        configs = {image.config.digest for image in plan.images if image.config is not None}
+        order = sorted(missing, key=lambda d: (d.digest not in configs, -d.size))
         try:
-            await run_bounded(sorted(missing, key=lambda d: -d.size), one, self.jobs, size_of=lambda d: d.size)
+            await run_bounded(order, one, self.jobs, size_of=lambda d: d.size)
             for manifest in plan.manifests:
                 await anyio.to_thread.run_sync(store.put_bytes, manifest.digest, manifest.raw)
         finally:
