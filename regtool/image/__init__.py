@@ -6,7 +6,8 @@
   ``open_docker_archive``, the archive checked before its layers are compressed.
 - ``archive_layers``: an archive's layers gzipped in threads, each into a ``growing_blob.GrowingBlob`` (a file
   readers follow while it is written).
-- ``layer_unpack``: ``UnpackingStore``, layers decompressed beside their blobs while a pull writes them.
+- ``archive_writer``: the one docker-archive writer (``plan_archive``, ``ArchiveWriter``).
+- ``layer_unpack``: ``UnpackingStore``, the docker-archive written while a pull's layers download.
 - ``compression``: sniff gzip/bzip2/xz/zstd, streaming decompression, deterministic gzip.
 - ``source``: ``ImageSource`` and ``open_source(spec)``, what a push reads from.
 - ``convert``: v1 image chains <-> OCI configs.
