@@ -10,6 +10,7 @@ import os
 import shutil
 
 import pytest
+from pytest_httpx import HTTPXMock
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -28,6 +29,18 @@ def require_binary(name: str) -> str:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def httpx_mock(httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch) -> HTTPXMock:
+    """pytest-httpx's mock, answering the Client's requests too: it replaces httpx's AsyncHTTPTransport, which the
+    Client does not use (its PoolTransport sends over the pool's connections), so that one is routed the same way."""
+    import httpx
+
+    from regtool.client.net.connections import PoolTransport
+
+    monkeypatch.setattr(PoolTransport, "handle_async_request", httpx.AsyncHTTPTransport.handle_async_request)
+    return httpx_mock
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -79,10 +79,8 @@ def prepare(args: list[str]) -> typer.Typer:
             warm_default_context()
     command = _only_the_command_named(first)
     if registry_command:
-        # What every registry command imports once it runs (its Client, the event loop's backend), imported
-        # here with the rest, before the console script turns the collector back on.
-        import anyio._backends._asyncio  # noqa: F401
-
+        # What every registry command imports once it runs (its Client), imported here with the rest, before the
+        # console script turns the collector back on.
         import regtool.client.client  # noqa: F401
     return command
 

@@ -8,6 +8,7 @@ A traceback means a bug in regtool.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import sys
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
-import anyio
 import typer
 
 from regtool.errors import RegtoolError
@@ -174,7 +174,7 @@ def handle_errors(*, json_lines: bool = False) -> Iterator[None]:
     except RegtoolError as exc:
         report(str(exc), exc.exit_code)
     except BaseExceptionGroup as group:
-        # anyio task groups wrap what their tasks raised; report the first regtool error, re-raise bugs.
+        # Task groups wrap what their tasks raised; report the first regtool error, re-raise bugs.
         matched, rest = group.split(RegtoolError)
         first = _first_leaf(matched) if matched is not None else None
         if first is not None and (rest is None or all(isinstance(e, KeyboardInterrupt) for e in _leaves(rest))):
@@ -197,14 +197,18 @@ def handle_errors(*, json_lines: bool = False) -> Iterator[None]:
 
 
 def run(main: Callable[[], Awaitable[T]], *, json_lines: bool = False) -> T:
-    """Run one async library call under anyio; map regtool errors to a one-line message and exit code."""
+    """Run one async library call under asyncio; map regtool errors to a one-line message and exit code."""
     token = _json_lines.set(json_lines)
     try:
         with handle_errors(json_lines=json_lines):
-            return anyio.run(main)
+            return asyncio.run(_called(main))
     finally:
         _json_lines.reset(token)
     raise AssertionError("unreachable")  # handle_errors exits or re-raises
+
+
+async def _called(main: Callable[[], Awaitable[T]]) -> T:
+    return await main()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

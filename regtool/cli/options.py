@@ -432,14 +432,13 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(verbose: int) -> None:
-    """``-v``: regtool's loggers at DEBUG and httpx's request lines; ``-vv``: httpcore too. All on stderr."""
+    """``-v``: regtool's loggers at DEBUG and httpx's request lines; ``-vv``: httpx's debug lines too. All on
+    stderr. (httpcore has nothing to log: the client's transport is its own, net/connections.py.)"""
     if verbose <= 0:
         return
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
     levels = {"regtool": logging.DEBUG, "httpx": logging.INFO if verbose == 1 else logging.DEBUG}
-    if verbose >= 2:
-        levels["httpcore"] = logging.DEBUG
     for name, level in levels.items():
         logger = logging.getLogger(name)
         logger.setLevel(level)

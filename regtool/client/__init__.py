@@ -1,9 +1,10 @@
 """The registry client: probe, pull, push and the everyday commands over registry v2 (and v1).
 
 ``Client`` is an async context manager owning one ``httpx.AsyncClient`` (connections are reused across every
-call made through it)::
+call made through it). It runs on asyncio (anyio's asyncio backend too, as inside ``regtool serve``), not on
+trio::
 
-    import anyio
+    import asyncio
     from pathlib import Path
     from regtool import Client, Reference
 
@@ -13,7 +14,7 @@ call made through it)::
             result = await client.pull(Reference.parse("localhost:5000/team/app:1.0"), Path("app-layout"))
             print(result.digest, result.blobs_downloaded)
 
-    anyio.run(main)
+    asyncio.run(main())
 
 Errors are the classes of ``regtool.errors``: NotFoundError, AuthError, IntegrityError, TransportError,
 RegistryError, UnsupportedProtocolError, UsageError; messages name the reference, digest or URL, never

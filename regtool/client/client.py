@@ -12,9 +12,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-import anyio
-import anyio.to_thread
-
 from regtool.client.net.auth import Credentials, RegistryAuth
 from regtool.client.net.blobfetch import BlobFetcher
 from regtool.client.net.connections import ConnectionPool
@@ -24,6 +21,7 @@ from regtool.client.net.tls import TLSContexts, TLSSettings
 from regtool.client.net.transport import build_http_client
 from regtool.client.progress import NullProgress, Progress, add_http_events
 from regtool.client.tasks import both
+from regtool.client.threads import in_thread
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.splitpolicy import SplitPolicy
 from regtool.errors import RegistryError, TransportError, UnsupportedProtocolError, UsageError
@@ -49,7 +47,9 @@ DEFAULT_SPLIT = SplitPolicy()
 
 
 class Client:
-    """A registry client; use ``async with Client(...) as client``.
+    """A registry client; use ``async with Client(...) as client``, on asyncio (``asyncio.run``, or anyio's
+    asyncio backend: the pull-through cache runs it inside the server; not trio). Its blocking work goes to
+    worker threads through ``threads.in_thread``.
 
     ``plain_http`` talks http only; ``insecure`` skips TLS verification (and allows http after https failed to
     connect); loopback hosts get http after https automatically. TLS trusts the system store plus ``ca_cert``
@@ -313,7 +313,7 @@ class Client:
     async def _v1_session(self, registry: str) -> V1Api:
         from regtool.client.v1.api import open_session
 
-        credentials = await anyio.to_thread.run_sync(self.auth.credentials_for, registry)
+        credentials = await in_thread(self.auth.credentials_for, registry)
         username = credentials.username if credentials is not None else None
         password = credentials.password if credentials is not None else None
         probe = self._probes.get(registry)

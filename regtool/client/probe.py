@@ -15,9 +15,9 @@ by itself.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-import anyio
 import httpx
 
 from regtool.client.net.challenge import ChallengeError, parse_challenges
@@ -80,7 +80,7 @@ async def _get_retrying(api: RegistryAPI, url: str) -> tuple[ProbeEvidence, byte
             return seen, body
         delay = api.retry.delay(attempt, seen.headers.get("Retry-After"))
         api.retry_log.record(f"GET {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=f"HTTP {seen.status}")
-        await anyio.sleep(delay)
+        await asyncio.sleep(delay)
         attempt += 1
 
 

@@ -1,6 +1,6 @@
-"""Bounded concurrency for the client: run coroutines in an anyio task group, at most ``limit`` at a time.
+"""Bounded concurrency for the client: run coroutines in an asyncio task group, at most ``limit`` at a time.
 
-anyio task groups raise an ExceptionGroup; callers of the client want the one error that stopped the work
+Task groups raise an ExceptionGroup; callers of the client want the one error that stopped the work
 (a regtool error, with its exit code), so ``run_bounded`` re-raises the first non-cancellation error alone.
 
 Blob transfers are bounded by weight, not count (``transfer_weight``, ``WeightedLimiter``): ``jobs`` large blobs
@@ -11,11 +11,10 @@ trips, while the bandwidth and CPU that ``jobs`` guards are not what they use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
-
-import anyio
 
 __all__ = [
     "LARGE_WEIGHT",
@@ -98,7 +97,7 @@ class _Waiter:
 
     def __init__(self, weight: int) -> None:
         self.weight = weight
-        self.granted = anyio.Event()
+        self.granted = asyncio.Event()
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -113,9 +112,8 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             leaves.append(exc)
 
     walk(group)
-    cancelled = anyio.get_cancelled_exc_class()
     for leaf in leaves:
-        if not isinstance(leaf, cancelled):
+        if not isinstance(leaf, asyncio.CancelledError):
             return leaf
     return leaves[0]
 
@@ -133,7 +131,7 @@ async def run_bounded(
     the place of each large one.
     """
     try:
-        async with anyio.create_task_group() as tg:
+        async with asyncio.TaskGroup() as tg:
             if size_of is None:
                 # ``limit`` workers taking the items in turn: no task, and no wait for a slot, per item.
                 pending = list(items)
@@ -144,7 +142,7 @@ async def run_bounded(
                         await func(item)
 
                 for _ in range(min(max(1, limit), len(pending))):
-                    tg.start_soon(worker)
+                    tg.create_task(worker())
             else:
                 limiter = WeightedLimiter(limit * LARGE_WEIGHT)
                 weigh = size_of
@@ -154,7 +152,7 @@ async def run_bounded(
                         await func(item)
 
                 for item in items:
-                    tg.start_soon(one, item)
+                    tg.create_task(one(item))
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 

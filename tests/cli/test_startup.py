@@ -108,6 +108,8 @@ _NOT_FOR_ONE_SHOTS = [
     "regtool.image.docker_archive",
     "regtool.image.compression",
     "regtool.server",
+    "anyio",
+    "httpcore",
 ]
 
 
@@ -156,6 +158,8 @@ def test_a_pull_into_a_layout_loads_no_archive_writer_and_no_other_results(
         "regtool.client.results.image",
         "regtool.client.results.probe",
         "regtool.client.results.transfer",
+        "anyio",
+        "httpcore",
     ]
     report = _run_and_report("pull", "-q", f"{serve.host}/one/pull:1", str(tmp_path / "out"), watch=watch)
     assert report == "imported ['regtool.client.results.transfer'] CA loads []"
@@ -177,8 +181,65 @@ def test_a_no_op_sync_loads_no_results_and_no_transfer_code(
         "regtool.client.results.transfer",
         "regtool.client.v2.rangefetch",
         "regtool.image.docker_archive",
+        "anyio",
+        "httpcore",
     ]
     assert _run_and_report(*argv, watch=watch) == "imported [] CA loads []"
+
+
+# The client runs on asyncio alone, over its own transport: neither anyio nor httpcore (which imports anyio) is
+# loaded by a registry command, nor by a program using the library's Client.
+_NOT_FOR_THE_CLIENT = {"anyio", "httpcore", "sniffio"}
+
+
+@pytest.mark.parametrize("command", ["inspect", "tags", "pull"])
+def test_a_registry_command_imports_no_anyio(
+    command: str,
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    layout = tmp_path / "layout"
+    write_random_image(layout, "1", count=1, size=1024)
+    assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/no/anyio:1").returncode == 0
+    argv = {
+        "inspect": ["inspect", f"{serve.host}/no/anyio:1"],
+        "tags": ["tags", f"{serve.host}/no/anyio"],
+        "pull": ["pull", "-q", f"{serve.host}/no/anyio:1", str(tmp_path / "out")],
+    }[command]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "regtool", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = [line.rpartition("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "regtool.client.client" in imported  # the report covers the command's own imports
+    assert [name for name in imported if name.partition(".")[0] in _NOT_FOR_THE_CLIENT] == []
+
+
+def test_the_library_client_imports_no_anyio(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    layout = tmp_path / "layout"
+    write_random_image(layout, "1", count=1, size=1024)
+    assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/no/anyio:1").returncode == 0
+    code = f"""
+import asyncio, sys
+from pathlib import Path
+import regtool
+
+async def main():
+    async with regtool.Client() as client:
+        ref = regtool.Reference.parse("{serve.host}/no/anyio:1")
+        print((await client.inspect(ref)).digest == (await client.pull(ref, Path(sys.argv[1]))).digest)
+
+asyncio.run(main())
+print(sorted(name for name in sys.modules if name.partition(".")[0] in {sorted(_NOT_FOR_THE_CLIENT)!r}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "[]"]
 
 
 def test_light_modules_do_not_import_httpx_or_rich() -> None:

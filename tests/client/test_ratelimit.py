@@ -4,6 +4,7 @@ the times its requests arrive are what is measured."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -169,7 +170,7 @@ async def test_a_pause_without_a_stated_refill_waits_the_default_minute() -> Non
         waited.append(seconds)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(anyio, "sleep", sleep)
+        patch.setattr(asyncio, "sleep", sleep)
         await limiter.wait("h")
     assert waited == [60.0]
 

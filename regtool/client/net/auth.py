@@ -24,6 +24,7 @@ token) is sent as ``grant_type=refresh_token`` in a POST to the realm.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -32,13 +33,12 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from regtool.client.net.challenge import Challenge, ChallengeError, parse_challenges
 from regtool.client.net.credentials import Credentials
 from regtool.client.net.transport import redact_url
+from regtool.client.threads import in_thread
 from regtool.errors import AuthError
 from regtool.reference import registry_api_host
 
@@ -98,7 +98,7 @@ class RegistryAuth(httpx.Auth):
         self._bearer_hosts: dict[str, tuple[str, str]] = {}  # host -> (realm, service)
         self._basic_hosts: set[str] = set()
         self._http: httpx.AsyncClient | None = None
-        self._fetch_locks: dict[tuple[str, str, tuple[str, ...]], anyio.Lock] = {}
+        self._fetch_locks: dict[tuple[str, str, tuple[str, ...]], asyncio.Lock] = {}
 
     def bind(self, http: httpx.AsyncClient) -> None:
         """The client that token requests go through (the Client binds its own)."""
@@ -131,7 +131,7 @@ class RegistryAuth(httpx.Auth):
         if host in self._per_host or self.credentials is not None or self._lookup is None or host in self._found:
             return self.credentials_for(host)
         # A credential helper is a subprocess: keep it off the event loop.
-        return await anyio.to_thread.run_sync(self.credentials_for, host)
+        return await in_thread(self.credentials_for, host)
 
     def _cached(self, host: str, scopes: tuple[str, ...]) -> str | None:
         if host in self._basic_hosts:
@@ -199,7 +199,7 @@ class RegistryAuth(httpx.Auth):
         self, host: str, realm: str, service: str, scopes: tuple[str, ...], *, refused: str | None
     ) -> _Token:
         key = (realm, service, scopes)
-        lock = self._fetch_locks.setdefault(key, anyio.Lock())
+        lock = self._fetch_locks.setdefault(key, asyncio.Lock())
         async with lock:
             token = self._tokens.get(key)
             if token is not None and token.expires_at > time.monotonic() and f"Bearer {token.value}" != refused:

@@ -24,14 +24,13 @@ read by the thread that writes it into a PUT/PATCH to the other (``ResponseReade
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, TypeVar
-
-import anyio
 
 from regtool.client.net.connections import BodySender, ConnectionPool, Exchange
 from regtool.client.tasks import first_error
@@ -297,7 +296,7 @@ async def run_reported(
         nonlocal reported
         try:
             while True:
-                await anyio.sleep(_TICK)
+                await asyncio.sleep(_TICK)
                 now = moved()
                 if now != reported:
                     advance(now - reported)
@@ -305,20 +304,19 @@ async def run_reported(
         finally:
             cancel.set()
 
-    async def run(scope: anyio.CancelScope) -> None:
+    async def run(ticking: asyncio.Task[None]) -> None:
         try:
             outcome.append(await work())
         finally:
-            scope.cancel()
+            ticking.cancel()
 
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
-            tg.start_soon(run, tg.cancel_scope)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run(tg.create_task(ticker())))
     except BaseExceptionGroup as group:
         error = first_error(group)
         if isinstance(error, FetchCancelled):
-            raise anyio.get_cancelled_exc_class()() from None
+            raise asyncio.CancelledError() from None
         raise error from None
     now = moved()
     if now != reported:

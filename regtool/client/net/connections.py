@@ -8,16 +8,16 @@ Why one set: a registry that is tens of milliseconds away charges a round trip f
 the manifest was never used for a blob, and every blob thread paid its own handshake.
 
 So httpx keeps doing what it is good at (auth flows, redirects, building requests, decoding responses), but the
-bytes go over connections taken from the same :class:`ConnectionPool` the blob threads use: httpx's
-``AsyncHTTPTransport`` is given :class:`PooledConnections` in place of httpcore's own pool. Each exchange runs in a
-worker thread: the request is sent, and a small body (every API answer) is read in the same thread, so one call
+bytes go over connections taken from the same :class:`ConnectionPool` the blob threads use: :class:`PoolTransport`
+is the httpx transport, in place of httpx's own (and httpcore, which the client never imports). Each exchange runs
+in a worker thread: the request is sent, and a small body (every API answer) is read in the same thread, so one call
 costs one thread hand-off; a large body streams through further hand-offs, a megabyte at a time.
 
 ``ConnectionPool.preconnect`` opens connections ahead of need, in background threads: while a manifest is in
 flight, the blob transfers it will start find their connections ready instead of each paying a handshake.
 
-Errors come out as httpcore's exceptions, which httpx maps to its own and ``transport.mapped_errors`` to
-regtool's.
+Errors come out as httpx's exceptions (the ones its own transport raises), which ``transport.mapped_errors``
+maps to regtool's.
 """
 
 from __future__ import annotations
@@ -29,14 +29,12 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
 
-import anyio
-import anyio.to_thread
-import httpcore
 import httpx
 
 from regtool.client.net import parking
 from regtool.client.net.schemes import default_port
 from regtool.client.net.tls import TrustOnDemand
+from regtool.client.threads import in_thread
 
 __all__ = [
     "BODY_SENDER",
@@ -44,7 +42,7 @@ __all__ = [
     "BodySender",
     "ConnectionPool",
     "Exchange",
-    "PooledConnections",
+    "PoolTransport",
     "exchange_of",
 ]
 
@@ -63,7 +61,7 @@ KEEP_BODY = "regtool.keep_body"
 # (a blob upload from a file: ``BlobFetcher.body_sender``). It is called once per attempt, so an auth retry or
 # a 307/308 sends the body again.
 BODY_SENDER = "regtool.body_sender"
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Idle connections kept per origin; more than the largest useful concurrency to one registry.
 _MAX_IDLE = 64
 
@@ -292,46 +290,33 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     return conn.sock is None or parking.dropped(conn.sock)
 
 
-class PooledConnections:
-    """An httpcore connection pool in shape (what ``httpx.AsyncHTTPTransport`` drives), over ``source``."""
+class PoolTransport(httpx.AsyncBaseTransport):
+    """The httpx transport over ``source``'s connections."""
 
     def __init__(self, source: ConnectionPool) -> None:
         self._source = source
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = Exchange(self._source, request)
         try:
             sender = request.extensions.get(BODY_SENDER)
             if callable(sender):  # the body is a file, sent by its own code in the exchange's thread
-                await anyio.to_thread.run_sync(exchange.start, b"", sender, abandon_on_cancel=True)
+                await in_thread(exchange.start, b"", sender, abandon_on_cancel=True)
             elif isinstance(request.stream, httpx.ByteStream):  # a body given as bytes: sent with the headers
-                await anyio.to_thread.run_sync(exchange.start, b"".join(request.stream), abandon_on_cancel=True)
+                await in_thread(exchange.start, b"".join(request.stream), abandon_on_cancel=True)
             else:  # a streamed body (an upload from a generator): one thread hand-off per piece
-                chunked = any(
-                    name.lower() == b"transfer-encoding" and value.lower() == b"chunked"
-                    for name, value in request.headers
-                )
-                await anyio.to_thread.run_sync(exchange.open_streaming, abandon_on_cancel=True)
+                chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+                await in_thread(exchange.open_streaming, abandon_on_cancel=True)
                 async for piece in request.stream:  # type: ignore[union-attr]
                     if piece:
-                        await anyio.to_thread.run_sync(exchange.send, piece, chunked, abandon_on_cancel=True)
-                await anyio.to_thread.run_sync(exchange.end_streaming, chunked, abandon_on_cancel=True)
+                        await in_thread(exchange.send, piece, chunked, abandon_on_cancel=True)
+                await in_thread(exchange.end_streaming, chunked, abandon_on_cancel=True)
         except BaseException:
             exchange.abandon()  # cancelled while a thread runs on: the connection is closed when it is done
             raise
-        if exchange.complete:
-            return httpcore.Response(
-                exchange.status, headers=exchange.headers, content=exchange.body, extensions=exchange.extensions
-            )
-        return httpcore.Response(
-            exchange.status, headers=exchange.headers, content=_Stream(exchange), extensions=exchange.extensions
-        )
-
-    async def __aenter__(self) -> PooledConnections:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+        # A stream, not content: httpx adds no header of its own to what the registry sent.
+        body = httpx.ByteStream(exchange.body) if exchange.complete else _Stream(exchange)
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=body, extensions=exchange.extensions)
 
     async def aclose(self) -> None:
         """Nothing to do: the connections belong to ``source``, which its owner closes."""
@@ -345,12 +330,11 @@ class Exchange:
     the body has been read to its end the connection goes back to the pool.
     """
 
-    def __init__(self, source: ConnectionPool, request: httpcore.Request) -> None:
+    def __init__(self, source: ConnectionPool, request: httpx.Request) -> None:
         self._source = source
         self._request = request
         url = request.url
-        scheme = url.scheme.decode("ascii")
-        self._origin = (scheme, url.host.decode("ascii"), url.port or default_port(scheme))
+        self._origin = (url.scheme, url.raw_host.decode("ascii"), url.port or default_port(url.scheme))
         self._conn: http.client.HTTPConnection | None = None
         self._response: http.client.HTTPResponse | None = None
         self._lock = threading.Lock()
@@ -382,7 +366,7 @@ class Exchange:
                 waited = reused or getattr(conn, "took_parked", False)
                 if waited and attempt == 0 and method in _IDEMPOTENT and sender is None:
                     continue
-                raise httpcore.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+                raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
             except BaseException as exc:
                 connected = reused or conn.sock is not None
                 conn.close()
@@ -409,17 +393,17 @@ class Exchange:
     def send(self, piece: bytes, chunked: bool) -> None:
         conn = self._conn
         if conn is None:
-            raise httpcore.WriteError("the request was abandoned")
+            raise httpx.WriteError("the request was abandoned")
         try:
             conn.send(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
         except BaseException as exc:
             self._finish(reusable=False)
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
 
     def end_streaming(self, chunked: bool) -> None:
         conn = self._conn
         if conn is None:
-            raise httpcore.WriteError("the request was abandoned")
+            raise httpx.WriteError("the request was abandoned")
         try:
             if chunked:
                 conn.send(b"0\r\n\r\n")
@@ -432,12 +416,12 @@ class Exchange:
     def _put_head(self, conn: http.client.HTTPConnection, body: bytes | None) -> None:
         request = self._request
         conn.putrequest(
-            request.method.decode("ascii"),
-            request.url.target.decode("ascii"),
+            request.method,
+            request.url.raw_path.decode("ascii"),
             skip_host=True,
             skip_accept_encoding=True,
         )
-        for name, value in request.headers:
+        for name, value in request.headers.raw:
             conn.putheader(name.decode("latin-1"), value.decode("latin-1"))
         conn.endheaders(body or None)
 
@@ -458,7 +442,7 @@ class Exchange:
         }
         length = response.length
         if (
-            self._request.method == b"HEAD"
+            self._request.method == "HEAD"
             or response.status in {204, 304}
             or (length is not None and length <= _INLINE_BODY and not self._request.extensions.get(KEEP_BODY))
         ):
@@ -508,9 +492,7 @@ class Exchange:
         if not data:
             if response.length:
                 self._finish(reusable=False)
-                raise httpcore.RemoteProtocolError(
-                    f"connection closed {response.length} bytes before the end of the body"
-                )
+                raise httpx.RemoteProtocolError(f"connection closed {response.length} bytes before the end of the body")
             self._finish(reusable=True)
         return data
 
@@ -538,14 +520,14 @@ def exchange_of(response: httpx.Response) -> Exchange | None:
     return exchange if isinstance(exchange, Exchange) else None
 
 
-class _Stream:
-    """A response body read a megabyte per thread hand-off (httpcore's async stream shape)."""
+class _Stream(httpx.AsyncByteStream):
+    """A response body read a megabyte per thread hand-off."""
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while chunk := await anyio.to_thread.run_sync(self._exchange.read_chunk, abandon_on_cancel=True):
+        while chunk := await in_thread(self._exchange.read_chunk, abandon_on_cancel=True):
             yield chunk
 
     async def aclose(self) -> None:
@@ -553,7 +535,7 @@ class _Stream:
 
 
 def _reraise(exc: BaseException, *, connected: bool) -> NoReturn:
-    """Raise httpcore's exception for ``exc`` (``_mapped``), or ``exc`` itself when it has none."""
+    """Raise httpx's exception for ``exc`` (``_mapped``), or ``exc`` itself when it has none."""
     mapped = _mapped(exc, connected=connected)
     if mapped is exc:
         raise exc
@@ -561,14 +543,14 @@ def _reraise(exc: BaseException, *, connected: bool) -> NoReturn:
 
 
 def _mapped(exc: BaseException, *, connected: bool) -> BaseException:
-    """httpcore's exception for an ``http.client``/socket error (other exceptions pass through unchanged)."""
+    """httpx's exception for an ``http.client``/socket error (other exceptions pass through unchanged)."""
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError | socket.timeout):
-        return httpcore.ReadTimeout(detail) if connected else httpcore.ConnectTimeout(detail)
+        return httpx.ReadTimeout(detail) if connected else httpx.ConnectTimeout(detail)
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return httpcore.ConnectError(detail)
+        return httpx.ConnectError(detail)
     if isinstance(exc, http.client.HTTPException):
-        return httpcore.RemoteProtocolError(detail)
+        return httpx.RemoteProtocolError(detail)
     if isinstance(exc, OSError):
-        return httpcore.ReadError(detail) if connected else httpcore.ConnectError(detail)
+        return httpx.ReadError(detail) if connected else httpx.ConnectError(detail)
     return exc

@@ -25,14 +25,13 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import anyio
 
 if TYPE_CHECKING:
     from regtool.client.progress import Progress
@@ -99,7 +98,7 @@ class RateLimiter:
         self._progress = progress
         self._clock = clock
         self._hosts: dict[str, _HostPace] = {}
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     def enabled(self) -> bool:
@@ -138,14 +137,14 @@ class RateLimiter:
         pace = self._hosts.get(host)
         if pace is None or (pace.spacing == 0.0 and pace.paused_until <= self._clock()):
             return
-        lock = self._locks.setdefault(host, anyio.Lock())
+        lock = self._locks.setdefault(host, asyncio.Lock())
         # One request at a time through a paced host, so the spacing holds under concurrency.
         async with lock:
             now = self._clock()
             start = max(now, pace.paused_until, pace.last_start + pace.spacing)
             pace.last_start = start
             if start > now:
-                await anyio.sleep(start - now)
+                await asyncio.sleep(start - now)
 
     def _tell(self, host: str, quota: Quota, action: str, seconds: float) -> None:
         if action == "pause":

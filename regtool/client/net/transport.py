@@ -9,19 +9,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.cookiejar
-import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import anyio
-import httpcore
 import httpx
 
 from regtool.__about__ import __version__
-from regtool.client.net.connections import ConnectionPool, PooledConnections
+from regtool.client.net.connections import ConnectionPool, PoolTransport
 from regtool.client.net.schemes import candidate_schemes
 from regtool.client.tasks import first_error
 from regtool.errors import TransportError
@@ -43,16 +41,11 @@ def build_http_client(*, pool: ConnectionPool, auth: httpx.Auth | None = None) -
     The pool carries the TLS settings per host and applies the timeouts (connect, then each read and write);
     httpx is given the same values, which its errors then name.
     """
-    # The transport's own pool, and the TLS context httpx would build for it (its certifi bundle: ~20 ms of
-    # loading CAs per client), go unused: the pool's connections do TLS with the contexts of ``net/tls.py``. So
-    # it is given a context that is cheap to make and trusts nothing.
-    transport = httpx.AsyncHTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-    # httpx builds an httpcore pool and offers no way to pass another; ``_pool`` is where httpx 0.27/0.28 keep
-    # it, and all the transport does with it is hand it each request (mocks patch the transport, above it).
-    transport._pool = cast("httpcore.AsyncConnectionPool", PooledConnections(pool))
+    # The pool's connections do TLS with the contexts of ``net/tls.py``: httpx's own transport, its TLS context
+    # (its certifi bundle) and httpcore under it are never built.
     return httpx.AsyncClient(
         auth=auth,
-        transport=transport,
+        transport=PoolTransport(pool),
         timeout=httpx.Timeout(pool.timeout, connect=pool.connect_timeout),
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
@@ -82,7 +75,7 @@ async def first_in_order(
     when the answer is known are cancelled.
     """
     results: dict[str, T | None] = {}
-    finished = {candidate: anyio.Event() for candidate in candidates}
+    finished = {candidate: asyncio.Event() for candidate in candidates}
 
     async def run(candidate: str) -> None:
         try:
@@ -91,14 +84,14 @@ async def first_in_order(
             finished[candidate].set()
 
     try:
-        async with anyio.create_task_group() as group:
-            for candidate in candidates:
-                group.start_soon(run, candidate)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(run(candidate)) for candidate in candidates]
             for candidate in candidates:
                 await finished[candidate].wait()
                 result = results.get(candidate)
                 if result is not None:
-                    group.cancel_scope.cancel()
+                    for task in tasks:
+                        task.cancel()
                     return candidate, result
     except BaseExceptionGroup as errors:
         raise first_error(errors) from None

@@ -36,15 +36,13 @@ Each finished image is a ``sync`` progress event (its :meth:`ImageOutcome.to_jso
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
-
-import anyio
-import anyio.to_thread
 
 from regtool.client.sync.endpoints import (
     DirectoryEndpoint,
@@ -56,6 +54,7 @@ from regtool.client.sync.endpoints import (
 from regtool.client.sync.plan import ImageJob, SourceSpec
 from regtool.client.sync.trim import trim_index
 from regtool.client.tasks import gather, run_bounded
+from regtool.client.threads import in_thread
 from regtool.client.v2.referrers import is_referrer_tag, schema_tag
 from regtool.digest import Digest
 from regtool.errors import IntegrityError, NotFoundError, RegistryError, RegtoolError, UsageError
@@ -226,7 +225,7 @@ class SyncEngine:
         # Target repositories that received blobs in this run: a later image's blobs are mounted from there.
         self._filled: list[str] = []
         # Holds the copies to ``options.images`` at once; more tags than that are compared at once.
-        self._copying = anyio.CapacityLimiter(self.options.images)
+        self._copying = asyncio.Semaphore(self.options.images)
         # Where each job's image is read from (``job.name`` -> the tag's reference there): the first endpoint,
         # a mirror or the source itself, that answered for its manifest (the Client's read_chain).
         self._read_from: dict[str, Reference] = {}
@@ -278,7 +277,7 @@ class SyncEngine:
             # while others fill it.
             target = self.target
             for name in sorted({job.target_repository for job in jobs}):
-                await anyio.to_thread.run_sync(functools.partial(target.open_layout, name, create=True))
+                await in_thread(functools.partial(target.open_layout, name, create=True))
         outcomes: list[ImageOutcome] = list(unlisted)
         known = {repo.target: repo for repo in repositories}
 
@@ -376,7 +375,7 @@ class SyncEngine:
         if isinstance(endpoint, RegistryEndpoint) and endpoint.path:
             return [endpoint.path]
         if isinstance(endpoint, DirectoryEndpoint):
-            names = await anyio.to_thread.run_sync(endpoint.repositories)
+            names = await in_thread(endpoint.repositories)
         else:
             from regtool.client.v2.catalog import list_repositories
 
@@ -387,7 +386,7 @@ class SyncEngine:
 
     async def _source_tags(self, endpoint: Endpoint, repository: str) -> list[str]:
         if isinstance(endpoint, DirectoryEndpoint):
-            return list((await anyio.to_thread.run_sync(endpoint.tags, repository)).keys())
+            return list((await in_thread(endpoint.tags, repository)).keys())
         from regtool.client.v2.catalog import list_tags
 
         where = endpoint.reference(repository)
@@ -405,7 +404,7 @@ class SyncEngine:
     async def _list_target_tags(self, repo: _Repository) -> None:
         target = self.target
         if isinstance(target, DirectoryEndpoint):
-            tags = await anyio.to_thread.run_sync(target.tags, repo.target)
+            tags = await in_thread(target.tags, repo.target)
             repo.target_tags = dict.fromkeys(tags)
             return
         from regtool.client.v2.catalog import list_tags
@@ -511,12 +510,12 @@ class SyncEngine:
         artifact_types = self.options.artifact_types or None
         read: Reference | OciLayout
         if isinstance(source, DirectoryEndpoint):
-            read = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
+            read = await in_thread(source.open_layout, job.source_repository)
         else:
             read = self._source_reference(job, source)
         tags = self._listed_source_tags(job, repo)
         if isinstance(target, DirectoryEndpoint):
-            layout = await anyio.to_thread.run_sync(target.open_layout, job.target_repository)
+            layout = await in_thread(target.open_layout, job.target_repository)
             return await missing_at_layout(
                 self.api, read, layout, source_digest, artifact_types=artifact_types, source_tags=tags
             )
@@ -537,7 +536,7 @@ class SyncEngine:
     async def _source_digest(self, job: ImageJob) -> Digest:
         endpoint = job.spec.endpoint
         if isinstance(endpoint, DirectoryEndpoint):
-            found = await anyio.to_thread.run_sync(layout_digest, endpoint, job.source_repository, job.tag)
+            found = await in_thread(layout_digest, endpoint, job.source_repository, job.tag)
             if found is None:
                 raise NotFoundError(f"no tag {job.tag!r} in {endpoint.layout_path(job.source_repository)}")
             return found
@@ -559,7 +558,7 @@ class SyncEngine:
     async def _target_digest(self, job: ImageJob) -> Digest | None:
         target = self.target
         if isinstance(target, DirectoryEndpoint):
-            return await anyio.to_thread.run_sync(layout_digest, target, job.target_repository, job.tag)
+            return await in_thread(layout_digest, target, job.target_repository, job.tag)
         from regtool.client.v2.inspect import resolve_digest
 
         try:
@@ -570,8 +569,8 @@ class SyncEngine:
     async def _source_manifest(self, job: ImageJob, digest: Digest) -> Manifest:
         endpoint = job.spec.endpoint
         if isinstance(endpoint, DirectoryEndpoint):
-            layout = await anyio.to_thread.run_sync(endpoint.open_layout, job.source_repository)
-            return await anyio.to_thread.run_sync(layout.manifest, digest)
+            layout = await in_thread(endpoint.open_layout, job.source_repository)
+            return await in_thread(layout.manifest, digest)
         return await self.api.get_manifest(self._source_reference(job, endpoint).with_digest(digest))
 
     def _remember_filled(self, repository: str) -> None:
@@ -613,17 +612,17 @@ class SyncEngine:
                     await self._registry_to_directory(
                         Reference(src.registry, src.repository, None, child.digest), path, moved
                     )
-                layout = await anyio.to_thread.run_sync(target.open_layout, job.target_repository)
-                await anyio.to_thread.run_sync(layout.blobs.put_bytes, trimmed.digest, trimmed.raw)
-                await anyio.to_thread.run_sync(
+                layout = await in_thread(target.open_layout, job.target_repository)
+                await in_thread(layout.blobs.put_bytes, trimmed.digest, trimmed.raw)
+                await in_thread(
                     lambda: layout.add_manifest(trimmed.descriptor(), ref_name=job.tag, image_name=str(src))
                 )
         elif isinstance(source, DirectoryEndpoint) and isinstance(target, RegistryEndpoint):
-            layout = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
+            layout = await in_thread(source.open_layout, job.source_repository)
             dst = target.reference(job.target_repository, job.tag)
-            roots = [await anyio.to_thread.run_sync(layout.manifest, digest)]
+            roots = [await in_thread(layout.manifest, digest)]
             if trimmed is not None:
-                roots = [await anyio.to_thread.run_sync(layout.manifest, child.digest) for child in trimmed.manifests]
+                roots = [await in_thread(layout.manifest, child.digest) for child in trimmed.manifests]
             for root in roots:
                 ref = dst if trimmed is None else Reference(dst.registry, dst.repository, None, root.digest)
                 await self._directory_to_registry(layout, root, job, ref, moved)
@@ -689,11 +688,11 @@ class SyncEngine:
 
         src, dst = await gather(
             [
-                anyio.to_thread.run_sync(source.open_layout, job.source_repository),
-                anyio.to_thread.run_sync(target.open_layout, job.target_repository),
+                in_thread(source.open_layout, job.source_repository),
+                in_thread(target.open_layout, job.target_repository),
             ]
         )
-        root = trimmed if trimmed is not None else await anyio.to_thread.run_sync(src.manifest, digest)
+        root = trimmed if trimmed is not None else await in_thread(src.manifest, digest)
         copied = await copy_layout_image(
             src, dst, root, ref_name=job.tag, progress=self.progress, jobs=self.client.jobs
         )
@@ -712,11 +711,11 @@ class SyncEngine:
         artifact_types = self.options.artifact_types or None
         source_tags = self._listed_source_tags(job, repo)
         if isinstance(source, DirectoryEndpoint):
-            layout = await anyio.to_thread.run_sync(source.open_layout, job.source_repository)
+            layout = await in_thread(source.open_layout, job.source_repository)
             if isinstance(target, DirectoryEndpoint):
                 from regtool.client.sync.layout_copy import copy_layout_referrers
 
-                into = await anyio.to_thread.run_sync(target.open_layout, job.target_repository)
+                into = await in_thread(target.open_layout, job.target_repository)
                 return await copy_layout_referrers(
                     layout,
                     into,
@@ -794,8 +793,8 @@ class SyncEngine:
             return ImageOutcome(job.name, name, WOULD_PRUNE, digest=digest, reason="gone at the source")
         target = self.target
         if isinstance(target, DirectoryEndpoint):
-            layout = await anyio.to_thread.run_sync(target.open_layout, repo.target)
-            await anyio.to_thread.run_sync(layout.remove_ref, tag)
+            layout = await in_thread(target.open_layout, repo.target)
+            await in_thread(layout.remove_ref, tag)
         else:
             await self._delete_tag(target.reference(repo.target, tag), repo)
         return ImageOutcome(job.name, name, PRUNED, digest=digest, reason="gone at the source")

@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import anyio
-import anyio.to_thread
-
 from regtool.client.progress import Progress
 from regtool.client.sync.layout_referrers import layout_lacks, layout_referrers
 from regtool.client.tasks import run_bounded
+from regtool.client.threads import in_thread
 from regtool.digest import Digest
 from regtool.errors import IntegrityError
 from regtool.image.blobstore import BlobStore
@@ -63,7 +61,7 @@ async def copy_layout_image(
         key = str(descriptor.digest)
         progress.start(key, descriptor.digest.short, descriptor.size)
         try:
-            written = await anyio.to_thread.run_sync(_copy_blob, source.blobs, target.blobs, descriptor)
+            written = await in_thread(_copy_blob, source.blobs, target.blobs, descriptor)
         except BaseException:
             progress.finish(key, status="failed")
             raise
@@ -80,11 +78,11 @@ async def copy_layout_image(
         # Largest first, so the long copies start early and the tail is short.
         await run_bounded(sorted(blobs.values(), key=lambda d: -d.size), one, jobs)
         for manifest in manifests:
-            await anyio.to_thread.run_sync(target.blobs.put_bytes, manifest.digest, manifest.raw)
+            await in_thread(target.blobs.put_bytes, manifest.digest, manifest.raw)
     finally:
         # Every writer is closed here: the staging directory goes unless a partial is kept for the next run.
         target.blobs.tidy()
-    await anyio.to_thread.run_sync(lambda: target.add_manifest(root.descriptor(), ref_name=ref_name))
+    await in_thread(lambda: target.add_manifest(root.descriptor(), ref_name=ref_name))
     return moved
 
 
@@ -94,7 +92,7 @@ async def _tree(layout: OciLayout, root: Manifest) -> list[Manifest]:
         return []
 
     async def fetch(descriptors: Collection[Descriptor]) -> list[Manifest]:
-        return await anyio.to_thread.run_sync(lambda: [layout.manifest(d) for d in descriptors])
+        return await in_thread(lambda: [layout.manifest(d) for d in descriptors])
 
     return await index_tree(root, fetch, where=f"{layout.path}: index {root.digest}")
 
@@ -128,8 +126,8 @@ async def copy_layout_referrers(
 ) -> int:
     """Copy what refers to ``subject`` in ``source`` (recursively, parents first) into ``target``, cosign's under
     their tags and the others as untagged entries, as a pull into a layout keeps them; how many it lacked."""
-    found = await anyio.to_thread.run_sync(layout_referrers, source, subject, artifact_types)
-    entries = await anyio.to_thread.run_sync(target.entries)
+    found = await in_thread(layout_referrers, source, subject, artifact_types)
+    entries = await in_thread(target.entries)
     copied = 0
     for referrer in found:
         if not layout_lacks(entries, referrer.manifest.digest, referrer.tag):

@@ -16,10 +16,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
-
 from regtool.client.progress import Progress
+from regtool.client.threads import in_thread
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.client.v2.referrers import (
@@ -57,8 +55,8 @@ async def pull_referrers(
     from regtool.client.v2.pull import V2Puller
 
     found = await find_referrers(api, repository, subject, artifact_types=artifact_types, tags=tags)
-    layout = await anyio.to_thread.run_sync(OciLayout.open, path)
-    entries = await anyio.to_thread.run_sync(layout.entries)
+    layout = await in_thread(OciLayout.open, path)
+    entries = await in_thread(layout.entries)
     pulled = 0
     for referrer in found:
         if not layout_lacks(entries, referrer.digest, referrer.tag):
@@ -141,7 +139,7 @@ async def push_referrers(
     from regtool.client.v2.push import V2Pusher
     from regtool.image.source import BlobStoreSource
 
-    found = await anyio.to_thread.run_sync(layout_referrers, layout, subject, artifact_types)
+    found = await in_thread(layout_referrers, layout, subject, artifact_types)
     pushed = 0
     by_subject: dict[Digest, list[Descriptor]] = {}
     for referrer in found:

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import anyio
-import anyio.to_thread
-
 from regtool.client.sync.layout_referrers import layout_lacks, layout_referrers, present_at
+from regtool.client.threads import in_thread
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.referrers import find_referrers
 from regtool.digest import Digest
@@ -53,7 +51,7 @@ async def _found_at_source(
     source_tags: Collection[str] | None,
 ) -> list[_Found]:
     if isinstance(source, OciLayout):
-        kept = await anyio.to_thread.run_sync(layout_referrers, source, subject, artifact_types)
+        kept = await in_thread(layout_referrers, source, subject, artifact_types)
         return [_Found(r.manifest.digest, r.artifact_type, r.tag) for r in kept]
     found = await find_referrers(api, source, subject, artifact_types=artifact_types, tags=source_tags)
     return [_Found(r.digest, r.artifact_type, r.tag) for r in found]
@@ -93,5 +91,5 @@ async def missing_at_layout(
     """The referrers of ``subject`` at ``source`` (a registry repository or a layout) that the layout ``target``
     lacks; the target costs no request."""
     found = await _found_at_source(api, source, subject, artifact_types, source_tags)
-    entries = await anyio.to_thread.run_sync(target.entries)
+    entries = await in_thread(target.entries)
     return [MissingReferrer(f.digest, f.artifact_type, f.tag) for f in found if layout_lacks(entries, f.digest, f.tag)]

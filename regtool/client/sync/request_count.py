@@ -3,7 +3,7 @@
 The client reports every API request as an ``http`` progress event from inside the task that sent it (httpx
 calls its event hooks in the request's own task). :class:`RequestCounting` wraps the client's progress and adds
 each such event to the counter that :func:`counting` made current in that task; tasks the work starts inherit
-the counter (anyio copies the context into a child task), and concurrent work elsewhere in the run is not
+the counter (asyncio copies the context into a new task), and concurrent work elsewhere in the run is not
 counted. Blob bodies move outside httpx, but their request (the GET, the PUT) is an event like any other.
 """
 

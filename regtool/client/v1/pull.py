@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from regtool import mediatypes as mt
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
+from regtool.client.threads import in_thread
 from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, TransportError, UnsupportedProtocolError
@@ -189,7 +188,7 @@ async def download_layer(
                     async with api.open_layer(image_id, start=blob.size) as response:
                         resumable = response.headers.get("Accept-Ranges", "").lower() == "bytes"
                         async for chunk in response.aiter_raw(_CHUNK):
-                            await anyio.to_thread.run_sync(write, chunk)
+                            await in_thread(write, chunk)
                             progress.advance(key, len(chunk))
                     break
                 except httpx.TransportError as exc:
@@ -206,7 +205,7 @@ async def download_layer(
                         attempt=attempt + 1,
                         of=_RESUMES + 1,
                     )
-            await anyio.to_thread.run_sync(_flush_and_sync, out)
+            await in_thread(_flush_and_sync, out)
         if meta.size is not None and meta.size != blob.size:
             raise IntegrityError(
                 f"v1 layer {image_id} from {where}: size mismatch: X-Docker-Size {meta.size}, got {blob.size} bytes"
@@ -218,9 +217,7 @@ async def download_layer(
                 f"v1 layer {image_id} from {where}: payload checksum mismatch: registry says {expected}, got {actual}"
             )
         try:
-            descriptor, diff_id = await anyio.to_thread.run_sync(
-                _finish_layer, store, tmp, blob.digest(), blob.size, image_id
-            )
+            descriptor, diff_id = await in_thread(_finish_layer, store, tmp, blob.digest(), blob.size, image_id)
         except ImageFormatError as exc:
             # What the registry sent (and its checksum, when it had one) is no readable layer: bad content from
             # the registry, an integrity failure, not a problem with the user's input.
@@ -340,10 +337,10 @@ async def _pull_into(
             dest.parent.mkdir(parents=True, exist_ok=True)
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".regtool-v1-", dir=dest.parent)))
             root = work / "layout"
-        layout = await anyio.to_thread.run_sync(functools.partial(OciLayout.open, root, create=True))
+        layout = await in_thread(functools.partial(OciLayout.open, root, create=True))
         try:
             chain, layers = await _pull_chain(api, layout.blobs, chain_ids, metas, progress, jobs)
-            config, manifest = await anyio.to_thread.run_sync(_write_image, layout, ref, dest, format, chain, layers)
+            config, manifest = await in_thread(_write_image, layout, ref, dest, format, chain, layers)
         finally:
             # Leave only the layout's own files; the staging area goes once nothing is left in it.
             layout.blobs.tidy()

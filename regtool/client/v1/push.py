@@ -25,11 +25,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-import anyio.to_thread
-
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PushResult
 from regtool.client.tasks import run_bounded
+from regtool.client.threads import in_thread
 from regtool.client.v1.api import V1Api
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, UnsupportedProtocolError
@@ -134,7 +133,7 @@ async def _upload_layer(api: V1Api, layer: V1Layer, progress: Progress) -> int:
         nonlocal sent
         async with layer.open() as chunks:
             async for chunk in chunks:
-                await anyio.to_thread.run_sync(payload.update, chunk)
+                await in_thread(payload.update, chunk)
                 sent += len(chunk)
                 progress.advance(key, len(chunk))
                 yield chunk
@@ -158,13 +157,13 @@ def file_chunks(source: ImageSource, layer_digest: Digest) -> LayerOpener:
 
     @contextlib.asynccontextmanager
     async def opener() -> AsyncIterator[AsyncIterator[bytes]]:
-        f = await anyio.to_thread.run_sync(source.open_blob, layer_digest)
+        f = await in_thread(source.open_blob, layer_digest)
 
         async def chunks() -> AsyncIterator[bytes]:
             verifier = DigestVerifier(layer_digest.algorithm)
             pending: bytes | None = None
-            while chunk := await anyio.to_thread.run_sync(f.read, _CHUNK):
-                await anyio.to_thread.run_sync(verifier.update, chunk)
+            while chunk := await in_thread(f.read, _CHUNK):
+                await in_thread(verifier.update, chunk)
                 if pending is not None:
                     yield pending
                 pending = chunk
@@ -230,9 +229,9 @@ async def push_v1(
     if ref.digest is not None:
         raise UnsupportedProtocolError(f"{ref}: registry v1 cannot push by digest; use a tag")
     started = time.monotonic()
-    with await anyio.to_thread.run_sync(open_source, source_spec) as source:
+    with await in_thread(open_source, source_spec) as source:
         manifest = await image_manifest(source)
-        layers, _config = await anyio.to_thread.run_sync(local_v1_layers, source, manifest)
+        layers, _config = await in_thread(local_v1_layers, source, manifest)
         stats = await push_v1_chain(api, ref.repository, ref.tag or "latest", layers, progress=progress)
         recompressed = source.recompressed
     return PushResult(

@@ -20,13 +20,13 @@ every command, not a "not found".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
-import anyio
 import httpx
 
 from regtool import mediatypes as mt
@@ -37,6 +37,7 @@ from regtool.client.net.ratelimit import RateLimiter
 from regtool.client.net.retry import RetryBudget, RetryLog, RetryPolicy
 from regtool.client.net.transport import candidate_schemes, first_in_order, mapped_errors, redact_url
 from regtool.client.tasks import LARGE_WEIGHT, WeightedLimiter, transfer_weight
+from regtool.client.threads import shielded
 from regtool.digest import Digest
 from regtool.errors import (
     AuthError,
@@ -116,7 +117,7 @@ class RegistryAPI:
         self._bases: dict[str, str] = {}
         # Registries whose v2 API a real request showed (first_request_locates): no probe is needed for them.
         self._v2_shown: set[str] = set()
-        self._base_locks: dict[str, anyio.Lock] = {}
+        self._base_locks: dict[str, asyncio.Lock] = {}
         # Bases whose GET /v2/ did not look like a registry's, with the status it answered.
         self._not_v2: dict[str, int] = {}
         # Registries that may be reached over plain HTTP although the client is not --insecure (registries.conf).
@@ -124,7 +125,7 @@ class RegistryAPI:
         # Registry -> whether it has the OCI referrers API, as it showed: a manifest PUT with a subject answered
         # with OCI-Subject or without it, a referrers GET answered 200 or 404 (client/v2/referrers.py).
         self.referrers_api: dict[str, bool] = {}
-        self._upload_locks: dict[tuple[str, str, Digest], anyio.Lock] = {}
+        self._upload_locks: dict[tuple[str, str, Digest], asyncio.Lock] = {}
 
     # -- where a registry lives ---------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class RegistryAPI:
         if registry in _LOCATING.get():
             # A request that cannot stand in for the ping came first: the caller probes instead.
             raise NoV2Answer(f"registry {registry}: its first request is not one that shows v2")
-        lock = self._base_locks.setdefault(registry, anyio.Lock())
+        lock = self._base_locks.setdefault(registry, asyncio.Lock())
         async with lock:
             known = self._bases.get(registry)
             if known is not None:
@@ -217,7 +218,7 @@ class RegistryAPI:
             limiter = self._host_slots[host] = WeightedLimiter(self.per_host * LARGE_WEIGHT)
         return limiter.hold(transfer_weight(size))
 
-    def blob_upload_lock(self, registry: str, repository: str, digest: Digest) -> anyio.Lock:
+    def blob_upload_lock(self, registry: str, repository: str, digest: Digest) -> asyncio.Lock:
         """Held around one blob's upload to one repository (its HEAD first), so that images pushed or copied at
         once that share a blob (a sync's base layers) upload it once: the others wait, then find it present.
         Uploading it again and again is wasted bytes, and distribution 2.x rewrites a repository's link to a blob
@@ -225,7 +226,7 @@ class RegistryAPI:
         key = (registry, repository, digest)
         lock = self._upload_locks.get(key)
         if lock is None:
-            lock = self._upload_locks[key] = anyio.Lock()
+            lock = self._upload_locks[key] = asyncio.Lock()
         return lock
 
     def preconnect(self, base: str, count: int) -> None:
@@ -331,7 +332,7 @@ class RegistryAPI:
                     reason=_reason(exc, method, url),
                     of=budget.attempts,
                 )
-                await anyio.sleep(delay)
+                await asyncio.sleep(delay)
                 continue
             if quota_host is not None:
                 self.rate_limits.observe(quota_host, response.headers)
@@ -363,7 +364,7 @@ class RegistryAPI:
         self.retry_log.record(
             f"{method} {redact_url(url)}", attempt=attempt + 1, delay=delay, reason=reason, of=budget.attempts
         )
-        await anyio.sleep(delay)
+        await asyncio.sleep(delay)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -429,8 +430,7 @@ class RegistryAPI:
                     raise
                 return None
             finally:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
+                await shielded(response.aclose())
             return response, body
 
         answer = await first_in_order(self.schemes(registry), lambda scheme: fetch(f"{scheme}://{host}{path}"))

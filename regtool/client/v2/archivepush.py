@@ -26,6 +26,7 @@ and no manifest is put.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import http.client
@@ -35,14 +36,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.from_thread
-import anyio.to_thread
 import httpx
 
 from regtool.client.layermemo import LayerMemo, Remembered
 from regtool.client.net.connections import BodySender
 from regtool.client.tasks import run_bounded
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.upload import (
     READ_SIZE,
     Uploaded,
@@ -54,7 +53,7 @@ from regtool.client.v2.upload import (
 from regtool.digest import Digest
 from regtool.errors import NotFoundError, ProtocolError, RegistryError, TransportError
 from regtool.image.compression import GZIP_VARIANT, GzipResult
-from regtool.image.docker_archive import OpenedArchive, open_docker_archive
+from regtool.image.docker_archive import DockerArchiveSource, OpenedArchive, open_docker_archive
 from regtool.image.growing_blob import GrowingBlob
 from regtool.protocol import v2
 from regtool.protocol.ranges import parse_upload_progress
@@ -69,7 +68,7 @@ __all__ = ["push_archive"]
 # A layer whose tar is at most this size is simply waited for: it compresses in milliseconds, and the ordinary
 # upload can then skip it when the registry has it.
 _STREAM_MIN = 4 << 20
-# How often a stream's sending thread reports its progress to the event loop (each report waits for the loop).
+# How often a stream's sending thread reports its progress to the event loop (each report is a call scheduled there).
 _REPORT_EVERY = 4 << 20
 
 
@@ -84,7 +83,7 @@ async def push_archive(
 ) -> PushResult:
     """Push the image ``archive_ref`` (or the only one) of the docker-archive at ``path`` to ``ref``."""
     started = time.monotonic() if started is None else started
-    opened = await anyio.to_thread.run_sync(open_docker_archive, path, archive_ref)
+    opened = await in_thread(open_docker_archive, path, archive_ref)
     source = None
     try:
         memo = LayerMemo(GZIP_VARIANT)
@@ -95,20 +94,23 @@ async def push_archive(
         streamer = _LayerStreamer(pusher, opened, ref)
         streamer.streamed.update((index, Uploaded("skipped")) for index in known)
         await run_bounded(range(len(opened.diff_ids)), streamer.stream, pusher.jobs)
-        source = await anyio.to_thread.run_sync(opened.source)
+        source = await in_thread(opened.source)
         pairs = zip(opened.diff_ids, source.root.layers, strict=True)
         remembered = {Digest.parse(diff_id): Remembered(layer.digest, layer.size) for diff_id, layer in pairs}
-        await anyio.to_thread.run_sync(memo.put_all, remembered)
+        await in_thread(memo.put_all, remembered)
         streamed = {source.root.layers[index].digest: outcome for index, outcome in streamer.streamed.items()}
         result = await pusher.push_source(source, ref, mount_from=mount_from, started=started, uploaded=streamed)
         # A stream handed over to the ordinary upload counts as a retry of its layer.
         return dataclasses.replace(result, retries=result.retries + streamer.handed_over)
     finally:
         # Shielded: a cancelled push must still stop the compressor threads and remove the work directory.
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(opened.close)
-            if source is not None:
-                await anyio.to_thread.run_sync(source.close)
+        await shielded(in_thread(_close, opened, source))
+
+
+def _close(opened: OpenedArchive, source: DockerArchiveSource | None) -> None:
+    opened.close()
+    if source is not None:
+        source.close()
 
 
 async def _present_layers(
@@ -121,7 +123,7 @@ async def _present_layers(
     async def one(index: int) -> None:
         text = opened.diff_ids[index]
         diff_id = Digest.parse(text) if Digest.is_valid(text) else None
-        remembered = None if diff_id is None else await anyio.to_thread.run_sync(memo.get, diff_id)
+        remembered = None if diff_id is None else await in_thread(memo.get, diff_id)
         if diff_id is None or remembered is None:
             return
         size = await pusher.api.blob_size(ref.registry, ref.repository, remembered.digest)
@@ -151,9 +153,9 @@ class _LayerStreamer:
         cancel = threading.Event()
         try:
             if self.opened.layer_sizes[index] <= _STREAM_MIN:
-                await anyio.to_thread.run_sync(blob.result, cancel, abandon_on_cancel=True)
+                await in_thread(blob.result, cancel, abandon_on_cancel=True)
                 return
-            await anyio.to_thread.run_sync(blob.wait_started, cancel, abandon_on_cancel=True)
+            await in_thread(blob.wait_started, cancel, abandon_on_cancel=True)
             if blob.done:
                 return
             await self._stream(index, blob, cancel)
@@ -183,7 +185,7 @@ class _LayerStreamer:
                 offset = held if held is not None else offset + body.sent
                 if body.at_end:
                     break
-            result = await anyio.to_thread.run_sync(self.opened.layer_result, index, cancel, abandon_on_cancel=True)
+            result = await in_thread(self.opened.layer_result, index, cancel, abandon_on_cancel=True)
             if offset != result.size:
                 raise ProtocolError(f"{what}: the registry holds {offset} of the layer's {result.size} bytes")
             response = await self.api.send("PUT", with_digest(location, result.digest), what=what, expect=(201, 204))
@@ -218,8 +220,8 @@ class _LayerStreamer:
         """Drop a session this stream opened (best effort: an abandoned one is purged by the registry anyway)."""
         if not location:
             return
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await self.api.send("DELETE", location, what="cancel upload", expect=None, retry=False)
+        with contextlib.suppress(Exception):
+            await shielded(self.api.send("DELETE", location, what="cancel upload", expect=None, retry=False))
 
 
 class _FollowingBody:
@@ -242,6 +244,8 @@ class _FollowingBody:
         self._limit = limit
         self._cancel = cancel
         self._advance = advance
+        # Made on the event loop; the sender runs in a worker thread and tells the progress there.
+        self._loop = asyncio.get_running_loop()
         self._reported = 0
         self.sent = 0
         self.at_end = False
@@ -273,5 +277,5 @@ class _FollowingBody:
         """Tell the progress (on the event loop) of the bytes sent beyond what it was told, every ``step`` bytes.
         A request sent again counts from its start, so what a repeat sends again is not told twice."""
         if self.sent > self._reported + step:
-            anyio.from_thread.run_sync(self._advance, self.sent - self._reported)
+            self._loop.call_soon_threadsafe(self._advance, self.sent - self._reported)
             self._reported = self.sent

@@ -16,12 +16,11 @@ and then map like every other API error (404 -> NotFoundError, 401/403 -> AuthEr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from dataclasses import dataclass
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, ResponseHead, run_reported
@@ -30,6 +29,7 @@ from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.tasks import LARGE_WEIGHT
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.rangefetch import RangeNotSupported, SplitDownload, SplitPolicy
 from regtool.errors import IntegrityError, ProtocolError, TransportError
@@ -58,14 +58,14 @@ class BlobDownloader:
     ) -> None:
         self.api = api
         self.progress = progress or NullProgress()
-        self._threads = anyio.CapacityLimiter(max(1, jobs) * LARGE_WEIGHT)
+        self._threads = asyncio.Semaphore(max(1, jobs) * LARGE_WEIGHT)
         self.split = split
 
     async def download(self, url: str, desc: Descriptor, store: BlobStore) -> int:
         """Fetch ``desc`` from ``url`` into ``store``; returns the bytes transferred (0 when it was complete)."""
         key = str(desc.digest)
         self.progress.start(key, desc.digest.short, desc.size)
-        writer = await anyio.to_thread.run_sync(lambda: store.open_writer(desc.digest, desc.size, resume=True))
+        writer = await in_thread(lambda: store.open_writer(desc.digest, desc.size, resume=True))
         box = _Box(writer)
         if writer.offset:
             self.progress.advance(key, writer.offset)
@@ -102,7 +102,7 @@ class BlobDownloader:
                             reason=broken.reason,
                             of=budget.attempts,
                         )
-                        await anyio.sleep(delay)
+                        await asyncio.sleep(delay)
                     except TransportError as exc:
                         if not box.writer.offset:
                             raise
@@ -110,7 +110,7 @@ class BlobDownloader:
                             f"{exc}; the bytes received are kept, run the command again to resume"
                         ) from None
                 try:
-                    await anyio.to_thread.run_sync(box.writer.commit)
+                    await in_thread(box.writer.commit)
                     break
                 except IntegrityError as exc:
                     if not resumed_from:
@@ -123,13 +123,10 @@ class BlobDownloader:
                         of=2,
                     )
                     resumed_from = 0
-                    box.writer = await anyio.to_thread.run_sync(
-                        lambda: store.open_writer(desc.digest, desc.size, resume=False)
-                    )
+                    box.writer = await in_thread(lambda: store.open_writer(desc.digest, desc.size, resume=False))
         except BaseException as exc:
             integrity = isinstance(exc, IntegrityError)
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: box.writer.abort(keep_partial=not integrity))
+            await shielded(in_thread(lambda: box.writer.abort(keep_partial=not integrity)))
             self.progress.finish(key, status="failed")
             raise
         self.progress.finish(key, status="done")
@@ -202,8 +199,7 @@ class BlobDownloader:
         try:
             return await self._receive(response, fetcher, desc, store, box, key, offset)
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            await shielded(response.aclose())
 
     async def _receive(
         self,
@@ -223,7 +219,7 @@ class BlobDownloader:
         cancel = threading.Event()
         start_count = box.count
         sink = _Sink(box)
-        await anyio.to_thread.run_sync(lambda: self._begin(head, desc, store, box, offset))
+        await in_thread(lambda: self._begin(head, desc, store, box, offset))
 
         def run() -> int:
             try:
@@ -233,7 +229,7 @@ class BlobDownloader:
 
         async def fetch() -> int:
             try:
-                return await anyio.to_thread.run_sync(run, limiter=self._threads)
+                return await in_thread(run, limiter=self._threads)
             except BodyBroken as exc:
                 raise _Broken(box.count - start_count, exc.reason) from None
 

@@ -33,6 +33,7 @@ v1 source, whose manifest is built from the copied layers, before the manifest i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 import threading
@@ -41,8 +42,6 @@ from collections.abc import AsyncIterator, Callable, MutableSet, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from regtool import mediatypes as mt
@@ -52,6 +51,7 @@ from regtool.client.net.transport import mapped_errors, redact_url
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.results import CopyResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.client.v1.pull import download_layer, fetch_chain
 from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
@@ -120,7 +120,7 @@ async def _v2_blob_chunks(
                 async for chunk in response.aiter_raw(_CHUNK):
                     received += len(chunk)
                     if verifier is not None:
-                        await anyio.to_thread.run_sync(verifier.update, chunk)
+                        await in_thread(verifier.update, chunk)
                     if drop:
                         cut = min(drop, len(chunk))
                         chunk, drop = chunk[cut:], drop - cut
@@ -171,7 +171,7 @@ class _RelayBody:
     sent). One GET serves consecutive requests (``PATCH`` chunks); a request from another offset (a retry) opens
     the source again there, with a ``Range``."""
 
-    def __init__(self, api: RegistryAPI, source: Reference, desc: Descriptor, threads: anyio.CapacityLimiter) -> None:
+    def __init__(self, api: RegistryAPI, source: Reference, desc: Descriptor, threads: asyncio.Semaphore) -> None:
         self._api = api
         self._source = source
         self._desc = desc
@@ -239,10 +239,9 @@ class _RelayBody:
             reader = ResponseReader(exchange)
             if start < offset:
                 # The registry ignored the Range: the bytes the session holds already are read (and hashed).
-                await anyio.to_thread.run_sync(self._skip, reader, offset, limiter=self._threads)
+                await in_thread(self._skip, reader, offset, limiter=self._threads)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            await shielded(response.aclose())
             raise
         self._response, self._reader, self._position = response, reader, offset
         return reader
@@ -260,13 +259,12 @@ class _RelayBody:
     async def confirm(self) -> None:
         # A blob relayed whole was verified before its last piece went; one resumed mid-blob is verified by the
         # target's digest check on the closing PUT (module docstring).
-        await anyio.to_thread.run_sync(self._check.confirm)
+        await in_thread(self._check.confirm)
 
     async def aclose(self) -> None:
         response, self._response, self._reader = self._response, None, None
         if response is not None:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            await shielded(response.aclose())
 
 
 class _Uploads:
@@ -415,7 +413,7 @@ def _v1_layer_opener(v1_source: V1Api, image_id: str, json_bytes: bytes, expecte
                 pending: bytes | None = None
                 with mapped_errors("GET", response.request.url):
                     async for chunk in response.aiter_raw(_CHUNK):
-                        await anyio.to_thread.run_sync(payload.update, chunk)
+                        await in_thread(payload.update, chunk)
                         if pending is not None:
                             yield pending
                         pending = chunk

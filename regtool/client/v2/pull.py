@@ -4,8 +4,8 @@
 2. An index / manifest list: pick the platform's manifest (default: the host's), or keep every child with
    ``all_platforms``; child manifests are fetched by digest and verified (``resolve.plan_images``, the
    resolution copy and inspect share).
-3. The configs and layers of every selected image are fetched concurrently (an anyio task group bounded by a
-   CapacityLimiter of ``jobs``), each streamed into the layout's BlobStore: large reads off the connection,
+3. The configs and layers of every selected image are fetched concurrently (a task group bounded by
+   ``jobs``, ``tasks.run_bounded``), each streamed into the layout's BlobStore: large reads off the connection,
    hashing and writing in a worker thread, size and digest verified before the blob appears. Blobs the layout
    already has are skipped; a partial left by an interrupted pull resumes with a Range request.
 4. Manifests go in last (children before their index), then index.json names the image.
@@ -31,14 +31,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
-
 from regtool.client.endpoints import EndpointChain
 from regtool.client.mirrors import Endpoint
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.results import PullResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.blobdownload import BlobDownloader
 from regtool.client.v2.rangefetch import SplitPolicy
@@ -105,8 +103,7 @@ class V2Puller:
                 await self._fill(ref, layout, plan, tally, chain)
             except BaseException as exc:
                 if created and isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
-                    with anyio.CancelScope(shield=True):
-                        kept = await anyio.to_thread.run_sync(_undo_new_layout, dest)
+                    kept = await shielded(in_thread(_undo_new_layout, dest))
                     if kept:
                         raise type(exc)(
                             f"{exc}; the partial downloads of {kept} other blob(s) are kept in {dest} "
@@ -129,17 +126,15 @@ class V2Puller:
             try:
                 await self._fill(ref, layout, plan, tally, chain, store=unpacking)
                 with _writable(dest):
-                    await anyio.to_thread.run_sync(unpacking.finish)
+                    await in_thread(unpacking.finish)
             except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(unpacking.close)
+                await shielded(in_thread(unpacking.close))
                 # An interrupted or network-failed pull keeps its work layout (and the partial
                 # blobs in its staging area) so the next pull to the same tarball resumes; other failures clean up.
                 if isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+                    await shielded(in_thread(lambda: shutil.rmtree(work, ignore_errors=True)))
                 raise
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
+            await in_thread(lambda: shutil.rmtree(work, ignore_errors=True))
         return PullResult(
             reference=str(ref),
             digest=plan.entry.digest,
@@ -206,7 +201,7 @@ class V2Puller:
         try:
             await run_bounded(order, one, self.jobs, size_of=lambda d: d.size)
             for manifest in plan.manifests:
-                await anyio.to_thread.run_sync(store.put_bytes, manifest.digest, manifest.raw)
+                await in_thread(store.put_bytes, manifest.digest, manifest.raw)
         finally:
             # Every writer is closed here: drop the staging directory unless partials are kept for a resume.
             store.tidy()

@@ -16,13 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-import anyio
-import anyio.to_thread
-
 from regtool.client.progress import NullProgress, Progress, report_image
 from regtool.client.results import PushResult
 from regtool.client.resume import UploadStateStore
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.upload import (
     DEFAULT_CHUNK_SIZE,
@@ -68,13 +66,12 @@ class V2Pusher:
             from regtool.client.v2.archivepush import push_archive
 
             return await push_archive(self, path, source_ref, ref, mount_from=mount_from, started=started)
-        src = await anyio.to_thread.run_sync(open_source, source)
+        src = await in_thread(open_source, source)
         try:
             return await self.push_source(src, ref, mount_from=mount_from, started=started)
         finally:
             # Shielded: a cancelled push must still remove a docker-archive source's temporary blobs.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(src.close)
+            await shielded(in_thread(src.close))
 
     async def push_source(
         self,

@@ -23,6 +23,7 @@ Each range request takes a slot of the per-registry connection cap (``RegistryAP
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import threading
@@ -30,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from regtool.client.net.blobfetch import BlobFetcher, BodyBroken, FetchCancelled, run_reported
@@ -39,6 +38,7 @@ from regtool.client.net.connections import exchange_of
 from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import Progress
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.splitpolicy import DEFAULT_PARTS, DEFAULT_THRESHOLD, SplitPolicy
 from regtool.errors import IntegrityError, ProtocolError, TransportError
@@ -148,9 +148,9 @@ class SplitDownload:
             self.progress.advance(self.key, already)
 
         async def fetch_all() -> None:
-            async with anyio.create_task_group() as parts:
+            async with asyncio.TaskGroup() as parts:
                 for part in self.parts:
-                    parts.start_soon(self._fetch_part, part, cancel)
+                    parts.create_task(self._fetch_part(part, cancel))
 
         def advance(n: int) -> None:
             self.progress.advance(self.key, n)
@@ -158,12 +158,12 @@ class SplitDownload:
         try:
             await run_reported(fetch_all, lambda: sum(p.received for p in self.parts), advance, cancel)
         except (RangeNotSupported, IntegrityError, ProtocolError):
-            await anyio.to_thread.run_sync(self.discard)
+            await in_thread(self.discard)
             raise
         try:
-            await anyio.to_thread.run_sync(self._merge)
+            await in_thread(self._merge)
         except BaseException:
-            await anyio.to_thread.run_sync(self.discard)
+            await in_thread(self.discard)
             raise
         return sum(p.received for p in self.parts)
 
@@ -192,7 +192,7 @@ class SplitDownload:
         # and its bodies cut short (retried here, from where they stopped).
         budget = RetryBudget(self.api.retry)
         while True:
-            held = await anyio.to_thread.run_sync(part.held)
+            held = await in_thread(part.held)
             if held >= part.segment.length:
                 return
             start = part.segment.start + held
@@ -210,13 +210,12 @@ class SplitDownload:
                         keep_body=True,
                     )
                     try:
-                        await anyio.to_thread.run_sync(self._receive_range, response, part, start, cancel)
+                        await in_thread(self._receive_range, response, part, start, cancel)
                     finally:
-                        with anyio.CancelScope(shield=True):
-                            await response.aclose()
+                        await shielded(response.aclose())
                 continue
             except FetchCancelled:
-                raise anyio.get_cancelled_exc_class()() from None
+                raise asyncio.CancelledError() from None
             except BodyBroken as exc:
                 reason = exc.reason
             if budget.exhausted:
@@ -233,7 +232,7 @@ class SplitDownload:
                 reason=reason,
                 of=budget.attempts,
             )
-            await anyio.sleep(delay)
+            await asyncio.sleep(delay)
 
     def _receive_range(self, response: httpx.Response, part: _Part, start: int, cancel: threading.Event) -> None:
         """In a worker thread: check the answer to a Range GET, then move its body into the part's writer or file."""

@@ -26,14 +26,13 @@ thread (``copy._RelayBody``); both through ``send_threaded`` and checked by ``So
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from regtool.client.net.blobfetch import SourceTruncated, run_reported
@@ -43,6 +42,7 @@ from regtool.client.net.transport import redact_url
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.resume import UploadClaim, UploadStateStore
 from regtool.client.tasks import LARGE_WEIGHT
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.api import RegistryAPI
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import AuthError, IntegrityError, NotFoundError, ProtocolError, RegistryError, TransportError
@@ -230,7 +230,7 @@ async def send_threaded(
     api: RegistryAPI,
     part: Part,
     advance: Callable[[int], None],
-    threads: anyio.CapacityLimiter,
+    threads: asyncio.Semaphore,
     sender_for: Callable[[Callable[[int], None], threading.Event], BodySender],
 ) -> httpx.Response:
     """Send ``part`` with a body written to the request's connection by its worker thread: ``sender_for(count,
@@ -265,7 +265,7 @@ class FileBody:
     (``BlobFetcher.body_sender``: a reused buffer, each piece hashed before it goes, so a corrupt source is refused
     before the registry commits it). ``threads`` bounds the worker threads all of a job's bodies hold at once."""
 
-    def __init__(self, src: BlobFiles, desc: Descriptor, threads: anyio.CapacityLimiter) -> None:
+    def __init__(self, src: BlobFiles, desc: Descriptor, threads: asyncio.Semaphore) -> None:
         self._src = src
         self._desc = desc
         self._threads = threads
@@ -295,7 +295,7 @@ class FileBody:
             raise IntegrityError(f"blob {digest}: {error} ({self._src.description})") from None
 
     async def confirm(self) -> None:
-        await anyio.to_thread.run_sync(self._check.confirm)
+        await in_thread(self._check.confirm)
 
     async def aclose(self) -> None:
         return None
@@ -334,7 +334,7 @@ class BlobUploader:
         # Upload sessions are remembered on disk so a later run (or retry) continues them.
         self.resume = resume if resume is not None else UploadStateStore()
         self.known_present: MutableSet[BlobPlace] = set() if known_present is None else known_present
-        self.threads = anyio.CapacityLimiter(max(1, jobs) * LARGE_WEIGHT)
+        self.threads = asyncio.Semaphore(max(1, jobs) * LARGE_WEIGHT)
 
     def file_body(self, src: BlobFiles, desc: Descriptor) -> FileBody:
         """A body from ``src``'s file of ``desc``, sharing this uploader's worker threads."""
@@ -368,6 +368,8 @@ class BlobUploader:
                         outcome = Uploaded("skipped")
                     else:
                         outcome = await self._claimed(target, desc, body, tuple(mount_from), explicit)
+                        # Known before the lock goes: the next holder must not ask the registry again.
+                        self.known_present.add(place)
         except BaseException:
             self.progress.finish(key, status="failed")
             raise
@@ -382,21 +384,23 @@ class BlobUploader:
     ) -> Uploaded:
         # One process at a time continues a blob's saved session (another opens its own).
         key = str(desc.digest)
-        claim = await anyio.to_thread.run_sync(self.resume.claim, target.registry, target.repository, key)
+        claim = await in_thread(self.resume.claim, target.registry, target.repository, key)
         opened: list[str] = []
         try:
             return await self._owned(target, desc, body, claim, mount_from, explicit, opened)
         except IntegrityError:
             # The session may hold bytes of a bad blob: drop it and its state, so that no rerun continues it.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(claim.forget)
-                if opened:
-                    with contextlib.suppress(Exception):
-                        await self.api.send("DELETE", opened[-1], what="cancel upload", expect=None, retry=False)
+            await shielded(self._drop_session(claim, opened))
             raise
         finally:
             # Interrupted or failed on the way: the session and its state stay for the next run to continue.
             claim.release()
+
+    async def _drop_session(self, claim: UploadClaim, opened: list[str]) -> None:
+        await in_thread(claim.forget)
+        if opened:
+            with contextlib.suppress(Exception):
+                await self.api.send("DELETE", opened[-1], what="cancel upload", expect=None, retry=False)
 
     async def _owned(
         self,
@@ -416,7 +420,7 @@ class BlobUploader:
         key = str(desc.digest)
         budget = RetryBudget(self.api.retry)
         if await self._present(target, desc, budget):
-            await anyio.to_thread.run_sync(claim.forget)
+            await in_thread(claim.forget)
             return Uploaded("skipped")
         retrying = False
         sessions_gone = 0
@@ -430,11 +434,11 @@ class BlobUploader:
                 if resumed is None:
                     started = await self._start_session(target, desc, mount_from, explicit)
                     if started is None:
-                        await anyio.to_thread.run_sync(claim.forget)
+                        await in_thread(claim.forget)
                         return Uploaded("mounted")
                     location, minimum = started
                     offset = 0
-                    await anyio.to_thread.run_sync(claim.save, desc.size, location, 0)
+                    await in_thread(claim.save, desc.size, location, 0)
                 else:
                     (location, offset), minimum = resumed, 0
                 opened.append(location)
@@ -443,7 +447,7 @@ class BlobUploader:
                 break
             except _SessionGone as gone:
                 # Closed, purged or never known (another client finished it): a fresh session, not a failure.
-                await anyio.to_thread.run_sync(claim.forget)
+                await in_thread(claim.forget)
                 sessions_gone += 1
                 if sessions_gone > _SESSIONS_GONE_MAX:
                     raise gone.error from None
@@ -453,7 +457,7 @@ class BlobUploader:
                 status = getattr(exc, "status", None)
                 if status == 416:
                     # The session holds other bytes than we thought (a chunk landed after all): start over.
-                    await anyio.to_thread.run_sync(claim.forget)
+                    await in_thread(claim.forget)
                 retryable = isinstance(exc, TransportError) or (
                     status is not None and (status in self.api.retry.statuses or status == 416)
                 )
@@ -468,9 +472,9 @@ class BlobUploader:
                     reason=str(exc),
                     of=budget.attempts,
                 )
-                await anyio.sleep(delay)
+                await asyncio.sleep(delay)
                 retrying = True
-        await anyio.to_thread.run_sync(claim.forget)
+        await in_thread(claim.forget)
         return Uploaded("uploaded", desc.size - offset)
 
     async def _present(self, target: Reference, desc: Descriptor, budget: RetryBudget) -> bool:
@@ -482,7 +486,7 @@ class BlobUploader:
         self, desc: Descriptor, key: str, claim: UploadClaim, budget: RetryBudget
     ) -> tuple[str, int] | None:
         """The remembered session of this blob (``claim``'s) and the bytes it holds (GET upload status), or None."""
-        state = await anyio.to_thread.run_sync(claim.load)
+        state = await in_thread(claim.load)
         if state is None or state.size != desc.size:
             return None
         what = f"upload of blob {desc.digest}"
@@ -492,11 +496,11 @@ class BlobUploader:
             )
         except (NotFoundError, RegistryError):
             # Purged, finished or unknown to this registry: a new session it is.
-            await anyio.to_thread.run_sync(claim.forget)
+            await in_thread(claim.forget)
             return None
         held = parse_upload_progress(response.headers.get("Range"))
         if held is None or held > desc.size:
-            await anyio.to_thread.run_sync(claim.forget)
+            await in_thread(claim.forget)
             return None
         location = upload_location(response, what) if response.headers.get("Location") else state.location
         self.progress.event("resume", key=key, offset=held, size=desc.size)
@@ -568,7 +572,7 @@ class BlobUploader:
                     response = await body.send(self.api, patch, advance)
                     location = upload_location(response, what)
                     offset += length
-                    await anyio.to_thread.run_sync(claim.save, desc.size, location, offset)
+                    await in_thread(claim.save, desc.size, location, offset)
                 # The PUT commits what the session holds: only for bytes that hashed to the digest.
                 await body.confirm()
                 url = with_digest(location, desc.digest)
