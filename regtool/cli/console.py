@@ -8,7 +8,6 @@ A traceback means a bug in regtool.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import sys
@@ -201,6 +200,9 @@ def run(main: Callable[[], Awaitable[T]], *, json_lines: bool = False) -> T:
     token = _json_lines.set(json_lines)
     try:
         with handle_errors(json_lines=json_lines):
+            # Here, not at the top: asyncio is a large import that ``--version`` and ``--help`` never need.
+            import asyncio
+
             return asyncio.run(_called(main))
     finally:
         _json_lines.reset(token)

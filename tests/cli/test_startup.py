@@ -124,7 +124,7 @@ def _run_and_report(*args: str, watch: list[str]) -> str:
 
 
 def test_version_builds_no_command_and_loads_no_value_module() -> None:
-    watch = ["regtool.cli.options", "regtool.digest", "regtool.manifest", "regtool.reference", "httpx"]
+    watch = ["regtool.cli.options", "regtool.digest", "regtool.manifest", "regtool.reference", "httpx", "asyncio"]
     watch += [f"regtool.cli.{module}" for module in set(COMMAND_MODULES.values())]
     assert _run_and_report("--version", watch=watch) == "imported [] CA loads []"
 
