@@ -3,8 +3,8 @@
 A pull into a docker-archive downloads its blobs into an ``UnpackingStore``, which knows the image. As soon as
 the config's blob is committed, the store plans the archive (``archive_writer.plan_archive``: its members and
 their order are fixed by the image alone) and opens its ``ArchiveWriter``. Each layer's ``BlobWriter`` is
-followed by an unpacker: every chunk appended to the compressed blob is decompressed at once, in the writer's
-thread, and hashed for the diff_id. Where the bytes go:
+followed by an unpacker, which decompresses what is appended to the compressed blob (and hashes it for the
+diff_id) in a thread of its own, a little behind the download. Where the bytes go:
 
 - the layer whose turn it is (every layer before it is in the archive) writes straight into the archive;
 - a layer whose turn has not come writes into a side file. When its turn comes while it still downloads, what
@@ -66,6 +66,8 @@ _MAGIC_LEN = 6
 # Output per decompress call: a small blob that inflates hugely still goes out in pieces of this size. Larger
 # pieces raised the pull's peak RSS, smaller ones cost more CPU in calls (BENCHMARKS.md).
 _OUT_CHUNK = 256 << 10
+# What the unpacker's thread reads of the partial at a time.
+_READ_CHUNK = 1 << 20
 # The diff_id an unpacker computes; a config naming another algorithm has its layers decompressed by ``finish``.
 _DIFF_ID_ALGORITHM = "sha256"
 
@@ -123,9 +125,14 @@ class UnpackingStore(BlobStore):
             writer.follower = _ConfigWatch(self)
         # A resumed partial's first bytes were never seen here: that layer is read from its blob by ``finish``.
         elif digest in self._layers and not writer.offset:
-            unpacker = _Unpacker(self, digest)
+            try:
+                unpacker = _Unpacker(self, digest, writer.partial_path)
+            except OSError:
+                return writer  # ``finish`` decompresses this layer from its blob
             if self._started(unpacker):
                 writer.follower = unpacker
+            else:
+                unpacker.close()
         return writer
 
     def finish(self) -> Path:
@@ -341,9 +348,14 @@ class _ConfigWatch:
 
 class _Unpacker:
     """Follows one layer's writer: sniffs, decompresses (gzip, or none) and hashes, into a side file or, once
-    ``promoted`` (its turn has come), straight into the archive; gives up quietly on anything unusual."""
+    ``promoted`` (its turn has come), straight into the archive; gives up quietly on anything unusual.
 
-    def __init__(self, store: UnpackingStore, digest: Digest) -> None:
+    The work is done in a thread of its own, which reads the blob's partial file as the download appends to it
+    (the pages are still in memory): the download's thread only counts the bytes, so downloading (and hashing
+    the blob) and decompressing (and hashing the tar) run on two cores, and no chunk is copied to hand it over.
+    """
+
+    def __init__(self, store: UnpackingStore, digest: Digest, partial: Path) -> None:
         self._store = store
         self.digest = digest
         # Set by the store under its lock, read here without it: once True it stays True.
@@ -357,14 +369,58 @@ class _Unpacker:
         self._kind: Compression | None = None
         self._inflate: isal_zlib.Decompress | None = None
         self._hash = DigestVerifier(_DIFF_ID_ALGORITHM)
+        # The partial stays readable through this descriptor when the commit renames it, or an abort unlinks it.
+        self._blob_fd: int | None = os.open(partial, os.O_RDONLY)
+        self._cond = threading.Condition()
+        self._written = 0
+        self._ending = False
+        self._broken = False
+        self._thread: threading.Thread | None = None
 
     def feed(self, data: memoryview) -> None:
         if self._done:
             return
+        with self._cond:
+            self._written += len(data)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._follow, name=f"unpack-{self.digest.short}", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _follow(self) -> None:
+        """The thread: decompress the partial's bytes as they are written, until the writer ends."""
+        buffer = bytearray(_READ_CHUNK)
+        view = memoryview(buffer)
+        at = 0
         try:
-            self._feed(bytes(data) if self._kind is None else data)
-        except Exception:  # ``finish`` meets the same bytes again and reports them
-            self._give_up()
+            while True:
+                with self._cond:
+                    while self._written == at and not self._ending:
+                        self._cond.wait()
+                    written, ending = self._written, self._ending
+                while at < written:
+                    assert self._blob_fd is not None
+                    n = os.preadv(self._blob_fd, [view[: min(_READ_CHUNK, written - at)]], at)
+                    if n <= 0:
+                        raise _Unusual("the partial is shorter than what was written")
+                    self._feed(bytes(view[:n]) if self._kind is None else view[:n])
+                    at += n
+                if ending:
+                    return
+        except Exception:  # ``end`` gives up: ``finish`` meets the same bytes again and reports them
+            self._broken = True
+
+    def close(self) -> None:
+        """Stop the thread (once it has read what was written) and close the partial."""
+        with self._cond:
+            self._ending = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+        if self._blob_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._blob_fd)
+            self._blob_fd = None
 
     def _feed(self, data: bytes | memoryview) -> None:
         if self._kind is None:
@@ -378,10 +434,14 @@ class _Unpacker:
             return
         if self._inflate.eof:
             raise _Unusual("data after the gzip member")
-        pending: bytes | memoryview = data
-        while pending:
-            self._emit(self._inflate.decompress(pending, _OUT_CHUNK))
-            pending = self._inflate.unconsumed_tail
+        # In slices: every call bounded by _OUT_CHUNK copies the input it left into ``unconsumed_tail``, which
+        # for a whole 1 MiB piece cost more CPU than inflating it (BENCHMARKS.md).
+        view = memoryview(data)
+        for at in range(0, len(view), _OUT_CHUNK):
+            pending: bytes | memoryview = view[at : at + _OUT_CHUNK]
+            while pending:
+                self._emit(self._inflate.decompress(pending, _OUT_CHUNK))
+                pending = self._inflate.unconsumed_tail
         if self._inflate.unused_data:
             raise _Unusual("a second gzip member")
 
@@ -426,7 +486,8 @@ class _Unpacker:
     def end(self, committed: bool) -> None:
         if self._done:
             return
-        if not committed:
+        self.close()
+        if not committed or self._broken:
             self._give_up()
             return
         try:

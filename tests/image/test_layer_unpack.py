@@ -9,6 +9,7 @@ import gzip
 import json
 import lzma
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,14 @@ def _unpack_files(store: UnpackingStore) -> list[str]:
     return sorted(p.name for p in store.unpack_dir.iterdir()) if store.unpack_dir.is_dir() else []
 
 
+def _eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait for the unpackers' threads, which follow the writers a little behind."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what}"
+        time.sleep(0.005)
+
+
 def _side_files(store: UnpackingStore) -> list[str]:
     """The layers' side files (the temporary archive beside them is ``.<name>.<random>.tmp``)."""
     return [name for name in _unpack_files(store) if name.endswith(".tar")]
@@ -146,7 +155,8 @@ def test_layers_arriving_in_order_go_straight_into_the_archive(
         # No side file: the layer at its turn is decompressed into the temporary archive, which grows.
         (archive,) = _unpack_files(store)
         assert archive.startswith(".app.tar.") and archive.endswith(".tmp")
-        assert (store.unpack_dir / archive).stat().st_size > half
+        _eventually(lambda: (store.unpack_dir / archive).stat().st_size > half, "half the layer in the archive")
+        assert _side_files(store) == []
         for at in range(half, len(first), piece):
             writer.write(first[at : at + piece])
         writer.commit()
@@ -156,6 +166,19 @@ def test_layers_arriving_in_order_go_straight_into_the_archive(
     assert fallbacks.calls == 0
     assert not any(store.has(Digest.of(layer)) for layer in image.layers), "each layer's blob goes once placed"
     assert not store.unpack_dir.exists()
+
+
+def test_a_layer_that_inflates_far_beyond_its_pieces_comes_out_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = _image([gzip.compress(tar_bytes({"zeros": bytes(40 << 20)}), compresslevel=9, mtime=0)])
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    _write(store, image.config)
+    _write(store, image.layers[0], 1 << 20)
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 0
 
 
 def _all_in_already(store: UnpackingStore, image: _Image) -> bool:
@@ -179,7 +202,7 @@ def _interleave_all(store: UnpackingStore, image: _Image) -> None:
 
 def _config_last(store: UnpackingStore, image: _Image) -> None:
     _interleaved(store, list(image.layers))
-    assert len(_side_files(store)) == len(image.layers)
+    assert len(_side_files(store)) == len(image.layers)  # every writer ended: their threads are done
     _write(store, image.config)
     assert _all_in_already(store, image)
 
@@ -192,12 +215,12 @@ def _config_midway(store: UnpackingStore, image: _Image) -> None:
         writer = store.open_writer(Digest.of(blob), len(blob))
         writer.write(blob[: len(blob) // 2])
         writers.append((writer, blob))
-    assert len(_side_files(store)) == len(image.layers)
+    _eventually(lambda: len(_side_files(store)) == len(image.layers), "a side file per layer")
     _write(store, image.config)
     for index, (writer, blob) in enumerate(writers):
         writer.write(blob[len(blob) // 2 : -10])
         # At its turn, the layer's next bytes took its side file into the archive.
-        assert len(_side_files(store)) == len(image.layers) - index - 1
+        _eventually(lambda: len(_side_files(store)) == len(image.layers) - index - 1, "taken in")  # noqa: B023
         writer.write(blob[-10:])
         writer.commit()
 
