@@ -8,7 +8,8 @@ changed since. Interleaved, each a fresh process, timed around the child (wall, 
 
 - ``python``: the interpreter alone (``python -c pass``);
 - ``stack``: the interpreter importing what any command of this project stands on (asyncio, httpx, typer, PyYAML
-  for the skopeo file), with the collector off as the console script runs its imports;
+  for the skopeo file), as the console script imports them: the collector off, and without the optional imports
+  regtool turns away (httpx's own command line, trio);
 - ``httpx-minimal``: the least a no-op re-sync can do with httpx (this file, ``--minimal``): import the stack,
   list every repository's tags at the source, then HEAD each tag's manifest at both ends, 8 tags at a time over
   one ``httpx.AsyncClient`` with its own transport (httpcore's pool; 8 was the fastest of 4, 8, 16 and 32, since
@@ -75,10 +76,18 @@ async def _minimal_noop(source: str, dest: str, repos: list[str]) -> int:
     return differing
 
 
+# What the ``stack`` contestant runs, and the minimal client before its requests.
+_STACK = (
+    "import gc, sys; gc.disable(); sys.modules['httpx._main'] = sys.modules['trio'] = None; "
+    "import asyncio, httpx, typer, yaml"
+)
+
+
 def _minimal_main(argv: list[str]) -> None:
     import gc
 
     gc.disable()
+    sys.modules["httpx._main"] = sys.modules["trio"] = None  # type: ignore[assignment]
     import httpx  # noqa: F401
     import typer  # noqa: F401
     import yaml  # noqa: F401
@@ -122,7 +131,7 @@ def main() -> None:
             subprocess.run(regtool_argv, check=True, stdout=subprocess.DEVNULL)
             contestants = {
                 "python": [python, "-c", "pass"],
-                "stack": [python, "-c", "import gc; gc.disable(); import asyncio, httpx, typer, yaml"],
+                "stack": [python, "-c", _STACK],
                 "httpx-minimal": [python, __file__, "--minimal", server.host, dest.host, *catalog.images],
                 "regtool": regtool_argv,
                 "skopeo": sync_argvs("skopeo", "all", server.host, catalog, dest.host, work)[0],
