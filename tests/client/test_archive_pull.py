@@ -4,6 +4,7 @@ archive byte for byte what ``write_docker_archive`` writes from a layout, a wron
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,7 +20,7 @@ from regtool.image.docker_archive import write_docker_archive
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import parse_manifest
 from regtool.reference import Reference
-from tests.support.images import image_manifest, write_random_image
+from tests.support.images import image_manifest, write_image, write_random_image
 from tests.support.serve import RunningServe, serve  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -61,6 +62,32 @@ async def test_an_archive_pull_unpacks_while_downloading_and_writes_the_same_byt
     assert counting.calls == 3
     assert (tmp_path / "app.tar").read_bytes() == (tmp_path / "reference.tar").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.tar", "out", "reference.tar", "registry", "src"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 8])
+async def test_layers_arriving_in_any_order_make_the_same_archive(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    jobs: int,
+) -> None:
+    # Sizes out of the archive's order (the pull fetches the largest first), and one layer twice.
+    sizes = [200_000, 3 << 20, 50_000, 1 << 20, 2 << 20]
+    files = [{f"data{i}.bin": os.urandom(size)} for i, size in enumerate(sizes)]
+    image = write_image(tmp_path / "src", "1.0", [*files, files[1]])
+    ref = Reference.parse(f"{serve.host}/team/app:1.0")
+    async with Client() as client:
+        await client.push(f"{tmp_path / 'src'}:1.0", ref)
+    counting = _Counting()
+    monkeypatch.setattr(docker_archive, "open_decompressed", counting)
+    async with Client(jobs=jobs) as client:
+        result = await client.pull(ref, tmp_path / "app.tar")
+    assert result.blobs_downloaded == len(sizes) + 1
+    assert counting.calls == 0, "every layer was decompressed while it downloaded"
+    layout = OciLayout.open(tmp_path / "src")
+    write_docker_archive(layout, image.manifest, image.config, [f"{serve.host}/team/app:1.0"], tmp_path / "ref.tar")
+    assert (tmp_path / "app.tar").read_bytes() == (tmp_path / "ref.tar").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.tar", "ref.tar", "registry", "src"]
 
 
 async def test_a_layer_that_does_not_match_its_diff_id_leaves_no_archive(
