@@ -60,15 +60,21 @@ class GrowingBlob(Generic[T]):
     def begin(self, f: BinaryIO, path: Path) -> GrowingWriter:
         """The writer starts on ``f``, the empty file at ``path``: a writer that appends through its descriptor
         (unbuffered: what is written is at once there for readers)."""
+        self.begin_at(path)
+        return GrowingWriter(self, f)
+
+    def begin_at(self, path: Path) -> None:
+        """The writer starts on the empty file at ``path`` and appends to it by its own means, telling ``wrote``
+        (a pull's blob writer, which a layer's unpacker follows)."""
         with self._cond:
             if self._aborted:
                 raise BlobAborted(self._name)
             self._path = path
             self._started = True
             self._cond.notify_all()
-        return GrowingWriter(self, f)
 
-    def _wrote(self, n: int) -> None:
+    def wrote(self, n: int) -> None:
+        """``n`` more bytes are in the file, for the readers."""
         with self._cond:
             if self._aborted:
                 raise BlobAborted(self._name)
@@ -173,7 +179,7 @@ class GrowingWriter:
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        self._blob._wrote(len(data))
+        self._blob.wrote(len(data))
         return len(data)
 
     def close(self) -> None:

@@ -52,6 +52,7 @@ from regtool.digest import Digest, DigestVerifier
 from regtool.image.archive_writer import ArchiveWriter, plan_archive
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.image.compression import Compression, sniff
+from regtool.image.growing_blob import GrowingBlob
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -125,14 +126,9 @@ class UnpackingStore(BlobStore):
             writer.follower = _ConfigWatch(self)
         # A resumed partial's first bytes were never seen here: that layer is read from its blob by ``finish``.
         elif digest in self._layers and not writer.offset:
-            try:
-                unpacker = _Unpacker(self, digest, writer.partial_path)
-            except OSError:
-                return writer  # ``finish`` decompresses this layer from its blob
+            unpacker = _Unpacker(self, digest, writer.partial_path)
             if self._started(unpacker):
                 writer.follower = unpacker
-            else:
-                unpacker.close()
         return writer
 
     def finish(self) -> Path:
@@ -350,9 +346,10 @@ class _Unpacker:
     """Follows one layer's writer: sniffs, decompresses (gzip, or none) and hashes, into a side file or, once
     ``promoted`` (its turn has come), straight into the archive; gives up quietly on anything unusual.
 
-    The work is done in a thread of its own, which reads the blob's partial file as the download appends to it
-    (the pages are still in memory): the download's thread only counts the bytes, so downloading (and hashing
-    the blob) and decompressing (and hashing the tar) run on two cores, and no chunk is copied to hand it over.
+    The work is done in a thread of its own, which follows the blob's partial file as the download appends to it
+    (a ``GrowingBlob``; the pages are still in memory): the download's thread only counts the bytes, so
+    downloading (and hashing the blob) and decompressing (and hashing the tar) run on two cores, and no chunk is
+    copied to hand it over.
     """
 
     def __init__(self, store: UnpackingStore, digest: Digest, partial: Path) -> None:
@@ -369,58 +366,39 @@ class _Unpacker:
         self._kind: Compression | None = None
         self._inflate: isal_zlib.Decompress | None = None
         self._hash = DigestVerifier(_DIFF_ID_ALGORITHM)
-        # The partial stays readable through this descriptor when the commit renames it, or an abort unlinks it.
-        self._blob_fd: int | None = os.open(partial, os.O_RDONLY)
-        self._cond = threading.Condition()
-        self._written = 0
-        self._ending = False
+        # Its result is where the committed blob is (a reader that missed the partial, renamed, opens that).
+        self._blob: GrowingBlob[Path] = GrowingBlob(f"layer {digest}")
+        self._blob.begin_at(partial)
         self._broken = False
         self._thread: threading.Thread | None = None
 
     def feed(self, data: memoryview) -> None:
         if self._done:
             return
-        with self._cond:
-            self._written += len(data)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._follow, name=f"unpack-{self.digest.short}", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._follow, name=f"unpack-{self.digest.short}", daemon=True)
+            self._thread.start()
+        self._blob.wrote(len(data))
 
     def _follow(self) -> None:
-        """The thread: decompress the partial's bytes as they are written, until the writer ends."""
-        buffer = bytearray(_READ_CHUNK)
-        view = memoryview(buffer)
-        at = 0
+        """The thread: decompress the blob's bytes as they are written, until the writer ends."""
+        view = memoryview(bytearray(_READ_CHUNK))
         try:
-            while True:
-                with self._cond:
-                    while self._written == at and not self._ending:
-                        self._cond.wait()
-                    written, ending = self._written, self._ending
-                while at < written:
-                    assert self._blob_fd is not None
-                    n = os.preadv(self._blob_fd, [view[: min(_READ_CHUNK, written - at)]], at)
-                    if n <= 0:
-                        raise _Unusual("the partial is shorter than what was written")
+            with self._blob.follow(0) as reader:
+                while n := reader.readinto(view):
                     self._feed(bytes(view[:n]) if self._kind is None else view[:n])
-                    at += n
-                if ending:
-                    return
         except Exception:  # ``end`` gives up: ``finish`` meets the same bytes again and reports them
             self._broken = True
 
-    def close(self) -> None:
-        """Stop the thread (once it has read what was written) and close the partial."""
-        with self._cond:
-            self._ending = True
-            self._cond.notify()
+    def close(self, committed: bool = False) -> None:
+        """Let the thread read to the end of what was written (the committed blob) or stop it, and wait for it."""
+        if committed:
+            committed_path = self._store.path(self.digest)
+            self._blob.finish(committed_path, committed_path)
+        else:
+            self._blob.fail(_Unusual("the blob was not committed"))
         if self._thread is not None:
             self._thread.join()
-        if self._blob_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._blob_fd)
-            self._blob_fd = None
 
     def _feed(self, data: bytes | memoryview) -> None:
         if self._kind is None:
@@ -486,7 +464,7 @@ class _Unpacker:
     def end(self, committed: bool) -> None:
         if self._done:
             return
-        self.close()
+        self.close(committed)
         if not committed or self._broken:
             self._give_up()
             return

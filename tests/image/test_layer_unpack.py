@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import errno
 import gzip
+import io
 import json
 import lzma
 import os
@@ -20,7 +21,7 @@ import pytest
 from regtool import mediatypes as mt
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, IntegrityError, RegtoolError
-from regtool.image import compression, docker_archive
+from regtool.image import compression, docker_archive, growing_blob
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.image.docker_archive import write_docker_archive
 from regtool.image.layer_unpack import UnpackingStore
@@ -179,6 +180,34 @@ def test_a_layer_that_inflates_far_beyond_its_pieces_comes_out_whole(
     _write(store, image.layers[0], 1 << 20)
     assert _finish(store).read_bytes() == reference
     assert fallbacks.calls == 0
+
+
+class _PartialGone:
+    """``io`` as an unpacker's reader sees it when its writer has committed first: the partial it was told
+    about is renamed into ``blobs/`` before the reader opens it."""
+
+    def __init__(self) -> None:
+        self.missed = 0
+
+    def FileIO(self, path: Path, mode: str) -> io.FileIO:
+        if str(path).endswith(".partial"):
+            self.missed += 1
+            raise FileNotFoundError(path)
+        return io.FileIO(path, mode)
+
+
+def test_an_unpacker_that_missed_the_partial_reads_the_committed_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = _gzip_image(2)
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    gone = _PartialGone()
+    monkeypatch.setattr(growing_blob, "io", gone)
+    store = _store(tmp_path, image)
+    _reverse(store, image)
+    assert _finish(store).read_bytes() == reference
+    assert (gone.missed, fallbacks.calls) == (2, 0)
 
 
 def _all_in_already(store: UnpackingStore, image: _Image) -> bool:
