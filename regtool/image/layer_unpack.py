@@ -145,7 +145,7 @@ class UnpackingStore(BlobStore):
         while writer.placed < len(writer.plan.layers):
             digest = writer.plan.layers[writer.placed].digest
             side = self._layers[digest].side
-            if side is not None and self._uses_side_files(writer.placed):
+            if side is not None and self._unpacked_fits(writer.placed):
                 self._fill_from(writer, digest, side)
             else:
                 write_layer_from_blob(writer, self)
@@ -215,10 +215,11 @@ class UnpackingStore(BlobStore):
         return (
             writer.plan.layers[writer.placed].digest == digest
             and len(layer.places) == 1
-            and self._uses_side_files(writer.placed)
+            and self._unpacked_fits(writer.placed)
         )
 
-    def _uses_side_files(self, index: int) -> bool:
+    def _unpacked_fits(self, index: int) -> bool:
+        """Whether an unpacker's diff_id can stand for the config's at place ``index`` (the same algorithm)."""
         assert self._writer is not None
         return self._writer.plan.diff_ids[index].algorithm == _DIFF_ID_ALGORITHM
 
@@ -235,7 +236,7 @@ class UnpackingStore(BlobStore):
                 digest = writer.plan.layers[index].digest
                 layer = self._layers[digest]
                 side = layer.side
-                if side is None or not self._uses_side_files(index):
+                if side is None or not self._unpacked_fits(index):
                     self._holder = None
                     if layer.unpacker is not None and self._at_turn(digest):
                         self._holder = layer.unpacker

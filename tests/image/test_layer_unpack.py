@@ -43,14 +43,14 @@ class _Image:
         return Digest.of(self.config)
 
 
-def _image(blobs: list[bytes], tars: list[bytes] | None = None) -> _Image:
+def _image(blobs: list[bytes], tars: list[bytes] | None = None, algorithm: str = "sha256") -> _Image:
     """An image of the layer ``blobs``; its diff_ids are those of ``tars`` (default: the blobs gunzipped)."""
     tars = tars if tars is not None else [gzip.decompress(blob) for blob in blobs]
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(t)) for t in tars]},
+            "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(t, algorithm)) for t in tars]},
         }
     ).encode()
     doc = {
@@ -365,6 +365,18 @@ def test_a_layer_with_the_wrong_diff_id_leaves_no_archive(tmp_path: Path, wrong:
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
     assert not store.unpack_dir.exists()
+
+
+def test_sha512_diff_ids_are_checked_by_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = [gzip.compress(_tar(), mtime=0) for _ in range(2)]
+    image = _image(blobs, algorithm="sha512")
+    reference = _reference(tmp_path, image).read_bytes()
+    fallbacks = _Fallbacks(monkeypatch)
+    store = _store(tmp_path, image)
+    for blob in (image.config, *image.layers):
+        _write(store, blob)
+    assert _finish(store).read_bytes() == reference
+    assert fallbacks.calls == 2, "an unpacker's sha256 cannot stand for a sha512 diff_id"
 
 
 def test_a_layer_twice_in_the_image_fills_both_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
