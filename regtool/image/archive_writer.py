@@ -202,12 +202,6 @@ class ArchiveWriter:
             self.discard()
             raise
 
-    @property
-    def layer_size(self) -> int:
-        """Bytes of the current layer written so far."""
-        assert self._layer_start is not None, "no layer begun"
-        return self._at - self._layer_start
-
     def begin_layer(self) -> None:
         """Start layer ``placed``: the members before it and room for its header (again: start it over)."""
         if self._layer_start is None:
