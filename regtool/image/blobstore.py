@@ -143,10 +143,13 @@ class BlobStore:
     def _in_staging(self, create: Callable[[], _T]) -> _T:
         """Run ``create`` (which makes a file in the staging directory), making the directory first.
 
-        Another process sharing the store may ``tidy()`` the empty directory between the mkdir and the create.
+        Another writer sharing the store (a process, or a thread of this one) may ``tidy()`` the empty directory
+        between the mkdir and the create, or within the mkdir itself: ``Path.mkdir(exist_ok=True)`` raises
+        FileExistsError when the directory it found existing is gone by the time it looks again.
         """
         for _ in range(2):
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                self.staging_dir.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 return create()
         self.staging_dir.mkdir(parents=True, exist_ok=True)

@@ -307,3 +307,27 @@ def test_staging_removed_by_another_process_between_mkdir_and_create(
     assert len(tidied) == 2
     assert store.read_bytes(DIGEST) == DATA
     assert path.parent == store.staging_dir and path.exists()
+
+
+def test_staging_removed_by_another_writer_within_the_mkdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Path.mkdir(exist_ok=True) finds the directory there, then looks again: a tidy() in between made it raise
+    # FileExistsError for a directory that no longer exists (concurrent images synced into one layout).
+    store = BlobStore(tmp_path)
+    store.staging_dir.mkdir()
+    real_mkdir = os.mkdir
+    tidied: list[str] = []
+
+    def mkdir_racing_a_tidy(path: str | os.PathLike[str], mode: int = 0o777) -> None:
+        if Path(path) == store.staging_dir and not tidied:
+            tidied.append(str(path))
+            store.tidy()
+            raise FileExistsError(17, "File exists", str(path))
+        real_mkdir(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_racing_a_tidy)
+    with store.open_writer(DIGEST, len(DATA)) as writer:
+        writer.write(DATA)
+        writer.commit()
+    monkeypatch.undo()
+    assert tidied == [str(store.staging_dir)]
+    assert store.read_bytes(DIGEST) == DATA
