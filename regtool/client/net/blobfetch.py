@@ -1,8 +1,9 @@
 """Blob bodies moved in worker threads: one thread per transfer, straight through a reused 1 MiB buffer.
 
 Why not the event loop: an asyncio pull of large blobs spends its time in per-chunk overhead on one thread
-(h11 parsing, anyio's 64 KiB splitting, thread hand-offs), several times what threads doing ``readinto`` +
-sha256 + write take, since those release the GIL for the heavy parts (BENCHMARKS.md has the figures). So the API
+(a protocol parser's pieces, a chunk per await, a hand-off per chunk), several times what threads doing
+``readinto`` + sha256 + write take, since those release the GIL for the heavy parts (BENCHMARKS.md has the
+figures, measured when httpx's own transport streamed the bodies). So the API
 calls (manifests, auth, opening upload sessions) go through the async httpx client, and only blob bodies
 (downloads and uploads) come through here; both over the Client's one ``connections.ConnectionPool``.
 
