@@ -25,6 +25,7 @@ __all__ = [
     "first_error",
     "gather",
     "run_bounded",
+    "task_group",
     "transfer_weight",
 ]
 
@@ -37,6 +38,26 @@ LARGE_WEIGHT = 4
 # Connections opened ahead of a transfer's first blobs, per job: one for each blob of a full wave of small ones
 # (their weight lets LARGE_WEIGHT of them share a job), so that wave pays no handshake.
 PRECONNECT_PER_JOB = LARGE_WEIGHT
+
+
+@contextlib.asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """``asyncio.TaskGroup``, leaving the current task's cancellation count as it found it.
+
+    On Python 3.11 (and 3.12 before 3.12.3) a group whose child fails while the body has already finished
+    cancels the enclosing task and never counts that back (``uncancel``). A task that then handles the error and
+    goes on carries a cancellation it never received: a later Ctrl-C reaches ``asyncio.run`` as a bare
+    CancelledError (a traceback, exit 1, instead of exit 130), and a caller's ``asyncio.timeout`` misreads its
+    own expiry. The cancellations that arrived during the group have been delivered by the time it exits (the
+    group raises them), so what is counted beyond the entry's count is dropped."""
+    task = asyncio.current_task()
+    entered = task.cancelling() if task is not None else 0
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    finally:
+        while task is not None and task.cancelling() > entered:
+            task.uncancel()
 
 
 def transfer_weight(size: int | None) -> int:
@@ -131,7 +152,7 @@ async def run_bounded(
     the place of each large one.
     """
     try:
-        async with asyncio.TaskGroup() as tg:
+        async with task_group() as tg:
             if size_of is None:
                 # ``limit`` workers taking the items in turn: no task, and no wait for a slot, per item.
                 pending = list(items)

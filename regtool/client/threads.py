@@ -63,7 +63,9 @@ async def in_thread(
         try:
             return await asyncio.shield(call.future)
         except asyncio.CancelledError as cancelled:
-            if abandon_on_cancel or not call.claim_before_start():
+            # Withdrawn before its thread took it: it never runs, in either mode (an abandoned request must not
+            # be sent after its caller has left).
+            if not call.claim_before_start() or abandon_on_cancel:
                 raise
             await _until_done(call.future)
             call.future.exception()  # its thread's error, if any, is dropped: the cancellation goes first
@@ -120,6 +122,8 @@ class _Call(Generic[T]):
             self._state = "running"
         try:
             result = self._func()
+        except StopIteration as exc:  # a future cannot hold one (it would end the awaiting coroutine instead)
+            self._hand_over(self.future.set_exception, RuntimeError(f"{exc!r} raised in a worker thread"))
         except BaseException as exc:  # handed to the awaiting task, which raises it
             self._hand_over(self.future.set_exception, exc)
         else:

@@ -3,6 +3,8 @@ come out alone."""
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 
@@ -208,3 +210,20 @@ async def test_both_raises_the_first_error_alone_and_cancels_the_other() -> None
     with anyio.fail_after(5), pytest.raises(NotFoundError, match="registry b is gone"):
         await both(slow(), failing())
     assert cancelled
+
+
+async def test_a_group_whose_child_failed_leaves_no_cancellation_counted_on_the_caller() -> None:
+    # Python 3.11's TaskGroup cancels the waiting caller when a child fails and never counts it back; a caller
+    # that handles the error and goes on would read a later Ctrl-C or timeout wrongly.
+    async def fail(_: int) -> None:
+        await asyncio.sleep(0.01)
+        raise NotFoundError("gone")
+
+    task = asyncio.current_task()
+    assert task is not None
+    before = task.cancelling()
+    with pytest.raises(NotFoundError):
+        await run_bounded([1], fail, 1)
+    assert task.cancelling() == before
+    async with asyncio.timeout(5):  # and the task still awaits normally
+        await asyncio.sleep(0)

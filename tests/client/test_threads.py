@@ -7,10 +7,12 @@ import asyncio
 import contextvars
 import threading
 import time
+from collections.abc import Callable
 
 import anyio
 import pytest
 
+from regtool.client import threads
 from regtool.client.threads import DEFAULT_THREADS, in_thread, shielded
 from regtool.errors import NotFoundError
 
@@ -98,6 +100,30 @@ async def test_a_call_cancelled_before_its_thread_started_never_runs() -> None:
     assert await holder is True
     await asyncio.sleep(0.05)
     assert ran == []
+
+
+@pytest.mark.parametrize("abandon", [False, True])
+async def test_a_call_cancelled_while_queued_for_its_thread_never_runs(
+    abandon: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy machine: the job waits in the queue until a thread takes it, after its caller was cancelled.
+    queued: list[Callable[[], None]] = []
+    monkeypatch.setattr(threads._workers, "submit", queued.append)
+    ran: list[str] = []
+    call = asyncio.ensure_future(in_thread(ran.append, "never", abandon_on_cancel=abandon))
+    await asyncio.sleep(0.01)
+    assert len(queued) == 1
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    queued[0]()  # a thread takes the job only now
+    assert ran == []
+
+
+async def test_stop_iteration_in_the_thread_is_a_runtime_error_not_a_call_that_never_ends() -> None:
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        async with asyncio.timeout(5):
+            await in_thread(next, iter(()), abandon_on_cancel=True)
 
 
 class _Gauge:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol, TypeVar
 
 from regtool.client.net.connections import BodySender, ConnectionPool, Exchange
-from regtool.client.tasks import first_error
+from regtool.client.tasks import first_error, task_group
 
 __all__ = [
     "BUFFER_SIZE",
@@ -312,7 +312,7 @@ async def run_reported(
             ticking.cancel()
 
     try:
-        async with asyncio.TaskGroup() as tg:
+        async with task_group() as tg:
             tg.create_task(run(tg.create_task(ticker())))
     except BaseExceptionGroup as group:
         error = first_error(group)

@@ -21,7 +21,7 @@ import httpx
 from regtool.__about__ import __version__
 from regtool.client.net.connections import ConnectionPool, PoolTransport
 from regtool.client.net.schemes import candidate_schemes
-from regtool.client.tasks import first_error
+from regtool.client.tasks import first_error, task_group
 from regtool.errors import TransportError
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ async def first_in_order(
             finished[candidate].set()
 
     try:
-        async with asyncio.TaskGroup() as group:
+        async with task_group() as group:
             tasks = [group.create_task(run(candidate)) for candidate in candidates]
             for candidate in candidates:
                 await finished[candidate].wait()

@@ -38,6 +38,7 @@ from regtool.client.net.connections import exchange_of
 from regtool.client.net.retry import RetryBudget
 from regtool.client.net.transport import redact_url
 from regtool.client.progress import Progress
+from regtool.client.tasks import task_group
 from regtool.client.threads import in_thread, shielded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.splitpolicy import DEFAULT_PARTS, DEFAULT_THRESHOLD, SplitPolicy
@@ -148,7 +149,7 @@ class SplitDownload:
             self.progress.advance(self.key, already)
 
         async def fetch_all() -> None:
-            async with asyncio.TaskGroup() as parts:
+            async with task_group() as parts:
                 for part in self.parts:
                     parts.create_task(self._fetch_part(part, cancel))
 
