@@ -22,11 +22,13 @@ maps to regtool's.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import http.client
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import NoReturn
 
 import httpx
@@ -108,7 +110,8 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         return _parked_or_dialled(self, address, timeout, source_address)
 
     def connect(self) -> None:
-        _connect(self, self._connect_tls)
+        with _exit_waits_for_it():
+            _connect(self, self._connect_tls)
 
     def _connect_tls(self) -> None:
         context = self.tls_context
@@ -125,6 +128,33 @@ class _HTTPSConnection(http.client.HTTPSConnection):
 
     def getresponse(self) -> http.client.HTTPResponse:
         return _response(self, super().getresponse)
+
+
+# TLS set-ups under way in worker threads, which are daemons (a Ctrl-C must not wait for a read): the interpreter's
+# exit waits for these, since OpenSSL cleaning up at exit under a running handshake or CA load can crash the
+# process. Each ends within its connect timeout; the wait is capped in case one does not.
+_tls_setups = threading.Condition()
+_tls_setups_running = 0
+_EXIT_WAIT_FOR_TLS = 60.0
+
+
+@contextlib.contextmanager
+def _exit_waits_for_it() -> Iterator[None]:
+    global _tls_setups_running
+    with _tls_setups:
+        _tls_setups_running += 1
+    try:
+        yield
+    finally:
+        with _tls_setups:
+            _tls_setups_running -= 1
+            _tls_setups.notify_all()
+
+
+@atexit.register
+def _wait_for_tls_setups() -> None:
+    with _tls_setups:
+        _tls_setups.wait_for(lambda: _tls_setups_running == 0, timeout=_EXIT_WAIT_FOR_TLS)
 
 
 def _answers_in_tls(sock: ssl.SSLSocket, timeout: float | None) -> bool:
