@@ -126,8 +126,9 @@ class BlobDownloader:
                     box.writer = await in_thread(lambda: store.open_writer(desc.digest, desc.size, resume=False))
         except BaseException as exc:
             integrity = isinstance(exc, IntegrityError)
-            await shielded(in_thread(lambda: box.writer.abort(keep_partial=not integrity)))
+            # Reported first: a cancellation arriving during the abort is raised when it ends, past this block.
             self.progress.finish(key, status="failed")
+            await shielded(in_thread(lambda: box.writer.abort(keep_partial=not integrity)))
             raise
         self.progress.finish(key, status="done")
         return transferred
