@@ -30,7 +30,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["DEFAULT_THREADS", "in_thread", "shielded"]
 
@@ -65,11 +65,21 @@ async def in_thread(
         except asyncio.CancelledError as cancelled:
             # Withdrawn before its thread took it: it never runs, in either mode (an abandoned request must not
             # be sent after its caller has left).
-            if not call.claim_before_start() or abandon_on_cancel:
+            if not call.claim_before_start():
+                raise
+            if abandon_on_cancel:
+                # No one awaits it any more: its thread's error is dropped when it comes (asyncio would log a
+                # future whose error was never retrieved).
+                call.future.add_done_callback(_drop_outcome)
                 raise
             await _until_done(call.future)
             call.future.exception()  # its thread's error, if any, is dropped: the cancellation goes first
             raise cancelled from None
+
+
+def _drop_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def shielded(awaitable: Awaitable[T]) -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,34 @@ async def test_abandon_on_cancel_leaves_at_once_and_the_thread_runs_on() -> None
     assert not finished.is_set()
     release.set()
     assert await in_thread(finished.wait, 5)
+
+
+async def test_an_abandoned_calls_later_error_is_not_reported_as_never_retrieved() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        started, release = threading.Event(), threading.Event()
+
+        def fails_later() -> None:
+            started.set()
+            release.wait(5)
+            raise NotFoundError("the connection went away")
+
+        task = asyncio.ensure_future(in_thread(fails_later, abandon_on_cancel=True))
+        await in_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        await asyncio.sleep(0.2)  # the thread raised and handed its error over
+        del task
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == []
 
 
 async def test_a_call_cancelled_before_its_thread_started_never_runs() -> None:
