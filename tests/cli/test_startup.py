@@ -188,27 +188,9 @@ def test_a_no_op_sync_loads_no_results_and_no_transfer_code(
 
 
 # The client runs on asyncio alone, over its own transport: neither anyio nor httpcore (which imports anyio) is
-# loaded by a registry command, nor by a program using the library's Client.
+# loaded by a registry command (the one-shot and pull rules above watch them), nor by a program using the
+# library's Client.
 _NOT_FOR_THE_CLIENT = {"anyio", "httpcore", "sniffio"}
-
-
-def test_a_pull_imports_no_anyio(
-    serve: RunningServe,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    # inspect and tags are watched for anyio and httpcore with the other one-shot rules above; a pull moves blobs,
-    # whose threads and task groups used anyio's before.
-    layout = tmp_path / "layout"
-    write_random_image(layout, "1", count=1, size=1024)
-    assert in_process("push", "-q", f"{layout}:1", f"{serve.host}/no/anyio:1").returncode == 0
-    argv = ["pull", "-q", f"{serve.host}/no/anyio:1", str(tmp_path / "out")]
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "regtool", *argv], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    imported = [line.rpartition("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    assert "regtool.client.v2.blobdownload" in imported  # the report covers the pull's own imports
-    assert [name for name in imported if name.partition(".")[0] in _NOT_FOR_THE_CLIENT] == []
 
 
 def test_the_library_client_imports_no_anyio(
