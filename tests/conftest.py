@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import pytest
 from pytest_httpx import HTTPXMock
 
 IN_CI = bool(os.environ.get("CI"))
+
+
+# The Ctrl-C tests send SIGINT to the regtool processes they start. A run launched as a background job of a
+# non-interactive shell (``.ci/run &``) starts with SIGINT ignored, which every child inherits, and a regtool
+# that ignores Ctrl-C cannot be tested for it. A handler of our own is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require_binary(name: str) -> str:
