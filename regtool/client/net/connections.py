@@ -290,9 +290,15 @@ class ConnectionPool:
             wanted = max(0, count - len(self._idle.get(origin, ())) - self._opening.get(origin, 0))
             self._opening[origin] = self._opening.get(origin, 0) + wanted
         # Not daemons: a TLS handshake cut off by the interpreter's exit can crash it; each thread ends within
-        # the connect timeout.
-        for _ in range(wanted):
-            threading.Thread(target=self._open, args=origin, name="regtool-preconnect").start()
+        # the connect timeout. Started by a thread of their own: each start waits until the new thread runs,
+        # which would hold up the event loop, about to send the request these connections stand ready for.
+        if wanted:
+            threading.Thread(target=self._open_many, args=(*origin, wanted), name="regtool-preconnect").start()
+
+    def _open_many(self, scheme: str, host: str, port: int, count: int) -> None:
+        for _ in range(count - 1):
+            threading.Thread(target=self._open, args=(scheme, host, port), name="regtool-preconnect").start()
+        self._open(scheme, host, port)
 
     def _open(self, scheme: str, host: str, port: int) -> None:
         conn = self.new(scheme, host, port)
