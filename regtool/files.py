@@ -31,13 +31,13 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically and durably; the file gets ``mode`` (0600 for secrets)."""
+    """Replace ``path`` with ``data`` atomically and durably; the file gets ``mode`` (0600 for secrets) less the
+    umask, as every file regtool creates: a user whose umask keeps their files private keeps these private too."""
     target = Path(path)
     temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # the umask may have narrowed it
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

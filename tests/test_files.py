@@ -14,11 +14,18 @@ from regtool.files import fsync_dir, write_atomic
 def test_write_atomic_replaces_the_file_and_sets_the_mode(tmp_path: Path) -> None:
     target = tmp_path / "config.json"
     target.write_bytes(b"old")
-    write_atomic(target, b"new", mode=0o600)
-    assert target.read_bytes() == b"new"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    write_atomic(target, b"newer")
-    assert target.read_bytes() == b"newer" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    old = os.umask(0o022)
+    try:
+        write_atomic(target, b"new", mode=0o600)
+        assert target.read_bytes() == b"new"
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        write_atomic(target, b"newer")
+        assert target.read_bytes() == b"newer" and stat.S_IMODE(target.stat().st_mode) == 0o644
+        os.umask(0o077)
+        write_atomic(target, b"private")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600, "a umask that keeps files private is honoured"
+    finally:
+        os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
     fsync_dir(tmp_path)
 

@@ -10,6 +10,8 @@ needs from threads, with these guarantees:
   file, that a thread is still using. A call cancelled before its thread started never starts it.
   ``abandon_on_cancel=True`` is for calls whose owner cleans up after the thread itself (a pooled exchange
   closes its connection when its thread is done): the caller leaves at once and the thread runs on.
+  ``on_cancel`` is how a long call is told to stop early: it is called on the event loop when the caller is
+  cancelled while the thread runs, before the caller waits for it (typically it sets an event the call checks).
 - At most ``DEFAULT_THREADS`` calls run at once per event loop, unless a call is given its own ``limiter`` (an
   ``asyncio.Semaphore``): then that limiter alone bounds it. Threads are made as calls need them (never a queue
   behind a fixed pool, which explicit limiters could starve) and end after ``_IDLE`` seconds without work.
@@ -50,6 +52,7 @@ async def in_thread(
     *args: object,
     limiter: asyncio.Semaphore | None = None,
     abandon_on_cancel: bool = False,
+    on_cancel: Callable[[], object] | None = None,
 ) -> T:
     """``func(*args)`` in a worker thread (see the module's guarantees)."""
     loop = asyncio.get_running_loop()
@@ -67,6 +70,8 @@ async def in_thread(
             # be sent after its caller has left).
             if not call.claim_before_start():
                 raise
+            if on_cancel is not None:
+                on_cancel()
             if abandon_on_cancel:
                 # No one awaits it any more: its thread's error is dropped when it comes (asyncio would log a
                 # future whose error was never retrieved).

@@ -41,8 +41,8 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -188,19 +188,16 @@ class ArchiveWriter:
         self.plan = plan
         directory = tmp_dir if tmp_dir is not None else plan.out_path.parent
         directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{plan.out_path.name}.", suffix=".tmp", dir=directory)
+        self.tmp_path = directory / f".{plan.out_path.name}.{secrets.token_hex(6)}.tmp"
+        # Created as any new file is (0666 less the umask, as docker save and skopeo do): a user whose umask
+        # keeps their files private keeps the image private too.
+        fd = os.open(self.tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         self._fd: int | None = fd
-        self.tmp_path = Path(name)
         # Layers complete in the file; the next one to begin is ``plan.layers[placed]``.
         self.placed = 0
         self._at = 0
         self._layer_start: int | None = None
         self._writeback = _Writeback(fd)
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp makes it 0600
-        except BaseException:
-            self.discard()
-            raise
 
     def begin_layer(self) -> None:
         """Start layer ``placed``: the members before it and room for its header (again: start it over)."""
@@ -262,7 +259,11 @@ class ArchiveWriter:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        os.replace(self.tmp_path, self.plan.out_path)
+        try:
+            os.replace(self.tmp_path, self.plan.out_path)
+        except BaseException:  # the destination cannot be replaced (a directory, gone read-only): nothing left
+            self.tmp_path.unlink(missing_ok=True)
+            raise
         return self.plan.out_path
 
     def discard(self) -> None:

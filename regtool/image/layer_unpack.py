@@ -14,15 +14,17 @@ diff_id) in a thread of its own, a little behind the download. Where the bytes g
 So the archive grows while the layers download, each layer written into it once; only a layer ahead of its
 turn takes a detour through a side file. A layer's place is filled once its diff_id matches the config's, and
 whoever fills one takes the next turns (copies the side files of the layers already complete behind it). A
-layer's compressed blob and side file are deleted (in a thread) once its place is filled.
+layer's side file is deleted (in a thread) once its place is filled; its compressed blob stays until the pull
+ends, so a pull interrupted after some layers were placed resumes without fetching those again.
 
 This is only a head start, never the judge: anything unusual (a resumed partial, a layer compressed with
 bzip2, xz or zstd, several gzip members, corrupt data, a wrong diff_id, a full disk) leaves that layer to
 ``finish``, which decompresses it from its committed blob (``docker_archive.write_layer_from_blob``) with the
 same checks and errors as ``write_docker_archive``. ``finish`` fills every place still empty, writes what
 follows the layers and renames the archive into place; until then it is a temporary file in the store's
-directory, which ``close`` removes. A layer the image names twice goes through a side file, copied into each
-place.
+directory, which ``close`` removes (as does the next store opened on the directory, after a crash). A layer
+the image names twice goes through a side file, copied into each place. ``finish`` given a ``stop`` event
+checks it between layers and before the rename: a cancelled pull never publishes the archive.
 
 Example::
 
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 
     from regtool.manifest import Manifest
 
-__all__ = ["UNPACK_DIR", "UnpackingStore"]
+__all__ = ["UNPACK_DIR", "Stopped", "UnpackingStore"]
 
 UNPACK_DIR = ".regtool-unpack"
 # Enough for every compression magic ``sniff`` knows.
@@ -71,6 +73,11 @@ _OUT_CHUNK = 256 << 10
 _READ_CHUNK = 1 << 20
 # The diff_id an unpacker computes; a config naming another algorithm has its layers decompressed by ``finish``.
 _DIFF_ID_ALGORITHM = "sha256"
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped("stopped before the archive was complete")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,10 @@ class _Layer:
     filled: int = 0
 
 
+class Stopped(Exception):
+    """``finish`` was told to stop (its caller was cancelled): the archive is not renamed into place."""
+
+
 # The archive's writer is held by the thread filling places from side files (or by ``finish``), not by a layer.
 _FILLING = object()
 
@@ -102,6 +113,8 @@ class UnpackingStore(BlobStore):
     def __init__(self, root: Path, image: Manifest, repo_tags: Sequence[str], out_path: Path) -> None:
         super().__init__(root, durable=False)
         self.unpack_dir = self.root / UNPACK_DIR
+        # A temporary archive and side files that a killed pull left: nothing in them is reused.
+        shutil.rmtree(self.unpack_dir, ignore_errors=True)
         self._image = image
         self._repo_tags = tuple(repo_tags)
         self._out_path = Path(out_path)
@@ -131,9 +144,10 @@ class UnpackingStore(BlobStore):
                 writer.follower = unpacker
         return writer
 
-    def finish(self) -> Path:
+    def finish(self, stop: threading.Event | None = None) -> Path:
         """Fill every place still empty (from side files, else from the committed blobs), write the rest and
-        rename the archive into place. Call once every writer is closed. The errors of ``write_docker_archive``."""
+        rename the archive into place. Call once every writer is closed. The errors of ``write_docker_archive``;
+        Stopped once ``stop`` is set (seen between layers and before the rename)."""
         from regtool.image.docker_archive import write_layer_from_blob
 
         if self._writer is None:
@@ -143,6 +157,7 @@ class UnpackingStore(BlobStore):
         with self._lock:
             self._holder = _FILLING
         while writer.placed < len(writer.plan.layers):
+            _check(stop)
             digest = writer.plan.layers[writer.placed].digest
             side = self._layers[digest].side
             if side is not None and self._unpacked_fits(writer.placed):
@@ -150,6 +165,7 @@ class UnpackingStore(BlobStore):
             else:
                 write_layer_from_blob(writer, self)
                 self._filled(digest)
+        _check(stop)
         path = writer.commit()
         self._writer = None
         self._discard.shutdown(wait=True)
@@ -260,21 +276,17 @@ class UnpackingStore(BlobStore):
         self._filled(digest)
 
     def _filled(self, digest: Digest) -> None:
-        """One place of ``digest`` is in the archive; after its last one, its blob and side file go."""
+        """One place of ``digest`` is in the archive; after its last one, its side file goes."""
         with self._lock:
             layer = self._layers[digest]
             layer.filled += 1
             if layer.filled < len(layer.places) or self._closed:
                 return
             side = layer.side
-            self._discarded.append(self._discard.submit(self._forget, digest, side))
-
-    def _forget(self, digest: Digest, side: _SideFile | None) -> None:
-        # Deleting a large file frees its cached pages, which takes the kernel a while: done here, in a thread
-        # of its own, while the download goes on.
-        self.remove(digest)
-        if side is not None:
-            side.path.unlink(missing_ok=True)
+            if side is not None:
+                # Deleting a large file frees its cached pages, which takes the kernel a while: done in a thread
+                # of its own, while the download goes on.
+                self._discarded.append(self._discard.submit(side.path.unlink, missing_ok=True))
 
     # -- what the unpackers report -------------------------------------------------------------------------
 

@@ -67,6 +67,24 @@ async def test_a_cancelled_caller_waits_for_its_thread_then_raises_the_cancellat
     assert events == ["thread done", "caller cancelled"]
 
 
+async def test_on_cancel_tells_a_running_call_to_stop_before_the_caller_waits_for_it() -> None:
+    started, stop = threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        return "stopped" if stop.wait(10) else "ran to its end"
+
+    outcome: list[str] = []
+    task = asyncio.ensure_future(in_thread(lambda: outcome.append(work()), on_cancel=stop.set))
+    await in_thread(started.wait, 5)
+    asked = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - asked < 5
+    assert outcome == ["stopped"]
+
+
 async def test_abandon_on_cancel_leaves_at_once_and_the_thread_runs_on() -> None:
     started, release = threading.Event(), threading.Event()
     finished = threading.Event()

@@ -7,6 +7,7 @@ The proxy throttles bodies so the kill lands mid-blob; the second run goes at fu
 from __future__ import annotations
 
 import gzip
+import os
 import signal
 import subprocess
 import sys
@@ -20,9 +21,9 @@ import httpx
 from regtool.digest import Digest
 from regtool.image.blobstore import STAGING_DIR
 from tests.cli.support import regtool
-from tests.faults.conftest import REPOSITORY, Seeded
+from tests.faults.conftest import REPOSITORY, Seeded, push_with_client
 from tests.support.faultproxy import FaultProxy
-from tests.support.images import write_random_image
+from tests.support.images import write_image, write_random_image
 from tests.support.serve import RunningServe
 
 RATE = 1 << 20  # bytes per second through the proxy during the first run
@@ -196,3 +197,35 @@ def test_push_interrupted_by_ctrl_c_exits_promptly_and_resumes(tmp_path: Path, p
     assert second.returncode == 0, second.stderr
     assert manifest.config is not None
     assert proxy.upload_bytes(path=UPLOADS) == layer.size - sent_first + manifest.config.size
+
+
+def test_archive_pull_killed_after_a_layer_was_placed_fetches_only_the_others(
+    tmp_path: Path, registry: RunningServe, proxy: FaultProxy
+) -> None:
+    # The first layer is small: placed in the archive while the large second one still downloads.
+    image = write_image(
+        tmp_path / "src", "1.0", [{"small.bin": os.urandom(64 << 10)}, {"large.bin": os.urandom(6 << 20)}]
+    )
+    small, large = (f"/blobs/{layer.digest}" for layer in image.manifest.layers)
+    push_with_client(f"{tmp_path / 'src'}:1.0", f"{registry.host}/{REPOSITORY}:1.0")
+    proxy.throttle(RATE)
+    proc = _start(tmp_path, "pull", f"{proxy.host}/{REPOSITORY}:1.0", "out.tar", "-q")
+    _wait_until(lambda: proxy.body_bytes("GET", large) >= 1_400_000, "the large layer's download")
+    assert proxy.body_bytes("GET", small) == image.manifest.layers[0].size
+    _stop(proc, signal.SIGKILL)
+    assert not (tmp_path / "out.tar").exists()
+
+    proxy.throttle(None)
+    proxy.reset_counts()
+    second = regtool("pull", f"{proxy.host}/{REPOSITORY}:1.0", "out.tar", "-q", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert proxy.body_bytes("GET", small) == 0, "the placed layer's blob was kept for the resume"
+    assert 0 < proxy.body_bytes("GET", large) < image.manifest.layers[1].size
+    assert not (tmp_path / ".out.tar.regtool-pull").exists()
+    with tarfile.open(tmp_path / "out.tar") as archive:
+        names = [m.name for m in archive.getmembers() if m.name.endswith("/layer.tar")]
+        assert len(names) == 2
+        for name, diff_id in zip(names, image.diff_ids, strict=True):
+            extracted = archive.extractfile(name)
+            assert extracted is not None
+            assert str(Digest.of(extracted.read())) == diff_id

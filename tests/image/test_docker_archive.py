@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -338,10 +339,24 @@ def test_v1_ids_must_be_hex(tmp_path: Path) -> None:
     assert not (tmp_path / "img.tar").exists()
 
 
-def test_archive_is_readable_by_others(tmp_path: Path) -> None:
-    out = write(tmp_path, make_image(1))
-    assert out.stat().st_mode & 0o777 == 0o644
-    assert (tmp_path / "lay-img.tar" / "index.json").stat().st_mode & 0o777 == 0o644
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_the_archive_and_a_layouts_index_are_made_under_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        out = write(tmp_path, make_image(1))
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == mode
+    assert (tmp_path / "lay-img.tar" / "index.json").stat().st_mode & 0o777 == mode
+
+
+def test_a_destination_that_cannot_be_replaced_is_left_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "img.tar").mkdir()
+    (tmp_path / "img.tar" / "kept").write_bytes(b"x")
+    with pytest.raises(IsADirectoryError):
+        write(tmp_path, make_image(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.tar", "lay-img.tar"], "no temporary archive left"
+    assert [p.name for p in (tmp_path / "img.tar").iterdir()] == ["kept"]
 
 
 def test_layers_compressed_in_parallel_equal_the_serial_ones(tmp_path: Path) -> None:

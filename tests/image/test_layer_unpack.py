@@ -10,6 +10,8 @@ import io
 import json
 import lzma
 import os
+import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from regtool.errors import ImageFormatError, IntegrityError, RegtoolError
 from regtool.image import compression, docker_archive, growing_blob
 from regtool.image.blobstore import BlobStore, BlobWriter
 from regtool.image.docker_archive import write_docker_archive
-from regtool.image.layer_unpack import UnpackingStore
+from regtool.image.layer_unpack import Stopped, UnpackingStore
 from regtool.manifest import Manifest, parse_manifest
 from tests.support.images import tar_bytes
 
@@ -165,7 +167,7 @@ def test_layers_arriving_in_order_go_straight_into_the_archive(
     assert _side_files(store) == [] and not (tmp_path / "app.tar").exists()
     assert _finish(store).read_bytes() == reference
     assert fallbacks.calls == 0
-    assert not any(store.has(Digest.of(layer)) for layer in image.layers), "each layer's blob goes once placed"
+    assert all(store.has(Digest.of(layer)) for layer in image.layers), "the blobs stay until the pull ends"
     assert not store.unpack_dir.exists()
 
 
@@ -389,7 +391,7 @@ def test_a_layer_twice_in_the_image_fills_both_places(tmp_path: Path, monkeypatc
     _interleaved(store, [shared, other])
     assert _finish(store).read_bytes() == reference
     assert fallbacks.calls == 0
-    assert not store.has(Digest.of(shared)) and not store.has(Digest.of(other))
+    assert store.has(Digest.of(shared)) and store.has(Digest.of(other))
 
 
 def test_a_download_started_over_writes_its_layer_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -462,3 +464,52 @@ def test_an_image_the_archive_cannot_hold_is_refused_by_finish(tmp_path: Path) -
     assert str(caught.value) == f"{tmp_path / 'app.tar'}: the config lists 1 diff_ids for 2 layers"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
     assert not store.unpack_dir.exists()
+
+
+def test_a_store_opened_after_a_crash_drops_what_the_crashed_one_left(tmp_path: Path) -> None:
+    image = _gzip_image(2)
+    crashed = _store(tmp_path, image)
+    _write(crashed, image.config)
+    _write(crashed, image.layers[1])  # ahead of its turn: a side file beside the temporary archive
+    _eventually(lambda: len(_side_files(crashed)) == 1, "the side file complete")
+    # No close(): the process was killed. The next pull opens a store on the same directory.
+    resumed = _store(tmp_path, image)
+    (archive,) = _unpack_files(resumed)
+    assert archive.endswith(".tmp"), "only the new temporary archive: the old one and the side file are gone"
+    _write(resumed, image.layers[0])
+    _write(resumed, image.layers[1])
+    assert _finish(resumed).read_bytes() == _reference(tmp_path, image).read_bytes()
+
+
+def test_finish_told_to_stop_publishes_nothing(tmp_path: Path) -> None:
+    image = _gzip_image(2)
+    store = _store(tmp_path, image)
+    for blob in (image.config, *image.layers):
+        _write(store, blob)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        _finish_with(store, stop)
+    assert not (tmp_path / "app.tar").exists()
+    assert not store.unpack_dir.exists()
+    assert all(store.has(Digest.of(layer)) for layer in image.layers), "kept for the next run"
+
+
+def _finish_with(store: UnpackingStore, stop: threading.Event) -> Path:
+    try:
+        return store.finish(stop)
+    finally:
+        store.close()
+
+
+def test_the_archive_is_made_as_any_new_file_is_under_the_umask(tmp_path: Path) -> None:
+    image = _gzip_image(1)
+    old = os.umask(0o077)
+    try:
+        store = _store(tmp_path, image)
+        for blob in (image.config, *image.layers):
+            _write(store, blob)
+        path = _finish(store)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

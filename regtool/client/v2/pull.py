@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,8 +126,9 @@ class V2Puller:
                 unpacking = UnpackingStore(work, plan.entry, tags, dest)
             try:
                 await self._fill(ref, layout, plan, tally, chain, store=unpacking)
+                stop = threading.Event()
                 with _writable(dest):
-                    await in_thread(unpacking.finish)
+                    await in_thread(unpacking.finish, stop, on_cancel=stop.set)
             except BaseException as exc:
                 await shielded(in_thread(unpacking.close))
                 # An interrupted or network-failed pull keeps its work layout (and the partial
