@@ -62,7 +62,11 @@ async def in_thread(
             limiter = _default_limiters[loop] = asyncio.Semaphore(DEFAULT_THREADS)
     async with limiter:
         call = _Call(loop, functools.partial(contextvars.copy_context().run, func, *args))
-        _workers.submit(call.run)
+        try:
+            _workers.submit(call.run)
+        except BaseException:  # no thread could be started: the queued call must not run later, unawaited
+            call.claim_before_start()
+            raise
         try:
             return await asyncio.shield(call.future)
         except asyncio.CancelledError as cancelled:

@@ -1,8 +1,9 @@
 """A scriptable HTTP server on 127.0.0.1 for what a real registry will not do on demand.
 
 It speaks real HTTP over real sockets (so the client's threaded blob path is exercised too): each test maps
-``(method, path)`` to a ``Reply`` or a function returning one. A reply can lie about Content-Length or close the
-connection early. Every request is recorded in ``server.requests`` as ``(method, path_with_query, headers)``.
+``(method, path)`` to a ``Reply`` or a function returning one. A reply can lie about Content-Length, close the
+connection early, or stop sending and hold it open. Every request is recorded in ``server.requests`` as
+``(method, path_with_query, headers)``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Reply:
     body: bytes = b""
     content_length: int | None = None  # announce this instead of len(body)
     close_after: int | None = None  # send only this many body bytes, then close
+    stall: threading.Event | None = None  # once the body is sent, hold the connection open (silent) until set
 
 
 Handler = Callable[[str, str, dict[str, str], bytes], Reply]
@@ -80,6 +82,9 @@ def _handler_class(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 return
             data = reply.body if reply.close_after is None else reply.body[: reply.close_after]
             self.wfile.write(data)
+            if reply.stall is not None:
+                self.wfile.flush()
+                reply.stall.wait(60)
             if reply.close_after is not None or announced != len(reply.body):
                 self.wfile.flush()
                 self.close_connection = True

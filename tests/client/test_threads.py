@@ -261,3 +261,20 @@ async def test_a_cancelled_shielded_cleanup_raises_the_cancellation_not_its_own_
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_call_whose_thread_cannot_start_raises_and_never_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "_workers", threads._Workers())  # no idle thread to take the call
+    real_start = threading.Thread.start
+
+    def no_thread(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    ran: list[str] = []
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        await in_thread(ran.append, "the call that failed to start")
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    await in_thread(ran.append, "a later call")  # its thread takes whatever was queued first
+    await asyncio.sleep(0.05)
+    assert ran == ["a later call"]

@@ -301,13 +301,16 @@ class ConnectionPool:
         self._open(scheme, host, port)
 
     def _open(self, scheme: str, host: str, port: int) -> None:
-        conn = self.new(scheme, host, port)
         try:
-            conn.connect()
-        except OSError:
-            conn.close()
-        else:
-            self.put(scheme, host, port, conn)
+            conn = self.new(scheme, host, port)  # a host's broken TLS settings raise here: that request says so
+            try:
+                conn.connect()
+            except OSError:
+                conn.close()
+            else:
+                self.put(scheme, host, port, conn)
+        except Exception:
+            pass
         finally:
             with self._lock:
                 self._opening[(scheme, host, port)] -= 1
@@ -388,6 +391,8 @@ class Exchange:
         method = self._request.method
         for attempt in (0, 1):
             conn = self._source.get(*self._origin) if attempt == 0 else self._source.new(*self._origin)
+            if not self._hold(conn):
+                return
             reused = conn.sock is not None
             try:
                 self._put_head(conn, None if sender is not None else body)
@@ -395,6 +400,7 @@ class Exchange:
                     sender(conn)
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self._finish(reusable=False)
                 conn.close()
                 # A kept-alive (or parked) connection the server closed as the request went out: the request
                 # was not processed, so an idempotent one is sent once more on a fresh connection. Not one whose
@@ -405,6 +411,7 @@ class Exchange:
                 raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
             except BaseException as exc:
                 connected = reused or conn.sock is not None
+                self._finish(reusable=False)
                 conn.close()
                 _reraise(exc, connected=connected)
             self._accept(conn, response)
@@ -413,18 +420,26 @@ class Exchange:
     def open_streaming(self) -> None:
         """Send the request head; the body follows in ``send`` calls, then ``end_streaming``."""
         conn = self._source.get(*self._origin)
+        if not self._hold(conn):
+            return
         reused = conn.sock is not None
         try:
             self._put_head(conn, None)
         except BaseException as exc:
             connected = reused or conn.sock is not None
+            self._finish(reusable=False)
             conn.close()
             _reraise(exc, connected=connected)
+
+    def _hold(self, conn: http.client.HTTPConnection) -> bool:
+        """Make ``conn`` this exchange's while its thread sends and reads, so that ``abandon`` and ``interrupt``
+        reach it; False (the connection closed) when the exchange was abandoned before it started."""
         with self._lock:
-            if self._abandoned:
-                conn.close()
-                return
-            self._conn = conn
+            if not self._abandoned:
+                self._conn = conn
+                return True
+        conn.close()
+        return False
 
     def send(self, piece: bytes, chunked: bool) -> None:
         conn = self._conn
@@ -544,10 +559,28 @@ class Exchange:
             conn.close()
 
     def abandon(self) -> None:
-        """The caller stopped waiting or reading: the connection is closed, now or as soon as the thread has it."""
+        """The caller stopped waiting or reading: the connection is closed, and a thread blocked on it woken."""
         with self._lock:
             self._abandoned = True
+            if self._conn is not None:
+                _interrupt(self._conn)
         self._finish(reusable=False)
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked reading or writing this exchange's connection: that read or write fails at once
+        (the thread then ends the exchange), where it would wait for the server up to the read timeout."""
+        with self._lock:
+            if self._conn is not None:
+                _interrupt(self._conn)
+
+
+def _interrupt(conn: http.client.HTTPConnection) -> None:
+    # A shutdown at the socket's own level, under TLS too (no close_notify to send to a server that is not
+    # reading): a thread blocked in recv or send on it returns at once. Closing alone would not wake it, and
+    # closing a response another thread is reading waits for that read (the buffered reader's lock).
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
 
 
 def exchange_of(response: httpx.Response) -> Exchange | None:

@@ -13,11 +13,14 @@ Only the standard library is imported here: this runs before the command's own i
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import select
 import socket
+import sys
 import threading
 import time
+import types
 from collections.abc import Mapping
 
 __all__ = ["dial_and_park", "dropped", "parked_count", "release_all", "take"]
@@ -135,12 +138,34 @@ def take(scheme: str, host: str, port: int, timeout: float) -> socket.socket | N
 
 def dropped(sock: socket.socket) -> bool:
     """A connection nothing was asked on that reads as ready: the server closed it (or sent something unasked),
-    so it must not carry a request."""
+    so it must not carry a request. A TLS connection that reads as ready may only hold what a TLS 1.3 server
+    sends after the handshake (its session tickets): those are read here, and the connection is kept."""
+    poller = select.poll()  # not select(): it refuses descriptors above FD_SETSIZE, which a busy process has
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        ready = poller.poll(0)
     except (OSError, ValueError):
         return True
-    return bool(readable)
+    if not ready:
+        return False
+    ssl = sys.modules.get("ssl")  # not imported here: a socket can be TLS only once something loaded ssl
+    return not (ssl is not None and isinstance(sock, ssl.SSLSocket) and _only_tls_records(sock, ssl))
+
+
+def _only_tls_records(sock: socket.socket, ssl: types.ModuleType) -> bool:
+    """Whether what ``sock`` holds is TLS records alone (no data, no close), read now without waiting."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock.recv(1)  # data the server sent unasked, or b"" for its close: either way it is not reused
+    except ssl.SSLWantReadError:
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
+    return False
 
 
 def parked_count(scheme: str, host: str, port: int) -> int:

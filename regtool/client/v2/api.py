@@ -233,6 +233,9 @@ class RegistryAPI:
         """Open connections to ``base`` (``scheme://host[:port]``) in the background, up to ``count`` idle."""
         if self.fetcher is None:
             return
+        if self.per_host is not None:
+            # No more than the host's cap lets move at once (``host_slot``): the rest would only be closed.
+            count = min(count, self.per_host * LARGE_WEIGHT)
         url = httpx.URL(base)
         if url.host:
             self.fetcher.pool.preconnect(

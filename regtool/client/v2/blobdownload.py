@@ -230,7 +230,8 @@ class BlobDownloader:
 
         async def fetch() -> int:
             try:
-                return await in_thread(run, limiter=self._threads)
+                # Cancelled (Ctrl-C), the read under way is cut at once, not left to the read timeout.
+                return await in_thread(run, limiter=self._threads, on_cancel=exchange.interrupt)
             except BodyBroken as exc:
                 raise _Broken(box.count - start_count, exc.reason) from None
 

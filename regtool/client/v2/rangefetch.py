@@ -210,8 +210,16 @@ class SplitDownload:
                         budget=budget,
                         keep_body=True,
                     )
+                    exchange = exchange_of(response)
                     try:
-                        await in_thread(self._receive_range, response, part, start, cancel)
+                        await in_thread(
+                            self._receive_range,
+                            response,
+                            part,
+                            start,
+                            cancel,
+                            on_cancel=exchange.interrupt if exchange is not None else None,
+                        )
                     finally:
                         await shielded(response.aclose())
                 continue
