@@ -1,4 +1,5 @@
-"""The distribution spec's grammar for repository names, tags and references (spec.md, "Pulling manifests")."""
+"""The distribution spec's grammar for repository names, tags and references (spec.md, "Pulling manifests"), and
+the decimal numbers a peer sends in headers and query parameters."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ __all__ = [
     "TAG_RE",
     "is_valid_name",
     "is_valid_tag",
+    "parse_decimal",
 ]
 
 NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -27,3 +29,12 @@ def is_valid_name(name: str) -> bool:
 
 def is_valid_tag(tag: str) -> bool:
     return TAG_RE.match(tag) is not None
+
+
+def parse_decimal(text: str | None, *, max_digits: int = 19) -> int | None:
+    """A non-negative decimal number as a peer sends it: ASCII digits only, at most ``max_digits``; None for
+    anything else. (``str.isdigit`` takes "²", which ``int`` refuses, and ``int`` refuses more than 4300 digits:
+    either would fail a request with a ValueError.)"""
+    if text is None or not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
+        return None
+    return int(text)

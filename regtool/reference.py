@@ -28,6 +28,7 @@ __all__ = [
     "DOCKER_TRANSPORT",
     "Reference",
     "is_loopback_host",
+    "official_repository",
     "parse_registry",
     "registry_api_host",
     "split_host_port",
@@ -75,6 +76,14 @@ def registry_api_host(registry: str) -> str:
 
 def _strip_transport(text: str) -> str:
     return text[len(DOCKER_TRANSPORT) :] if text[: len(DOCKER_TRANSPORT)].lower() == DOCKER_TRANSPORT else text
+
+
+def official_repository(registry: str, repository: str) -> str:
+    """``repository`` as ``registry`` names it: on Docker Hub a one-component name is an official image,
+    ``library/<name>`` (``busybox`` is ``library/busybox``); elsewhere unchanged."""
+    if registry.lower() in _DOCKER_HUB_ALIASES and "/" not in repository:
+        return f"library/{repository}"
+    return repository
 
 
 def parse_registry(text: str) -> str:
@@ -139,8 +148,7 @@ class Reference:
             registry, path = DEFAULT_REGISTRY, rest
         if registry in _DOCKER_HUB_ALIASES:
             registry = DEFAULT_REGISTRY
-            if "/" not in path:
-                path = f"library/{path}"
+            path = official_repository(registry, path)
         if not path:
             raise InvalidReference(f"missing repository in reference {text!r}")
         for component in path.split("/"):

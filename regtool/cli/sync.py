@@ -140,7 +140,8 @@ Prune = Annotated[
     bool,
     typer.Option(
         "--prune",
-        help="Delete DEST tags that SOURCE no longer has, in the repositories being synced.",
+        help="Delete DEST tags that SOURCE no longer has, among those the filters take, in the repositories being "
+        "synced (other DEST tags are left alone).",
         rich_help_panel=_MODE,
     ),
 ]

@@ -32,10 +32,12 @@ __all__ = [
     "upload_progress",
 ]
 
-_RANGE_REQUEST_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)$", re.IGNORECASE)
-_UPLOAD_PROGRESS_RE = re.compile(r"^(?:bytes=)?0-(\d{1,19})$")
-_CHUNK_RANGE_RE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/\d+|/\*)?$")
+# ASCII digits, at most 19 of them (any byte offset fits): ``\d`` takes every script's digits, and ``int`` refuses a
+# string of more than 4300 digits, which would otherwise fail a request from the network with a ValueError.
+_RANGE_REQUEST_RE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
+_CONTENT_RANGE_RE = re.compile(r"^bytes\s+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)$", re.IGNORECASE)
+_UPLOAD_PROGRESS_RE = re.compile(r"^(?:bytes=)?0-([0-9]{1,19})$")
+_CHUNK_RANGE_RE = re.compile(r"^(?:bytes[= ])?([0-9]{1,19})-([0-9]{1,19})(?:/[0-9]{1,19}|/\*)?$")
 
 
 def range_request(first: int, last: int | None = None) -> str:

@@ -115,6 +115,9 @@ class ServerConfig:
     enable_v1: bool = True
     enable_v2: bool = True
     latency_ms: float = 0.0
+    # A request body (a blob chunk) that sends nothing for this long is cut off, as nginx's client_body_timeout
+    # does: its upload keeps what arrived, and the session is free for the client's resume.
+    body_timeout: float = 60.0
     upload_purge_age: float | None = None
     # How often the purge looks (distribution's uploadpurging.interval); None: half the age, at most 10 minutes.
     upload_purge_interval: float | None = None

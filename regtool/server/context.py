@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,19 +24,37 @@ __all__ = ["ServerContext", "UploadLocks"]
 
 
 class UploadLocks:
-    """One lock per upload id, so two requests never append to the same upload at once."""
+    """One lock per upload id, so two requests never append to the same upload at once.
+
+    A lock lives only while requests hold it or wait for it: ids that a client made up, uploads that failed or
+    were abandoned leave nothing behind."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+        # upload id -> its lock and how many requests hold it or wait for it
+        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
 
-    def __call__(self, upload_id: str) -> anyio.Lock:
+    @contextlib.asynccontextmanager
+    async def __call__(self, upload_id: str) -> AsyncIterator[None]:
         with self._guard:
-            return self._locks[upload_id]
+            lock, users = self._locks.get(upload_id, (None, 0))
+            lock = lock or anyio.Lock()
+            self._locks[upload_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            with self._guard:
+                users = self._locks[upload_id][1] - 1
+                if users:
+                    self._locks[upload_id] = (lock, users)
+                else:
+                    del self._locks[upload_id]
 
-    def forget(self, upload_id: str) -> None:
+    def __len__(self) -> int:
+        """How many upload ids have a lock now."""
         with self._guard:
-            self._locks.pop(upload_id, None)
+            return len(self._locks)
 
 
 @dataclass(frozen=True)

@@ -151,17 +151,33 @@ def _write_and_hash(writer: FileWriter, hasher: DigestVerifier | None, chunks: l
         hasher.update(data)
 
 
-async def receive_into(request: Request, writer: FileWriter, hasher: DigestVerifier | None) -> int:
+class BodyStalled(ClientDisconnect):
+    """A request body that sent nothing for the idle timeout: handled as a disconnect, and answered if the
+    handler can."""
+
+
+async def receive_into(
+    request: Request, writer: FileWriter, hasher: DigestVerifier | None, *, idle_timeout: float | None = None
+) -> int:
     """Append the request body to ``writer`` (updating ``hasher``) in ~1 MiB writes; return the bytes written.
 
     Writing and hashing run in a worker thread (hashlib releases the GIL on big buffers), so the event loop keeps
-    serving other requests.
+    serving other requests. A body that sends nothing for ``idle_timeout`` seconds is handled as a client that
+    disconnected (BodyStalled, a ClientDisconnect; what arrived kept): it would hold its upload's lock for good.
     """
     total = 0
     pending: list[bytes] = []
     pending_size = 0
+    body = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                with anyio.fail_after(idle_timeout):
+                    chunk = await body.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise BodyStalled() from None
             if not chunk:
                 continue
             pending.append(chunk)

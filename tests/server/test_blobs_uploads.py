@@ -32,6 +32,7 @@ def _code(response: httpx.Response) -> str:
         ("items=0-1", 416, None),
         ("bytes=0-1,5-6", 416, None),
         ("bytes=-0", 416, None),
+        ("bytes=0-" + "9" * 5000, 416, None),  # int() refuses that many digits: never a 500
     ],
 )
 def test_blob_ranges(client: httpx.Client, header: str, status: int, expected: tuple[int, int] | None) -> None:
@@ -115,7 +116,7 @@ def test_close_without_a_valid_digest(client: httpx.Client, query: dict[str, str
 def test_bad_content_ranges_are_416_and_keep_the_upload(client: httpx.Client) -> None:
     location = client.post("/v2/r/blobs/uploads/").headers["location"]
     assert client.patch(location, content=b"0123456789", headers={"Content-Range": "0-9"}).status_code == 202
-    for header in ("garbage", "5-2", "10-", "bytes 10-11/12x"):
+    for header in ("garbage", "5-2", "10-", "bytes 10-11/12x", "10-" + "9" * 5000):
         response = client.patch(location, content=b"ab", headers={"Content-Range": header})
         assert response.status_code == 416, header
     # A range that does not match the body's length is refused and leaves nothing behind.
@@ -209,3 +210,44 @@ def test_a_chunk_cut_short_is_undone(server: RunningServe) -> None:
         assert client.patch(location, content=b"z" * 50, headers={"Content-Range": "100-149"}).status_code == 202
         assert client.put(location, params={"digest": digest_of(blob)}).status_code == 201
         assert client.get(f"/v2/r/blobs/{digest_of(blob)}").content == blob
+
+
+def test_a_body_that_stops_sending_is_cut_and_its_upload_resumes(tmp_path: Path) -> None:
+    with run_serve(tmp_path / "registry", body_timeout=0.5) as server, httpx.Client(base_url=server.url) as client:
+        location = client.post("/v2/r/blobs/uploads/").headers["location"]
+        path = httpx.URL(location).raw_path.decode() if location.startswith("http") else location
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+            stalled.sendall(
+                f"PATCH {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: 1000\r\n\r\n".encode() + b"x" * 400
+            )
+            started = time.monotonic()
+            answer = stalled.recv(65536).decode("latin-1")
+            assert time.monotonic() - started < 5
+        assert answer.startswith("HTTP/1.1 400"), answer[:200]
+        assert "BLOB_UPLOAD_INVALID" in answer
+        # The session is free again (its lock released) and kept what arrived.
+        assert client.get(location).headers["range"] == "0-399"
+        blob = b"x" * 400 + b"y" * 100
+        assert client.patch(location, content=blob[400:]).status_code == 202
+        closed = client.put(location, params={"digest": digest_of(blob)})
+        assert closed.status_code == 201, closed.text
+
+
+def test_upload_locks_live_only_while_held() -> None:
+    import anyio
+
+    from regtool.server.context import UploadLocks
+
+    locks = UploadLocks()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(hold, f"id-{n % 5}")
+        assert len(locks) == 0
+
+    async def hold(upload_id: str) -> None:
+        async with locks(upload_id):
+            await anyio.sleep(0.001)
+
+    anyio.run(main)

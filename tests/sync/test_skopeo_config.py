@@ -87,3 +87,26 @@ def test_bad_files_are_refused_naming_the_file_and_the_key(text: str, fragments:
 def test_an_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read the sync file"):
         load_skopeo_config(tmp_path / "absent.yaml")
+
+
+def test_a_registry_key_with_a_path_puts_its_repositories_below_it() -> None:
+    # skopeo names each image REGISTRY/IMAGE, so the key may carry a path.
+    config = parse_skopeo_config(
+        "host:5000/team:\n  images:\n    app: []\n  images-by-semver:\n    web: '>= 1'\n", where="f"
+    )
+    assert [(s.endpoint, s.repository) for s in config.sources] == [
+        (RegistryEndpoint("host:5000"), "team/app"),
+        (RegistryEndpoint("host:5000"), "team/web"),
+    ]
+
+
+def test_a_tag_regex_keeps_its_leading_flags() -> None:
+    config = parse_skopeo_config("r.example:\n  images-by-tag-regex:\n    app: '(?i)^v1'\n", where="f")
+    assert config.sources[0].tags.select(["v1.0", "V1.2", "xv1", "2"]) == ["v1.0", "V1.2"]
+
+
+def test_docker_hub_names_of_one_component_are_asked_for_as_official_images() -> None:
+    config = parse_skopeo_config("docker.io:\n  images:\n    busybox: []\n    team/app: []\n", where="f")
+    asked = [str(s.endpoint.reference(s.repository, "1")) for s in config.sources]
+    assert asked == ["docker.io/library/busybox:1", "docker.io/team/app:1"]
+    assert [s.repository for s in config.sources] == ["busybox", "team/app"], "the target keeps the name as written"

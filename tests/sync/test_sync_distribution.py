@@ -162,27 +162,59 @@ def test_signatures_and_sboms_cross_the_air_gap_with_their_image(tmp_path: Path,
     assert [(r["status"], r["referrers"]) for r in json.loads(again.stdout)["results"]] == [("skipped", 0)]
 
 
+def _put_tag(url: str, repository: str, source_tag: str, tag: str) -> None:
+    """Tag the manifest ``source_tag`` names as ``tag`` too (the same digest)."""
+    raw = httpx.get(f"{url}/v2/{repository}/manifests/{source_tag}", headers={"Accept": mt.MANIFEST_ACCEPT})
+    put = httpx.put(
+        f"{url}/v2/{repository}/manifests/{tag}",
+        content=raw.content,
+        headers={"Content-Type": raw.headers["Content-Type"]},
+    )
+    assert put.status_code == 201, put.text
+
+
 def test_prune_on_a_registry_that_deletes_only_by_digest(tmp_path: Path, distribution: Distribution) -> None:
     with run_serve(tmp_path / "source", enable_v1=False) as source:
         pushed = seed(source.host, tmp_path / "work")
         assert in_process("sync", f"{source.host}/team/app", distribution.host, "--tags", "1.*").returncode == 0
-        # "old" names a manifest of its own; "alias" the manifest of 1.0.0, which stays.
-        write_image(tmp_path / "old", "old", [{"old.txt": b"gone at the source"}])
-        assert in_process("push", f"{tmp_path / 'old'}:old", f"{distribution.host}/team/app:old").returncode == 0
-        raw = httpx.get(f"{distribution.url}/v2/team/app/manifests/1.0.0", headers={"Accept": mt.MANIFEST_ACCEPT})
-        alias = httpx.put(
-            f"{distribution.url}/v2/team/app/manifests/alias",
-            content=raw.content,
-            headers={"Content-Type": raw.headers["Content-Type"]},
-        )
-        assert alias.status_code == 201, alias.text
+        # "1.9-old" names a manifest of its own; "1.9-alias" the manifest of 1.0.0, which stays; "1.8-a" and
+        # "1.8-b" one manifest between them, both gone at the source; "local" is outside the filter: not this
+        # sync's to prune, though the source lacks it.
+        for tag in ("1.9-old", "local"):
+            write_image(tmp_path / tag, tag, [{"own.txt": tag.encode()}])
+            assert in_process("push", f"{tmp_path / tag}:{tag}", f"{distribution.host}/team/app:{tag}").returncode == 0
+        write_image(tmp_path / "pair", "1.8-a", [{"pair.txt": b"two tags, one manifest"}])
+        assert in_process("push", f"{tmp_path / 'pair'}:1.8-a", f"{distribution.host}/team/app:1.8-a").returncode == 0
+        _put_tag(distribution.url, "team/app", "1.8-a", "1.8-b")
+        _put_tag(distribution.url, "team/app", "1.0.0", "1.9-alias")
 
         proc = in_process(
             "sync", f"{source.host}/team/app", distribution.host, "--tags", "1.*", "--prune", "--keep-going"
         )
-    message = assert_user_error(proc, 1, "1 of 6 failed", "team/app:alias", "also tagged 1.0.0")
-    assert "team/app:old" not in message
-    (pruned,) = [line for line in proc.stdout.splitlines() if line.startswith("pruned ")]
-    assert pruned.split()[3] == f"{distribution.host}/team/app:old"
-    assert tags_at(distribution.url, "team/app") == ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "alias"]
+    message = assert_user_error(proc, 1, "1 of 8 failed", "team/app:1.9-alias", "also tagged 1.0.0")
+    assert "team/app:1.9-old" not in message and "1.8-" not in message
+    pruned = sorted(line.split()[3] for line in proc.stdout.splitlines() if line.startswith("pruned "))
+    assert pruned == [f"{distribution.host}/team/app:{tag}" for tag in ("1.8-a", "1.8-b", "1.9-old")]
+    assert tags_at(distribution.url, "team/app") == ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "1.9-alias", "local"]
     assert digest_at(distribution.url, "team/app", "1.0.0") == str(pushed["team/app:1.0.0"])
+
+
+def test_prune_keeps_a_tag_this_run_copied_that_names_the_pruned_manifest(
+    tmp_path: Path, distribution: Distribution
+) -> None:
+    # A release promoted at the source: 1.0-rc tagged 1.0 as well, then 1.0-rc deleted there.
+    with run_serve(tmp_path / "source", enable_v1=False) as source:
+        write_image(tmp_path / "img", "1.0-rc", [{"app.txt": b"the release"}])
+        assert in_process("push", f"{tmp_path / 'img'}:1.0-rc", f"{source.host}/team/app:1.0-rc").returncode == 0
+        assert in_process("sync", f"{source.host}/team/app", distribution.host).returncode == 0
+        _put_tag(source.url, "team/app", "1.0-rc", "1.0")
+        digest = digest_at(source.url, "team/app", "1.0")
+        assert httpx.delete(f"{source.url}/v2/team/app/manifests/1.0-rc").status_code == 202
+
+        proc = in_process("sync", f"{source.host}/team/app", distribution.host, "--prune")
+    # The registry deletes only by digest, and 1.0, copied by this very run, names that digest: 1.0-rc cannot
+    # go alone, and the run says so instead of deleting the release with it.
+    assert_user_error(proc, 1, "cannot prune", "team/app:1.0-rc", "also tagged 1.0")
+    assert any(line.startswith("copied ") and "team/app:1.0 -> " in line for line in proc.stdout.splitlines())
+    assert tags_at(distribution.url, "team/app") == ["1.0", "1.0-rc"]
+    assert digest_at(distribution.url, "team/app", "1.0") == digest

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import anyio
+import httpx
 
 from regtool.client import Client
 from regtool.reference import Reference
@@ -55,3 +56,15 @@ def test_sync_reads_the_source_through_a_mirror_while_the_source_is_down(tmp_pat
         names = {m["annotations"]["io.containerd.image.name"] for m in index["manifests"]}
         assert names == {f"{source}/team/app:{tag}" for tag in images}
         assert {m["digest"] for m in index["manifests"]} == {str(i.manifest.digest) for i in images.values()}
+
+
+def test_prune_judges_by_the_sources_own_tags_not_a_lagging_mirrors(tmp_path: Path) -> None:
+    with run_serve(None) as source, run_serve(None) as mirror, run_serve(None) as dest:
+        _seed(source.host, tmp_path / "source")
+        _seed(mirror.host, tmp_path / "mirror")
+        assert httpx.delete(f"{mirror.url}/v2/team/app/manifests/2.0").status_code == 202  # the mirror lags
+        assert in_process("sync", f"{source.host}/team/app", f"{dest.host}/copy").returncode == 0
+        pruning = in_process("sync", "--mirror", mirror.host, "--prune", f"{source.host}/team/app", f"{dest.host}/copy")
+        assert pruning.returncode == 0, pruning.stderr
+        assert "pruned" not in pruning.stdout
+        assert tags_at(dest.url, "copy/team/app") == ["1.0", "2.0"]

@@ -137,9 +137,10 @@ def test_prune_deletes_the_tags_the_source_no_longer_has_after_a_dry_run_showed_
     server, pushed = source
     with run_serve(tmp_path / "dest", enable_v1=False, delete_enabled=True) as dest:
         assert in_process("sync", f"{server.host}/team/app", dest.host, "--tags", "1.*").returncode == 0
-        # Tags only the destination has: an old image, and a tag-schema index (a referrers fallback), kept.
+        # Tags only the destination has: an old image the filter takes (pruned), one it leaves out (someone
+        # else's: kept), and a tag-schema index (a referrers fallback: kept).
         raw = httpx.get(f"{dest.url}/v2/team/app/manifests/1.0.0", headers={"Accept": "*/*"})
-        for tag in ("old", "sha256-" + "a" * 64):
+        for tag in ("1.9-old", "local", "sha256-" + "a" * 64):
             put = httpx.put(
                 f"{dest.url}/v2/team/app/manifests/{tag}",
                 content=raw.content,
@@ -150,16 +151,16 @@ def test_prune_deletes_the_tags_the_source_no_longer_has_after_a_dry_run_showed_
 
         dry = in_process("sync", f"{server.host}/team/app", dest.host, "--tags", "1.*", "--prune", "--dry-run")
         assert dry.returncode == 0, dry.stderr
-        assert [line.split()[1] for line in lines(dry.stdout, "would-prune")] == [f"{server.host}/team/app:old"]
+        assert [line.split()[1] for line in lines(dry.stdout, "would-prune")] == [f"{server.host}/team/app:1.9-old"]
         assert tags_at(dest.url, "team/app") == before
 
         dest.requests.clear()
         pruned = in_process("sync", f"{server.host}/team/app", dest.host, "--tags", "1.*", "--prune")
         assert pruned.returncode == 0, pruned.stderr
-        assert [line.split()[1] for line in lines(pruned.stdout, "pruned")] == [f"{server.host}/team/app:old"]
-        assert tags_at(dest.url, "team/app") == sorted(set(before) - {"old"})
+        assert [line.split()[1] for line in lines(pruned.stdout, "pruned")] == [f"{server.host}/team/app:1.9-old"]
+        assert tags_at(dest.url, "team/app") == sorted(set(before) - {"1.9-old"})
         assert digest_at(dest.url, "team/app", "1.0.0") == str(pushed["team/app:1.0.0"])
-        assert [e.path for e in dest.requests.events() if e.method == "DELETE"] == ["/v2/team/app/manifests/old"]
+        assert [e.path for e in dest.requests.events() if e.method == "DELETE"] == ["/v2/team/app/manifests/1.9-old"]
 
 
 SKOPEO_FILE = """\

@@ -20,7 +20,7 @@ from regtool.digest import Digest
 from regtool.errors import InvalidReference, NotFoundError, UsageError
 from regtool.grammar import is_valid_name, is_valid_tag
 from regtool.image.oci_layout import REF_NAME_ANNOTATION, OciLayout
-from regtool.reference import Reference, parse_registry
+from regtool.reference import Reference, official_repository, parse_registry
 
 __all__ = ["DirectoryEndpoint", "Endpoint", "RegistryEndpoint", "join_repository", "parse_endpoint"]
 
@@ -37,7 +37,9 @@ class RegistryEndpoint:
     tag: str | None = None
 
     def reference(self, repository: str, tag: str | None = None) -> Reference:
-        return Reference(self.registry, repository, tag)
+        """Where ``repository`` is asked for (Docker Hub's one-component names are official images); the target
+        repository keeps the name as the user wrote it."""
+        return Reference(self.registry, official_repository(self.registry, repository), tag)
 
     def __str__(self) -> str:
         text = f"{self.registry}/{self.path}" if self.path else self.registry

@@ -390,6 +390,9 @@ class SyncEngine:
         from regtool.client.v2.catalog import list_tags
 
         where = endpoint.reference(repository)
+        if self.options.prune:
+            # What the target loses is judged by the source's own list: a mirror's may lag behind it.
+            return await list_tags(self.api, where)
         return await self.client.read_chain(where).first(f"tags of {where}", lambda at: list_tags(self.api, at.ref))
 
     def _target_repository(self, spec: SourceSpec, source_repository: str) -> str:
@@ -465,7 +468,7 @@ class SyncEngine:
             if self.options.referrers_recheck:
                 return await self._recheck_referrers(skipped, job, source_digest, repo)
             referrers = 0
-            if not self.options.dry_run and _has_tagged_referrers(repo, source_digest):
+            if not self.options.dry_run and await self._shows_referrers(job, repo, source_digest):
                 # A signature added since the last run shows as a new tag at the source: it follows, and the
                 # image, unchanged, is not copied again.
                 referrers = await self._copy_referrers(job, source_digest, repo)
@@ -768,24 +771,29 @@ class SyncEngine:
     # -- prune ------------------------------------------------------------------------------------------
 
     async def _prune(self, repositories: list[_Repository]) -> list[ImageOutcome]:
+        # Only tags the run's filters take: a target tag none of them selects is someone else's, and stays.
         doomed: dict[tuple[str, str], tuple[_Repository, str]] = {}
         for repo in repositories:
             present = set(repo.source_tags)
-            for tag in repo.target_tags or {}:
-                if tag not in present and not is_referrer_tag(tag):
-                    doomed[repo.target, tag] = (repo, tag)
+            for tag in repo.spec.tags.select([t for t in repo.target_tags or {} if t not in present]):
+                doomed[repo.target, tag] = (repo, tag)
+        doomed_in: dict[str, frozenset[str]] = {}
+        for target, tag in doomed:
+            doomed_in[target] = doomed_in.get(target, frozenset()) | {tag}
         outcomes: list[ImageOutcome] = []
 
         async def one(item: tuple[_Repository, str]) -> None:
             repo, tag = item
             job = ImageJob(repo.spec, repo.source, tag, repo.target)
-            outcome = await self._guarded(job.name, self._target_name(job), lambda: self._prune_one(repo, tag))
+            outcome = await self._guarded(
+                job.name, self._target_name(job), lambda: self._prune_one(repo, tag, doomed_in[repo.target])
+            )
             outcomes.append(outcome)
 
         await run_bounded(doomed.values(), one, self.options.images)
         return sorted(outcomes, key=lambda o: o.target)
 
-    async def _prune_one(self, repo: _Repository, tag: str) -> ImageOutcome:
+    async def _prune_one(self, repo: _Repository, tag: str, doomed: frozenset[str]) -> ImageOutcome:
         job = ImageJob(repo.spec, repo.source, tag, repo.target)
         name = self._target_name(job)
         digest = await self._target_digest(job)
@@ -795,13 +803,16 @@ class SyncEngine:
         if isinstance(target, DirectoryEndpoint):
             layout = await in_thread(target.open_layout, repo.target)
             await in_thread(layout.remove_ref, tag)
-        else:
-            await self._delete_tag(target.reference(repo.target, tag), repo)
+        elif digest is not None:  # None: gone already (with another doomed tag's manifest)
+            await self._delete_tag(target.reference(repo.target, tag), doomed)
         return ImageOutcome(job.name, name, PRUNED, digest=digest, reason="gone at the source")
 
-    async def _delete_tag(self, ref: Reference, repo: _Repository) -> None:
+    async def _delete_tag(self, ref: Reference, doomed: frozenset[str]) -> None:
         """DELETE the tag itself (OCI 1.1); where the registry refuses that (distribution 2.x deletes only by
-        digest), delete the manifest by digest, unless a tag that stays names it too."""
+        digest), delete the manifest by digest, unless a tag that stays names it too: any tag the target has now
+        (this run's copies included) but the ``doomed`` ones. A manifest gone meanwhile (deleted with another
+        doomed tag's) is pruned already."""
+        from regtool.client.v2.catalog import list_tags
         from regtool.client.v2.inspect import delete_manifest, resolve_digest
         from regtool.protocol import v2
 
@@ -809,21 +820,42 @@ class SyncEngine:
         try:
             await self.api.send("DELETE", url, what=f"delete of {ref}", expect=(200, 202, 204))
             return
+        except NotFoundError:
+            return
         except IntegrityError:
             # distribution 2.x reads the reference as a digest: DIGEST_INVALID (a DELETE sends no bytes to check).
             pass
         except RegistryError as exc:
             if exc.status not in {400, 405} and "UNSUPPORTED" not in exc.codes:
                 raise
-        digest = await resolve_digest(self.api, ref)
-        staying = [t for t in (repo.target_tags or {}) if t in set(repo.source_tags) or is_referrer_tag(t)]
-        shared = await gather([self._digest_or_none(ref.with_tag(t)) for t in staying])
-        if digest in shared:
-            raise RegistryError(
-                f"cannot prune {ref}: the registry deletes only by digest, and {digest} is also tagged "
-                f"{', '.join(t for t, d in zip(staying, shared, strict=True) if d == digest)}"
-            )
-        await delete_manifest(self.api, ref.with_digest(digest))
+        try:
+            digest = await resolve_digest(self.api, ref)
+            staying = [t for t in await list_tags(self.api, ref) if t not in doomed]
+            shared = await gather([self._digest_or_none(ref.with_tag(t)) for t in staying])
+            if digest in shared:
+                raise RegistryError(
+                    f"cannot prune {ref}: the registry deletes only by digest, and {digest} is also tagged "
+                    f"{', '.join(t for t, d in zip(staying, shared, strict=True) if d == digest)}"
+                )
+            await delete_manifest(self.api, ref.with_digest(digest))
+        except NotFoundError:
+            return
+
+    async def _shows_referrers(self, job: ImageJob, repo: _Repository | None, subject: Digest) -> bool:
+        """Whether the source shows referrers of ``subject`` without being asked for them: a tag-schema or cosign
+        tag in a registry's tag list; in a directory, an entry of the layout naming it as its subject. So a
+        signature added since the last run follows its unchanged image, out of a registry or a directory alike."""
+        if repo is None:
+            return False
+        if repo.referrer_subjects is None:
+            endpoint = job.spec.endpoint
+            if isinstance(endpoint, DirectoryEndpoint):
+                layout = await in_thread(endpoint.open_layout, job.source_repository)
+                repo.referrer_subjects = await in_thread(_layout_referrer_subjects, layout)
+            else:
+                tags = repo.source_tags
+                repo.referrer_subjects = frozenset(tag.partition(".")[0] for tag in tags if is_referrer_tag(tag))
+        return schema_tag(subject) in repo.referrer_subjects
 
     async def _digest_or_none(self, ref: Reference) -> Digest | None:
         from regtool.client.v2.inspect import resolve_digest
@@ -834,13 +866,21 @@ class SyncEngine:
             return None
 
 
-def _has_tagged_referrers(repo: _Repository | None, subject: Digest) -> bool:
-    """Whether the source's tag list (when it was listed) has a tag-schema or cosign tag of ``subject``."""
-    if repo is None:
-        return False
-    if repo.referrer_subjects is None:
-        repo.referrer_subjects = frozenset(tag.partition(".")[0] for tag in repo.source_tags if is_referrer_tag(tag))
-    return schema_tag(subject) in repo.referrer_subjects
+def _layout_referrer_subjects(layout: OciLayout) -> frozenset[str]:
+    """The subjects (``sha256-<hex>``) of what a layout keeps as referrers: its untagged entries that name a
+    subject, and its cosign tags (reads the untagged manifests: call in a thread)."""
+    from regtool.image.oci_layout import REF_NAME_ANNOTATION
+
+    subjects: set[str] = set()
+    for entry in layout.entries():
+        name = entry.annotations.get(REF_NAME_ANNOTATION)
+        if name is None:
+            subject = layout.manifest(entry).subject
+            if subject is not None:
+                subjects.add(schema_tag(subject.digest))
+        elif is_referrer_tag(name):
+            subjects.add(name.partition(".")[0])
+    return frozenset(subjects)
 
 
 def _refuse_overlap(source: DirectoryEndpoint, target: DirectoryEndpoint) -> None:

@@ -2,7 +2,7 @@
 
 ::
 
-    registry.example.com:                # one mapping per source registry
+    registry.example.com:                # one mapping per source registry (host[:port][/path], as skopeo takes it)
       images:                            # repository -> tags (an empty list: every tag)
         busybox: []
         team/app: ["1.0", "1.1"]
@@ -23,22 +23,25 @@ and where it is, so that a typo never silently syncs something else.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from regtool.client.net.credentials import Credentials
-from regtool.client.sync.endpoints import RegistryEndpoint
+from regtool.client.sync.endpoints import RegistryEndpoint, join_repository
 from regtool.client.sync.plan import SourceSpec, TagFilter, compile_pattern
 from regtool.client.sync.semver import SemverRange
 from regtool.errors import InvalidReference, UsageError
 from regtool.grammar import is_valid_name, is_valid_tag
-from regtool.reference import parse_registry
+from regtool.reference import DOCKER_TRANSPORT, parse_registry
 
 __all__ = ["KNOWN_KEYS", "NOT_HONOURED", "SkopeoConfig", "load_skopeo_config", "parse_skopeo_config"]
 
 KNOWN_KEYS = ("images", "images-by-tag-regex", "images-by-semver", "tls-verify", "credentials", "cert-dir")
 NOT_HONOURED = ("cert-dir",)
+# Flags a regular expression sets for all of itself, which Python accepts only at its very start.
+_LEADING_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +82,15 @@ def parse_skopeo_config(text: str, *, where: str) -> SkopeoConfig:
         at = f"{where}: {registry_text}"
         if not isinstance(registry_text, str):
             raise UsageError(f"{where}: registry names are strings, got {registry_text!r}")
+        # skopeo names each image REGISTRY/IMAGE, so a key may carry a path (``host:5000/team``) that every
+        # repository of it lies below.
+        host, _, base = registry_text.strip().removeprefix(DOCKER_TRANSPORT).strip("/").partition("/")
         try:
-            registry = parse_registry(registry_text)
+            registry = parse_registry(host)
         except InvalidReference as exc:
             raise UsageError(f"{at}: {exc}") from None
+        if base and not is_valid_name(base):
+            raise UsageError(f"{at}: invalid repository path {base!r}")
         if not isinstance(body, dict):
             raise UsageError(f"{at}: expected a mapping, got {_kind(body)}")
         unknown = [str(key) for key in body if key not in KNOWN_KEYS]
@@ -115,20 +123,35 @@ def parse_skopeo_config(text: str, *, where: str) -> SkopeoConfig:
                 if not is_valid_tag(tag):
                     raise UsageError(f"{at}: images: {repository}: invalid tag {tag!r}")
             names = tuple(tags) if tags else None
-            sources.append(SourceSpec(endpoint, repository, TagFilter(names=names), credentials=credentials))
+            sources.append(
+                SourceSpec(endpoint, join_repository(base, repository), TagFilter(names=names), credentials=credentials)
+            )
             found += 1
         for repository, pattern in _mapping(body.get("images-by-tag-regex"), f"{at}: images-by-tag-regex").items():
             if not isinstance(pattern, str):
                 raise UsageError(f"{at}: images-by-tag-regex: {repository}: expected a regular expression")
-            # skopeo searches (Go's MatchString), so the expression matches anywhere in the tag unless anchored.
-            include = compile_pattern(f"(?:.*(?:{pattern}).*)", option=f"{at}: images-by-tag-regex: {repository}")
-            sources.append(SourceSpec(endpoint, repository, TagFilter(include=(include,)), credentials=credentials))
+            # skopeo searches (Go's MatchString), so the expression matches anywhere in the tag unless anchored;
+            # its flags (``(?i)``) stay in front, where Python requires them.
+            flags = _LEADING_FLAGS.match(pattern)
+            lead = flags.group() if flags else ""
+            include = compile_pattern(
+                f"{lead}(?:.*(?:{pattern[len(lead) :]}).*)", option=f"{at}: images-by-tag-regex: {repository}"
+            )
+            sources.append(
+                SourceSpec(
+                    endpoint, join_repository(base, repository), TagFilter(include=(include,)), credentials=credentials
+                )
+            )
             found += 1
         for repository, spec in _mapping(body.get("images-by-semver"), f"{at}: images-by-semver").items():
             if not isinstance(spec, str):
                 raise UsageError(f"{at}: images-by-semver: {repository}: expected a semver range")
             semver = SemverRange.parse(spec, where=f"{at}: images-by-semver: {repository}")
-            sources.append(SourceSpec(endpoint, repository, TagFilter(semver=(semver,)), credentials=credentials))
+            sources.append(
+                SourceSpec(
+                    endpoint, join_repository(base, repository), TagFilter(semver=(semver,)), credentials=credentials
+                )
+            )
             found += 1
         if not found:
             raise UsageError(f"{at}: names no images (images, images-by-tag-regex or images-by-semver)")

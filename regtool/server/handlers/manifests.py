@@ -97,8 +97,8 @@ def _acceptable(media_type: str, accept_headers: list[str]) -> bool:
 
 async def _read_limited(request: Request, limit: int) -> bytes:
     too_large = ApiError(ErrorCode.MANIFEST_TOO_LARGE, f"manifest is larger than the limit of {limit} bytes")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = grammar.parse_decimal(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise too_large
     body = bytearray()
     async for chunk in request.stream():

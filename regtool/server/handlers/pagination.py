@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from regtool.grammar import parse_decimal
 from regtool.protocol.errcodes import ErrorCode
 from regtool.server.errors import ApiError
 
@@ -22,13 +23,13 @@ def paginate(request: Request, entries: list[str]) -> tuple[list[str], int | Non
     last = request.query_params.get("last")
     n: int | None = None
     if n_text is not None:
-        if not n_text.isdigit() or int(n_text) > MAX_PAGE:
+        n = parse_decimal(n_text, max_digits=9)
+        if n is None or n > MAX_PAGE:
             raise ApiError(
                 ErrorCode.PAGINATION_NUMBER_INVALID,
                 f"invalid page size n={n_text[:20]!r}: expected 0..{MAX_PAGE}",
                 detail=n_text[:20],
             )
-        n = int(n_text)
     if last:
         entries = [e for e in entries if e > last]
     if n is None:

@@ -28,7 +28,7 @@ from regtool.server.handlers.base import (
     run_sync,
 )
 from regtool.server.storage.driver import ObjectStoreDriver
-from regtool.server.streaming import receive_into
+from regtool.server.streaming import BodyStalled, receive_into
 
 __all__ = ["cancel_upload", "close_upload", "patch_upload", "start_upload", "upload_status"]
 
@@ -67,13 +67,20 @@ async def _append(request: Request, name: str, upload_id: str, size: int) -> int
         )
     writer = await run_sync(registry.upload_writer, upload_id)
     hasher = registry.hashes.for_append(upload_id, size)
+    idle = context(request).config.body_timeout
     try:
-        written = await receive_into(request, writer, hasher)
-    except BaseException:
+        written = await receive_into(request, writer, hasher, idle_timeout=idle)
+    except BaseException as exc:
         if chunk_range is not None:
             # A chunk with a range is all or nothing: the client resends it from the same offset.
             await run_sync(writer.truncate, size)
             registry.hashes.drop(upload_id)
+        if isinstance(exc, BodyStalled):
+            raise ApiError(
+                ErrorCode.BLOB_UPLOAD_INVALID,
+                f"upload {upload_id}: the body sent nothing for {idle:g} s; what arrived is kept (GET the upload's "
+                "status to resume)",
+            ) from None
         raise
     finally:
         # Shielded: a client that disconnects cancels this scope, and the writer must still be closed.
@@ -123,8 +130,6 @@ async def start_upload(request: Request) -> Response:
         except BaseException:
             await run_sync(registry.cancel_upload, upload_id)
             raise
-        finally:
-            context(request).upload_locks.forget(upload_id)
     return _blob_created(name, digest)
 
 
@@ -174,7 +179,6 @@ async def close_upload(request: Request) -> Response:
             return _blob_created(name, digest)
         size = await _append(request, name, upload_id, size)
         await run_sync(registry.commit_upload, name, upload_id, digest, size)
-    locks.forget(upload_id)
     return _blob_created(name, digest)
 
 
@@ -188,5 +192,4 @@ async def cancel_upload(request: Request) -> Response:
     async with context(request).upload_locks(upload_id):
         await run_sync(registry.upload_size, name, upload_id)
         await run_sync(registry.cancel_upload, upload_id)
-    context(request).upload_locks.forget(upload_id)
     return empty(204)

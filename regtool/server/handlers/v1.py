@@ -267,7 +267,7 @@ async def put_layer(request: Request) -> Response:
     upload, writer, json_bytes = await run_sync(store.begin_layer, image_id)
     hasher = _PayloadVerifier(json_bytes)
     try:
-        await receive_into(request, writer, hasher)
+        await receive_into(request, writer, hasher, idle_timeout=context(request).config.body_timeout)
         payload = "sha256:" + hasher.payload.hexdigest()
         await run_sync(store.finish_layer, image_id, upload, writer, hasher, payload)
     except PathNotFound:

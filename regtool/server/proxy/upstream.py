@@ -35,6 +35,7 @@ from regtool.errors import (
     TransportError,
     UsageError,
 )
+from regtool.grammar import parse_decimal
 from regtool.manifest import Manifest
 from regtool.protocol import v2
 from regtool.protocol.errcodes import ErrorCode
@@ -169,8 +170,7 @@ _ACCEPT = {"Accept": mt.MANIFEST_ACCEPT}
 
 
 def _length(response: httpx.Response) -> int | None:
-    value = response.headers.get("Content-Length")
-    return int(value) if value is not None and value.isdigit() else None
+    return parse_decimal(response.headers.get("Content-Length"))
 
 
 def _component(host: str) -> str:

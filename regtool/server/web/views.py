@@ -85,8 +85,7 @@ def _media_type_name(media_type: str) -> str:
 
 
 def _page_number(request: Request) -> int:
-    text = request.query_params.get("page", "1")
-    return int(text) if text.isdigit() and len(text) < 9 else 1
+    return grammar.parse_decimal(request.query_params.get("page"), max_digits=8) or 1
 
 
 def _query(request: Request) -> str:
