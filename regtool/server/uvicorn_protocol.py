@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with ASGI's zero-copy send extension on plain-HTTP connections.
+"""uvicorn's httptools protocol with ASGI's zero-copy send extension on plain-HTTP connections, and a bound on
+a request's head.
 
 Only the message is new: uvicorn keeps doing all of its response logic (Content-Length accounting, completion,
 keep-alive), because after the file has been sent with ``zerocopy.send_file`` the message is finished by handing
@@ -15,7 +16,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from regtool.server.zerocopy import FOLLOW, SENT, ZEROCOPY, send_file
 
-__all__ = ["ZeroCopyHttpToolsProtocol"]
+__all__ = ["MAX_HEAD_BYTES", "ZeroCopyHttpToolsProtocol"]
+
+# The most a request line and its headers may take, as Go's net/http allows (distribution answers 431 beyond it).
+# uvicorn's httptools protocol sets no bound: each connection could make the server hold any amount.
+MAX_HEAD_BYTES = 1 << 20
+_TOO_LARGE = b"request header fields too large"
 
 _Send = Callable[[Any], Awaitable[None]]
 # The parts of uvicorn's RequestResponseCycle that the zero-copy sender reads or updates (as in uvicorn 0.54).
@@ -32,9 +38,31 @@ _CYCLE_STATE = (
 
 
 class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus ``http.response.zerocopysend`` on plain-HTTP connections."""
+    """uvicorn's httptools protocol, plus ``http.response.zerocopysend`` on plain-HTTP connections; a request
+    whose head grows past ``MAX_HEAD_BYTES`` is answered 431 and its connection closed."""
+
+    # Bytes of the current request's head received so far; None once its headers are complete.
+    _head_bytes: int | None = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # A head still incomplete after the parser has taken ``data`` means all of ``data`` was head.
+        if self._head_bytes is None or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE)
+            )
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
+        self._head_bytes = None
         super().on_headers_complete()
         cycle = self.cycle
         # A websocket upgrade returns before a cycle is made, leaving the previous request's in place. The request

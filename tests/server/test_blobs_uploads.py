@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -251,3 +252,20 @@ def test_upload_locks_live_only_while_held() -> None:
             await anyio.sleep(0.001)
 
     anyio.run(main)
+
+
+def test_a_request_head_past_a_mebibyte_is_431_and_a_large_token_is_not(tmp_path: Path) -> None:
+    with run_serve(tmp_path / "registry") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {server.host}\r\nX-Token: {'a' * 16000}\r\n\r\n".encode())
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {server.host}\r\n".encode())
+            answer = b""
+            with contextlib.suppress(OSError):  # the server may close while the rest is still being sent
+                for _ in range(64):
+                    conn.sendall(b"X-Filler: " + b"b" * (64 << 10) + b"\r\n")
+            with contextlib.suppress(OSError):
+                while chunk := conn.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
