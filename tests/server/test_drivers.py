@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from regtool.server.storage import filesystem
 from regtool.server.storage.driver import PathNotFound, StorageDriver
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.inmemory import InMemoryDriver
@@ -139,3 +143,48 @@ def test_filesystem_driver_stays_under_root(tmp_path: Path) -> None:
     assert (tmp_path / "root" / "a" / "b").read_bytes() == b"x"
     assert not [p for p in (tmp_path / "root" / "a").iterdir() if p.name.startswith(".tmp")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+
+
+def test_filesystem_writes_and_deletes_that_race_a_delete_or_write_still_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The interleavings a DELETE racing a PUT produces, forced: the directory removed between its making and the
+    # write; a path that became a directory after it was looked at; a file put into a tree being removed.
+    driver = FilesystemDriver(tmp_path)
+    real_write, real_isdir, real_rmtree = filesystem.write_atomic, os.path.isdir, shutil.rmtree
+    writes: list[str] = []
+
+    def write_after_a_delete(path: str, data: bytes) -> None:
+        writes.append(path)
+        if len(writes) == 1:
+            shutil.rmtree(os.path.dirname(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(filesystem, "write_atomic", write_after_a_delete)
+    driver.put_content("repositories/r/_manifests/tags/t/current/link", b"sha256:x")
+    assert driver.get_content("repositories/r/_manifests/tags/t/current/link") == b"sha256:x"
+    monkeypatch.setattr(filesystem, "write_atomic", real_write)
+
+    driver.put_content("repositories/r/_manifests/tags/u/current/link", b"sha256:y")
+    looked = []
+
+    def stale_isdir(path: str) -> bool:
+        looked.append(path)
+        return False if len(looked) == 1 else real_isdir(path)
+
+    monkeypatch.setattr(os.path, "isdir", stale_isdir)
+    driver.delete("repositories/r/_manifests/tags/u")
+    monkeypatch.setattr(os.path, "isdir", real_isdir)
+    assert "u" not in driver.list("repositories/r/_manifests/tags")
+
+    removals = []
+
+    def rmtree_raced(path: str, *args: object, **kwargs: object) -> None:
+        removals.append(path)
+        if len(removals) == 1:
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", path)
+        real_rmtree(path)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_raced)
+    driver.delete("repositories/r/_manifests/tags/t")
+    assert driver.list("repositories/r/_manifests/tags") == []

@@ -20,6 +20,9 @@ from regtool.server.storage.paths import check_path
 
 __all__ = ["FilesystemDriver"]
 
+# Tries of a write or delete that a concurrent delete or write under the same directory made fail.
+_RACE_ATTEMPTS = 3
+
 
 class _FileWriter:
     __slots__ = ("_file", "_path")
@@ -74,8 +77,15 @@ class FilesystemDriver:
 
     def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        write_atomic(full, data)
+        for attempt in range(_RACE_ATTEMPTS):
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            try:
+                write_atomic(full, data)
+                return
+            except FileNotFoundError:
+                # A delete of the directory (a tag's, a repository's) ran between the two steps: make it again.
+                if attempt == _RACE_ATTEMPTS - 1:
+                    raise
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         full = self._full(path)
@@ -124,10 +134,16 @@ class FilesystemDriver:
 
     def delete(self, path: str) -> None:
         full = self._full(path)
-        try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(f"storage path {path!r} not found") from None
+        for attempt in range(_RACE_ATTEMPTS):
+            try:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                else:
+                    os.unlink(full)
+                return
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFound(f"storage path {path!r} not found") from None
+            except OSError as exc:
+                # A concurrent write made a directory of the path, or put a file into the tree being removed.
+                if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY) or attempt == _RACE_ATTEMPTS - 1:
+                    raise
