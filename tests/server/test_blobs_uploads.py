@@ -269,3 +269,14 @@ def test_a_request_head_past_a_mebibyte_is_431_and_a_large_token_is_not(tmp_path
                 while chunk := conn.recv(65536):
                     answer += chunk
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+
+
+def test_a_close_bringing_bytes_to_an_unknown_session_is_404_even_for_a_blob_the_repository_has(
+    client: httpx.Client,
+) -> None:
+    blob = random_blob(500)
+    push_blob(client, "r", blob)
+    phantom = "/v2/r/blobs/uploads/0b5c0b1e-6d6e-4a8c-9d73-0c4c1e6f2a11"
+    refused = client.put(phantom, params={"digest": digest_of(blob)}, content=b"bytes nobody checked")
+    assert refused.status_code == 404
+    assert _code(refused) == "BLOB_UPLOAD_UNKNOWN"

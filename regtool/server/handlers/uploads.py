@@ -171,8 +171,9 @@ async def close_upload(request: Request) -> Response:
             size = await run_sync(registry.upload_size, name, upload_id)
         except ApiError as exc:
             # A close repeated after its upload was stored (the answer was lost, or the retry went to another
-            # instance) is answered as the first one was.
-            if exc.code is not ErrorCode.BLOB_UPLOAD_UNKNOWN:
+            # instance) is answered as the first one was: one that brings no bytes, as a retried close does. One
+            # that brings a chunk is for a session that must exist; its bytes are not thrown away unchecked.
+            if exc.code is not ErrorCode.BLOB_UPLOAD_UNKNOWN or _has_body(request):
                 raise
             if await run_sync(registry.committed_upload, name, upload_id, digest) is None:
                 raise
@@ -180,6 +181,11 @@ async def close_upload(request: Request) -> Response:
         size = await _append(request, name, upload_id, size)
         await run_sync(registry.commit_upload, name, upload_id, digest, size)
     return _blob_created(name, digest)
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length != "0")
 
 
 async def cancel_upload(request: Request) -> Response:
