@@ -221,7 +221,7 @@ complete -c regtool -n '__fish_seen_subcommand_from sync' -l no-referrers -d 'Le
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l artifact-type -x -d 'Copy only referrers of this artifact type (repeatable).'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l referrers-recheck -d 'Also ask SOURCE for the referrers of every tag DEST has already, and copy the ones DEST lacks (a signature attached later by the referrers API alone).'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l immutable-tags -d 'A tag DEST has already is skipped without asking SOURCE (tags never move).'
-complete -c regtool -n '__fish_seen_subcommand_from sync' -l prune -d 'Delete DEST tags that SOURCE no longer has, in the repositories being synced.'
+complete -c regtool -n '__fish_seen_subcommand_from sync' -l prune -d 'Delete DEST tags that SOURCE no longer has, among those the filters take, in the repositories being synced (other DEST tags are left alone).'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l dry-run -d 'Show what would be copied, skipped and pruned; write nothing.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l keep-going -d 'Go on past a failed image; exit non-zero at the end, naming each failure.'
 complete -c regtool -n '__fish_seen_subcommand_from sync' -l rate-limit-floor -x -d 'Keep N requests of a quota a registry states (RateLimit-Remaining, Docker Hub\'s ratelimit-remaining) in hand: slow down near it, pause at it until the quota refills.'
