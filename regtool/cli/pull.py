@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regtool.cli.app import app
-from regtool.cli.console import emit_json, run, stderr, stdout
+from regtool.cli.console import emit_json, handle_errors, run, stderr, stdout
 from regtool.cli.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -196,7 +196,13 @@ def pull(
             # The library ends with a "summary" progress event (a JSON line under --json).
             result = run(main, json_lines=json_output)
         if to_stdout:
-            _send_to_stdout(Path(result.dest))
+            try:
+                _send_to_stdout(Path(result.dest))
+            except BrokenPipeError:
+                raise  # a reader that stopped reading (``| head``): the run ends quietly, see app.RegtoolGroup
+            except OSError as exc:
+                with handle_errors(json_lines=json_output):  # stdout on a full disk: one line, not a traceback
+                    raise exc from None
             result = dataclasses.replace(result, dest="-")
     if to_stdout:
         # stdout carries the archive, so the result goes to stderr (under --json it was the "summary" event).

@@ -31,7 +31,7 @@ def normalise_registry(text: str) -> str:
     value = text.strip()
     if "://" in value:
         value = urlsplit(value).netloc
-    value = value.split("/", 1)[0].strip()
+    value = value.split("/", 1)[0].strip().lower()  # host names are case-insensitive; lookups use lower case
     if not value:
         raise UsageError(f"not a registry host: {text!r}")
     return DEFAULT_REGISTRY if value in _HUB_ALIASES else value

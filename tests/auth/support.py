@@ -49,7 +49,10 @@ elif action == "store":
     data[entry["ServerURL"]] = [entry["Username"], entry["Secret"]]
     json.dump(data, open(store, "w"))
 elif action == "erase":
-    data.pop(text.strip(), None)
+    if text.strip() not in data:  # as the real helpers (osxkeychain, pass, desktop) answer
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    data.pop(text.strip())
     json.dump(data, open(store, "w"))
 """
 

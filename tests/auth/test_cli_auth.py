@@ -108,6 +108,30 @@ def test_login_through_the_configured_credential_helper(
     assert tags.returncode == 3  # authenticated through the helper; the repository does not exist
     assert in_process("logout", basic_serve.host).returncode == 0
     assert json.loads((tmp_path / "store.json").read_text()) == {}
+    # The helper holds nothing for the host now (it says "credentials not found"): not logged in, as docker says.
+    again = in_process("logout", basic_serve.host)
+    assert (again.returncode, again.stdout.strip()) == (0, f"Not logged in to {basic_serve.host}")
+
+
+def test_a_host_typed_in_capitals_logs_in_for_the_host(basic_serve: AuthServe) -> None:
+    shouted = basic_serve.host.replace("127.0.0.1", "LOCALHOST")
+    done = in_process("login", shouted, "-u", "alice", "--password-stdin", stdin=SECRET + "\n")
+    assert done.returncode == 0, done.stderr
+    lower = shouted.lower()
+    assert list(json.loads(_config_path().read_text())["auths"]) == [lower]
+    for host in (lower, shouted):
+        tags = in_process("tags", f"{host}/team/app")
+        assert tags.returncode == 3, tags.stderr  # authenticated; the repository does not exist
+
+
+def test_login_through_a_symlinked_config_updates_the_file_it_points_to(basic_serve: AuthServe, tmp_path: Path) -> None:
+    kept = write_docker_config(tmp_path / "dotfiles", {"auths": {}})
+    _config_path().parent.mkdir(parents=True, exist_ok=True)
+    _config_path().symlink_to(kept)
+    done = in_process("login", basic_serve.host, "-u", "alice", "--password-stdin", stdin=SECRET + "\n")
+    assert done.returncode == 0, done.stderr
+    assert _config_path().is_symlink()
+    assert basic_serve.host in json.loads(kept.read_text())["auths"]
 
 
 def test_login_without_a_password_source_is_a_usage_error(basic_serve: AuthServe) -> None:

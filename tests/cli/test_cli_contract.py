@@ -198,6 +198,16 @@ def test_a_pull_to_a_closed_stdout_ends_quietly(tmp_path: Path, serve: RunningSe
     assert not (tmp_path / "-").exists()
 
 
+def test_a_pull_to_a_full_stdout_is_one_line_not_a_traceback(tmp_path: Path, serve: RunningServe) -> None:  # noqa: F811
+    _pushed(tmp_path, serve)
+    with open("/dev/full", "wb") as full:
+        proc = regtool_bytes("pull", f"{serve.host}/team/app:1.0", "-", "-q", *HTTP, cwd=tmp_path, stdout=full.fileno())
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "No space left on device" in line
+    assert proc.returncode != 0
+
+
 # -- help --------------------------------------------------------------------------------------------------------
 
 

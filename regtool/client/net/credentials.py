@@ -74,7 +74,7 @@ def _normalise_key(key: str) -> str:
     # Older clients wrote "https://host/v1/" or "http://host"; docker compares the host part.
     if "://" in key:
         key = urlsplit(key).netloc or key
-    key = key.rstrip("/")
+    key = key.rstrip("/").lower()  # host names are case-insensitive
     return "docker.io" if key in _HUB_NAMES else key
 
 
@@ -115,8 +115,10 @@ class DockerConfig:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(self.path, (json.dumps(data, indent="\t") + "\n").encode(), mode=0o600)
+        # Through a symlink (a dotfile manager's), as docker does: the file it points to is the one replaced.
+        path = self.path.resolve()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(path, (json.dumps(data, indent="\t") + "\n").encode(), mode=0o600)
 
     def helper_for(self, registry: str) -> str | None:
         data = self._load()
@@ -169,8 +171,13 @@ class DockerConfig:
         helper = self.helper_for(registry)
         removed = False
         if helper is not None:
-            _run_helper(helper, "erase", config_key(registry))
-            removed = True
+            try:
+                _run_helper(helper, "erase", config_key(registry))
+                removed = True
+            except AuthError as exc:
+                # Nothing stored there: "not logged in" (as docker says), and config.json's own entry still goes.
+                if not _not_found(exc):
+                    raise
         data = self._load()
         auths = data.get("auths")
         if isinstance(auths, dict):
@@ -228,11 +235,16 @@ def _run_helper(name: str, action: str, stdin: str) -> str:
     return done.stdout
 
 
+def _not_found(exc: AuthError) -> bool:
+    """A helper's answer for a host it holds nothing for (docker-credential-helpers' ErrCredentialsNotFound)."""
+    return "credentials not found" in str(exc).lower()
+
+
 def _helper_get(name: str, server_url: str) -> Credentials | None:
     try:
         out = _run_helper(name, "get", server_url)
     except AuthError as exc:
-        if "credentials not found" in str(exc).lower():
+        if _not_found(exc):
             return None
         raise
     try:
