@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 from regtool import mediatypes as mt
 from regtool.digest import Digest, DigestVerifier
-from regtool.errors import ImageFormatError, IntegrityError, NotFoundError
+from regtool.errors import ImageFormatError, IntegrityError, InvalidReference, NotFoundError
 from regtool.image.archive_layers import LayerCompression, archive_errors
 from regtool.image.archive_writer import ArchiveWriter, V1Image, parse_config, plan_archive, synthetic_v1_ids
 from regtool.image.blobstore import BlobStore
@@ -41,6 +41,7 @@ from regtool.image.compression import Compression, GzipResult, open_decompressed
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import BlobStoreSource
 from regtool.manifest import Manifest, ManifestError, parse_manifest
+from regtool.reference import Reference
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -189,12 +190,30 @@ def _pick_entry(entries: list[Any], ref: str | None, archive: Path) -> dict[str,
             return entries[0]
         names = ", ".join(t for e in entries for t in _repo_tags(e)) or "untagged images"
         raise ImageFormatError(f"docker-archive {archive} holds {len(entries)} images; pick one of: {names}")
-    for entry in entries:
-        for tag in _repo_tags(entry):
-            if tag in {ref, f"{ref}:latest"} or tag.endswith((f"/{ref}", f":{ref}")):
-                return dict(entry)
+    # The name as docker reads it (busybox is docker.io/library/busybox:latest) matches first; else a shorter
+    # form that ends one of the image's tags (":1.0", "app:1.0"), which must then name one image only.
+    wanted = _normalised(ref)
+    exact = [e for e in entries if wanted is not None and wanted in {_normalised(t) for t in _repo_tags(e)}]
+    if not exact:
+        exact = [
+            e
+            for e in entries
+            if any(t in {ref, f"{ref}:latest"} or t.endswith((f"/{ref}", f":{ref}")) for t in _repo_tags(e))
+        ]
+    if len(exact) == 1:
+        return dict(exact[0])
+    if len(exact) > 1:
+        names = ", ".join(t for e in exact for t in _repo_tags(e))
+        raise ImageFormatError(f"{ref!r} names {len(exact)} images in docker-archive {archive}; pick one of: {names}")
     names = ", ".join(t for e in entries for t in _repo_tags(e)) or "none"
     raise NotFoundError(f"no image {ref!r} in docker-archive {archive} (it has: {names})")
+
+
+def _normalised(name: str) -> str | None:
+    try:
+        return str(Reference.parse(name))
+    except InvalidReference:
+        return None
 
 
 def read_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | None = None) -> DockerArchiveSource:

@@ -254,6 +254,36 @@ def test_picking_an_image_by_tag(tmp_path: Path) -> None:
         read_docker_archive(archive, "three")
 
 
+def test_picking_an_image_as_docker_names_it_and_refusing_an_ambiguous_name(tmp_path: Path) -> None:
+    # docker save writes short names: busybox:latest is docker.io/library/busybox:latest, team/app:1.0 is
+    # docker.io/team/app:1.0; and two images may share a tag's suffix.
+    images = {
+        ("busybox:latest", "team/app:1.0"): make_image(1, seed="a"),
+        ("other/app:1.0",): make_image(1, seed="b"),
+    }
+    files: dict[str, bytes] = {}
+    entries = []
+    for n, (tags, image) in enumerate(images.items()):
+        name = f"{Digest.of(image.config).encoded}.json"
+        files[name] = image.config
+        files[f"l{n}/layer.tar"] = image.tars[0]
+        entries.append({"Config": name, "RepoTags": list(tags), "Layers": [f"l{n}/layer.tar"]})
+    files["manifest.json"] = json.dumps(entries).encode()
+    archive = build_tar(tmp_path / "a.tar", files)
+    first, second = (Digest.of(image.config) for image in images.values())
+    for ref, config in (
+        ("docker.io/library/busybox:latest", first),
+        ("library/busybox", first),
+        ("docker.io/team/app:1.0", first),
+        ("other/app:1.0", second),
+    ):
+        with read_docker_archive(archive, ref) as src:
+            assert src.root.config is not None and src.root.config.digest == config, ref
+    for ambiguous in ("1.0", "app:1.0"):
+        with pytest.raises(ImageFormatError, match=rf"'{ambiguous}' names 2 images"):
+            read_docker_archive(archive, ambiguous)
+
+
 @pytest.mark.interop
 def test_skopeo_accepts_the_archive(tmp_path: Path) -> None:
     skopeo = require_binary("skopeo")
