@@ -2,7 +2,7 @@
 # Use: source this file, or copy it to /usr/share/bash-completion/completions/regtool
 
 _regtool() {
-    local cur prev cmd i pos skip
+    local cur prev cmd i pos skip join
     COMPREPLY=()
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
@@ -57,9 +57,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
@@ -130,9 +132,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--from-protocol --to-protocol --platform --mount-from --referrers --chunk-size -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --src-username --src-password-stdin --dest-username --dest-password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --from-protocol|--to-protocol|--platform|--mount-from|--chunk-size|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--src-username|--dest-username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
@@ -174,9 +178,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
@@ -249,9 +255,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--raw --platform --protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --platform|--protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
@@ -284,9 +292,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
@@ -304,9 +314,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--json -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --no-value-options) skip=1 ;;
                     -*) ;;
@@ -339,9 +351,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
@@ -403,9 +417,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--format --platform --all-platforms --protocol -j --jobs --v1-jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --format|--platform|--protocol|-j|--jobs|--v1-jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
@@ -461,9 +477,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--mount-from --chunk-size --protocol -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --mount-from|--chunk-size|--protocol|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout) skip=1 ;;
                     -*) ;;
@@ -592,9 +610,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--config --host --port --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --no-storage-redirect --read-only --max-manifest-size --latency --no-v1 --no-v2 --quiet -q --upload-purge-age --htpasswd --token-auth --anonymous-pull --auth-acl --token-realm --token-service --token-issuer --token-ttl --token-key --token-cert --tls-cert --tls-key --no-web --web-prefix --proxy-remote --proxy-username --proxy-password-file --proxy-ttl --proxy-max-size --redis --no-metrics --debug-addr --gc-interval --gc-delay --gc-delete-untagged -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --config|--host|--port|--root|--storage|--s3-endpoint|--s3-bucket|--s3-region|--s3-root|--max-manifest-size|--latency|--upload-purge-age|--htpasswd|--auth-acl|--token-realm|--token-service|--token-issuer|--token-ttl|--token-key|--token-cert|--tls-cert|--tls-key|--web-prefix|--proxy-remote|--proxy-username|--proxy-password-file|--proxy-ttl|--proxy-max-size|--redis|--debug-addr|--gc-interval|--gc-delay) skip=1 ;;
                     -*) ;;
@@ -643,9 +663,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--config --root --storage --s3-endpoint --s3-bucket --s3-region --s3-root --s3-path-style --redis --dry-run -d --delete-untagged -m --delay --json -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --config|--root|--storage|--s3-endpoint|--s3-bucket|--s3-region|--s3-root|--redis|--delay) skip=1 ;;
                     -*) ;;
@@ -721,9 +743,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--config --repos --tags --exclude --semver --platform --preserve-digests --no-referrers --artifact-type --referrers-recheck --immutable-tags --prune --dry-run --keep-going --rate-limit-floor -j --jobs --retries --json -q --quiet -v --verbose --timeline --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --config|--repos|--tags|--exclude|--semver|--platform|--artifact-type|--rate-limit-floor|-j|--jobs|--retries|--timeline|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;
@@ -772,9 +796,11 @@ _regtool() {
                 COMPREPLY=($(compgen -W "--protocol --retries --json -v --verbose --plain-http --insecure --ca-cert -u --username --password-stdin --timeout --connect-timeout --registries-conf --mirror -h --help" -- "$cur"))
                 return
             fi
-            pos=0; skip=0
+            pos=0; skip=0; join=0
             for ((i = i + 1; i < COMP_CWORD; i++)); do
                 if ((skip)); then skip=0; continue; fi
+                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi
+                if ((join)); then join=0; continue; fi
                 case "${COMP_WORDS[i]}" in
                     --protocol|--retries|--ca-cert|-u|--username|--timeout|--connect-timeout|--registries-conf|--mirror) skip=1 ;;
                     -*) ;;

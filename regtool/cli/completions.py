@@ -242,7 +242,7 @@ def render_bash(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
         f"# Use: source this file, or copy it to /usr/share/bash-completion/completions/{PROGRAM}",
         "",
         f"_{PROGRAM}() {{",
-        "    local cur prev cmd i pos skip",
+        "    local cur prev cmd i pos skip join",
         "    COMPREPLY=()",
         '    cur="${COMP_WORDS[COMP_CWORD]}"',
         '    prev="${COMP_WORDS[COMP_CWORD-1]}"',
@@ -282,12 +282,15 @@ def render_bash(root: CommandSpec, commands: Sequence[CommandSpec]) -> str:
         ]
         if command.arguments:
             # Which positional argument is being completed: count the words after the command that are
-            # neither options nor an option's value.
+            # neither options nor an option's value. bash splits words at ":" (COMP_WORDBREAKS), so an image
+            # reference (host:5000/app:1.0) arrives as several: a ":" and the word after it continue the last one.
             value_names = "|".join(command.value_options) or "--no-value-options"
             out += [
-                "            pos=0; skip=0",
+                "            pos=0; skip=0; join=0",
                 "            for ((i = i + 1; i < COMP_CWORD; i++)); do",
                 "                if ((skip)); then skip=0; continue; fi",
+                '                if [[ "${COMP_WORDS[i]}" == ":" ]]; then join=1; continue; fi',
+                "                if ((join)); then join=0; continue; fi",
                 '                case "${COMP_WORDS[i]}" in',
                 f"                    {value_names}) skip=1 ;;",
                 "                    -*) ;;",

@@ -77,6 +77,9 @@ def test_bash_script_completes(tmp_path: Path) -> None:
     assert _bash_complete(["regtool", "pull", ""], tmp_path) == []
     assert sorted(_bash_complete(["regtool", "pull", "-j", "4", "img", ""], tmp_path)) == ["image.tar", "layout"]
     assert _bash_complete(["regtool", "push", "la"], tmp_path) == ["layout"]
+    # bash splits an image reference at its colons: the pieces are one argument, and DEST comes after them.
+    split = ["127.0.0.1", ":", "5055/team/app", ":", "1.0"]
+    assert sorted(_bash_complete(["regtool", "pull", *split, ""], tmp_path)) == ["image.tar", "layout"]
 
 
 @pytest.mark.interop
