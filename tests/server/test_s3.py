@@ -269,3 +269,20 @@ def test_a_store_gone_away_is_a_storage_fault_not_a_bug(s3_bucket: S3Bucket) -> 
         response = http.get(f"/v2/r/blobs/{digest}")
         assert response.status_code == 507
         assert response.json()["errors"][0]["message"] == f"storage unreachable while handling GET /v2/r/blobs/{digest}"
+
+
+def test_a_blob_copy_left_unfinished_does_not_pass_for_the_blob(s3_bucket: S3Bucket) -> None:
+    # An instance killed while its multipart copy into the blob store ran leaves that multipart upload at the
+    # blob's key: the blob is not stored, and a later push of it must store it for real.
+    blob = random_blob(4096)
+    digest = digest_of(blob)
+    data = f"blobs/sha256/{digest[7:9]}/{digest[7:]}/data"
+    store = S3Driver(s3_bucket.settings)
+    store.client.create_multipart_upload(Bucket=store.bucket, Key=store.key(data))
+    with pytest.raises(PathNotFound):
+        store.stat(data)
+    with run_serve(None, storage="s3", s3=s3_bucket.settings) as server, httpx.Client(base_url=server.url) as http:
+        assert http.head(f"/v2/r/blobs/{digest}").status_code == 404
+        assert push_blob(http, "r", blob) == digest
+        fetched = http.get(f"/v2/r/blobs/{digest}", follow_redirects=True)
+        assert (fetched.status_code, fetched.content) == (200, blob)

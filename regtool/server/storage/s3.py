@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar
 from regtool.errors import UsageError
 from regtool.server.config import S3_MIN_PART_SIZE, S3Settings
 from regtool.server.storage.driver import FileInfo, PathNotFound
-from regtool.server.storage.paths import check_path
+from regtool.server.storage.paths import BLOBS, check_path
 
 __all__ = ["MIN_PART_SIZE", "S3Driver", "make_s3_client"]
 
@@ -270,7 +270,9 @@ class S3Driver:
             return FileInfo(path, int(head["ContentLength"]), False, head["LastModified"].timestamp())
         if self._has_children(key):
             return FileInfo(path, 0, True, 0.0)
-        pending = self.pending_upload(key)
+        # Blob data is only ever the destination of a move, whose multipart copy is no file until it completes:
+        # one in progress, or left by an instance that died mid-copy, must not read as a stored blob.
+        pending = None if path.startswith(f"{BLOBS}/") else self.pending_upload(key)
         if pending is not None:
             size, modified = pending.progress()
             return FileInfo(path, size, False, modified)
