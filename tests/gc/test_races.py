@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from regtool import mediatypes as mt
+from regtool.digest import Digest
 from regtool.server.gc import GcOptions, Removal, collect_garbage
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry
 from tests.gc.conftest import Filled, stored_blobs
 from tests.server.helpers import image_manifest, push_blob, push_manifest
+from tests.support.serve import run_serve
 
 
 def test_a_manifest_tagged_during_the_sweep_stays_whole(filled: Filled) -> None:
@@ -54,3 +58,39 @@ def test_blobs_pushed_during_the_sweep_wait_for_their_manifest(filled: Filled) -
         raw = image_manifest(config, [layer])
         assert push_manifest(client, "late", "1", raw, mt.OCI_MANIFEST).status_code == 201
         assert client.get(f"/v2/late/blobs/{pushed[1]}").content == layer
+
+
+def test_a_referrer_pushed_while_its_repository_is_read_keeps_its_referrers_entry(tmp_path: Path) -> None:
+    # The push lands between the collector's reads of one repository: its revision and its entry both written
+    # after some of the repository was listed.
+    root = tmp_path / "registry"
+    with run_serve(root) as server, httpx.Client(base_url=server.url) as client:
+        config, layer = b"{}", b"the subject's layer" * 30
+        for blob in (config, layer):
+            push_blob(client, "team/app", blob)
+        subject = image_manifest(config, [layer])
+        assert push_manifest(client, "team/app", "v1", subject, mt.OCI_MANIFEST).status_code == 201
+        subject_digest = str(Digest.of(subject))
+        signature = image_manifest(
+            config,
+            [],
+            artifact_type="application/example.sig",
+            subject={"mediaType": mt.OCI_MANIFEST, "digest": subject_digest, "size": len(subject)},
+        )
+        signature_digest = str(Digest.of(signature))
+        lists: list[str] = []
+
+        class PushingMidRead(FilesystemDriver):
+            def list(self, path: str) -> list[str]:
+                if path == "repositories/team/app/_layers":
+                    lists.append(path)
+                    if len(lists) == 2:  # the sweep's own read of the repository
+                        pushed = push_manifest(client, "team/app", signature_digest, signature, mt.OCI_MANIFEST)
+                        assert pushed.status_code == 201, pushed.text
+                return super().list(path)
+
+        report = collect_garbage(Registry(PushingMidRead(root)), GcOptions())
+        assert len(lists) >= 2, "the push landed mid-read"
+        assert "referrer-entry" not in [r.kind for r in report.removed]
+        found = client.get(f"/v2/team/app/referrers/{subject_digest}").json()["manifests"]
+        assert [m["digest"] for m in found] == [signature_digest]

@@ -113,6 +113,13 @@ class _Run:
         except PathNotFound:
             return False
 
+    def exists(self, path: str) -> bool:
+        try:
+            self.driver.stat(path)
+        except PathNotFound:
+            return False
+        return True
+
     def reused(self, digest: Digest) -> bool:
         """Whether a write re-used blob ``digest`` within the grace period (``BlobStore.mark_used``: its bytes
         uploaded again, a mount), read just before removing it."""
@@ -200,6 +207,10 @@ class _Run:
                 if entry.referrer in repository.revisions or (name, entry.referrer) in dead:
                     continue  # its manifest is there, or (a dry run) the entry went with it in phase 1
                 if not self.options.dry_run:
+                    # A referrer pushed while the repository was read writes its revision, then this entry:
+                    # an entry within the grace period, or whose revision is there now, stays.
+                    if not self.old(entry.path) or self.exists(paths.manifest_revision(name, entry.referrer)):
+                        continue
                     try:
                         self.driver.delete(entry.path)
                     except PathNotFound:

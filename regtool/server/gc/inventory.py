@@ -112,6 +112,16 @@ def read_repository(driver: StorageDriver, name: str) -> RepositoryInventory:
             inventory.tags[tag] = Digest.parse(driver.get_content(paths.tag_link(name, tag)).decode())
         except (PathNotFound, InvalidDigest, UnicodeDecodeError):
             continue
+    # Referrers entries before the revisions: a manifest put writes its revision, then its entry, so every entry
+    # read here whose revision was already written is found among the revisions read next.
+    referrers = f"{paths.repository_dir(name)}/_referrers"
+    for subject in _digests_under(driver, referrers):
+        directory = paths.referrers_dir(name, subject)
+        for entry in children(driver, directory):
+            algorithm, _, encoded = entry.partition("-")
+            referrer = _digest(algorithm, encoded)
+            if referrer is not None:
+                inventory.referrers.append(ReferrerEntry(subject, referrer, f"{directory}/{entry}"))
     revisions = f"{paths.repository_dir(name)}/_manifests/revisions"
     for digest in _digests_under(driver, revisions):
         link = paths.manifest_revision(name, digest)
@@ -126,14 +136,6 @@ def read_repository(driver: StorageDriver, name: str) -> RepositoryInventory:
         info = _stat(driver, paths.layer_link(name, digest))
         if info is not None:
             inventory.links[digest] = info.modified
-    referrers = f"{paths.repository_dir(name)}/_referrers"
-    for subject in _digests_under(driver, referrers):
-        directory = paths.referrers_dir(name, subject)
-        for entry in children(driver, directory):
-            algorithm, _, encoded = entry.partition("-")
-            referrer = _digest(algorithm, encoded)
-            if referrer is not None:
-                inventory.referrers.append(ReferrerEntry(subject, referrer, f"{directory}/{entry}"))
     return inventory
 
 
