@@ -211,3 +211,23 @@ def test_serve_refuses_a_bad_redis_address_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: redis address 'cache:http' must be HOST:PORT"]
     assert not (tmp_path / "root").exists()
+
+
+def test_a_delete_redis_cannot_be_told_of_fails_and_deletes_nothing(
+    cached_serve: RunningServe, redis_server: RedisServer
+) -> None:
+    # Entries never expire and a hit is answered without the store: a delete the cache missed would leave every
+    # instance serving what it deleted. So it fails (503) and deletes nothing, and succeeds once Redis is back.
+    with httpx.Client(base_url=cached_serve.url) as client:
+        layer, manifest, manifest_digest = push_image(client, "team/app")
+        assert client.head(f"/v2/team/app/blobs/{digest_of(layer)}").status_code == 200  # cached now
+        redis_server.stop()
+        for path in (f"/v2/team/app/manifests/{manifest_digest}", f"/v2/team/app/blobs/{digest_of(layer)}"):
+            refused = client.delete(path)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["errors"][0]["code"] == "UNAVAILABLE"
+        assert client.get(f"/v2/team/app/manifests/{manifest_digest}").content == manifest
+        assert client.get(f"/v2/team/app/blobs/{digest_of(layer)}").content == layer
+        redis_server.start()
+        assert client.delete(f"/v2/team/app/manifests/{manifest_digest}").status_code == 202
+        assert client.get(f"/v2/team/app/manifests/{manifest_digest}").status_code == 404

@@ -68,7 +68,8 @@ class DescriptorCache(Protocol):
     def remember_manifest(self, repository: str, digest: Digest, media_type: str) -> None: ...
 
     def forget_link(self, repository: str, digest: Digest) -> None:
-        """``repository`` no longer links ``digest`` (as a blob or as a manifest)."""
+        """``repository`` no longer links ``digest`` (as a blob or as a manifest). Told before the store changes:
+        ApiError(UNAVAILABLE) when it cannot be told, and the change is not made."""
 
     def forget_blob(self, digest: Digest) -> None:
-        """The blob's bytes are gone from the store (garbage collection)."""
+        """The blob's bytes are gone from the store (garbage collection); ApiError(UNAVAILABLE) as ``forget_link``."""

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 from regtool.digest import Digest
 from regtool.errors import UsageError
+from regtool.protocol.errcodes import ErrorCode
 from regtool.reference import split_host_port
 from regtool.server.cache.descriptors import BlobDescriptor, CacheStats
+from regtool.server.errors import ApiError
 
 if TYPE_CHECKING:
     import redis
@@ -126,10 +128,10 @@ class RedisDescriptorCache:
             pipe.hdel(_repository_manifests(repository), str(digest))
             pipe.execute()
 
-        self._run(forget)
+        self._run_required(forget, f"{repository}'s link to {digest}")
 
     def forget_blob(self, digest: Digest) -> None:
-        self._run(lambda client: client.delete(_blob(digest)))
+        self._run_required(lambda client: client.delete(_blob(digest)), f"blob {digest}")
 
     # -- failures ---------------------------------------------------------------------------------------------
 
@@ -137,6 +139,22 @@ class RedisDescriptorCache:
     def available(self) -> bool:
         """False while the cache stands aside after a failure."""
         return self._down_since is None
+
+    def _run_required(self, operation: Callable[[redis.Redis], T], what: str) -> T:
+        """An invalidation: tried even while the cache stands aside, and when Redis cannot take it the request
+        fails (503) instead. Entries never expire and a hit is answered without the store, so a delete whose
+        invalidation was skipped would leave every instance serving what it deleted."""
+        try:
+            result = operation(self._client)
+        except self._errors as exc:
+            self._fail(exc)
+            raise ApiError(
+                ErrorCode.UNAVAILABLE,
+                f"the redis cache at {self.addr} cannot forget {what} ({str(exc) or type(exc).__name__}): "
+                "nothing was deleted; try again",
+            ) from None
+        self._back()
+        return result
 
     def _run(self, operation: Callable[[redis.Redis], T]) -> T | None:
         if self._down_since is not None and time.monotonic() < self._retry_at:
@@ -147,6 +165,10 @@ class RedisDescriptorCache:
         except self._errors as exc:
             self._fail(exc)
             return None
+        self._back()
+        return result
+
+    def _back(self) -> None:
         if self._down_since is not None:
             with self._lock:
                 if self._down_since is not None:
@@ -156,7 +178,6 @@ class RedisDescriptorCache:
                         time.monotonic() - self._down_since,
                     )
                     self._down_since = None
-        return result
 
     def _fail(self, exc: BaseException) -> None:
         self.stats.error()

@@ -12,6 +12,7 @@ Invariants that make crashes harmless:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -227,9 +228,11 @@ class Registry:
         except PathNotFound:
             if self.cache is not None:
                 # The bytes went behind the cache's back (a delete that did not tell it): the entry goes now,
-                # so the next HEAD asks the store instead of repeating the cache's stale answer.
-                self.cache.forget_blob(digest)
-                self.cache.forget_link(name, digest)
+                # so the next HEAD asks the store instead of repeating the cache's stale answer (at best: this
+                # answer is BLOB_UNKNOWN either way).
+                with contextlib.suppress(ApiError):
+                    self.cache.forget_blob(digest)
+                    self.cache.forget_link(name, digest)
             raise ApiError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}") from None
 
     def link_blob(self, name: str, digest: Digest, size: int | None = None) -> None:
