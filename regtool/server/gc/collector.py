@@ -60,7 +60,7 @@ from regtool.server.gc.v1uploads import sweep_v1_uploads
 from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
 from regtool.server.storage import paths
-from regtool.server.storage.driver import PathNotFound
+from regtool.server.storage.driver import PathNotFound, exists
 from regtool.server.storage.registry import Registry
 
 __all__ = ["DEFAULT_DELAY", "GcOptions", "Phase", "collect_garbage", "forget_manifest"]
@@ -112,13 +112,6 @@ class _Run:
             return self.driver.stat(path).modified <= self.cutoff
         except PathNotFound:
             return False
-
-    def exists(self, path: str) -> bool:
-        try:
-            self.driver.stat(path)
-        except PathNotFound:
-            return False
-        return True
 
     def reused(self, digest: Digest) -> bool:
         """Whether a write re-used blob ``digest`` within the grace period (``BlobStore.mark_used``: its bytes
@@ -209,7 +202,7 @@ class _Run:
                 if not self.options.dry_run:
                     # A referrer pushed while the repository was read writes its revision, then this entry:
                     # an entry within the grace period, or whose revision is there now, stays.
-                    if not self.old(entry.path) or self.exists(paths.manifest_revision(name, entry.referrer)):
+                    if not self.old(entry.path) or exists(self.driver, paths.manifest_revision(name, entry.referrer)):
                         continue
                     try:
                         self.driver.delete(entry.path)

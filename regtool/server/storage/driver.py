@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from regtool.errors import NotFoundError
 
-__all__ = ["FileInfo", "FileWriter", "ObjectStoreDriver", "PathNotFound", "StorageDriver"]
+__all__ = ["FileInfo", "FileWriter", "ObjectStoreDriver", "PathNotFound", "StorageDriver", "exists"]
 
 
 class PathNotFound(NotFoundError):
@@ -90,3 +90,12 @@ class ObjectStoreDriver(StorageDriver, Protocol):
 
     def presigned_url(self, path: str, method: str) -> str:
         """A URL on the store answering ``method`` (GET or HEAD) for ``path`` without credentials, for a while."""
+
+
+def exists(driver: StorageDriver, path: str) -> bool:
+    """Whether ``path`` is in the store now (a file or a directory)."""
+    try:
+        driver.stat(path)
+    except PathNotFound:
+        return False
+    return True

@@ -39,7 +39,7 @@ from regtool.digest import Digest, DigestVerifier
 from regtool.errors import InvalidDigest, RegtoolError
 from regtool.protocol.v1 import IMAGE_ID_RE, normalize_v1_repository
 from regtool.server.storage import paths
-from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDriver
+from regtool.server.storage.driver import FileWriter, PathNotFound, StorageDriver, exists
 from regtool.server.storage.registry import BlobStore
 
 __all__ = [
@@ -153,13 +153,6 @@ class V1ImageStore:
 
     # -- small helpers --------------------------------------------------------------------------------------
 
-    def _exists(self, path: str) -> bool:
-        try:
-            self.driver.stat(path)
-        except PathNotFound:
-            return False
-        return True
-
     def _get(self, path: str) -> bytes | None:
         try:
             return self.driver.get_content(path)
@@ -180,16 +173,16 @@ class V1ImageStore:
 
     def image_exists(self, image_id: str) -> bool:
         """The image JSON is stored (complete or still being uploaded)."""
-        return self._exists(f"{_image_dir(image_id)}/json")
+        return exists(self.driver, f"{_image_dir(image_id)}/json")
 
     def in_progress(self, image_id: str) -> bool:
-        return self._exists(f"{_image_dir(image_id)}/_inprogress")
+        return exists(self.driver, f"{_image_dir(image_id)}/_inprogress")
 
     def _readable(self, image_id: str) -> str:
         directory = _image_dir(image_id)
-        if not self._exists(f"{directory}/json"):
+        if not exists(self.driver, f"{directory}/json"):
             raise V1Error(404, "Image not found")
-        if self._exists(f"{directory}/_inprogress"):
+        if exists(self.driver, f"{directory}/_inprogress"):
             raise V1Error(400, "Image is being uploaded, retry later")
         return directory
 
@@ -327,7 +320,7 @@ class V1ImageStore:
     def put_checksum(self, image_id: str, payload: str | None) -> None:
         """``PUT /v1/images/<id>/checksum``: verify the client's payload checksum and end the upload."""
         directory = _image_dir(image_id)
-        if not self._exists(f"{directory}/json"):
+        if not exists(self.driver, f"{directory}/json"):
             raise V1Error(404, "Image not found")
         if not payload:
             raise V1Error(400, "Missing Image's checksum")
@@ -429,14 +422,14 @@ class V1ImageStore:
     def properties(self, name: str) -> dict[str, str]:
         """``{"access": "public"|"private"}``; 404 for an unknown repository."""
         directory = v1_repository_dir(name)
-        if not self._exists(directory):
+        if not exists(self.driver, directory):
             raise V1Error(404, "Repository not found")
-        private = self._exists(f"{directory}/_private")
+        private = exists(self.driver, f"{directory}/_private")
         return {"access": "private" if private else "public"}
 
     def put_properties(self, name: str, access: str) -> None:
         directory = v1_repository_dir(name)
-        if not self._exists(directory):
+        if not exists(self.driver, directory):
             raise V1Error(404, "Repository not found")
         if access == "private":
             self.driver.put_content(f"{directory}/_private", b"")
