@@ -286,3 +286,18 @@ def test_a_blob_copy_left_unfinished_does_not_pass_for_the_blob(s3_bucket: S3Buc
         assert push_blob(http, "r", blob) == digest
         fetched = http.get(f"/v2/r/blobs/{digest}", follow_redirects=True)
         assert (fetched.status_code, fetched.content) == (200, blob)
+
+
+def test_a_temporary_file_a_crashed_writer_left_is_purged(s3_bucket: S3Bucket) -> None:
+    # A pull-through fetch or a v1 layer killed mid-write leaves only the parts of a multipart upload, which no
+    # listing shows; the upload purge (and gc, which shares it) must still find and abort it.
+    from regtool.server.purge import purge_uploads
+    from regtool.server.storage.registry import Registry
+
+    driver = S3Driver(s3_bucket.settings)
+    registry = Registry(driver)
+    _path, writer = registry.blobs.temp_writer()
+    writer.write(b"x" * (2 * MIN_PART_SIZE + 10))  # parts went out; then the process died (no commit, no discard)
+    assert driver.uploads_under(driver.key("uploads"))
+    assert len(purge_uploads(registry, max_age=0, now=time.time() + 1)) == 1
+    assert driver.uploads_under(driver.key("uploads")) == []

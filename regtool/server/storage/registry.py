@@ -111,7 +111,11 @@ class BlobStore:
         Write, hash, ``commit()`` the writer, then ``ingest(path, digest)``; ``discard(path)`` afterwards (or on
         failure) removes the temp directory.
         """
-        path = paths.upload_data(str(uuid.uuid4()))
+        upload_id = str(uuid.uuid4())
+        # Its start time, as a session's: on object storage a crashed writer leaves only a multipart upload, which
+        # no listing shows; with this the upload purge and gc find the directory and abort it.
+        self.driver.put_content(paths.upload_info(upload_id), json.dumps({"started": time.time()}).encode())
+        path = paths.upload_data(upload_id)
         return path, self.driver.writer(path)
 
     def discard(self, path: str) -> None:
