@@ -67,6 +67,10 @@ def test_credentials_repr_hides_password() -> None:
         ("GET", "https://r/v2/_catalog?n=10", ("registry:catalog:*",)),
         ("GET", "https://r/v2/", ()),
         ("GET", "https://r/v2/team/app/tags/list", ("repository:team/app:pull",)),
+        # A repository name may hold an endpoint's word as one of its components.
+        ("GET", "https://r/v2/org/manifests/app/manifests/latest", ("repository:org/manifests/app:pull",)),
+        ("PUT", "https://r/v2/team/blobs/store/blobs/uploads/abc", ("repository:team/blobs/store:pull,push",)),
+        ("GET", "https://r/v2/a/tags/b/referrers/sha256:00", ("repository:a/tags/b:pull",)),
     ],
 )
 def test_request_scopes(method: str, url: str, scopes: tuple[str, ...]) -> None:

@@ -44,7 +44,10 @@ from regtool.reference import registry_api_host
 
 __all__ = ["Credentials", "RegistryAuth", "request_scopes"]
 
-_V2_PATH_RE = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
+# The repository is everything before the endpoint's own tail: a name may hold "manifests" or "blobs" itself.
+_V2_PATH_RE = re.compile(
+    r"^/v2/(?P<name>.+)/(?:manifests/[^/]+|blobs/(?:uploads(?:/[^/]*)?|[^/]+)|tags/list|referrers/[^/]+)/?$"
+)
 _MIN_EXPIRY = 60.0
 _EXPIRY_MARGIN = 10.0
 
@@ -154,6 +157,12 @@ class RegistryAuth(httpx.Auth):
         host = request.url.netloc.decode("ascii")
         scopes = request_scopes(request)
         cached = self._cached(host, scopes)
+        known = self._bearer_hosts.get(host)
+        if cached is None and known is not None and scopes:
+            # A host known to want a token gets one before the request goes (as docker and containerd do): sent
+            # without, an upload's body would go out whole only to be refused, and a server that answers 401
+            # without reading it (Go's net/http) resets the connection, so the 401 is never seen.
+            cached = f"Bearer {(await self._token(host, *known, scopes, refused=None)).value}"
         if cached is not None:
             request.headers["Authorization"] = cached
         response = yield request
