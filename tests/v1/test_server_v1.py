@@ -103,6 +103,28 @@ def test_image_json_errors(http: httpx.Client) -> None:
     assert http.put(f"/v1/images/{gen_id()}/layer", content=b"y").status_code == 404
 
 
+def test_a_parent_cycle_is_refused(http: httpx.Client) -> None:
+    # An image in progress may have its JSON put again, but not naming its own descendant, or itself, as parent.
+    root, child = gen_id(), gen_id()
+    assert http.put(f"/v1/images/{root}/json", content=image_json(root)).status_code == 200
+    assert http.put(f"/v1/images/{child}/json", content=image_json(child, root)).status_code == 200
+    for parent in (child, root):
+        refused = http.put(f"/v1/images/{root}/json", content=image_json(root, parent))
+        assert (refused.status_code, refused.json()) == (
+            400,
+            {"error": "Invalid parent: the image would be its own ancestor"},
+        )
+
+
+def test_a_repository_name_outside_latin_1_is_no_500(http: httpx.Client) -> None:
+    for method, path in (
+        ("PUT", "/v1/repositories/ns/caf\u00e9\u20ac/"),
+        ("GET", "/v1/repositories/ns/caf\u00e9\u20ac/images"),
+    ):
+        response = http.request(method, path, content=b"[]" if method == "PUT" else None)
+        assert response.status_code < 500, (method, response.status_code, response.text)
+
+
 def test_checksum_is_verified(http: httpx.Client) -> None:
     image_id = gen_id()
     raw = image_json(image_id)

@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -144,7 +145,8 @@ async def _body(request: Request, limit: int = _MAX_JSON) -> bytes:
 def _token_headers(request: Request, name: str, access: str) -> dict[str, str]:
     # docker-registry's standalone index: a random token the client sends back (nobody checks it) and the
     # endpoints to use, which default to the Host the client used.
-    token = f'Token signature={secrets.token_hex(16)},repository="{name}",access={access}'
+    # The name quoted: a header is Latin-1, and a '"' would end the value early.
+    token = f'Token signature={secrets.token_hex(16)},repository="{quote(name, safe="/")}",access={access}'
     host = request.headers.get("host") or f"{context(request).config.host}:{context(request).config.port}"
     return {p1.TOKEN_HEADER: token, "WWW-Authenticate": token, p1.ENDPOINTS_HEADER: host}
 

@@ -204,6 +204,8 @@ class V1ImageStore:
             stored = self._get(f"{_image_dir(parent)}/ancestry")
             loaded = json.loads(stored) if stored else [parent]
             parent_ancestry = [str(i) for i in loaded] if isinstance(loaded, list) else [parent]
+            if image_id in parent_ancestry:  # a JSON put again naming its own descendant (or itself) as parent
+                raise V1Error(400, "Invalid parent: the image would be its own ancestor")
         if self.image_exists(image_id) and not self.in_progress(image_id):
             raise V1Error(409, "Image already exists")
         self.driver.put_content(f"{directory}/_inprogress", b"true")
