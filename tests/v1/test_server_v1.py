@@ -9,6 +9,8 @@ import hashlib
 import json
 import random
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +125,33 @@ def test_a_repository_name_outside_latin_1_is_no_500(http: httpx.Client) -> None
     ):
         response = http.request(method, path, content=b"[]" if method == "PUT" else None)
         assert response.status_code < 500, (method, response.status_code, response.text)
+
+
+def test_json_put_again_while_the_layer_arrives_fails_the_layer(serve: RunningServe, http: httpx.Client) -> None:
+    # The layer's checksum covers the JSON read when the layer began; JSON replaced meanwhile was never covered.
+    image_id = gen_id()
+    first, second = image_json(image_id), json.dumps({"id": image_id, "config": {"Env": ["EVIL=1"]}}).encode()
+    assert http.put(f"/v1/images/{image_id}/json", content=first).status_code == 200
+    layer = b"layer bytes " * 100
+    answer: dict[str, httpx.Response] = {}
+
+    def slow() -> Iterator[bytes]:
+        yield layer[:10]
+        time.sleep(1.0)
+        yield layer[10:]
+
+    def put_layer() -> None:
+        answer["layer"] = httpx.put(f"{serve.url}/v1/images/{image_id}/layer", content=slow(), timeout=30)
+
+    sending = threading.Thread(target=put_layer)
+    sending.start()
+    time.sleep(0.4)
+    assert http.put(f"/v1/images/{image_id}/json", content=second).status_code == 200
+    sending.join()
+    assert answer["layer"].status_code == 409
+    refused = http.put(f"/v1/images/{image_id}/checksum", headers={"X-Docker-Checksum-Payload": payload(first, layer)})
+    assert refused.status_code == 400
+    assert http.get(f"/v1/images/{image_id}/json").status_code != 200  # never complete with JSON nobody vouched for
 
 
 def test_checksum_is_verified(http: httpx.Client) -> None:

@@ -271,7 +271,7 @@ async def put_layer(request: Request) -> Response:
     try:
         await receive_into(request, writer, hasher, idle_timeout=context(request).config.body_timeout)
         payload = "sha256:" + hasher.payload.hexdigest()
-        await run_sync(store.finish_layer, image_id, upload, writer, hasher, payload)
+        await run_sync(store.finish_layer, image_id, upload, writer, hasher, payload, json_bytes)
     except PathNotFound:
         # Only the upload itself can be missing here: the garbage collector removed it, the body having stalled
         # for longer than its grace period.

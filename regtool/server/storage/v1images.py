@@ -298,9 +298,14 @@ class V1ImageStore:
         upload = f"{directory}/{UPLOAD_DATA}"
         return upload, self.driver.writer(upload), raw
 
-    def finish_layer(self, image_id: str, upload: str, writer: FileWriter, blob: DigestVerifier, payload: str) -> None:
-        """Make the received layer durable, move it into the blob store, link it and record its checksum."""
+    def finish_layer(
+        self, image_id: str, upload: str, writer: FileWriter, blob: DigestVerifier, payload: str, json_bytes: bytes
+    ) -> None:
+        """Make the received layer durable, move it into the blob store, link it and record its checksum (of
+        ``json_bytes``, the JSON ``begin_layer`` read: 409 when another PUT replaced it meanwhile, since the
+        checksum the client then sends would vouch for JSON it never covered)."""
         directory = _image_dir(image_id)
+        self._same_json(directory, json_bytes)
         writer.commit()
         digest = blob.digest()
         stored = self.blobs.size(digest) is not None
@@ -312,8 +317,18 @@ class V1ImageStore:
         if not stored:
             self.blobs.ingest(upload, digest)
         self._delete(_upload_dir(upload))
+        self._same_json(directory, json_bytes)
         self.driver.put_content(f"{directory}/layer", str(digest).encode())
         self.driver.put_content(f"{directory}/_checksum", json.dumps([payload]).encode())
+
+    def _same_json(self, directory: str, json_bytes: bytes) -> None:
+        """The image's JSON is still ``json_bytes`` (the caller aborts the upload otherwise): PathNotFound when the
+        image went (the collector removed a push that looked dead), 409 when another PUT replaced it."""
+        current = self._get(f"{directory}/json")
+        if current is None:
+            raise PathNotFound(f"{directory}/json")
+        if current != json_bytes:
+            raise V1Error(409, "The image's JSON changed while its layer was uploaded: upload the layer again")
 
     def abort_layer(self, upload: str, writer: FileWriter) -> None:
         writer.close()
