@@ -154,6 +154,18 @@ def test_json_put_again_while_the_layer_arrives_fails_the_layer(serve: RunningSe
     assert http.get(f"/v1/images/{image_id}/json").status_code != 200  # never complete with JSON nobody vouched for
 
 
+def test_a_nested_repository_named_as_the_outer_ones_files_is_refused(http: httpx.Client) -> None:
+    # ns/app keeps its privacy flag, image list and tag JSON where ns/app/private, ns/app/index_images and
+    # ns/app/json_<tag> would live: such a name would overwrite or delete ns/app's files.
+    assert http.put("/v1/repositories/ns/app/", content=b"[]").status_code in (200, 201)
+    for nested in ("private", "index_images", "json_latest"):
+        refused = http.put(f"/v1/repositories/ns/app/{nested}/", content=b"[]")
+        assert refused.status_code == 400, nested
+        assert "collide" in refused.json()["error"]
+    assert http.put("/v1/repositories/ns/app/other/", content=b"[]").status_code in (200, 201)
+    assert http.get("/v1/repositories/ns/app/images").status_code == 200
+
+
 def test_checksum_is_verified(http: httpx.Client) -> None:
     image_id = gen_id()
     raw = image_json(image_id)

@@ -114,7 +114,16 @@ def _repository(request: Request) -> str:
     name = str(request.path_params.get("repo", ""))
     if not name or len(name) > 255 or "\x00" in name:
         raise V1Error(400, "Invalid repository name")
-    return p1.normalize_v1_repository(name)
+    normalized = p1.normalize_v1_repository(name)
+    # A repository nested in another is stored inside its directory, where these names are the outer
+    # repository's own files (its privacy flag, image list and tag JSON): refused, or writing one would
+    # overwrite or delete the other.
+    if any(c in _REPOSITORY_FILE_NAMES or c.startswith("json_") for c in normalized.split("/")[2:]):
+        raise V1Error(400, f"Invalid repository name: {name!r} would collide with another repository's files")
+    return normalized
+
+
+_REPOSITORY_FILE_NAMES = frozenset({"private", "index_images"})
 
 
 def _image_id(request: Request) -> str:
