@@ -850,8 +850,10 @@ class SyncEngine:
         if repo.referrer_subjects is None:
             endpoint = job.spec.endpoint
             if isinstance(endpoint, DirectoryEndpoint):
-                layout = await in_thread(endpoint.open_layout, job.source_repository)
-                repo.referrer_subjects = await in_thread(_layout_referrer_subjects, layout)
+                repository = job.source_repository
+                repo.referrer_subjects = await in_thread(
+                    lambda: _layout_referrer_subjects(endpoint.open_layout(repository))
+                )
             else:
                 tags = repo.source_tags
                 repo.referrer_subjects = frozenset(tag.partition(".")[0] for tag in tags if is_referrer_tag(tag))

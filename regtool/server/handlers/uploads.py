@@ -185,7 +185,7 @@ async def close_upload(request: Request) -> Response:
 
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
-    return "transfer-encoding" in request.headers or (length is not None and length != "0")
+    return "transfer-encoding" in request.headers or (length is not None and grammar.parse_decimal(length) != 0)
 
 
 async def cancel_upload(request: Request) -> Response:

@@ -305,7 +305,6 @@ class V1ImageStore:
         ``json_bytes``, the JSON ``begin_layer`` read: 409 when another PUT replaced it meanwhile, since the
         checksum the client then sends would vouch for JSON it never covered)."""
         directory = _image_dir(image_id)
-        self._same_json(directory, json_bytes)
         writer.commit()
         digest = blob.digest()
         stored = self.blobs.size(digest) is not None
@@ -322,8 +321,9 @@ class V1ImageStore:
         self.driver.put_content(f"{directory}/_checksum", json.dumps([payload]).encode())
 
     def _same_json(self, directory: str, json_bytes: bytes) -> None:
-        """The image's JSON is still ``json_bytes`` (the caller aborts the upload otherwise): PathNotFound when the
-        image went (the collector removed a push that looked dead), 409 when another PUT replaced it."""
+        """The image's JSON is still ``json_bytes``, read once just before the checksum is recorded (the caller
+        aborts the upload otherwise): PathNotFound when the image went (the collector removed a push that looked
+        dead), 409 when another PUT replaced it."""
         current = self._get(f"{directory}/json")
         if current is None:
             raise PathNotFound(f"{directory}/json")
