@@ -400,7 +400,10 @@ class Exchange:
                     sender(conn)
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                self._finish(reusable=False)  # closes it (an abandon that took it first closed it already)
+                self._finish(reusable=False)
+                # Closed by hand too: an abandon that took it first closed it while this thread was connecting,
+                # and the connect then gave it a new socket that nobody else will close.
+                conn.close()
                 # A kept-alive (or parked) connection the server closed as the request went out: the request
                 # was not processed, so an idempotent one is sent once more on a fresh connection. Not one whose
                 # body a sender streamed: part of it may have reached an upload session.
@@ -410,7 +413,10 @@ class Exchange:
                 raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
             except BaseException as exc:
                 connected = reused or conn.sock is not None
-                self._finish(reusable=False)  # closes it (an abandon that took it first closed it already)
+                self._finish(reusable=False)
+                # Closed by hand too: an abandon that took it first closed it while this thread was connecting,
+                # and the connect then gave it a new socket that nobody else will close.
+                conn.close()
                 _reraise(exc, connected=connected)
             self._accept(conn, response)
             return
@@ -426,6 +432,7 @@ class Exchange:
         except BaseException as exc:
             connected = reused or conn.sock is not None
             self._finish(reusable=False)
+            conn.close()  # as in ``start``: a socket the connect made after an abandon closed the connection
             _reraise(exc, connected=connected)
 
     def _hold(self, conn: http.client.HTTPConnection) -> bool:
