@@ -4,8 +4,9 @@ Registries and v1 layers carry tars that may be plain, gzip, bzip2, xz or zstd; 
 truthful (a v1 layer has none), so the engine sniffs the first bytes and so does regtool.
 
 ``open_decompressed(f)`` wraps a binary stream in a reader of the decompressed bytes. ``gzip_stream`` compresses
-a tar deterministically (no file name, mtime 0, fixed level and OS byte) so that the same tar always yields the
-same blob digest -- what a push of a docker-archive needs to be repeatable.
+a tar deterministically (no file name, mtime 0, fixed level and OS byte, fixed blocks) so that the same tar always
+yields the same blob digest -- what a push of a docker-archive needs to be repeatable. Stretches that do not
+compress (already-compressed files) go out as deflate's stored blocks instead of through the match search.
 
 gzip goes through ISA-L (PyPI ``isal``) both ways rather than the standard library's zlib: its deflate is an
 order of magnitude faster at a ratio close to zlib's default, and it releases the GIL, so layers compress on
@@ -29,6 +30,7 @@ import enum
 import importlib
 import io
 import lzma
+import struct
 import zlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
@@ -65,9 +67,19 @@ _IsalError = cast("type[Exception]", isal_zlib.error)
 # ISA-L's levels run 0-3; 2 is its default, faster than 1 on tars and within a few percent of zlib's level 6.
 GZIP_LEVEL = isal_zlib.ISAL_DEFAULT_COMPRESSION
 # What decides ``gzip_stream``'s bytes: equal variants give equal digests for equal tars.
-GZIP_VARIANT = f"gzip-isal-{isal.__version__}-{GZIP_LEVEL}"
+GZIP_VARIANT = f"gzip-isal-{isal.__version__}-{GZIP_LEVEL}-stored-blocks"
 _CHUNK = 1 << 20
 _SNIFF_LEN = 512
+# gzip_stream's framing: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown" (ISA-L's own header).
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_EMPTY_BLOCK = b"\x01\x00\x00\xff\xff"
+_STORED_MAX = 0xFFFF
+_WINDOW = 1 << 15
+# A deflated block this close to its input size sends the next ones stored; a stored block whose head deflates
+# below the other ratio turns deflating back on. The trial is 1/32 of a block.
+_STORE_AT = 0.98
+_DEFLATE_BELOW = 0.95
+_TRIAL = 32 << 10
 
 
 class Compression(enum.Enum):
@@ -233,11 +245,15 @@ class ByteSink(Protocol):
 def gzip_stream(src: IO[bytes], dst: ByteSink, *, level: int = GZIP_LEVEL) -> GzipResult:
     """Gzip ``src`` into ``dst`` deterministically, hashing both sides on the way.
 
-    The gzip header is fixed (ISA-L's: no name, mtime 0, OS byte 255), so equal input gives equal output on the
-    same ISA-L build. Every call here releases the GIL on megabyte buffers, so several layers compress in
-    parallel threads.
+    The tar is read in blocks of exactly 1 MiB, whatever sizes ``src`` returns, so the output depends on the
+    bytes alone. Each block is deflated by ISA-L and flushed to a byte boundary (``Z_SYNC_FLUSH``: the window
+    carries over, so the ratio stays that of one stream). A block that did not shrink (already-compressed
+    files in a layer) makes the next ones go out as deflate's stored blocks, a copy instead of a match search
+    that finds nothing; a cheap trial deflate of each stored block's head turns deflating back on, with the
+    stored bytes as the new stream's dictionary, so a back-reference never skips them. The gzip header is fixed
+    (no name, mtime 0, OS byte 255) and the trailer (CRC-32, size) written here. Every call releases the GIL on
+    megabyte buffers, so several layers compress in parallel threads.
     """
-    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
     plain = DigestVerifier()
     packed = DigestVerifier()
 
@@ -246,8 +262,59 @@ def gzip_stream(src: IO[bytes], dst: ByteSink, *, level: int = GZIP_LEVEL) -> Gz
             dst.write(data)
             packed.update(data)
 
-    while chunk := src.read(_CHUNK):
-        plain.update(chunk)
-        emit(compressor.compress(chunk))
-    emit(compressor.flush())
+    emit(_GZIP_HEADER)
+    crc = 0
+    compressor: isal_zlib.Compress | None = _raw_deflater(level, b"")
+    window = b""
+    while block := _read_block(src):
+        plain.update(block)
+        crc = isal_zlib.crc32(block, crc)
+        if compressor is None and _shrinks(block):
+            compressor = _raw_deflater(level, window)
+        if compressor is None:
+            emit(_stored_blocks(block))
+        else:
+            out = compressor.compress(block) + compressor.flush(isal_zlib.Z_SYNC_FLUSH)
+            emit(out)
+            if len(out) >= len(block) * _STORE_AT:
+                compressor = None
+        window = block[-_WINDOW:] if len(block) >= _WINDOW else (window + block)[-_WINDOW:]
+    emit(compressor.flush(isal_zlib.Z_FINISH) if compressor is not None else _FINAL_EMPTY_BLOCK)
+    emit(struct.pack("<II", crc & 0xFFFFFFFF, plain.size & 0xFFFFFFFF))
     return GzipResult(packed.digest(), packed.size, plain.digest(), plain.size)
+
+
+def _read_block(src: IO[bytes]) -> bytes:
+    """The next ``_CHUNK`` bytes of ``src`` (fewer only at its end)."""
+    block = src.read(_CHUNK)
+    if not block or len(block) == _CHUNK:
+        return block
+    parts = [block]
+    left = _CHUNK - len(block)
+    while left and (more := src.read(left)):
+        parts.append(more)
+        left -= len(more)
+    return b"".join(parts)
+
+
+def _raw_deflater(level: int, window: bytes) -> isal_zlib.Compress:
+    """A raw deflate stream (the gzip framing is written by ``gzip_stream``), primed with the bytes before it."""
+    if window:
+        return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS, zdict=window)
+    return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+
+
+def _shrinks(block: bytes) -> bool:
+    """Whether deflating ``block`` looks worth it: a fast trial over its head."""
+    head = block[:_TRIAL]
+    return len(isal_zlib.compress(head, 1, -isal_zlib.MAX_WBITS)) < len(head) * _DEFLATE_BELOW
+
+
+def _stored_blocks(block: bytes) -> bytes:
+    """``block`` as deflate stored blocks (none final): a 5-byte header before each 65,535 bytes at most."""
+    view = memoryview(block)
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(view), _STORED_MAX):
+        part = view[start : start + _STORED_MAX]
+        parts += (struct.pack("<BHH", 0, len(part), len(part) ^ 0xFFFF), part)
+    return b"".join(parts)

@@ -146,3 +146,63 @@ def test_closing_the_reader_closes_the_decompressor_only() -> None:
     f.close()
     assert f.closed
     assert not raw.closed
+
+
+def _stored_overhead(size: int) -> int:
+    """The bytes deflate's stored blocks add to ``size`` bytes: a 5-byte header per 65,535 bytes or fewer."""
+    return 5 * -(-size // 0xFFFF)
+
+
+def test_gzip_stream_stores_what_does_not_compress() -> None:
+    # After the first 1 MiB block fails to shrink, the rest goes out as stored blocks: their headers, the gzip
+    # header and trailer, and a final empty block are all the output adds beyond the first block's deflate.
+    # (A deflate of the whole adds 0.04 %: 6.7 KB here, where stored blocks add 1.2 KB.)
+    data = os.urandom(16 << 20)
+    dst = io.BytesIO()
+    result = gzip_stream(io.BytesIO(data), dst)
+    out = dst.getvalue()
+    assert gzip.decompress(out) == data
+    rest = len(data) - (1 << 20)
+    first_block_bound = (1 << 20) + 1024
+    assert result.size == len(out)
+    assert len(out) <= 10 + first_block_bound + rest + _stored_overhead(rest) + 5 + 8
+
+
+def test_gzip_stream_deflates_again_after_a_stored_stretch() -> None:
+    # Text, then noise, then the same text: the third part deflates (small) and may refer back across the
+    # stored noise, so the dictionary it starts from must be the bytes just before it.
+    text = b"".join(b"line %d of a config file that repeats itself\n" % (i % 500) for i in range(60000))
+    noise = os.urandom(3 << 20)
+    data = text + noise + text + noise[:100000] + text[:300000]
+    dst = io.BytesIO()
+    result = gzip_stream(io.BytesIO(data), dst)
+    assert gzip.decompress(dst.getvalue()) == data
+    assert str(result.diff_id) == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert result.size < len(noise) + 100000 + len(text) // 2
+
+
+class _Trickle(io.RawIOBase):
+    """A reader that returns at most ``step`` bytes per read, as a decompressor or a socket may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = self._step if size < 0 else min(size, self._step)
+        part, self._data = self._data[:n], self._data[n:]
+        return bytes(part)
+
+
+def test_gzip_stream_output_depends_on_the_bytes_not_on_the_reads() -> None:
+    data = TAR * 300 + os.urandom(2 << 20) + TAR * 300
+    whole = io.BytesIO()
+    trickled = io.BytesIO()
+    first = gzip_stream(io.BytesIO(data), whole)
+    second = gzip_stream(_Trickle(data, 77777), trickled)
+    assert first == second
+    assert whole.getvalue() == trickled.getvalue()
+    assert gzip.decompress(trickled.getvalue()) == data
