@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from regtool.client import Client
+from regtool.client.v2 import archivepush
 from regtool.errors import ImageFormatError, IntegrityError
 from regtool.image.docker_archive import read_docker_archive, write_docker_archive
 from regtool.image.oci_layout import OciLayout
@@ -208,6 +209,23 @@ async def test_streams_are_cut_into_patches_of_the_chunk_size(
     assert [(e.status, e.received) for e in patches if e.status != 202 or e.received > chunk] == []
     assert pushed.retries == 0  # every layer went up as its stream
     assert sum(e.received for e in patches) == sum(layer.size for layer in layers)
+
+
+async def test_a_stream_goes_up_in_patches_a_registry_writes_out_as_it_goes(
+    archive: Path,
+    serve: RunningServe,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Below the default chunk size (256 MiB), a stream is still cut at the stream's own cap, so the registry
+    # writes each part out while the rest arrives (the cap is 64 MiB; 4 MiB here, on 12 MiB layers).
+    cap = 4 << 20
+    monkeypatch.setattr(archivepush, "_STREAM_PATCH", cap)
+    async with Client() as client:
+        pushed = await client.push(str(archive), _reference(serve.host, "team/capped"))
+    patches = [e for e in serve.requests.events() if e.method == "PATCH"]
+    assert pushed.retries == 0
+    assert len(patches) >= 2 * (LAYER_SIZE // cap)
+    assert max(e.received for e in patches) == cap
 
 
 class _Recorded:

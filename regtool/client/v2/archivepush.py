@@ -11,7 +11,8 @@ of them (skopeo does the same):
    ``GrowingBlob`` in the work directory.
 2. For each layer, once its compression has begun: ``POST`` an upload session, then ``PATCH`` requests whose
    bodies follow the growing file (``Transfer-Encoding: chunked``, no ``Content-Range``: a stream the registry
-   appends, at most ``chunk_size`` bytes per request, or the registry's ``OCI-Chunk-Min-Length`` when larger),
+   appends, at most ``_STREAM_PATCH`` or ``chunk_size`` bytes per request, whichever is smaller, or the
+   registry's ``OCI-Chunk-Min-Length`` when larger),
    then, once the layer's tar matched its diff_id, ``PUT ?digest=`` with the digest the compressor computed. A
    layer compressed before its turn came takes the ordinary upload (step 3).
 3. The schema2 manifest is built over the compressed layers (the same bytes as ``read_docker_archive``'s:
@@ -68,6 +69,10 @@ __all__ = ["push_archive"]
 # A layer whose tar is at most this size is simply waited for: it compresses in milliseconds, and the ordinary
 # upload can then skip it when the registry has it.
 _STREAM_MIN = 4 << 20
+# The most a stream sends in one PATCH. A registry writes each PATCH out as it ends (distribution's filesystem
+# driver fsyncs the upload there): in requests of this size its disk works while the layer goes on arriving,
+# where one PATCH of the whole layer left all of it to a wait at the end.
+_STREAM_PATCH = 64 << 20
 # How often a stream's sending thread reports its progress to the event loop (each report is a call scheduled there).
 _REPORT_EVERY = 4 << 20
 
@@ -175,7 +180,7 @@ class _LayerStreamer:
             )
             location = upload_location(response, what)
             # The registry's smallest chunk raises ours, as for any chunked upload.
-            limit = None if self.chunk_size is None else max(self.chunk_size, chunk_min_length(response))
+            limit = max(min(self.chunk_size or _STREAM_PATCH, _STREAM_PATCH), chunk_min_length(response))
             offset = 0
             while True:
                 body = _FollowingBody(blob, offset, limit, cancel, lambda n: self.progress.advance(key, n))
