@@ -167,10 +167,11 @@ class BlobStore:
     def adopt(self, path: Path, digest: Digest) -> Path:
         """Move ``path`` (a closed, fsynced file the caller hashed to ``digest``) into the store.
 
-        Re-hashing is the caller's job; an already present blob wins and ``path`` is removed.
+        Re-hashing is the caller's job; an already present blob of the same size wins and ``path`` is removed
+        (one of another size is damaged, and is replaced).
         """
         target = self.path(digest)
-        if target.is_file():
+        if _same_size(target, path.stat().st_size):
             path.unlink(missing_ok=True)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +191,14 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return True
+
+
+def _same_size(path: Path, size: int) -> bool:
+    """Whether ``path`` is a regular file of ``size`` bytes."""
+    try:
+        return path.is_file() and path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def _open_locked(path: Path) -> int | None:
@@ -298,7 +307,7 @@ class BlobWriter:
         """Verify digest and size, fsync, and atomically rename into ``blobs/``; returns the blob's path.
 
         On a mismatch the partial is deleted and IntegrityError names the digest. When the blob is already
-        there (another writer committed first) this is a no-op apart from removing the partial.
+        there at its size (another writer committed first) this is a no-op apart from removing the partial.
         """
         if self._done:
             raise ValueError(f"commit of a finished writer of blob {self.digest}")
@@ -311,7 +320,9 @@ class BlobWriter:
         try:
             if self.store.durable:
                 os.fsync(self._file.fileno())
-            if target.is_file():
+            # Another writer committed the same verified content first; a file of another size there is damaged
+            # (cut, or written over) and the verified one replaces it.
+            if _same_size(target, self._verifier.size):
                 self.partial_path.unlink(missing_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)

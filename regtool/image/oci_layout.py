@@ -8,8 +8,9 @@
     <dir>/blobs/<alg>/<hex>       every manifest, config and layer, byte-exact (a BlobStore on <dir>)
     <dir>/.regtool-staging/       partial blobs of an interrupted pull (ignored by other tools)
 
-Several tags share one layout: ``add_manifest`` keeps one entry per ref name (re-tagging replaces the old entry)
-and rewrites index.json atomically under a lock. A layout that already holds some blobs is reused as is, so a
+Several tags share one layout: ``add_manifest`` keeps one entry per ref name and repository (re-tagging
+replaces the old entry; the same tag of another repository is kept beside it, and then names neither alone) and
+rewrites index.json atomically under a lock. A layout that already holds some blobs is reused as is, so a
 pull into it fetches only what ``layout.blobs.has()`` says is missing.
 
 Example::
@@ -26,15 +27,17 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regtool import mediatypes as mt
 from regtool.digest import Digest
-from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, NotFoundError
+from regtool.errors import ImageFormatError, IntegrityError, InvalidDigest, InvalidReference, NotFoundError
 from regtool.files import write_atomic
 from regtool.image.blobstore import STAGING_DIR, BlobStore
 from regtool.manifest import Descriptor, Manifest, ManifestError, parse_manifest
+from regtool.reference import Reference
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -78,13 +81,26 @@ class OciLayout:
                     raise ImageFormatError(
                         f"cannot create an OCI layout in {path}: directory is not empty ({', '.join(extra[:5])})"
                     )
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            if not layout.index_path.exists():
-                layout._write_index({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
-            write_atomic(marker, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+            layout._create()
         layout._check()
         return layout
+
+    def _create(self) -> None:
+        """Make the (absent or empty) directory a layout; what a failure leaves half made is removed again."""
+        existed = self.path.is_dir()
+        blobs_existed = (self.path / "blobs").exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            if not self.index_path.exists():
+                self._write_index({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
+            write_atomic(self.path / "oci-layout", json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+        except BaseException:
+            if not existed:
+                shutil.rmtree(self.path, ignore_errors=True)
+            elif not blobs_existed:
+                shutil.rmtree(self.path / "blobs", ignore_errors=True)
+            raise
 
     def _check(self) -> None:
         if not self.path.is_dir():
@@ -126,7 +142,8 @@ class OciLayout:
         write_atomic(self.index_path, json.dumps(data, indent=2).encode() + b"\n")
 
     @contextlib.contextmanager
-    def _index_lock(self) -> Iterator[None]:
+    def index_lock(self) -> Iterator[None]:
+        """Hold the lock every writer of index.json takes."""
         # The oci-layout file is never replaced once written, so its inode is a stable lock target;
         # index.json itself is renamed over on every write.
         fd = os.open(self.path / "oci-layout", os.O_RDONLY)
@@ -149,8 +166,10 @@ class OciLayout:
         """Record ``descriptor`` (a manifest or index already in ``blobs``) in index.json.
 
         ``ref_name`` (a tag) goes into ``org.opencontainers.image.ref.name``; an entry already carrying that
-        ref name is replaced. ``image_name`` (a full reference) goes into ``io.containerd.image.name``. Without
-        a ref name, an untagged entry of the same digest is not added twice.
+        ref name is replaced, unless both name their image (``image_name``, a full reference, which goes into
+        ``io.containerd.image.name``) and the two are of different repositories: pulling ``team/db:1.0`` into a
+        layout holding ``team/app:1.0`` keeps both. Without a ref name, an untagged entry of the same digest is
+        not added twice.
         """
         if not self.blobs.has(descriptor.digest):
             raise ImageFormatError(f"{self.path}: manifest {descriptor.digest} is not in blobs/; store it first")
@@ -168,12 +187,17 @@ class OciLayout:
             platform=descriptor.platform,
             artifact_type=descriptor.artifact_type,
         ).to_json()
-        with self._index_lock():
+        with self.index_lock():
             data = self._read_index()
             kept: list[Any] = []
             for old in data["manifests"]:
-                old_name = (old.get("annotations") or {}).get(REF_NAME_ANNOTATION)
-                if ref_name is not None and old_name == ref_name:
+                old_annotations = old.get("annotations") or {}
+                old_name = old_annotations.get(REF_NAME_ANNOTATION)
+                if (
+                    ref_name is not None
+                    and old_name == ref_name
+                    and _same_repository(old_annotations.get(IMAGE_NAME_ANNOTATION), image_name)
+                ):
                     continue
                 if ref_name is None and old_name is None and old.get("digest") == str(descriptor.digest):
                     continue
@@ -185,7 +209,7 @@ class OciLayout:
 
     def remove_ref(self, ref_name: str) -> bool:
         """Drop the entry tagged ``ref_name`` from index.json (its blobs stay); False when there was none."""
-        with self._index_lock():
+        with self.index_lock():
             data = self._read_index()
             kept = [e for e in data["manifests"] if (e.get("annotations") or {}).get(REF_NAME_ANNOTATION) != ref_name]
             if len(kept) == len(data["manifests"]):
@@ -197,10 +221,11 @@ class OciLayout:
     def resolve(self, ref_name: str | None = None) -> Descriptor:
         """The entry tagged ``ref_name`` (or whose full image name or digest it is); with None, the only entry.
 
-        NotFoundError when nothing matches, ImageFormatError when None is ambiguous; both list the names.
+        NotFoundError when nothing matches, ImageFormatError when None, or a ref name several repositories' images
+        share, is ambiguous; all list the names that pick one.
         """
         entries = self.entries()
-        names = ", ".join(d.annotations.get(REF_NAME_ANNOTATION, str(d.digest.short)) for d in entries) or "none"
+        names = ", ".join(_labels(entries)) or "none"
         if ref_name is None:
             if len(entries) == 1:
                 return entries[0]
@@ -216,6 +241,11 @@ class OciLayout:
                 matches = [d for d in entries if d.digest == wanted]
         if not matches:
             raise NotFoundError(f"no image {ref_name!r} in OCI layout {self.path} (it has: {names})")
+        if len({d.digest for d in matches}) > 1 and len(_labels(matches)) == len(matches):
+            raise ImageFormatError(
+                f"OCI layout {self.path} holds {len(matches)} images tagged {ref_name!r}; "
+                f"pick one of: {', '.join(_labels(matches))}"
+            )
         return matches[-1]
 
     def read_blob(self, digest: Digest, *, max_size: int = _SMALL_BLOB) -> bytes:
@@ -237,3 +267,29 @@ class OciLayout:
         if Digest.of(raw, digest.algorithm) != digest:
             raise IntegrityError(f"{self.path}: blob {digest}: digest mismatch: the stored bytes do not match")
         return manifest
+
+
+def _same_repository(old: str | None, new: str | None) -> bool:
+    """Whether two image names (``io.containerd.image.name``) may be the same image's: True unless both parse
+    as references of different repositories."""
+    if old is None or new is None:
+        return True
+    try:
+        a, b = Reference.parse(old), Reference.parse(new)
+    except InvalidReference:
+        return True
+    return (a.registry, a.repository) == (b.registry, b.repository)
+
+
+def _labels(entries: list[Descriptor]) -> list[str]:
+    """A name that picks each entry: its ref name, its full image name where a ref name is shared, else its
+    full digest (what ``resolve`` accepts)."""
+    tags = [d.annotations.get(REF_NAME_ANNOTATION) for d in entries]
+    labels = []
+    for d, tag in zip(entries, tags, strict=True):
+        image_name = d.annotations.get(IMAGE_NAME_ANNOTATION)
+        if tag is not None and (tags.count(tag) == 1 or image_name is None):
+            labels.append(tag)
+        else:
+            labels.append(image_name if tag is not None and image_name is not None else str(d.digest))
+    return list(dict.fromkeys(labels))

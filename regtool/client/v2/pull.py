@@ -25,6 +25,7 @@ UsageError naming it (not the temporary directory).
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import threading
 import time
@@ -97,14 +98,16 @@ class V2Puller:
             report_image(self.progress, image)
         tally = _Tally()
         if format == "oci":
+            existed = dest.exists()
             created = _is_new(dest)
             with _writable(dest):
                 layout = OciLayout.open(dest, create=True)
             try:
-                await self._fill(ref, layout, plan, tally, chain)
+                with _writable(dest, only=_FULL_OR_DENIED):
+                    await self._fill(ref, layout, plan, tally, chain)
             except BaseException as exc:
                 if created and isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
-                    kept = await shielded(in_thread(_undo_new_layout, dest))
+                    kept = await shielded(in_thread(_undo_new_layout, layout, existed))
                     if kept:
                         raise type(exc)(
                             f"{exc}; the partial downloads of {kept} other blob(s) are kept in {dest} "
@@ -211,12 +214,20 @@ class V2Puller:
         layout.add_manifest(plan.entry.descriptor(), ref_name=ref.tag, image_name=image_name)
 
 
+# The OS errors of writing blobs into a destination that is full or closed to us. Others (a connection's) are
+# not the destination's.
+_FULL_OR_DENIED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
 @contextlib.contextmanager
-def _writable(dest: Path) -> Iterator[None]:
-    """OS errors of making the destination (or its work directory beside it) -> UsageError naming ``dest``."""
+def _writable(dest: Path, *, only: frozenset[int] | None = None) -> Iterator[None]:
+    """OS errors of writing the destination (or its work directory beside it) -> UsageError naming ``dest``;
+    with ``only``, just the OS errors of those errnos."""
     try:
         yield
     except OSError as exc:
+        if only is not None and exc.errno not in only:
+            raise
         raise UsageError(f"cannot write to {dest}: {exc.strerror or exc}") from None
 
 
@@ -230,19 +241,31 @@ def _is_new(dest: Path) -> bool:
         return False
 
 
-def _undo_new_layout(dest: Path) -> int:
-    """Remove what a failed pull into the new layout ``dest`` created but the partials of its staging area;
-    returns how many partials stay (none: ``dest`` is gone)."""
-    staging = dest / STAGING_DIR
-    partials = sorted(staging.glob("*.partial")) if staging.is_dir() else []
-    if not partials:
-        shutil.rmtree(dest, ignore_errors=True)
+def _undo_new_layout(layout: OciLayout, existed: bool) -> int:
+    """Remove what a failed pull into the new layout created but the partials of its staging area; returns how
+    many partials stay (none: the layout is gone, and so is its directory unless ``existed`` before the pull).
+
+    Under the index's lock, and only while index.json names no image: another pull into the same new layout
+    may have finished meanwhile, and its image stays whole (this pull's blobs stay beside it, unreferenced).
+    """
+    dest = layout.path
+    try:
+        with layout.index_lock():
+            if layout.entries():
+                return 0
+            staging = dest / STAGING_DIR
+            partials = sorted(staging.glob("*.partial")) if staging.is_dir() else []
+            for child in dest.iterdir():
+                if child.name == STAGING_DIR and partials:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+    except (OSError, RegtoolError):
+        # Gone or unreadable already: nothing of it to take back.
         return 0
-    for child in dest.iterdir():
-        if child.name == STAGING_DIR:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+    if not partials and not existed:
+        with contextlib.suppress(OSError):
+            dest.rmdir()
     return len(partials)
