@@ -48,7 +48,9 @@ _PLAIN_OPTIONS = {"markup": False, "highlight": False, "emoji": False}
 
 
 class LazyConsole:
-    """Stands for a rich ``Console(stderr=..., highlight=False, soft_wrap=True)``, made on first use.
+    """Stands for a rich ``Console(stderr=..., highlight=False, emoji=False, soft_wrap=True)``, made on first use.
+
+    No emoji codes: output carries references, tags and registries' messages, and ``:ok:`` in them is text.
 
     Importing rich.console costs ~15 ms, and a command whose output is plain lines (``render.py``, with
     ``--quiet`` or ``--json`` progress) does not need it: ``print`` of one printable ASCII line without markup
@@ -65,7 +67,7 @@ class LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+            self._console = Console(stderr=self._stderr, highlight=False, emoji=False, soft_wrap=True)
         return self._console
 
     @property
@@ -133,7 +135,7 @@ def fail(message: str, exit_code: int, *, json_lines: bool = False) -> NoReturn:
     else:
         from rich.markup import escape
 
-        stderr.print(f"[bold red]error:[/] {escape(_one_line(message))}", markup=True, highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(_one_line(message))}", markup=True, highlight=False, emoji=False)
     raise typer.Exit(exit_code)
 
 

@@ -304,3 +304,10 @@ def test_bars_keep_every_column_when_there_is_room() -> None:
     bars.advance("sha256:" + "a" * 64, 1024)
     console.print(bars._bars.get_renderable())
     assert "━" in out.getvalue() and "-:--:--" in out.getvalue()
+
+
+def test_an_error_line_keeps_emoji_codes_as_text(tmp_path: Path) -> None:
+    # rich would turn ":x:" into an emoji; the line must say what the user typed.
+    done = regtool("catalog", "a:x:", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == "error: invalid registry host 'a:x:' in reference 'a:x:'\n"
