@@ -186,6 +186,21 @@ def test_unknown_repository_is_name_unknown(client: httpx.Client) -> None:
     assert response.status_code == 200 and response.json()["manifests"] == []
 
 
+def test_a_directory_on_the_way_to_a_repository_is_no_repository(client: httpx.Client) -> None:
+    # As distribution does, and as the catalog counts: deep/a/b/c exists, deep and deep/a do not.
+    config, layer = b"{}", random_blob(1000)
+    push_blob(client, "deep/a/b/c", config)
+    push_blob(client, "deep/a/b/c", layer)
+    assert push_manifest(client, "deep/a/b/c", "1", image_manifest(config, [layer]), mt.OCI_MANIFEST).status_code == 201
+    assert client.get("/v2/deep/a/b/c/tags/list").json()["tags"] == ["1"]
+    for parent in ("deep", "deep/a", "deep/a/b"):
+        response = client.get(f"/v2/{parent}/tags/list")
+        assert response.status_code == 404 and _error_code(response) == "NAME_UNKNOWN", parent
+        response = client.get(f"/v2/{parent}/manifests/1")
+        assert response.status_code == 404 and _error_code(response) == "NAME_UNKNOWN", parent
+    assert "deep" not in client.get("/v2/_catalog").json()["repositories"]
+
+
 @pytest.mark.parametrize(
     ("accept", "status"),
     [

@@ -177,8 +177,10 @@ class Registry:
     # -- repositories and blob links ---------------------------------------------------------------------------
 
     def repository_exists(self, name: str) -> bool:
+        """Whether ``name`` is a repository, as the catalog counts them: its directory holds one of its own
+        (``_layers``, ``_manifests``), where a directory on the way to a deeper repository holds none."""
         try:
-            return self.driver.stat(paths.repository_dir(name)).is_dir
+            return any(child.startswith("_") for child in self.driver.list(paths.repository_dir(name)))
         except PathNotFound:
             return False
 
