@@ -36,25 +36,62 @@ def host_platform() -> Platform:
 
 
 def _normalised_variant(p: Platform) -> str | None:
-    # arm64's default variant is v8: an index entry "arm64/v8" matches a request for "arm64".
+    """The variant as containerd normalises it: arm64's default (v8) and amd64's (v1) are no variant, and arm
+    without one is v7."""
     if p.architecture == "arm64" and p.variant in (None, "v8"):
         return None
+    if p.architecture == "amd64" and p.variant == "v1":
+        return None
+    if p.architecture == "arm" and p.variant is None:
+        return "v7"
     return p.variant
 
 
-def matches(wanted: Platform, candidate: Platform) -> bool:
+# The variants of an architecture in order: a machine of one runs the earlier ones too (arm/v7 runs v6 and v5,
+# amd64/v3 runs v2 and v1); None is the default variant.
+_VARIANT_LEVELS: dict[str, tuple[str | None, ...]] = {
+    "arm": ("v5", "v6", "v7", "v8"),
+    "amd64": (None, "v2", "v3", "v4"),
+    "arm64": (None, "v9"),
+}
+
+
+def _rank(wanted: Platform, candidate: Platform) -> int | None:
+    """How well ``candidate`` serves ``wanted``: 0 is the same platform, more is a lesser variant it runs too
+    (arm/v6 for arm/v7), None is not at all. A request without a variant, on an architecture without known
+    levels, takes any variant after the entry that has none."""
     if wanted.os != candidate.os or wanted.architecture != candidate.architecture:
-        return False
-    want_variant = _normalised_variant(wanted)
-    return want_variant is None or want_variant == _normalised_variant(candidate)
+        return None
+    want, have = _normalised_variant(wanted), _normalised_variant(candidate)
+    if want == have:
+        return 0
+    levels = _VARIANT_LEVELS.get(wanted.architecture)
+    if levels is not None:
+        if want in levels and have in levels and levels.index(have) < levels.index(want):
+            return levels.index(want) - levels.index(have)
+        return None
+    return 1 if want is None else None
+
+
+def matches(wanted: Platform, candidate: Platform) -> bool:
+    """Whether ``candidate`` is one of the platforms ``wanted`` names: the same, or any variant of its
+    architecture when ``wanted`` gives none (``linux/arm`` keeps arm/v6 and arm/v7 alike)."""
+    if wanted.variant is None:
+        return wanted.os == candidate.os and wanted.architecture == candidate.architecture
+    return _rank(wanted, candidate) == 0
 
 
 def select_manifest(entries: tuple[Descriptor, ...], wanted: Platform, *, where: str = "index") -> Descriptor:
-    """The first index entry whose platform matches ``wanted``; NotFoundError listing the choices otherwise."""
+    """The index entry that serves ``wanted`` best (its own variant, else the nearest lesser one it runs; the
+    first of equals); NotFoundError listing the choices otherwise."""
+    best: tuple[int, Descriptor] | None = None
     for entry in entries:
-        if entry.platform is not None and matches(wanted, entry.platform):
-            return entry
-    raise NotFoundError(f"{where} has no manifest for platform {wanted}; available: {available_platforms(entries)}")
+        rank = None if entry.platform is None else _rank(wanted, entry.platform)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, entry)
+    if best is None:
+        raise NotFoundError(f"{where} has no manifest for platform {wanted}; available: {available_platforms(entries)}")
+    return best[1]
 
 
 def available_platforms(entries: Sequence[Descriptor]) -> str:
