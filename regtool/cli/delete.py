@@ -53,7 +53,7 @@ def delete(
     """Delete the manifest IMAGE names (by tag or digest) from its registry.
 
     A tag is resolved to its digest first, and the manifest is deleted by digest, so every tag pointing at it
-    goes too. Prints the deleted digest.
+    goes too. Prints the deleted digest. A registry with deletes turned off answers UNSUPPORTED: exit 7.
 
     Example: regtool delete localhost:5000/team/app:1.0
     """

@@ -228,6 +228,42 @@ async def test_a_stream_goes_up_in_patches_a_registry_writes_out_as_it_goes(
     assert max(e.received for e in patches) == cap
 
 
+async def test_a_push_interrupted_after_a_layer_went_up_skips_that_layer_when_run_again(
+    tmp_path: Path,
+    serve: RunningServe,  # noqa: F811
+) -> None:
+    # A small layer finishes long before a large one; the push is cancelled once the small one is committed.
+    import asyncio
+    import os
+
+    from tests.support.images import write_image
+
+    layout_path = tmp_path / "uneven"
+    image = write_image(layout_path, "1.0", [{"small.bin": os.urandom(6 << 20)}, {"large.bin": os.urandom(60 << 20)}])
+    layout = OciLayout.open(layout_path)
+    archive = write_docker_archive(layout, image.manifest, image.config, ["team/app:1.0"], tmp_path / "uneven.tar")
+    ref = _reference(serve.host, "team/resumed")
+    progress = _Recorded()
+    async with Client(progress=progress) as client:
+        push = asyncio.ensure_future(client.push(str(archive), ref))
+        while "done" not in progress.finished.values():
+            assert not push.done(), "the push ended before its first layer was committed"
+            await asyncio.sleep(0.005)
+        push.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await push
+        first_run = len(serve.requests.events())
+        pushed = await client.push(str(archive), ref)
+    with read_docker_archive(archive) as expected:
+        assert pushed.digest == expected.root.digest
+        (small, large), config = expected.root.layers, expected.root.config
+    rerun = serve.requests.events()[first_run:]
+    # The small layer is found by its remembered digest (a HEAD) and not sent again: only the large layer and
+    # the config go up.
+    assert [e.status for e in rerun if e.method == "HEAD" and str(small.digest) in e.path] == [200]
+    assert sum(e.received for e in rerun if "/blobs/uploads/" in e.path) == large.size + config.size
+
+
 class _Recorded:
     """A Progress that adds up what each transfer was told."""
 

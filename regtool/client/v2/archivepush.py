@@ -96,7 +96,7 @@ async def push_archive(
         pusher.api.preconnect(base, len(opened.diff_ids))
         known = await _present_layers(pusher, opened, ref, memo)
         opened.layers.start(known)
-        streamer = _LayerStreamer(pusher, opened, ref)
+        streamer = _LayerStreamer(pusher, opened, ref, memo)
         streamer.streamed.update((index, Uploaded("skipped")) for index in known)
         await run_bounded(range(len(opened.diff_ids)), streamer.stream, pusher.jobs)
         source = await in_thread(opened.source)
@@ -142,8 +142,9 @@ async def _present_layers(
 class _LayerStreamer:
     """Uploads an opened archive's layers as they compress; ``streamed`` holds the layers it finished."""
 
-    def __init__(self, pusher: V2Pusher, opened: OpenedArchive, ref: Reference) -> None:
+    def __init__(self, pusher: V2Pusher, opened: OpenedArchive, ref: Reference, memo: LayerMemo) -> None:
         self.api = pusher.api
+        self.memo = memo
         self.progress = pusher.progress
         self.chunk_size = pusher.uploader.chunk_size
         self.opened = opened
@@ -195,6 +196,9 @@ class _LayerStreamer:
                 raise ProtocolError(f"{what}: the registry holds {offset} of the layer's {result.size} bytes")
             response = await self.api.send("PUT", with_digest(location, result.digest), what=what, expect=(201, 204))
             check_stored_digest(response, result.digest, what)
+            # Remembered at once: a push interrupted after this layer skips it when run again.
+            remembered = {result.diff_id: Remembered(result.digest, result.size)}
+            await in_thread(self.memo.put_all, remembered)
         except (TransportError, RegistryError, NotFoundError) as exc:
             # The compressed bytes stay in the work directory: the ordinary upload takes the layer from there.
             await self._cancel(location)
