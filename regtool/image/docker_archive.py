@@ -312,12 +312,35 @@ class OpenedArchive:
         self.close()
 
 
+# A push's work directory: regtool-archive-<pid>-<random>. The pid lets a later push remove the directory of one
+# that was killed (SIGKILL, or SIGTERM, which a client command does not catch) and so never cleaned up.
+_WORK_PREFIX = "regtool-archive-"
+
+
+def _remove_orphaned_work_dirs(parent: Path) -> None:
+    """Remove the work directories under ``parent`` whose process is gone (best effort: any error skips one)."""
+    try:
+        candidates = list(parent.glob(f"{_WORK_PREFIX}*-*"))
+    except OSError:
+        return
+    for candidate in candidates:
+        pid_text = candidate.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(candidate, ignore_errors=True)
+        except OSError:
+            continue  # alive, under another user
+
+
 def open_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | None = None) -> OpenedArchive:
     """Read and check a docker-archive's manifest.json, config and layer members, without compressing anything.
 
     ``ref`` picks an image by RepoTag (``repo:tag``, or just the tag) when the archive holds several; the layers
-    are gzipped into a new directory under ``work_dir`` (default: the system's temp directory). ImageFormatError
-    names the archive and what is wrong.
+    are gzipped into a new directory under ``work_dir`` (default: the system's temp directory), where the
+    directories of killed pushes are removed first. ImageFormatError names the archive and what is wrong.
     """
     path = Path(path)
     try:
@@ -352,7 +375,8 @@ def open_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
                 plain_tar = sniff(probe.read(_SNIFF)) is Compression.NONE
             headers = [members[name.removeprefix("./")] for name in names]
             parallel = plain_tar and all(m.isreg() and not m.issparse() for m in headers)
-        tmp_dir = Path(tempfile.mkdtemp(prefix="regtool-archive-", dir=work_dir))
+        _remove_orphaned_work_dirs(Path(work_dir or tempfile.gettempdir()))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=work_dir))
         layers = LayerCompression(
             path,
             names,

@@ -402,3 +402,24 @@ def test_layers_compressed_in_parallel_equal_the_serial_ones(tmp_path: Path) -> 
                 blob = f.read()
             assert Digest.of(blob) == layer.digest
             assert gzip.decompress(blob) == tar
+
+
+def test_opening_an_archive_removes_the_work_directories_of_killed_pushes(tmp_path: Path) -> None:
+    from regtool.image.docker_archive import open_docker_archive
+
+    archive = write(tmp_path, make_image(2))
+    work = tmp_path / "work"
+    work.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = work / f"regtool-archive-{dead.pid}-abc123"
+    alive = work / f"regtool-archive-{os.getppid()}-def456"
+    unrelated = work / "regtool-archive-ghijkl"  # made by another version: not ours to judge
+    for directory in (orphan, alive, unrelated):
+        (directory / "blobs").mkdir(parents=True)
+        (directory / "blobs" / "x").write_bytes(b"compressed layer")
+    with open_docker_archive(archive, work_dir=work) as opened:
+        mine = [p.name for p in work.iterdir() if p.name.startswith(f"regtool-archive-{os.getpid()}-")]
+        assert len(mine) == 1
+        assert opened.diff_ids
+    assert sorted(p.name for p in work.iterdir()) == sorted([alive.name, unrelated.name])
