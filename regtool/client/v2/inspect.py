@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
+from regtool import mediatypes as mt
 from regtool.client.net.transport import redact_url
+from regtool.client.tasks import run_bounded
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.resolve import resolve_image
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, ProtocolError, RegistryError, UnsupportedProtocolError
+from regtool.errors import IntegrityError, InvalidDigest, ProtocolError, RegistryError, UnsupportedProtocolError
 from regtool.manifest import ImageConfig, Manifest, ManifestError, Platform
 from regtool.protocol import v2
 from regtool.reference import Reference
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["delete_manifest", "inspect_image", "resolve_digest"]
 
 _CONFIG_LIMIT = 16 << 20
+# HEADs at once for a schema1 image's layer sizes.
+_SCHEMA1_HEADS = 8
 
 
 def _strings(value: Any) -> tuple[str, ...] | None:
@@ -58,8 +63,10 @@ async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform 
 
     # The resolution a pull makes, so a platform the index lacks fails alike, listing the others; without
     # ``platform``, an index lacking this machine's platform (or whose entry is no image) is described alone.
-    resolved = await resolve_image(api, ref, platform, purpose="inspect", optional=platform is None)
+    resolved = await resolve_image(api, ref, platform, purpose="inspect", optional=platform is None, schema1=True)
     top, image = resolved.top, resolved.image
+    if top.kind == "schema1":
+        return await _describe_schema1(api, ref, top)
     config = await _config(api, ref, image) if image is not None else None
     inner = config.config if config is not None else {}
     labels = inner.get("Labels") if isinstance(inner.get("Labels"), dict) else {}
@@ -81,6 +88,54 @@ async def inspect_image(api: RegistryAPI, ref: Reference, *, platform: Platform 
         env=_strings(inner.get("Env")) or (),
         labels={str(k): str(v) for k, v in (labels or {}).items()},
     )
+
+
+async def _describe_schema1(api: RegistryAPI, ref: Reference, manifest: Manifest) -> InspectResult:
+    """A schema1 image as skopeo describes one: its config is the newest history entry's ``v1Compatibility``,
+    its layers the ``fsLayers`` oldest first (without the empty ones ``throwaway`` marks), their sizes from a
+    HEAD each (schema1 states none). The digest is the registry's: a signed manifest's is its payload's."""
+    from regtool.client.results import InspectResult, LayerInfo
+
+    try:
+        data = json.loads(manifest.raw)
+        history = [json.loads(entry["v1Compatibility"]) for entry in data.get("history") or []]
+        fs_layers = [Digest.parse(layer["blobSum"]) for layer in data["fsLayers"]]
+    except (ValueError, TypeError, KeyError, InvalidDigest) as exc:
+        raise ProtocolError(f"{ref}: schema1 manifest: unreadable history or fsLayers ({exc})") from None
+    newest: dict[str, Any] = history[0] if history and isinstance(history[0], dict) else {}
+    layers = [
+        digest
+        for i, digest in enumerate(fs_layers)
+        if not (i < len(history) and isinstance(history[i], dict) and history[i].get("throwaway"))
+    ][::-1]
+    sizes: dict[Digest, int] = {}
+
+    async def size(digest: Digest) -> None:
+        found = await api.blob_size(ref.registry, ref.repository, digest)
+        sizes[digest] = -1 if found is None else found
+
+    await run_bounded(list(dict.fromkeys(layers)), size, _SCHEMA1_HEADS)
+    inner: dict[str, Any] = newest["config"] if isinstance(newest.get("config"), dict) else {}
+    labels = inner["Labels"] if isinstance(inner.get("Labels"), dict) else {}
+    return InspectResult(
+        reference=str(ref),
+        digest=await resolve_digest(api, ref),
+        media_type=manifest.media_type,
+        manifest_digest=None,
+        os=_string(newest.get("os")),
+        architecture=_string(newest.get("architecture")) or _string(data.get("architecture")),
+        variant=_string(newest.get("variant")),
+        created=_string(newest.get("created")),
+        entrypoint=_strings(inner.get("Entrypoint")),
+        cmd=_strings(inner.get("Cmd")),
+        env=_strings(inner.get("Env")) or (),
+        labels={str(k): str(v) for k, v in (labels or {}).items()},
+        layers=tuple(LayerInfo(digest, sizes[digest], mt.DOCKER_LAYER) for digest in layers),
+    )
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 async def resolve_digest(api: RegistryAPI, ref: Reference) -> Digest:

@@ -61,14 +61,15 @@ async def resolve_image(
     jobs: int = _MANIFEST_JOBS,
     purpose: str = "v2 pull",
     optional: bool = False,
+    schema1: bool = False,
 ) -> ResolvedImage:
     """``ref``'s manifest and, for an index, the image of ``platform`` (default: this machine's) in it.
 
-    ``purpose`` names the job in the error for a schema1 manifest; ``optional`` lets an index without a usable
-    entry resolve to no image (``platform.select_image``).
+    ``purpose`` names the job in the error for a schema1 manifest, unless ``schema1`` takes one as the image;
+    ``optional`` lets an index without a usable entry resolve to no image (``platform.select_image``).
     """
     chain = chain or EndpointChain((Endpoint(ref),))
-    top = await _top(api, ref, chain, purpose)
+    top = await _top(api, ref, chain, None if schema1 else purpose)
     fetch = _verified_children(api, chain, jobs)
     return await select_image(top, platform or host_platform(), fetch, where=f"index {ref}", optional=optional)
 
@@ -97,10 +98,11 @@ async def plan_images(
     return ImagePlan(top, image, (image,), (image,), () if resolved.platform is None else (resolved.platform,))
 
 
-async def _top(api: RegistryAPI, ref: Reference, chain: EndpointChain, purpose: str) -> Manifest:
+async def _top(api: RegistryAPI, ref: Reference, chain: EndpointChain, purpose: str | None) -> Manifest:
+    """The manifest ``ref`` names; a schema1 one is refused naming ``purpose`` (None: taken)."""
     # Settled: the blobs are asked first of the endpoint that served the image's own manifest.
     top = await chain.first(f"manifest {ref.reference}", lambda at: api.get_manifest(at.ref), settle=True)
-    if top.kind == "schema1":
+    if top.kind == "schema1" and purpose is not None:
         raise UnsupportedProtocolError(
             f"{ref}: the registry serves only a schema1 manifest; regtool's {purpose} needs schema2 or OCI"
         )
