@@ -159,6 +159,10 @@ class Manifest:
         """A descriptor pointing at this manifest."""
         return Descriptor(self.media_type, self.digest, len(self.raw), **extra)
 
+    def referrer_descriptor(self) -> Descriptor:
+        """This manifest as a referrers list names it: with its artifactType and its annotations."""
+        return self.descriptor(artifact_type=self.effective_artifact_type(), annotations=dict(self.annotations))
+
     def referenced_blobs(self) -> tuple[Digest, ...]:
         """Blobs this manifest needs in the repository (config and layers; schema1 fsLayers)."""
         if self.kind == "schema1":

@@ -113,8 +113,14 @@ EXIT_CODES: dict[int, str] = {
     4: "authentication or authorization failed",
     5: "integrity: content did not match its digest or size",
     6: "network: connection refused, DNS, TLS or timeout",
-    7: "protocol: the registry does not speak the API asked for, or no registry answered",
-    130: "interrupted (Ctrl-C); partial transfers are kept for a resume",
+    7: (
+        "protocol: the registry does not speak the API asked for (or refuses it as UNSUPPORTED, e.g. deletes "
+        "turned off), or no registry answered"
+    ),
+    130: (
+        "interrupted (Ctrl-C); partial transfers are kept for a resume (a docker-archive push sends the layer it "
+        "was compressing again)"
+    ),
 }
 
 

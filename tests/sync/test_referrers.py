@@ -292,7 +292,10 @@ def test_referrer_tags_are_told_from_image_tags() -> None:
     assert all(is_referrer_tag(f"{schema_tag(subject)}.{s}") for s in ("sig", "att", "sbom"))
     assert not is_referrer_tag("1.0")
     assert not is_referrer_tag(schema_tag(subject) + ".other")
-    assert len(schema_tag(Digest.of(b"x", "sha512"))) == 128
+    # The spec's <alg>-<ref>: the subject's encoded digest cut to 64 characters, sha512 too.
+    sha512 = Digest.of(b"x", "sha512")
+    assert schema_tag(sha512) == f"sha512-{sha512.encoded[:64]}"
+    assert is_referrer_tag(schema_tag(sha512))
 
 
 # -- protocol cases a real server does not produce: pages, and a filter the registry ignored ----------------
@@ -352,3 +355,74 @@ async def test_copy_with_referrers_carries_them_to_distribution(
     refused = regtool("copy", "--referrers", "--to-protocol", "v1", "127.0.0.1:1/a:1", "127.0.0.1:2/b:1", cwd=tmp_path)
     assert refused.returncode == 2
     assert "--referrers needs registry v2 at both ends" in refused.stderr
+
+
+def _tag_schema_entries(url: str, name: str, subject: Digest) -> dict[str, str | None]:
+    """The entries of ``subject``'s tag-schema index at ``url``: digest -> artifactType ({} when absent)."""
+    response = httpx.get(
+        f"{url}/v2/{name}/manifests/{schema_tag(subject)}", headers={"Accept": mt.OCI_INDEX}, timeout=30
+    )
+    if response.status_code == 404:
+        return {}
+    assert response.status_code == 200, response.text
+    return {entry["digest"]: entry.get("artifactType") for entry in response.json()["manifests"]}
+
+
+async def test_a_referrer_copied_on_its_own_enters_its_subjects_tag_schema(
+    serve_pair: tuple[RunningServe, ...],
+    distribution: Distribution,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # The spec makes the client that pushes a manifest with a subject, to a registry without the referrers
+    # API, add it to the subject's tag-schema index: a copy of the signature alone must, as a copy with
+    # --referrers does.
+    server = serve_pair[0]
+    attached = attach(server.url, "team/app", tag_schema=False)
+    for reference in ("1.0", f"sha256:{attached.signature.encoded}"):
+        separator = ":" if reference == "1.0" else "@"
+        done = regtool(
+            "copy",
+            "-q",
+            f"{server.host}/team/app{separator}{reference}",
+            f"{distribution.host}/team/app{separator}{reference}",
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+    entries = _tag_schema_entries(distribution.url, "team/app", attached.subject)
+    assert entries == {str(attached.signature): SIGNATURE}
+
+
+async def test_deleting_a_referrer_drops_it_from_its_subjects_tag_schema(
+    distribution: Distribution,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    attached = attach(distribution.url, "team/app", tag_schema=True)
+    done = regtool("delete", f"{distribution.host}/team/app@{attached.signature}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    entries = _tag_schema_entries(distribution.url, "team/app", attached.subject)
+    assert entries == {str(attached.sbom): SBOM}
+
+
+async def test_copy_with_referrers_passes_over_a_stale_tag_schema_entry(
+    serve_pair: tuple[RunningServe, ...],
+    distribution: Distribution,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Another tool deleted the signature and left its entry in the index (distribution checks no entries).
+    attached = attach(distribution.url, "team/app", tag_schema=True)
+    gone = httpx.delete(f"{distribution.url}/v2/team/app/manifests/{attached.signature}", timeout=30)
+    assert gone.status_code == 202
+    target = serve_pair[1]
+    done = regtool(
+        "copy",
+        "--json",
+        "--referrers",
+        f"{distribution.host}/team/app:1.0",
+        f"{target.host}/team/app:1.0",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["referrers"] == 3
+    async with Client() as client:
+        found = await find_referrers(client.api, Reference(target.host, "team/app"), attached.subject)
+    assert {r.digest for r in found} == {attached.sbom, attached.sbom_signature, attached.cosign}

@@ -509,8 +509,14 @@ class RegistryAPI:
                 f"manifest {ref}: registry stored it as {header}, expected {manifest.digest} (at {redact_url(url)})"
             )
         if manifest.subject is not None:
-            # Without OCI-Subject the registry did not index the subject: the copier writes the tag schema.
-            self.referrers_api[ref.registry] = v2.OCI_SUBJECT_HEADER in response.headers
+            indexed = v2.OCI_SUBJECT_HEADER in response.headers
+            self.referrers_api[ref.registry] = indexed
+            if not indexed:
+                # Without OCI-Subject the registry did not index the subject, and the spec makes the client who
+                # pushed the manifest add it to the subject's tag-schema index, whichever command pushed it.
+                from regtool.client.v2.referrers import write_tag_schema
+
+                await write_tag_schema(self, ref, manifest.subject.digest, [manifest.referrer_descriptor()])
         return manifest.digest
 
     # -- blobs ------------------------------------------------------------------------------------------

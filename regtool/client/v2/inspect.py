@@ -150,8 +150,15 @@ async def resolve_digest(api: RegistryAPI, ref: Reference) -> Digest:
 
 
 async def delete_manifest(api: RegistryAPI, ref: Reference) -> Digest:
-    """Delete the manifest ``ref`` names (a tag is resolved to its digest first); returns that digest."""
+    """Delete the manifest ``ref`` names (a tag is resolved to its digest first); returns that digest.
+
+    A referrer (a manifest with a ``subject``) deleted where the registry has no referrers API also leaves its
+    subject's tag-schema index, as the spec asks of the client that deletes it.
+    """
+    from regtool.client.v2.referrers import has_referrers_api, remove_from_tag_schema
+
     digest = await resolve_digest(api, ref)
+    subject = await _subject_of(api, ref.with_digest(digest))
     url = await api.url(ref.registry, v2.manifest_path(ref.repository, str(digest)))
     try:
         await api.send("DELETE", url, what=f"delete of {ref.repository_ref}@{digest}", expect=(200, 202, 204))
@@ -162,4 +169,16 @@ async def delete_manifest(api: RegistryAPI, ref: Reference) -> Digest:
                 f"{', UNSUPPORTED' if 'UNSUPPORTED' in exc.codes else ''}); enable deletes in its configuration"
             ) from None
         raise
+    if subject is not None and not await has_referrers_api(api, ref, subject):
+        await remove_from_tag_schema(api, ref, subject, digest)
     return digest
+
+
+async def _subject_of(api: RegistryAPI, ref: Reference) -> Digest | None:
+    """The subject of the manifest ``ref`` names; None when it has none, or cannot be read as one (a signed
+    schema1 manifest, whose digest is not its bytes', has no subject either)."""
+    try:
+        manifest = await api.get_manifest(ref)
+    except (IntegrityError, ProtocolError):
+        return None
+    return manifest.subject.digest if manifest.subject is not None else None

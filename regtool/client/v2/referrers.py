@@ -58,6 +58,7 @@ __all__ = [
     "find_referrers",
     "has_referrers_api",
     "is_referrer_tag",
+    "remove_from_tag_schema",
     "schema_tag",
     "write_tag_schema",
 ]
@@ -65,13 +66,14 @@ __all__ = [
 COSIGN_SUFFIXES = ("sig", "att", "sbom")
 # Signatures of attestations of SBOMs... real chains are two or three deep; this only stops a cycle's cousins.
 MAX_DEPTH = 8
-_TAG_MAX = 128
-_REFERRER_TAG_RE = re.compile(r"^(sha256-[0-9a-f]{64}|sha512-[0-9a-f]{121})(\.(sig|att|sbom))?$")
+# The spec's tag schema: <alg>-<ref>, where <ref> is the subject's encoded digest cut to 64 characters.
+_REF_MAX = 64
+_REFERRER_TAG_RE = re.compile(r"^(sha256|sha512)-[0-9a-f]{64}(\.(sig|att|sbom))?$")
 
 
 def schema_tag(subject: Digest) -> str:
-    """The tag-schema tag of ``subject``: ``<alg>-<hex>``, cut to the 128 characters a tag may have."""
-    return f"{subject.algorithm}-{subject.encoded}"[:_TAG_MAX]
+    """The tag-schema tag of ``subject``: ``<alg>-<hex>``, the hex cut to the 64 characters the spec gives it."""
+    return f"{subject.algorithm}-{subject.encoded[:_REF_MAX]}"
 
 
 def is_referrer_tag(tag: str) -> bool:
@@ -267,6 +269,19 @@ async def write_tag_schema(
     return True
 
 
+async def remove_from_tag_schema(api: RegistryAPI, repository: Reference, subject: Digest, digest: Digest) -> bool:
+    """Drop ``digest``'s entry from ``subject``'s tag-schema index in ``repository``, as the spec asks of a client
+    deleting a referrer where the registry has no referrers API; False when the index has none."""
+    ref = repository.with_tag(schema_tag(subject))
+    current = await _manifest_or_none(api, ref)
+    if current is None or not current.is_index or digest not in {d.digest for d in current.manifests}:
+        return False
+    entries = [d.to_json() for d in current.manifests if d.digest != digest]
+    raw = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}).encode()
+    await api.put_manifest(ref, parse_manifest(raw, mt.OCI_INDEX))
+    return True
+
+
 async def has_referrers_api(api: RegistryAPI, repository: Reference, subject: Digest) -> bool:
     """Whether ``repository``'s registry has the referrers API: what it showed before, else one GET."""
     known = api.referrers_api.get(repository.registry)
@@ -299,12 +314,21 @@ async def copy_referrers(
         destination = target.with_tag(referrer.tag) if referrer.tag else _by_digest(target, referrer.digest)
         result = None
         if not await _has(api, destination, referrer.digest):
-            result = await copy_image(
-                api, _by_digest(source, referrer.digest), destination, progress=progress, jobs=jobs
-            )
+            try:
+                result = await copy_image(
+                    api, _by_digest(source, referrer.digest), destination, progress=progress, jobs=jobs
+                )
+            except NotFoundError:
+                if referrer.via != "tag-schema":
+                    raise
+                # A tag-schema index keeps entries of manifests deleted since (the registry does not check
+                # an index's entries on a delete): such an entry is stale, not the copy's failure.
+                if progress is not None:
+                    progress.event("stale_referrer", subject=str(referrer.subject), digest=str(referrer.digest))
+                continue
         copies.append(ReferrerCopy(referrer, result))
     by_subject: dict[Digest, list[Descriptor]] = {}
-    for referrer in found:
+    for referrer in (copy.referrer for copy in copies):
         if referrer.via != "cosign":
             by_subject.setdefault(referrer.subject, []).append(referrer.descriptor)
     if by_subject and not await has_referrers_api(api, target, subject):
