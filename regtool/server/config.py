@@ -203,6 +203,9 @@ class ServerConfig:
             raise UsageError("give both a TLS certificate and its key, or neither")
         if self.token_key is not None and self.token_cert is None:
             raise UsageError("a token signing key needs its certificate (the chain verifiers trust)")
+        if not self.token_auth and (self.token_cert is not None or self.token_key is not None or self.token_realm):
+            # Ignoring them would start a registry without any authentication where its operator asked for some.
+            raise UsageError("the token options (certificate, key, realm) need token auth (--token-auth)")
         # A certificate alone is distribution's rootcertbundle: tokens come from an external token server.
         external_tokens = self.token_cert is not None and self.token_key is None
         if self.token_auth and external_tokens and not self.token_realm:

@@ -169,3 +169,17 @@ def test_expired_foreign_and_garbage_tokens_are_invalid(
     valid = key.sign({**claims, "exp": now + 300})
     ok = httpx.get(f"{token_serve.url}/v2/team/app/tags/list", headers={"Authorization": f"Bearer {valid}"})
     assert ok.status_code == 404
+
+
+def test_an_acls_anonymous_lines_hold_under_basic_auth_as_under_tokens(htpasswd: Path, tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("alice * pull,push\nanonymous shared/* pull\n")
+    with run_auth_serve(htpasswd=htpasswd, auth_acl=acl) as server:
+        # Missing, but readable: 404, where a repository anonymous clients may not read is 401.
+        assert httpx.get(f"{server.url}/v2/shared/base/tags/list").status_code == 404
+        assert httpx.get(f"{server.url}/v2/shared/base/manifests/1").status_code == 404
+        private = httpx.get(f"{server.url}/v2/team/app/tags/list")
+        assert private.status_code == 401
+        assert private.headers["WWW-Authenticate"] == 'Basic realm="regtool"'
+        assert httpx.post(f"{server.url}/v2/shared/base/blobs/uploads/").status_code == 401
+        assert httpx.get(f"{server.url}/v2/_catalog").status_code == 401

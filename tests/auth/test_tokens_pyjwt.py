@@ -229,3 +229,32 @@ def test_an_external_token_server_needs_its_realm_and_a_key_needs_its_certificat
         ServerConfig(storage="inmemory", token_auth=True, token_cert=token_key[1])
     with pytest.raises(UsageError, match="signing key needs its certificate"):
         ServerConfig(storage="inmemory", token_auth=True, token_key=token_key[0], anonymous_pull=True)
+
+
+def test_token_options_without_token_auth_are_refused_not_ignored(
+    token_key: tuple[Path, Path, SigningKey], tmp_path: Path
+) -> None:
+    # Ignored, they started a registry with no authentication at all where its operator asked for tokens.
+    import subprocess
+    import sys
+
+    from regtool.errors import UsageError
+    from regtool.server.config import ServerConfig
+
+    for options in (
+        {"token_cert": token_key[1], "token_realm": "https://auth.example/token"},
+        {"token_cert": token_key[1], "token_key": token_key[0]},
+        {"token_realm": "https://auth.example/token"},
+    ):
+        with pytest.raises(UsageError, match=r"token options .* need token auth \(--token-auth\)"):
+            ServerConfig(storage="inmemory", **options)  # type: ignore[arg-type]
+    serve = [sys.executable, "-m", "regtool", "serve", "--storage", "inmemory", "--port", "0"]
+    done = subprocess.run(
+        [*serve, "--token-cert", str(token_key[1]), "--token-realm", "https://auth.example/token"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == "error: the token options (certificate, key, realm) need token auth (--token-auth)\n"

@@ -58,11 +58,14 @@ def check_rights(
 ) -> None:
     """Let ``user`` (None: no valid Basic credentials) through, or raise 401 with a Basic challenge / 403 DENIED.
 
-    Anonymous clients get through only to read, and only when the policy allows anonymous pulls.
+    Anonymous clients get what the policy gives them (``anonymous`` lines of an ACL, or pulls everywhere with
+    anonymous pull), as under token auth; where nothing is asked for (the base ``/v2/``), a read when anonymous
+    pull is on.
     """
     if user is None:
-        reading = request.method in {"GET", "HEAD"} and all(a.action == "pull" for a in accesses)
-        if policy.anonymous_pull and reading:
+        if accesses and all(policy.allowed(None, a.type, a.name, frozenset({a.action})) for a in accesses):
+            return
+        if not accesses and policy.anonymous_pull and request.method in {"GET", "HEAD"}:
             return
         raise ApiError(
             ErrorCode.UNAUTHORIZED,
