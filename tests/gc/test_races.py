@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from regtool import mediatypes as mt
 from regtool.digest import Digest
+from regtool.manifest import parse_manifest
+from regtool.server.errors import ApiError, ErrorCode
 from regtool.server.gc import GcOptions, Removal, collect_garbage
+from regtool.server.storage import paths
 from regtool.server.storage.filesystem import FilesystemDriver
 from regtool.server.storage.registry import Registry
 from tests.gc.conftest import Filled, stored_blobs
@@ -94,3 +98,57 @@ def test_a_referrer_pushed_while_its_repository_is_read_keeps_its_referrers_entr
         assert "referrer-entry" not in [r.kind for r in report.removed]
         found = client.get(f"/v2/team/app/referrers/{subject_digest}").json()["manifests"]
         assert [m["digest"] for m in found] == [signature_digest]
+
+
+class _CollectingMidPut(FilesystemDriver):
+    """A driver that runs a whole collection (another process's, on the same root) just before the revision of
+    ``digest`` is written: the instant after a manifest put checked its blobs' links."""
+
+    def __init__(self, root: Path, digest: Digest) -> None:
+        super().__init__(root)
+        self.revision = paths.manifest_revision("app", digest)
+        self.collected = False
+
+    def put_content(self, path: str, data: bytes) -> None:
+        if path == self.revision and not self.collected:
+            self.collected = True
+            collect_garbage(Registry(FilesystemDriver(self.root)), GcOptions(delay=0))
+        super().put_content(path, data)
+
+
+def _linked(registry: Registry, config: bytes, layer: bytes, *names: str) -> list[Digest]:
+    digests = [registry.blobs.put(data) for data in (config, layer)]
+    for name in names:
+        for digest in digests:
+            registry.link_blob(name, digest)
+    return digests
+
+
+def test_links_a_collection_sweeps_during_a_manifest_put_are_made_again(tmp_path: Path) -> None:
+    # The blobs are also another repository's, so their bytes stay; app's links, unreferenced at the sweep, go.
+    config, layer = b'{"shared": true}', b"a layer two repositories hold " * 30
+    raw = image_manifest(config, [layer])
+    manifest = parse_manifest(raw, mt.OCI_MANIFEST)
+    driver = _CollectingMidPut(tmp_path, manifest.digest)
+    registry = Registry(driver)
+    digests = _linked(registry, config, layer, "app", "other")
+    registry.put_manifest("other", manifest, "1")
+    registry.put_manifest("app", manifest, "1")
+    assert driver.collected
+    for digest in digests:
+        assert registry.blob_linked("app", digest)
+        assert registry.stat_blob("app", digest) > 0
+    assert registry.get_manifest("app", "1").digest == manifest.digest
+
+
+def test_a_manifest_put_whose_blobs_a_collection_removed_fails_and_tags_nothing(tmp_path: Path) -> None:
+    config, layer = b'{"alone": true}', b"a layer only app held " * 30
+    raw = image_manifest(config, [layer])
+    manifest = parse_manifest(raw, mt.OCI_MANIFEST)
+    driver = _CollectingMidPut(tmp_path, manifest.digest)
+    registry = Registry(driver)
+    _linked(registry, config, layer, "app")
+    with pytest.raises(ApiError) as raised:
+        registry.put_manifest("app", manifest, "1")
+    assert raised.value.code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+    assert "1" not in registry.tags("app")

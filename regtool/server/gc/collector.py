@@ -21,7 +21,9 @@ reads, on every driver:
 - a manifest written into a repository (naming blobs the repository has linked, unreferenced, for longer than
   the grace period, or untagged manifests as an index's children) replaces the repository's write token
   (``_manifests/written``, once per manifest); before each removal of one of its manifests or links the token is
-  read again, and when it changed the repository is marked again, so the new manifest's content stays;
+  read again, and when it changed the repository is marked again, so the new manifest's content stays; a link
+  swept while the manifest was being written (its token not yet replaced at the re-check) is found missing by
+  the put itself once its token is in place, and made again (``Registry.put_manifest``);
 - the same bytes uploaded again, or a blob mounted, marks the blob as used (``BlobStore.mark_used``, a small
   file beside the data whose content is the time), read again before the blob's removal.
 

@@ -471,6 +471,35 @@ class Registry:
         # Last, once the manifest is in place: a collector that marked the repository before it sees the token
         # change and marks it again, so what the manifest names (blobs it linked long ago, untagged children) stays.
         self.driver.put_content(paths.manifests_written(name), uuid.uuid4().hex.encode())
+        if verify_references:
+            self._relink_swept(name, manifest, tag)
+
+    def _relink_swept(self, name: str, manifest: Manifest, tag: str | None) -> None:
+        """Links a collector removed while the manifest was being written are made again.
+
+        A collector that re-checked the token before it changed may have swept a link the first check saw; the
+        token now in place makes any later sweep see the manifest. A blob whose bytes are gone too cannot be
+        linked again: then the tag is taken back and the put fails as for a blob never pushed.
+        """
+        gone: list[Digest] = []
+        for digest in manifest.referenced_blobs():
+            if self._link_stored(name, digest):
+                continue
+            if self.blobs.stored_size(digest) is None:
+                gone.append(digest)
+            else:
+                self.link_blob(name, digest)
+        if not gone:
+            return
+        if tag is not None:
+            with contextlib.suppress(PathNotFound):
+                if self.driver.get_content(paths.tag_link(name, tag)) == str(manifest.digest).encode():
+                    self.driver.delete(f"{paths.tags_dir(name)}/{tag}")
+        raise ApiError(
+            ErrorCode.MANIFEST_BLOB_UNKNOWN,
+            f"manifest for {name} references {gone[0]}, unknown to the repository",
+            detail=[str(d) for d in gone],
+        )
 
     def tag_manifest(self, name: str, tag: str, digest: Digest) -> None:
         """Point ``tag`` of ``name`` at manifest ``digest``, which the repository holds already."""
