@@ -258,7 +258,7 @@ def test_lazy_console_prints_what_rich_prints(objects: tuple[str, ...], options:
     from rich.console import Console
 
     written: list[str] = []
-    consoles: tuple[LazyConsole | Console, ...] = (LazyConsole(), Console(highlight=False, soft_wrap=True))
+    consoles: tuple[LazyConsole | Console, ...] = (LazyConsole(), Console(highlight=False, emoji=False, soft_wrap=True))
     for console in consoles:
         out = io.StringIO()
         with redirect_stdout(out):

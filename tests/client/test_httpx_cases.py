@@ -15,6 +15,7 @@ from pytest_httpx import HTTPXMock
 
 from regtool.client import Client
 from regtool.client.net.retry import RetryPolicy
+from regtool.digest import Digest
 from regtool.errors import NotFoundError, RegistryError, TransportError, UnsupportedProtocolError
 from regtool.reference import Reference
 
@@ -138,8 +139,14 @@ async def test_probe_v1_only_and_both(httpx_mock: HTTPXMock) -> None:
 
 
 async def test_delete_unsupported_is_a_clear_error(httpx_mock: HTTPXMock) -> None:
-    digest = "sha256:" + "a" * 64
-    httpx_mock.add_response(url=f"https://{HOST}/v2/", headers=V2, json={})
+    body = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+    digest = str(Digest.of(body))
+    httpx_mock.add_response(
+        method="GET",
+        url=f"https://{HOST}/v2/team/app/manifests/{digest}",
+        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+        content=body,
+    )
     httpx_mock.add_response(
         method="DELETE",
         url=f"https://{HOST}/v2/team/app/manifests/{digest}",

@@ -157,8 +157,7 @@ async def delete_manifest(api: RegistryAPI, ref: Reference) -> Digest:
     """
     from regtool.client.v2.referrers import has_referrers_api, remove_from_tag_schema
 
-    digest = await resolve_digest(api, ref)
-    subject = await _subject_of(api, ref.with_digest(digest))
+    digest, subject = await _digest_and_subject(api, ref)
     url = await api.url(ref.registry, v2.manifest_path(ref.repository, str(digest)))
     try:
         await api.send("DELETE", url, what=f"delete of {ref.repository_ref}@{digest}", expect=(200, 202, 204))
@@ -174,11 +173,12 @@ async def delete_manifest(api: RegistryAPI, ref: Reference) -> Digest:
     return digest
 
 
-async def _subject_of(api: RegistryAPI, ref: Reference) -> Digest | None:
-    """The subject of the manifest ``ref`` names; None when it has none, or cannot be read as one (a signed
-    schema1 manifest, whose digest is not its bytes', has no subject either)."""
+async def _digest_and_subject(api: RegistryAPI, ref: Reference) -> tuple[Digest, Digest | None]:
+    """The digest ``ref`` names and its manifest's subject, from one GET (where a tag was resolved by a HEAD
+    before: the same one request). A manifest whose digest is not its bytes' (signed schema1) is resolved by the
+    registry's answer instead, and has no subject."""
     try:
         manifest = await api.get_manifest(ref)
     except (IntegrityError, ProtocolError):
-        return None
-    return manifest.subject.digest if manifest.subject is not None else None
+        return await resolve_digest(api, ref), None
+    return ref.digest or manifest.digest, manifest.subject.digest if manifest.subject is not None else None
