@@ -59,6 +59,25 @@ def test_writer_continues_another_process_upload_across_parts(driver: S3Driver) 
     assert _open_uploads(first) == []
 
 
+def test_a_writer_killed_after_its_tail_went_out_in_a_part_reports_only_what_is_held(driver: S3Driver) -> None:
+    # The waiting tail opens the next part; a writer killed after sending that part (no close) must not leave
+    # the tail counted a second time, or the upload claims bytes it does not hold and can never complete.
+    data = os.urandom(3 * PART)
+    writer = driver.writer("uploads/k/data")
+    writer.write(data[: PART + 100])
+    writer.close()
+    resumed = S3Driver(driver.settings).writer("uploads/k/data", append=True)
+    resumed.write(data[PART + 100 : 2 * PART + 50])  # the part sent holds the 100 tail bytes; 50 wait in memory
+    del resumed  # killed: the 50 bytes in memory are lost, nothing else
+    held = driver.stat("uploads/k/data").size
+    assert held == 2 * PART
+    finisher = driver.writer("uploads/k/data", append=True)
+    assert finisher.size == held
+    finisher.write(data[held:])
+    finisher.commit()
+    assert driver.get_content("uploads/k/data") == data
+
+
 def test_truncate_into_sent_parts(driver: S3Driver) -> None:
     data = os.urandom(2 * PART + 10)
     writer = driver.writer("f")

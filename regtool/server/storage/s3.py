@@ -559,6 +559,11 @@ class S3Writer:
                 self._driver._delete_keys([self._key])
                 self._shadow = False
         number = len(self._parts) + 1
+        if self._tail_stored:
+            # The tail's bytes open this part: its object goes first, so a crash before the part is in counts
+            # them nowhere (the client sends them again from the offset it is told) and never twice.
+            self._driver._delete_keys([self._tail])
+            self._tail_stored = False
         # The buffer itself is the body (no copy): one part in memory per writer, replaced once it is sent.
         response = self._client.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=self._buffer
