@@ -320,3 +320,20 @@ def test_a_temporary_file_a_crashed_writer_left_is_purged(s3_bucket: S3Bucket) -
     assert driver.uploads_under(driver.key("uploads"))
     assert len(purge_uploads(registry, max_age=0, now=time.time() + 1)) == 1
     assert driver.uploads_under(driver.key("uploads")) == []
+
+
+def test_gc_aborts_a_blob_move_a_killed_serve_left_unfinished(driver: S3Driver) -> None:
+    # A serve killed while it copied a large blob into blobs/ (UploadPartCopy) leaves a multipart upload there,
+    # which no object listing shows: only the collector's grace period stands between it and the abort.
+    from regtool.server.gc import GcOptions, collect_garbage
+    from regtool.server.storage.registry import Registry
+
+    key = f"blobs/sha256/ab/{'ab' * 32}/data"
+    started = driver.client.create_multipart_upload(Bucket=driver.bucket, Key=key)["UploadId"]
+    driver.client.upload_part(Bucket=driver.bucket, Key=key, UploadId=started, PartNumber=1, Body=bytes(PART))
+    kept = collect_garbage(Registry(driver), GcOptions(delay=3600))
+    assert [u["Key"] for u in driver.uploads_under("blobs")] == [key]
+    assert not [r for r in kept.removed if r.kind == "upload"]
+    report = collect_garbage(Registry(driver), GcOptions(delay=0), now=time.time() + 1)
+    assert driver.uploads_under("blobs") == []
+    assert [(r.kind, r.size) for r in report.removed] == [("upload", PART)]

@@ -62,7 +62,7 @@ from regtool.server.gc.v1uploads import sweep_v1_uploads
 from regtool.server.proxy.limits import read_records
 from regtool.server.purge import idle_uploads
 from regtool.server.storage import paths
-from regtool.server.storage.driver import PathNotFound, exists
+from regtool.server.storage.driver import ObjectStoreDriver, PathNotFound, exists
 from regtool.server.storage.registry import Registry
 
 __all__ = ["DEFAULT_DELAY", "GcOptions", "Phase", "collect_garbage", "forget_manifest"]
@@ -294,6 +294,16 @@ class _Run:
                     continue  # written to while it was being removed: in use again after all
             self.removed(Removal("upload", upload_id, size=size))
 
+    def sweep_abandoned_writes(self) -> None:
+        """A blob's move into ``blobs/`` killed mid-way leaves a multipart upload there that no listing shows:
+        aborted once older than the grace period (a move in progress takes seconds)."""
+        if not isinstance(self.driver, ObjectStoreDriver):
+            return
+        for key, upload_id, size in self.driver.abandoned_writes(paths.BLOBS, before=self.cutoff):
+            if not self.options.dry_run:
+                self.driver.abort_upload(key, upload_id)
+            self.removed(Removal("upload", f"{key} ({upload_id})", size=size))
+
     def sweep_v1_uploads(self) -> None:
         sweep_v1_uploads(self.driver, cutoff=self.cutoff, dry_run=self.options.dry_run, removed=self.removed)
 
@@ -344,6 +354,7 @@ def collect_garbage(
         live = run.mark(run.inventory())
     phase("blobs")
     run.sweep_blobs(live)
+    run.sweep_abandoned_writes()
     run.sweep_uploads()
     run.sweep_v1_uploads()
     if run.report.removed:

@@ -83,13 +83,21 @@ class ObjectStoreDriver(StorageDriver, Protocol):
     """A driver over an object store (``s3``): what the handlers offer clients beyond the interface.
 
     ``chunk_size`` is the store's part size, advertised to clients as the smallest useful upload chunk;
-    ``presigned_url`` lets a blob GET or HEAD be redirected to the store itself.
+    ``presigned_url`` lets a blob GET or HEAD be redirected to the store itself; ``abandoned_writes`` lets the
+    collector find what a killed writer left where no listing shows it.
     """
 
     chunk_size: int
 
     def presigned_url(self, path: str, method: str) -> str:
         """A URL on the store answering ``method`` (GET or HEAD) for ``path`` without credentials, for a while."""
+
+    def abandoned_writes(self, path: str, before: float) -> list[tuple[str, str, int]]:
+        """Writes under ``path`` begun before ``before`` (epoch seconds) and never finished, which no listing
+        shows (a store's multipart uploads): ``(key, id, bytes held)``, for ``abort_upload``."""
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished write ``abandoned_writes`` named, and the bytes it holds."""
 
 
 def exists(driver: StorageDriver, path: str) -> bool:

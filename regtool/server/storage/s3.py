@@ -54,6 +54,8 @@ _DELETE_BATCH = 1000
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 # S3's answers as botocore gives them (S3Driver.list shadows the builtin in the class body).
 _Records = list[dict[str, Any]]
+# Unfinished writes: (key, upload id, bytes held).
+_Abandoned = list[tuple[str, str, int]]
 
 
 def make_s3_client(settings: S3Settings, *, max_connections: int = 64) -> Any:
@@ -397,6 +399,17 @@ class S3Driver:
             return None
         uploads.sort(key=lambda u: u["Initiated"])
         return PendingUpload(self, key, uploads[-1]["UploadId"], uploads[-1]["Initiated"].timestamp())
+
+    def abandoned_writes(self, path: str, before: float) -> _Abandoned:
+        """The multipart uploads under ``path`` begun before ``before`` (epoch seconds) that no writer finished:
+        ``(key, upload id, bytes in its parts)``. A writer killed mid-way leaves one, which no listing shows."""
+        found: _Abandoned = []
+        for upload in self.uploads_under(path):
+            initiated = upload["Initiated"].timestamp()
+            if initiated < before:
+                pending = PendingUpload(self, upload["Key"], upload["UploadId"], initiated)
+                found.append((upload["Key"], upload["UploadId"], sum(int(p["Size"]) for p in pending.parts())))
+        return found
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         try:
