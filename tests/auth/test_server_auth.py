@@ -183,3 +183,19 @@ def test_an_acls_anonymous_lines_hold_under_basic_auth_as_under_tokens(htpasswd:
         assert private.headers["WWW-Authenticate"] == 'Basic realm="regtool"'
         assert httpx.post(f"{server.url}/v2/shared/base/blobs/uploads/").status_code == 401
         assert httpx.get(f"{server.url}/v2/_catalog").status_code == 401
+
+
+def test_a_read_only_registry_asks_for_credentials_before_it_says_what_it_refuses(htpasswd: Path) -> None:
+    # As distribution: authentication comes first, so an anonymous client learns nothing of the registry's mode.
+    with run_auth_serve(htpasswd=htpasswd, read_only=True) as server:
+        for method, path in (
+            ("POST", "/v2/team/app/blobs/uploads/"),
+            ("PUT", "/v2/team/app/manifests/1"),
+            ("DELETE", f"/v2/team/app/manifests/sha256:{'a' * 64}"),
+            ("PUT", "/v1/repositories/team/app/tags/latest"),
+        ):
+            anonymous = httpx.request(method, f"{server.url}{path}")
+            assert anonymous.status_code == 401, (method, path)
+        signed_in = httpx.post(f"{server.url}/v2/team/app/blobs/uploads/", auth=("alice", USERS["alice"]))
+        assert signed_in.status_code == 405
+        assert signed_in.json()["errors"][0]["code"] == "UNSUPPORTED"

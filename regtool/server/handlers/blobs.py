@@ -66,7 +66,7 @@ async def delete_blob(request: Request) -> Response:
     """DELETE ``/v2/<name>/blobs/<digest>``: unlink from the repository -> 202; unknown -> 404 BLOB_UNKNOWN."""
     name = repository(request)
     digest = parse_digest(request.path_params["digest"])
-    require_deletable(request, "delete blobs")
     await authorize(request, Access.delete(name))
+    require_deletable(request, "delete blobs")
     await run_sync(context(request).registry.unlink_blob, name, digest)
     return empty(202, {v2.CONTENT_DIGEST_HEADER: str(digest)})

@@ -122,8 +122,8 @@ async def put_manifest(request: Request) -> Response:
     """PUT ``/v2/<name>/manifests/<reference>``: validate, store byte-exact, tag -> 201 (+ OCI-Subject)."""
     name = repository(request)
     reference = _reference(request, lookup=False)
-    require_writable(request, "push manifests")
     await authorize(request, Access.push(name), Access.pull(name))
+    require_writable(request, "push manifests")
     raw = await _read_limited(request, context(request).config.max_manifest_bytes)
     # Up to max_manifest_bytes of JSON to parse and hash: in a worker thread, off the event loop.
     manifest = await run_sync(_parse, raw, request.headers.get("content-type"))
@@ -155,8 +155,8 @@ async def delete_manifest(request: Request) -> Response:
     """DELETE ``/v2/<name>/manifests/<reference>``: a tag removes the tag only; a digest removes the manifest."""
     name = repository(request)
     reference = _reference(request, lookup=True)
-    require_deletable(request, "delete manifests")
     await authorize(request, Access.delete(name))
+    require_deletable(request, "delete manifests")
     registry = context(request).registry
     if isinstance(reference, Digest):
         await run_sync(registry.delete_manifest, name, reference)

@@ -102,8 +102,8 @@ async def _append(request: Request, name: str, upload_id: str, size: int) -> int
 async def start_upload(request: Request) -> Response:
     """POST ``/v2/<name>/blobs/uploads/``: a session (202), a monolithic upload (``?digest=``, 201) or a mount."""
     name = repository(request)
-    require_writable(request, "upload blobs")
     await authorize(request, Access.push(name), Access.pull(name))
+    require_writable(request, "upload blobs")
     registry = context(request).registry
     mount = query_digest(request, "mount")
     source = request.query_params.get("from")
@@ -137,8 +137,8 @@ async def patch_upload(request: Request) -> Response:
     """PATCH ``/v2/<name>/blobs/uploads/<id>``: append a chunk (Content-Range) or a stream -> 202."""
     name = repository(request)
     upload_id = str(request.path_params["uuid"])
-    require_writable(request, "upload blobs")
     await authorize(request, Access.push(name), Access.pull(name))
+    require_writable(request, "upload blobs")
     registry = context(request).registry
     async with context(request).upload_locks(upload_id):
         size = await run_sync(registry.upload_size, name, upload_id)
@@ -159,8 +159,8 @@ async def close_upload(request: Request) -> Response:
     """PUT ``/v2/<name>/blobs/uploads/<id>?digest=``: append an optional last chunk, verify, store -> 201."""
     name = repository(request)
     upload_id = str(request.path_params["uuid"])
-    require_writable(request, "upload blobs")
     await authorize(request, Access.push(name), Access.pull(name))
+    require_writable(request, "upload blobs")
     digest = query_digest(request, "digest")
     if digest is None:
         raise ApiError(ErrorCode.DIGEST_INVALID, f"closing upload {upload_id[:80]} needs ?digest=")
@@ -192,8 +192,8 @@ async def cancel_upload(request: Request) -> Response:
     """DELETE ``/v2/<name>/blobs/uploads/<id>``: drop the upload -> 204; unknown -> 404 BLOB_UPLOAD_UNKNOWN."""
     name = repository(request)
     upload_id = str(request.path_params["uuid"])
-    require_writable(request, "upload blobs")
     await authorize(request, Access.push(name))
+    require_writable(request, "upload blobs")
     registry = context(request).registry
     async with context(request).upload_locks(upload_id):
         await run_sync(registry.upload_size, name, upload_id)

@@ -221,8 +221,8 @@ async def get_image_json(request: Request) -> Response:
 async def put_image_json(request: Request) -> Response:
     """``PUT /v1/images/<id>/json``: 200; 400 for bad JSON/id/parent; 409 when the image is complete."""
     image_id = _image_id(request)
-    _writable(request)
     await authorize(request)
+    _writable(request)
     raw = await _body(request)
     await run_sync(_store(request).put_json, image_id, raw)
     return v1_json(True)
@@ -272,8 +272,8 @@ class _PayloadVerifier(DigestVerifier):
 async def put_layer(request: Request) -> Response:
     """``PUT /v1/images/<id>/layer``: stream into storage while computing the payload checksum; 200."""
     image_id = _image_id(request)
-    _writable(request)
     await authorize(request)
+    _writable(request)
     store = _store(request)
     upload, writer, json_bytes = await run_sync(store.begin_layer, image_id)
     hasher = _PayloadVerifier(json_bytes)
@@ -296,8 +296,8 @@ async def put_layer(request: Request) -> Response:
 async def put_checksum(request: Request) -> Response:
     """``PUT /v1/images/<id>/checksum``: verify ``X-Docker-Checksum-Payload``; the image becomes readable."""
     image_id = _image_id(request)
-    _writable(request)
     await authorize(request)
+    _writable(request)
     payload = request.headers.get(p1.CHECKSUM_PAYLOAD_HEADER)
     await run_sync(_store(request).put_checksum, image_id, payload)
     return v1_json(True)
@@ -317,8 +317,8 @@ def _index_entries(raw: bytes) -> list[dict[str, Any]]:
 async def put_repository(request: Request) -> Response:
     """``PUT /v1/repositories/<repo>/`` (the index of a push): 200 with token and endpoints."""
     name = _repository(request)
-    _writable(request)
     await authorize(request, Access.push(name))
+    _writable(request)
     entries = _index_entries(await _body(request))
     await run_sync(_store(request).put_index, name, entries)
     return v1_json("", headers=_token_headers(request, name, "write"))
@@ -328,8 +328,8 @@ async def put_repository(request: Request) -> Response:
 async def put_repository_images(request: Request) -> Response:
     """``PUT /v1/repositories/<repo>/images`` (the end of a push): 204 with token and endpoints."""
     name = _repository(request)
-    _writable(request)
     await authorize(request, Access.push(name))
+    _writable(request)
     entries = _index_entries(await _body(request))
     await run_sync(_store(request).put_index, name, entries)
     return Response(status_code=204, headers={**_NO_CACHE, **_token_headers(request, name, "write")})
@@ -383,8 +383,8 @@ async def put_tag(request: Request) -> Response:
     tag = str(request.path_params.get("tag", ""))
     if not p1.V1_TAG_RE.match(tag):
         raise V1Error(400, "Invalid tag name (must match ^[\\w][\\w.-]{0,127}$)")
-    _writable(request)
     await authorize(request, Access.push(name))
+    _writable(request)
     image_id = load_json(await _body(request), "Invalid data")
     if not isinstance(image_id, str):
         raise V1Error(400, "Invalid data")
@@ -403,8 +403,8 @@ async def delete_tag(request: Request) -> Response:
     tag = str(request.path_params.get("tag", ""))
     if not p1.V1_TAG_RE.match(tag):
         raise V1Error(404, f"Tag not found: {tag[:128]}")
-    _deletable(request)
     await authorize(request, Access.delete(name))
+    _deletable(request)
     store = _store(request)
     try:
         image_id = await run_sync(store.tag, name, tag)
@@ -419,8 +419,8 @@ async def delete_tag(request: Request) -> Response:
 async def delete_repository(request: Request) -> Response:
     """``DELETE /v1/repositories/<repo>/`` and ``/tags``: 200, removing every tag; 404 when unknown."""
     name = _repository(request)
-    _deletable(request)
     await authorize(request, Access.delete(name))
+    _deletable(request)
     store = _store(request)
     tags = await run_sync(store.tags, name)
     await run_sync(store.delete_repository, name)
@@ -456,8 +456,8 @@ async def properties(request: Request) -> Response:
     if request.method in ("GET", "HEAD"):
         await authorize(request, Access.pull(name))
         return v1_json(await run_sync(store.properties, name))
-    _writable(request)
     await authorize(request, Access.push(name))
+    _writable(request)
     data = load_json(await _body(request), "Error Decoding JSON")
     access = data.get("access") if isinstance(data, dict) else None
     if not isinstance(access, str) or not _ACCESS_RE.match(access):
