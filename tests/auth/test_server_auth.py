@@ -199,3 +199,25 @@ def test_a_read_only_registry_asks_for_credentials_before_it_says_what_it_refuse
         signed_in = httpx.post(f"{server.url}/v2/team/app/blobs/uploads/", auth=("alice", USERS["alice"]))
         assert signed_in.status_code == 405
         assert signed_in.json()["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_v1_image_reads_follow_the_acl_of_the_repositories_holding_the_image(htpasswd: Path, tmp_path: Path) -> None:
+    from tests.gc.test_v1 import push_image, tag
+
+    acl = tmp_path / "acl"
+    acl.write_text("alice * pull,push\nbob bob/* pull,push\n")
+    with run_auth_serve(htpasswd=htpasswd, auth_acl=acl) as server:
+        with httpx.Client(base_url=server.url, auth=("alice", USERS["alice"]), timeout=30) as alice:
+            secret = push_image(alice, b"alice's secret layer")
+            tag(alice, "alice/secret", "1", secret)
+            assert alice.get(f"/v1/images/{secret.id}/layer").content == secret.layer
+        with httpx.Client(base_url=server.url, auth=("bob", USERS["bob"]), timeout=30) as bob:
+            for what in ("json", "ancestry", "layer"):
+                refused = bob.get(f"/v1/images/{secret.id}/{what}")
+                assert refused.status_code == 403, what
+                assert secret.layer not in refused.content
+            # Bob's own push works, an image he may pull reads, and one that is nowhere is a 404 for all.
+            own = push_image(bob, b"bob's layer")
+            tag(bob, "bob/app", "1", own)
+            assert bob.get(f"/v1/images/{own.id}/layer").content == own.layer
+            assert bob.get(f"/v1/images/{'0' * 64}/json").status_code == 404

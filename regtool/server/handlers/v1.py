@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from regtool.digest import DigestVerifier
 from regtool.protocol import v1 as p1
+from regtool.protocol.errcodes import ErrorCode
 from regtool.protocol.ranges import content_range
 from regtool.server.auth.base import Access, permitted
 from regtool.server.errors import ApiError, storage_error
@@ -94,6 +95,20 @@ def _endpoint(handler: Handler) -> Handler:
 def _store(request: Request) -> V1ImageStore:
     ctx = context(request)
     return V1ImageStore(ctx.driver, ctx.registry.blobs)
+
+
+async def _authorize_image(request: Request, image_id: str) -> None:
+    """Image ids are global, so under an ACL an image is read only by a caller who may pull a repository whose
+    image list names it (as its tags are); without one, signing in (or anonymous pull) is all it takes."""
+    await authorize(request)
+    ctx = context(request)
+    store = _store(request)
+    # An image that is not there is a 404 for everyone, as before: a pusher asks before it uploads one.
+    if ctx.config.auth_acl is None or not await run_sync(store.image_exists, image_id):
+        return
+    names = await run_sync(store.repositories_holding, image_id)
+    if not await permitted(ctx.access, request, [Access.pull(name) for name in names]):
+        raise ApiError(ErrorCode.DENIED, f"requested access to the resource is denied: image {image_id}")
 
 
 def _writable(request: Request) -> None:
@@ -203,7 +218,7 @@ async def search(request: Request) -> Response:
 async def get_image_json(request: Request) -> Response:
     """``GET /v1/images/<id>/json``: the stored bytes, ``X-Docker-Size`` and the payload checksum."""
     image_id = _image_id(request)
-    await authorize(request)
+    await _authorize_image(request, image_id)
     info = await run_sync(_store(request).get_json, image_id)
     if "if-modified-since" in request.headers:
         # docker-registry answers 304 to any If-Modified-Since: image JSON never changes once complete.
@@ -232,7 +247,7 @@ async def put_image_json(request: Request) -> Response:
 async def get_ancestry(request: Request) -> Response:
     """``GET /v1/images/<id>/ancestry``: ``[id, parent, ..., root]``."""
     image_id = _image_id(request)
-    await authorize(request)
+    await _authorize_image(request, image_id)
     raw = await run_sync(_store(request).ancestry, image_id)
     return v1_raw(raw, headers=_CACHE_FOREVER)
 
@@ -241,7 +256,7 @@ async def get_ancestry(request: Request) -> Response:
 async def get_layer(request: Request) -> Response:
     """``GET /v1/images/<id>/layer``: streamed; a Range (RFC 9110) gives 206, an unsatisfiable one 416."""
     image_id = _image_id(request)
-    await authorize(request)
+    await _authorize_image(request, image_id)
     store = _store(request)
     digest, size = await run_sync(store.layer, image_id)
     headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **_CACHE_FOREVER}

@@ -453,6 +453,19 @@ class V1ImageStore:
         else:
             self._delete(f"{directory}/_private")
 
+    def repositories_holding(self, image_id: str) -> list[str]:
+        """The v1 repositories whose image list (``_index_images``, what a push declares) names ``image_id``."""
+        holding = []
+        for name in self.search(""):
+            raw = self._get(f"{v1_repository_dir(name)}/_index_images")
+            try:
+                entries = json.loads(raw) if raw else []
+            except ValueError:
+                continue
+            if isinstance(entries, list) and any(isinstance(e, dict) and e.get("id") == image_id for e in entries):
+                holding.append(name)
+        return holding
+
     def search(self, query: str) -> list[str]:
         """Names of the v1 repositories (``ns/repo``) that contain ``query``."""
         found: list[str] = []
