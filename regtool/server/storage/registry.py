@@ -455,6 +455,21 @@ class Registry:
                 f"manifest for {name} references {missing[0]}, unknown to the repository",
                 detail=[str(d) for d in missing],
             )
+        self._store_revision(name, manifest)
+        if tag is not None:
+            self.driver.put_content(paths.tag_link(name, tag), str(manifest.digest).encode())
+        # Last, once the manifest is in place: a collector that marked the repository before it sees the token
+        # change and marks it again, so what the manifest names (blobs it linked long ago, untagged children) stays.
+        self.driver.put_content(paths.manifests_written(name), uuid.uuid4().hex.encode())
+        if not self._manifest_stored(name, manifest.digest):
+            # A delete of this manifest ran while it was written, after the tag scan that would have taken this
+            # tag: the put, answered last, puts the manifest back, so the tag never names a missing one.
+            self._store_revision(name, manifest)
+        if verify_references:
+            self._relink_swept(name, manifest, tag)
+
+    def _store_revision(self, name: str, manifest: Manifest) -> None:
+        """The manifest's bytes, its link and revision in ``name``, and its referrers entry."""
         digest = manifest.digest
         self.blobs.put(manifest.raw, digest)
         self.link_blob(name, digest)
@@ -466,13 +481,6 @@ class Registry:
             self.driver.put_content(
                 paths.referrer_entry(name, manifest.subject.digest, digest), json.dumps(entry).encode()
             )
-        if tag is not None:
-            self.driver.put_content(paths.tag_link(name, tag), str(digest).encode())
-        # Last, once the manifest is in place: a collector that marked the repository before it sees the token
-        # change and marks it again, so what the manifest names (blobs it linked long ago, untagged children) stays.
-        self.driver.put_content(paths.manifests_written(name), uuid.uuid4().hex.encode())
-        if verify_references:
-            self._relink_swept(name, manifest, tag)
 
     def _relink_swept(self, name: str, manifest: Manifest, tag: str | None) -> None:
         """Links a collector removed while the manifest was being written are made again.
@@ -515,12 +523,7 @@ class Registry:
         """Remove a manifest from ``name``, with every tag pointing at it and its referrers entry."""
         stored = self.get_manifest(name, str(digest))
         self._forget_link(name, digest)
-        for tag in self._tag_names(name):
-            try:
-                if self.driver.get_content(paths.tag_link(name, tag)).decode() == str(digest):
-                    self.driver.delete(f"{paths.tags_dir(name)}/{tag}")
-            except PathNotFound:
-                continue
+        self._untag(name, digest)
         try:
             parsed: Manifest | None = parse_manifest(stored.raw, stored.media_type)
         except ManifestError:
@@ -536,6 +539,17 @@ class Registry:
         except PathNotFound:
             pass
         self._forget_link(name, digest)
+        # A tag put meanwhile (a push of the same manifest under another tag) would name the removed revision.
+        self._untag(name, digest)
+
+    def _untag(self, name: str, digest: Digest) -> None:
+        """Delete every tag of ``name`` pointing at ``digest``."""
+        for tag in self._tag_names(name):
+            try:
+                if self.driver.get_content(paths.tag_link(name, tag)).decode() == str(digest):
+                    self.driver.delete(f"{paths.tags_dir(name)}/{tag}")
+            except PathNotFound:
+                continue
 
     def _tag_names(self, name: str) -> Iterator[str]:
         try:
