@@ -30,9 +30,13 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, replace: bool = True) -> bool:
     """Replace ``path`` with ``data`` atomically and durably; the file gets ``mode`` (0600 for secrets) less the
-    umask, as every file regtool creates: a user whose umask keeps their files private keeps these private too."""
+    umask, as every file regtool creates: a user whose umask keeps their files private keeps these private too.
+
+    With ``replace=False`` an existing ``path`` is left as it is (a hard link puts the file in place only where
+    none is, so two writers racing to create it cannot overwrite each other); returns whether it was written.
+    """
     target = Path(path)
     temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
@@ -41,9 +45,24 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, target)
+        if replace:
+            os.replace(temp, target)
+        else:
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                return False
+            except OSError:
+                # A file system without hard links: the check and the rename, with their instant between.
+                if target.exists():
+                    return False
+                os.replace(temp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
     fsync_dir(target.parent)
+    return True

@@ -44,3 +44,13 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
         write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"]
+
+
+def test_write_atomic_without_replace_leaves_what_is_there(tmp_path: Path) -> None:
+    target = tmp_path / "index.json"
+    assert write_atomic(target, b"first", replace=False) is True
+    assert write_atomic(target, b"second", replace=False) is False
+    assert target.read_bytes() == b"first"
+    assert write_atomic(target, b"third") is True
+    assert target.read_bytes() == b"third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"]

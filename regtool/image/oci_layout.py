@@ -92,8 +92,9 @@ class OciLayout:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            if not self.index_path.exists():
-                self._write_index({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
+            # Only where there is none: another pull making the same new layout may have added its image already.
+            empty = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+            write_atomic(self.index_path, json.dumps(empty, indent=2).encode() + b"\n", replace=False)
             write_atomic(self.path / "oci-layout", json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
         except BaseException:
             if not existed:

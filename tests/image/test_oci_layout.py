@@ -252,3 +252,23 @@ def test_any_index_json_is_a_layout_or_a_format_error(index: bytes) -> None:
         except ImageFormatError:
             return
         layout.entries()
+
+
+def test_a_second_pull_making_the_same_new_layout_keeps_the_first_ones_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two first pulls into one new directory: the second found no layout, then the first made it and named its
+    # image. The second's making of the layout must not write an empty index over it.
+    path = tmp_path / "out"
+    image = make_image(1)
+    first = OciLayout.open(path, create=True)
+    store_image(first, image)
+    first.add_manifest(image.manifest.descriptor(), ref_name="1")
+    named = first.ref_names()
+    assert "1" in named
+    # The second, past its checks (an absent directory, then no index.json), makes the layout now.
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self == path / "index.json" else real_exists(self))
+    OciLayout(path)._create()
+    monkeypatch.undo()
+    assert OciLayout.open(path).ref_names() == named
