@@ -103,6 +103,45 @@ class OciLayout:
                 shutil.rmtree(self.path / "blobs", ignore_errors=True)
             raise
 
+    @staticmethod
+    def is_new(path: Path) -> bool:
+        """True when ``path`` is absent, or holds nothing but a staging area an earlier failed pull left."""
+        if not path.exists():
+            return True
+        try:
+            return path.is_dir() and all(child.name == STAGING_DIR for child in path.iterdir())
+        except OSError:
+            return False
+
+    def take_back_new(self, existed: bool) -> int:
+        """Remove what a failed pull into this new layout created but the partials of its staging area; returns
+        how many partials stay (none: the layout is gone, and so is its directory unless ``existed`` before).
+
+        Under the index's lock, and only while index.json names no image: another pull into the same new layout
+        may have finished meanwhile, and its image stays whole (this pull's blobs stay beside it, unreferenced).
+        """
+        partials: list[Path] = []
+        try:
+            with self.index_lock():
+                if self.entries():
+                    return 0
+                staging = self.path / STAGING_DIR
+                partials = sorted(staging.glob("*.partial")) if staging.is_dir() else []
+                for child in self.path.iterdir():
+                    if child.name == STAGING_DIR and partials:
+                        continue
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+        except (OSError, ImageFormatError):
+            # Gone or unreadable already: nothing of it to take back.
+            return 0
+        if not partials and not existed:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+        return len(partials)
+
     def _check(self) -> None:
         if not self.path.is_dir():
             raise ImageFormatError(f"{self.path} is not an OCI layout: no such directory")

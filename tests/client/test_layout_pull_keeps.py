@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from regtool.client import Client
-from regtool.client.v2.pull import _undo_new_layout
 from regtool.errors import ImageFormatError, IntegrityError
 from regtool.image.oci_layout import OciLayout
 from regtool.reference import Reference
@@ -137,7 +136,7 @@ async def test_undoing_a_failed_pull_leaves_an_image_another_pull_put_in_the_lay
     dest = tmp_path / "images"
     async with Client() as client:
         await client.pull(Reference.parse(f"{serve.host}/team/app:2"), dest)
-    assert _undo_new_layout(OciLayout.open(dest), existed=False) == 0
+    assert OciLayout.open(dest).take_back_new(existed=False) == 0
     assert str(OciLayout.open(dest).resolve("2").digest) == digest
     assert (dest / "blobs" / "sha256" / digest.split(":")[1]).is_file()
 

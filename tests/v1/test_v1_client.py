@@ -15,7 +15,7 @@ from regtool.client import Client
 from regtool.client.v1 import pull as v1pull
 from regtool.client.v1.push import image_manifest, local_v1_layers
 from regtool.digest import Digest
-from regtool.errors import IntegrityError, NotFoundError, UnsupportedProtocolError
+from regtool.errors import IntegrityError, NotFoundError, ProtocolError, UnsupportedProtocolError
 from regtool.image.oci_layout import OciLayout
 from regtool.image.source import open_source
 from regtool.manifest import ImageConfig
@@ -251,3 +251,28 @@ async def test_v1_pull_never_fsyncs_on_the_event_loop(tmp_path: Path, monkeypatc
         async with Client() as client:
             await client.pull(ref(server), tmp_path / "out", protocol="v1")
     assert on_loop and not any(on_loop)
+
+
+async def test_a_failed_v1_pull_takes_back_only_what_it_made(tmp_path: Path) -> None:
+    # The same rule as a v2 pull's: a directory the user made stays, and an image another pull finished into
+    # the same new layout meanwhile stays whole.
+    _, _, (layer,), _ = build_layout(tmp_path / "src", layers=1, size=4096)
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        digest = Digest.of(layer)
+        data = tmp_path / "root" / "blobs" / "sha256" / digest.encoded[:2] / digest.encoded / "data"
+        good = data.read_bytes()
+        data.write_bytes(good[:-5] + bytes(b ^ 0xFF for b in good[-5:]))
+        made = tmp_path / "made"
+        made.mkdir()
+        async with Client() as client:
+            with pytest.raises(IntegrityError):
+                await client.pull(target, made, protocol="v1")
+        assert made.is_dir()
+        assert list(made.iterdir()) == []
+
+
+def test_a_registry_serving_an_image_json_that_does_not_parse_is_its_fault() -> None:
+    with pytest.raises(ProtocolError, match="v1 image abc at there"):
+        v1pull.registry_image(b"{not json", where="v1 image abc at there")

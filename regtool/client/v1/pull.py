@@ -40,10 +40,17 @@ from regtool import mediatypes as mt
 from regtool.client.progress import NullProgress, Progress
 from regtool.client.results import PullResult
 from regtool.client.tasks import run_bounded
-from regtool.client.threads import in_thread
+from regtool.client.threads import in_thread, shielded
 from regtool.client.v1.api import V1Api, V1ImageMeta
 from regtool.digest import Digest, DigestVerifier
-from regtool.errors import ImageFormatError, IntegrityError, TransportError, UnsupportedProtocolError
+from regtool.errors import (
+    ImageFormatError,
+    IntegrityError,
+    ProtocolError,
+    RegtoolError,
+    TransportError,
+    UnsupportedProtocolError,
+)
 from regtool.image import docker_archive
 from regtool.image.blobstore import BlobStore
 from regtool.image.compression import open_decompressed
@@ -103,6 +110,15 @@ class StoredLayer:
     received: int
 
 
+def registry_image(raw: bytes, *, where: str) -> V1Image:
+    """An image JSON a registry served, parsed: one that does not parse is the registry's fault (ProtocolError,
+    exit 1), not the user's input."""
+    try:
+        return parse_v1_json(raw, where=where)
+    except ImageFormatError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
 async def fetch_chain(api: V1Api, ref: Reference) -> tuple[str, list[str], dict[str, V1ImageMeta]]:
     """Steps 1-4a of the engine's v1 pull: ping, repository images, tag, ancestry (or the ``parent`` walk).
 
@@ -126,9 +142,9 @@ async def fetch_chain(api: V1Api, ref: Reference) -> tuple[str, list[str], dict[
         current: str | None = top
         while current is not None:
             if current in metas:
-                raise ImageFormatError(f"v1 image {top} at {api.endpoint}: parent links form a cycle")
+                raise ProtocolError(f"v1 image {top} at {api.endpoint}: parent links form a cycle")
             meta = await api.image_json(current)
-            image = parse_v1_json(meta.json, where=f"v1 image {current} at {api.endpoint}")
+            image = registry_image(meta.json, where=f"v1 image {current} at {api.endpoint}")
             if image.id != current:
                 raise IntegrityError(f"v1 image {current} at {api.endpoint}: its JSON says id {image.id}")
             metas[current] = meta
@@ -241,7 +257,7 @@ async def _pull_chain(
         if meta is None:
             meta = await api.image_json(image_id)
             metas[image_id] = meta
-        image = parse_v1_json(meta.json, where=f"v1 image {image_id} at {api.endpoint}")
+        image = registry_image(meta.json, where=f"v1 image {image_id} at {api.endpoint}")
         if image.id != image_id:
             raise IntegrityError(f"v1 image {image_id} at {api.endpoint}: its JSON says id {image.id}")
         images[image_id] = image
@@ -261,9 +277,12 @@ async def _pull_chain(
             stored[image_id] = await download_layer(api, store, image_id, metas[image_id], progress)
 
         await run_bounded(chain_ids, one, jobs)
-    chain = order_chain(list(images.values()), chain_ids[-1])
+    try:
+        chain = order_chain(list(images.values()), chain_ids[-1])
+    except ImageFormatError as exc:
+        raise ProtocolError(str(exc)) from None
     if [image.id for image in chain] != chain_ids:
-        raise ImageFormatError(f"v1 image {chain_ids[-1]} at {api.endpoint}: ancestry disagrees with parent links")
+        raise ProtocolError(f"v1 image {chain_ids[-1]} at {api.endpoint}: ancestry disagrees with parent links")
     return list(chain), [stored[image_id] for image_id in chain_ids]
 
 
@@ -288,15 +307,18 @@ async def pull_v1(
     started = time.monotonic()
     top, chain_ids, metas = await fetch_chain(api, ref)
     progress.event("chain", protocol="v1", image=top, layers=len(chain_ids), serial=jobs <= 1)
-    created = format == "oci" and not dest.exists()
+    existed = dest.exists()
+    created = format == "oci" and OciLayout.is_new(dest)
     try:
         return await _pull_into(
             api, ref, dest, top, chain_ids, metas, format=format, progress=progress, jobs=jobs, started=started
         )
-    except BaseException:
-        # A layout this pull created is removed again; an existing one keeps only complete, verified blobs.
-        if created:
-            shutil.rmtree(dest, ignore_errors=True)
+    except BaseException as exc:
+        # As a v2 pull: a layout this pull created is taken back when its failure is not the network's (or a
+        # Ctrl-C), unless another pull has named an image in it meanwhile; an existing one keeps only complete,
+        # verified blobs, and so does one kept for the run that resumes.
+        if created and isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
+            await shielded(in_thread(OciLayout(dest).take_back_new, existed))
         raise
 
 

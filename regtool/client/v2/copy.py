@@ -53,7 +53,7 @@ from regtool.client.results import CopyResult
 from regtool.client.tasks import PRECONNECT_PER_JOB, run_bounded
 from regtool.client.threads import in_thread, shielded
 from regtool.client.v1.api import V1Api, V1ImageMeta
-from regtool.client.v1.pull import download_layer, fetch_chain
+from regtool.client.v1.pull import download_layer, fetch_chain, registry_image
 from regtool.client.v1.push import LayerOpener, V1Layer, push_v1_chain
 from regtool.client.v2.api import RegistryAPI
 from regtool.client.v2.resolve import plan_images, resolve_image
@@ -75,7 +75,6 @@ from regtool.image.convert import (
     V1Image,
     config_from_v1,
     oci_manifest,
-    parse_v1_json,
     payload_checksum,
     v1_chain_from_config,
 )
@@ -435,7 +434,7 @@ async def _v1_image(v1_source: V1Api, metas: dict[str, V1ImageMeta], image_id: s
     """An image of the chain: its metadata as the chain walk found it (else fetched now), its JSON checked to
     name ``image_id``."""
     meta = metas.get(image_id) or await v1_source.image_json(image_id)
-    image = parse_v1_json(meta.json, where=f"v1 image {image_id} at {v1_source.endpoint}")
+    image = registry_image(meta.json, where=f"v1 image {image_id} at {v1_source.endpoint}")
     if image.id != image_id:
         raise IntegrityError(f"v1 image {image_id} at {v1_source.endpoint}: its JSON says id {image.id}")
     return meta, image

@@ -44,7 +44,7 @@ from regtool.client.v2.blobdownload import BlobDownloader
 from regtool.client.v2.rangefetch import SplitPolicy
 from regtool.client.v2.resolve import ImagePlan, plan_images
 from regtool.errors import RegtoolError, TransportError, UsageError
-from regtool.image.blobstore import STAGING_DIR, BlobStore
+from regtool.image.blobstore import BlobStore
 from regtool.image.oci_layout import OciLayout
 from regtool.manifest import Descriptor, Platform
 from regtool.protocol import v2
@@ -99,7 +99,7 @@ class V2Puller:
         tally = _Tally()
         if format == "oci":
             existed = dest.exists()
-            created = _is_new(dest)
+            created = OciLayout.is_new(dest)
             with _writable(dest):
                 layout = OciLayout.open(dest, create=True)
             try:
@@ -107,7 +107,7 @@ class V2Puller:
                     await self._fill(ref, layout, plan, tally, chain)
             except BaseException as exc:
                 if created and isinstance(exc, RegtoolError) and not isinstance(exc, TransportError):
-                    kept = await shielded(in_thread(_undo_new_layout, layout, existed))
+                    kept = await shielded(in_thread(layout.take_back_new, existed))
                     if kept:
                         raise type(exc)(
                             f"{exc}; the partial downloads of {kept} other blob(s) are kept in {dest} "
@@ -229,43 +229,3 @@ def _writable(dest: Path, *, only: frozenset[int] | None = None) -> Iterator[Non
         if only is not None and exc.errno not in only:
             raise
         raise UsageError(f"cannot write to {dest}: {exc.strerror or exc}") from None
-
-
-def _is_new(dest: Path) -> bool:
-    """True when ``dest`` is absent, or holds nothing but a staging area an earlier failed pull left."""
-    if not dest.exists():
-        return True
-    try:
-        return dest.is_dir() and all(child.name == STAGING_DIR for child in dest.iterdir())
-    except OSError:
-        return False
-
-
-def _undo_new_layout(layout: OciLayout, existed: bool) -> int:
-    """Remove what a failed pull into the new layout created but the partials of its staging area; returns how
-    many partials stay (none: the layout is gone, and so is its directory unless ``existed`` before the pull).
-
-    Under the index's lock, and only while index.json names no image: another pull into the same new layout
-    may have finished meanwhile, and its image stays whole (this pull's blobs stay beside it, unreferenced).
-    """
-    dest = layout.path
-    try:
-        with layout.index_lock():
-            if layout.entries():
-                return 0
-            staging = dest / STAGING_DIR
-            partials = sorted(staging.glob("*.partial")) if staging.is_dir() else []
-            for child in dest.iterdir():
-                if child.name == STAGING_DIR and partials:
-                    continue
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
-    except (OSError, RegtoolError):
-        # Gone or unreadable already: nothing of it to take back.
-        return 0
-    if not partials and not existed:
-        with contextlib.suppress(OSError):
-            dest.rmdir()
-    return len(partials)
