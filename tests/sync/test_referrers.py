@@ -426,3 +426,26 @@ async def test_copy_with_referrers_passes_over_a_stale_tag_schema_entry(
     async with Client() as client:
         found = await find_referrers(client.api, Reference(target.host, "team/app"), attached.subject)
     assert {r.digest for r in found} == {attached.sbom, attached.sbom_signature, attached.cosign}
+
+
+async def test_tags_naming_one_digest_carry_its_referrers_once(
+    distribution: Distribution,  # noqa: F811
+    serve_pair: tuple[RunningServe, ...],
+    tmp_path: Path,
+) -> None:
+    # Three tags of one signed image: each referrer is written to the target once and counted once (copied once
+    # per tag at once, the tag-schema index was written concurrently, and the run could fail).
+    attached = attach(distribution.url, "team/app", tag_schema=True)
+    with httpx.Client(base_url=distribution.url, timeout=30) as client:
+        for tag in ("1.1", "2.0"):
+            raw, kind = attached.image.manifest.raw, attached.image.manifest.media_type
+            assert push_manifest(client, "team/app", tag, raw, kind).status_code == 201
+    target = serve_pair[1]
+    done = regtool("sync", "--json", f"{distribution.host}/team/app", target.host, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["referrers"] == 4
+    written = [e for e in target.requests.events("PUT") if "/manifests/" in e.path]
+    digests = [e.path.rsplit("/", 1)[1] for e in written]
+    for referrer in (attached.signature, attached.sbom, attached.sbom_signature):
+        assert digests.count(str(referrer)) == 1, referrer

@@ -232,6 +232,10 @@ class SyncEngine:
         # Blobs known to be at the target (found, uploaded or mounted by an earlier copy of this run): images that
         # share layers ask about each shared blob once per run, not once per image.
         self._present: set[BlobPlace] = set()
+        # The referrers of each subject carried to each target repository in this run: tags naming one digest
+        # share one copy (copying them once per tag at once wrote the same manifests and tag-schema index
+        # concurrently, and counted each referrer once per tag).
+        self._referrer_copies: dict[tuple[str, Digest], asyncio.Task[int]] = {}
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -705,11 +709,22 @@ class SyncEngine:
 
     async def _copy_referrers(self, job: ImageJob, source_digest: Digest, repo: _Repository | None) -> int:
         """Carry what refers to the copied manifest (signatures, SBOMs, attestations, recursively) to the target;
-        how many referrers the target lacked. The one place referrers plug into a sync: between registries
+        how many referrers the target lacked, counted for the first tag of the digest (the others wait for that
+        one copy and count none). The one place referrers plug into a sync: between registries
         (``copy_referrers``), into and out of a directory's layout (layout_referrers.py); never for a trimmed
         index, whose digest at the target is not the one they refer to."""
         if not self.options.referrers:
             return 0
+        key = (job.target_repository, source_digest)
+        running = self._referrer_copies.get(key)
+        if running is not None:
+            await running
+            return 0
+        running = asyncio.ensure_future(self._copy_referrers_of(job, source_digest, repo))
+        self._referrer_copies[key] = running
+        return await running
+
+    async def _copy_referrers_of(self, job: ImageJob, source_digest: Digest, repo: _Repository | None) -> int:
         source, target = job.spec.endpoint, self.target
         artifact_types = self.options.artifact_types or None
         source_tags = self._listed_source_tags(job, repo)
