@@ -110,3 +110,29 @@ def test_docker_hub_names_of_one_component_are_asked_for_as_official_images() ->
     asked = [str(s.endpoint.reference(s.repository, "1")) for s in config.sources]
     assert asked == ["docker.io/library/busybox:1", "docker.io/team/app:1"]
     assert [s.repository for s in config.sources] == ["busybox", "team/app"], "the target keeps the name as written"
+
+
+def test_a_dest_naming_a_tag_is_refused_not_dropped(tmp_path: Path) -> None:
+    from tests.cli.support import regtool
+
+    done = regtool("sync", "127.0.0.1:1/team/app", "127.0.0.1:2/mirror:foo", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: DEST: '127.0.0.1:2/mirror:foo' names a tag; DEST is REGISTRY[/PREFIX] (each image keeps its tag)\n"
+    )
+
+
+def test_unquoted_numeric_tags_and_passwords_keep_their_text_as_skopeo_reads_them() -> None:
+    # skopeo's decoder fills string fields with the scalar's text: 1.10 is the tag "1.10", not the float 1.1.
+    config = parse_skopeo_config(
+        "127.0.0.1:5000:\n"
+        "  tls-verify: false\n"
+        "  images:\n"
+        "    team/app: [1.0, 1.10, 2, 2024-01-02]\n"
+        "  credentials: {username: robot, password: 12345}\n",
+        where="sync.yaml",
+    )
+    (source,) = config.sources
+    assert source.tags.names == ("1.0", "1.10", "2", "2024-01-02")
+    assert source.credentials is not None and source.credentials.password == "12345"
+    assert config.insecure_registries == ("127.0.0.1:5000",)

@@ -128,6 +128,9 @@ def parse_endpoint(text: str, *, role: str) -> Endpoint:
         )
     if tag is not None and not rest:
         raise InvalidReference(f"{role}: a tag needs a repository: {text!r}")
+    if tag is not None and role == "DEST":
+        # Every image keeps its own tag at DEST: a tag there would be dropped without a word.
+        raise InvalidReference(f"DEST: {text!r} names a tag; DEST is REGISTRY[/PREFIX] (each image keeps its tag)")
     return RegistryEndpoint(registry, rest, tag)
 
 

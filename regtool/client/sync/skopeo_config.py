@@ -38,6 +38,7 @@ from regtool.reference import DOCKER_TRANSPORT, parse_registry
 
 __all__ = ["KNOWN_KEYS", "NOT_HONOURED", "SkopeoConfig", "load_skopeo_config", "parse_skopeo_config"]
 
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"})
 KNOWN_KEYS = ("images", "images-by-tag-regex", "images-by-semver", "tls-verify", "credentials", "cert-dir")
 NOT_HONOURED = ("cert-dir",)
 # Flags a regular expression sets for all of itself, which Python accepts only at its very start.
@@ -66,8 +67,18 @@ def load_skopeo_config(path: Path) -> SkopeoConfig:
 def parse_skopeo_config(text: str, *, where: str) -> SkopeoConfig:
     import yaml  # here: only a sync with --config needs it
 
+    # As skopeo's Go decoder fills its string fields: a plain scalar keeps its text, so tags 1.0 and 1.10 stay
+    # "1.0" and "1.10" (not the floats 1.0 and 1.1) and a numeric password stays text; booleans (tls-verify)
+    # and nulls are still read as such.
+    class TextScalarLoader(yaml.SafeLoader):
+        pass
+
+    TextScalarLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBER_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=TextScalarLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         place = f" line {mark.line + 1}" if mark is not None else ""
