@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 __all__ = ["fsync_dir", "write_atomic"]
@@ -66,3 +67,27 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
         raise
     fsync_dir(target.parent)
     return True
+
+
+def remove_orphans(parent: Path, prefix: str) -> None:
+    """Remove the entries of ``parent`` named ``<prefix><pid>-...`` whose process is gone: the scratch a killed
+    run of this program left (its runs name their scratch so). Best effort: an entry it cannot judge or remove
+    stays."""
+    try:
+        candidates = list(parent.glob(f"{prefix}*-*"))
+    except OSError:
+        return
+    for candidate in candidates:
+        pid_text = candidate.name.removeprefix(prefix).split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    candidate.unlink()
+        except OSError:
+            continue  # alive, under another user

@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 from regtool import mediatypes as mt
 from regtool.digest import Digest, DigestVerifier
 from regtool.errors import ImageFormatError, IntegrityError, InvalidReference, NotFoundError
+from regtool.files import remove_orphans
 from regtool.image.archive_layers import LayerCompression, archive_errors
 from regtool.image.archive_writer import ArchiveWriter, V1Image, parse_config, plan_archive, synthetic_v1_ids
 from regtool.image.blobstore import BlobStore
@@ -317,24 +318,6 @@ class OpenedArchive:
 _WORK_PREFIX = "regtool-archive-"
 
 
-def _remove_orphaned_work_dirs(parent: Path) -> None:
-    """Remove the work directories under ``parent`` whose process is gone (best effort: any error skips one)."""
-    try:
-        candidates = list(parent.glob(f"{_WORK_PREFIX}*-*"))
-    except OSError:
-        return
-    for candidate in candidates:
-        pid_text = candidate.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            shutil.rmtree(candidate, ignore_errors=True)
-        except OSError:
-            continue  # alive, under another user
-
-
 def open_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | None = None) -> OpenedArchive:
     """Read and check a docker-archive's manifest.json, config and layer members, without compressing anything.
 
@@ -375,7 +358,7 @@ def open_docker_archive(path: Path, ref: str | None = None, *, work_dir: Path | 
                 plain_tar = sniff(probe.read(_SNIFF)) is Compression.NONE
             headers = [members[name.removeprefix("./")] for name in names]
             parallel = plain_tar and all(m.isreg() and not m.issparse() for m in headers)
-        _remove_orphaned_work_dirs(Path(work_dir or tempfile.gettempdir()))
+        remove_orphans(Path(work_dir or tempfile.gettempdir()), _WORK_PREFIX)
         tmp_dir = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=work_dir))
         layers = LayerCompression(
             path,

@@ -276,3 +276,30 @@ async def test_a_failed_v1_pull_takes_back_only_what_it_made(tmp_path: Path) -> 
 def test_a_registry_serving_an_image_json_that_does_not_parse_is_its_fault() -> None:
     with pytest.raises(ProtocolError, match="v1 image abc at there"):
         v1pull.registry_image(b"{not json", where="v1 image abc at there")
+
+
+async def test_a_v1_pull_removes_what_a_killed_one_left(tmp_path: Path) -> None:
+    # A v1 layer is fetched whole again, never resumed: a killed pull's work directory beside an archive and its
+    # partials in a layout's staging area are only litter, which the next pull removes.
+    import subprocess
+
+    build_layout(tmp_path / "src", layers=1, size=4096)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan_dir = tmp_path / f".regtool-v1-{dead.pid}-abcd1234"
+    (orphan_dir / "layout").mkdir(parents=True)
+    layout_dir = tmp_path / "out"
+    OciLayout.open(layout_dir, create=True)
+    staging = layout_dir / ".regtool-staging"
+    staging.mkdir()
+    orphan_partial = staging / f"v1-{dead.pid}-{'1' * 64}.abc.partial"
+    orphan_partial.write_bytes(b"half a layer")
+    with run_serve(tmp_path / "root") as server:
+        target = ref(server)
+        await push_v1(tmp_path / "src", target)
+        async with Client() as client:
+            await client.pull(target, tmp_path / "out.tar", protocol="v1")
+            await client.pull(target, layout_dir, protocol="v1")
+    assert not orphan_dir.exists()
+    assert not orphan_partial.exists()
+    assert list(tmp_path.glob(".regtool-v1-*")) == []

@@ -51,6 +51,7 @@ from regtool.errors import (
     TransportError,
     UnsupportedProtocolError,
 )
+from regtool.files import remove_orphans
 from regtool.image import docker_archive
 from regtool.image.blobstore import BlobStore
 from regtool.image.compression import open_decompressed
@@ -72,6 +73,10 @@ __all__ = ["StoredLayer", "V1PullOutcome", "download_layer", "fetch_chain", "pul
 
 _CHUNK = 1 << 20
 _RESUMES = 5
+# A killed pull's scratch: a docker-archive's work directory beside it, a layer's partial in the staging area
+# (both named with the pid, for ``remove_orphans``: a v1 layer is fetched whole again, never resumed).
+_WORK_PREFIX = ".regtool-v1-"
+_PARTIAL_PREFIX = "v1-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +189,9 @@ async def download_layer(
 ) -> StoredLayer:
     """GET one layer into ``store``, verified against ``X-Docker-Size`` and the payload checksum when sent."""
     store.staging_dir.mkdir(parents=True, exist_ok=True)
-    tmp = store.staging_dir / f"v1-{image_id}.{secrets.token_hex(6)}.partial"
+    # Private to this process (another pull may fetch the same image); the pid lets a later pull remove it when
+    # this one was killed (``remove_orphans``).
+    tmp = store.staging_dir / f"{_PARTIAL_PREFIX}{os.getpid()}-{image_id}.{secrets.token_hex(6)}.partial"
     blob = DigestVerifier()
     payload = payload_checksum(meta.json)
     key = f"v1:{image_id}"
@@ -357,9 +364,15 @@ async def _pull_into(
         root = dest
         if format != "oci":
             dest.parent.mkdir(parents=True, exist_ok=True)
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".regtool-v1-", dir=dest.parent)))
+            await in_thread(remove_orphans, dest.parent, _WORK_PREFIX)
+            work = Path(
+                stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=dest.parent)
+                )
+            )
             root = work / "layout"
         layout = await in_thread(functools.partial(OciLayout.open, root, create=True))
+        await in_thread(remove_orphans, layout.blobs.staging_dir, _PARTIAL_PREFIX)
         try:
             chain, layers = await _pull_chain(api, layout.blobs, chain_ids, metas, progress, jobs)
             config, manifest = await in_thread(_write_image, layout, ref, dest, format, chain, layers)
