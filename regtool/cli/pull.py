@@ -158,7 +158,8 @@ def pull(
     Each blob's digest and size are checked as it streams to disk; nothing unverified stays in DEST.
 
     Over v2 the config and layers download concurrently (--jobs); over v1 the parent chain is walked serially.
-    A layout that already holds some blobs only gets the missing ones; several tags can share one layout.
+    Over v2 a layout that already holds some blobs only gets the missing ones (v1 names no digest before the
+    bytes, so every layer comes again); several tags can share one layout.
 
     Example: regtool pull localhost:5000/team/app:1.0 ./app
     """
