@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from regtool.digest import Digest
 from regtool.errors import ImageFormatError, NotFoundError, UnsupportedProtocolError, UsageError
 from regtool.manifest import MAX_INDEX_DEPTH, Descriptor, Manifest, Platform
+from regtool.mediatypes import INDEX_TYPES
 
 __all__ = ["ResolvedImage", "available_platforms", "host_platform", "parse_platform", "select_image", "select_manifest"]
 
@@ -152,9 +153,12 @@ async def select_image(
         try:
             entry = select_manifest(index.manifests, wanted, where=where)
         except NotFoundError:
-            if optional:
-                return ResolvedImage(top, None, chosen)
-            raise
+            found = await _in_nested_index(index, wanted, fetch, where=where)
+            if found is None:
+                if optional:
+                    return ResolvedImage(top, None, chosen)
+                raise
+            index, entry = found
         chosen = chosen or str(entry.platform)
         (child,) = await fetch((entry,))
         if child.is_index:
@@ -166,3 +170,19 @@ async def select_image(
             raise UnsupportedProtocolError(f"{where}: platform {wanted} points at a {child.kind}, not an image")
         return ResolvedImage(top, child, chosen)
     raise ImageFormatError(f"{where}: indexes nest more than {MAX_INDEX_DEPTH} deep")
+
+
+async def _in_nested_index(
+    index: Manifest, wanted: Platform, fetch: ManifestFetch, *, where: str
+) -> tuple[Manifest, Descriptor] | None:
+    """The first entry for ``wanted`` in an index that ``index`` names without a platform (an index of indexes,
+    as containerd reads it), with that index; None when none has one."""
+    nested = [entry for entry in index.manifests if entry.platform is None and entry.media_type in INDEX_TYPES]
+    for child in await fetch(nested) if nested else []:
+        if not child.is_index:
+            continue
+        try:
+            return child, select_manifest(child.manifests, wanted, where=where)
+        except NotFoundError:
+            continue
+    return None

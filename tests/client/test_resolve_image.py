@@ -71,6 +71,30 @@ async def test_a_nested_index_is_followed_to_the_platforms_image_by_pull_copy_an
                 await image_manifest(source)
 
 
+async def test_an_index_named_without_a_platform_is_looked_into(
+    serve: RunningServe,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # An index of indexes whose entries carry no platform, as containerd reads one: the platform's image is
+    # found inside (it was "no manifest for platform ...; available: none", exit 3).
+    src = tmp_path / "src"
+    inner = write_index(src, None, [("linux", "amd64"), ("linux", "arm64")])
+    entry = inner.manifest.descriptor().to_json()
+    raw = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}).encode()
+    outer = parse_manifest(raw, mt.OCI_INDEX)
+    layout = OciLayout.open(src)
+    layout.blobs.put_bytes(outer.digest, raw)
+    layout.add_manifest(outer.descriptor(), ref_name="outer")
+    ref = Reference.parse(f"{serve.host}/team/outer:1")
+    async with Client() as client:
+        await client.push(f"{src}:outer", ref)
+        for platform, child in (("linux/arm64", inner.children[1]), ("linux/amd64", inner.children[0])):
+            pulled = await client.pull(ref, tmp_path / platform.replace("/", "-"), platform=parse_platform(platform))
+            assert pulled.digest == child.manifest.digest
+        with pytest.raises(NotFoundError, match="no manifest for platform linux/s390x"):
+            await client.pull(ref, tmp_path / "s390x", platform=parse_platform("linux/s390x"))
+
+
 async def test_a_platform_the_index_lacks_fails_alike_for_pull_copy_and_inspect(
     serve: RunningServe,  # noqa: F811
     tmp_path: Path,
