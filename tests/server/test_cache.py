@@ -231,3 +231,58 @@ def test_a_delete_redis_cannot_be_told_of_fails_and_deletes_nothing(
         redis_server.start()
         assert client.delete(f"/v2/team/app/manifests/{manifest_digest}").status_code == 202
         assert client.get(f"/v2/team/app/manifests/{manifest_digest}").status_code == 404
+
+
+class _DeleteAfterRead(FilesystemDriver):
+    """A driver whose read of ``path`` is followed, before the reader goes on, by ``then`` (another instance's
+    delete): the instant between a store read and the cache write it leads to."""
+
+    def __init__(self, root: Path, path: str, then: object) -> None:
+        super().__init__(root)
+        self.path, self.then, self.done = path, then, False
+
+    def get_content(self, path: str) -> bytes:
+        data = super().get_content(path)
+        if path == self.path and not self.done:
+            self.done = True
+            self.then()  # type: ignore[operator]
+        return data
+
+
+def test_a_delete_landing_between_a_read_and_its_cache_write_is_not_undone(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    root = tmp_path / "registry"
+    writer = Registry(FilesystemDriver(root), RedisDescriptorCache(redis_server.addr))
+    config, layer = b'{"architecture":"amd64","os":"linux"}', random_blob(4096)
+    for data in (config, layer):
+        writer.link_blob("team/app", writer.blobs.put(data))
+    from regtool.manifest import parse_manifest
+
+    manifest = parse_manifest(image_manifest(config, [layer]), mt.OCI_MANIFEST)
+    writer.put_manifest("team/app", manifest, "v1")
+    writer.link_blob("other/app", Digest.of(layer))  # the layer's bytes stay: another repository holds them
+    writer.cache.forget_link("team/app", manifest.digest)  # type: ignore[union-attr]
+    writer.cache.forget_link("team/app", Digest.of(layer))  # type: ignore[union-attr]
+
+    # A manifest: read by one instance, deleted by another before the first one's cache write.
+    revision = paths.manifest_revision("team/app", manifest.digest)
+    reader = Registry(
+        _DeleteAfterRead(root, revision, lambda: writer.delete_manifest("team/app", manifest.digest)),
+        RedisDescriptorCache(redis_server.addr),
+    )
+    with pytest.raises(ApiError):
+        reader.get_manifest("team/app", str(manifest.digest))
+    for instance_ in (reader, writer):
+        with pytest.raises(ApiError):
+            instance_.get_manifest("team/app", str(manifest.digest))
+
+    # A blob link: the same instant, between a HEAD's read of the link and its cache write.
+    link = paths.layer_link("team/app", Digest.of(layer))
+    reader = Registry(
+        _DeleteAfterRead(root, link, lambda: writer.unlink_blob("team/app", Digest.of(layer))),
+        RedisDescriptorCache(redis_server.addr),
+    )
+    with pytest.raises(ApiError):
+        reader.stat_blob("team/app", Digest.of(layer))
+    assert not writer.blob_linked("team/app", Digest.of(layer))

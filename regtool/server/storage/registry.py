@@ -191,6 +191,7 @@ class Registry:
             return False
         if self.cache is not None:
             self.cache.remember_blob(name, digest, None)
+            return self._still_linked(name, digest)
         return True
 
     def _link_stored(self, name: str, digest: Digest) -> bool:
@@ -223,9 +224,25 @@ class Registry:
             size = self.blobs.stored_size(digest) if linked else None
             if size is not None and self.cache is not None:
                 self.cache.remember_blob(name, digest, BlobDescriptor(size))
+                if not self._still_linked(name, digest):
+                    size = None
         if size is None:
             raise self._blob_unknown(name, digest)
         return size
+
+    def _still_linked(self, name: str, digest: Digest) -> bool:
+        """After the cache learned a link the store showed: the store asked again, and the entry taken back when
+        the link is gone. A delete between that read and the cache's write cleared the cache before the write
+        landed (it clears before and after removing), so only this second look keeps the deleted link out."""
+        if self._link_stored(name, digest):
+            return True
+        self._take_back(name, digest)
+        return False
+
+    def _take_back(self, name: str, digest: Digest) -> None:
+        # A cache that cannot be reached took no entry either: nothing to take back, and no read fails for it.
+        with contextlib.suppress(ApiError):
+            self._forget_link(name, digest)
 
     def open_blob(self, name: str, digest: Digest, offset: int = 0) -> BinaryIO:
         self.stat_blob(name, digest)
@@ -260,8 +277,8 @@ class Registry:
             self._forget_link(name, digest)
 
     def _forget_link(self, name: str, digest: Digest) -> None:
-        # Called before and after a link is removed: an instance that read the link just before the delete
-        # cannot leave it cached afterwards for longer than its own request.
+        # Called before and after a link is removed; an instance that read the link just before the delete and
+        # wrote it to the cache after both looks again (``_still_linked``) and takes its entry back.
         if self.cache is not None:
             self.cache.forget_link(name, digest)
 
@@ -420,6 +437,10 @@ class Registry:
             return None
         if self.cache is not None:
             self.cache.remember_manifest(name, digest, media_type)
+            # As for a blob's link (``_still_linked``): a delete that landed between the read and the write.
+            if not self._manifest_stored(name, digest):
+                self._take_back(name, digest)
+                return None
         return media_type
 
     def _manifest_unknown(self, name: str, reference: str) -> ApiError:
