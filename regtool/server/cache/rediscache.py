@@ -94,8 +94,10 @@ class RedisDescriptorCache:
             member = bool(replies[0]) if repository is not None else False
             return member, _descriptor(replies[-1])
 
-        member, descriptor = self._run(lookup) or (False, None)
-        self.stats.count(hit=member if repository is not None else descriptor is not None)
+        asked, found = self._ask(lookup)
+        member, descriptor = found or (False, None)
+        if asked:
+            self.stats.count(hit=member if repository is not None else descriptor is not None)
         return member, descriptor
 
     def remember_blob(self, repository: str | None, digest: Digest, descriptor: BlobDescriptor | None) -> None:
@@ -114,8 +116,9 @@ class RedisDescriptorCache:
             value = client.hget(_repository_manifests(repository), str(digest))
             return value if isinstance(value, str) else None
 
-        media_type = self._run(lookup)
-        self.stats.count(hit=media_type is not None)
+        asked, media_type = self._ask(lookup)
+        if asked:
+            self.stats.count(hit=media_type is not None)
         return media_type
 
     def remember_manifest(self, repository: str, digest: Digest, media_type: str) -> None:
@@ -157,16 +160,25 @@ class RedisDescriptorCache:
         return result
 
     def _run(self, operation: Callable[[redis.Redis], T]) -> T | None:
+        """A write the cache may miss: skipped while it stands aside, and a failure only sets it aside."""
+        return self._ask(operation, lookup=False)[1]
+
+    def _ask(self, operation: Callable[[redis.Redis], T], *, lookup: bool = True) -> tuple[bool, T | None]:
+        """``operation``'s result, and whether Redis answered. A lookup it could not ask counts as one error:
+        each lookup is one hit, one miss or one error (the metric's promise), and a write counts none."""
         if self._down_since is not None and time.monotonic() < self._retry_at:
-            self.stats.error()
-            return None
+            if lookup:
+                self.stats.error()
+            return False, None
         try:
             result = operation(self._client)
         except self._errors as exc:
             self._fail(exc)
-            return None
+            if lookup:
+                self.stats.error()
+            return False, None
         self._back()
-        return result
+        return True, result
 
     def _back(self) -> None:
         if self._down_since is not None:
@@ -180,7 +192,6 @@ class RedisDescriptorCache:
                     self._down_since = None
 
     def _fail(self, exc: BaseException) -> None:
-        self.stats.error()
         with self._lock:
             now = time.monotonic()
             self._retry_at = now + self._retry_after
