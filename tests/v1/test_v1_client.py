@@ -153,17 +153,22 @@ async def test_v1_pull_without_ancestry_walks_parents(tmp_path: Path) -> None:
     assert len(pulled.manifest(pulled.resolve()).layers) == 3
 
 
+def _corrupt_stored_layer(root: Path, layer: bytes) -> None:
+    """Flip a byte near the end of the layer's blob in serve's store (which also holds the config and manifest
+    that show the image over v2)."""
+    digest = Digest.of(layer)
+    data = root / "blobs" / "sha256" / digest.encoded[:2] / digest.encoded / "data"
+    blob = bytearray(data.read_bytes())
+    blob[-5] ^= 0xFF
+    data.write_bytes(bytes(blob))
+
+
 async def test_corrupt_layer_fails_payload_check_and_leaves_no_blob(tmp_path: Path) -> None:
     _, _, (layer,), _ = build_layout(tmp_path / "src", layers=1, size=4096)
     with run_serve(tmp_path / "root") as server:
         target = ref(server)
         await push_v1(tmp_path / "src", target)
-        # The layer's blob (the store also holds the config and manifest that show the image over v2).
-        digest = Digest.of(layer)
-        data = tmp_path / "root" / "blobs" / "sha256" / digest.encoded[:2] / digest.encoded / "data"
-        blob = bytearray(data.read_bytes())
-        blob[-5] ^= 0xFF
-        data.write_bytes(bytes(blob))
+        _corrupt_stored_layer(tmp_path / "root", layer)
         async with Client() as client:
             with pytest.raises(IntegrityError, match="payload checksum mismatch"):
                 await client.pull(target, tmp_path / "out", protocol="v1")
@@ -260,10 +265,7 @@ async def test_a_failed_v1_pull_takes_back_only_what_it_made(tmp_path: Path) -> 
     with run_serve(tmp_path / "root") as server:
         target = ref(server)
         await push_v1(tmp_path / "src", target)
-        digest = Digest.of(layer)
-        data = tmp_path / "root" / "blobs" / "sha256" / digest.encoded[:2] / digest.encoded / "data"
-        good = data.read_bytes()
-        data.write_bytes(good[:-5] + bytes(b ^ 0xFF for b in good[-5:]))
+        _corrupt_stored_layer(tmp_path / "root", layer)
         made = tmp_path / "made"
         made.mkdir()
         async with Client() as client:

@@ -471,11 +471,7 @@ class Registry:
         if manifest.is_index and verify_references:
             missing += [c.digest for c in manifest.manifests if not self._manifest_stored(name, c.digest)]
         if missing:
-            raise ApiError(
-                ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                f"manifest for {name} references {missing[0]}, unknown to the repository",
-                detail=[str(d) for d in missing],
-            )
+            raise _references_unknown(name, missing)
         self._store_revision(name, manifest)
         if tag is not None:
             self.driver.put_content(paths.tag_link(name, tag), str(manifest.digest).encode())
@@ -524,11 +520,7 @@ class Registry:
             with contextlib.suppress(PathNotFound):
                 if self.driver.get_content(paths.tag_link(name, tag)) == str(manifest.digest).encode():
                     self.driver.delete(f"{paths.tags_dir(name)}/{tag}")
-        raise ApiError(
-            ErrorCode.MANIFEST_BLOB_UNKNOWN,
-            f"manifest for {name} references {gone[0]}, unknown to the repository",
-            detail=[str(d) for d in gone],
-        )
+        raise _references_unknown(name, gone)
 
     def tag_manifest(self, name: str, tag: str, digest: Digest) -> None:
         """Point ``tag`` of ``name`` at manifest ``digest``, which the repository holds already."""
@@ -633,3 +625,12 @@ def referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
     if manifest.annotations:
         entry["annotations"] = dict(manifest.annotations)
     return entry
+
+
+def _references_unknown(name: str, missing: list[Digest]) -> ApiError:
+    """MANIFEST_BLOB_UNKNOWN for a manifest put whose ``missing`` blobs or children the repository lacks."""
+    return ApiError(
+        ErrorCode.MANIFEST_BLOB_UNKNOWN,
+        f"manifest for {name} references {missing[0]}, unknown to the repository",
+        detail=[str(d) for d in missing],
+    )
